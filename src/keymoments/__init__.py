@@ -1,0 +1,39 @@
+"""keymoments: customer journeys and the key moments that define them.
+
+>>> import keymoments as km
+>>> issubclass(km.ConfigError, km.KeymomentsError)
+True
+"""
+
+from .config import Config, load_config
+from .errors import (
+    ConfigError,
+    KeymomentsError,
+    MissingExtraError,
+    NotFoundError,
+    SourceError,
+    WorkspaceError,
+)
+from .results import Result
+from .sources.ingest import LoadReport
+from .store.workspace import Workspace, init
+from .store.workspace import open_workspace as open  # noqa: A001 (km.open is the API)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "KeymomentsError",
+    "LoadReport",
+    "MissingExtraError",
+    "NotFoundError",
+    "Result",
+    "SourceError",
+    "Workspace",
+    "WorkspaceError",
+    "init",
+    "load_config",
+    "open",
+    "__version__",
+]

@@ -1,0 +1,271 @@
+"""The ``keymoments`` command: a thin shell over the Python API.
+
+One error boundary: a keymoments error prints one red line and exits 1; anything
+unexpected exits 2; ``--debug`` (or ``KEYMOMENTS_DEBUG=1``) shows the traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from .errors import KeymomentsError
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+
+class _Boundary(click.Group):
+    """Turns errors into one clear line and a non-zero exit."""
+
+    def invoke(self, ctx: click.Context):
+        debug = bool(ctx.params.get("debug")) or os.environ.get("KEYMOMENTS_DEBUG") == "1"
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except KeymomentsError as exc:
+            if debug:
+                raise
+            from rich.markup import escape
+
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
+            ctx.exit(1)
+        except Exception as exc:  # noqa: BLE001 (the one boundary)
+            if debug:
+                raise
+            from rich.markup import escape
+
+            err_console.print(f"[bold red]internal error:[/] {type(exc).__name__}: {escape(str(exc))} "
+                              "(run with --debug for the traceback, and please report it)",
+                              soft_wrap=True)
+            ctx.exit(2)
+
+
+def _workspace(ctx: click.Context, read_only: bool = False):
+    from .store.workspace import Workspace
+
+    return Workspace.open(ctx.obj["workspace"], read_only=read_only)
+
+
+@click.group(cls=_Boundary, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-w", "--workspace", default=lambda: os.environ.get("KEYMOMENTS_WORKSPACE", "."),
+              show_default="current folder or $KEYMOMENTS_WORKSPACE",
+              help="Workspace folder (holds keymoments.yaml).")
+@click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
+@click.version_option(package_name="keymoments")
+@click.pass_context
+def main(ctx: click.Context, workspace: str, debug: bool) -> None:
+    """keymoments: customer journeys and the key moments that define them."""
+    ctx.ensure_object(dict)
+    ctx.obj["workspace"] = workspace
+    ctx.obj["debug"] = debug
+
+
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.option("--name", help="Workspace name (default: the folder's name).")
+def init(directory: str, name: str | None) -> None:
+    """Create a workspace in DIRECTORY: keymoments.yaml and the DuckDB store."""
+    from .store.workspace import init as init_ws
+
+    ws = init_ws(directory, name)
+    ws.close()
+    console.print(f"created workspace in {directory}: edit {Path(directory) / 'keymoments.yaml'} "
+                  f"to map your exports, then run 'keymoments -w {directory} ingest'")
+
+
+@main.command()
+@click.argument("sources", nargs=-1)
+@click.option("--json", "as_json", is_flag=True, help="Print the load reports as JSON.")
+@click.pass_context
+def ingest(ctx: click.Context, sources: tuple[str, ...], as_json: bool) -> None:
+    """Load SOURCES (names in keymoments.yaml; all when none are given)."""
+    ws = _workspace(ctx)
+    try:
+        names = list(sources) or list(ws.config.sources)
+        if not names:
+            raise KeymomentsError("no sources in keymoments.yaml: map an export first "
+                                  "(see docs/mapping.md)")
+        reports = [_ingest_with_progress(ws, n, quiet=as_json) for n in names]
+    finally:
+        ws.close()
+    if as_json:
+        click.echo(json.dumps([r.as_dict() for r in reports], indent=2))
+        return
+    table = Table("source", "read", "loaded", "quarantined", "duplicate", "events", "seconds",
+                  title="ingest")
+    for r in reports:
+        table.add_row(r.source, f"{r.rows_read:,}", f"{r.rows_loaded:,}",
+                      f"{r.rows_quarantined:,}", f"{r.rows_duplicate:,}",
+                      f"{r.events_loaded:,}", f"{r.seconds:.2f}")
+    console.print(table)
+    if any(r.rows_quarantined for r in reports):
+        console.print("some rows were quarantined: see 'keymoments quarantine'")
+
+
+def _ingest_with_progress(ws, name: str, quiet: bool = False):
+    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+
+    from .sources.readers import expand_paths
+
+    spec = ws.config.sources.get(name)
+    total = None
+    if spec is not None:
+        try:
+            total = sum(os.path.getsize(f) for f in expand_paths(spec.path, ws.root))
+        except KeymomentsError:
+            total = None
+    with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
+                  TimeRemainingColumn(), console=err_console, transient=True,
+                  disable=quiet or not err_console.is_terminal) as bar:
+        task = bar.add_task(f"reading {name}", total=total)
+        return ws.ingest(name, progress=lambda n: bar.advance(task, n))
+
+
+@main.command()
+@click.pass_context
+def status(ctx: click.Context) -> None:
+    """Row counts of the workspace's tables and the last loads."""
+    with _workspace(ctx, read_only=True) as ws:
+        _print_result(ws.status())
+        loads = ws.loads()
+        if len(loads):
+            _print_result(loads, columns=["source", "finished_at", "rows_read", "rows_loaded",
+                                          "rows_quarantined", "rows_duplicate", "events_loaded"],
+                          limit=10)
+
+
+@main.command()
+@click.option("--source", help="Only this source.")
+@click.option("--limit", default=50, show_default=True, help="Rows to show.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
+@click.pass_context
+def quarantine(ctx: click.Context, source: str | None, limit: int, as_json: bool) -> None:
+    """Rows rejected by ingest: file, line, field, value and reason."""
+    with _workspace(ctx, read_only=True) as ws:
+        result = ws.quarantine(source, limit=limit)
+    if as_json:
+        for row in result.to_pylist():
+            click.echo(json.dumps(row, default=str, ensure_ascii=False))
+        return
+    _print_result(result, columns=["source", "file", "line", "field", "value", "reason"])
+
+
+@main.command()
+@click.argument("key")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def person(ctx: click.Context, key: str, as_json: bool) -> None:
+    """Show one person (by person id or any identifier): identifiers, why they were
+    joined, and the timeline across channels."""
+    with _workspace(ctx, read_only=True) as ws:
+        profile = ws.person(key)
+    if as_json:
+        click.echo(json.dumps({
+            "person_id": profile.person_id,
+            "identifiers": profile.identifiers.to_pylist(),
+            "why": profile.explain(),
+            "timeline": profile.timeline.to_pylist(),
+        }, default=str, ensure_ascii=False, indent=2))
+        return
+    console.print(f"[bold]person {profile.person_id}[/]")
+    _print_result(profile.identifiers, title="identifiers")
+    why = profile.explain()
+    if why:
+        console.print("[bold]why these identifiers are one person[/]")
+        for line in why:
+            console.print(f"  - {line}", markup=False)
+    _print_result(profile.timeline, title="timeline",
+                  columns=["ts", "channel", "event_type", "stage", "moment", "agent", "rating",
+                           "text"], limit=200)
+
+
+@main.command()
+@click.option("--person", "person_key", help="Only this person's events.")
+@click.option("--limit", default=50, show_default=True)
+@click.pass_context
+def events(ctx: click.Context, person_key: str | None, limit: int) -> None:
+    """List events in time order."""
+    with _workspace(ctx, read_only=True) as ws:
+        _print_result(ws.events(person=person_key, limit=limit),
+                      columns=["ts", "person_id", "channel", "event_type", "stage", "source"])
+
+
+@main.group()
+def config() -> None:
+    """Check or show the configuration."""
+
+
+@config.command("check")
+@click.pass_context
+def config_check(ctx: click.Context) -> None:
+    """Validate keymoments.yaml (exit 1 with the file, line and key at fault)."""
+    from .config.loader import CONFIG_FILE, load_config
+
+    cfg = load_config(Path(ctx.obj["workspace"]) / CONFIG_FILE)
+    console.print(f"keymoments.yaml is valid: {len(cfg.sources)} source(s)")
+
+
+@config.command("show")
+@click.pass_context
+def config_show(ctx: click.Context) -> None:
+    """Print the effective configuration, defaults filled in, as JSON."""
+    from .config.loader import CONFIG_FILE, load_config
+
+    cfg = load_config(Path(ctx.obj["workspace"]) / CONFIG_FILE)
+    click.echo(cfg.model_dump_json(indent=2))
+
+
+@main.command()
+@click.argument("directory", default="keymoments-demo", type=click.Path(file_okay=False))
+@click.option("--events", "n_events", default=20_000, show_default=True,
+              help="Approximate number of events to generate.")
+@click.option("--seed", default=7, show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["csv", "parquet", "jsonl"]), default="csv",
+              show_default=True, help="File format of the generated exports.")
+def demo(directory: str, n_events: int, seed: int, fmt: str) -> None:
+    """Generate demo exports with planted truth, load them into a workspace in
+    DIRECTORY and write a report (DIRECTORY/report.html)."""
+    from .demo.run import run_demo
+
+    summary = run_demo(directory, n_events=n_events, seed=seed, fmt=fmt,
+                       ingest=lambda ws, name: _ingest_with_progress(ws, name))
+    for line in summary.lines():
+        console.print(line, markup=False)
+
+
+def _print_result(result, columns: list[str] | None = None, limit: int | None = None,
+                  title: str | None = None) -> None:
+    rows = result.to_pylist()
+    if not rows:
+        console.print(f"{title + ': ' if title else ''}(none)")
+        return
+    cols = columns or list(rows[0])
+    table = Table(*cols, title=title)
+    for row in rows[: limit or len(rows)]:
+        table.add_row(*[_cell(row.get(c)) for c in cols])
+    console.print(table)
+    if limit and len(rows) > limit:
+        console.print(f"... {len(rows) - limit} more")
+
+
+def _cell(value) -> str:
+    from rich.markup import escape
+
+    if value is None:
+        return ""
+    text = str(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return escape(text)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

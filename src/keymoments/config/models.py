@@ -1,0 +1,385 @@
+"""Typed models of ``keymoments.yaml``. Every default lives here, in one place.
+
+A source maps the columns of one export to the canonical event model. A field is
+either a column name (a plain string) or a mapping with ``column`` or ``value``:
+
+>>> spec = SourceSpec.model_validate({
+...     "path": "orders.csv",
+...     "identifiers": {"customer_id": "cust"},
+...     "channel": {"value": "web"},
+...     "events": [{"event_type": {"value": "order_placed"}, "ts": "placed_at"}],
+... })
+>>> spec.identifiers["customer_id"].column, spec.channel.value
+('cust', 'web')
+>>> spec.resolved_format()
+'csv'
+"""
+
+from __future__ import annotations
+
+from pathlib import PurePath
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+__all__ = [
+    "STAGES",
+    "KEY_MOMENTS",
+    "RATING_SCALES",
+    "Strict",
+    "FieldSpec",
+    "TimestampDefaults",
+    "TimestampSpec",
+    "RatingSpec",
+    "ExpectationSpec",
+    "EventSpec",
+    "CsvOptions",
+    "JoinSpec",
+    "SourceSpec",
+    "TaxonomyEntry",
+    "TaxonomyPattern",
+    "Taxonomy",
+    "IdentityConfig",
+    "Config",
+]
+
+#: Journey stages an event can belong to, in funnel order.
+STAGES = (
+    "awareness",
+    "consideration",
+    "purchase",
+    "onboarding",
+    "usage",
+    "support",
+    "feedback",
+    "loyalty",
+    "churn",
+)
+
+#: Business key moments an event can mark.
+KEY_MOMENTS = (
+    "first_interaction",
+    "purchase",
+    "support",
+    "resolution",
+    "post_purchase",
+    "feedback",
+    "repeat_purchase",
+    "loyalty",
+)
+
+#: Built-in rating scales: name -> (min, max).
+RATING_SCALES: dict[str, tuple[float, float]] = {
+    "csat5": (1, 5),
+    "nps10": (0, 10),
+    "ces7": (1, 7),
+    "stars5": (1, 5),
+}
+
+
+class Strict(BaseModel):
+    """Base of every config model: unknown keys are errors, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FieldSpec(Strict):
+    """Where a canonical field's value comes from: a column, or a constant ``value``.
+
+    ``map`` translates source values (after trimming); ``default`` fills blanks.
+    """
+
+    column: str | None = None
+    value: str | float | int | bool | None = None
+    map: dict[str, str | float | int | None] | None = None
+    default: str | float | int | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        if isinstance(data, str):
+            return {"column": data}
+        return data
+
+    @model_validator(mode="after")
+    def _one_origin(self) -> FieldSpec:
+        if self.column is None and self.value is None and self.default is None:
+            raise ValueError("give 'column' (a source column) or 'value' (a constant)")
+        if self.column is not None and self.value is not None:
+            raise ValueError("give either 'column' or 'value', not both")
+        return self
+
+
+class TimestampDefaults(Strict):
+    """Source-wide timestamp settings, used where a timestamp field gives none."""
+
+    format: str | None = None
+    timezone: str | None = None
+    unit: Literal["s", "ms"] | None = None
+
+
+class TimestampSpec(FieldSpec):
+    """A timestamp column with its format (strftime codes; ISO 8601 when unset) and zone.
+
+    ``timezone`` applies to values without an offset; values with an offset keep it.
+    ``unit`` reads epoch numbers (``s`` or ``ms``).
+    """
+
+    format: str | None = None
+    timezone: str | None = None
+    unit: Literal["s", "ms"] | None = None
+
+
+class RatingSpec(FieldSpec):
+    """A rating and its scale: a built-in name or a custom ``min``/``max`` range."""
+
+    scale: str = "csat5"
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _known_scale(self) -> RatingSpec:
+        if self.scale not in RATING_SCALES and (self.min is None or self.max is None):
+            raise ValueError(
+                f"unknown rating scale {self.scale!r}: use one of "
+                f"{', '.join(RATING_SCALES)} or give 'min' and 'max' for a custom range"
+            )
+        return self
+
+    def bounds(self) -> tuple[float, float]:
+        """The (min, max) of the scale."""
+        if self.min is not None and self.max is not None:
+            return (self.min, self.max)
+        return RATING_SCALES[self.scale]
+
+
+class ExpectationSpec(Strict):
+    """What was promised: a time (``ts``, e.g. estimated delivery) or a value (``value``,
+    e.g. an SLA in minutes), with its ``kind``."""
+
+    kind: str = "promised"
+    ts: TimestampSpec | None = None
+    value: FieldSpec | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> ExpectationSpec:
+        if self.ts is None and self.value is None:
+            raise ValueError("an expectation needs 'ts' (a promised time) or 'value'")
+        return self
+
+
+class EventSpec(Strict):
+    """One event produced from each row. Wide tables list several (one per timestamp
+    column); any canonical field given here overrides the source-level one."""
+
+    event_type: FieldSpec
+    ts: TimestampSpec
+    when_missing: Literal["skip", "quarantine"] | None = None
+    channel: FieldSpec | None = None
+    stage: FieldSpec | None = None
+    agent: FieldSpec | None = None
+    language: FieldSpec | None = None
+    rating: RatingSpec | None = None
+    text: FieldSpec | None = None
+    expectation: ExpectationSpec | None = None
+    measures: dict[str, FieldSpec] = Field(default_factory=dict)
+    attributes: dict[str, FieldSpec] = Field(default_factory=dict)
+    refs: dict[str, FieldSpec] = Field(default_factory=dict)
+
+
+class CsvOptions(Strict):
+    """How to read a delimited file. ``delimiter: whitespace`` splits on runs of blanks."""
+
+    delimiter: str = ","
+    encoding: str = "utf-8"
+    quote: str = '"'
+    header: bool = True
+    skip_rows: int = 0
+    null_values: list[str] = Field(default_factory=lambda: ["", "NULL", "null", "NA", "N/A"])
+
+    @field_validator("delimiter")
+    @classmethod
+    def _delimiter(cls, v: str) -> str:
+        named = {"tab": "\t", "\\t": "\t", "semicolon": ";", "comma": ",", "pipe": "|"}
+        v = named.get(v, v)
+        if v != "whitespace" and len(v) != 1:
+            raise ValueError("a delimiter is one character, or 'tab', 'whitespace'")
+        return v
+
+    @field_validator("encoding")
+    @classmethod
+    def _encoding(cls, v: str) -> str:
+        import codecs
+
+        try:
+            return codecs.lookup(v).name
+        except LookupError:
+            raise ValueError(f"unknown encoding {v!r} (try utf-8, latin-1, cp1252, utf-16)")
+
+
+class JoinSpec(Strict):
+    """A side table joined to each row before mapping (reviews -> orders).
+
+    ``on`` maps this source's column to the side table's column; ``columns`` names
+    the side columns brought in (a list, or a mapping side name -> new name).
+    """
+
+    path: str
+    format: Literal["csv", "parquet", "jsonl"] | None = None
+    csv: CsvOptions = Field(default_factory=CsvOptions)
+    on: dict[str, str]
+    columns: list[str] | dict[str, str]
+
+    def column_map(self) -> dict[str, str]:
+        """Side column -> the name it takes in the joined row."""
+        if isinstance(self.columns, list):
+            return {c: c for c in self.columns}
+        return dict(self.columns)
+
+
+class SourceSpec(Strict):
+    """A declarative mapping from one export (CSV, Parquet, JSON lines, XES) to events."""
+
+    path: str
+    format: Literal["csv", "parquet", "jsonl", "xes"] | None = None
+    csv: CsvOptions = Field(default_factory=CsvOptions)
+    joins: list[JoinSpec] = Field(default_factory=list)
+    #: columns that identify a row (its events' ids derive from them); ``_line`` is
+    #: the row's file and line. Unset: an event's id derives from its content.
+    key: list[str] | None = None
+    identifiers: dict[str, FieldSpec]
+    event_type: FieldSpec | None = None
+    ts: TimestampSpec | None = None
+    events: list[EventSpec] | None = None
+    timestamps: TimestampDefaults | None = None
+    channel: FieldSpec | None = None
+    stage: FieldSpec | None = None
+    agent: FieldSpec | None = None
+    language: FieldSpec | None = None
+    rating: RatingSpec | None = None
+    text: FieldSpec | None = None
+    expectation: ExpectationSpec | None = None
+    measures: dict[str, FieldSpec] = Field(default_factory=dict)
+    attributes: dict[str, FieldSpec] = Field(default_factory=dict)
+    refs: dict[str, FieldSpec] = Field(default_factory=dict)
+
+    @field_validator("identifiers")
+    @classmethod
+    def _some_identifier(cls, v: dict[str, FieldSpec]) -> dict[str, FieldSpec]:
+        if not v:
+            raise ValueError("map at least one identifier (customer_id, email, phone...)")
+        return v
+
+    @model_validator(mode="after")
+    def _events_or_single(self) -> SourceSpec:
+        if self.events is None and (self.event_type is None or self.ts is None):
+            raise ValueError(
+                "give 'event_type' and 'ts' for one event per row, "
+                "or 'events' (a list) for wide tables with several timestamp columns"
+            )
+        if self.events is not None and (self.event_type is not None or self.ts is not None):
+            raise ValueError("give either 'events' or 'event_type' + 'ts', not both")
+        return self
+
+    def resolved_format(self) -> str:
+        """The file format, from ``format`` or the file extension."""
+        if self.format:
+            return self.format
+        suffixes = [s.lower() for s in PurePath(self.path).suffixes]
+        for suffix in reversed(suffixes):
+            found = {
+                ".csv": "csv",
+                ".tsv": "csv",
+                ".txt": "csv",
+                ".parquet": "parquet",
+                ".pq": "parquet",
+                ".jsonl": "jsonl",
+                ".ndjson": "jsonl",
+                ".json": "jsonl",
+                ".xes": "xes",
+            }.get(suffix)
+            if found:
+                return found
+        return "csv"
+
+    def event_specs(self) -> list[EventSpec]:
+        """The events each row yields (one, unless the source is a wide table)."""
+        if self.events is not None:
+            return [
+                e if e.when_missing else e.model_copy(update={"when_missing": "skip"})
+                for e in self.events
+            ]
+        assert self.event_type is not None and self.ts is not None
+        return [EventSpec(event_type=self.event_type, ts=self.ts, when_missing="quarantine")]
+
+
+class TaxonomyEntry(Strict):
+    """Stage and business key moment of one event type."""
+
+    stage: Literal[STAGES] | None = None  # type: ignore[valid-type]
+    moment: Literal[KEY_MOMENTS] | None = None  # type: ignore[valid-type]
+
+
+class TaxonomyPattern(TaxonomyEntry):
+    """A case-insensitive regular expression over event types, tried in order."""
+
+    match: str
+
+    @field_validator("match")
+    @classmethod
+    def _regex(cls, v: str) -> str:
+        import re
+
+        try:
+            re.compile(v)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression: {exc}")
+        return v
+
+
+class Taxonomy(Strict):
+    """Maps source event types to stages and business key moments.
+
+    Exact ``event_types`` win over ``patterns``; the user's entries are merged over
+    the packaged defaults (``keymoments/defaults/taxonomy.yaml``).
+    """
+
+    event_types: dict[str, TaxonomyEntry] = Field(default_factory=dict)
+    patterns: list[TaxonomyPattern] = Field(default_factory=list)
+    use_defaults: bool = True
+
+
+class IdentityConfig(Strict):
+    """How identifiers are normalised before stitching.
+
+    ``normalise`` maps an identifier kind to a normaliser: ``email`` (trim, lower
+    case), ``phone`` (E.164 via libphonenumber, ``phone_region`` for numbers without
+    a country code), ``lower``, ``strip`` or ``none``. Kinds not listed are trimmed.
+    """
+
+    phone_region: str = "US"
+    email_strip_plus: bool = False
+    normalise: dict[str, Literal["email", "phone", "lower", "strip", "none"]] = Field(
+        default_factory=lambda: {"email": "email", "phone": "phone"}
+    )
+
+
+class Config(Strict):
+    """The whole of ``keymoments.yaml``."""
+
+    version: Literal[1] = 1
+    name: str = "keymoments"
+    database: str = "keymoments.duckdb"
+    identity: IdentityConfig = Field(default_factory=IdentityConfig)
+    taxonomy: Taxonomy = Field(default_factory=Taxonomy)
+    sources: dict[str, SourceSpec] = Field(default_factory=dict)
+
+    @field_validator("sources")
+    @classmethod
+    def _source_names(cls, v: dict[str, SourceSpec]) -> dict[str, SourceSpec]:
+        import re
+
+        for name in v:
+            if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+                raise ValueError(f"source name {name!r}: use letters, digits, '_', '-', '.'")
+        return v

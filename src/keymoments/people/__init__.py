@@ -1,0 +1,1 @@
+"""People: identity stitching of identifiers into persons."""

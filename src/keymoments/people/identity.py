@@ -1,0 +1,166 @@
+"""Identity stitching: identifiers seen together on an event belong to one person.
+
+Persons are the connected components of the graph whose nodes are identifiers
+(``kind:value``, normalised) and whose edges are "carried by the same event". The
+result is deterministic (a person's id is a hash of its smallest identifier) and
+explainable: each edge keeps the first event that created it, so
+``keymoments person ID`` can say why two identifiers were joined. When a new event
+links two persons, their identifiers and their earlier events are re-linked to the
+merged person.
+
+>>> normalise_phone("(415) 555-0134", "US"), normalise_phone("+44 20 7946 0958", "US")
+('+14155550134', '+442079460958')
+>>> normalise_phone("call me", "US") is None
+True
+>>> normalise_email(" Ana.Silva+promo@Example.COM ", strip_plus=True)
+'ana.silva@example.com'
+"""
+
+from __future__ import annotations
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+__all__ = ["normalise_phone", "normalise_email", "person_id_for", "stitch"]
+
+
+def normalise_phone(raw: str, region: str) -> str | None:
+    """E.164 form of a phone number, or None when it is not one."""
+    import phonenumbers
+
+    try:
+        number = phonenumbers.parse(raw, region)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_possible_number(number):
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def normalise_email(raw: str, strip_plus: bool = False) -> str:
+    """Trimmed, lower-cased email; ``strip_plus`` drops a ``+tag`` before the ``@``.
+    (The ingest SQL applies the same rule; this is its reference.)"""
+    email = raw.strip().lower()
+    if strip_plus and "+" in email.split("@", 1)[0]:
+        local, _, domain = email.partition("@")
+        email = local.split("+", 1)[0] + "@" + domain
+    return email
+
+
+def person_id_for(smallest_identifier: str) -> str:
+    """The id of the person whose smallest identifier is given.
+
+    >>> person_id_for("customer_id:42")
+    'p-30f530fe08d7ba22'
+    """
+    import hashlib
+
+    return "p-" + hashlib.md5(smallest_identifier.encode("utf-8")).hexdigest()[:16]
+
+
+def stitch(con: duckdb.DuckDBPyConnection, new_events: str) -> int:
+    """Add the identifiers and links of the events in table ``new_events`` (which
+    have ``event_id, ts, source, anchor, identifiers``), recompute the persons they
+    touch, re-link earlier events of merged persons, and return how many
+    identifiers changed person. Runs inside the caller's transaction."""
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _km_new_ids AS
+        SELECT e.key || ':' || e.value AS identifier, e.key AS kind, e.value AS value,
+               min(n.ts) AS first_seen
+        FROM {new_events} n, unnest(map_entries(n.identifiers)) AS t(e)
+        GROUP BY ALL
+    """)
+    con.execute("""
+        INSERT INTO identifiers (identifier, kind, value, person_id, first_seen)
+        SELECT n.identifier, n.kind, n.value, NULL, n.first_seen FROM _km_new_ids n
+        WHERE NOT EXISTS (SELECT 1 FROM identifiers i WHERE i.identifier = n.identifier)
+    """)
+    con.execute("""
+        UPDATE identifiers SET first_seen = n.first_seen FROM _km_new_ids n
+        WHERE identifiers.identifier = n.identifier AND n.first_seen < identifiers.first_seen
+    """)
+    # edges: each event links its anchor to each of its other identifiers
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _km_new_links AS
+        SELECT least(n.anchor, o) AS a, greatest(n.anchor, o) AS b,
+               arg_min(n.event_id, (n.ts, n.event_id)) AS event_id,
+               arg_min(n.source, (n.ts, n.event_id)) AS source, min(n.ts) AS ts
+        FROM (SELECT event_id, ts, source, anchor,
+                     list_transform(map_entries(identifiers), e -> e.key || ':' || e.value) AS ids
+              FROM {new_events} WHERE cardinality(identifiers) > 1) n,
+             unnest(n.ids) AS t(o)
+        WHERE o <> n.anchor
+        GROUP BY ALL
+    """)
+    con.execute("""
+        DELETE FROM _km_new_links n USING identity_links l WHERE l.a = n.a AND l.b = n.b
+    """)
+    con.execute("INSERT INTO identity_links SELECT a, b, event_id, source, ts FROM _km_new_links")
+    # the identifiers whose person may change: new ones, those on new links, and every
+    # identifier of the persons those already belong to
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE _km_touched AS
+        WITH seed AS (
+            SELECT identifier FROM _km_new_ids
+            UNION SELECT a FROM _km_new_links UNION SELECT b FROM _km_new_links
+        ), persons AS (
+            SELECT DISTINCT i.person_id FROM identifiers i JOIN seed USING (identifier)
+            WHERE i.person_id IS NOT NULL
+        )
+        SELECT identifier FROM seed
+        UNION
+        SELECT i.identifier FROM identifiers i JOIN persons USING (person_id)
+    """)
+    nodes = con.execute(
+        "SELECT identifier FROM _km_touched ORDER BY identifier"
+    ).to_arrow_table().column(0)
+    if len(nodes) == 0:
+        return 0
+    con.register("_km_nodes", pa.table({"identifier": nodes,
+                                        "ix": pa.array(np.arange(len(nodes), dtype=np.int64))}))
+    edges = con.execute("""
+        SELECT na.ix, nb.ix FROM identity_links l
+        JOIN _km_nodes na ON na.identifier = l.a JOIN _km_nodes nb ON nb.identifier = l.b
+    """).fetchnumpy()
+    labels = _components(len(nodes), edges["ix"], edges["ix_1"] if "ix_1" in edges else edges[list(edges)[1]])
+    con.register("_km_labels", pa.table({"identifier": nodes, "label": pa.array(labels)}))
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE _km_assign AS
+        SELECT l.identifier, 'p-' || substr(md5(min(l.identifier) OVER (PARTITION BY l.label)), 1, 16)
+               AS person_id
+        FROM _km_labels l
+    """)
+    con.unregister("_km_nodes")
+    con.unregister("_km_labels")
+    changed = con.execute("""
+        CREATE OR REPLACE TEMP TABLE _km_changed AS
+        SELECT a.identifier, a.person_id FROM _km_assign a JOIN identifiers i USING (identifier)
+        WHERE i.person_id IS DISTINCT FROM a.person_id
+    """).fetchall()
+    del changed
+    n_changed = con.execute("SELECT count(*) FROM _km_changed").fetchone()[0]
+    if n_changed:
+        con.execute("""
+            UPDATE identifiers SET person_id = c.person_id FROM _km_changed c
+            WHERE identifiers.identifier = c.identifier
+        """)
+        con.execute("""
+            UPDATE events SET person_id = c.person_id FROM _km_changed c
+            WHERE events.anchor = c.identifier
+        """)
+    return n_changed
+
+
+def _components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Connected-component labels of ``n`` nodes joined by edges ``a[i]-b[i]``
+    (scipy's C implementation; labels are arbitrary, persons are named after their
+    smallest identifier, so the result does not depend on them)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    if len(a) == 0:
+        return np.arange(n, dtype=np.int64)
+    graph = coo_matrix((np.ones(len(a), dtype=np.int8), (a, b)), shape=(n, n))
+    _, labels = connected_components(graph, directed=False)
+    return labels.astype(np.int64)

@@ -1,0 +1,73 @@
+"""Render the workspace overview as one self-contained HTML file.
+
+Jinja2 with autoescaping: values from the data (texts, names, reasons) are always
+escaped. No script or style is fetched from elsewhere.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from jinja2 import Environment, select_autoescape
+
+from ..io import atomic_write_text
+
+if TYPE_CHECKING:
+    from ..store.workspace import Workspace
+
+__all__ = ["write_report", "report_context"]
+
+
+def _rows(ws: Workspace, sql: str) -> list[dict[str, Any]]:
+    return ws.con.execute(sql).to_arrow_table().to_pylist()
+
+
+def report_context(ws: Workspace, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The figures the report shows (also usable as JSON)."""
+    con = ws.con
+    totals = con.execute("""
+        SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM people),
+               (SELECT count(*) FROM identifiers), (SELECT count(*) FROM quarantine),
+               (SELECT min(ts) FROM events), (SELECT max(ts) FROM events)
+    """).fetchone()
+    return {
+        "name": ws.config.name,
+        "generated": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "totals": dict(zip(["events", "people", "identifiers", "quarantined", "first", "last"],
+                           totals)),
+        "loads": _rows(ws, """
+            SELECT source, rows_read, rows_loaded, rows_quarantined, rows_duplicate,
+                   events_loaded, rows_read = rows_loaded + rows_quarantined + rows_duplicate AS adds_up
+            FROM loads QUALIFY row_number() OVER (PARTITION BY source ORDER BY started_at) = 1
+            ORDER BY source"""),
+        "by_channel": _rows(ws, """
+            SELECT coalesce(channel, '(none)') AS channel, count(*) AS events,
+                   count(DISTINCT person_id) AS people
+            FROM events GROUP BY ALL ORDER BY events DESC"""),
+        "by_stage": _rows(ws, """
+            SELECT coalesce(stage, '(unmapped)') AS stage, coalesce(moment, '') AS moment,
+                   count(*) AS events, round(avg((rating - rating_min) / nullif(rating_max - rating_min, 0)), 3)
+                   AS mean_rating_01
+            FROM events GROUP BY ALL ORDER BY events DESC"""),
+        "stitching": _rows(ws, """
+            SELECT n_identifiers AS identifiers_per_person, count(*) AS people
+            FROM people GROUP BY ALL ORDER BY 1"""),
+        "quarantine": _rows(ws, """
+            SELECT source, file, line, field, value, reason FROM quarantine
+            ORDER BY source, file, line LIMIT 50"""),
+        "extra": extra or {},
+    }
+
+
+def write_report(ws: Workspace, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
+    """Write the report to ``path`` atomically and return the path."""
+    env = Environment(autoescape=select_autoescape(default=True, default_for_string=True))
+    template = env.from_string(
+        resources.files("keymoments").joinpath("report/report.html").read_text("utf-8"))
+    html = template.render(**report_context(ws, extra))
+    path = Path(path)
+    atomic_write_text(path, html)
+    return path

@@ -1,0 +1,1 @@
+"""Sources: readers of exports and the mapping of their rows to canonical events."""

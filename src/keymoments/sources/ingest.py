@@ -1,0 +1,346 @@
+"""Load one source into the workspace: read, map, validate, deduplicate, stitch
+identities, all in a single transaction.
+
+Accounting is per source row (record): every row read is exactly one of
+
+* **loaded**: it produced at least one new event;
+* **quarantined**: it failed validation (or could not be read); it is kept in the
+  ``quarantine`` table with file, line, field, value, reason and the raw row;
+* **duplicate**: all its events were already stored, or repeat an earlier row.
+
+so ``read == loaded + quarantined + duplicate`` always holds. A failure or a kill
+before the commit leaves the store as it was; loading the same file again
+changes nothing, because event ids are stable.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+
+from ..config.models import JoinSpec, SourceSpec
+from ..errors import NotFoundError
+from ..people.identity import normalise_phone, stitch
+from ..sql import ident, literal
+from ..taxonomy import resolve_taxonomy
+from .mapping import PHONE_TABLE, compile_source, phone_text_expressions
+from .readers import FILE_COLUMN, LINE_COLUMN, Progress, expand_paths, stage_file
+
+if TYPE_CHECKING:
+    from ..store.workspace import Workspace
+
+__all__ = ["LoadReport", "ingest_source"]
+
+_EVENT_COLUMNS = (
+    "event_id", "ts", "person_id", "anchor", "identifiers", "channel", "event_type", "stage",
+    "moment", "refs", "agent", "language", "rating", "rating_scale", "rating_min", "rating_max",
+    "text", "measures", "expected_ts", "expected_value", "expectation_kind", "attributes",
+    "source", "source_file", "source_line", "load_id",
+)
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    """What a load did; ``rows_read == rows_loaded + rows_quarantined + rows_duplicate``."""
+
+    source: str
+    load_id: str
+    files: tuple[str, ...]
+    rows_read: int
+    rows_loaded: int
+    rows_quarantined: int
+    rows_duplicate: int
+    events_loaded: int
+    identifiers_relinked: int
+    seconds: float
+
+    def as_dict(self) -> dict:
+        """Plain dictionary (for JSON)."""
+        return asdict(self)
+
+
+def _fault(point: str) -> None:
+    """Fault injection for crash tests: ``KEYMOMENTS_FAULT=<point>:<seconds>`` sleeps
+    there (so a test can kill the process mid-load)."""
+    spec = os.environ.get("KEYMOMENTS_FAULT", "")
+    if spec.startswith(point + ":"):
+        time.sleep(float(spec.split(":", 1)[1]))
+
+
+def ingest_source(ws: Workspace, name: str, progress: Progress | None = None) -> LoadReport:
+    """Load the source ``name`` of the workspace's config; see the module doc."""
+    started = time.perf_counter()
+    if name not in ws.config.sources:
+        import difflib
+
+        close = difflib.get_close_matches(name, list(ws.config.sources), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        known = ", ".join(sorted(ws.config.sources)) or "none yet"
+        raise NotFoundError(f"no source {name!r} in keymoments.yaml (sources: {known}){hint}")
+    spec = ws.config.sources[name]
+    con = ws.con
+    files = expand_paths(spec.path, ws.root)
+    load_id = f"load-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
+    staged = stage_file(con, files, spec.resolved_format(), spec.csv, "_km_raw", progress)
+    table = _apply_joins(ws, spec, staged.table)
+    types = {r[0]: r[1] for r in con.execute(f"DESCRIBE {ident(table)}").fetchall()}
+    for bookkeeping in (LINE_COLUMN, FILE_COLUMN):
+        types.pop(bookkeeping, None)
+    _stage_phones(ws, spec, name, types, table)
+    sql = compile_source(spec, name, types, table, ws.config.identity)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _km_mapped AS {sql}")
+    _stage_taxonomy(ws)
+    _classify(con)
+    counts = con.execute("""
+        SELECT count(*) FILTER (WHERE status = 'loaded'),
+               count(*) FILTER (WHERE status = 'quarantined'),
+               count(*) FILTER (WHERE status = 'duplicate')
+        FROM _km_rows
+    """).fetchone()
+    raw_cols = [c for c in types if c in staged.columns]
+    con.execute("BEGIN TRANSACTION")
+    try:
+        events_loaded = _write_events(con, name, load_id)
+        _fault("after_events_insert")
+        _write_quarantine(con, name, load_id, raw_cols, staged.rejects)
+        relinked = stitch(con, "_km_new_events")
+        con.execute("""
+            UPDATE events SET person_id = i.person_id FROM identifiers i
+            WHERE events.load_id = ? AND events.anchor = i.identifier
+        """, [load_id])
+        _refresh_people(con)
+        report = LoadReport(
+            source=name, load_id=load_id, files=tuple(files),
+            rows_read=staged.rows + len(staged.rejects),
+            rows_loaded=counts[0], rows_quarantined=counts[1] + len(staged.rejects),
+            rows_duplicate=counts[2], events_loaded=events_loaded,
+            identifiers_relinked=relinked, seconds=time.perf_counter() - started,
+        )
+        con.execute(
+            "INSERT INTO loads VALUES (?, ?, ?, to_timestamp(?), now(), ?, ?, ?, ?, ?)",
+            [load_id, name, list(files), time.time() - report.seconds, report.rows_read,
+             report.rows_loaded, report.rows_quarantined, report.rows_duplicate,
+             report.events_loaded],
+        )
+        _fault("before_commit")
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    finally:
+        _drop_temps(con)
+    return report
+
+
+def _apply_joins(ws: Workspace, spec: SourceSpec, table: str) -> str:
+    """Left-join each side table (first row per key wins); returns the joined view."""
+    con = ws.con
+    current = table
+    for i, join in enumerate(spec.joins):
+        side = f"_km_side_{i}"
+        files = expand_paths(join.path, ws.root)
+        fmt = join.format or SourceSpec(path=join.path, identifiers={"x": {"value": "x"}},
+                                        event_type={"value": "x"}, ts="x").resolved_format()
+        stage_file(con, files, fmt, join.csv, side)
+        _check_join_columns(con, join, side, current)
+        keys = [ident(r) for r in join.on.values()]
+        picked = ", ".join(f"{ident(src)} AS {ident(dst)}" for src, dst in join.column_map().items())
+        cond = " AND ".join(f"j.{ident(left)} = s.{ident(right)}" for left, right in join.on.items())
+        dedup = f"_km_side_first_{i}"
+        con.execute(f"""
+            CREATE OR REPLACE TEMP VIEW {dedup} AS
+            SELECT * FROM {ident(side)}
+            QUALIFY row_number() OVER (PARTITION BY {', '.join(keys)} ORDER BY {LINE_COLUMN}) = 1
+        """)
+        joined = f"_km_joined_{i}"
+        sel = ", ".join(f"s.{ident(dst)}" for dst in join.column_map().values())
+        con.execute(f"""
+            CREATE OR REPLACE TEMP VIEW {joined} AS
+            SELECT j.*, {sel} FROM {ident(current)} j
+            LEFT JOIN (SELECT {', '.join(keys)}, {picked} FROM {dedup}) s ON {cond}
+        """)
+        current = joined
+    return current
+
+
+def _check_join_columns(con, join: JoinSpec, side: str, current: str) -> None:
+    from ..errors import ConfigError
+
+    side_cols = {r[0] for r in con.execute(f"DESCRIBE {ident(side)}").fetchall()}
+    own_cols = {r[0] for r in con.execute(f"DESCRIBE {ident(current)}").fetchall()}
+    for left, right in join.on.items():
+        if left not in own_cols:
+            raise ConfigError(f"join key {left!r} is not a column of the source", key="joins.on")
+        if right not in side_cols:
+            raise ConfigError(f"join key {right!r} is not a column of {join.path}", key="joins.on")
+    for src, dst in join.column_map().items():
+        if src not in side_cols:
+            raise ConfigError(f"no column {src!r} in {join.path}", key="joins.columns")
+        if dst in own_cols:
+            raise ConfigError(f"joined column {dst!r} already exists in the source; rename it "
+                              f"with columns: {{{src}: new_name}}", key="joins.columns")
+
+
+def _stage_phones(ws: Workspace, spec: SourceSpec, name: str, types: dict, table: str) -> None:
+    """Normalise the distinct phone values once, in Python (libphonenumber)."""
+    con = ws.con
+    exprs = phone_text_expressions(spec, name, types, ws.config.identity)
+    raws: list[str] = []
+    if exprs:
+        union = " UNION ".join(f"SELECT {e} AS raw FROM {ident(table)}" for e in exprs)
+        raws = [r[0] for r in con.execute(f"SELECT raw FROM ({union}) WHERE raw IS NOT NULL").fetchall()]
+    region = ws.config.identity.phone_region
+    norms = [normalise_phone(r, region) for r in raws]
+    con.register("_km_phone_arrow", pa.table({"raw": pa.array(raws, pa.string()),
+                                              "norm": pa.array(norms, pa.string())}))
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {PHONE_TABLE} AS SELECT * FROM _km_phone_arrow")
+    con.unregister("_km_phone_arrow")
+
+
+def _stage_taxonomy(ws: Workspace) -> None:
+    con = ws.con
+    taxonomy = resolve_taxonomy(ws.config.taxonomy)
+    types = [r[0] for r in con.execute(
+        "SELECT DISTINCT event_type FROM _km_mapped WHERE event_type IS NOT NULL").fetchall()]
+    looked = [taxonomy.lookup(t) for t in types]
+    con.register("_km_tax_arrow", pa.table({
+        "event_type": pa.array(types, pa.string()),
+        "stage": pa.array([s for s, _ in looked], pa.string()),
+        "moment": pa.array([m for _, m in looked], pa.string()),
+    }))
+    con.execute("CREATE OR REPLACE TEMP TABLE _km_tax AS SELECT * FROM _km_tax_arrow")
+    con.unregister("_km_tax_arrow")
+
+
+def _classify(con) -> None:
+    """Status of every row and the new events, before the transaction."""
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _km_rows AS
+        SELECT {FILE_COLUMN}, {LINE_COLUMN},
+               arg_min(_km_err_field, _km_slot) FILTER (WHERE _km_err_reason IS NOT NULL) AS field,
+               arg_min(_km_err_value, _km_slot) FILTER (WHERE _km_err_reason IS NOT NULL) AS value,
+               arg_min(_km_err_reason, _km_slot) FILTER (WHERE _km_err_reason IS NOT NULL) AS reason,
+               count(*) FILTER (WHERE _km_present) AS n_present,
+               NULL::VARCHAR AS status
+        FROM _km_mapped GROUP BY ALL
+    """)
+    con.execute("""
+        UPDATE _km_rows SET reason = 'no event: every timestamp column of this row is empty',
+                            field = 'ts'
+        WHERE reason IS NULL AND n_present = 0
+    """)
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _km_new_events AS
+        SELECT m.* EXCLUDE (stage), coalesce(m.stage, t.stage) AS stage, t.moment
+        FROM _km_mapped m
+        JOIN _km_rows r USING ({FILE_COLUMN}, {LINE_COLUMN})
+        LEFT JOIN _km_tax t ON t.event_type = m.event_type
+        WHERE r.reason IS NULL AND m._km_present
+        QUALIFY row_number() OVER (PARTITION BY m.event_id
+                                   ORDER BY m.{FILE_COLUMN}, m.{LINE_COLUMN}, m._km_slot) = 1
+    """)
+    con.execute("DELETE FROM _km_new_events n USING events e WHERE e.event_id = n.event_id")
+    con.execute(f"""
+        UPDATE _km_rows SET status = CASE
+            WHEN reason IS NOT NULL THEN 'quarantined'
+            WHEN EXISTS (SELECT 1 FROM _km_new_events n
+                         WHERE n.{FILE_COLUMN} = _km_rows.{FILE_COLUMN}
+                           AND n.{LINE_COLUMN} = _km_rows.{LINE_COLUMN}) THEN 'loaded'
+            ELSE 'duplicate' END
+    """)
+
+
+def _write_events(con, source: str, load_id: str) -> int:
+    cols = ", ".join(ident(c) for c in _EVENT_COLUMNS)
+    con.execute(f"""
+        INSERT INTO events ({cols})
+        SELECT event_id, ts, NULL, anchor, identifiers, channel, event_type, stage, moment,
+               refs, agent, language, rating, rating_scale, rating_min, rating_max, text,
+               measures, expected_ts, expected_value, expectation_kind, attributes,
+               {literal(source)}, {FILE_COLUMN}, {LINE_COLUMN}, {literal(load_id)}
+        FROM _km_new_events
+    """)
+    con.execute(f"ALTER TABLE _km_new_events ADD COLUMN source VARCHAR DEFAULT {literal(source)}")
+    return con.execute("SELECT count(*) FROM _km_new_events").fetchone()[0]
+
+
+def _write_quarantine(con, source: str, load_id: str, raw_cols: list[str], rejects) -> None:
+    if raw_cols:
+        raw = "to_json(struct_pack(" + ", ".join(
+            f"{ident(c)} := s.{ident(c)}" for c in raw_cols) + "))"
+    else:
+        raw = "NULL"
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _km_q AS
+        SELECT r.{FILE_COLUMN} AS file, r.{LINE_COLUMN} AS line, r.field, r.value, r.reason,
+               {raw} AS raw
+        FROM _km_rows r JOIN _km_raw s USING ({FILE_COLUMN}, {LINE_COLUMN})
+        WHERE r.status = 'quarantined'
+    """)
+    if rejects:
+        con.register("_km_rejects", pa.table({
+            "file": [r.file for r in rejects], "line": pa.array([r.line for r in rejects], pa.int64()),
+            "field": pa.array([r.field for r in rejects], pa.string()),
+            "value": pa.array([None] * len(rejects), pa.string()),
+            "reason": [r.reason for r in rejects], "raw": [r.raw for r in rejects],
+        }))
+        con.execute("INSERT INTO _km_q SELECT * FROM _km_rejects")
+        con.unregister("_km_rejects")
+    con.execute(f"""
+        INSERT INTO quarantine
+        SELECT md5(concat_ws(chr(31), {literal(source)}, file, CAST(line AS VARCHAR), reason))
+                   AS quarantine_id,
+               {literal(load_id)}, {literal(source)}, file, line, field, value, reason, raw, now()
+        FROM _km_q q
+        WHERE NOT EXISTS (
+            SELECT 1 FROM quarantine x
+            WHERE x.quarantine_id = md5(concat_ws(chr(31), {literal(source)}, q.file,
+                                                  CAST(q.line AS VARCHAR), q.reason)))
+    """)
+
+
+def _refresh_people(con) -> None:
+    """Rebuild the rows of ``people`` for every person with changed events."""
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE _km_people_touched AS
+        SELECT DISTINCT i.person_id FROM identifiers i
+        WHERE i.identifier IN (SELECT anchor FROM _km_new_events)
+           OR i.identifier IN (SELECT identifier FROM _km_touched)
+    """)
+    con.execute("""
+        DELETE FROM people WHERE person_id IN (SELECT person_id FROM _km_people_touched)
+           OR person_id NOT IN (SELECT DISTINCT person_id FROM identifiers WHERE person_id IS NOT NULL)
+    """)
+    con.execute("""
+        INSERT INTO people
+        SELECT e.person_id,
+               (SELECT count(*) FROM identifiers i WHERE i.person_id = e.person_id),
+               count(*), min(ts), max(ts),
+               list_sort(list_distinct(list(channel) FILTER (WHERE channel IS NOT NULL)))
+        FROM events e WHERE e.person_id IN (SELECT person_id FROM _km_people_touched)
+        GROUP BY e.person_id
+    """)
+
+
+def _drop_temps(con) -> None:
+    rows = con.execute(
+        "SELECT table_name, table_type FROM information_schema.tables "
+        "WHERE table_schema = 'main' AND table_catalog = 'temp' AND table_name LIKE '\\_km\\_%' ESCAPE '\\'"
+    ).fetchall()
+    for table, kind in rows:
+        what = "VIEW" if kind == "VIEW" else "TABLE"
+        con.execute(f"DROP {what} IF EXISTS temp.main.{ident(table)}")
+
+
+def relative(path: str, root: Path) -> str:
+    """A path relative to the workspace when inside it (for display)."""
+    try:
+        return str(Path(path).resolve().relative_to(root.resolve()))
+    except ValueError:
+        return path

@@ -1,0 +1,346 @@
+"""Compile a source mapping (:class:`~keymoments.config.models.SourceSpec`) into one
+SQL query over the staged raw rows that yields canonical events, one row per
+(source row, event slot), each with the first validation error of that slot.
+
+The query is plain, quoted SQL over DuckDB; every user-given name and constant
+passes through :func:`keymoments.sql.ident` / :func:`keymoments.sql.literal`.
+
+>>> from keymoments.config.models import SourceSpec
+>>> spec = SourceSpec.model_validate({"path": "x.csv", "identifiers": {"customer_id": "cid"},
+...     "event_type": {"value": "order_placed"}, "ts": "when"})
+>>> sql = compile_source(spec, "orders", {"cid": "VARCHAR", "when": "VARCHAR"}, "raw")
+>>> "try_cast" in sql.lower() and '"cid"' in sql
+True
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+
+from ..config.models import (
+    STAGES,
+    EventSpec,
+    ExpectationSpec,
+    FieldSpec,
+    IdentityConfig,
+    RatingSpec,
+    SourceSpec,
+    TimestampSpec,
+)
+from ..errors import ConfigError
+from ..sql import ident, literal
+from .readers import FILE_COLUMN, LINE_COLUMN
+
+__all__ = ["compile_source", "PHONE_TABLE", "CANONICAL_COLUMNS", "phone_columns"]
+
+PHONE_TABLE = "_km_phone"
+_SEP = "chr(31)"
+_TEXT_TYPES = ("VARCHAR", "JSON")
+_TIME_TYPES = ("TIMESTAMP", "DATE", "TIMESTAMP_NS", "TIMESTAMP_MS", "TIMESTAMP_S")
+
+#: Columns of a compiled query, in order, before the bookkeeping ones.
+CANONICAL_COLUMNS = (
+    "event_id", "ts", "anchor", "identifiers", "channel", "event_type", "stage", "refs",
+    "agent", "language", "rating", "rating_scale", "rating_min", "rating_max", "text",
+    "measures", "expected_ts", "expected_value", "expectation_kind", "attributes",
+)
+
+
+@dataclass
+class _Check:
+    cond: str
+    field: str
+    value: str
+    reason: str
+
+
+class _Slot:
+    """Expressions of one event slot, with the checks that make a row invalid."""
+
+    def __init__(self, compiler: _Compiler, index: int, spec: EventSpec) -> None:
+        self.c, self.index, self.spec = compiler, index, spec
+        self.checks: list[_Check] = []
+
+    def pick(self, name: str):
+        own = getattr(self.spec, name, None)
+        if isinstance(own, dict):
+            return {**getattr(self.c.source, name), **own}
+        return own if own is not None else getattr(self.c.source, name, None)
+
+    # ---------------------------------------------------------------- fields
+    def text(self, spec: FieldSpec | None) -> str:
+        if spec is None:
+            return "NULL::VARCHAR"
+        if spec.column is not None:
+            expr = self.c.column_text(spec.column)
+        elif spec.value is not None:
+            expr = literal(str(spec.value).lower() if isinstance(spec.value, bool) else str(spec.value))
+        else:
+            expr = "NULL::VARCHAR"
+        if spec.map:
+            whens = " ".join(
+                f"WHEN {literal(k)} THEN {literal(None if v is None else str(v))}"
+                for k, v in spec.map.items()
+            )
+            expr = f"(CASE {expr} {whens} ELSE {expr} END)"
+        if spec.default is not None:
+            expr = f"coalesce({expr}, {literal(str(spec.default))})"
+        return expr
+
+    def number(self, spec: FieldSpec | None, field: str) -> str:
+        if spec is None:
+            return "NULL::DOUBLE"
+        if spec.column is not None and not spec.map and self.c.is_numeric(spec.column):
+            return f"CAST({ident(spec.column)} AS DOUBLE)"
+        text = self.text(spec)
+        num = f"TRY_CAST(replace({text}, ',', '.') AS DOUBLE)"
+        self.checks.append(_Check(f"{text} IS NOT NULL AND {num} IS NULL", field, text,
+                                  "not a number"))
+        return num
+
+    def timestamp(self, spec: TimestampSpec, field: str) -> tuple[str, str]:
+        """(parsed TIMESTAMPTZ expression, presence expression)."""
+        base = self.c.source.timestamps
+        fmt = spec.format or (base.format if base else None)
+        tz = spec.timezone or (base.timezone if base else None) or "UTC"
+        unit = spec.unit or (base.unit if base else None)
+        col_type = self.c.types.get(spec.column or "", "VARCHAR")
+        if spec.column is not None and not spec.map and col_type.startswith("TIMESTAMP WITH"):
+            parsed = ident(spec.column)
+            return parsed, f"{parsed} IS NOT NULL"
+        if spec.column is not None and not spec.map and col_type in _TIME_TYPES:
+            parsed = f"timezone({literal(tz)}, CAST({ident(spec.column)} AS TIMESTAMP))"
+            return parsed, f"{ident(spec.column)} IS NOT NULL"
+        text = self.text(spec)
+        if unit:
+            scale = 1000.0 if unit == "ms" else 1.0
+            parsed = f"to_timestamp(TRY_CAST({text} AS DOUBLE) / {scale})"
+            expected = f"epoch {'milliseconds' if unit == 'ms' else 'seconds'}"
+        elif fmt:
+            if "%z" in fmt or "%Z" in fmt:
+                parsed = f"CAST(try_strptime({text}, {literal(fmt)}) AS TIMESTAMPTZ)"
+            else:
+                parsed = f"timezone({literal(tz)}, try_strptime({text}, {literal(fmt)}))"
+            expected = f"format {fmt!r}"
+        else:
+            offset = f"regexp_matches({text}, '(Z|[+-][0-9][0-9](:?[0-9][0-9])?)$')"
+            parsed = (f"(CASE WHEN {offset} THEN TRY_CAST({text} AS TIMESTAMPTZ) "
+                      f"ELSE timezone({literal(tz)}, TRY_CAST({text} AS TIMESTAMP)) END)")
+            expected = "ISO 8601 (set 'format' for other layouts, e.g. '%d/%m/%Y %H:%M')"
+        self.checks.append(_Check(
+            f"{text} IS NOT NULL AND {parsed} IS NULL", field, text,
+            f"cannot read the value as a timestamp; expected {expected}"))
+        return parsed, f"{text} IS NOT NULL"
+
+    def string_map(self, specs: dict[str, FieldSpec]) -> str:
+        if not specs:
+            return "MAP([]::VARCHAR[], []::VARCHAR[])"
+        entries = ", ".join(
+            f"struct_pack(k := {literal(k)}, v := {self.text(s)})" for k, s in sorted(specs.items())
+        )
+        return f"map_from_entries(list_filter([{entries}], e -> e.v IS NOT NULL))"
+
+    def number_map(self, specs: dict[str, FieldSpec], field: str) -> str:
+        if not specs:
+            return "MAP([]::VARCHAR[], []::DOUBLE[])"
+        entries = ", ".join(
+            f"struct_pack(k := {literal(k)}, v := {self.number(s, f'{field}.{k}')})"
+            for k, s in sorted(specs.items())
+        )
+        return f"map_from_entries(list_filter([{entries}], e -> e.v IS NOT NULL))"
+
+    def identifiers(self) -> tuple[str, str]:
+        """(map expression, anchor expression)."""
+        values = []
+        for kind, spec in self.c.source.identifiers.items():
+            values.append((kind, self.c.identifier(self, kind, self.text(spec))))
+        entries = ", ".join(f"struct_pack(k := {literal(k)}, v := {v})" for k, v in values)
+        idmap = f"map_from_entries(list_filter([{entries}], e -> e.v IS NOT NULL))"
+        anchor = "coalesce(" + ", ".join(f"{literal(k + ':')} || {v}" for k, v in values) + ")"
+        cols = ", ".join(s.column or repr(s.value) for s in self.c.source.identifiers.values())
+        self.checks.append(_Check(f"{anchor} IS NULL", "identifiers", "NULL",
+                                  f"no identifier: every identifier ({cols}) is empty"))
+        return idmap, anchor
+
+    # ----------------------------------------------------------------- query
+    def select(self, input_table: str) -> str:
+        spec = self.spec
+        ts, present = self.timestamp(spec.ts, "ts")
+        if spec.when_missing == "quarantine":
+            self.checks.insert(0, _Check(f"NOT ({present})", "ts", "NULL",
+                                         f"no timestamp in {spec.ts.column or 'ts'}"))
+            present = "TRUE"
+        event_type = self.text(spec.event_type)
+        if spec.when_missing == "quarantine":
+            self.checks.append(_Check(f"{event_type} IS NULL", "event_type", "NULL",
+                                      "no event type"))
+        else:  # a wide-table event whose type maps to nothing is simply not there
+            present = f"({present}) AND {event_type} IS NOT NULL"
+        idmap, anchor = self.identifiers()
+        stage = self.text(self.pick("stage"))
+        stages = ", ".join(literal(s) for s in STAGES)
+        self.checks.append(_Check(f"{stage} IS NOT NULL AND lower({stage}) NOT IN ({stages})",
+                                  "stage", stage, f"unknown stage; use one of {', '.join(STAGES)}"))
+        rating_spec: RatingSpec | None = self.pick("rating")
+        if rating_spec is not None:
+            lo, hi = rating_spec.bounds()
+            rating = self.number(rating_spec, "rating")
+            self.checks.append(_Check(
+                f"{rating} IS NOT NULL AND ({rating} < {lo} OR {rating} > {hi})", "rating",
+                f"CAST({rating} AS VARCHAR)",
+                f"rating outside the {rating_spec.scale} scale ({lo:g} to {hi:g})"))
+            scale = (f"CASE WHEN {rating} IS NULL THEN NULL ELSE {literal(rating_spec.scale)} END",
+                     f"CASE WHEN {rating} IS NULL THEN NULL ELSE {lo} END",
+                     f"CASE WHEN {rating} IS NULL THEN NULL ELSE {hi} END")
+        else:
+            rating, scale = "NULL::DOUBLE", ("NULL::VARCHAR", "NULL::DOUBLE", "NULL::DOUBLE")
+        expectation: ExpectationSpec | None = self.pick("expectation")
+        exp_ts, exp_value, exp_kind = "NULL::TIMESTAMPTZ", "NULL::DOUBLE", "NULL::VARCHAR"
+        if expectation is not None:
+            if expectation.ts is not None:
+                exp_ts, _ = self.timestamp(expectation.ts, "expectation.ts")
+            if expectation.value is not None:
+                exp_value = self.number(expectation.value, "expectation.value")
+            exp_kind = (f"CASE WHEN {exp_ts} IS NULL AND {exp_value} IS NULL THEN NULL "
+                        f"ELSE {literal(expectation.kind)} END")
+        language = self.text(self.pick("language"))
+        cols = {
+            "ts": ts,
+            "anchor": anchor,
+            "identifiers": idmap,
+            "channel": self.text(self.pick("channel")),
+            "event_type": event_type,
+            "stage": f"lower({stage})",
+            "refs": self.string_map(self.pick("refs")),
+            "agent": self.text(self.pick("agent")),
+            "language": f"lower({language})",
+            "rating": rating,
+            "rating_scale": scale[0],
+            "rating_min": scale[1],
+            "rating_max": scale[2],
+            "text": self.text(self.pick("text")),
+            "measures": self.number_map(self.pick("measures"), "measures"),
+            "expected_ts": exp_ts,
+            "expected_value": exp_value,
+            "expectation_kind": exp_kind,
+            "attributes": self.string_map(self.pick("attributes")),
+        }
+        err = self._errors()
+        inner = ",\n    ".join(f"{expr} AS {ident(name)}" for name, expr in cols.items())
+        return (
+            f"SELECT {self._event_id()} AS event_id, * EXCLUDE (_km_key) FROM (\n"
+            f"  SELECT\n    {inner},\n    {self._key()} AS _km_key,\n"
+            f"    {LINE_COLUMN}, {FILE_COLUMN}, {self.index} AS _km_slot,\n"
+            f"    ({present}) AS _km_present,\n    {err}\n  FROM {ident(input_table)}\n)"
+        )
+
+    def _key(self) -> str:
+        if not self.c.source.key:
+            return "NULL::VARCHAR"
+        parts = [
+            f"regexp_extract({FILE_COLUMN}, '[^/\\\\]*$') || ':' || CAST({LINE_COLUMN} AS VARCHAR)"
+            if k == "_line"
+            else f"coalesce({self.c.column_text(k)}, '')"
+            for k in self.c.source.key
+        ]
+        return f"concat_ws({_SEP}, {', '.join(parts)})"
+
+    def _event_id(self) -> str:
+        """A stable id: the source's key columns when declared, else the content."""
+        src = literal(self.c.name)
+        if self.c.source.key:
+            return f"md5(concat_ws({_SEP}, {src}, {self.index}, event_type, _km_key))"
+        parts = ["event_type", "CAST(epoch_us(ts) AS VARCHAR)", "anchor",
+                 "CAST(identifiers AS VARCHAR)", "channel", "agent", "CAST(rating AS VARCHAR)",
+                 "text", "CAST(refs AS VARCHAR)", "CAST(measures AS VARCHAR)",
+                 "CAST(epoch_us(expected_ts) AS VARCHAR)", "CAST(expected_value AS VARCHAR)",
+                 "CAST(attributes AS VARCHAR)", "language", "stage"]
+        joined = ", ".join(f"coalesce({p}, '')" for p in parts)
+        return f"md5(concat_ws({_SEP}, {src}, {joined}))"
+
+    def _errors(self) -> str:
+        if not self.checks:
+            return ("NULL::VARCHAR AS _km_err_field, NULL::VARCHAR AS _km_err_value, "
+                    "NULL::VARCHAR AS _km_err_reason")
+        outs = []
+        for attr, alias in (("field", "_km_err_field"), ("value", "_km_err_value"),
+                            ("reason", "_km_err_reason")):
+            whens = " ".join(
+                f"WHEN {ch.cond} THEN "
+                + (f"CAST({ch.value} AS VARCHAR)" if attr == "value" else literal(getattr(ch, attr)))
+                for ch in self.checks
+            )
+            outs.append(f"CASE {whens} END AS {alias}")
+        return ",\n    ".join(outs)
+
+
+class _Compiler:
+    def __init__(self, source: SourceSpec, name: str, types: dict[str, str],
+                 identity: IdentityConfig) -> None:
+        self.source, self.name, self.types, self.identity = source, name, types, identity
+        self.nulls = ", ".join(literal(v) for v in source.csv.null_values)
+
+    def check_column(self, column: str) -> None:
+        if column not in self.types:
+            close = difflib.get_close_matches(column, list(self.types), n=1)
+            hint = f"did you mean {close[0]!r}?" if close else (
+                "columns: " + ", ".join(sorted(self.types))[:300])
+            raise ConfigError(f"no column {column!r} in the source's data",
+                              key=f"sources.{self.name}", hint=hint)
+
+    def is_numeric(self, column: str) -> bool:
+        self.check_column(column)
+        t = self.types[column]
+        return any(t.startswith(p) for p in ("DOUBLE", "FLOAT", "INTEGER", "BIGINT", "DECIMAL",
+                                             "SMALLINT", "TINYINT", "HUGEINT", "UBIGINT", "UINTEGER"))
+
+    def column_text(self, column: str) -> str:
+        self.check_column(column)
+        col = ident(column)
+        if self.types[column] in _TEXT_TYPES:
+            trimmed = f"trim({col}, ' \t\r\n')"
+            return f"(CASE WHEN {trimmed} IN ({self.nulls}) THEN NULL ELSE {trimmed} END)"
+        return f"CAST({col} AS VARCHAR)"
+
+    def identifier(self, slot: _Slot, kind: str, text: str) -> str:
+        how = self.identity.normalise.get(kind, "strip")
+        if how == "email":
+            value = f"lower({text})"
+            if self.identity.email_strip_plus:
+                value = f"regexp_replace({value}, '\\+[^@]*@', '@')"
+            slot.checks.append(_Check(
+                f"{text} IS NOT NULL AND NOT regexp_matches({text}, '^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$')",
+                f"identifiers.{kind}", text, "not an email address"))
+            return value
+        if how == "phone":
+            value = f"(SELECT p.norm FROM {PHONE_TABLE} p WHERE p.raw = {text})"
+            slot.checks.append(_Check(
+                f"{text} IS NOT NULL AND {value} IS NULL", f"identifiers.{kind}", text,
+                f"not a phone number for region {self.identity.phone_region}: write it with "
+                f"its country code (+..) or set identity.phone_region"))
+            return value
+        if how == "lower":
+            return f"lower({text})"
+        return text
+
+
+def phone_columns(source: SourceSpec, identity: IdentityConfig) -> list[FieldSpec]:
+    """The identifier specs whose values must be normalised as phone numbers."""
+    return [s for k, s in source.identifiers.items() if identity.normalise.get(k) == "phone"]
+
+
+def compile_source(source: SourceSpec, name: str, types: dict[str, str], input_table: str,
+                   identity: IdentityConfig | None = None) -> str:
+    """SQL yielding the canonical events of every row and slot of ``input_table``."""
+    comp = _Compiler(source, name, types, identity or IdentityConfig())
+    slots = [_Slot(comp, i, e) for i, e in enumerate(source.event_specs())]
+    return "\nUNION ALL BY NAME\n".join(s.select(input_table) for s in slots)
+
+
+def phone_text_expressions(source: SourceSpec, name: str, types: dict[str, str],
+                           identity: IdentityConfig) -> list[str]:
+    """Text expressions of the phone identifiers (to collect their distinct values)."""
+    comp = _Compiler(source, name, types, identity)
+    slot = _Slot(comp, 0, source.event_specs()[0])
+    return [slot.text(s) for s in phone_columns(source, identity)]

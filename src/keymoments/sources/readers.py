@@ -1,0 +1,469 @@
+"""Readers: put the raw rows of an export into a DuckDB staging table, each row with
+the line it came from (``_km_line``), and collect what cannot be read as rejects.
+
+Text formats (CSV, JSON lines, XES) are read in Python so every record keeps its
+exact line number, even with quoted multi-line fields, and so one bad line (wrong
+encoding, broken quoting, wrong field count, invalid JSON) is rejected on its own
+while the rest of the file loads. Parquet is read by DuckDB directly, with its row
+number.
+
+>>> import io
+>>> lines = io.BytesIO(b'id,text\\n1,"two\\nlines"\\n2,"broken\\n3,ok\\n')
+>>> rows, rejects = [], []
+>>> header = read_csv_records(lines, CsvOptions(), rows.append, rejects.append)
+>>> header, rows
+(['id', 'text'], [(2, ['1', 'two\\nlines']), (5, ['3', 'ok'])])
+>>> [(r.line, r.reason[:30]) for r in rejects]
+[(4, 'unbalanced quote: the record s')]
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import json
+import os
+import xml.sax
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import duckdb
+import pyarrow as pa
+
+from ..config.models import CsvOptions
+from ..errors import SourceError
+from ..sql import ident, literal
+
+__all__ = ["Reject", "Staged", "stage_file", "read_csv_records", "expand_paths"]
+
+BATCH_ROWS = 50_000
+LINE_COLUMN = "_km_line"
+FILE_COLUMN = "_km_file"
+Progress = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class Reject:
+    """A record that could not be read: where, why, and its raw text."""
+
+    line: int
+    reason: str
+    raw: str
+    file: str = ""
+    field: str | None = None
+
+
+@dataclass
+class Staged:
+    """A staged source: the DuckDB table holding its raw rows, and the rejects."""
+
+    table: str
+    columns: list[str]
+    rows: int
+    files: list[str]
+    rejects: list[Reject] = field(default_factory=list)
+
+
+def expand_paths(path: str, base: Path) -> list[str]:
+    """The files a source path names (relative to ``base``; globs allowed), sorted."""
+    full = path if os.path.isabs(path) else str(base / path)
+    found = sorted(glob.glob(full)) if glob.has_magic(full) else [full]
+    missing = [p for p in found if not os.path.isfile(p)]
+    if not found or missing:
+        raise SourceError(
+            f"no file at {missing[0] if missing else full}: check the source's 'path' "
+            f"(relative paths start at the workspace folder {base})"
+        )
+    return found
+
+
+def stage_file(
+    con: duckdb.DuckDBPyConnection,
+    files: list[str],
+    fmt: str,
+    options: CsvOptions,
+    table: str,
+    progress: Progress | None = None,
+) -> Staged:
+    """Stage ``files`` of format ``fmt`` into the temporary table ``table``."""
+    if fmt == "parquet":
+        return _stage_parquet(con, files, table, progress)
+    readers = {"csv": _csv_rows, "jsonl": _jsonl_rows, "xes": _xes_rows}
+    if fmt not in readers:
+        raise SourceError(f"unknown format {fmt!r}: use csv, parquet, jsonl or xes")
+    sink = _BatchSink(con, table)
+    rejects: list[Reject] = []
+    for path in files:
+        sink.file = path
+        with open(path, "rb") as fh:
+            readers[fmt](fh, options, sink, rejects, path, progress)
+        sink.flush()
+    return Staged(table, sink.columns, sink.rows, list(files), rejects)
+
+
+def _stage_parquet(con, files, table, progress) -> Staged:
+    try:
+        con.execute(
+            f"CREATE OR REPLACE TEMP VIEW {ident(table)} AS SELECT *, "
+            f"file_row_number + 1 AS {LINE_COLUMN}, filename AS {FILE_COLUMN} "
+            f"FROM read_parquet([{', '.join(literal(f) for f in files)}], "
+            f"file_row_number = true, filename = true, union_by_name = true)"
+        )
+    except duckdb.Error as exc:
+        raise SourceError(f"cannot read Parquet {files[0]}: {exc}") from None
+    rows = con.execute(f"SELECT count(*) FROM {ident(table)}").fetchone()[0]
+    cols = [r[0] for r in con.execute(f"DESCRIBE {ident(table)}").fetchall()]
+    cols = [c for c in cols if c not in (LINE_COLUMN, FILE_COLUMN)]
+    if progress:
+        progress(sum(os.path.getsize(f) for f in files))
+    return Staged(table, cols, rows, list(files))
+
+
+class _BatchSink:
+    """Collects records as columns of strings and appends them to the staging table."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, table: str) -> None:
+        self.con, self.table = con, table
+        self.columns: list[str] = []
+        self.rows = 0
+        self.file = ""
+        self._lines: list[int] = []
+        self._values: dict[str, list[str | None]] = {}
+        self._created = False
+
+    def set_columns(self, names: list[str]) -> None:
+        for name in names:
+            if name not in self._values:
+                self.columns.append(name)
+                self._values[name] = [None] * len(self._lines)
+                if self._created:
+                    self.con.execute(
+                        f"ALTER TABLE {ident(self.table)} ADD COLUMN {ident(name)} VARCHAR"
+                    )
+
+    def add(self, line: int, record: dict[str, str | None]) -> None:
+        for name in record:
+            if name not in self._values:
+                self.set_columns([name])
+        self._lines.append(line)
+        for name, values in self._values.items():
+            values.append(record.get(name))
+        if len(self._lines) >= BATCH_ROWS:
+            self.flush()
+
+    def add_row(self, line: int, values: list[str]) -> None:
+        """Fast path for positional records matching ``columns``."""
+        self._lines.append(line)
+        for name, value in zip(self.columns, values):
+            self._values[name].append(value)
+        if len(self._lines) >= BATCH_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._created:
+            cols = ", ".join(f"{ident(c)} VARCHAR" for c in self.columns)
+            sep = ", " if cols else ""
+            self.con.execute(
+                f"CREATE OR REPLACE TEMP TABLE {ident(self.table)} "
+                f"({cols}{sep}{LINE_COLUMN} BIGINT, {FILE_COLUMN} VARCHAR)"
+            )
+            self._created = True
+        if not self._lines:
+            return
+        n = len(self._lines)
+        arrays = [pa.array(self._values[c], pa.string()) for c in self.columns]
+        arrays += [pa.array(self._lines, pa.int64()), pa.array([self.file] * n, pa.string())]
+        batch = pa.table(arrays, names=[*self.columns, LINE_COLUMN, FILE_COLUMN])
+        names = ", ".join(ident(c) for c in batch.column_names)
+        self.con.register("_km_batch", batch)
+        try:
+            self.con.execute(
+                f"INSERT INTO {ident(self.table)} ({names}) SELECT {names} FROM _km_batch"
+            )
+        finally:
+            self.con.unregister("_km_batch")
+        self.rows += n
+        self._lines = []
+        self._values = {c: [] for c in self.columns}
+
+
+# --------------------------------------------------------------------------- CSV
+
+
+class _Lines:
+    """Decoded lines of a binary file with their numbers, with push-back, so a
+    broken record can be rejected alone and reading resumes at its next line."""
+
+    def __init__(self, fh: IO[bytes], encoding: str, rejects: list[Reject], path: str,
+                 progress: Progress | None) -> None:
+        self._fh, self._encoding, self._rejects, self._path = fh, encoding, rejects, path
+        self._progress = progress
+        self._pending: list[tuple[int, str]] = []
+        self.number = 0  # physical line number of the last line handed out
+        self.taken: list[tuple[int, str]] = []  # lines handed out for the current record
+        self._bytes = 0
+
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def __next__(self) -> str:
+        if self._pending:
+            self.number, text = self._pending.pop(0)
+            self.taken.append((self.number, text))
+            return text
+        while True:
+            raw = self._fh.readline()
+            if not raw:
+                raise StopIteration
+            self.number += 1
+            self._bytes += len(raw)
+            if self._progress and self.number % 65536 == 0:
+                self._progress(self._bytes)
+                self._bytes = 0
+            try:
+                text = raw.decode(self._encoding)
+            except UnicodeDecodeError as exc:
+                self._rejects.append(Reject(
+                    self.number,
+                    f"not valid {self._encoding} text (byte 0x{raw[exc.start]:02x} at column "
+                    f"{exc.start + 1}): set the source's csv.encoding (for example latin-1 or "
+                    f"cp1252) if the whole file uses another encoding",
+                    raw.decode(self._encoding, errors="replace").rstrip("\r\n"),
+                    self._path,
+                ))
+                continue
+            if self.number == 1 and text.startswith("\ufeff"):
+                text = text[1:]
+            self.taken.append((self.number, text))
+            return text
+
+    def push_back(self, lines: list[tuple[int, str]]) -> None:
+        self._pending[:0] = lines
+
+    def finish(self) -> None:
+        if self._progress and self._bytes:
+            self._progress(self._bytes)
+            self._bytes = 0
+
+
+def _unique_header(names: list[str]) -> list[str]:
+    out: list[str] = []
+    for i, name in enumerate(names):
+        name = name.strip() or f"column_{i + 1}"
+        base, k = name, 2
+        while name in out:
+            name, k = f"{base}_{k}", k + 1
+        out.append(name)
+    return out
+
+
+def read_csv_records(
+    fh: IO[bytes],
+    options: CsvOptions,
+    emit: Callable[[tuple[int, list[str]]], None],
+    reject: Callable[[Reject], None],
+    path: str = "",
+    progress: Progress | None = None,
+    on_header: Callable[[list[str]], None] | None = None,
+) -> list[str]:
+    """Read delimited records, calling ``emit((line, fields))`` for each good one and
+    ``reject(Reject)`` for each bad one. Returns the header (also given to
+    ``on_header`` as soon as it is known)."""
+    rejects: list[Reject] = []
+    lines = _Lines(fh, options.encoding, rejects, path, progress)
+
+    def drain() -> None:
+        while rejects:
+            reject(rejects.pop(0))
+
+    for _ in range(options.skip_rows):
+        next(lines, None)
+    header: list[str] | None = None
+    whitespace = options.delimiter == "whitespace"
+    reader = None if whitespace else _new_reader(lines, options)
+    width = 0
+    while True:
+        lines.taken = []
+        try:
+            if whitespace:
+                text = next(lines)
+                fields = text.split()
+                if not fields:
+                    continue
+            else:
+                fields = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            drain()
+            taken = lines.taken
+            if not taken:
+                break
+            first = taken[0]
+            reject(Reject(first[0], f"unbalanced quote: the record starting here cannot be "
+                          f"read ({exc}); fix the quoting of this line", first[1].rstrip("\r\n"), path))
+            lines.push_back(taken[1:])
+            reader = _new_reader(lines, options)
+            continue
+        drain()
+        start = lines.taken[0][0] if lines.taken else lines.number
+        if not fields or fields == [""]:
+            continue  # blank line
+        if header is None:
+            if options.header:
+                header = _unique_header(fields)
+            else:
+                header = [f"column_{i + 1}" for i in range(len(fields))]
+            width = len(header)
+            if on_header:
+                on_header(header)
+            if options.header:
+                continue
+        if len(fields) != width:
+            taken = lines.taken
+            spans = len(taken) > 1
+            hint = " (a quote may be unbalanced)" if spans else ""
+            raw = taken[0][1] if taken else ""
+            reject(Reject(start, f"expected {width} fields, found {len(fields)}{hint}",
+                          raw.rstrip("\r\n"), path))
+            if spans:
+                lines.push_back(taken[1:])
+                if reader is not None:
+                    reader = _new_reader(lines, options)
+            continue
+        emit((start, fields))
+    drain()
+    lines.finish()
+    return header or []
+
+
+def _new_reader(lines: _Lines, options: CsvOptions):
+    return csv.reader(lines, delimiter=options.delimiter, quotechar=options.quote,
+                      doublequote=True, strict=True)
+
+
+def _csv_rows(fh, options, sink: _BatchSink, rejects, path, progress) -> None:
+    def on_header(header: list[str]) -> None:
+        if not sink.columns:
+            sink.set_columns(header)
+        elif sink.columns != header:
+            raise SourceError(
+                f"{path}: its header differs from the first file of this source "
+                f"({len(header)} columns against {len(sink.columns)})"
+            )
+
+    read_csv_records(fh, options, lambda rec: sink.add_row(*rec), rejects.append, path,
+                     progress, on_header)
+
+
+# --------------------------------------------------------------------- JSON lines
+
+
+def _jsonl_rows(fh, options, sink: _BatchSink, rejects, path, progress) -> None:
+    done = 0
+    for number, raw in enumerate(fh, start=1):
+        done += len(raw)
+        if progress and number % 65536 == 0:
+            progress(done)
+            done = 0
+        text = raw.strip()
+        if not text:
+            continue
+        try:
+            obj = json.loads(text)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            col = getattr(exc, "colno", None)
+            where = f" at column {col}" if col else ""
+            rejects.append(Reject(number, f"not valid JSON{where}: {getattr(exc, 'msg', exc)}",
+                                  raw.decode("utf-8", errors="replace").rstrip("\r\n"), path))
+            continue
+        if not isinstance(obj, dict):
+            rejects.append(Reject(number, "a JSON lines record must be an object {...}",
+                                  text.decode("utf-8", errors="replace"), path))
+            continue
+        sink.add(number, {k: _json_scalar(v) for k, v in _flatten(obj).items()})
+    if progress and done:
+        progress(done)
+
+
+def _flatten(obj: dict, prefix: str = "") -> dict[str, object]:
+    """Nested objects become dotted columns: {"a": {"b": 1}} -> {"a.b": 1}."""
+    out: dict[str, object] = {}
+    for key, value in obj.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def _json_scalar(value: object) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value) if isinstance(value, float) else str(value)
+    return json.dumps(value, ensure_ascii=False)
+
+
+# ---------------------------------------------------------------------------- XES
+
+
+class _XesHandler(xml.sax.ContentHandler):
+    """Streams XES: each <event> becomes a row of its attributes plus the trace's
+    attributes prefixed ``case:`` (as process-mining tools name them)."""
+
+    _ATTRS = {"string", "date", "int", "float", "boolean", "id"}
+
+    def __init__(self, sink: _BatchSink) -> None:
+        super().__init__()
+        self.sink = sink
+        self.depth_kind: list[str] = []
+        self.trace: dict[str, str] = {}
+        self.event: dict[str, str] | None = None
+        self.event_line = 0
+        self._locator = None
+
+    def setDocumentLocator(self, locator) -> None:  # noqa: N802 (SAX API)
+        self._locator = locator
+
+    def startElement(self, name, attrs) -> None:  # noqa: N802
+        if name == "trace":
+            self.trace = {}
+        elif name == "event":
+            self.event = {}
+            self.event_line = self._locator.getLineNumber() if self._locator else 0
+        elif name in self._ATTRS and "key" in attrs and len(self.depth_kind) >= 1:
+            parent = self.depth_kind[-1]
+            key, value = attrs["key"], attrs.get("value")
+            if parent == "event" and self.event is not None:
+                self.event[key] = value
+            elif parent == "trace":
+                self.trace[f"case:{key}"] = value
+        self.depth_kind.append(name)
+
+    def endElement(self, name) -> None:  # noqa: N802
+        self.depth_kind.pop()
+        if name == "event" and self.event is not None:
+            if self.depth_kind and self.depth_kind[-1] == "trace":
+                self.sink.add(self.event_line, {**self.trace, **self.event})
+            self.event = None
+
+
+def _xes_rows(fh, options, sink: _BatchSink, rejects, path, progress) -> None:
+    handler = _XesHandler(sink)
+    try:
+        xml.sax.parse(fh, handler)
+    except xml.sax.SAXParseException as exc:
+        rejects.append(Reject(exc.getLineNumber(),
+                              f"XES is not well-formed XML at column {exc.getColumnNumber()}: "
+                              f"{exc.getMessage()}; events after this point were not read",
+                              "", path))
+    if progress:
+        progress(os.path.getsize(path))

@@ -1,0 +1,1 @@
+"""The embedded store: the workspace, its tables and migrations."""

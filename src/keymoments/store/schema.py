@@ -1,0 +1,159 @@
+"""The workspace's tables, their documented schema, and forward migrations.
+
+Each migration moves the store from version ``n - 1`` to ``n`` and runs once, in a
+transaction, when a workspace is opened by code that knows a newer version. A
+store newer than the code is refused rather than damaged.
+
+Timestamps are ``TIMESTAMPTZ`` (an instant, UTC); a missing valence or measure is
+``NULL``, never NaN. Maps are ``MAP(VARCHAR, ...)`` so the same tables read on
+DuckDB and Spark.
+
+>>> SCHEMA_VERSION >= 1
+True
+>>> sorted(TABLES)[:3]
+['events', 'identifiers', 'identity_links']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import duckdb
+
+from ..errors import WorkspaceError
+
+__all__ = ["SCHEMA_VERSION", "TABLES", "COLUMN_DOCS", "migrate", "current_version"]
+
+#: Column docs per table: name -> (SQL type, meaning). The DDL is generated from it,
+#: so the documentation (``docs/schema.md``) and the store cannot disagree.
+COLUMN_DOCS: dict[str, dict[str, tuple[str, str]]] = {
+    "events": {
+        "event_id": ("VARCHAR NOT NULL", "stable id: a hash of the source and the event's content (or of the source's `key` columns), so re-loading changes nothing"),
+        "ts": ("TIMESTAMPTZ NOT NULL", "when it happened (UTC instant)"),
+        "person_id": ("VARCHAR", "the stitched person (see `identifiers`); re-linked when identities merge"),
+        "anchor": ("VARCHAR NOT NULL", "the event's first identifier as `kind:value`, used to resolve `person_id`"),
+        "identifiers": ("MAP(VARCHAR, VARCHAR) NOT NULL", "every identifier on the event, kind -> normalised value"),
+        "channel": ("VARCHAR", "web, app, email, phone, chat, store, ..."),
+        "event_type": ("VARCHAR NOT NULL", "what happened, in the source's vocabulary"),
+        "stage": ("VARCHAR", "journey stage from the mapping or the taxonomy"),
+        "moment": ("VARCHAR", "business key moment from the taxonomy (purchase, support, ...)"),
+        "refs": ("MAP(VARCHAR, VARCHAR)", "correlation references: order, ticket, session, case, ..."),
+        "agent": ("VARCHAR", "the employee or bot who handled it"),
+        "language": ("VARCHAR", "language of the contact or text (ISO 639-1 when known)"),
+        "rating": ("DOUBLE", "explicit rating as given"),
+        "rating_scale": ("VARCHAR", "csat5, nps10, ces7, stars5 or custom"),
+        "rating_min": ("DOUBLE", "lowest value of the scale"),
+        "rating_max": ("DOUBLE", "highest value of the scale"),
+        "text": ("VARCHAR", "free text: comment, review, message"),
+        "measures": ("MAP(VARCHAR, DOUBLE)", "numbers: amount, wait_seconds, handle_seconds, ..."),
+        "expected_ts": ("TIMESTAMPTZ", "what was promised, as a time (estimated delivery, SLA due)"),
+        "expected_value": ("DOUBLE", "what was promised, as a value (quoted wait, SLA minutes)"),
+        "expectation_kind": ("VARCHAR", "what the expectation is (promised_delivery, sla, ...)"),
+        "attributes": ("MAP(VARCHAR, VARCHAR)", "free attributes: carrier, product, segment, ..."),
+        "source": ("VARCHAR NOT NULL", "the source name in keymoments.yaml"),
+        "source_file": ("VARCHAR", "the file the event was read from"),
+        "source_line": ("BIGINT", "the line (CSV, JSON lines), row (Parquet) or event number (XES)"),
+        "load_id": ("VARCHAR NOT NULL", "the load that wrote it"),
+    },
+    "identifiers": {
+        "identifier": ("VARCHAR NOT NULL", "`kind:value`, normalised"),
+        "kind": ("VARCHAR NOT NULL", "customer_id, email, phone, device, account, ..."),
+        "value": ("VARCHAR NOT NULL", "normalised value"),
+        "person_id": ("VARCHAR", "the person it belongs to"),
+        "first_seen": ("TIMESTAMPTZ", "earliest event carrying it"),
+    },
+    "identity_links": {
+        "a": ("VARCHAR NOT NULL", "identifier (the smaller of the pair)"),
+        "b": ("VARCHAR NOT NULL", "identifier (the larger of the pair)"),
+        "event_id": ("VARCHAR NOT NULL", "the first event that carried both: why they were joined"),
+        "source": ("VARCHAR NOT NULL", "that event's source"),
+        "ts": ("TIMESTAMPTZ", "that event's time"),
+    },
+    "people": {
+        "person_id": ("VARCHAR NOT NULL", "stable while its smallest identifier stays in it"),
+        "n_identifiers": ("BIGINT", "identifiers stitched into the person"),
+        "n_events": ("BIGINT", "events of the person"),
+        "first_seen": ("TIMESTAMPTZ", "first event"),
+        "last_seen": ("TIMESTAMPTZ", "last event"),
+        "channels": ("VARCHAR[]", "channels the person used"),
+    },
+    "quarantine": {
+        "quarantine_id": ("VARCHAR NOT NULL", "hash of source, file, line and reason: re-loading does not double it"),
+        "load_id": ("VARCHAR NOT NULL", "the load that rejected it"),
+        "source": ("VARCHAR NOT NULL", "source name"),
+        "file": ("VARCHAR", "file it came from"),
+        "line": ("BIGINT", "line (CSV/JSON lines), row (Parquet) or event number (XES)"),
+        "field": ("VARCHAR", "the canonical field or source column at fault"),
+        "value": ("VARCHAR", "the offending value"),
+        "reason": ("VARCHAR NOT NULL", "what is wrong and what to do"),
+        "raw": ("VARCHAR", "the whole source row (JSON) or line text, so nothing is lost"),
+        "quarantined_at": ("TIMESTAMPTZ NOT NULL", "when"),
+    },
+    "loads": {
+        "load_id": ("VARCHAR NOT NULL", "id of the load"),
+        "source": ("VARCHAR NOT NULL", "source name"),
+        "files": ("VARCHAR[]", "files read"),
+        "started_at": ("TIMESTAMPTZ NOT NULL", "start"),
+        "finished_at": ("TIMESTAMPTZ", "commit time"),
+        "rows_read": ("BIGINT", "rows read (records, not physical lines)"),
+        "rows_loaded": ("BIGINT", "rows that produced at least one new event"),
+        "rows_quarantined": ("BIGINT", "rows sent to quarantine"),
+        "rows_duplicate": ("BIGINT", "rows whose events were all already stored or repeated in the file"),
+        "events_loaded": ("BIGINT", "new events written"),
+    },
+    "km_meta": {
+        "key": ("VARCHAR NOT NULL", "setting"),
+        "value": ("VARCHAR", "its value; `schema_version` is the store's version"),
+    },
+}
+
+TABLES = tuple(COLUMN_DOCS)
+
+
+def _create(table: str) -> str:
+    cols = ",\n  ".join(f'"{c}" {t}' for c, (t, _) in COLUMN_DOCS[table].items())
+    return f'CREATE TABLE IF NOT EXISTS "{table}" (\n  {cols}\n)'
+
+
+def _v1(con: duckdb.DuckDBPyConnection) -> None:
+    for table in ("events", "identifiers", "identity_links", "people", "quarantine", "loads", "km_meta"):
+        con.execute(_create(table))
+
+
+#: Forward migrations, index ``i`` brings the store to version ``i + 1``.
+MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [_v1]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def current_version(con: duckdb.DuckDBPyConnection) -> int:
+    """The store's schema version (0 for an empty database)."""
+    exists = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'km_meta'"
+    ).fetchone()[0]
+    if not exists:
+        return 0
+    row = con.execute("SELECT value FROM km_meta WHERE key = 'schema_version'").fetchone()
+    return int(row[0]) if row else 0
+
+
+def migrate(con: duckdb.DuckDBPyConnection) -> int:
+    """Bring the store up to :data:`SCHEMA_VERSION`; returns the version found."""
+    found = current_version(con)
+    if found > SCHEMA_VERSION:
+        raise WorkspaceError(
+            f"this workspace has schema version {found}, newer than this keymoments "
+            f"({SCHEMA_VERSION}); upgrade keymoments to open it"
+        )
+    for version in range(found, SCHEMA_VERSION):
+        con.execute("BEGIN TRANSACTION")
+        try:
+            MIGRATIONS[version](con)
+            con.execute("DELETE FROM km_meta WHERE key = 'schema_version'")
+            con.execute(
+                "INSERT INTO km_meta VALUES ('schema_version', ?)", [str(version + 1)]
+            )
+            con.execute("COMMIT")
+        except Exception:
+            con.execute("ROLLBACK")
+            raise
+    return found

@@ -1,0 +1,185 @@
+"""A workspace: a folder with ``keymoments.yaml`` and the DuckDB file it names.
+
+>>> import tempfile, keymoments as km
+>>> ws = km.init(tempfile.mkdtemp())
+>>> ws.status().to_pylist()[0]
+{'table': 'events', 'rows': 0}
+>>> ws.close()
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import duckdb
+
+from ..config.loader import CONFIG_FILE, load_config
+from ..config.models import Config
+from ..errors import NotFoundError, WorkspaceError
+from ..results import Result
+from .schema import SCHEMA_VERSION, TABLES, migrate
+
+__all__ = ["Workspace", "init", "open_workspace", "STARTER_CONFIG"]
+
+STARTER_CONFIG = """\
+# keymoments workspace configuration. Reference: docs/config.md
+version: 1
+name: {name}
+database: keymoments.duckdb
+
+identity:
+  phone_region: US        # region for phone numbers written without +country code
+
+# Map each export to canonical events. Example (see docs/mapping.md):
+# sources:
+#   orders:
+#     path: data/orders.csv
+#     identifiers: {{customer_id: customer_id, email: email}}
+#     refs: {{order: order_id}}
+#     channel: {{value: web}}
+#     events:
+#       - {{event_type: {{value: order_placed}}, ts: purchased_at}}
+#       - event_type: {{value: order_delivered}}
+#         ts: delivered_at
+#         expectation: {{kind: promised_delivery, ts: estimated_delivery_at}}
+sources: {{}}
+"""
+
+
+class Workspace:
+    """An open workspace: its config, its root folder and a DuckDB connection."""
+
+    def __init__(self, root: Path, config: Config, con: duckdb.DuckDBPyConnection) -> None:
+        self.root = root
+        self.config = config
+        self.con = con
+
+    # ------------------------------------------------------------------ life
+    @classmethod
+    def open(cls, path: str | os.PathLike[str] = ".", *, read_only: bool = False) -> Workspace:
+        """Open the workspace in folder ``path`` (migrating its store if needed)."""
+        root = Path(path)
+        cfg_path = root / CONFIG_FILE
+        if not cfg_path.is_file():
+            raise WorkspaceError(
+                f"no workspace at {root}: {CONFIG_FILE} is missing "
+                f"(create one with 'keymoments init {root}')"
+            )
+        config = load_config(cfg_path)
+        db = Path(config.database)
+        db = db if db.is_absolute() else root / db
+        try:
+            con = duckdb.connect(str(db), read_only=read_only)
+        except duckdb.IOException as exc:
+            raise WorkspaceError(f"cannot open {db}: {exc} (is another keymoments using it?)") from None
+        con.execute("SET TimeZone = 'UTC'")
+        if not read_only:
+            migrate(con)
+        return cls(root, config, con)
+
+    def close(self) -> None:
+        """Close the database connection."""
+        self.con.close()
+
+    def __enter__(self) -> Workspace:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def reload_config(self) -> None:
+        """Read ``keymoments.yaml`` again (after editing it)."""
+        self.config = load_config(self.root / CONFIG_FILE)
+
+    # ------------------------------------------------------------ ingestion
+    def ingest(self, source: str | None = None, progress=None):
+        """Load one source (by name), or every source when ``source`` is None.
+
+        Returns a :class:`~keymoments.sources.ingest.LoadReport` (a list for all).
+        """
+        from ..sources.ingest import ingest_source
+
+        if source is not None:
+            return ingest_source(self, source, progress)
+        return [ingest_source(self, name, progress) for name in self.config.sources]
+
+    # --------------------------------------------------------------- queries
+    def status(self) -> Result:
+        """Row counts of every table."""
+        rows = [
+            {"table": t, "rows": self.con.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0]}
+            for t in TABLES
+        ]
+        import pyarrow as pa
+
+        return Result(pa.Table.from_pylist(rows), {"schema_version": SCHEMA_VERSION,
+                                                   "root": str(self.root)})
+
+    def events(self, person: str | None = None, limit: int | None = None) -> Result:
+        """Events in time order, optionally of one person (id or any identifier)."""
+        where, params = "", []
+        if person is not None:
+            where, params = "WHERE person_id = ?", [self.resolve_person(person)]
+        lim = f"LIMIT {int(limit)}" if limit is not None else ""
+        table = self.con.execute(
+            f"SELECT * FROM events {where} ORDER BY ts, event_id {lim}", params
+        ).to_arrow_table()
+        return Result(table, {"person": person})
+
+    def quarantine(self, source: str | None = None, limit: int | None = None) -> Result:
+        """Rejected rows with file, line, field, value and reason."""
+        where, params = ("WHERE source = ?", [source]) if source else ("", [])
+        lim = f"LIMIT {int(limit)}" if limit is not None else ""
+        table = self.con.execute(
+            f"SELECT source, file, line, field, value, reason, raw FROM quarantine {where} "
+            f"ORDER BY source, file, line {lim}", params
+        ).to_arrow_table()
+        return Result(table, {"source": source})
+
+    def loads(self) -> Result:
+        """The load log, newest first."""
+        return Result(self.con.execute(
+            "SELECT * FROM loads ORDER BY started_at DESC").to_arrow_table())
+
+    def resolve_person(self, key: str) -> str:
+        """A person id from a person id, ``kind:value`` or a bare identifier value."""
+        row = self.con.execute(
+            "SELECT person_id FROM people WHERE person_id = ? "
+            "UNION ALL SELECT person_id FROM identifiers WHERE identifier = ? "
+            "UNION ALL SELECT person_id FROM identifiers WHERE value = ? LIMIT 1",
+            [key, key, key.strip().lower()],
+        ).fetchone()
+        if row is None:
+            row = self.con.execute(
+                "SELECT person_id FROM identifiers WHERE value = ? LIMIT 1", [key.strip()]
+            ).fetchone()
+        if row is None or row[0] is None:
+            raise NotFoundError(f"no person with id or identifier {key!r}")
+        return row[0]
+
+    def person(self, key: str):
+        """One person: identifiers, why they were joined, and the timeline."""
+        from ..people.profile import person_profile
+
+        return person_profile(self, key)
+
+
+def init(path: str | os.PathLike[str], name: str | None = None, *, exist_ok: bool = False) -> Workspace:
+    """Create a workspace in folder ``path`` (a starter ``keymoments.yaml`` and the
+    DuckDB store) and open it."""
+    root = Path(path)
+    root.mkdir(parents=True, exist_ok=True)
+    cfg = root / CONFIG_FILE
+    if cfg.exists() and not exist_ok:
+        raise WorkspaceError(f"{cfg} already exists: open it with km.open({str(root)!r})")
+    if not cfg.exists():
+        from ..io import atomic_write_text
+
+        atomic_write_text(cfg, STARTER_CONFIG.format(name=name or root.resolve().name or "keymoments"))
+    return Workspace.open(root)
+
+
+def open_workspace(path: str | os.PathLike[str] = ".", *, read_only: bool = False) -> Workspace:
+    """Open an existing workspace (``km.open``)."""
+    return Workspace.open(path, read_only=read_only)
