@@ -43,44 +43,7 @@ __all__ = [
     "Config",
 ]
 
-#: Journey stages an event can belong to, in funnel order.
-STAGES = (
-    "awareness",
-    "consideration",
-    "purchase",
-    "onboarding",
-    "usage",
-    "support",
-    "feedback",
-    "loyalty",
-    "churn",
-)
-
-#: Business key moments an event can mark.
-KEY_MOMENTS = (
-    "first_interaction",
-    "purchase",
-    "support",
-    "resolution",
-    "post_purchase",
-    "feedback",
-    "repeat_purchase",
-    "loyalty",
-)
-
-#: Built-in rating scales: name -> (min, max).
-RATING_SCALES: dict[str, tuple[float, float]] = {
-    "csat5": (1, 5),
-    "nps10": (0, 10),
-    "ces7": (1, 7),
-    "stars5": (1, 5),
-}
-
-
-class Strict(BaseModel):
-    """Base of every config model: unknown keys are errors, not silently ignored."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
+from .base import KEY_MOMENTS, RATING_SCALES, STAGES, Strict  # noqa: E402
 
 
 class FieldSpec(Strict):
@@ -108,6 +71,22 @@ class FieldSpec(Strict):
         if self.column is not None and self.value is not None:
             raise ValueError("give either 'column' or 'value', not both")
         return self
+
+
+def _known_stage(spec: FieldSpec | None) -> FieldSpec | None:
+    """A stage given as a constant (``value``, ``default`` or ``map`` targets) must be
+    one of :data:`STAGES`: caught here, not by quarantining every row at ingest."""
+    if spec is None:
+        return spec
+    import difflib
+
+    given = [spec.value, spec.default, *(spec.map or {}).values()]
+    for stage in given:
+        if stage is not None and str(stage).lower() not in STAGES:
+            close = difflib.get_close_matches(str(stage).lower(), STAGES, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ValueError(f"unknown stage {stage!r} ({hint}stages: {', '.join(STAGES)})")
+    return spec
 
 
 class TimestampDefaults(Strict):
@@ -186,6 +165,8 @@ class EventSpec(Strict):
     attributes: dict[str, FieldSpec] = Field(default_factory=dict)
     refs: dict[str, FieldSpec] = Field(default_factory=dict)
 
+    _stage = field_validator("stage")(_known_stage)
+
 
 class CsvOptions(Strict):
     """How to read a delimited file. ``delimiter: whitespace`` splits on runs of blanks."""
@@ -262,6 +243,8 @@ class SourceSpec(Strict):
     measures: dict[str, FieldSpec] = Field(default_factory=dict)
     attributes: dict[str, FieldSpec] = Field(default_factory=dict)
     refs: dict[str, FieldSpec] = Field(default_factory=dict)
+
+    _stage = field_validator("stage")(_known_stage)
 
     @field_validator("identifiers")
     @classmethod
@@ -364,6 +347,9 @@ class IdentityConfig(Strict):
     )
 
 
+from .analysis import JourneysConfig, MomentsConfig, OutcomesConfig, ValenceConfig  # noqa: E402
+
+
 class Config(Strict):
     """The whole of ``keymoments.yaml``."""
 
@@ -373,6 +359,10 @@ class Config(Strict):
     identity: IdentityConfig = Field(default_factory=IdentityConfig)
     taxonomy: Taxonomy = Field(default_factory=Taxonomy)
     sources: dict[str, SourceSpec] = Field(default_factory=dict)
+    valence: ValenceConfig = Field(default_factory=ValenceConfig)
+    journeys: JourneysConfig = Field(default_factory=JourneysConfig)
+    outcomes: OutcomesConfig = Field(default_factory=OutcomesConfig)
+    moments: MomentsConfig = Field(default_factory=MomentsConfig)
 
     @field_validator("sources")
     @classmethod

@@ -101,6 +101,92 @@ COLUMN_DOCS: dict[str, dict[str, tuple[str, str]]] = {
         "rows_duplicate": ("BIGINT", "rows whose events were all already stored or repeated in the file"),
         "events_loaded": ("BIGINT", "new events written"),
     },
+    "text_scores": {
+        "text_hash": ("VARCHAR NOT NULL", "md5 of the text (UTF-8)"),
+        "scorer": ("VARCHAR NOT NULL", "the scorer and its version"),
+        "valence": ("DOUBLE", "sentiment in [-1, 1]"),
+        "confidence": ("DOUBLE", "in [0, 1]; 0 when nothing polar was found"),
+        "scored_at": ("TIMESTAMPTZ", "when"),
+    },
+    "journey_events": {
+        "event_id": ("VARCHAR NOT NULL", "the event"),
+        "journey_id": ("VARCHAR NOT NULL", "its journey"),
+        "journey_type": ("VARCHAR NOT NULL", "purchase, issue_resolution, ... or the catch-all"),
+        "journey_key": ("VARCHAR", "the correlation reference (order id, ticket id) of keyed journeys"),
+        "person_id": ("VARCHAR", "the person"),
+        "seq": ("BIGINT NOT NULL", "0-based position in the journey (time, then event id)"),
+        "ts": ("TIMESTAMPTZ NOT NULL", "when"),
+        "event_type": ("VARCHAR", "what happened"),
+        "stage": ("VARCHAR", "stage"),
+        "moment": ("VARCHAR", "business key moment tag from the taxonomy"),
+        "channel": ("VARCHAR", "channel"),
+        "agent": ("VARCHAR", "agent"),
+        "language": ("VARCHAR", "language"),
+        "v_feedback": ("DOUBLE", "valence from the explicit rating, if any"),
+        "v_rules": ("DOUBLE", "valence from operational rules that fired, if any"),
+        "v_text": ("DOUBLE", "valence from text sentiment, if any"),
+        "valence": ("DOUBLE", "the event's valence in [-1, 1] (NULL when nothing scored it)"),
+        "valence_reason": ("VARCHAR", "why, in words"),
+    },
+    "journeys": {
+        "journey_id": ("VARCHAR NOT NULL", "stable while its person, type, key and first run are"),
+        "journey_type": ("VARCHAR NOT NULL", "type from config"),
+        "journey_key": ("VARCHAR", "correlation reference"),
+        "person_id": ("VARCHAR", "the person"),
+        "start_ts": ("TIMESTAMPTZ NOT NULL", "first event"),
+        "end_ts": ("TIMESTAMPTZ NOT NULL", "last event"),
+        "duration_s": ("DOUBLE", "end - start in seconds"),
+        "n_events": ("BIGINT", "events"),
+        "channels": ("VARCHAR[]", "channels used, sorted"),
+        "channel_switches": ("BIGINT", "consecutive events on different channels"),
+        "has_start": ("BOOLEAN", "contains a start event of its type"),
+        "has_end": ("BOOLEAN", "contains an end event of its type"),
+        "status": ("VARCHAR", "completed, open, stalled or abandoned (as of `as_of`)"),
+        "idle_s": ("DOUBLE", "seconds from the last event to `as_of`"),
+        "outcome_ts": ("TIMESTAMPTZ", "first feedback given in the journey"),
+        "outcome_rating": ("DOUBLE", "that feedback's rating"),
+        "outcome_scale": ("VARCHAR", "its scale"),
+        "outcome_valence": ("DOUBLE", "that rating on [-1, 1]"),
+        "repurchased": ("BOOLEAN", "a purchase journey of the person started within `repurchase_within` after this one ended (NULL: too early to tell)"),
+        "churned": ("BOOLEAN", "a churn event within `churn_within`, or no activity for `inactive_churn_after` (NULL: too early to tell)"),
+        "first_v": ("DOUBLE", "valence of the first impression"),
+        "peak_v": ("DOUBLE", "best valence"),
+        "valley_v": ("DOUBLE", "worst valence"),
+        "end_v": ("DOUBLE", "valence of the farewell (last scored event before the outcome)"),
+        "mean_v": ("DOUBLE", "mean valence"),
+        "trend_v": ("DOUBLE", "slope of valence per event"),
+        "n_valenced": ("BIGINT", "events with a valence before the outcome"),
+        "remembered": ("DOUBLE", "predicted remembered experience in [-1, 1]"),
+        "remembered_model": ("VARCHAR", "the model that predicted it (peak_end by default)"),
+        "as_of": ("TIMESTAMPTZ", "the time statuses are judged at"),
+    },
+    "moments": {
+        "journey_id": ("VARCHAR NOT NULL", "journey"),
+        "journey_type": ("VARCHAR", "its type"),
+        "person_id": ("VARCHAR", "person"),
+        "kind": ("VARCHAR NOT NULL", "first_impression, peak, valley, farewell, or a business moment (purchase, support, ...)"),
+        "category": ("VARCHAR NOT NULL", "experience (peak-end moments) or business"),
+        "event_id": ("VARCHAR NOT NULL", "the event the moment points at"),
+        "ts": ("TIMESTAMPTZ", "when"),
+        "event_type": ("VARCHAR", "what happened"),
+        "stage": ("VARCHAR", "stage"),
+        "channel": ("VARCHAR", "channel"),
+        "agent": ("VARCHAR", "agent"),
+        "valence": ("DOUBLE", "its valence"),
+        "reason": ("VARCHAR", "why"),
+    },
+    "remembered_models": {
+        "fitted_at": ("TIMESTAMPTZ NOT NULL", "when"),
+        "outcome": ("VARCHAR NOT NULL", "feedback, repurchase or churn"),
+        "model": ("VARCHAR NOT NULL", "peak_end, mean, last, learned"),
+        "weights": ("VARCHAR", "JSON: feature -> [weight, low, high]"),
+        "metric": ("VARCHAR", "r2 (feedback) or auc (binary outcomes)"),
+        "cv_score": ("DOUBLE", "cross-validated score"),
+        "cv_low": ("DOUBLE", "95% interval, low"),
+        "cv_high": ("DOUBLE", "95% interval, high"),
+        "n": ("BIGINT", "journeys used"),
+        "chosen": ("BOOLEAN", "the model now scoring `journeys.remembered`"),
+    },
     "km_meta": {
         "key": ("VARCHAR NOT NULL", "setting"),
         "value": ("VARCHAR", "its value; `schema_version` is the store's version"),
@@ -120,8 +206,13 @@ def _v1(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(_create(table))
 
 
+def _v2(con: duckdb.DuckDBPyConnection) -> None:
+    for table in ("text_scores", "journey_events", "journeys", "moments", "remembered_models"):
+        con.execute(_create(table))
+
+
 #: Forward migrations, index ``i`` brings the store to version ``i + 1``.
-MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [_v1]
+MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [_v1, _v2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

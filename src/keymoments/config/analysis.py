@@ -1,0 +1,192 @@
+"""Typed config of the engine: valence rules, journey types, outcomes, moments.
+
+Durations are written ``30m``, ``2h``, ``14d``, ``8w`` or ``1y`` (or seconds):
+
+>>> parse_duration("14d"), parse_duration("90m"), parse_duration(45)
+(1209600.0, 5400.0, 45.0)
+>>> JourneyType.model_validate({"name": "purchase", "key": "order", "end": ["order_delivered"]}).gap
+>>> ValenceRule.model_validate({"name": "late", "kind": "expectation_gap",
+...     "event_types": ["order_delivered"], "unit": "days", "full_at": 7}).tolerance
+0.0
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import BeforeValidator, Field, field_validator, model_validator
+
+from .base import STAGES, Strict
+
+__all__ = [
+    "Duration",
+    "parse_duration",
+    "ValenceRule",
+    "ValenceConfig",
+    "JourneyType",
+    "JourneysConfig",
+    "OutcomesConfig",
+    "MomentsConfig",
+]
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}
+UNIT_SECONDS = {"seconds": 1, "minutes": 60, "hours": 3600, "days": 86400}
+
+
+def parse_duration(value: object) -> float:
+    """Seconds in a duration written as a number of seconds or ``<n><s|m|h|d|w|y>``."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if value < 0:
+            raise ValueError("a duration cannot be negative")
+        return float(value)
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdwy])\s*", str(value))
+    if not match:
+        raise ValueError(f"not a duration: {value!r} (write e.g. 30m, 2h, 14d, 8w, 1y)")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+class ValenceRule(Strict):
+    """An operational rule that gives matching events a valence and a reason.
+
+    Kinds:
+
+    * ``constant``: a fixed ``valence`` (payment failed, transferred, refund granted).
+    * ``expectation_gap``: actual against promised. For a time promise, the gap is
+      ``ts - expected_ts``; for a value promise, ``measures[measure]`` (in
+      ``measure_unit``) minus ``expected_value`` (in ``expected_unit``). A gap within
+      ``tolerance`` scores ``on_time_valence``; later scores down linearly to -1 at
+      ``full_at``; earlier scores ``early_valence``.
+    * ``measure_above``: ``measures[measure]`` above ``threshold`` scores ``valence``.
+    * ``repeat_contact``: another event of these types by the same person within
+      ``window`` before this one (the issue was not fixed) scores ``valence``.
+    * ``first_contact_resolution``: a resolution in a journey with no transfer or
+      reopening before it scores ``valence``; otherwise ``else_valence``.
+
+    ``reason`` may use ``{gap}`` (with its unit), ``{value}`` and ``{event_type}``.
+    """
+
+    name: str
+    kind: Literal["constant", "expectation_gap", "measure_above", "repeat_contact",
+                  "first_contact_resolution"] = "constant"
+    event_types: list[str]
+    valence: float | None = Field(default=None, ge=-1, le=1)
+    reason: str | None = None
+    unit: Literal["seconds", "minutes", "hours", "days"] = "hours"
+    measure: str | None = None
+    measure_unit: Literal["seconds", "minutes", "hours", "days"] = "seconds"
+    expected_unit: Literal["seconds", "minutes", "hours", "days"] = "minutes"
+    tolerance: float = 0.0
+    full_at: float | None = None
+    on_time_valence: float = Field(default=0.0, ge=-1, le=1)
+    early_valence: float = Field(default=0.0, ge=-1, le=1)
+    threshold: float | None = None
+    window: Duration = 7 * 86400.0
+    interrupting: list[str] = Field(default_factory=lambda: ["transferred", "ticket_reopened"])
+    else_valence: float | None = Field(default=None, ge=-1, le=1)
+
+    @model_validator(mode="after")
+    def _complete(self) -> ValenceRule:
+        need = {
+            "constant": ["valence"],
+            "expectation_gap": ["full_at"],
+            "measure_above": ["measure", "threshold", "valence"],
+            "repeat_contact": ["valence"],
+            "first_contact_resolution": ["valence"],
+        }[self.kind]
+        missing = [k for k in need if getattr(self, k) is None]
+        if missing:
+            raise ValueError(f"a {self.kind} rule needs {', '.join(missing)}")
+        if self.full_at is not None and self.full_at <= self.tolerance:
+            raise ValueError("full_at must be larger than tolerance")
+        return self
+
+
+class ValenceConfig(Strict):
+    """How events get their valence in [-1, 1].
+
+    The valence of an event is the weighted mean of the parts it has: explicit
+    feedback (its rating on its scale), operational rules, and text sentiment.
+    ``neutral`` is the rating that scores 0 on each scale (NPS 7: passives are not
+    happy customers). Rules are the packaged defaults
+    (``keymoments/defaults/valence.yaml``) plus these, a rule of the same name
+    replacing the default one.
+    """
+
+    weights: dict[Literal["feedback", "rules", "text"], float] = Field(
+        default_factory=lambda: {"feedback": 1.0, "rules": 1.0, "text": 0.5})
+    neutral: dict[str, float] = Field(
+        default_factory=lambda: {"csat5": 3, "stars5": 3, "nps10": 7, "ces7": 4})
+    rules: list[ValenceRule] = Field(default_factory=list)
+    use_default_rules: bool = True
+    text_scorer: str = "lexicon"
+
+
+class JourneyType(Strict):
+    """A kind of journey. With ``key``, a journey is every event of a person that
+    carries that reference (an order, a ticket). Without it, a journey is a run of
+    the person's events of ``event_types``/``stages`` that begins at a ``start``
+    event (or after ``gap`` of inactivity) and ends at an ``end`` event.
+
+    ``stall_after``: idle this long without an end event and the journey is
+    stalled (default: the 90th percentile duration of this type's completed
+    journeys); ``abandon_after``: idle this long and it is abandoned.
+    """
+
+    name: str
+    key: str | None = None
+    event_types: list[str] = Field(default_factory=list)
+    stages: list[Literal[STAGES]] = Field(default_factory=list)  # type: ignore[valid-type]
+    start: list[str] = Field(default_factory=list)
+    end: list[str] = Field(default_factory=list)
+    gap: Duration | None = None
+    stall_after: Duration | None = None
+    abandon_after: Duration = 30 * 86400.0
+
+    @model_validator(mode="after")
+    def _member(self) -> JourneyType:
+        if self.key is None and not (self.event_types or self.stages or self.start):
+            raise ValueError("a journey type needs a 'key' (a correlation reference such as "
+                             "order or ticket), or the event_types/stages it is made of")
+        return self
+
+
+class JourneysConfig(Strict):
+    """Journey types, tried in order; events no type claims fall to the catch-all,
+    split per person by ``catch_all_gap`` of inactivity."""
+
+    types: list[JourneyType] | None = None
+    catch_all: str = "visit"
+    catch_all_gap: Duration = 30 * 60.0
+    as_of: str | None = None
+
+    @field_validator("types")
+    @classmethod
+    def _unique(cls, v: list[JourneyType] | None) -> list[JourneyType] | None:
+        if v is not None:
+            names = [t.name for t in v]
+            dup = {n for n in names if names.count(n) > 1}
+            if dup:
+                raise ValueError(f"journey type names must be unique: {', '.join(sorted(dup))}")
+        return v
+
+
+class OutcomesConfig(Strict):
+    """What counts as a journey's outcome: feedback given in it, a repurchase
+    within ``repurchase_within`` of its end, churn (a churn-stage event within
+    ``churn_within``, or no activity at all for ``inactive_churn_after``)."""
+
+    repurchase_within: Duration = 90 * 86400.0
+    churn_within: Duration = 180 * 86400.0
+    inactive_churn_after: Duration = 180 * 86400.0
+    purchase_types: list[str] = Field(default_factory=lambda: ["purchase"])
+
+
+class MomentsConfig(Strict):
+    """Which events can be moments. Feedback is the outcome a journey is judged by,
+    so by default it is not itself a peak, valley or end."""
+
+    exclude_stages: list[str] = Field(default_factory=lambda: ["feedback"])

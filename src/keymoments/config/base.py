@@ -1,0 +1,48 @@
+"""Shared vocabulary and the strict base of every config model."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+__all__ = ["STAGES", "KEY_MOMENTS", "RATING_SCALES", "Strict"]
+
+#: Journey stages an event can belong to, in funnel order.
+STAGES = (
+    "awareness",
+    "consideration",
+    "purchase",
+    "onboarding",
+    "usage",
+    "support",
+    "feedback",
+    "loyalty",
+    "churn",
+)
+
+#: Business key moments an event can mark.
+KEY_MOMENTS = (
+    "first_interaction",
+    "purchase",
+    "support",
+    "resolution",
+    "post_purchase",
+    "feedback",
+    "repeat_purchase",
+    "loyalty",
+)
+
+#: Built-in rating scales: name -> (min, max).
+RATING_SCALES: dict[str, tuple[float, float]] = {
+    "csat5": (1, 5),
+    "nps10": (0, 10),
+    "ces7": (1, 7),
+    "stars5": (1, 5),
+}
+
+
+class Strict(BaseModel):
+    """Base of every config model: unknown keys are errors, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+

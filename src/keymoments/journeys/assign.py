@@ -1,0 +1,88 @@
+"""Assign every event to a journey (an Ibis expression, the same on DuckDB and Spark).
+
+Journey types are tried in order. A keyed type claims the events that carry its
+reference (``refs[key]``): one journey per person and reference. An unkeyed type
+claims the events of its ``event_types``/``stages`` and cuts them into runs that
+begin at a start event, after an end event, or after ``gap`` of inactivity. Events
+no type claims fall to the catch-all type, cut per person by ``catch_all_gap``.
+
+A gap splits a journey only when the time since the previous event is *strictly
+greater* than the gap: an event exactly ``gap`` later still belongs to it.
+"""
+
+from __future__ import annotations
+
+import ibis
+import ibis.expr.types as ir
+
+from ..config.analysis import JourneysConfig, JourneyType
+
+__all__ = ["assign_journeys"]
+
+
+def _member(e: ir.Table, jt: JourneyType) -> ir.BooleanValue:
+    if jt.key is not None:
+        return e.refs.get(jt.key).notnull()
+    names = list(dict.fromkeys([*jt.event_types, *jt.start, *jt.end]))
+    cond = ibis.literal(False)
+    if names:
+        cond = cond | e.event_type.isin(names)
+    if jt.stages:
+        cond = cond | e.stage.isin(list(jt.stages))
+    return cond
+
+
+def _by_type(jtype: ir.StringValue, types: list[JourneyType], value, default):
+    cases = [(jtype == t.name, value(t)) for t in types if value(t) is not None]
+    if not cases:
+        return default
+    return ibis.cases(*cases, else_=default)
+
+
+def assign_journeys(events: ir.Table, config: JourneysConfig, types: list[JourneyType]) -> ir.Table:
+    """``events`` with ``journey_type``, ``journey_key``, ``journey_id`` and ``seq``
+    (0-based position in the journey, by time then event id)."""
+    e = events
+    claims = [(_member(e, t), t.name) for t in types]
+    jtype = ibis.cases(*claims, else_=config.catch_all) if claims else ibis.literal(config.catch_all)
+    e = e.mutate(journey_type=jtype)
+    keyed = [t for t in types if t.key is not None]
+    null_str = ibis.null().cast("string")
+    jkey = (ibis.cases(*[(e.journey_type == t.name, e.refs.get(t.key)) for t in keyed],
+                       else_=null_str) if keyed else null_str)
+    e = e.mutate(journey_key=jkey, _epoch=e.ts.epoch_seconds())
+
+    gap_of = {t.name: t.gap for t in types}
+    gap_of[config.catch_all] = config.catch_all_gap
+    gap_expr = ibis.cases(*[(e.journey_type == n, ibis.literal(g)) for n, g in gap_of.items()
+                            if g is not None], else_=ibis.null().cast("float64"))
+    unkeyed = [t for t in types if t.key is None]
+    starts = ibis.literal(False)
+    ends = ibis.literal(False)
+    for t in unkeyed:
+        if t.start:
+            starts = starts | ((e.journey_type == t.name) & e.event_type.isin(t.start))
+        if t.end:
+            ends = ends | ((e.journey_type == t.name) & e.event_type.isin(t.end))
+    e = e.mutate(_gap=gap_expr, _is_start=starts, _is_end=ends)
+
+    w = ibis.window(group_by=[e.person_id, e.journey_type, e.journey_key],
+                    order_by=[e.ts, e.event_id])
+    prev_epoch = e._epoch.lag().over(w)
+    prev_end = e._is_end.lag().over(w)
+    new_run = (
+        prev_epoch.isnull()
+        | (e._gap.notnull() & ((e._epoch - prev_epoch) > e._gap))
+        | e._is_start
+        | prev_end.fill_null(False)
+    )
+    e = e.mutate(_new=new_run.cast("int64"))
+    e = e.mutate(_run=e._new.cumsum().over(w))
+    jid = (
+        e.journey_type.concat("|", e.person_id, "|", e.journey_key.fill_null(""), "|",
+                              e._run.cast("string"))
+    ).hexdigest("md5")
+    e = e.mutate(journey_id=jid.substr(0, 20))
+    wj = ibis.window(group_by=e.journey_id, order_by=[e.ts, e.event_id])
+    e = e.mutate(seq=ibis.row_number().over(wj))
+    return e.drop("_epoch", "_gap", "_is_start", "_is_end", "_new", "_run")

@@ -1,0 +1,156 @@
+"""One row per journey: span, channels, status, outcome and moment features
+(an Ibis expression over the scored journey events).
+
+Status, judged at ``as_of`` (the config's, else the latest event):
+
+* **completed**: it holds an end event of its type (catch-all journeys: idle
+  longer than their gap);
+* **abandoned**: no end and idle longer than the type's ``abandon_after``;
+* **stalled**: no end and idle longer than ``stall_after`` (default: the 90th
+  percentile duration of the type's completed journeys);
+* **open**: otherwise.
+
+The moment features (first, peak, valley, end, mean, trend) use only scored
+events *before the outcome* (the first feedback in the journey) and outside the
+excluded stages, so the remembered score never sees the answer it predicts.
+"""
+
+from __future__ import annotations
+
+import ibis
+import ibis.expr.types as ir
+
+from ..config.analysis import JourneysConfig, JourneyType, MomentsConfig, OutcomesConfig
+
+__all__ = ["summarize_journeys", "moment_candidates"]
+
+_F = "float64"
+
+
+def moment_candidates(je: ir.Table, moments: MomentsConfig) -> ir.Table:
+    """Scored events that can be experience moments: a valence, not an excluded
+    stage, and before the journey's first feedback."""
+    is_fb = je.stage.isin(moments.exclude_stages).fill_null(False)
+    w = ibis.window(group_by=je.journey_id)
+    first_fb = ibis.cases((is_fb, je.seq), else_=ibis.null().cast("int64")).min().over(w)
+    je = je.mutate(_first_fb=first_fb)
+    keep = je.valence.notnull() & ~is_fb & (je._first_fb.isnull() | (je.seq < je._first_fb))
+    return je.filter(keep).drop("_first_fb")
+
+
+def summarize_journeys(je: ir.Table, journeys: JourneysConfig, types: list[JourneyType],
+                       outcomes: OutcomesConfig, moments: MomentsConfig, as_of: ir.Scalar,
+                       person_last: ir.Table) -> ir.Table:
+    """Journeys with status, outcome and moment features. ``person_last`` has
+    ``person_id, last_ts`` (the person's last event of any kind)."""
+    ends = {t.name: t.end for t in types if t.end}
+    starts = {t.name: t.start for t in types if t.start}
+
+    def flag(table: dict[str, list[str]]) -> ir.BooleanValue:
+        cases = [((je.journey_type == n) & je.event_type.isin(v), True) for n, v in table.items()]
+        return ibis.cases(*cases, else_=False) if cases else ibis.literal(False)
+
+    wj = ibis.window(group_by=je.journey_id, order_by=[je.ts, je.event_id])
+    prev_ch = je.channel.lag().over(wj)
+    is_fb = je.stage.isin(moments.exclude_stages).fill_null(False) & je.v_feedback.notnull()
+    churn_ev = je.stage == "churn"
+    je = je.mutate(
+        _end=flag(ends), _start=flag(starts),
+        _switch=(je.channel.notnull() & prev_ch.notnull() & (je.channel != prev_ch)).cast("int64"),
+        _fb=is_fb, _churn=churn_ev.fill_null(False),
+    )
+    base = je.group_by(["journey_id", "journey_type", "journey_key", "person_id"]).aggregate(
+        start_ts=je.ts.min(),
+        end_ts=je.ts.max(),
+        n_events=je.count(),
+        channels=je.channel.collect(distinct=True).sort(),
+        channel_switches=je._switch.sum(),
+        has_start=je._start.any(),
+        has_end=je._end.any(),
+        outcome_seq=je.seq.min(where=je._fb),
+        churn_ts=je.ts.min(where=je._churn),
+    )
+    fb = je.filter(je._fb)
+    fbr = fb.select(_j=fb.journey_id, _s=fb.seq, outcome_ts=fb.ts, outcome_valence=fb.v_feedback,
+                    outcome_event_id=fb.event_id)
+    base = base.left_join(fbr, [base.journey_id == fbr._j, base.outcome_seq == fbr._s]
+                          ).drop("_j", "_s")
+
+    # moment features from the candidates
+    c = moment_candidates(je.drop("_end", "_start", "_switch", "_fb", "_churn"), moments)
+    wc = ibis.window(group_by=c.journey_id, order_by=[c.seq])
+    c = c.mutate(_k=ibis.row_number().over(wc).cast(_F))
+    feats = c.group_by("journey_id").aggregate(
+        first_v=c.valence.argmin(c.seq),
+        end_v=c.valence.argmax(c.seq),
+        peak_v=c.valence.max(),
+        valley_v=c.valence.min(),
+        mean_v=c.valence.mean(),
+        n_valenced=c.count(),
+        _sx=c._k.sum(), _sy=c.valence.sum(), _sxy=(c._k * c.valence).sum(), _sxx=(c._k * c._k).sum(),
+    )
+    n = feats.n_valenced.cast(_F)
+    denom = n * feats._sxx - feats._sx * feats._sx
+    trend = ibis.cases((denom > 0, (n * feats._sxy - feats._sx * feats._sy) / denom),
+                       else_=ibis.null().cast(_F))
+    feats = feats.mutate(trend_v=trend).drop("_sx", "_sy", "_sxy", "_sxx")
+    j = base.left_join(feats, base.journey_id == feats.journey_id).drop("journey_id_right")
+    j = j.mutate(n_valenced=j.n_valenced.fill_null(0))
+
+    # remembered, default model: mean of the most intense moment and the end
+    intense = ibis.cases((j.peak_v.abs() >= j.valley_v.abs(), j.peak_v), else_=j.valley_v)
+    j = j.mutate(remembered=((intense + j.end_v) / 2), remembered_model=ibis.literal("peak_end"))
+
+    # status
+    dur = j.end_ts.epoch_seconds() - j.start_ts.epoch_seconds()
+    idle = as_of.epoch_seconds() - j.end_ts.epoch_seconds()
+    j = j.mutate(duration_s=dur.cast(_F), idle_s=idle.cast(_F), as_of=as_of)
+    typical = (j.filter(j.has_end).group_by("journey_type")
+               .aggregate(_p90=j.duration_s.quantile(0.9)))
+    typical = typical.select(_t=typical.journey_type, _p90=typical._p90)
+    j = j.left_join(typical, j.journey_type == typical._t).drop("_t")
+    stall_cfg = {t.name: t.stall_after for t in types if t.stall_after is not None}
+    abandon = {t.name: t.abandon_after for t in types}
+    stall_after = ibis.cases(*[(j.journey_type == n, ibis.literal(v)) for n, v in stall_cfg.items()],
+                             else_=j._p90) if stall_cfg else j._p90
+    abandon_after = ibis.cases(*[(j.journey_type == n, ibis.literal(v)) for n, v in abandon.items()],
+                               else_=ibis.literal(float(journeys.catch_all_gap)))
+    catch_all = j.journey_type == journeys.catch_all
+    status = ibis.cases(
+        (j.has_end, "completed"),
+        (catch_all & (j.idle_s > journeys.catch_all_gap), "completed"),
+        (catch_all, "open"),
+        (j.idle_s > abandon_after, "abandoned"),
+        (stall_after.notnull() & (j.idle_s > stall_after), "stalled"),
+        else_="open",
+    )
+    j = j.mutate(status=status).drop("_p90")
+
+    # outcomes: repurchase and churn
+    purchases = j.filter(j.journey_type.isin(outcomes.purchase_types))
+    nxt = purchases.select(_p=purchases.person_id, _start=purchases.start_ts)
+    mine = j.select("journey_id", "person_id", "end_ts")
+    cand = mine.join(nxt, [mine.person_id == nxt._p, nxt._start > mine.end_ts])
+    first_next = cand.group_by("journey_id").aggregate(_next=cand._start.min())
+    first_next = first_next.select(_jn=first_next.journey_id, _next=first_next._next)
+    j = j.left_join(first_next, j.journey_id == first_next._jn).drop("_jn")
+    gap_next = j._next.epoch_seconds() - j.end_ts.epoch_seconds()
+    rep = outcomes.repurchase_within
+    repurchased = ibis.cases(
+        (j._next.notnull() & (gap_next <= rep), True),
+        (j.idle_s >= rep, False),
+        else_=ibis.null().cast("boolean"),
+    )
+    pl = person_last.select(_pp=person_last.person_id, _last=person_last.last_ts,
+                            _churn_ts=person_last.churn_ts)
+    j = j.left_join(pl, j.person_id == pl._pp).drop("_pp")
+    after_churn = j._churn_ts.epoch_seconds() - j.start_ts.epoch_seconds()
+    quiet = as_of.epoch_seconds() - j._last.epoch_seconds()
+    churned = ibis.cases(
+        (j._churn_ts.notnull() & (after_churn >= 0) & (after_churn <= outcomes.churn_within), True),
+        ((j._last <= j.end_ts) & (quiet >= outcomes.inactive_churn_after), True),
+        (j.idle_s >= outcomes.churn_within, False),
+        else_=ibis.null().cast("boolean"),
+    )
+    j = j.mutate(repurchased=repurchased, churned=churned)
+    return j.drop("_next", "_last", "_churn_ts", "outcome_seq", "churn_ts")

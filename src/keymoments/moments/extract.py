@@ -1,0 +1,67 @@
+"""The moments of every journey (an Ibis expression).
+
+Experience moments come from the moment candidates (scored events before the
+outcome, outside excluded stages): the **first impression** (first), the **peak**
+(highest valence), the **valley** (lowest) and the **farewell** (last). Ties go
+to the earliest event. A journey with no scored event has none of them.
+
+Business moments: the first event of the journey tagged with each key moment by
+the taxonomy (purchase, support, resolution, post_purchase, feedback, loyalty);
+``first_interaction`` marks the person's first event ever, and
+``repeat_purchase`` the first event of every purchase journey after a person's
+first.
+"""
+
+from __future__ import annotations
+
+import ibis
+import ibis.expr.types as ir
+
+from ..config.analysis import MomentsConfig, OutcomesConfig
+from ..journeys.summary import moment_candidates
+
+__all__ = ["extract_moments", "EXPERIENCE_KINDS"]
+
+EXPERIENCE_KINDS = ("first_impression", "peak", "valley", "farewell")
+_COLS = ["journey_id", "journey_type", "person_id", "event_id", "ts", "event_type", "stage",
+         "channel", "agent", "valence"]
+
+
+def _pick(t: ir.Table, kind: str, category: str) -> ir.Table:
+    return t.select(*_COLS, kind=ibis.literal(kind), category=ibis.literal(category),
+                    reason=t.valence_reason)
+
+
+def extract_moments(je: ir.Table, moments: MomentsConfig, outcomes: OutcomesConfig) -> ir.Table:
+    """One row per (journey, moment kind)."""
+    c = moment_candidates(je, moments)
+    g = c.journey_id
+    ranks = {
+        "first_impression": ibis.window(group_by=g, order_by=[c.seq]),
+        "farewell": ibis.window(group_by=g, order_by=[ibis.desc(c.seq)]),
+        "peak": ibis.window(group_by=g, order_by=[ibis.desc(c.valence), c.seq]),
+        "valley": ibis.window(group_by=g, order_by=[c.valence, c.seq]),
+    }
+    c = c.mutate(**{f"_r_{k}": ibis.row_number().over(w) for k, w in ranks.items()})
+    parts = [_pick(c.filter(c[f"_r_{k}"] == 0), k, "experience") for k in EXPERIENCE_KINDS]
+
+    tagged = je.filter(je.moment.notnull() & (je.moment != "first_interaction")
+                       & (je.moment != "repeat_purchase"))
+    wt = ibis.window(group_by=[tagged.journey_id, tagged.moment], order_by=[tagged.seq])
+    tagged = tagged.mutate(_r=ibis.row_number().over(wt))
+    first_tag = tagged.filter(tagged._r == 0)
+    parts.append(first_tag.select(*_COLS, kind=first_tag.moment, category=ibis.literal("business"),
+                                  reason=first_tag.valence_reason))
+
+    wp = ibis.window(group_by=je.person_id, order_by=[je.ts, je.event_id])
+    first_ever = je.mutate(_r=ibis.row_number().over(wp))
+    parts.append(_pick(first_ever.filter(first_ever._r == 0), "first_interaction", "business"))
+
+    purchases = je.filter(je.journey_type.isin(outcomes.purchase_types) & (je.seq == 0))
+    wpp = ibis.window(group_by=purchases.person_id, order_by=[purchases.ts, purchases.event_id])
+    purchases = purchases.mutate(_r=ibis.row_number().over(wpp))
+    parts.append(_pick(purchases.filter(purchases._r > 0), "repeat_purchase", "business"))
+    out = parts[0]
+    for p in parts[1:]:
+        out = out.union(p)
+    return out

@@ -1,0 +1,63 @@
+"""Score every distinct event text once and keep the scores by text hash.
+
+The text of each event is hashed (md5 of its UTF-8 bytes, as the engine's
+``hexdigest('md5')``); texts whose hash has no score from the current scorer
+are scored in batches and added to ``text_scores``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+
+from .text import TextScorer
+
+if TYPE_CHECKING:
+    from ..store.workspace import Workspace
+
+__all__ = ["update_text_scores", "text_hash"]
+
+BATCH = 5000
+
+
+def text_hash(text: str) -> str:
+    """The hash texts are cached under.
+
+    >>> text_hash("obrigado")
+    'f5491d72610965dd0a287c1ab1025c0f'
+    """
+    return hashlib.md5(text.encode("utf-8")).hexdigest()
+
+
+def update_text_scores(ws: Workspace, scorer: TextScorer,
+                       progress: Callable[[int, int], None] | None = None) -> int:
+    """Score the texts not yet scored by ``scorer``; returns how many were scored."""
+    con = ws.con
+    todo = con.execute("""
+        SELECT md5(text) AS h, any_value(text) AS text, any_value(language) AS language
+        FROM events e WHERE text IS NOT NULL
+          AND NOT EXISTS (SELECT 1 FROM text_scores s WHERE s.text_hash = md5(e.text)
+                          AND s.scorer = ?)
+        GROUP BY 1 ORDER BY 1
+    """, [scorer.name]).to_arrow_table().to_pylist()
+    for start in range(0, len(todo), BATCH):
+        chunk = todo[start:start + BATCH]
+        scores = scorer.score([r["text"] for r in chunk], [r["language"] for r in chunk])
+        table = pa.table({
+            "text_hash": [r["h"] for r in chunk],
+            "scorer": [scorer.name] * len(chunk),
+            "valence": pa.array([float(v) for v, _ in scores], pa.float64()),
+            "confidence": pa.array([float(c) for _, c in scores], pa.float64()),
+        })
+        con.register("_km_text_batch", table)
+        try:
+            con.execute("INSERT INTO text_scores SELECT text_hash, scorer, valence, confidence, now() "
+                        "FROM _km_text_batch")
+        finally:
+            con.unregister("_km_text_batch")
+        if progress:
+            progress(min(start + BATCH, len(todo)), len(todo))
+    return len(todo)

@@ -1,0 +1,74 @@
+"""Combine the parts of an event's valence: explicit feedback, operational rules
+and text sentiment, weighted (``valence.weights``), with a reason naming each part.
+
+Several rules firing on one event average. An event with no part has a NULL
+valence (never NaN) and no reason.
+"""
+
+from __future__ import annotations
+
+import ibis
+import ibis.expr.types as ir
+
+from ..config.analysis import ValenceConfig
+from .feedback import rating_valence_expr
+from .rules import effective_rules, rule_columns
+
+__all__ = ["score_events"]
+
+_F = "float64"
+
+
+def _join_reasons(parts: list[ir.StringValue]) -> ir.StringValue:
+    out = ibis.literal("")
+    for p in parts:
+        out = out.concat(ibis.cases((p.notnull(), p.concat("; ")), else_=ibis.literal("")))
+    return ibis.cases((out.length() > 0, out.substr(0, out.length() - 2)),
+                      else_=ibis.null().cast("string"))
+
+
+def score_events(e: ir.Table, config: ValenceConfig, text_scores: ir.Table | None = None) -> ir.Table:
+    """``e`` (journey-assigned events) with ``v_feedback``, ``v_rules``, ``v_text``,
+    ``valence`` and ``valence_reason``. ``text_scores`` has ``text_hash, valence,
+    confidence`` (see :mod:`keymoments.valence.cache`)."""
+    vf = rating_valence_expr(e, config.neutral)
+    rating_txt = e.rating.cast("string").re_replace(r"\.0$", "")
+    max_txt = e.rating_max.cast("string").re_replace(r"\.0$", "")
+    why_f = ibis.cases((e.rating.notnull(),
+                        ibis.literal("rated ").concat(rating_txt, "/", max_txt, " (",
+                                                      e.rating_scale, ")")),
+                       else_=ibis.null().cast("string"))
+    cols = [rule_columns(e, r) for r in effective_rules(config)]
+    if cols:
+        fired = sum((v.notnull().cast("int64") for v, _ in cols), ibis.literal(0))
+        total = sum((v.fill_null(0.0) for v, _ in cols), ibis.literal(0.0))
+        vr = ibis.cases((fired > 0, total / fired), else_=ibis.null().cast(_F))
+        why_r = _join_reasons([w for _, w in cols])
+    else:
+        vr, why_r = ibis.null().cast(_F), ibis.null().cast("string")
+    e = e.mutate(v_feedback=vf, v_rules=vr, _why_f=why_f, _why_r=why_r,
+                 _text_hash=e.text.hexdigest("md5"))
+    if text_scores is not None:
+        ts = text_scores.select(_th=text_scores.text_hash, _tv=text_scores.valence,
+                                _tc=text_scores.confidence)
+        e = e.left_join(ts, e._text_hash == ts._th).drop("_th")
+        vt = ibis.cases((e.text.notnull() & (e._tc > 0), e._tv), else_=ibis.null().cast(_F))
+    else:
+        e = e.mutate(_tv=ibis.null().cast(_F), _tc=ibis.null().cast(_F))
+        vt = ibis.null().cast(_F)
+    e = e.mutate(v_text=vt)
+    tone = ibis.cases((e.v_text > 0.2, ibis.literal("positive")),
+                      (e.v_text < -0.2, ibis.literal("negative")), else_=ibis.literal("neutral"))
+    snippet = e.text.substr(0, 60)
+    why_t = ibis.cases((e.v_text.notnull(),
+                        ibis.literal("text reads ").concat(tone, ": '", snippet, "'")),
+                       else_=ibis.null().cast("string"))
+    w = config.weights
+    wf, wr, wt = float(w.get("feedback", 1.0)), float(w.get("rules", 1.0)), float(w.get("text", 0.5))
+    num = (e.v_feedback.fill_null(0.0) * wf + e.v_rules.fill_null(0.0) * wr
+           + e.v_text.fill_null(0.0) * wt)
+    den = (e.v_feedback.notnull().cast(_F) * wf + e.v_rules.notnull().cast(_F) * wr
+           + e.v_text.notnull().cast(_F) * wt)
+    valence = ibis.cases((den > 0, num / den), else_=ibis.null().cast(_F)).clip(-1.0, 1.0)
+    e = e.mutate(valence=valence, valence_reason=_join_reasons([e._why_f, e._why_r, why_t]))
+    return e.drop("_why_f", "_why_r", "_text_hash", "_tv", "_tc")

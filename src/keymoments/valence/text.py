@@ -1,0 +1,95 @@
+"""Text sentiment: the scorer interface and a small default.
+
+A scorer turns texts (with their language when known) into a valence in [-1, 1]
+and a confidence in [0, 1]. The default :class:`LexiconScorer` counts polar words
+from small hand-written lexicons in a few languages; it is a placeholder that the
+multilingual scorer replaces, and it says so in its ``name``. Scores are cached
+per text hash in the ``text_scores`` table, so each distinct text is scored once.
+
+>>> s = LexiconScorer()
+>>> [round(v, 2) for v, _ in s.score(["great service, thank you", "chegou atrasado e quebrado",
+...                                    "the box"], ["en", "pt", "en"])]
+[1.0, -1.0, 0.0]
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Protocol, runtime_checkable
+
+__all__ = ["TextScorer", "LexiconScorer", "get_scorer"]
+
+
+@runtime_checkable
+class TextScorer(Protocol):
+    """What a text sentiment scorer provides."""
+
+    name: str
+
+    def score(self, texts: list[str], languages: list[str | None]) -> list[tuple[float, float]]:
+        """(valence in [-1, 1], confidence in [0, 1]) for each text."""
+        ...
+
+
+_POSITIVE = """
+good great excellent perfect fast love loved amazing happy helpful thanks thank recommend
+easy friendly quick satisfied awesome wonderful best nice smooth
+bom boa ótimo otimo ótima excelente perfeito rápido rapido rápida adorei recomendo
+obrigado obrigada satisfeito feliz lindo top chegou antes
+bueno buena excelente perfecto rápido rapido encantó gracias recomiendo fácil amable
+bon bonne excellent parfait rapide merci recommande facile aimable satisfait génial
+gut super schnell toll danke empfehle einfach freundlich zufrieden perfekt
+goed snel prima tevreden vriendelijk bedankt
+""".split()
+_NEGATIVE = """
+bad terrible awful slow late broken never worst rude angry disappointed problem wrong
+missing damaged refund waited waiting hate useless poor cancel cancelled unacceptable
+ruim péssimo pessimo péssima atrasado atrasou atraso quebrado quebrada nunca pior
+demorou demora errado faltando defeito problema não nao cancelado insatisfeito
+malo mala terrible tarde roto nunca peor lento problema decepcionado
+mauvais mauvaise terrible retard cassé jamais pire lent problème déçu
+schlecht langsam spät kaputt nie schlimmste problem enttäuscht
+slecht traag laat kapot nooit probleem boos klacht
+""".split()
+_NEGATORS = {"not", "no", "never", "não", "nao", "no", "pas", "nicht", "kein", "niet"}
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+class LexiconScorer:
+    """Counts positive and negative words (English, Portuguese, Spanish, French,
+    German, Dutch); a word after a negator flips. Confidence grows with the number
+    of polar words found."""
+
+    name = "lexicon-v1"
+
+    def __init__(self) -> None:
+        self._pos = set(_POSITIVE) - _NEGATORS
+        self._neg = set(_NEGATIVE) - _NEGATORS
+
+    def score(self, texts: list[str], languages: list[str | None]) -> list[tuple[float, float]]:
+        out = []
+        for text in texts:
+            words = _WORD.findall((text or "").lower())
+            pos = neg = 0
+            for i, w in enumerate(words):
+                flip = i > 0 and words[i - 1] in _NEGATORS
+                if w in self._pos:
+                    neg, pos = (neg + 1, pos) if flip else (neg, pos + 1)
+                elif w in self._neg:
+                    pos, neg = (pos + 1, neg) if flip and w not in _NEGATORS else (pos, neg + 1)
+            total = pos + neg
+            if total == 0:
+                out.append((0.0, 0.0))
+            else:
+                out.append(((pos - neg) / total, min(1.0, total / 3)))
+        return out
+
+
+def get_scorer(name: str) -> TextScorer:
+    """The scorer named in config (``valence.text_scorer``)."""
+    from ..errors import ConfigError
+
+    if name == "lexicon":
+        return LexiconScorer()
+    raise ConfigError(f"unknown text scorer {name!r}", key="valence.text_scorer",
+                      hint="use 'lexicon'")
