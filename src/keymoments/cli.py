@@ -182,9 +182,7 @@ def person(ctx: click.Context, key: str, as_json: bool) -> None:
         console.print("[bold]why these identifiers are one person[/]")
         for line in why:
             console.print(f"  - {line}", markup=False)
-    _print_result(profile.timeline, title="timeline",
-                  columns=["ts", "channel", "event_type", "stage", "moment", "agent", "rating",
-                           "text"], limit=200)
+    _print_timeline(ws_path=ctx.obj["workspace"], profile=profile)
 
 
 @main.command()
@@ -196,6 +194,76 @@ def events(ctx: click.Context, person_key: str | None, limit: int) -> None:
     with _workspace(ctx, read_only=True) as ws:
         _print_result(ws.events(person=person_key, limit=limit),
                       columns=["ts", "person_id", "channel", "event_type", "stage", "source"])
+
+
+@main.command()
+@click.pass_context
+def build(ctx: click.Context) -> None:
+    """Recompute journeys, valence and moments from the events."""
+    with _workspace(ctx) as ws:
+        with err_console.status("building journeys and moments"):
+            report = ws.build()
+    console.print(f"{report.journeys:,} journeys, {report.events:,} journey events, "
+                  f"{report.moments:,} moments in {report.seconds['total']:.1f} s")
+
+
+@main.command()
+@click.option("--type", "journey_type", help="Only journeys of this type.")
+@click.option("--status", type=click.Choice(["completed", "open", "stalled", "abandoned"]))
+@click.option("--person", "person_key", help="Only this person's journeys.")
+@click.option("--limit", default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
+@click.pass_context
+def journeys(ctx: click.Context, journey_type, status, person_key, limit: int, as_json: bool) -> None:
+    """List journeys with status, duration, channels, outcome and remembered score."""
+    with _workspace(ctx, read_only=True) as ws:
+        result = ws.journeys(journey_type=journey_type, status=status, person=person_key,
+                             limit=limit)
+    if as_json:
+        for row in result.to_pylist():
+            click.echo(json.dumps(row, default=str, ensure_ascii=False))
+        return
+    _print_result(result, columns=["journey_type", "journey_key", "status", "start_ts",
+                                   "duration_s", "n_events", "channels", "outcome_rating",
+                                   "remembered"])
+
+
+@main.command()
+@click.option("--journey", help="Only this journey's moments.")
+@click.option("--kind", help="first_impression, peak, valley, farewell, purchase, support, ...")
+@click.option("--summary", is_flag=True,
+              help="Across journeys: moment kinds by stage and channel, most negative first.")
+@click.option("--limit", default=50, show_default=True)
+@click.pass_context
+def moments(ctx: click.Context, journey, kind, summary: bool, limit: int) -> None:
+    """List moments, or summarise which moments carry the most negative and positive valence."""
+    with _workspace(ctx, read_only=True) as ws:
+        if summary:
+            _print_result(ws.moment_summary(), limit=limit)
+            return
+        _print_result(ws.moments(journey=journey, kind=kind, limit=limit),
+                      columns=["ts", "journey_type", "kind", "event_type", "channel", "valence",
+                               "reason"])
+
+
+@main.command()
+@click.option("--outcome", type=click.Choice(["feedback", "repurchase", "churn"]),
+              default="feedback", show_default=True)
+@click.option("--folds", default=5, show_default=True)
+@click.pass_context
+def remembered(ctx: click.Context, outcome: str, folds: int) -> None:
+    """Learn which moments predict the outcome (first, peak, valley, end, mean, trend),
+    compared with peak-end, mean and last by cross-validation."""
+    with _workspace(ctx) as ws:
+        model = ws.fit_remembered(outcome, folds=folds)
+    summary = model.summary()
+    _print_result(summary, title=f"models for {outcome} ({model.n_:,} journeys)")
+    from .results import Result
+    import pyarrow as pa
+
+    _print_result(Result(pa.Table.from_pylist(summary.meta["weights"])),
+                  title="learned weights (95% bootstrap interval)")
+    console.print(f"best: {model.best_}")
 
 
 @main.group()
@@ -239,6 +307,27 @@ def demo(directory: str, n_events: int, seed: int, fmt: str) -> None:
                        ingest=lambda ws, name: _ingest_with_progress(ws, name))
     for line in summary.lines():
         console.print(line, markup=False)
+
+
+def _print_timeline(ws_path: str, profile) -> None:
+    """The person's events in time order, with their journeys' moments marked."""
+    from .store.workspace import Workspace
+
+    with Workspace.open(ws_path, read_only=True) as ws:
+        marks = {}
+        for m in ws.moments(person=profile.person_id).to_pylist():
+            marks.setdefault(m["event_id"], []).append(m["kind"])
+        scored = {r[0]: (r[1], r[2], r[3]) for r in ws.con.execute(
+            "SELECT event_id, journey_type, valence, valence_reason FROM journey_events "
+            "WHERE person_id = ?", [profile.person_id]).fetchall()}
+    table = Table("ts", "channel", "event_type", "journey", "valence", "moments", "why",
+                  title="timeline (moments marked)")
+    for r in profile.timeline.to_pylist()[:500]:
+        jt, v, why = scored.get(r["event_id"], (None, None, None))
+        table.add_row(_cell(r["ts"]), _cell(r["channel"]), _cell(r["event_type"]), _cell(jt),
+                      "" if v is None else f"{v:+.2f}", _cell(", ".join(marks.get(r["event_id"], []))),
+                      _cell(why))
+    console.print(table)
 
 
 def _print_result(result, columns: list[str] | None = None, limit: int | None = None,

@@ -1,0 +1,78 @@
+"""Read journeys and moments from a built workspace, as typed results.
+
+>>> import tempfile, keymoments as km
+>>> ws = km.init(tempfile.mkdtemp())
+>>> len(km.journeys(ws)), km.journeys(ws).meta["filters"]
+(0, {})
+>>> ws.close()
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..results import Result
+
+if TYPE_CHECKING:
+    from ..store.workspace import Workspace
+
+__all__ = ["journeys", "moments", "moment_summary"]
+
+
+def _where(filters: dict[str, object]) -> tuple[str, list]:
+    parts, params = [], []
+    for col, value in filters.items():
+        if value is None:
+            continue
+        if isinstance(value, (list, tuple)):
+            parts.append(f'"{col}" IN ({", ".join("?" for _ in value)})')
+            params.extend(value)
+        else:
+            parts.append(f'"{col}" = ?')
+            params.append(value)
+    return ("WHERE " + " AND ".join(parts)) if parts else "", params
+
+
+def journeys(ws: Workspace, *, journey_type: str | list[str] | None = None,
+             status: str | list[str] | None = None, person: str | None = None,
+             limit: int | None = None) -> Result:
+    """Journeys with status, outcome, moment features and remembered score."""
+    pid = ws.resolve_person(person) if person else None
+    filters = {"journey_type": journey_type, "status": status, "person_id": pid}
+    where, params = _where(filters)
+    lim = f"LIMIT {int(limit)}" if limit is not None else ""
+    table = ws.con.execute(f"SELECT * FROM journeys {where} ORDER BY start_ts, journey_id {lim}",
+                           params).to_arrow_table()
+    return Result(table, {"filters": {k: v for k, v in filters.items() if v is not None},
+                          "n": table.num_rows})
+
+
+def moments(ws: Workspace, *, journey: str | None = None, kind: str | list[str] | None = None,
+            person: str | None = None, limit: int | None = None) -> Result:
+    """Moments (first impression, peak, valley, farewell, business moments)."""
+    pid = ws.resolve_person(person) if person else None
+    filters = {"journey_id": journey, "kind": kind, "person_id": pid}
+    where, params = _where(filters)
+    lim = f"LIMIT {int(limit)}" if limit is not None else ""
+    table = ws.con.execute(f"SELECT * FROM moments {where} ORDER BY ts, journey_id, kind {lim}",
+                           params).to_arrow_table()
+    return Result(table, {"filters": {k: v for k, v in filters.items() if v is not None}})
+
+
+def moment_summary(ws: Workspace, by: tuple[str, ...] = ("kind", "stage", "channel")) -> Result:
+    """Across journeys: which moment kinds carry the most negative and positive
+    valence, by ``by`` (kind, stage, channel, event_type, journey_type, agent)."""
+    allowed = {"kind", "stage", "channel", "event_type", "journey_type", "agent", "category"}
+    bad = [b for b in by if b not in allowed]
+    if bad:
+        from ..errors import KeymomentsError
+
+        raise KeymomentsError(f"cannot group moments by {bad[0]!r}; use {', '.join(sorted(allowed))}")
+    cols = ", ".join(f'"{b}"' for b in by)
+    table = ws.con.execute(f"""
+        SELECT {cols}, count(*) AS n, avg(valence) AS mean_valence,
+               avg(CASE WHEN valence < 0 THEN 1.0 ELSE 0.0 END) AS share_negative,
+               avg(CASE WHEN valence > 0 THEN 1.0 ELSE 0.0 END) AS share_positive
+        FROM moments WHERE valence IS NOT NULL GROUP BY ALL
+        ORDER BY mean_valence, n DESC""").to_arrow_table()
+    return Result(table, {"by": list(by), "method": "mean valence of moments; shares of negative/positive"})
