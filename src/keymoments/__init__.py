@@ -17,6 +17,8 @@ from .errors import (
 from .results import Result
 from .sources.ingest import LoadReport
 from .store.workspace import Workspace, init
+# the API functions shadow their subpackages' names on purpose: km.journeys(ws)
+from .journey.query import journeys, moment_summary, moments  # noqa: E402
 from .store.workspace import open_workspace as open  # noqa: A001 (km.open is the API)
 
 __version__ = "0.1.0"
@@ -33,6 +35,9 @@ __all__ = [
     "Workspace",
     "WorkspaceError",
     "init",
+    "journeys",
+    "moment_summary",
+    "moments",
     "load_config",
     "open",
     "__version__",

@@ -17,9 +17,9 @@ import ibis
 
 from .config.analysis import JourneyType
 from .engine import backend
-from .journeys.assign import assign_journeys
-from .journeys.summary import summarize_journeys
-from .moments.extract import extract_moments
+from .journey.assign import assign_journeys
+from .journey.summary import summarize_journeys
+from .moment.extract import extract_moments
 from .sql import ident
 from .store.schema import COLUMN_DOCS
 from .valence.cache import update_text_scores

@@ -16,6 +16,7 @@ changes nothing, because event ids are stable.
 from __future__ import annotations
 
 import os
+import sys
 import time
 import uuid
 from dataclasses import asdict, dataclass
@@ -23,8 +24,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
+from pydantic import BaseModel
 
-from ..config.models import JoinSpec, SourceSpec
+from ..config.models import FieldSpec, JoinSpec, SourceSpec
 from ..errors import NotFoundError
 from ..people.identity import normalise_phone, stitch
 from ..sql import ident, literal
@@ -70,6 +72,7 @@ def _fault(point: str) -> None:
     there (so a test can kill the process mid-load)."""
     spec = os.environ.get("KEYMOMENTS_FAULT", "")
     if spec.startswith(point + ":"):
+        print(f"keymoments-fault: {point}", file=sys.stderr, flush=True)  # the test waits for it
         time.sleep(float(spec.split(":", 1)[1]))
 
 
@@ -88,12 +91,18 @@ def ingest_source(ws: Workspace, name: str, progress: Progress | None = None) ->
     files = expand_paths(spec.path, ws.root)
     load_id = f"load-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
     staged = stage_file(con, files, spec.resolved_format(), spec.csv, "_km_raw", progress)
+    if not staged.columns:
+        # only empty files (not even a header): nothing to map, and no columns to map
+        # from; give the staging table the mapped columns so the load reads 0 rows
+        for column in _mapped_columns(spec):
+            con.execute(f"ALTER TABLE {ident(staged.table)} ADD COLUMN {ident(column)} VARCHAR")
     table = _apply_joins(ws, spec, staged.table)
     types = {r[0]: r[1] for r in con.execute(f"DESCRIBE {ident(table)}").fetchall()}
     for bookkeeping in (LINE_COLUMN, FILE_COLUMN):
         types.pop(bookkeeping, None)
     _stage_phones(ws, spec, name, types, table)
-    sql = compile_source(spec, name, types, table, ws.config.identity)
+    sql = compile_source(spec, name, types, table, ws.config.identity,
+                         lenient_columns=spec.resolved_format() in ("jsonl", "xes"))
     con.execute(f"CREATE OR REPLACE TEMP TABLE _km_mapped AS {sql}")
     _stage_taxonomy(ws)
     _classify(con)
@@ -136,6 +145,33 @@ def ingest_source(ws: Workspace, name: str, progress: Progress | None = None) ->
     finally:
         _drop_temps(con)
     return report
+
+
+def _mapped_columns(spec: SourceSpec) -> list[str]:
+    """The source columns a mapping names (not those its joins bring in)."""
+    found: dict[str, None] = {}
+
+    def walk(obj: object) -> None:
+        if isinstance(obj, FieldSpec) and obj.column is not None:
+            found[obj.column] = None
+        if isinstance(obj, BaseModel) and not isinstance(obj, JoinSpec):
+            for name in type(obj).model_fields:
+                walk(getattr(obj, name))
+        elif isinstance(obj, dict):
+            for value in obj.values():
+                walk(value)
+        elif isinstance(obj, list):
+            for value in obj:
+                walk(value)
+
+    walk(spec)
+    for join in spec.joins:
+        found.update(dict.fromkeys(join.on))
+    found.update(dict.fromkeys(k for k in spec.key or [] if k != "_line"))
+    for join in spec.joins:
+        for joined in join.column_map().values():
+            found.pop(joined, None)
+    return list(found)
 
 
 def _apply_joins(ws: Workspace, spec: SourceSpec, table: str) -> str:
@@ -272,10 +308,11 @@ def _write_events(con, source: str, load_id: str) -> int:
 
 def _write_quarantine(con, source: str, load_id: str, raw_cols: list[str], rejects) -> None:
     if raw_cols:
-        raw = "to_json(struct_pack(" + ", ".join(
-            f"{ident(c)} := s.{ident(c)}" for c in raw_cols) + "))"
+        # VARCHAR, not JSON: the reader's rejects below add raw line text to this column
+        raw = "CAST(to_json(struct_pack(" + ", ".join(
+            f"{ident(c)} := s.{ident(c)}" for c in raw_cols) + ")) AS VARCHAR)"
     else:
-        raw = "NULL"
+        raw = "NULL::VARCHAR"
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _km_q AS
         SELECT r.{FILE_COLUMN} AS file, r.{LINE_COLUMN} AS line, r.field, r.value, r.reason,
@@ -287,7 +324,7 @@ def _write_quarantine(con, source: str, load_id: str, raw_cols: list[str], rejec
         con.register("_km_rejects", pa.table({
             "file": [r.file for r in rejects], "line": pa.array([r.line for r in rejects], pa.int64()),
             "field": pa.array([r.field for r in rejects], pa.string()),
-            "value": pa.array([None] * len(rejects), pa.string()),
+            "value": pa.array([r.value for r in rejects], pa.string()),
             "reason": [r.reason for r in rejects], "raw": [r.raw for r in rejects],
         }))
         con.execute("INSERT INTO _km_q SELECT * FROM _km_rejects")

@@ -91,12 +91,14 @@ class _Slot:
     def number(self, spec: FieldSpec | None, field: str) -> str:
         if spec is None:
             return "NULL::DOUBLE"
+        # NaN and infinity are not numbers here (engines disagree on NaN): a typed
+        # column's NaN is missing, a text 'nan' is quarantined as not a number
         if spec.column is not None and not spec.map and self.c.is_numeric(spec.column):
-            return f"CAST({ident(spec.column)} AS DOUBLE)"
+            return _finite(f"CAST({ident(spec.column)} AS DOUBLE)")
         text = self.text(spec)
-        num = f"TRY_CAST(replace({text}, ',', '.') AS DOUBLE)"
+        num = _finite(f"TRY_CAST(replace({text}, ',', '.') AS DOUBLE)")
         self.checks.append(_Check(f"{text} IS NOT NULL AND {num} IS NULL", field, text,
-                                  "not a number"))
+                                  f"not a number{_in_column(spec)}"))
         return num
 
     def timestamp(self, spec: TimestampSpec, field: str) -> tuple[str, str]:
@@ -113,21 +115,31 @@ class _Slot:
             parsed = f"timezone({literal(tz)}, CAST({ident(spec.column)} AS TIMESTAMP))"
             return parsed, f"{ident(spec.column)} IS NOT NULL"
         text = self.text(spec)
+        where = _in_column(spec)
         if unit:
             scale = 1000.0 if unit == "ms" else 1.0
-            parsed = f"to_timestamp(TRY_CAST({text} AS DOUBLE) / {scale})"
-            expected = f"epoch {'milliseconds' if unit == 'ms' else 'seconds'}"
+            # try(): an epoch out of range (1e20, inf) is a bad value, not a failed load
+            parsed = f"try(to_timestamp(TRY_CAST({text} AS DOUBLE) / {scale}))"
+            expected = f"epoch {'milliseconds' if unit == 'ms' else 'seconds'}{where}"
         elif fmt:
             if "%z" in fmt or "%Z" in fmt:
                 parsed = f"CAST(try_strptime({text}, {literal(fmt)}) AS TIMESTAMPTZ)"
             else:
                 parsed = f"timezone({literal(tz)}, try_strptime({text}, {literal(fmt)}))"
-            expected = f"format {fmt!r}"
+            expected = f"format {fmt!r}{where}"
         else:
-            offset = f"regexp_matches({text}, '(Z|[+-][0-9][0-9](:?[0-9][0-9])?)$')"
-            parsed = (f"(CASE WHEN {offset} THEN TRY_CAST({text} AS TIMESTAMPTZ) "
-                      f"ELSE timezone({literal(tz)}, TRY_CAST({text} AS TIMESTAMP)) END)")
-            expected = "ISO 8601 (set 'format' for other layouts, e.g. '%d/%m/%Y %H:%M')"
+            # a time with a zone (Z, UTC, GMT, +02:00) keeps it; the TIMESTAMP cast
+            # would drop it silently. The zone must follow a time, or the day of a
+            # plain date ('2024-01-15') would read as an offset of -15. Named zones
+            # (CET, Europe/Paris) only parse as TIMESTAMPTZ, hence the fallback.
+            offset = (f"regexp_matches({text}, ':[0-9][0-9](\\.[0-9]*)? ?"
+                      f"(Z|UTC|GMT|[+-][0-9][0-9](:?[0-9][0-9])?)$')")
+            zoned = f"regexp_replace({text}, ' ([+-][0-9][0-9](:?[0-9][0-9])?)$', '\\1')"
+            parsed = (f"(CASE WHEN {offset} THEN TRY_CAST({zoned} AS TIMESTAMPTZ) "
+                      f"ELSE coalesce(timezone({literal(tz)}, TRY_CAST({text} AS TIMESTAMP)), "
+                      f"TRY_CAST({text} AS TIMESTAMPTZ)) END)")
+            expected = (f"ISO 8601{where} (set 'format' for other layouts, "
+                        f"e.g. '%d/%m/%Y %H:%M')")
         self.checks.append(_Check(
             f"{text} IS NOT NULL AND {parsed} IS NULL", field, text,
             f"cannot read the value as a timestamp; expected {expected}"))
@@ -188,8 +200,9 @@ class _Slot:
             rating = self.number(rating_spec, "rating")
             self.checks.append(_Check(
                 f"{rating} IS NOT NULL AND ({rating} < {lo} OR {rating} > {hi})", "rating",
-                f"CAST({rating} AS VARCHAR)",
-                f"rating outside the {rating_spec.scale} scale ({lo:g} to {hi:g})"))
+                self.text(rating_spec),  # the value as written, not as a DOUBLE
+                f"rating outside the {rating_spec.scale} scale ({lo:g} to {hi:g})"
+                f"{_in_column(rating_spec)}"))
             scale = (f"CASE WHEN {rating} IS NULL THEN NULL ELSE {literal(rating_spec.scale)} END",
                      f"CASE WHEN {rating} IS NULL THEN NULL ELSE {lo} END",
                      f"CASE WHEN {rating} IS NULL THEN NULL ELSE {hi} END")
@@ -275,13 +288,25 @@ class _Slot:
         return ",\n    ".join(outs)
 
 
+def _finite(num: str) -> str:
+    return f"(CASE WHEN isfinite({num}) THEN {num} END)"
+
+
+def _in_column(spec: FieldSpec) -> str:
+    """' in column 'x'' for a reason, when the value comes from a column."""
+    return f" in column {spec.column!r}" if spec.column is not None else ""
+
+
 class _Compiler:
     def __init__(self, source: SourceSpec, name: str, types: dict[str, str],
                  identity: IdentityConfig) -> None:
         self.source, self.name, self.types, self.identity = source, name, types, identity
+        self.lenient = False
         self.nulls = ", ".join(literal(v) for v in source.csv.null_values)
 
     def check_column(self, column: str) -> None:
+        if column not in self.types and self.lenient:
+            self.types[column] = "MISSING"
         if column not in self.types:
             close = difflib.get_close_matches(column, list(self.types), n=1)
             hint = f"did you mean {close[0]!r}?" if close else (
@@ -298,6 +323,8 @@ class _Compiler:
     def column_text(self, column: str) -> str:
         self.check_column(column)
         col = ident(column)
+        if self.types[column] == "MISSING":
+            return "NULL::VARCHAR"  # a key absent from every record of a JSON lines/XES file
         if self.types[column] in _TEXT_TYPES:
             trimmed = f"trim({col}, ' \t\r\n')"
             return f"(CASE WHEN {trimmed} IN ({self.nulls}) THEN NULL ELSE {trimmed} END)"
@@ -331,9 +358,12 @@ def phone_columns(source: SourceSpec, identity: IdentityConfig) -> list[FieldSpe
 
 
 def compile_source(source: SourceSpec, name: str, types: dict[str, str], input_table: str,
-                   identity: IdentityConfig | None = None) -> str:
-    """SQL yielding the canonical events of every row and slot of ``input_table``."""
-    comp = _Compiler(source, name, types, identity or IdentityConfig())
+                   identity: IdentityConfig | None = None, lenient_columns: bool = False) -> str:
+    """SQL yielding the canonical events of every row and slot of ``input_table``.
+    With ``lenient_columns`` (JSON lines, XES: records need not carry every key), a
+    mapped column absent from the data reads as missing instead of a config error."""
+    comp = _Compiler(source, name, dict(types), identity or IdentityConfig())
+    comp.lenient = lenient_columns
     slots = [_Slot(comp, i, e) for i, e in enumerate(source.event_specs())]
     return "\nUNION ALL BY NAME\n".join(s.select(input_table) for s in slots)
 
@@ -341,6 +371,7 @@ def compile_source(source: SourceSpec, name: str, types: dict[str, str], input_t
 def phone_text_expressions(source: SourceSpec, name: str, types: dict[str, str],
                            identity: IdentityConfig) -> list[str]:
     """Text expressions of the phone identifiers (to collect their distinct values)."""
-    comp = _Compiler(source, name, types, identity)
+    comp = _Compiler(source, name, dict(types), identity)
+    comp.lenient = True  # a missing column is reported by compile_source, not here
     slot = _Slot(comp, 0, source.event_specs()[0])
     return [slot.text(s) for s in phone_columns(source, identity)]

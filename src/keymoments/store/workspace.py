@@ -112,28 +112,28 @@ class Workspace:
         return build(self)
 
     def journeys(self, **filters) -> Result:
-        """Journeys (see :func:`keymoments.journeys.journeys`)."""
-        from ..journeys.query import journeys
+        """Journeys (see :func:`keymoments.journey.journeys`)."""
+        from ..journey.query import journeys
 
         return journeys(self, **filters)
 
     def moments(self, **filters) -> Result:
-        """Moments (see :func:`keymoments.journeys.moments`)."""
-        from ..journeys.query import moments
+        """Moments (see :func:`keymoments.journey.moments`)."""
+        from ..journey.query import moments
 
         return moments(self, **filters)
 
     def moment_summary(self, by: tuple[str, ...] = ("kind", "stage", "channel")) -> Result:
         """Moment kinds by valence across journeys."""
-        from ..journeys.query import moment_summary
+        from ..journey.query import moment_summary
 
         return moment_summary(self, by)
 
     def fit_remembered(self, outcome: str = "feedback", apply: bool = True, **options):
         """Learn the remembered-score weights from this workspace's outcomes (see
-        :mod:`keymoments.moments.remembered`); with ``apply``, store the comparison
+        :mod:`keymoments.moment.remembered`); with ``apply``, store the comparison
         and, when the learned model wins, rescore ``journeys.remembered`` with it."""
-        from ..moments.fitting import fit_remembered
+        from ..moment.fitting import fit_remembered
 
         return fit_remembered(self, outcome, apply=apply, **options)
 

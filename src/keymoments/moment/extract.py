@@ -18,7 +18,7 @@ import ibis
 import ibis.expr.types as ir
 
 from ..config.analysis import MomentsConfig, OutcomesConfig
-from ..journeys.summary import moment_candidates
+from ..journey.summary import moment_candidates
 
 __all__ = ["extract_moments", "EXPERIENCE_KINDS"]
 

@@ -2,8 +2,8 @@
 
 >>> import tempfile, keymoments as km
 >>> ws = km.init(tempfile.mkdtemp())
->>> len(km.journeys(ws)), km.journeys(ws).meta["filters"]
-(0, {})
+>>> len(km.journeys(ws)), km.journeys(ws, status="open").meta["filters"]
+(0, {'status': 'open'})
 >>> ws.close()
 """
 

@@ -1,0 +1,224 @@
+"""Journeys, valence and moments on small named personas, written as data, with
+every expected figure computed by hand (in the comments) from the rules' formulas."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+CONFIG = """
+name: personas
+journeys:
+  as_of: "2024-03-01T00:00:00Z"
+  catch_all_gap: 30m
+  types:
+    - {name: issue_resolution, key: ticket, start: [ticket_opened], end: [ticket_resolved], abandon_after: 30d}
+    - {name: purchase, key: order, start: [order_placed], end: [order_delivered], stall_after: 10d, abandon_after: 20d}
+sources:
+  events:
+    path: events.jsonl
+    identifiers: {customer_id: customer}
+    refs: {order: order_id, ticket: ticket_id}
+    event_type: event_type
+    ts: ts
+    channel: channel
+    agent: agent
+    rating: {column: csat, scale: csat5}
+    measures: {wait_seconds: wait_seconds}
+    expectation: {kind: promise, ts: promised_at, value: sla_minutes}
+"""
+
+
+def ev(customer, ts, event_type, channel="web", **extra):
+    return {"customer": customer, "ts": ts, "event_type": event_type, "channel": channel, **extra}
+
+
+PERSONAS = [
+    # Ana: an order delivered 2 days after the promise, then a CSAT of 2.
+    ev("ana", "2024-01-01T10:00:00Z", "order_placed", order_id="O1"),
+    ev("ana", "2024-01-01T11:00:00Z", "payment_approved", order_id="O1"),
+    ev("ana", "2024-01-02T10:00:00Z", "order_shipped", order_id="O1"),
+    ev("ana", "2024-01-06T10:00:00Z", "order_delivered", order_id="O1",
+       promised_at="2024-01-04T10:00:00Z"),
+    ev("ana", "2024-01-07T10:00:00Z", "csat_answered", channel="email", order_id="O1", csat=2),
+    # Ana orders again 30 days later: O1 was followed by a repurchase. O2 has no end
+    # and is idle from 2024-02-05 to as_of (25 days > abandon_after 20d): abandoned.
+    ev("ana", "2024-02-05T10:00:00Z", "order_placed", order_id="O2"),
+    # Bruno: a chat ticket, waited 10 min against a 5 min SLA, transferred, resolved.
+    ev("bruno", "2024-02-01T09:00:00Z", "ticket_opened", channel="chat", ticket_id="T1",
+       wait_seconds=600, sla_minutes=5),
+    ev("bruno", "2024-02-01T09:10:00Z", "transferred", channel="chat", ticket_id="T1", agent="a1"),
+    ev("bruno", "2024-02-01T09:20:00Z", "agent_reply", channel="phone", ticket_id="T1", agent="a2"),
+    ev("bruno", "2024-02-01T09:30:00Z", "ticket_resolved", channel="phone", ticket_id="T1", agent="a2"),
+    # Bruno again within 7 days: a repeat contact.
+    ev("bruno", "2024-02-05T09:00:00Z", "ticket_opened", channel="email", ticket_id="T2"),
+    # Carla: web visits; the gap rule is strict: exactly 30 min later is the same visit.
+    ev("carla", "2024-02-10T10:00:00Z", "page_view"),
+    ev("carla", "2024-02-10T10:30:00Z", "page_view"),
+    ev("carla", "2024-02-10T11:00:01Z", "page_view"),
+    # Dan: an order shipped 12 days before as_of with no delivery: stalled (> 10d, < 20d).
+    ev("dan", "2024-02-18T10:00:00Z", "order_placed", order_id="O3"),
+    # Eve: two payment failures of equal valence: the peak and the valley are the earliest.
+    ev("eve", "2024-02-20T10:00:00Z", "payment_failed", order_id="O4"),
+    ev("eve", "2024-02-20T10:05:00Z", "payment_failed", order_id="O4"),
+    ev("eve", "2024-02-20T10:10:00Z", "order_placed", order_id="O4"),
+]
+
+
+def write(rows):
+    return "\n".join(json.dumps(r) for r in rows) + "\n"
+
+
+@pytest.fixture
+def built(make_workspace):
+    ws = make_workspace(CONFIG, {"events.jsonl": write(PERSONAS)})
+    r = ws.ingest("events")
+    assert r.rows_quarantined == 0, ws.quarantine().to_pylist()
+    ws.build()
+    return ws
+
+
+def journey(ws, key):
+    rows = ws.con.execute("SELECT * FROM journeys WHERE journey_key = ?", [key]).to_arrow_table().to_pylist()
+    assert len(rows) == 1
+    return rows[0]
+
+
+def moment(ws, journey_id, kind):
+    rows = ws.con.execute("SELECT m.*, e.event_type AS et, e.ts AS ets FROM moments m "
+                          "JOIN events e USING (event_id) WHERE journey_id = ? AND kind = ?",
+                          [journey_id, kind]).to_arrow_table().to_pylist()
+    return rows
+
+
+def test_late_delivery_is_the_valley_with_the_gap_in_its_reason(built):
+    j = journey(built, "O1")
+    assert (j["journey_type"], j["status"], j["n_events"]) == ("purchase", "completed", 5)
+    assert j["duration_s"] == 6 * 86400
+    # delivered 2 days late; tolerance 0.5 d, full_at 7 d: -(2 - 0.5) / (7 - 0.5)
+    late = -(2 - 0.5) / 6.5
+    valley = moment(built, j["journey_id"], "valley")[0]
+    assert valley["et"] == "order_delivered"
+    assert valley["valence"] == pytest.approx(late)
+    assert "2.0 days late" in valley["reason"]
+    # the CSAT is the outcome, not a moment: 2 on csat5 (neutral 3) is (2-3)/(3-1) = -0.5
+    assert j["outcome_valence"] == pytest.approx(-0.5)
+    assert j["outcome_rating"] == 2 and j["outcome_scale"] == "csat5"
+    assert j["end_v"] == pytest.approx(late) and j["n_valenced"] == 1
+    # peak-end default: mean of the most intense moment and the end
+    assert j["remembered"] == pytest.approx(late)
+    assert j["repurchased"] is True
+    assert j["channels"] == ["email", "web"]
+    assert j["channel_switches"] == 1
+
+
+def test_ticket_with_wait_transfer_and_resolution(built):
+    j = journey(built, "T1")
+    assert (j["journey_type"], j["status"], j["n_events"]) == ("issue_resolution", "completed", 4)
+    jid = j["journey_id"]
+    first = moment(built, jid, "first_impression")[0]
+    # waited 10 min against a 5 min SLA: gap 5 min, full_at 60: -5/60
+    assert first["et"] == "ticket_opened"
+    assert first["valence"] == pytest.approx(-5 / 60)
+    assert "5.0 minutes late" in first["reason"]
+    valley = moment(built, jid, "valley")[0]
+    assert valley["et"] == "transferred" and valley["valence"] == pytest.approx(-0.3)
+    peak = moment(built, jid, "peak")[0]
+    # resolved after a transfer: the first-contact rule's else_valence 0.2
+    assert peak["et"] == "ticket_resolved" and peak["valence"] == pytest.approx(0.2)
+    assert "after a transfer" in peak["reason"]
+    farewell = moment(built, jid, "farewell")[0]
+    assert farewell["event_id"] == peak["event_id"]
+    assert j["channel_switches"] == 1  # chat -> phone
+    # trend: valences -0.0833, -0.3, 0.2 at positions 1, 2, 3 (agent_reply has none)
+    xs, ys = [1, 2, 3], [-5 / 60, -0.3, 0.2]
+    n = 3
+    slope = (n * sum(x * y for x, y in zip(xs, ys)) - sum(xs) * sum(ys)) / (n * sum(x * x for x in xs) - sum(xs) ** 2)
+    assert j["trend_v"] == pytest.approx(slope)
+    assert j["mean_v"] == pytest.approx(sum(ys) / 3)
+
+
+def test_repeat_contact_within_window(built):
+    t2 = journey(built, "T2")
+    first = moment(built, t2["journey_id"], "first_impression")[0]
+    assert first["valence"] == pytest.approx(-0.4)
+    assert "contacted again" in first["reason"]
+    # T2 is open: idle 2024-02-05 -> 2024-03-01 = 25 days, below abandon_after 30d,
+    # and issue_resolution has no stall_after: p90 of completed tickets (T1, 30 min).
+    assert t2["status"] == "stalled"
+
+
+def test_gap_is_strict(built):
+    visits = built.con.execute(
+        "SELECT n_events FROM journeys WHERE journey_type = 'visit' ORDER BY start_ts").fetchall()
+    assert [v[0] for v in visits] == [2, 1]
+
+
+def test_statuses_by_idle_time(built):
+    assert journey(built, "O2")["status"] == "abandoned"   # idle 25 d > 20 d
+    assert journey(built, "O3")["status"] == "stalled"     # idle 12 d > 10 d
+    assert journey(built, "O2")["repurchased"] is None or journey(built, "O2")["repurchased"] is False
+
+
+def test_ties_go_to_the_earliest(built):
+    j = journey(built, "O4")
+    peak = moment(built, j["journey_id"], "peak")[0]
+    valley = moment(built, j["journey_id"], "valley")[0]
+    assert str(peak["ets"]).startswith("2024-02-20 10:00") and peak["valence"] == -0.6
+    assert valley["event_id"] == peak["event_id"]
+
+
+def test_single_unscored_event_has_no_experience_moments(built):
+    j = journey(built, "O3")
+    kinds = {m["kind"] for m in built.moments(journey=j["journey_id"]).to_pylist()}
+    assert kinds & {"peak", "valley", "first_impression", "farewell"} == set()
+    assert "first_interaction" in kinds and j["n_valenced"] == 0 and j["remembered"] is None
+
+
+def test_business_moments(built):
+    ana = built.resolve_person("ana")
+    kinds = [m["kind"] for m in built.moments(person=ana).to_pylist() if m["category"] == "business"]
+    assert kinds.count("first_interaction") == 1
+    assert kinds.count("repeat_purchase") == 1      # O2
+    assert "purchase" in kinds and "post_purchase" in kinds and "feedback" in kinds
+
+
+def snapshot(ws):
+    return {
+        t: sorted(ws.con.execute(f"SELECT * EXCLUDE ({excl}) FROM {t}").fetchall(), key=repr)
+        for t, excl in (("journeys", "as_of"), ("moments", "agent"), ("journey_events", "agent"))
+    }
+
+
+def test_out_of_order_arrival_gives_the_same_journeys(make_workspace, built):
+    rows = PERSONAS[:]
+    random.Random(3).shuffle(rows)
+    ws = make_workspace(CONFIG, {"events.jsonl": write(rows[:9]), "late.jsonl": write(rows[9:])},
+                        folder="shuffled")
+    # later half first, earlier half second: events arrive out of order across loads
+    ws2_config = CONFIG.replace("path: events.jsonl", "path: late.jsonl")
+    (ws.root / "keymoments.yaml").write_text(ws2_config)
+    ws.reload_config()
+    ws.ingest("events")
+    ws.build()
+    (ws.root / "keymoments.yaml").write_text(CONFIG)
+    ws.reload_config()
+    ws.ingest("events")
+    ws.build()
+    assert snapshot(ws) == snapshot(built)
+
+
+def test_valence_in_range_and_null_not_nan(built):
+    bad = built.con.execute("SELECT count(*) FROM journey_events WHERE valence < -1 OR valence > 1 "
+                            "OR isnan(valence)").fetchone()[0]
+    assert bad == 0
+    nulls = built.con.execute("SELECT count(*) FROM journey_events WHERE valence IS NULL").fetchone()[0]
+    assert nulls > 0
+
+
+def test_every_event_in_exactly_one_journey(built):
+    n_events = built.con.execute("SELECT count(*) FROM events").fetchone()[0]
+    rows = built.con.execute("SELECT count(*), count(DISTINCT event_id) FROM journey_events").fetchone()
+    assert rows == (n_events, n_events)
