@@ -1,0 +1,96 @@
+"""Journeys and moments on real exports (help-desk tickets, marketplace orders),
+checked against figures computed independently from the files with Python's csv
+module."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections import defaultdict
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from zoneinfo import ZoneInfo
+
+import pytest
+from ruamel.yaml import YAML
+
+SP = ZoneInfo("America/Sao_Paulo")
+UTC = ZoneInfo("UTC")  # convert before subtracting: same-zone subtraction ignores DST
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def guide_workspace(make_workspace, shared_data, *names):
+    guide = (ROOT / "docs" / "mapping.md").read_text(encoding="utf-8")
+    sources = {}
+    for block in re.findall(r"```yaml\n(.*?)```", guide, flags=re.S):
+        for name, spec in (YAML(typ="safe").load(block).get("sources") or {}).items():
+            if name in names:
+                sources[name] = spec
+    buf = io.StringIO()
+    YAML().dump({"sources": sources}, buf)
+    return make_workspace("name: real\n" + buf.getvalue().replace("../shared/data", str(shared_data)))
+
+
+def test_helpdesk_ticket_journeys(make_workspace, shared_data):
+    ws = guide_workspace(make_workspace, shared_data, "helpdesk")
+    ws.ingest("helpdesk")
+    ws.build()
+    with open(shared_data / "helpdesk/helpdesk.csv", newline="", encoding="utf-8") as fh:
+        rows = {tuple(r.items()) for r in csv.DictReader(fh)}  # exact duplicates count once
+    by_case: dict[str, list[tuple[datetime, str]]] = defaultdict(list)
+    for r in map(dict, rows):
+        by_case[r["case:concept:name"]].append(
+            (datetime.fromisoformat(r["time:timestamp"]), r["concept:name"]))
+    got = {r["journey_key"]: r for r in ws.journeys(journey_type="issue_resolution").to_pylist()}
+    assert set(got) == set(by_case)
+    ends = {"Closed", "Resolve ticket"}
+    latest = max(t for evs in by_case.values() for t, _ in evs)
+    for case, evs in by_case.items():
+        j = got[case]
+        span = max(t for t, _ in evs) - min(t for t, _ in evs)
+        assert j["duration_s"] == span.total_seconds(), case
+        assert j["n_events"] == len(evs)
+        has_end = any(a in ends for _, a in evs)
+        assert j["has_end"] == has_end
+        if has_end:
+            assert j["status"] == "completed"
+        else:
+            idle = latest - max(t for t, _ in evs)
+            assert j["status"] == ("abandoned" if idle > timedelta(days=30) else j["status"])
+            assert j["status"] in ("open", "stalled", "abandoned")
+    statuses = {s for s in (j["status"] for j in got.values())}
+    assert "completed" in statuses
+
+
+def test_marketplace_late_deliveries_are_valleys(make_workspace, shared_data):
+    ws = guide_workspace(make_workspace, shared_data, "olist_orders")
+    ws.ingest("olist_orders")
+    ws.build()
+    with open(shared_data / "olist-sample/olist_orders_dataset.csv", newline="") as fh:
+        orders = list(csv.DictReader(fh))
+    late = {}
+    for o in orders:
+        if not o["order_delivered_customer_date"].strip():
+            continue
+        # local São Paulo times (with its daylight saving then), as instants
+        delivered = datetime.fromisoformat(o["order_delivered_customer_date"]).replace(tzinfo=SP).astimezone(UTC)
+        promised = datetime.fromisoformat(o["order_estimated_delivery_date"]).replace(tzinfo=SP).astimezone(UTC)
+        gap_days = (delivered - promised).total_seconds() / 86400
+        if gap_days > 0.5:  # the default rule's tolerance
+            late[o["order_id"]] = gap_days
+    assert len(late) > 50
+    valleys = {
+        r["journey_key"]: r for r in ws.con.execute("""
+            SELECT j.journey_key, m.event_type, m.valence, m.reason
+            FROM moments m JOIN journeys j USING (journey_id)
+            WHERE m.kind = 'valley' AND j.journey_type = 'purchase'""").to_arrow_table().to_pylist()
+    }
+    for order_id, gap in late.items():
+        v = valleys[order_id]
+        assert v["event_type"] == "order_delivered", order_id
+        want = -min(1.0, (gap - 0.5) / 6.5)
+        assert v["valence"] == pytest.approx(want, abs=1e-6)
+        assert f"{abs(gap):.1f} days late" in v["reason"]
