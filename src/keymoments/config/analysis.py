@@ -57,9 +57,11 @@ class ValenceRule(Strict):
     * ``constant``: a fixed ``valence`` (payment failed, transferred, refund granted).
     * ``expectation_gap``: actual against promised. For a time promise, the gap is
       ``ts - expected_ts``; for a value promise, ``measures[measure]`` (in
-      ``measure_unit``) minus ``expected_value`` (in ``expected_unit``). A gap within
-      ``tolerance`` scores ``on_time_valence``; later scores down linearly to -1 at
-      ``full_at``; earlier scores ``early_valence``.
+      ``measure_unit``) minus ``expected_value`` (in ``expected_unit``); with
+      ``relative``, the gap is a fraction of the promise (0.5 = half as long again).
+      Later than ``tolerance``: valence ``-late_start`` falling linearly to -1 at
+      ``full_at`` (never below ``late_floor``); earlier than ``early_by`` (default:
+      the tolerance): ``early_valence``; in between: ``on_time_valence``.
     * ``measure_above``: ``measures[measure]`` above ``threshold`` scores ``valence``.
     * ``repeat_contact``: another event of these types by the same person within
       ``window`` before this one (the issue was not fixed) scores ``valence``.
@@ -81,6 +83,10 @@ class ValenceRule(Strict):
     expected_unit: Literal["seconds", "minutes", "hours", "days"] = "minutes"
     tolerance: float = 0.0
     full_at: float | None = None
+    late_start: float = Field(default=0.0, ge=0, le=1)
+    late_floor: float = Field(default=-1.0, ge=-1, le=0)
+    early_by: float | None = None
+    relative: bool = False
     on_time_valence: float = Field(default=0.0, ge=-1, le=1)
     early_valence: float = Field(default=0.0, ge=-1, le=1)
     threshold: float | None = None

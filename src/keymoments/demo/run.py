@@ -1,5 +1,6 @@
 """The main job on demo data: generate exports with planted truth, create a
-workspace beside them, load every source, and write ``report.html``."""
+workspace beside them, load every source, build journeys and moments, learn the
+remembered score, and write ``report.html``."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["DemoSummary", "run_demo"]
+from ..errors import KeymomentsError
+
+__all__ = ["DemoSummary", "run_demo", "engine_sections"]
 
 
 @dataclass
@@ -20,23 +23,77 @@ class DemoSummary:
     report: Path
     loads: list = field(default_factory=list)
     totals: dict = field(default_factory=dict)
+    remembered: str = ""
     seconds: float = 0.0
 
     def lines(self) -> list[str]:
-        out = [f"demo workspace: {self.directory}"]
+        out = [f"demo workspace: {self.directory}",
+               f"  {'source':<14}{'read':>9}{'loaded':>9}{'quarant.':>9}{'dupl.':>7}{'events':>9}"]
         for r in self.loads:
-            out.append(f"  {r.source:<14} read {r.rows_read:>9,}  loaded {r.rows_loaded:>9,}  "
-                       f"quarantined {r.rows_quarantined:>6,}  duplicate {r.rows_duplicate:>6,}  "
-                       f"events {r.events_loaded:>9,}")
-        out.append(f"  {self.totals.get('events', 0):,} events of {self.totals.get('people', 0):,} "
-                   f"people in {self.seconds:.1f} s")
+            out.append(f"  {r.source:<14}{r.rows_read:>9,}{r.rows_loaded:>9,}"
+                       f"{r.rows_quarantined:>9,}{r.rows_duplicate:>7,}{r.events_loaded:>9,}")
+        t = self.totals
+        out.append(f"  {t.get('events', 0):,} events, {t.get('people', 0):,} people, "
+                   f"{t.get('journeys', 0):,} journeys, {t.get('moments', 0):,} moments "
+                   f"in {self.seconds:.1f} s")
+        if self.remembered:
+            out.append(f"  remembered score: {self.remembered}")
         out.append(f"open the report: {self.report}")
         return out
 
 
+def engine_sections(ws, model=None) -> list[dict]:
+    """Report sections on journeys, moments and the remembered score."""
+    con = ws.con
+
+    def rows(sql: str) -> list[dict]:
+        return con.execute(sql).to_arrow_table().to_pylist()
+
+    sections = [
+        {"title": "Journeys by type and status", "rows": rows("""
+            SELECT journey_type AS type, status, count(*) AS journeys,
+                   round(median(duration_s) / 3600, 1) AS median_hours,
+                   round(avg(n_events), 1) AS mean_events,
+                   round(avg(CASE WHEN channel_switches > 0 THEN 1.0 ELSE 0 END), 3) AS share_switching,
+                   count(outcome_rating) AS with_feedback, round(avg(remembered), 3) AS mean_remembered
+            FROM journeys GROUP BY ALL ORDER BY type, journeys DESC""")},
+        {"title": "Moments that carry the most negative valence",
+         "text": "Valleys by event type and channel, worst first: where to look.",
+         "rows": rows("""
+            SELECT event_type, channel, count(*) AS valleys, round(avg(valence), 3) AS mean_valence,
+                   any_value(reason) AS example_reason
+            FROM moments WHERE kind = 'valley' AND valence < 0
+            GROUP BY ALL HAVING count(*) >= 3 ORDER BY count(*) * avg(valence) LIMIT 12""")},
+        {"title": "Peaks", "rows": rows("""
+            SELECT event_type, channel, count(*) AS peaks, round(avg(valence), 3) AS mean_valence
+            FROM moments WHERE kind = 'peak' AND valence > 0
+            GROUP BY ALL HAVING count(*) >= 3 ORDER BY count(*) * avg(valence) DESC LIMIT 8""")},
+        {"title": "Moment kinds by stage", "rows": rows("""
+            SELECT kind, coalesce(stage, '') AS stage, count(*) AS n,
+                   round(avg(valence), 3) AS mean_valence,
+                   round(avg(CASE WHEN valence < 0 THEN 1.0 ELSE 0 END), 3) AS share_negative
+            FROM moments WHERE valence IS NOT NULL GROUP BY ALL ORDER BY kind, n DESC""")},
+    ]
+    if model is not None:
+        s = model.summary()
+        sections.append({
+            "title": f"Remembered score: which moments predict {model.outcome} "
+                     f"({model.n_:,} journeys, {model.folds}-fold cross-validation)",
+            "text": f"Best model: {model.best_}. Scores are cross-validated "
+                    f"{s.to_pylist()[0]['metric']} with 95% bootstrap intervals.",
+            "rows": [{k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()}
+                     for r in s.to_pylist()],
+        })
+        sections.append({"title": "Learned moment weights (95% bootstrap interval)",
+                         "rows": [{k: (round(v, 3) if isinstance(v, float) else v)
+                                   for k, v in w.items()} for w in s.meta["weights"]]})
+    return sections
+
+
 def run_demo(directory: str | Path, n_events: int = 20_000, seed: int = 7, fmt: str = "csv",
              ingest: Callable | None = None) -> DemoSummary:
-    """Generate, load and report; ``directory`` is replaced if it holds an earlier demo."""
+    """Generate, load, build and report; ``directory`` is replaced if it holds an
+    earlier demo."""
     from ..report import write_report
     from ..store.workspace import Workspace
     from .generator import generate_demo
@@ -50,11 +107,24 @@ def run_demo(directory: str | Path, n_events: int = 20_000, seed: int = 7, fmt: 
     ws = Workspace.open(root)
     try:
         loads = [ingest(ws, name) if ingest else ws.ingest(name) for name in ws.config.sources]
-        report = write_report(ws, root / "report.html")
+        built = ws.build()
+        model, remembered = None, ""
+        try:
+            model = ws.fit_remembered("feedback", n_boot=100)
+            best = model.scores_[model.best_]
+            remembered = (f"best model {model.best_} (R2 {best.score:.2f}, "
+                          f"95% {best.low:.2f} to {best.high:.2f}; peak-end "
+                          f"{model.scores_['peak_end'].score:.2f}, mean {model.scores_['mean'].score:.2f})")
+        except KeymomentsError as exc:
+            remembered = f"not fitted: {exc}"
+        report = write_report(ws, root / "report.html",
+                              extra={"sections": engine_sections(ws, model)})
         totals = {
             "events": ws.con.execute("SELECT count(*) FROM events").fetchone()[0],
             "people": ws.con.execute("SELECT count(*) FROM people").fetchone()[0],
+            "journeys": built.journeys,
+            "moments": built.moments,
         }
     finally:
         ws.close()
-    return DemoSummary(root, report, loads, totals, time.perf_counter() - started)
+    return DemoSummary(root, report, loads, totals, remembered, time.perf_counter() - started)

@@ -230,7 +230,8 @@ def _stage_phones(ws: Workspace, spec: SourceSpec, name: str, types: dict, table
     raws: list[str] = []
     if exprs:
         union = " UNION ".join(f"SELECT {e} AS raw FROM {ident(table)}" for e in exprs)
-        raws = [r[0] for r in con.execute(f"SELECT raw FROM ({union}) WHERE raw IS NOT NULL").fetchall()]
+        raws = [r[0] for r in con.execute(
+            f"SELECT DISTINCT raw FROM ({union}) WHERE raw IS NOT NULL ORDER BY raw").fetchall()]
     region = ws.config.identity.phone_region
     norms = [normalise_phone(r, region) for r in raws]
     con.register("_km_phone_arrow", pa.table({"raw": pa.array(raws, pa.string()),

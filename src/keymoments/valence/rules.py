@@ -10,6 +10,10 @@ apply. The packaged defaults are in ``keymoments/defaults/valence.yaml``.
 -0.5
 >>> gap_valence(-2, tolerance=0.5, full_at=7, on_time=0.3, early=0.4)
 0.4
+>>> gap_valence(2, tolerance=0, full_at=4, on_time=0.8, early=0.9, late_start=0.4, early_by=1)
+-0.7
+>>> gap_valence(-0.5, tolerance=0, full_at=4, on_time=0.8, early=0.9, late_start=0.4, early_by=1)
+0.8
 """
 
 from __future__ import annotations
@@ -28,15 +32,20 @@ __all__ = ["gap_valence", "rule_columns", "effective_rules", "default_rules"]
 _F = "float64"
 
 
-def gap_valence(gap: float, tolerance: float, full_at: float, on_time: float, early: float) -> float:
+def gap_valence(gap: float, tolerance: float, full_at: float, on_time: float, early: float,
+                late_start: float = 0.0, late_floor: float = -1.0,
+                early_by: float | None = None) -> float:
     """The valence of an expectation gap (the reference for the column expression):
-    within ``tolerance`` of the promise scores ``on_time``; later falls linearly from
-    0 at the tolerance to -1 at ``full_at``; earlier scores ``early``."""
-    if abs(gap) <= tolerance:
-        return on_time
-    if gap < 0:
+    later than ``tolerance`` falls linearly from ``-late_start`` to -1 at ``full_at``
+    (floored at ``late_floor``); earlier than ``early_by`` (default: the tolerance)
+    scores ``early``; otherwise ``on_time``."""
+    early_by = tolerance if early_by is None else early_by
+    if gap > tolerance:
+        late = late_start + (1 - late_start) * (gap - tolerance) / (full_at - tolerance)
+        return round(max(-min(1.0, late), late_floor), 12)
+    if gap < -early_by:
         return early
-    return -min(1.0, (gap - tolerance) / (full_at - tolerance))
+    return on_time
 
 
 @lru_cache(maxsize=1)
@@ -85,20 +94,32 @@ def _reason(rule: ValenceRule, default: str, gap_text=None, value=None) -> ir.St
 def _gap_columns(e: ir.Table, rule: ValenceRule):
     unit = UNIT_SECONDS[rule.unit]
     if rule.measure is None:
-        gap = (e.ts.epoch_seconds() - e.expected_ts.epoch_seconds()) / unit
+        actual = e.ts.epoch_seconds().cast(_F)
+        promised = e.expected_ts.epoch_seconds().cast(_F)
         have = e.expected_ts.notnull()
     else:
         actual = e.measures.get(rule.measure) * UNIT_SECONDS[rule.measure_unit]
         promised = e.expected_value * UNIT_SECONDS[rule.expected_unit]
-        gap = (actual - promised) / unit
         have = e.expected_value.notnull() & e.measures.get(rule.measure).notnull()
+    if rule.relative:
+        gap = (actual - promised) / promised.nullif(0)
+        have = have & gap.notnull()
+    else:
+        gap = (actual - promised) / unit
     tol, full = rule.tolerance, float(rule.full_at)
-    late = -(((gap - tol) / (full - tol)).clip(upper=1.0))
-    v = ibis.cases((gap.abs() <= tol, ibis.literal(rule.on_time_valence)),
-                   (gap < 0, ibis.literal(rule.early_valence)), else_=late)
-    word = ibis.cases((gap.abs() <= tol, ibis.literal(" (on time)")), (gap < 0, ibis.literal(" early")),
-                      else_=ibis.literal(" late"))
-    gap_text = _fmt(gap.abs()).concat(" ", rule.unit, word)
+    early_by = tol if rule.early_by is None else rule.early_by
+    start = rule.late_start
+    late = -((start + (1 - start) * (gap - tol) / (full - tol)).clip(upper=1.0))
+    late = late.clip(lower=rule.late_floor)
+    v = ibis.cases((gap > tol, late), (gap < -early_by, ibis.literal(rule.early_valence)),
+                   else_=ibis.literal(rule.on_time_valence))
+    word = ibis.cases((gap > tol, ibis.literal(" late")),
+                      (gap < -early_by, ibis.literal(" early")),
+                      else_=ibis.literal(" (on time)"))
+    if rule.relative:
+        gap_text = _fmt((gap.abs() * 100)).concat("%", word)
+    else:
+        gap_text = _fmt(gap.abs()).concat(" ", rule.unit, word)
     return have, v, _reason(rule, "{gap} against the promise", gap_text=gap_text)
 
 

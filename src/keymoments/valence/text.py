@@ -35,7 +35,7 @@ _POSITIVE = """
 good great excellent perfect fast love loved amazing happy helpful thanks thank recommend
 easy friendly quick satisfied awesome wonderful best nice smooth
 bom boa ótimo otimo ótima excelente perfeito rápido rapido rápida adorei recomendo
-obrigado obrigada satisfeito feliz lindo top chegou antes
+obrigado obrigada satisfeito feliz lindo top
 bueno buena excelente perfecto rápido rapido encantó gracias recomiendo fácil amable
 bon bonne excellent parfait rapide merci recommande facile aimable satisfait génial
 gut super schnell toll danke empfehle einfach freundlich zufrieden perfekt
