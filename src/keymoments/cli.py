@@ -151,11 +151,15 @@ def quarantine(ctx: click.Context, source: str | None, limit: int, as_json: bool
     """Rows rejected by ingest: file, line, field, value and reason."""
     with _workspace(ctx, read_only=True) as ws:
         result = ws.quarantine(source, limit=limit)
+        root = ws.root
     if as_json:
         for row in result.to_pylist():
             click.echo(json.dumps(row, default=str, ensure_ascii=False))
         return
-    _print_result(result, columns=["source", "file", "line", "field", "value", "reason"])
+    # the file's name (relative to the workspace) and the whole reason, which says what to
+    # do, are what a reader needs: neither is cut short
+    _print_result(result, columns=["source", "file", "line", "field", "value", "reason"],
+                  full=("file", "reason"), shown={"file": lambda f: _relative(f, root)})
 
 
 @main.command()
@@ -331,29 +335,44 @@ def _print_timeline(ws_path: str, profile) -> None:
 
 
 def _print_result(result, columns: list[str] | None = None, limit: int | None = None,
-                  title: str | None = None) -> None:
+                  title: str | None = None, full: tuple[str, ...] = (),
+                  shown: dict | None = None) -> None:
+    """Print rows as a table; values are cut at 60 characters except in ``full``
+    columns; ``shown`` maps a column to a function that formats its values."""
     rows = result.to_pylist()
     if not rows:
         console.print(f"{title + ': ' if title else ''}(none)")
         return
     cols = columns or list(rows[0])
+    shown = shown or {}
     table = Table(*cols, title=title)
     for row in rows[: limit or len(rows)]:
-        table.add_row(*[_cell(row.get(c)) for c in cols])
+        table.add_row(*[_cell(shown[c](row.get(c)) if c in shown else row.get(c),
+                              cut=c not in full) for c in cols])
     console.print(table)
     if limit and len(rows) > limit:
         console.print(f"... {len(rows) - limit} more")
 
 
-def _cell(value) -> str:
+def _cell(value, cut: bool = True) -> str:
     from rich.markup import escape
 
     if value is None:
         return ""
     text = str(value)
-    if len(text) > 60:
+    if cut and len(text) > 60:
         text = text[:57] + "..."
     return escape(text)
+
+
+def _relative(path: str | None, root: Path) -> str | None:
+    """``path`` relative to the workspace folder when it is inside it."""
+    if path is None:
+        return None
+    try:
+        return str(Path(path).resolve().relative_to(root.resolve()))
+    except (ValueError, OSError):
+        return path
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -141,5 +141,4 @@ def _replace(ws: Workspace, table: str, select: str) -> None:
         f"CAST(s.{ident(c)} AS {t.replace(' NOT NULL', '')}) AS {ident(c)}"
         for c, (t, _) in COLUMN_DOCS[table].items()
     )
-    ws.con.execute(f"DELETE FROM {ident(table)}")
-    ws.con.execute(f"INSERT INTO {ident(table)} SELECT {cols} FROM ({select}) s")
+    ws.con.execute(f"CREATE OR REPLACE TABLE {ident(table)} AS SELECT {cols} FROM ({select}) s")

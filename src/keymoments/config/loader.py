@@ -2,12 +2,13 @@
 environment overrides, validate with the typed models, and turn validation errors
 into messages naming the file, line and key, with the closest valid key.
 
-Environment overrides use ``__`` between levels and YAML for the value:
+Environment overrides use ``__`` between levels and YAML for the value (string
+settings keep the text as given); an error in one names the variable:
 
->>> import os
->>> cfg = load_config_text("name: shop\\n", env={"KEYMOMENTS_IDENTITY__PHONE_REGION": "BR"})
->>> cfg.identity.phone_region
-'BR'
+>>> cfg = load_config_text("name: shop\\n", env={"KEYMOMENTS_IDENTITY__PHONE_REGION": "BR",
+...                                              "KEYMOMENTS_IDENTITY__EMAIL_STRIP_PLUS": "yes"})
+>>> cfg.identity.phone_region, cfg.identity.email_strip_plus
+('BR', True)
 >>> load_config_text("nmae: shop\\n", path="keymoments.yaml")
 Traceback (most recent call last):
 ...
@@ -43,9 +44,10 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError("config file not found", file=str(path),
-                          hint="run 'keymoments init DIR' to create a workspace")
+                          hint="run 'keymoments init DIR' to create a workspace") from None
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", file=str(path))
+        raise ConfigError(f"not UTF-8 text ({exc.reason} at byte {exc.start})",
+                          file=str(path)) from None
     return load_config_text(text, path=str(path), env=env)
 
 
@@ -60,22 +62,25 @@ def load_config_text(
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"not valid YAML: {problem}", file=path, line=line)
+        raise ConfigError(f"not valid YAML: {problem}", file=path, line=line) from None
     if data is None:
         data = {}
     if not isinstance(data, Mapping):
         raise ConfigError("the top level must be a mapping of keys", file=path, line=1)
     overrides = _env_overrides(os.environ if env is None else env)
     plain = _to_plain(data)
-    for keys, value in overrides:
+    for keys, value, _ in overrides:
         _set_path(plain, keys, value)
     try:
         return Config.model_validate(plain)
     except ValidationError as exc:
-        raise _explain(exc, data, path) from None
+        raise _explain(exc, data, path, overrides) from None
 
 
-def _env_overrides(env: Mapping[str, str]) -> list[tuple[list[str], Any]]:
+def _env_overrides(env: Mapping[str, str]) -> list[tuple[list[str], Any, str]]:
+    """(key path, value, variable name) of each ``KEYMOMENTS_*`` config override. The
+    value is read as YAML, except for string settings, which keep the text as given
+    (``KEYMOMENTS_NAME=2024`` is the name '2024', not a number)."""
     yaml = YAML(typ="safe")
     found = []
     for name, raw in sorted(env.items()):
@@ -84,11 +89,14 @@ def _env_overrides(env: Mapping[str, str]) -> list[tuple[list[str], Any]]:
         keys = [k.lower() for k in name[len(ENV_PREFIX):].split("__") if k]
         if not keys or keys[0] not in Config.model_fields:
             continue  # other KEYMOMENTS_* variables (e.g. KEYMOMENTS_DEBUG) are not config
-        try:
-            value = yaml.load(raw)
-        except YAMLError:
+        if _members(_annotation_at(keys)) == [str]:
             value = raw
-        found.append((keys, value))
+        else:
+            try:
+                value = yaml.load(raw)
+            except YAMLError:
+                value = raw
+        found.append((keys, value, name))
     return found
 
 
@@ -130,44 +138,91 @@ def _line_of(data: Any, loc: tuple[Any, ...]) -> int | None:
     return line
 
 
-def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
-    """The config model class whose fields the last element of ``loc`` belongs to."""
+def _members(ann: Any) -> list[Any]:
+    """The alternatives of an annotation (``X | Y | None`` -> ``[X, Y]``)."""
+    import types
     import typing
 
-    model: Any = Config
-    for part in loc[:-1]:
-        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+    if typing.get_origin(ann) in (typing.Union, types.UnionType):
+        return [a for a in typing.get_args(ann) if a is not type(None)]
+    return [ann]
+
+
+def _is_model(ann: Any) -> bool:
+    return isinstance(ann, type) and issubclass(ann, BaseModel)
+
+
+def _tag(ann: Any) -> str:
+    """The tag pydantic puts in an error's ``loc`` for a union member."""
+    name = ann.__name__ if isinstance(ann, type) else str(ann)
+    return name.replace(" ", "")
+
+
+def _step(ann: Any, part: Any) -> Any:
+    """The annotation one level below ``ann`` at key or index ``part`` (None: unknown)."""
+    import typing
+
+    for member in _members(ann):
+        if _is_model(member):
+            field = member.model_fields.get(str(part))
+            if field is not None:
+                return field.annotation
+        elif typing.get_origin(member) is dict and not isinstance(part, int):
+            return typing.get_args(member)[1]
+        elif typing.get_origin(member) is list and isinstance(part, int):
+            return typing.get_args(member)[0]
+    return None
+
+
+def _user_path(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The key path the user wrote, from pydantic's ``loc``: walks the config models
+    to drop the union-member tags pydantic inserts ('str', 'list[str]', 'FieldSpec',
+    'function-after[...]') while keeping every key the user wrote, whatever its case."""
+    ann: Any = Config
+    path: list[Any] = []
+    for part in loc:
+        if isinstance(part, str) and part.startswith("function-"):
+            continue
+        members = _members(ann)
+        if len(members) > 1 and isinstance(part, str):
+            tagged = [m for m in members if _tag(m) == part.replace(" ", "")]
+            if tagged:
+                ann = tagged[0]
+                continue
+        path.append(part)
+        ann = _step(ann, part) if ann is not None else None
+    return tuple(path)
+
+
+def _annotation_at(path: tuple[Any, ...] | list[Any]) -> Any:
+    ann: Any = Config
+    for part in path:
+        if ann is None:
             return None
-        if isinstance(part, int):
-            continue
-        field = model.model_fields.get(str(part))
-        if field is None:
-            # a key of a dict[str, Model]: stay on the dict's value model
-            continue
-        ann = field.annotation
-        model = _unwrap(ann, typing)
-    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
-
-
-def _unwrap(ann: Any, typing: Any) -> Any:
-    for _ in range(4):
-        args = [a for a in typing.get_args(ann) if a is not type(None)]
-        if isinstance(ann, type) and issubclass(ann, BaseModel):
-            return ann
-        if not args:
-            return ann
-        models = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
-        ann = models[0] if models else args[-1]
+        ann = _step(ann, part)
     return ann
 
 
-def _explain(exc: ValidationError, data: Any, path: str) -> ConfigError:
-    err = exc.errors()[0]
-    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-    # pydantic adds union-member tags (e.g. 'str', 'FieldSpec') into loc; drop them
-    loc = tuple(p for p in loc if not (isinstance(p, str) and p[:1].isupper()))
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The config model class whose fields the last element of ``loc`` (a key path
+    from :func:`_user_path`) belongs to."""
+    models = [m for m in _members(_annotation_at(loc[:-1])) if _is_model(m)]
+    return models[0] if models else None
+
+
+def _explain(exc: ValidationError, data: Any, path: str,
+             overrides: list[tuple[list[str], Any, str]] = ()) -> ConfigError:
+    errors = exc.errors()
+    # an unknown key is the surest sign of a typo (its 'field required' twin follows it)
+    err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
+    loc = _user_path(tuple(err["loc"]))
     key = ".".join(str(p) for p in loc) or "(top level)"
     line = _line_of(data, loc)
+    where = path
+    for keys, _, name in overrides:
+        if [str(p) for p in loc[: len(keys)]] == keys:
+            where, line = f"environment variable {name}", None
+            break
     hint = None
     if err["type"] == "extra_forbidden":
         model = _model_at(loc)
@@ -187,7 +242,11 @@ def _explain(exc: ValidationError, data: Any, path: str) -> ConfigError:
             close = difflib.get_close_matches(given, [o for o in opts if o], n=1, cutoff=0.5)
             if close:
                 hint = f"did you mean {close[0]!r}?"
-    extra = len(exc.errors()) - 1
+    extra = len(errors) - 1
     if extra:
-        message += f" (and {extra} more problem{'s' if extra > 1 else ''})"
-    return ConfigError(message, file=path, line=line, key=key, hint=hint)
+        more = f"and {extra} more problem{'s' if extra > 1 else ''}"
+        if hint:
+            hint = f"{hint} {more}"
+        else:
+            message += f" ({more})"
+    return ConfigError(message, file=where, line=line, key=key, hint=hint)

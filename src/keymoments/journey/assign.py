@@ -76,13 +76,16 @@ def assign_journeys(events: ir.Table, config: JourneysConfig, types: list[Journe
         | e._is_start
         | prev_end.fill_null(False)
     )
-    e = e.mutate(_new=new_run.cast("int64"))
-    e = e.mutate(_run=e._new.cumsum().over(w))
+    # one sort order for everything: runs, their ids and the position in them
+    e = e.mutate(_new=new_run.cast("int64"), _rn=ibis.row_number().over(w))
+    cumulative = ibis.window(group_by=[e.person_id, e.journey_type, e.journey_key],
+                             order_by=[e.ts, e.event_id], following=0)
+    e = e.mutate(_run=e._new.sum().over(cumulative),
+                 _run_rn=ibis.cases((e._new == 1, e._rn), else_=ibis.null().cast("int64"))
+                 .max().over(cumulative))
     jid = (
         e.journey_type.concat("|", e.person_id, "|", e.journey_key.fill_null(""), "|",
                               e._run.cast("string"))
     ).hexdigest("md5")
-    e = e.mutate(journey_id=jid.substr(0, 20))
-    wj = ibis.window(group_by=e.journey_id, order_by=[e.ts, e.event_id])
-    e = e.mutate(seq=ibis.row_number().over(wj))
-    return e.drop("_epoch", "_gap", "_is_start", "_is_end", "_new", "_run")
+    e = e.mutate(journey_id=jid.substr(0, 20), seq=e._rn - e._run_rn)
+    return e.drop("_epoch", "_gap", "_is_start", "_is_end", "_new", "_run", "_rn", "_run_rn")

@@ -127,13 +127,11 @@ def summarize_journeys(je: ir.Table, journeys: JourneysConfig, types: list[Journ
     j = j.mutate(status=status).drop("_p90")
 
     # outcomes: repurchase and churn
-    purchases = j.filter(j.journey_type.isin(outcomes.purchase_types))
-    nxt = purchases.select(_p=purchases.person_id, _start=purchases.start_ts)
-    mine = j.select("journey_id", "person_id", "end_ts")
-    cand = mine.join(nxt, [mine.person_id == nxt._p, nxt._start > mine.end_ts])
-    first_next = cand.group_by("journey_id").aggregate(_next=cand._start.min())
-    first_next = first_next.select(_jn=first_next.journey_id, _next=first_next._next)
-    j = j.left_join(first_next, j.journey_id == first_next._jn).drop("_jn")
+    # the person's next purchase journey, by start (a window, not a self-join)
+    is_purchase = j.journey_type.isin(outcomes.purchase_types)
+    later = ibis.window(group_by=j.person_id, order_by=[j.start_ts, j.journey_id], rows=(1, None))
+    j = j.mutate(_next=ibis.cases((is_purchase, j.start_ts), else_=ibis.null().cast(j.start_ts.type()))
+                 .min().over(later))
     gap_next = j._next.epoch_seconds() - j.end_ts.epoch_seconds()
     rep = outcomes.repurchase_within
     repurchased = ibis.cases(

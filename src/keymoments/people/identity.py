@@ -3,7 +3,8 @@
 Persons are the connected components of the graph whose nodes are identifiers
 (``kind:value``, normalised) and whose edges are "carried by the same event". The
 result is deterministic (a person's id is a hash of its smallest identifier) and
-explainable: each edge keeps the first event that created it, so
+explainable: each edge keeps the earliest event that carried both identifiers
+(whatever the load order), so
 ``keymoments person ID`` can say why two identifiers were joined. When a new event
 links two persons, their identifiers and their earlier events are re-linked to the
 merged person.
@@ -93,8 +94,14 @@ def stitch(con: duckdb.DuckDBPyConnection, new_events: str) -> int:
         WHERE o <> n.anchor
         GROUP BY ALL
     """)
+    # a pair keeps its earliest event whatever the load order, so the explanation
+    # does not depend on which file was loaded first
     con.execute("""
-        DELETE FROM _km_new_links n USING identity_links l WHERE l.a = n.a AND l.b = n.b
+        DELETE FROM _km_new_links n USING identity_links l
+        WHERE l.a = n.a AND l.b = n.b AND (l.ts, l.event_id) <= (n.ts, n.event_id)
+    """)
+    con.execute("""
+        DELETE FROM identity_links l USING _km_new_links n WHERE l.a = n.a AND l.b = n.b
     """)
     con.execute("INSERT INTO identity_links SELECT a, b, event_id, source, ts FROM _km_new_links")
     # the identifiers whose person may change: new ones, those on new links, and every
@@ -133,13 +140,14 @@ def stitch(con: duckdb.DuckDBPyConnection, new_events: str) -> int:
     """)
     con.unregister("_km_nodes")
     con.unregister("_km_labels")
-    changed = con.execute("""
+    con.execute("""
         CREATE OR REPLACE TEMP TABLE _km_changed AS
-        SELECT a.identifier, a.person_id FROM _km_assign a JOIN identifiers i USING (identifier)
+        SELECT a.identifier, a.person_id, i.person_id IS NOT NULL AS relinked
+        FROM _km_assign a JOIN identifiers i USING (identifier)
         WHERE i.person_id IS DISTINCT FROM a.person_id
-    """).fetchall()
-    del changed
-    n_changed = con.execute("SELECT count(*) FROM _km_changed").fetchone()[0]
+    """)
+    n_changed, n_relinked = con.execute(
+        "SELECT count(*), count(*) FILTER (WHERE relinked) FROM _km_changed").fetchone()
     if n_changed:
         con.execute("""
             UPDATE identifiers SET person_id = c.person_id FROM _km_changed c
@@ -149,7 +157,7 @@ def stitch(con: duckdb.DuckDBPyConnection, new_events: str) -> int:
             UPDATE events SET person_id = c.person_id FROM _km_changed c
             WHERE events.anchor = c.identifier
         """)
-    return n_changed
+    return n_relinked
 
 
 def _components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:

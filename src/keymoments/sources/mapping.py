@@ -151,7 +151,7 @@ class _Slot:
         entries = ", ".join(
             f"struct_pack(k := {literal(k)}, v := {self.text(s)})" for k, s in sorted(specs.items())
         )
-        return f"map_from_entries(list_filter([{entries}], e -> e.v IS NOT NULL))"
+        return f"map_from_entries(list_filter([{entries}], _km_e -> _km_e.v IS NOT NULL))"
 
     def number_map(self, specs: dict[str, FieldSpec], field: str) -> str:
         if not specs:
@@ -160,7 +160,7 @@ class _Slot:
             f"struct_pack(k := {literal(k)}, v := {self.number(s, f'{field}.{k}')})"
             for k, s in sorted(specs.items())
         )
-        return f"map_from_entries(list_filter([{entries}], e -> e.v IS NOT NULL))"
+        return f"map_from_entries(list_filter([{entries}], _km_e -> _km_e.v IS NOT NULL))"
 
     def identifiers(self) -> tuple[str, str]:
         """(map expression, anchor expression)."""
@@ -168,7 +168,7 @@ class _Slot:
         for kind, spec in self.c.source.identifiers.items():
             values.append((kind, self.c.identifier(self, kind, self.text(spec))))
         entries = ", ".join(f"struct_pack(k := {literal(k)}, v := {v})" for k, v in values)
-        idmap = f"map_from_entries(list_filter([{entries}], e -> e.v IS NOT NULL))"
+        idmap = f"map_from_entries(list_filter([{entries}], _km_e -> _km_e.v IS NOT NULL))"
         anchor = "coalesce(" + ", ".join(f"{literal(k + ':')} || {v}" for k, v in values) + ")"
         cols = ", ".join(s.column or repr(s.value) for s in self.c.source.identifiers.values())
         self.checks.append(_Check(f"{anchor} IS NULL", "identifiers", "NULL",
@@ -245,7 +245,8 @@ class _Slot:
             f"SELECT {self._event_id()} AS event_id, * EXCLUDE (_km_key) FROM (\n"
             f"  SELECT\n    {inner},\n    {self._key()} AS _km_key,\n"
             f"    {LINE_COLUMN}, {FILE_COLUMN}, {self.index} AS _km_slot,\n"
-            f"    ({present}) AS _km_present,\n    {err}\n  FROM {ident(input_table)}\n)"
+            f"    ({present}) AS _km_present,\n    {err}\n"
+            f"  FROM {self.c.from_clause(input_table)}\n)"
         )
 
     def _key(self) -> str:
@@ -303,6 +304,11 @@ class _Compiler:
         self.source, self.name, self.types, self.identity = source, name, types, identity
         self.lenient = False
         self.nulls = ", ".join(literal(v) for v in source.csv.null_values)
+        # text columns are cleaned (trimmed, nulls) once, in a subquery, and referred to
+        # by alias: inlined, the cleaning repeats in every check and the query takes
+        # about a second to prepare even for a few rows
+        self.inline = False
+        self.cleaned: dict[str, str] = {}  # column -> alias of its cleaned text
 
     def check_column(self, column: str) -> None:
         if column not in self.types and self.lenient:
@@ -326,9 +332,21 @@ class _Compiler:
         if self.types[column] == "MISSING":
             return "NULL::VARCHAR"  # a key absent from every record of a JSON lines/XES file
         if self.types[column] in _TEXT_TYPES:
-            trimmed = f"trim({col}, ' \t\r\n')"
-            return f"(CASE WHEN {trimmed} IN ({self.nulls}) THEN NULL ELSE {trimmed} END)"
+            if not self.inline:
+                return ident(self.cleaned.setdefault(column, f"_km_text_{len(self.cleaned)}"))
+            return self._clean(col)
         return f"CAST({col} AS VARCHAR)"
+
+    def _clean(self, col: str) -> str:
+        trimmed = f"trim({col}, ' \t\r\n')"
+        return f"(CASE WHEN {trimmed} IN ({self.nulls}) THEN NULL ELSE {trimmed} END)"
+
+    def from_clause(self, input_table: str) -> str:
+        """The input with the cleaned text columns the expressions so far refer to."""
+        if not self.cleaned:
+            return ident(input_table)
+        cols = ", ".join(f"{self._clean(ident(c))} AS {ident(a)}" for c, a in self.cleaned.items())
+        return f"(SELECT *, {cols} FROM {ident(input_table)})"
 
     def identifier(self, slot: _Slot, kind: str, text: str) -> str:
         how = self.identity.normalise.get(kind, "strip")
@@ -373,5 +391,6 @@ def phone_text_expressions(source: SourceSpec, name: str, types: dict[str, str],
     """Text expressions of the phone identifiers (to collect their distinct values)."""
     comp = _Compiler(source, name, dict(types), identity)
     comp.lenient = True  # a missing column is reported by compile_source, not here
+    comp.inline = True  # used directly over the input table
     slot = _Slot(comp, 0, source.event_specs()[0])
     return [slot.text(s) for s in phone_columns(source, identity)]

@@ -27,7 +27,7 @@ from ruamel.yaml import YAML
 
 from ..config.analysis import UNIT_SECONDS, ValenceConfig, ValenceRule
 
-__all__ = ["gap_valence", "rule_columns", "effective_rules", "default_rules"]
+__all__ = ["gap_valence", "rule_inputs", "rule_outputs", "effective_rules", "default_rules"]
 
 _F = "float64"
 
@@ -91,59 +91,65 @@ def _reason(rule: ValenceRule, default: str, gap_text=None, value=None) -> ir.St
     return out
 
 
-def _gap_columns(e: ir.Table, rule: ValenceRule):
-    unit = UNIT_SECONDS[rule.unit]
-    if rule.measure is None:
-        actual = e.ts.epoch_seconds().cast(_F)
-        promised = e.expected_ts.epoch_seconds().cast(_F)
-        have = e.expected_ts.notnull()
-    else:
-        actual = e.measures.get(rule.measure) * UNIT_SECONDS[rule.measure_unit]
-        promised = e.expected_value * UNIT_SECONDS[rule.expected_unit]
-        have = e.expected_value.notnull() & e.measures.get(rule.measure).notnull()
-    if rule.relative:
-        gap = (actual - promised) / promised.nullif(0)
-        have = have & gap.notnull()
-    else:
-        gap = (actual - promised) / unit
-    tol, full = rule.tolerance, float(rule.full_at)
-    early_by = tol if rule.early_by is None else rule.early_by
-    start = rule.late_start
-    late = -((start + (1 - start) * (gap - tol) / (full - tol)).clip(upper=1.0))
-    late = late.clip(lower=rule.late_floor)
-    v = ibis.cases((gap > tol, late), (gap < -early_by, ibis.literal(rule.early_valence)),
-                   else_=ibis.literal(rule.on_time_valence))
-    word = ibis.cases((gap > tol, ibis.literal(" late")),
-                      (gap < -early_by, ibis.literal(" early")),
-                      else_=ibis.literal(" (on time)"))
-    if rule.relative:
-        gap_text = _fmt((gap.abs() * 100)).concat("%", word)
-    else:
-        gap_text = _fmt(gap.abs()).concat(" ", rule.unit, word)
-    return have, v, _reason(rule, "{gap} against the promise", gap_text=gap_text)
-
-
-def rule_columns(e: ir.Table, rule: ValenceRule) -> tuple[ir.FloatingValue, ir.StringValue]:
-    """(valence, reason) of one rule over the journey-assigned events ``e``."""
-    applies = e.event_type.isin(rule.event_types)
-    null_v = ibis.null().cast(_F)
-    null_s = ibis.null().cast("string")
-    if rule.kind == "constant":
-        v, why, have = ibis.literal(float(rule.valence)), _reason(rule, rule.name), ibis.literal(True)
-    elif rule.kind == "expectation_gap":
-        have, v, why = _gap_columns(e, rule)
+def rule_inputs(e: ir.Table, i: int, rule: ValenceRule) -> dict[str, ir.Value]:
+    """Columns a rule needs, computed once (``_a{i}``: applies; ``_g{i}``: the gap or
+    measure; ``_p{i}``: previous contact time; ``_x{i}``: interrupted so far)."""
+    cols: dict[str, ir.Value] = {f"_a{i}": e.event_type.isin(rule.event_types)}
+    if rule.kind == "expectation_gap":
+        unit = UNIT_SECONDS[rule.unit]
+        if rule.measure is None:
+            actual = e.ts.epoch_seconds().cast(_F)
+            promised = e.expected_ts.epoch_seconds().cast(_F)
+        else:
+            actual = e.measures.get(rule.measure) * UNIT_SECONDS[rule.measure_unit]
+            promised = e.expected_value * UNIT_SECONDS[rule.expected_unit]
+        gap = ((actual - promised) / promised.nullif(0)) if rule.relative else (actual - promised) / unit
+        cols[f"_g{i}"] = gap
     elif rule.kind == "measure_above":
-        m = e.measures.get(rule.measure)
+        cols[f"_g{i}"] = e.measures.get(rule.measure)
+    elif rule.kind == "repeat_contact":
+        applies = e.event_type.isin(rule.event_types)
+        w = ibis.window(group_by=[e.person_id, applies], order_by=[e.ts, e.event_id])
+        cols[f"_p{i}"] = e.ts.epoch_seconds().lag().over(w)
+        cols[f"_g{i}"] = e.ts.epoch_seconds()
+    elif rule.kind == "first_contact_resolution":
+        w = ibis.window(group_by=e.journey_id, order_by=[e.ts, e.event_id], following=0)
+        cols[f"_x{i}"] = e.event_type.isin(rule.interrupting).cast("int64").sum().over(w)
+    return cols
+
+
+def rule_outputs(e: ir.Table, i: int, rule: ValenceRule) -> tuple[ir.FloatingValue, ir.StringValue]:
+    """(valence, reason) of rule ``i`` from the columns of :func:`rule_inputs`."""
+    applies = e[f"_a{i}"]
+    null_v, null_s = ibis.null().cast(_F), ibis.null().cast("string")
+    if rule.kind == "constant":
+        have, v, why = ibis.literal(True), ibis.literal(float(rule.valence)), _reason(rule, rule.name)
+    elif rule.kind == "expectation_gap":
+        gap = e[f"_g{i}"]
+        tol, full = rule.tolerance, float(rule.full_at)
+        early_by = tol if rule.early_by is None else rule.early_by
+        start = rule.late_start
+        late = -((start + (1 - start) * (gap - tol) / (full - tol)).clip(upper=1.0))
+        late = late.clip(lower=rule.late_floor)
+        is_late, is_early = gap > tol, gap < -early_by
+        v = ibis.cases((is_late, late), (is_early, ibis.literal(rule.early_valence)),
+                       else_=ibis.literal(rule.on_time_valence))
+        word = ibis.cases((is_late, ibis.literal(" late")), (is_early, ibis.literal(" early")),
+                          else_=ibis.literal(" (on time)"))
+        amount = _fmt(gap.abs() * 100).concat("%") if rule.relative else \
+            _fmt(gap.abs()).concat(" ", rule.unit)
+        have, why = gap.notnull(), _reason(rule, "{gap} against the promise",
+                                           gap_text=amount.concat(word))
+    elif rule.kind == "measure_above":
+        m = e[f"_g{i}"]
         have = m > rule.threshold
         v, why = ibis.literal(float(rule.valence)), _reason(rule, rule.name, value=_fmt(m))
     elif rule.kind == "repeat_contact":
-        w = ibis.window(group_by=[e.person_id, applies], order_by=[e.ts, e.event_id])
-        prev = e.ts.epoch_seconds().lag().over(w)
-        have = prev.notnull() & ((e.ts.epoch_seconds() - prev) <= rule.window)
+        prev = e[f"_p{i}"]
+        have = prev.notnull() & ((e[f"_g{i}"] - prev) <= rule.window)
         v, why = ibis.literal(float(rule.valence)), _reason(rule, rule.name)
     elif rule.kind == "first_contact_resolution":
-        w = ibis.window(group_by=e.journey_id, order_by=[e.ts, e.event_id], following=0)
-        interrupted = e.event_type.isin(rule.interrupting).cast("int64").sum().over(w) > 0
+        interrupted = e[f"_x{i}"] > 0
         alt = rule.else_valence
         v = ibis.cases((interrupted, ibis.literal(alt if alt is not None else 0.0)),
                        else_=ibis.literal(float(rule.valence)))
@@ -152,5 +158,5 @@ def rule_columns(e: ir.Table, rule: ValenceRule) -> tuple[ir.FloatingValue, ir.S
         have = ibis.literal(True) if alt is not None else ~interrupted
     else:  # pragma: no cover (the config model forbids other kinds)
         raise ValueError(rule.kind)
-    ok = applies & have
-    return (ibis.cases((ok, v), else_=null_v), ibis.cases((ok, why), else_=null_s))
+    ok = applies & have.fill_null(False)
+    return ibis.cases((ok, v), else_=null_v), ibis.cases((ok, why), else_=null_s)

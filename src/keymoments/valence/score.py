@@ -12,7 +12,7 @@ import ibis.expr.types as ir
 
 from ..config.analysis import ValenceConfig
 from .feedback import rating_valence_expr
-from .rules import effective_rules, rule_columns
+from .rules import effective_rules, rule_inputs, rule_outputs
 
 __all__ = ["score_events"]
 
@@ -20,48 +20,53 @@ _F = "float64"
 
 
 def _join_reasons(parts: list[ir.StringValue]) -> ir.StringValue:
-    out = ibis.literal("")
-    for p in parts:
-        out = out.concat(ibis.cases((p.notnull(), p.concat("; ")), else_=ibis.literal("")))
-    return ibis.cases((out.length() > 0, out.substr(0, out.length() - 2)),
-                      else_=ibis.null().cast("string"))
+    """'a; b' of the parts that are not NULL (concat_ws skips NULLs on every engine)."""
+    return ibis.literal("; ").join(parts).nullif("")
 
 
 def score_events(e: ir.Table, config: ValenceConfig, text_scores: ir.Table | None = None) -> ir.Table:
     """``e`` (journey-assigned events) with ``v_feedback``, ``v_rules``, ``v_text``,
     ``valence`` and ``valence_reason``. ``text_scores`` has ``text_hash, valence,
-    confidence`` (see :mod:`keymoments.valence.cache`)."""
-    vf = rating_valence_expr(e, config.neutral)
+    confidence`` (see :mod:`keymoments.valence.cache`).
+
+    Built in stages (rule inputs, rule outputs, combination), each a projection of
+    the one before, so every expression is computed once.
+    """
+    rules = effective_rules(config)
+    inputs: dict[str, ir.Value] = {}
+    for i, rule in enumerate(rules):
+        inputs.update(rule_inputs(e, i, rule))
+    e = e.mutate(**inputs, _text_hash=e.text.hexdigest("md5"),
+                 v_feedback=rating_valence_expr(e, config.neutral))
+    outputs: dict[str, ir.Value] = {}
+    for i, rule in enumerate(rules):
+        outputs[f"_v{i}"], outputs[f"_r{i}"] = rule_outputs(e, i, rule)
     rating_txt = e.rating.cast("string").re_replace(r"\.0$", "")
     max_txt = e.rating_max.cast("string").re_replace(r"\.0$", "")
-    why_f = ibis.cases((e.rating.notnull(),
-                        ibis.literal("rated ").concat(rating_txt, "/", max_txt, " (",
-                                                      e.rating_scale, ")")),
-                       else_=ibis.null().cast("string"))
-    cols = [rule_columns(e, r) for r in effective_rules(config)]
-    if cols:
-        fired = sum((v.notnull().cast("int64") for v, _ in cols), ibis.literal(0))
-        total = sum((v.fill_null(0.0) for v, _ in cols), ibis.literal(0.0))
-        vr = ibis.cases((fired > 0, total / fired), else_=ibis.null().cast(_F))
-        why_r = _join_reasons([w for _, w in cols])
+    outputs["_why_f"] = ibis.cases(
+        (e.rating.notnull(),
+         ibis.literal("rated ").concat(rating_txt, "/", max_txt, " (", e.rating_scale, ")")),
+        else_=ibis.null().cast("string"))
+    e = e.mutate(**outputs)
+    if rules:
+        fired = sum((e[f"_v{i}"].notnull().cast("int64") for i in range(len(rules))), ibis.literal(0))
+        total = sum((e[f"_v{i}"].fill_null(0.0) for i in range(len(rules))), ibis.literal(0.0))
+        e = e.mutate(v_rules=ibis.cases((fired > 0, total / fired), else_=ibis.null().cast(_F)),
+                     _why_r=_join_reasons([e[f"_r{i}"] for i in range(len(rules))]))
     else:
-        vr, why_r = ibis.null().cast(_F), ibis.null().cast("string")
-    e = e.mutate(v_feedback=vf, v_rules=vr, _why_f=why_f, _why_r=why_r,
-                 _text_hash=e.text.hexdigest("md5"))
+        e = e.mutate(v_rules=ibis.null().cast(_F), _why_r=ibis.null().cast("string"))
     if text_scores is not None:
         ts = text_scores.select(_th=text_scores.text_hash, _tv=text_scores.valence,
                                 _tc=text_scores.confidence)
         e = e.left_join(ts, e._text_hash == ts._th).drop("_th")
         vt = ibis.cases((e.text.notnull() & (e._tc > 0), e._tv), else_=ibis.null().cast(_F))
     else:
-        e = e.mutate(_tv=ibis.null().cast(_F), _tc=ibis.null().cast(_F))
         vt = ibis.null().cast(_F)
     e = e.mutate(v_text=vt)
     tone = ibis.cases((e.v_text > 0.2, ibis.literal("positive")),
                       (e.v_text < -0.2, ibis.literal("negative")), else_=ibis.literal("neutral"))
-    snippet = e.text.substr(0, 60)
     why_t = ibis.cases((e.v_text.notnull(),
-                        ibis.literal("text reads ").concat(tone, ": '", snippet, "'")),
+                        ibis.literal("text reads ").concat(tone, ": '", e.text.substr(0, 60), "'")),
                        else_=ibis.null().cast("string"))
     w = config.weights
     wf, wr, wt = float(w.get("feedback", 1.0)), float(w.get("rules", 1.0)), float(w.get("text", 0.5))
@@ -69,6 +74,7 @@ def score_events(e: ir.Table, config: ValenceConfig, text_scores: ir.Table | Non
            + e.v_text.fill_null(0.0) * wt)
     den = (e.v_feedback.notnull().cast(_F) * wf + e.v_rules.notnull().cast(_F) * wr
            + e.v_text.notnull().cast(_F) * wt)
-    valence = ibis.cases((den > 0, num / den), else_=ibis.null().cast(_F)).clip(-1.0, 1.0)
-    e = e.mutate(valence=valence, valence_reason=_join_reasons([e._why_f, e._why_r, why_t]))
-    return e.drop("_why_f", "_why_r", "_text_hash", "_tv", "_tc")
+    e = e.mutate(valence=ibis.cases((den > 0, num / den), else_=ibis.null().cast(_F)).clip(-1.0, 1.0),
+                 valence_reason=_join_reasons([e._why_f, e._why_r, why_t]))
+    helpers = [c for c in e.columns if c.startswith("_")]
+    return e.drop(*helpers)

@@ -1,0 +1,242 @@
+"""The ``keymoments`` command: each command on a small workspace, the one error
+boundary, help for every command, and the installed console script for real."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from keymoments.cli import main
+
+CONFIG = """\
+name: cli
+sources:
+  web:
+    path: web.csv
+    identifiers: {device: device_id}
+    channel: {value: web}
+    event_type: event
+    ts: ts
+  crm:
+    path: crm.csv
+    identifiers: {customer_id: cid, email: email, device: device_id}
+    channel: {value: crm}
+    event_type: {value: account_created}
+    ts: created
+"""
+WEB = """\
+device_id,event,ts
+dev-ana,page_view,2024-03-01T10:00:00Z
+dev-ana,add_to_cart,2024-03-01T10:05:00Z
+dev-bruno,page_view,2024-03-02T09:00:00Z
+,page_view,2024-03-02T09:30:00Z
+"""
+CRM = """\
+cid,email,device_id,created
+C1,Ana@Example.com,dev-ana,2024-02-01T00:00:00Z
+"""
+
+
+@pytest.fixture
+def runner():
+    return CliRunner(env={"COLUMNS": "200", "KEYMOMENTS_WORKSPACE": None,
+                          "KEYMOMENTS_DEBUG": None})
+
+
+@pytest.fixture
+def ws_dir(tmp_path, runner) -> Path:
+    """A workspace created by 'keymoments init', with the exports mapped."""
+    root = tmp_path / "shop"
+    result = runner.invoke(main, ["init", str(root)])
+    assert result.exit_code == 0, result.output
+    (root / "keymoments.yaml").write_text(CONFIG, encoding="utf-8")
+    (root / "web.csv").write_text(WEB, encoding="utf-8")
+    (root / "crm.csv").write_text(CRM, encoding="utf-8")
+    return root
+
+
+def km(runner, ws_dir, *args):
+    return runner.invoke(main, ["-w", str(ws_dir), *args])
+
+
+def ok(result):
+    assert result.exit_code == 0, (result.output, result.exception)
+    return result
+
+
+def assert_one_error_line(result, *fragments, code=1):
+    assert result.exit_code == code, (result.stdout, result.stderr)
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error:" if code == 1 else "internal error:")
+    assert "Traceback" not in result.output
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_init(tmp_path, runner):
+    root = tmp_path / "new"
+    result = ok(runner.invoke(main, ["init", str(root), "--name", "acme"]))
+    assert "created workspace" in result.stdout
+    assert sorted(p.name for p in root.iterdir()) == ["keymoments.duckdb", "keymoments.yaml"]
+    assert "name: acme" in (root / "keymoments.yaml").read_text()
+    again = runner.invoke(main, ["init", str(root)])
+    assert_one_error_line(again, "already exists")
+
+
+def test_ingest_table(runner, ws_dir):
+    result = ok(km(runner, ws_dir, "ingest", "web"))
+    out = result.stdout
+    for header in ("source", "read", "loaded", "quarantined", "duplicate", "events"):
+        assert header in out
+    row = next(line for line in out.splitlines() if " web " in line)
+    numbers = [cell.strip() for cell in row.split("│")[2:7]]
+    assert numbers == ["4", "3", "1", "0", "3"]  # the blank device is quarantined
+    assert "keymoments quarantine" in out
+
+
+def test_ingest_json_all_sources(runner, ws_dir):
+    result = ok(km(runner, ws_dir, "ingest", "--json"))
+    reports = json.loads(result.stdout)
+    got = {r["source"]: (r["rows_read"], r["rows_loaded"], r["rows_quarantined"],
+                         r["rows_duplicate"], r["events_loaded"]) for r in reports}
+    assert got == {"web": (4, 3, 1, 0, 3), "crm": (1, 1, 0, 0, 1)}
+    again = json.loads(ok(km(runner, ws_dir, "ingest", "--json", "web")).stdout)
+    assert (again[0]["rows_duplicate"], again[0]["events_loaded"]) == (3, 0)
+
+
+def test_status_quarantine_person_events(runner, ws_dir):
+    ok(km(runner, ws_dir, "ingest", "--json"))
+    status = ok(km(runner, ws_dir, "status")).stdout
+    counts = {}
+    for line in status.splitlines():
+        cells = [c.strip() for c in line.split("│") if c.strip()]
+        if len(cells) == 2 and cells[1].isdigit():
+            counts[cells[0]] = int(cells[1])
+    assert counts["events"] == 4 and counts["people"] == 2 and counts["quarantine"] == 1
+    assert counts["identifiers"] == 4  # dev-ana, dev-bruno, C1, ana@example.com
+
+    quarantine = ok(km(runner, ws_dir, "quarantine")).stdout
+    assert "│ web.csv " in quarantine  # relative to the workspace, not cut short
+    assert "no identifier: every identifier (device_id) is empty" in " ".join(quarantine.split())
+    [row] = [json.loads(line) for line in
+             ok(km(runner, ws_dir, "quarantine", "--json")).stdout.splitlines()]
+    assert (row["source"], row["line"], row["field"]) == ("web", 5, "identifiers")
+
+    person = ok(km(runner, ws_dir, "person", "ana@example.com")).stdout
+    assert "why these identifiers are one person" in person
+    assert "account_created" in person and "add_to_cart" in person
+    data = json.loads(ok(km(runner, ws_dir, "person", "dev-ana", "--json")).stdout)
+    assert {i["identifier"] for i in data["identifiers"]} == {
+        "customer_id:C1", "email:ana@example.com", "device:dev-ana"}
+    assert len(data["why"]) == 2
+    assert [e["event_type"] for e in data["timeline"]] == [
+        "account_created", "page_view", "add_to_cart"]
+
+    events = ok(km(runner, ws_dir, "events", "--person", "C1", "--limit", "2")).stdout
+    assert events.count("│ " + data["person_id"]) == 2 and "add_to_cart" not in events
+    everyone = ok(km(runner, ws_dir, "events")).stdout
+    assert "dev-bruno" not in everyone and everyone.count("page_view") == 2
+
+
+def test_config_check_and_show(runner, ws_dir):
+    assert "is valid: 2 source(s)" in ok(km(runner, ws_dir, "config", "check")).stdout
+    shown = json.loads(ok(km(runner, ws_dir, "config", "show")).stdout)
+    assert shown["identity"]["phone_region"] == "US"  # a default, filled in
+    assert shown["sources"]["web"]["identifiers"]["device"]["column"] == "device_id"
+    (ws_dir / "keymoments.yaml").write_text(CONFIG + "    chanel: {value: x}\n")
+    bad = km(runner, ws_dir, "config", "check")
+    assert_one_error_line(bad, "keymoments.yaml:15: sources.crm.chanel: unknown key",
+                          "did you mean 'channel'?")
+
+
+def test_errors_print_one_line(runner, ws_dir, tmp_path):
+    assert_one_error_line(km(runner, ws_dir, "ingest", "wbe"), "no source 'wbe'",
+                          "did you mean 'web'?")
+    assert_one_error_line(km(runner, tmp_path / "nowhere", "status"), "no workspace")
+    ok(km(runner, ws_dir, "ingest", "--json"))
+    assert_one_error_line(km(runner, ws_dir, "person", "nobody"), "no person")
+
+
+def test_debug_lets_the_exception_through(runner, ws_dir):
+    result = runner.invoke(main, ["--debug", "-w", str(ws_dir), "ingest", "wbe"])
+    assert result.exit_code == 1
+    assert type(result.exception).__name__ == "NotFoundError"
+    assert "error:" not in result.stderr
+
+
+def test_unexpected_errors_exit_2(runner, ws_dir, monkeypatch):
+    from keymoments.store.workspace import Workspace
+
+    def broken(self):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(Workspace, "status", broken)
+    assert_one_error_line(km(runner, ws_dir, "status"), "RuntimeError: disk on fire",
+                          "--debug", code=2)
+
+
+def all_commands(group: click.Group, path=()):
+    for name, command in sorted(group.commands.items()):
+        yield (*path, name), command
+        if isinstance(command, click.Group):
+            yield from all_commands(command, (*path, name))
+
+
+COMMANDS = list(all_commands(main))
+
+
+def test_every_expected_command_exists():
+    names = {" ".join(path) for path, _ in COMMANDS}
+    assert {"init", "ingest", "status", "quarantine", "person", "events", "config",
+            "config check", "config show", "demo"} <= names
+
+
+@pytest.mark.parametrize("path, command", COMMANDS, ids=[" ".join(p) for p, _ in COMMANDS])
+def test_help_for_every_command(runner, path, command):
+    assert (command.help or "").strip(), f"'keymoments {' '.join(path)}' has no description"
+    result = ok(runner.invoke(main, [*path, "--help"]))
+    assert result.stdout.startswith(f"Usage: main {' '.join(path)}")
+    assert command.help.strip().split("\n")[0][:40] in " ".join(result.stdout.split())
+
+
+def test_top_level_help_lists_every_command(runner):
+    out = ok(runner.invoke(main, ["--help"])).stdout
+    for name in main.commands:
+        assert f"  {name} " in out
+
+
+SCRIPT = Path(sys.executable).with_name("keymoments")
+
+
+def test_installed_console_script(tmp_path):
+    assert SCRIPT.exists(), "the keymoments console script is not installed"
+    env = {"PATH": str(SCRIPT.parent) + ":/usr/bin:/bin", "COLUMNS": "200"}
+
+    def run(*args):
+        return subprocess.run([str(SCRIPT), *args], capture_output=True, text=True, env=env,
+                              timeout=60, cwd=tmp_path)
+
+    made = run("init", "shop")
+    assert made.returncode == 0, made.stderr
+    (tmp_path / "shop" / "keymoments.yaml").write_text(CONFIG, encoding="utf-8")
+    (tmp_path / "shop" / "web.csv").write_text(WEB, encoding="utf-8")
+    loaded = run("-w", "shop", "ingest", "--json", "web")
+    assert loaded.returncode == 0, loaded.stderr
+    assert json.loads(loaded.stdout)[0]["events_loaded"] == 3
+
+    failed = run("-w", "shop", "ingest", "wbe")
+    assert failed.returncode == 1
+    assert failed.stderr.count("\n") == 1 and failed.stderr.startswith("error: no source 'wbe'")
+    assert "Traceback" not in failed.stderr and failed.stdout == ""
+
+    debug = run("--debug", "-w", "shop", "ingest", "wbe")
+    assert debug.returncode == 1
+    assert "Traceback (most recent call last)" in debug.stderr
+    assert "NotFoundError: no source 'wbe'" in debug.stderr

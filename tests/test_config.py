@@ -1,0 +1,236 @@
+"""keymoments.yaml errors teach: each names the file, the line (counted by hand in
+the texts below), the key path and the closest valid key or value."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+
+import keymoments as km
+from keymoments import errors
+from keymoments.config import load_config, load_config_text
+
+SOURCE = """\
+name: shop
+sources:
+  orders:
+    path: orders.csv
+    identifiers: {customer_id: cid}
+    event_type: {value: order_placed}
+    ts: placed_at
+"""
+
+
+def config_error(text: str, **kw) -> km.ConfigError:
+    with pytest.raises(km.ConfigError) as info:
+        load_config_text(text, path="ws/keymoments.yaml", env=kw.get("env", {}))
+    return info.value
+
+
+# (yaml, line, key path, suggestion): the line is where the bad key is written
+UNKNOWN_KEYS = [
+    pytest.param("name: shop\nnmae: shop\n", 2, "nmae", "name", id="top"),
+    pytest.param("name: shop\n\nidentity:\n  phone_regoin: BR\n", 4, "identity.phone_regoin",
+                 "phone_region", id="identity"),
+    pytest.param(SOURCE + "    chanel: {value: web}\n", 8, "sources.orders.chanel", "channel",
+                 id="source"),
+    pytest.param(SOURCE + "    csv:\n      header: true\n      delimeter: ';'\n", 10,
+                 "sources.orders.csv.delimeter", "delimiter", id="csv-options"),
+    pytest.param(SOURCE.replace("    ts: placed_at\n", "    ts:\n      column: placed_at\n"
+                                "      timezon: Europe/Lisbon\n"), 9,
+                 "sources.orders.ts.timezon", "timezone", id="timestamp"),
+    pytest.param(SOURCE.replace(
+        "    event_type: {value: order_placed}\n    ts: placed_at\n",
+        "    events:\n"
+        "      - {event_type: {value: order_placed}, ts: placed_at}\n"
+        "      - event_type: {value: order_shipped}\n"
+        "        ts: {column: shipped_at, fromat: '%d/%m/%Y'}\n"), 9,
+        "sources.orders.events.1.ts.fromat", "format", id="event-in-list"),
+    pytest.param(SOURCE + "    measures:\n      value: {column: amount, defualt: 0}\n", 9,
+                 "sources.orders.measures.value.defualt", "default",
+                 id="measure-named-like-a-field"),
+    pytest.param(SOURCE.replace("  orders:", "  csv:") + "    chanel: {value: web}\n", 8,
+                 "sources.csv.chanel", "channel", id="source-named-like-a-section"),
+    pytest.param("taxonomy:\n  event_types:\n    Resolve Ticket: {stag: support}\n", 3,
+                 "taxonomy.event_types.Resolve Ticket.stag", "stage", id="capitalised-key"),
+    pytest.param("taxonomy:\n  patterns:\n    - match: refund\n      momnet: support\n", 4,
+                 "taxonomy.patterns.0.momnet", "moment", id="pattern"),
+]
+
+
+@pytest.mark.parametrize("text, line, key, suggestion", UNKNOWN_KEYS)
+def test_unknown_key_names_file_line_key_and_closest(text, line, key, suggestion):
+    err = config_error(text)
+    assert (err.file, err.line, err.key) == ("ws/keymoments.yaml", line, key)
+    assert err.hint.startswith(f"did you mean {suggestion!r}?")
+    assert str(err).startswith(f"ws/keymoments.yaml:{line}: {key}: unknown key")
+
+
+def test_typo_of_a_required_key_reports_the_typo_not_the_missing_key():
+    # pydantic reports 'ts: field required' first; the typo is what the user must fix
+    err = config_error(SOURCE.replace(
+        "    event_type: {value: order_placed}\n    ts: placed_at\n",
+        "    events:\n      - event_type: {value: order_placed}\n        tss: placed_at\n"))
+    assert (err.line, err.key) == (8, "sources.orders.events.0.tss")
+    assert "did you mean 'ts'?" in str(err)
+
+
+def test_no_close_key_lists_the_valid_ones():
+    err = config_error("identity:\n  zzzzzz: 1\n")
+    assert err.hint == "valid keys here: email_strip_plus, normalise, phone_region"
+
+
+@pytest.mark.parametrize("text, line, key, suggestion", [
+    pytest.param("taxonomy:\n  event_types:\n    checkout: {stage: purchse}\n", 3,
+                 "taxonomy.event_types.checkout.stage", "purchase", id="taxonomy-stage"),
+    pytest.param("taxonomy:\n  event_types:\n    refund:\n      moment: resolutoin\n", 4,
+                 "taxonomy.event_types.refund.moment", "resolution", id="taxonomy-moment"),
+    pytest.param("identity:\n  normalise:\n    mail: emial\n", 3, "identity.normalise.mail",
+                 "email", id="normaliser"),
+    pytest.param(SOURCE + "    stage: {value: purchse}\n", 8, "sources.orders.stage",
+                 "purchase", id="source-stage-constant"),
+    pytest.param(SOURCE + "    stage: {column: kind, map: {buy: purchase, help: suport}}\n", 8,
+                 "sources.orders.stage", "support", id="source-stage-map"),
+])
+def test_wrong_value_suggests_the_closest(text, line, key, suggestion):
+    err = config_error(text)
+    assert (err.line, err.key) == (line, key)
+    assert f"did you mean {suggestion!r}?" in str(err)
+
+
+def test_a_stage_from_a_column_is_checked_per_row_not_here():
+    cfg = load_config_text(SOURCE + "    stage: kind\n", env={})
+    assert cfg.sources["orders"].stage.column == "kind"
+    cfg = load_config_text(SOURCE + "    stage: {value: Purchase}\n", env={})  # any case
+    assert cfg.sources["orders"].stage.value == "Purchase"
+
+
+@pytest.mark.parametrize("text, line", [
+    ("name: shop\nsources:\n  a: [1, 2\n  b: 3\n", 4),  # unclosed flow list
+    ("name: shop\nidentity:\n\tphone_region: US\n", 3),  # a tab indents
+    ("name: shop\nname: again\n", 2),  # duplicate key
+])
+def test_bad_yaml_names_the_line(text, line):
+    err = config_error(text)
+    assert err.line == line
+    assert str(err).startswith(f"ws/keymoments.yaml:{line}: ")
+    assert "YAML" in str(err) or "duplicate" in str(err)
+
+
+def test_not_utf8_names_the_byte(tmp_path):
+    (tmp_path / "keymoments.yaml").write_bytes("name: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(km.ConfigError, match=r"not UTF-8 text \(invalid .* at byte 9\)"):
+        load_config(tmp_path / "keymoments.yaml")
+
+
+def test_top_level_must_be_a_mapping():
+    err = config_error("- orders\n- tickets\n")
+    assert err.line == 1 and "mapping" in str(err)
+
+
+def test_empty_file_is_all_defaults():
+    cfg = load_config_text("", env={})
+    assert (cfg.name, cfg.database, cfg.identity.phone_region, cfg.sources) == (
+        "keymoments", "keymoments.duckdb", "US", {})
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(km.ConfigError, match="config file not found") as info:
+        load_config(tmp_path / "keymoments.yaml")
+    assert str(tmp_path / "keymoments.yaml") in str(info.value)
+    assert "keymoments init" in str(info.value)
+    with pytest.raises(km.WorkspaceError, match="keymoments.yaml is missing") as info:
+        km.open(tmp_path)
+    assert "keymoments init" in str(info.value)
+    assert list(tmp_path.iterdir()) == []  # opening did not create anything
+
+
+def test_env_overrides_nested_keys(tmp_path, monkeypatch):
+    (tmp_path / "keymoments.yaml").write_text(
+        "name: shop\nidentity:\n  phone_region: US\n", encoding="utf-8")
+    monkeypatch.setenv("KEYMOMENTS_IDENTITY__PHONE_REGION", "BR")
+    monkeypatch.setenv("KEYMOMENTS_IDENTITY__EMAIL_STRIP_PLUS", "true")
+    monkeypatch.setenv("KEYMOMENTS_NAME", "2024")  # a string setting stays a string
+    monkeypatch.setenv("KEYMOMENTS_DEBUG", "1")  # not a config key: ignored
+    monkeypatch.setenv("KEYMOMENTS_WORKSPACE", str(tmp_path))  # idem
+    cfg = load_config(tmp_path / "keymoments.yaml")
+    assert (cfg.identity.phone_region, cfg.identity.email_strip_plus, cfg.name) == (
+        "BR", True, "2024")
+    with km.open(tmp_path) as ws:  # the workspace reads the same layers
+        assert ws.config.identity.phone_region == "BR"
+
+
+def test_env_override_of_a_source_field():
+    env = {"KEYMOMENTS_SOURCES__ORDERS__PATH": "exports/2024/*.csv"}
+    cfg = load_config_text(SOURCE, env=env)
+    assert cfg.sources["orders"].path == "exports/2024/*.csv"
+    assert cfg.sources["orders"].identifiers["customer_id"].column == "cid"  # rest kept
+
+
+def test_bad_env_override_names_the_variable():
+    err = config_error("name: shop\nidentity:\n  phone_region: US\n",
+                       env={"KEYMOMENTS_IDENTITY__PHONE_REGOIN": "BR"})
+    assert err.file == "environment variable KEYMOMENTS_IDENTITY__PHONE_REGOIN"
+    assert err.line is None  # not a line of the file
+    assert "did you mean 'phone_region'?" in str(err)
+    err = config_error("name: shop\n", env={"KEYMOMENTS_IDENTITY__EMAIL_STRIP_PLUS": "maybe"})
+    assert str(err).startswith("environment variable KEYMOMENTS_IDENTITY__EMAIL_STRIP_PLUS: "
+                               "identity.email_strip_plus: ")
+
+
+def public_error_classes():
+    return [obj for _, obj in inspect.getmembers(errors, inspect.isclass)
+            if issubclass(obj, Exception) and obj.__module__ == errors.__name__]
+
+
+def test_one_root_error():
+    classes = public_error_classes()
+    assert {c.__name__ for c in classes} == set(errors.__all__)
+    for cls in classes:
+        assert issubclass(cls, km.KeymomentsError), cls
+        assert getattr(km, cls.__name__) is cls  # each is exported
+        assert cls.__name__ in errors.__doc__  # and in the documented hierarchy
+    assert issubclass(km.ConfigError, ValueError)
+    assert issubclass(km.NotFoundError, LookupError)
+    assert issubclass(km.MissingExtraError, ImportError)
+
+
+def test_errors_raised_across_the_package_share_the_root(tmp_path):
+    raised = []
+    for attempt in (
+        lambda: load_config_text("nmae: x\n"),
+        lambda: km.open(tmp_path / "nowhere"),
+        lambda: km.init(tmp_path).close() or km.init(tmp_path),  # twice: already exists
+    ):
+        with pytest.raises(km.KeymomentsError) as info:
+            attempt()
+        raised.append(type(info.value))
+    assert raised == [km.ConfigError, km.WorkspaceError, km.WorkspaceError]
+
+
+def test_missing_extra_names_the_pip_extra():
+    err = km.MissingExtraError("polars", "polars")
+    assert "pip install 'keymoments[polars]'" in str(err)
+
+
+@pytest.mark.parametrize("field, typo, closest", [
+    ("identifiers: {customer_id: custmer_id}", "custmer_id", "customer_id"),
+    ("ts: placed", "placed", "placed_at"),
+])
+def test_mapping_a_missing_column_fails_at_ingest_naming_the_closest(
+        make_workspace, field, typo, closest):
+    text = SOURCE.replace("{customer_id: cid}", "{customer_id: customer_id}")
+    mapped = ("identifiers: {customer_id: customer_id}" if "identifiers" in field
+              else "ts: placed_at")
+    text = text.replace(mapped, field)
+    ws = make_workspace(text, {"orders.csv": "customer_id,placed_at\n42,2024-01-01T00:00:00Z\n"})
+    with pytest.raises(km.ConfigError) as info:
+        ws.ingest("orders")
+    message = str(info.value)
+    assert f"no column {typo!r}" in message
+    assert f"did you mean {closest!r}?" in message
+    assert "sources.orders" in message
+    # nothing was written
+    assert ws.con.execute("SELECT count(*) FROM events").fetchone()[0] == 0
+    assert ws.con.execute("SELECT count(*) FROM loads").fetchone()[0] == 0
