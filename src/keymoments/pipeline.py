@@ -23,6 +23,7 @@ from .moment.extract import extract_moments
 from .sql import ident
 from .store.schema import COLUMN_DOCS
 from .valence.cache import update_text_scores
+from .valence.rules import effective_rules, rule_window_inputs
 from .valence.score import score_events
 from .valence.text import get_scorer
 
@@ -92,9 +93,16 @@ def build(ws: Workspace) -> BuildReport:
     types = journey_types(ws)
     t = time.perf_counter()
     assigned = assign_journeys(events, cfg.journeys, types)
+    window_inputs = {}
+    for i, rule in enumerate(effective_rules(cfg.valence)):
+        window_inputs.update(rule_window_inputs(assigned, i, rule))
+    _materialize(ws, "_km_jn", assigned.mutate(**window_inputs))
+    narrow = b.table("_km_jn")
+    wide = events.drop("event_type", "ts", "person_id", "stage")
+    joined = narrow.join(wide, "event_id")
     texts = b.table("text_scores")
     texts = texts.filter(texts.scorer == scorer.name)
-    scored = score_events(assigned, cfg.valence, texts)
+    scored = score_events(joined, cfg.valence, texts)
     je_cols = list(COLUMN_DOCS["journey_events"])
     _materialize(ws, "_km_je", scored.select(*je_cols))
     timings["journey_events"] = time.perf_counter() - t
@@ -126,7 +134,7 @@ def build(ws: Workspace) -> BuildReport:
         con.execute("ROLLBACK")
         raise
     finally:
-        for tmp in ("_km_je", "_km_journeys", "_km_moments"):
+        for tmp in ("_km_jn", "_km_je", "_km_journeys", "_km_moments"):
             con.execute(f"DROP TABLE IF EXISTS temp.main.{ident(tmp)}")
     timings["write"] = time.perf_counter() - t
     counts = [con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]

@@ -22,7 +22,7 @@ __all__ = ["assign_journeys"]
 
 def _member(e: ir.Table, jt: JourneyType) -> ir.BooleanValue:
     if jt.key is not None:
-        return e.refs.get(jt.key).notnull()
+        return e[f"_ref_{jt.key}"].notnull()
     names = list(dict.fromkeys([*jt.event_types, *jt.start, *jt.end]))
     cond = ibis.literal(False)
     if names:
@@ -40,15 +40,19 @@ def _by_type(jtype: ir.StringValue, types: list[JourneyType], value, default):
 
 
 def assign_journeys(events: ir.Table, config: JourneysConfig, types: list[JourneyType]) -> ir.Table:
-    """``events`` with ``journey_type``, ``journey_key``, ``journey_id`` and ``seq``
-    (0-based position in the journey, by time then event id)."""
-    e = events
+    """Narrow rows (``event_id, ts, person_id, event_type, stage``) with
+    ``journey_type``, ``journey_key``, ``journey_id`` and ``seq`` (0-based position in
+    the journey, by time then event id); join them back to the events for more."""
+    keyed = [t for t in types if t.key is not None]
+    # narrow rows: sorting them is far cheaper than sorting whole events
+    refs = {t.key: events.refs.get(t.key) for t in keyed}
+    e = events.select("event_id", "ts", "person_id", "event_type", "stage",
+                      **{f"_ref_{k}": v for k, v in refs.items()})
     claims = [(_member(e, t), t.name) for t in types]
     jtype = ibis.cases(*claims, else_=config.catch_all) if claims else ibis.literal(config.catch_all)
     e = e.mutate(journey_type=jtype)
-    keyed = [t for t in types if t.key is not None]
     null_str = ibis.null().cast("string")
-    jkey = (ibis.cases(*[(e.journey_type == t.name, e.refs.get(t.key)) for t in keyed],
+    jkey = (ibis.cases(*[(e.journey_type == t.name, e[f"_ref_{t.key}"]) for t in keyed],
                        else_=null_str) if keyed else null_str)
     e = e.mutate(journey_key=jkey, _epoch=e.ts.epoch_seconds())
 
@@ -88,4 +92,5 @@ def assign_journeys(events: ir.Table, config: JourneysConfig, types: list[Journe
                               e._run.cast("string"))
     ).hexdigest("md5")
     e = e.mutate(journey_id=jid.substr(0, 20), seq=e._rn - e._run_rn)
-    return e.drop("_epoch", "_gap", "_is_start", "_is_end", "_new", "_run", "_rn", "_run_rn")
+    return e.drop("_epoch", "_gap", "_is_start", "_is_end", "_new", "_run", "_rn", "_run_rn",
+                  *[c for c in e.columns if c.startswith("_ref_")])

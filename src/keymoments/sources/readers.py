@@ -13,14 +13,15 @@ number.
 >>> header = read_csv_records(lines, CsvOptions(), rows.append, rejects.append)
 >>> header, rows
 (['id', 'text'], [(2, ['1', 'two\\nlines']), (5, ['3', 'ok'])])
->>> [(r.line, r.reason[:30]) for r in rejects]
-[(4, 'unbalanced quote: the record s')]
+>>> [(r.line, r.field, r.reason[:33]) for r in rejects]
+[(4, 'text', "unbalanced quote in column 'text'")]
 """
 
 from __future__ import annotations
 
 import csv
 import glob
+import io
 import json
 import os
 import xml.sax
@@ -53,6 +54,7 @@ class Reject:
     raw: str
     file: str = ""
     field: str | None = None
+    value: str | None = None
 
 
 @dataclass
@@ -106,10 +108,10 @@ def stage_file(
 def _stage_parquet(con, files, table, progress) -> Staged:
     try:
         con.execute(
-            f"CREATE OR REPLACE TEMP VIEW {ident(table)} AS SELECT *, "
-            f"file_row_number + 1 AS {LINE_COLUMN}, filename AS {FILE_COLUMN} "
+            f"CREATE OR REPLACE TEMP VIEW {ident(table)} AS SELECT * EXCLUDE (file_row_number), "
+            f"file_row_number + 1 AS {LINE_COLUMN} "
             f"FROM read_parquet([{', '.join(literal(f) for f in files)}], "
-            f"file_row_number = true, filename = true, union_by_name = true)"
+            f"file_row_number = true, filename = {literal(FILE_COLUMN)}, union_by_name = true)"
         )
     except duckdb.Error as exc:
         raise SourceError(f"cannot read Parquet {files[0]}: {exc}") from None
@@ -192,14 +194,73 @@ class _BatchSink:
 # --------------------------------------------------------------------------- CSV
 
 
+def _split_line(text: str, options: CsvOptions) -> list[str]:
+    """The fields of one line, leniently (to name the column of a reject)."""
+    if options.delimiter == "whitespace":
+        return text.split()
+    try:
+        return next(csv.reader([text], delimiter=options.delimiter, quotechar=options.quote),
+                    [])
+    except csv.Error:
+        return []
+
+
+class _TranscodedLines:
+    """``readline()`` of a file in an encoding that is not ASCII-compatible (UTF-16,
+    UTF-32), as UTF-8 bytes: splitting its bytes at b'\\n' would cut characters."""
+
+    def __init__(self, fh: IO[bytes], encoding: str, path: str) -> None:
+        self._text = io.TextIOWrapper(fh, encoding=encoding, newline="\n")
+        self._encoding, self._path = encoding, path
+
+    def readline(self) -> bytes:
+        try:
+            return self._text.readline().encode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise SourceError(f"{self._path}: not valid {self._encoding} ({exc.reason}); "
+                              f"check the source's csv.encoding") from None
+
+    def release(self) -> None:
+        self._text.detach()  # the caller's file stays open
+
+
+class _CrLines:
+    """``readline()`` of a file whose lines end with a bare CR (old Mac exports)."""
+
+    def __init__(self, fh: IO[bytes]) -> None:
+        self._text = io.TextIOWrapper(fh, encoding="latin-1", newline="\r")  # bytes as-is
+
+    def readline(self) -> bytes:
+        return self._text.readline().encode("latin-1")
+
+    def release(self) -> None:
+        self._text.detach()  # the caller's file stays open
+
+
+def _line_source(fh: IO[bytes], encoding: str, path: str) -> tuple[object, str]:
+    """Something with ``readline()`` giving one physical line as bytes, and the
+    encoding to decode those bytes with."""
+    if "a\n,;".encode(encoding, errors="replace") != b"a\n,;":
+        return _TranscodedLines(fh, encoding, path), "utf-8"
+    if fh.seekable():
+        head = fh.read(1 << 16)
+        fh.seek(0)
+        if b"\r" in head and b"\n" not in head:
+            return _CrLines(fh), encoding
+    return fh, encoding
+
+
 class _Lines:
     """Decoded lines of a binary file with their numbers, with push-back, so a
     broken record can be rejected alone and reading resumes at its next line."""
 
     def __init__(self, fh: IO[bytes], encoding: str, rejects: list[Reject], path: str,
-                 progress: Progress | None) -> None:
-        self._fh, self._encoding, self._rejects, self._path = fh, encoding, rejects, path
+                 progress: Progress | None, options: CsvOptions | None = None) -> None:
+        self._encoding, self._rejects, self._path = encoding, rejects, path
+        self._fh, self._decode_as = _line_source(fh, encoding, path)
         self._progress = progress
+        self._options = options or CsvOptions()
+        self.header: list[str] | None = None  # known once read: names the bad column
         self._pending: list[tuple[int, str]] = []
         self.number = 0  # physical line number of the last line handed out
         self.taken: list[tuple[int, str]] = []  # lines handed out for the current record
@@ -223,21 +284,41 @@ class _Lines:
                 self._progress(self._bytes)
                 self._bytes = 0
             try:
-                text = raw.decode(self._encoding)
+                text = raw.decode(self._decode_as)
             except UnicodeDecodeError as exc:
-                self._rejects.append(Reject(
-                    self.number,
-                    f"not valid {self._encoding} text (byte 0x{raw[exc.start]:02x} at column "
-                    f"{exc.start + 1}): set the source's csv.encoding (for example latin-1 or "
-                    f"cp1252) if the whole file uses another encoding",
-                    raw.decode(self._encoding, errors="replace").rstrip("\r\n"),
-                    self._path,
-                ))
+                self._rejects.append(self._undecodable(raw, exc))
                 continue
             if self.number == 1 and text.startswith("\ufeff"):
                 text = text[1:]
             self.taken.append((self.number, text))
             return text
+
+    def skip(self) -> None:
+        """Pass one physical line without reading it (``skip_rows``)."""
+        if self._fh.readline():
+            self.number += 1
+
+    def _undecodable(self, raw: bytes, exc: UnicodeDecodeError) -> Reject:
+        # backslashreplace keeps the bad bytes visible (\xe9) in the raw text; the
+        # column is the one the first bad byte falls in
+        text = raw.decode(self._decode_as, errors="backslashreplace").rstrip("\r\n")
+        field = value = None
+        if self.header:
+            prefix = raw[:exc.start].decode(self._decode_as, errors="replace")
+            index = max(len(_split_line(prefix, self._options)) - 1, 0)
+            if self._options.delimiter == "whitespace" and (not prefix or prefix[-1].isspace()):
+                index = len(prefix.split())
+            values = _split_line(text, self._options)
+            if index < len(self.header) and index < len(values):
+                field, value = self.header[index], values[index]
+        where = f", in column {field!r}" if field else ""
+        return Reject(
+            self.number,
+            f"not valid {self._encoding} text (byte 0x{raw[exc.start]:02x} at position "
+            f"{exc.start + 1} of the line{where}): set the source's csv.encoding (for "
+            f"example latin-1 or cp1252) if the whole file uses another encoding",
+            text, self._path, field, value,
+        )
 
     def push_back(self, lines: list[tuple[int, str]]) -> None:
         self._pending[:0] = lines
@@ -246,6 +327,8 @@ class _Lines:
         if self._progress and self._bytes:
             self._progress(self._bytes)
             self._bytes = 0
+        if hasattr(self._fh, "release"):
+            self._fh.release()
 
 
 def _unique_header(names: list[str]) -> list[str]:
@@ -272,14 +355,18 @@ def read_csv_records(
     ``reject(Reject)`` for each bad one. Returns the header (also given to
     ``on_header`` as soon as it is known)."""
     rejects: list[Reject] = []
-    lines = _Lines(fh, options.encoding, rejects, path, progress)
+    lines = _Lines(fh, options.encoding, rejects, path, progress, options)
 
     def drain() -> None:
         while rejects:
-            reject(rejects.pop(0))
+            bad = rejects.pop(0)
+            if header is None and options.header:
+                raise SourceError(f"{path}: the header (line {bad.line}) cannot be read: "
+                                  f"{bad.reason}")
+            reject(bad)
 
     for _ in range(options.skip_rows):
-        next(lines, None)
+        lines.skip()
     header: list[str] | None = None
     whitespace = options.delimiter == "whitespace"
     reader = None if whitespace else _new_reader(lines, options)
@@ -302,21 +389,25 @@ def read_csv_records(
             if not taken:
                 break
             first = taken[0]
-            reject(Reject(first[0], f"unbalanced quote: the record starting here cannot be "
-                          f"read ({exc}); fix the quoting of this line", first[1].rstrip("\r\n"), path))
+            field, value = _unterminated(first[1], options, header)
+            where = f" in column {field!r}" if field else ""
+            reject(Reject(first[0], f"unbalanced quote{where}: the record starting here cannot "
+                          f"be read ({exc}); fix the quoting of this line",
+                          first[1].rstrip("\r\n"), path, field, value))
             lines.push_back(taken[1:])
             reader = _new_reader(lines, options)
             continue
         drain()
         start = lines.taken[0][0] if lines.taken else lines.number
-        if not fields or fields == [""]:
-            continue  # blank line
+        if not fields:
+            continue  # blank line (a quoted empty value, '""', is a record)
         if header is None:
             if options.header:
                 header = _unique_header(fields)
             else:
                 header = [f"column_{i + 1}" for i in range(len(fields))]
             width = len(header)
+            lines.header = header
             if on_header:
                 on_header(header)
             if options.header:
@@ -339,23 +430,44 @@ def read_csv_records(
     return header or []
 
 
+def _unterminated(text: str, options: CsvOptions,
+                  header: list[str] | None) -> tuple[str | None, str | None]:
+    """(column, value) of a quote opened on this line and never closed on it."""
+    try:
+        next(csv.reader([text], delimiter=options.delimiter, quotechar=options.quote,
+                        strict=True), None)
+        return None, None
+    except csv.Error as exc:
+        if "end of data" not in str(exc):
+            return None, None
+    fields = _split_line(text, options)
+    if header and 0 < len(fields) <= len(header):
+        return header[len(fields) - 1], fields[-1].rstrip("\r\n")
+    return None, None
+
+
 def _new_reader(lines: _Lines, options: CsvOptions):
     return csv.reader(lines, delimiter=options.delimiter, quotechar=options.quote,
                       doublequote=True, strict=True)
 
 
 def _csv_rows(fh, options, sink: _BatchSink, rejects, path, progress) -> None:
-    def on_header(header: list[str]) -> None:
-        if not sink.columns:
-            sink.set_columns(header)
-        elif sink.columns != header:
-            raise SourceError(
-                f"{path}: its header differs from the first file of this source "
-                f"({len(header)} columns against {len(sink.columns)})"
-            )
+    names: list[str] = []
 
-    read_csv_records(fh, options, lambda rec: sink.add_row(*rec), rejects.append, path,
-                     progress, on_header)
+    def on_header(header: list[str]) -> None:
+        # files of one source are combined by column name (as Parquet's union_by_name):
+        # a column missing from a file is empty for its rows
+        sink.set_columns(header)
+        names[:] = header
+
+    def emit(rec: tuple[int, list[str]]) -> None:
+        line, fields = rec
+        if names == sink.columns:
+            sink.add_row(line, fields)
+        else:
+            sink.add(line, dict(zip(names, fields)))
+
+    read_csv_records(fh, options, emit, rejects.append, path, progress, on_header)
 
 
 # --------------------------------------------------------------------- JSON lines
@@ -371,13 +483,19 @@ def _jsonl_rows(fh, options, sink: _BatchSink, rejects, path, progress) -> None:
         text = raw.strip()
         if not text:
             continue
+        if number == 1 and text.startswith(b"\xef\xbb\xbf"):
+            text = text[3:]  # UTF-8 byte order mark
+        shown = raw.decode("utf-8", errors="backslashreplace").rstrip("\r\n")
         try:
-            obj = json.loads(text)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            col = getattr(exc, "colno", None)
-            where = f" at column {col}" if col else ""
-            rejects.append(Reject(number, f"not valid JSON{where}: {getattr(exc, 'msg', exc)}",
-                                  raw.decode("utf-8", errors="replace").rstrip("\r\n"), path))
+            obj = json.loads(text.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            rejects.append(Reject(number, f"not valid utf-8 text (byte 0x{text[exc.start]:02x} "
+                                  f"at position {exc.start + 1}): JSON lines files must be "
+                                  f"UTF-8", shown, path))
+            continue
+        except json.JSONDecodeError as exc:
+            rejects.append(Reject(number, f"not valid JSON at column {exc.colno}: {exc.msg}",
+                                  shown, path))
             continue
         if not isinstance(obj, dict):
             rejects.append(Reject(number, "a JSON lines record must be an object {...}",

@@ -1,0 +1,143 @@
+"""A load killed with SIGKILL inside its transaction leaves the store exactly as it
+was, and the next load loads everything.
+
+The child process loads a ~20k-row file with ``KEYMOMENTS_FAULT=<point>:<seconds>``:
+ingest prints ``keymoments-fault: <point>`` to stderr inside the transaction and then
+sleeps, so the test kills it at a known point without guessing at timings.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+import keymoments as km
+
+ROWS = 20_000
+BAD_EVERY = 997  # some rows are bad, so the quarantine is written in the transaction too
+TABLES = ("events", "identifiers", "identity_links", "people", "quarantine", "loads", "km_meta")
+WAIT = 300  # seconds: generous, for a loaded machine
+
+CONFIG = """
+name: crash
+sources:
+  seed:
+    path: seed.csv
+    identifiers: {customer_id: cid, email: email}
+    event_type: {value: signup}
+    ts: when
+  big:
+    path: big.csv
+    identifiers: {customer_id: cid, email: email}
+    event_type: {column: kind}
+    ts: when
+    rating: {column: score, scale: csat5}
+    text: comment
+"""
+
+
+def big_csv() -> tuple[str, int, int]:
+    """The file, and how many rows are good and bad."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["cid", "email", "when", "kind", "score", "comment"])
+    bad = 0
+    for i in range(ROWS):
+        when = f"2024-{i % 12 + 1:02d}-{i % 28 + 1:02d} {i % 24:02d}:{i % 60:02d}:00"
+        if i % BAD_EVERY == 0:
+            when, bad = "not a date", bad + 1
+        w.writerow([f"c{i % 5000}", f"user{i % 3000}@example.org", when,
+                    ["visit", "order_placed", "ticket_opened"][i % 3], i % 5 + 1,
+                    f"comment {i}, with a comma" if i % 7 else "multi\nline"])
+    return buf.getvalue(), ROWS - bad, bad
+
+
+def snapshot(root: Path) -> dict[str, list]:
+    with km.open(root) as ws:
+        return {t: sorted(ws.con.execute(f'SELECT * FROM "{t}"').fetchall(), key=repr)
+                for t in TABLES}
+
+
+@pytest.fixture
+def workspace(tmp_path):
+    root = tmp_path / "ws"
+    root.mkdir()
+    (root / "keymoments.yaml").write_text(CONFIG, encoding="utf-8")
+    (root / "seed.csv").write_text(
+        "cid,email,when\nc1,user1@example.org,2023-12-01\nc9999,,2023-12-02\n", encoding="utf-8")
+    text, good, bad = big_csv()
+    (root / "big.csv").write_text(text, encoding="utf-8")
+    with km.open(root) as ws:  # the store holds something before the crash
+        assert ws.ingest("seed").rows_loaded == 2
+    return root, good, bad
+
+
+def run_until_fault(root: Path, point: str) -> None:
+    """Start a load that stops at ``point``; kill it with SIGKILL once it is there."""
+    env = {**os.environ, "KEYMOMENTS_FAULT": f"{point}:{WAIT * 2}"}
+    code = f"import keymoments as km; km.open({str(root)!r}).ingest('big')"
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    reached = threading.Event()
+    seen: list[str] = []
+
+    def watch() -> None:
+        for line in proc.stderr:
+            seen.append(line)
+            if line.strip() == f"keymoments-fault: {point}":
+                reached.set()
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        deadline_hit = not reached.wait(WAIT)
+        if deadline_hit or proc.poll() is not None:
+            pytest.fail(f"the load never reached {point} (exit {proc.poll()}):\n{''.join(seen)}")
+        os.kill(proc.pid, signal.SIGKILL)
+        assert proc.wait(WAIT) == -signal.SIGKILL
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        watcher.join(10)
+
+
+@pytest.mark.parametrize("point", ["after_events_insert", "before_commit"])
+def test_kill_inside_the_transaction_leaves_the_store_as_it_was(workspace, point):
+    root, good, bad = workspace
+    before = snapshot(root)
+    assert len(before["events"]) == 2 and len(before["loads"]) == 1
+
+    run_until_fault(root, point)
+    after = snapshot(root)  # reopening replays the log of committed work only
+    assert after == before
+
+    # a second crash on top of the first changes nothing either
+    run_until_fault(root, point)
+    assert snapshot(root) == before
+
+    # then a normal load loads it all
+    with km.open(root) as ws:
+        rep = ws.ingest("big")
+        assert rep.rows_read == ROWS
+        assert rep.rows_quarantined == bad
+        assert rep.rows_loaded == rep.events_loaded == good  # every good row is distinct
+        assert rep.rows_read == rep.rows_loaded + rep.rows_quarantined + rep.rows_duplicate
+        count = "SELECT count(*) FROM events WHERE source = 'big'"
+        assert ws.con.execute(count).fetchone()[0] == good
+        assert ws.con.execute("SELECT count(*) FROM quarantine").fetchone()[0] == bad
+        assert ws.con.execute("SELECT count(*) FROM loads").fetchone()[0] == 2
+        # the seed's person c1 now also has the big file's events of c1
+        n = ws.con.execute("""
+            SELECT count(*) FROM events WHERE person_id =
+                (SELECT person_id FROM identifiers WHERE identifier = 'customer_id:c1')
+        """).fetchone()[0]
+        assert n > 1

@@ -1,0 +1,209 @@
+"""What the quarantine keeps for a rejected row: file, line, field, value, a reason that
+says what is wrong and what to do, and the whole raw row. Files are written by hand
+here, so every expected line number and value is known without keymoments."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import keymoments as km
+
+BASE = """
+sources:
+  s:
+    path: {path}
+    identifiers: {{customer_id: id, email: email}}
+    event_type: {{value: visit}}
+    ts: {ts}
+    rating: {{column: score, scale: {scale}}}
+    text: note
+    measures: {{amount: amount}}
+    {extra}
+"""
+
+
+def cfg(path="data.csv", ts="when", scale="csat5", extra=""):
+    return BASE.format(path=path, ts=ts, scale=scale, extra=extra)
+
+
+HEADER = "id,email,when,score,note,amount\n"
+
+
+def quarantine(ws) -> dict[int, dict]:
+    rows = ws.quarantine().to_pylist()
+    assert len({r["line"] for r in rows}) == len(rows), "one quarantine row per record"
+    return {r["line"]: r for r in rows}
+
+
+def raw_row(text: str, line: int) -> dict:
+    """The record starting at ``line`` as the csv module reads it (the oracle)."""
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    for row in reader:
+        if reader.line_num >= line:  # line_num is the record's last line
+            return row
+    raise AssertionError(line)
+
+
+def test_every_field_of_a_quarantine_row(make_workspace):
+    text = (HEADER
+            + "1,,2024-01-01 10:00:00,4,fine,12.5\n"                      # 2 good
+            + '2,,2024-31-01,4,"multi\nline",1\n'                         # 3 bad date (2 lines)
+            + ",,2024-01-01,4,no id,1\n"                                  # 5
+            + "4,,2024-01-01,great,x,1\n"                                 # 6 rating not a number
+            + "5,,2024-01-01,7,x,1\n"                                     # 7 off the scale
+            + "6,not-an-email,2024-01-01,3,x,1\n"                         # 8 bad email
+            + "7,,2024-01-01,3,x,12€\n"                                   # 9 measure not a number
+            + "8,,2024-01-01,3,x,nan\n"                                   # 10 NaN is not a number
+            + "9,,,3,x,1\n")                                              # 11 no timestamp
+    ws = make_workspace(cfg(), {"data.csv": text})
+    rep = ws.ingest("s")
+    assert (rep.rows_read, rep.rows_loaded, rep.rows_quarantined) == (9, 1, 8)
+    q = quarantine(ws)
+    assert sorted(q) == [3, 5, 6, 7, 8, 9, 10, 11]
+    for line, row in q.items():
+        assert row["source"] == "s" and row["file"].endswith("data.csv")
+        assert json.loads(row["raw"]) == raw_row(text, line), line
+        assert row["reason"]
+
+    def check(line, field, value, *words):
+        row = q[line]
+        assert (row["field"], row["value"]) == (field, value), row
+        for w in words:
+            assert w in row["reason"], (w, row["reason"])
+
+    check(3, "ts", "2024-31-01", "cannot read the value as a timestamp", "ISO 8601",
+          "'when'", "format")
+    check(5, "identifiers", None, "no identifier", "id", "email")
+    check(6, "rating", "great", "not a number", "'score'")
+    check(7, "rating", "7", "outside the csat5 scale (1 to 5)", "'score'")
+    check(8, "identifiers.email", "not-an-email", "not an email address")
+    check(9, "measures.amount", "12€", "not a number", "'amount'")
+    check(10, "measures.amount", "nan", "not a number")
+    check(11, "ts", None, "no timestamp", "when")
+    # nothing NaN was stored anywhere
+    nans = ws.con.execute("SELECT count(*) FROM events WHERE isnan(rating) "
+                          "OR list_contains(map_values(measures), 'NaN'::DOUBLE)").fetchone()[0]
+    assert nans == 0
+
+
+@pytest.mark.parametrize("extra, value, words", [
+    ("timestamps: {format: '%d/%m/%Y %H:%M'}", "2024-01-05", ["format '%d/%m/%Y %H:%M'"]),
+    ("timestamps: {unit: s}", "soon", ["epoch seconds"]),
+    ("timestamps: {unit: ms}", "1e30", ["epoch milliseconds"]),
+    ("timestamps: {unit: s}", "inf", ["epoch seconds"]),
+])
+def test_timestamp_reasons_name_the_expected_layout(make_workspace, extra, value, words):
+    ws = make_workspace(cfg(extra=extra), {"data.csv": HEADER + f"1,,{value},3,x,1\n"})
+    rep = ws.ingest("s")  # an epoch out of range is a bad row, not a failed load
+    assert rep.rows_quarantined == 1
+    row = quarantine(ws)[2]
+    assert (row["field"], row["value"]) == ("ts", value)
+    assert "cannot read the value as a timestamp; expected" in row["reason"]
+    assert "'when'" in row["reason"]
+    for w in words:
+        assert w in row["reason"]
+
+
+def test_reader_rejects_keep_the_line_text_and_name_the_column(make_workspace):
+    good = "1,,2024-01-01,3,ok,1\n"
+    data = (HEADER.encode() + good.encode()                         # 2
+            + "2,,2024-01-02,3,caf\xe9,1\n".encode("latin-1")       # 3 latin-1 byte
+            + b'3,,"2024-01-03,3,x,1\n'                             # 4 unterminated quote
+            + b"4,,2024-01-04,3\n"                                  # 5 too few fields
+            + b"5,,2024-01-05,3,ok,1\n")                            # 6
+    ws = make_workspace(cfg(), {"data.csv": data})
+    rep = ws.ingest("s")
+    assert (rep.rows_read, rep.rows_loaded, rep.rows_quarantined) == (5, 2, 3)
+    q = quarantine(ws)
+    assert sorted(q) == [3, 4, 5]
+    enc = q[3]
+    assert enc["field"] == "note" and enc["value"] == "caf\\xe9"
+    assert enc["raw"] == "2,,2024-01-02,3,caf\\xe9,1"  # the byte stays visible
+    assert enc["reason"].startswith("not valid utf-8 text (byte 0xe9")
+    assert "'note'" in enc["reason"] and "csv.encoding" in enc["reason"]
+    quote = q[4]
+    assert quote["field"] == "when" and quote["value"] == "2024-01-03,3,x,1"
+    assert quote["reason"].startswith("unbalanced quote in column 'when'")
+    assert quote["raw"] == '3,,"2024-01-03,3,x,1'
+    width = q[5]
+    assert width["reason"] == "expected 6 fields, found 4" and width["field"] is None
+    assert width["raw"] == "4,,2024-01-04,3"
+    assert sorted(ws.con.execute("SELECT source_line FROM events").fetchall()) == [(2,), (6,)]
+
+
+def test_quarantine_is_not_doubled_and_fixed_rows_load(make_workspace):
+    ws = make_workspace(cfg(), {"data.csv": HEADER + "1,,2024-01-01,3,x,1\n2,,bad,3,x,1\n"})
+    ws.ingest("s")
+    ws.ingest("s")
+    assert len(ws.quarantine()) == 1
+    # fix the file: the fixed row loads, the one already loaded stays as it was
+    (ws.root / "data.csv").write_text(HEADER + "1,,2024-01-01,3,x,1\n2,,2024-01-02,3,x,1\n")
+    rep = ws.ingest("s")
+    assert (rep.rows_loaded, rep.rows_duplicate, rep.rows_quarantined) == (1, 1, 0)
+    assert ws.con.execute("SELECT count(*) FROM events").fetchone()[0] == 2
+
+
+def test_wide_table_row_with_one_bad_timestamp(make_workspace):
+    text = ("order,cust,placed,shipped,promised\n"
+            "o1,c1,2024-01-01 10:00:00,2024-01-03 09:00:00,2024-01-05\n"
+            "o2,c2,2024-01-01 11:00:00,,2024-01-05\n"         # not shipped yet: skipped
+            "o3,c3,2024-01-01 12:00:00,someday,2024-01-05\n")  # bad: the row is rejected
+    ws = make_workspace("""
+sources:
+  orders:
+    path: orders.csv
+    identifiers: {customer_id: cust}
+    refs: {order: order}
+    events:
+      - {event_type: {value: order_placed}, ts: placed}
+      - event_type: {value: order_shipped}
+        ts: shipped
+        expectation: {kind: promised_delivery, ts: promised}
+""", {"orders.csv": text})
+    rep = ws.ingest("orders")
+    assert (rep.rows_read, rep.rows_loaded, rep.rows_quarantined, rep.events_loaded) == (3, 2, 1, 3)
+    row = quarantine(ws)[4]
+    assert (row["field"], row["value"]) == ("ts", "someday")
+    assert "'shipped'" in row["reason"]
+
+
+def test_parquet_rejects_carry_the_row_number_and_a_clean_raw_row(make_workspace, tmp_path):
+    table = pa.table({
+        "id": pa.array(["a", "b", "c", "d"]),
+        "when": pa.array(["2024-01-01", "2024-01-02", "2024-01-03", "2024-01-04"]),
+        "score": pa.array([3, 9, None, 2], pa.int64()),
+        "note": pa.array(["x", "y", "z", "w"]),
+        "amount": pa.array([1.5, 2.0, float("nan"), 4.0]),
+        "email": pa.array([None, None, None, None], pa.string()),
+        "filename": pa.array(["f1", "f2", "f3", "f4"]),  # a real column with this name
+    })
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    ws = make_workspace(cfg(path="data.parquet"), {"data.parquet": buf.getvalue()})
+    rep = ws.ingest("s")
+    assert (rep.rows_read, rep.rows_loaded, rep.rows_quarantined) == (4, 3, 1)
+    row = quarantine(ws)[2]  # rows count from 1, like lines
+    assert (row["field"], row["value"]) == ("rating", "9")
+    assert json.loads(row["raw"]) == {"id": "b", "when": "2024-01-02", "score": 9, "note": "y",
+                                      "amount": 2.0, "email": None, "filename": "f2"}
+    # a NaN in a typed column is a missing measure, never a stored NaN
+    amounts = dict(ws.con.execute(
+        "SELECT identifiers['customer_id'], measures['amount'] FROM events").fetchall())
+    assert amounts == {"a": 1.5, "c": None, "d": 4.0}
+    assert not any(isinstance(v, float) and math.isnan(v) for v in amounts.values())
+
+
+def test_a_header_in_the_wrong_encoding_is_a_clear_error(make_workspace):
+    data = "id;note;when\n1;x;2024-01-01\n".replace("note", "bemerkung_ä").encode("latin-1")
+    config = cfg().replace("path: data.csv", "path: data.csv\n    csv: {delimiter: ';'}")
+    ws = make_workspace(config, {"data.csv": data})
+    with pytest.raises(km.SourceError, match=r"header \(line 1\).*csv.encoding"):
+        ws.ingest("s")
+    assert ws.con.execute("SELECT count(*) FROM loads").fetchone()[0] == 0

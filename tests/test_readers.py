@@ -1,0 +1,482 @@
+"""Readers: every format and layout users export, checked against an independent
+reading (Python's csv and json modules, pyarrow, or values written by hand)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import keymoments as km
+from keymoments.config.models import CsvOptions
+from keymoments.sources.readers import read_csv_records
+
+
+def source(path: str, extra: str = "", ids: str = "{customer_id: id}", ts: str = "when",
+           text: str | None = "note", name: str = "s", header: bool = True) -> str:
+    text_line = f"text: {text}" if text else ""
+    return f"""{"sources:" if header else ""}
+  {name}:
+    path: {path}
+    identifiers: {ids}
+    event_type: {{value: visit}}
+    ts: {ts}
+    {text_line}
+    {extra}
+"""
+
+
+def events(ws, cols="identifiers['customer_id'], text, source_line"):
+    return ws.con.execute(f"SELECT {cols} FROM events ORDER BY source_file, source_line").fetchall()
+
+
+def read(data: bytes, **options):
+    rows, rejects = [], []
+    header = read_csv_records(io.BytesIO(data), CsvOptions(**options), rows.append,
+                              rejects.append)
+    return header, rows, rejects
+
+
+def oracle(text: str, delimiter: str = ","):
+    """(header, [(start line, fields)]) as the csv module reads it; a record starts
+    on the line after the previous record ended."""
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    header = next(reader)
+    out, last = [], reader.line_num
+    for fields in reader:
+        if fields:
+            out.append((last + 1, fields))
+        last = reader.line_num
+    return header, out
+
+
+# ------------------------------------------------------------------- CSV layouts
+
+NOTES = ["plain", "with, comma", 'say "hi"', "two\nlines", "tab\there", "semi;colon",
+         "pipe|bar", "ünïcödé ☕", "", "crlf\r\ninside", "a  b"]
+
+
+@pytest.mark.parametrize("delimiter, named", [(";", ";"), ("\t", "tab"), ("|", "pipe"),
+                                              (",", "comma")])
+@pytest.mark.parametrize("terminator", ["\n", "\r\n"])
+def test_delimiters_and_line_ends(make_workspace, delimiter, named, terminator):
+    buf = io.StringIO()
+    w = csv.writer(buf, delimiter=delimiter, lineterminator=terminator)
+    w.writerow(["id", "when", "note"])
+    for i, note in enumerate(NOTES):
+        w.writerow([f"c{i}", f"2024-01-{i + 1:02d}", note])
+    text = buf.getvalue()
+    ws = make_workspace(source("d.csv", f"csv: {{delimiter: {json.dumps(named)}}}"),
+                        {"d.csv": text.encode("utf-8")})
+    rep = ws.ingest("s")
+    _, want = oracle(text, delimiter)
+    assert rep.rows_read == rep.rows_loaded == len(NOTES)
+    got = events(ws)
+    assert [(g[0], g[2]) for g in got] == [(f[0], line) for line, f in want]
+    expected_text = [f[2].strip(" \t\r\n") or None for _, f in want]
+    assert [g[1] for g in got] == expected_text
+
+
+def test_whitespace_delimited(make_workspace):
+    text = "id   when        amount\n  c1 2024-01-01   3.5\n\nc2\t2024-01-02 4\n"
+    extra = "csv: {delimiter: whitespace}\n    measures: {amount: amount}"
+    ws = make_workspace(source("d.txt", extra, text=None), {"d.txt": text})
+    ws.ingest("s")
+    got = ws.con.execute("SELECT identifiers['customer_id'], measures['amount'], source_line "
+                         "FROM events ORDER BY source_line").fetchall()
+    assert got == [("c1", 3.5, 2), ("c2", 4.0, 4)]
+
+
+@pytest.mark.parametrize("encoding, note", [
+    ("latin-1", "beëindiging à la carte"),
+    ("cp1252", "€ 5 – “quoted” ’s"),
+    ("utf-8-sig", "ünïcödé"),
+    ("utf-16", "ünïcödé 中文"),
+])
+def test_encodings(make_workspace, encoding, note):
+    text = f"id,when,note\r\nc1,2024-01-01,{note}\r\nc2,2024-01-02,\"{note}\r\n2\"\r\n"
+    data = text.encode(encoding)
+    if encoding == "utf-8-sig":
+        assert data.startswith(b"\xef\xbb\xbf")
+        enc = "utf-8"  # the BOM is recognised without saying so
+    else:
+        enc = encoding
+    ws = make_workspace(source("d.csv", f"csv: {{encoding: {enc}}}"), {"d.csv": data})
+    rep = ws.ingest("s")
+    assert (rep.rows_read, rep.rows_loaded, rep.rows_quarantined) == (2, 2, 0)
+    assert events(ws) == [("c1", note, 2), ("c2", f"{note}\r\n2", 3)]
+
+
+def test_wrong_encoding_rejects_only_the_bad_lines(make_workspace):
+    data = ("id,when,note\nc1,2024-01-01,ok\n".encode()
+            + "c2,2024-01-02,€uro\n".encode("cp1252")
+            + "c3,2024-01-03,fine ☕\n".encode())
+    ws = make_workspace(source("d.csv"), {"d.csv": data})
+    rep = ws.ingest("s")
+    assert (rep.rows_read, rep.rows_loaded, rep.rows_quarantined) == (3, 2, 1)
+    q = ws.quarantine().to_pylist()[0]
+    assert (q["line"], q["field"]) == (3, "note")
+    assert "byte 0x80" in q["reason"] and "cp1252" in q["reason"]
+
+
+def test_old_mac_line_ends(make_workspace):
+    text = 'id,when,note\r c1,2024-01-01,a\rc2,2024-01-02,"two\rlines"\rc3,2024-01-03,c\r'
+    ws = make_workspace(source("d.csv"), {"d.csv": text.encode()})
+    rep = ws.ingest("s")
+    assert rep.rows_read == rep.rows_loaded == 3
+    assert events(ws) == [("c1", "a", 2), ("c2", "two\rlines", 3), ("c3", "c", 5)]
+
+
+def test_multiline_fields_keep_later_line_numbers(make_workspace):
+    text = ('id,when,note\n'
+            'c1,2024-01-01,"one\ntwo\nthree"\n'
+            '\n'
+            'c2,2024-01-02,"say ""hi""\n"\n'
+            'c3,2024-01-03,last\n')
+    ws = make_workspace(source("d.csv"), {"d.csv": text})
+    ws.ingest("s")
+    _, want = oracle(text)
+    assert [line for line, _ in want] == [2, 6, 8]  # checked by hand too
+    assert [(g[0], g[2]) for g in events(ws)] == [(f[0], line) for line, f in want]
+
+
+def test_header_only_and_empty_files(make_workspace):
+    ws = make_workspace(source("h.csv", name="h") + source("e.csv", name="e", header=False),
+                        {"h.csv": "id,when,note\r\n", "e.csv": b""})
+    for name in ("h", "e"):  # an empty export loads nothing, and says so
+        rep = ws.ingest(name)
+        assert (rep.rows_read, rep.rows_loaded, rep.rows_quarantined, rep.events_loaded) == (0,) * 4
+    assert ws.con.execute("SELECT count(*) FROM loads").fetchone()[0] == 2
+    assert ws.con.execute("SELECT count(*) FROM events").fetchone()[0] == 0
+
+
+def test_duplicate_and_blank_header_names(make_workspace):
+    text = "id,when,note,note, \nc1,2024-01-01,first,second,fifth\n"
+    ws = make_workspace(source("d.csv", "attributes: {again: note_2, blank: column_5}"),
+                        {"d.csv": text})
+    ws.ingest("s")
+    assert ws.con.execute("SELECT text, attributes FROM events").fetchall() == [
+        ("first", {"again": "second", "blank": "fifth"})]
+
+
+def test_no_header_and_skipped_preamble(make_workspace):
+    data = b"exported by \xff tool\nreport 2024\nc1;2024-01-01;x\nc2;2024-01-02;y\n"
+    ws = make_workspace(source("d.csv", "csv: {delimiter: ';', header: false, skip_rows: 2}",
+                               ids="{customer_id: column_1}", ts="column_2", text="column_3"),
+                        {"d.csv": data})
+    rep = ws.ingest("s")
+    assert (rep.rows_read, rep.rows_quarantined) == (2, 0)
+    assert events(ws) == [("c1", "x", 3), ("c2", "y", 4)]
+
+
+def test_glob_over_files_unions_columns_by_name(make_workspace):
+    files = {
+        "exports/2024-01.csv": "id,when,note\nc1,2024-01-01,a\nc2,2024-01-02,b\n",
+        "exports/2024-02.csv": "note,id,when,extra\nc,c3,2024-02-01,e\n",  # reordered, + column
+        "exports/2024-03.csv": "",  # empty export of a quiet month
+        "exports/readme.txt": "not matched",
+    }
+    ws = make_workspace(source("exports/*.csv", "attributes: {extra: extra}"), files)
+    rep = ws.ingest("s")
+    assert rep.rows_read == rep.rows_loaded == 3
+    assert len(rep.files) == 3
+    got = ws.con.execute("SELECT regexp_extract(source_file, '[^/]*$'), source_line, "
+                         "identifiers['customer_id'], text, attributes FROM events "
+                         "ORDER BY source_file, source_line").fetchall()
+    assert got == [("2024-01.csv", 2, "c1", "a", {}), ("2024-01.csv", 3, "c2", "b", {}),
+                   ("2024-02.csv", 2, "c3", "c", {"extra": "e"})]
+
+
+def test_glob_that_matches_nothing_is_a_clear_error(make_workspace):
+    ws = make_workspace(source("exports/*.csv"), {"other.csv": "id\n"})
+    with pytest.raises(km.SourceError, match="no file at .*exports"):
+        ws.ingest("s")
+
+
+# The reader alone, against the csv module, on random tables (no database: fast).
+
+cells = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+                max_size=8)
+
+
+@settings(derandomize=True, max_examples=300, deadline=None, database=None)
+@given(st.sampled_from([",", ";", "\t", "|"]), st.sampled_from(["\n", "\r\n"]),
+       st.integers(1, 4).flatmap(lambda n: st.lists(st.lists(cells, min_size=n, max_size=n),
+                                                    max_size=8)),
+       st.booleans())
+def test_reader_agrees_with_the_csv_module(delimiter, terminator, rows, bom):
+    """Values as the csv module reads them; a record's line is counted from the b'\\n'
+    bytes written before it (a lone CR inside a quoted value is not a line end)."""
+    width = len(rows[0]) if rows else 2
+    if terminator == "\n":
+        # the csv module's writer leaves a lone CR unquoted unless the line end has one,
+        # and no reader (its own included) can read that back
+        rows = [[c.replace("\r", "") for c in row] for row in rows]
+
+    def line_of(row):
+        buf = io.StringIO()
+        csv.writer(buf, delimiter=delimiter, lineterminator=terminator).writerow(row)
+        return buf.getvalue()
+
+    written = [line_of([f"h{i}" for i in range(width)])] + [line_of(r) for r in rows]
+    text = "".join(written)
+    starts, line = [], 1
+    for chunk in written:
+        starts.append(line)
+        line += chunk.count("\n")
+    data = (b"\xef\xbb\xbf" if bom else b"") + text.encode("utf-8")
+    header, got, rejects = read(data, delimiter=delimiter)
+    parsed = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
+    assert header == parsed[0] and rejects == []
+    assert got == list(zip(starts[1:], parsed[1:]))
+
+
+# --------------------------------------------------------------------- JSON lines
+
+
+def test_json_lines(make_workspace):
+    lines = [
+        '\ufeff{"customer": {"id": "c1", "tier": {"name": "gold"}}, "when": "2024-01-01", '
+        '"note": "a"}',                                                         # 1 (with BOM)
+        "not json at all",                                                      # 2
+        "[1, 2]",                                                               # 3
+        "null",                                                                 # 4
+        '{"customer": {"id": 7}, "when": "2024-01-02T10:00:00+02:00", "note": {"x": 1}, '
+        '"tags": ["a", "b"], "ok": true, "score": 4.5}',                        # 5
+        "   ",                                                                  # 6 blank
+        '{"customer": {"id": "c3"}, "when": "2024-01-03", "note": "tail"}',    # 7
+    ]
+    data = "\n".join(lines).encode("utf-8") + b'\n{"customer": {"id": "caf\xe9"}}\n'  # 8
+    ws = make_workspace(source(
+        "d.jsonl", "attributes: {tier: customer.tier.name, tags: tags, ok: ok}\n"
+        "    measures: {score: score}", ids="{customer_id: customer.id}"), {"d.jsonl": data})
+    rep = ws.ingest("s")
+    # 7 non-blank lines + the undecodable one; "null" is not an object either
+    assert (rep.rows_read, rep.rows_loaded, rep.rows_quarantined) == (7, 3, 4)
+    got = ws.con.execute("""SELECT source_line, identifiers['customer_id'], ts, text, attributes,
+                                   measures FROM events ORDER BY source_line""").fetchall()
+    utc = timezone.utc
+    assert got == [
+        (1, "c1", datetime(2024, 1, 1, tzinfo=utc), "a", {"tier": "gold"}, {}),
+        (5, "7", datetime(2024, 1, 2, 8, tzinfo=utc), None,
+         {"tags": '["a", "b"]', "ok": "true"}, {"score": 4.5}),
+        (7, "c3", datetime(2024, 1, 3, tzinfo=utc), "tail", {}, {}),
+    ]
+    q = {r["line"]: r for r in ws.quarantine().to_pylist()}
+    assert sorted(q) == [2, 3, 4, 8]
+    assert q[2]["reason"].startswith("not valid JSON at column 1")
+    assert q[2]["raw"] == "not json at all"
+    assert "must be an object" in q[3]["reason"] and q[3]["raw"] == "[1, 2]"
+    assert "must be an object" in q[4]["reason"]
+    assert q[8]["reason"].startswith("not valid utf-8 text (byte 0xe9")
+    assert "\\xe9" in q[8]["raw"]
+
+
+# ------------------------------------------------------------------------ Parquet
+
+
+def parquet(table: pa.Table) -> bytes:
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    return buf.getvalue()
+
+
+def test_parquet_typed_columns(make_workspace):
+    ams = ZoneInfo("Europe/Amsterdam")
+    aware = [datetime(2024, 1, 1, 10, tzinfo=timezone.utc), datetime(2024, 7, 1, 10, tzinfo=ams)]
+    naive = [datetime(2024, 1, 1, 10), datetime(2024, 7, 1, 10)]
+    table = pa.table({
+        "id": pa.array([1, 2], pa.int64()),
+        "aware": pa.array(aware, pa.timestamp("us", tz="UTC")),
+        "naive": pa.array(naive, pa.timestamp("ms")),
+        "score": pa.array([9, 3], pa.int32()),
+        "note": pa.array(["x", None]),
+    })
+    extra = "rating: {column: score, scale: nps10}\n    timestamps: {timezone: Europe/Amsterdam}"
+    cfg = source("d.parquet", extra, ts="aware") + source(
+        "d.parquet", extra, ts="naive", name="n", header=False)
+    ws = make_workspace(cfg, {"d.parquet": parquet(table)})
+    ws.ingest("s")
+    ws.ingest("n")
+    got = ws.con.execute("SELECT source, source_line, identifiers['customer_id'], ts, rating, "
+                         "text FROM events ORDER BY source, source_line").fetchall()
+    want_naive = [n.replace(tzinfo=ams).astimezone(timezone.utc) for n in naive]
+    assert got == [
+        ("n", 1, "1", want_naive[0], 9.0, "x"), ("n", 2, "2", want_naive[1], 3.0, None),
+        # an instant stays the instant it is, whatever the configured zone
+        ("s", 1, "1", aware[0], 9.0, "x"), ("s", 2, "2", aware[1], 3.0, None),
+    ]
+
+
+def test_parquet_glob_numbers_rows_per_file(make_workspace):
+    a = pa.table({"id": ["a1", "a2"], "when": ["2024-01-01", "2024-01-02"]})
+    b = pa.table({"when": ["2024-02-01", "bad", "2024-02-03"], "id": ["b1", "b2", "b3"],
+                  "note": ["n", "n", "n"]})
+    ws = make_workspace(source("p/*.parquet"), {"p/a.parquet": parquet(a),
+                                                "p/b.parquet": parquet(b)})
+    rep = ws.ingest("s")
+    assert (rep.rows_read, rep.rows_loaded, rep.rows_quarantined) == (5, 4, 1)
+    got = ws.con.execute("SELECT regexp_extract(source_file, '[^/]*$'), source_line, "
+                         "identifiers['customer_id'] FROM events ORDER BY 1, 2").fetchall()
+    assert got == [("a.parquet", 1, "a1"), ("a.parquet", 2, "a2"), ("b.parquet", 1, "b1"),
+                   ("b.parquet", 3, "b3")]
+    q = ws.quarantine().to_pylist()[0]
+    assert (q["file"].endswith("b.parquet"), q["line"], q["value"]) == (True, 2, "bad")
+
+
+# ---------------------------------------------------------------------------- XES
+
+XES = """<?xml version="1.0" encoding="UTF-8"?>
+<log xes.version="1.0" xmlns="http://www.xes-standard.org/">
+  <extension name="Concept" prefix="concept" uri="http://www.xes-standard.org/concept.xesext"/>
+  <global scope="event"><string key="concept:name" value="UNKNOWN"/></global>
+  <string key="concept:name" value="the log, not a trace"/>
+  <trace>
+    <string key="concept:name" value="case-1"/>
+    <string key="customer" value="cust-9"/>
+    <event>
+      <string key="concept:name" value="ticket opened"/>
+      <date key="time:timestamp" value="2024-01-01T10:00:00.000+01:00"/>
+      <string key="org:resource" value="Ann"/>
+      <float key="cost" value="2.5"/>
+    </event>
+    <event>
+      <string key="concept:name" value="ticket closed"/>
+      <date key="time:timestamp" value="2024-01-02T10:00:00.000+01:00"/>
+      <list key="notes"><string key="n" value="ignored"/></list>
+    </event>
+  </trace>
+  <trace>
+    <string key="concept:name" value="case-2"/>
+    <event>
+      <string key="concept:name" value="ticket opened"/>
+      <date key="time:timestamp" value="2024-02-01T08:00:00.000Z"/>
+    </event>
+  </trace>
+</log>
+"""
+
+XES_SOURCE = """
+sources:
+  log:
+    path: log.xes
+    identifiers: {case: "case:concept:name"}
+    refs: {ticket: "case:concept:name"}
+    event_type: "concept:name"
+    ts: "time:timestamp"
+    agent: "org:resource"
+    measures: {cost: cost}
+    attributes: {customer: "case:customer"}
+"""
+
+
+def test_xes_events_carry_their_trace(make_workspace):
+    ws = make_workspace(XES_SOURCE, {"log.xes": XES})
+    rep = ws.ingest("log")
+    assert (rep.rows_read, rep.rows_loaded) == (3, 3)
+    got = ws.con.execute("""SELECT source_line, refs['ticket'], event_type, ts, agent, measures,
+                                   attributes FROM events ORDER BY source_line""").fetchall()
+    lines = XES.splitlines()
+    event_lines = [i + 1 for i, line in enumerate(lines) if line.strip() == "<event>"]
+    utc = timezone.utc
+    assert got == [
+        (event_lines[0], "case-1", "ticket opened", datetime(2024, 1, 1, 9, tzinfo=utc), "Ann",
+         {"cost": 2.5}, {"customer": "cust-9"}),
+        (event_lines[1], "case-1", "ticket closed", datetime(2024, 1, 2, 9, tzinfo=utc), None,
+         {}, {"customer": "cust-9"}),
+        (event_lines[2], "case-2", "ticket opened", datetime(2024, 2, 1, 8, tzinfo=utc), None,
+         {}, {}),
+    ]
+    # one person per case, as the case id is the only identifier
+    assert ws.con.execute("SELECT count(*) FROM people").fetchone()[0] == 2
+
+
+def test_broken_xes_keeps_what_was_read_and_quarantines_the_rest(make_workspace):
+    broken = XES.replace("</trace>\n  <trace>", "</trace>\n  <trace <oops>", 1)
+    ws = make_workspace(XES_SOURCE, {"log.xes": broken})
+    rep = ws.ingest("log")
+    assert (rep.rows_loaded, rep.rows_quarantined) == (2, 1)
+    q = ws.quarantine().to_pylist()[0]
+    bad_line = next(i + 1 for i, line in enumerate(broken.splitlines()) if "<oops>" in line)
+    assert q["line"] == bad_line and "not well-formed" in q["reason"]
+
+
+# ---------------------------------------------------------------------- timestamps
+
+AMS = ZoneInfo("Europe/Amsterdam")
+
+
+def utc(local: datetime, zone=AMS) -> datetime:
+    return local.replace(tzinfo=zone).astimezone(timezone.utc)
+
+
+def ts_workspace(make_workspace, values: list[str], extra: str):
+    text = "id,when\n" + "".join(f"c{i},{v}\n" for i, v in enumerate(values))
+    ws = make_workspace(source("d.csv", extra, text="id"), {"d.csv": text})
+    rep = ws.ingest("s")
+    assert rep.rows_quarantined == 0, ws.quarantine().to_pylist()
+    rows = ws.con.execute("SELECT source_line, ts FROM events ORDER BY source_line").fetchall()
+    return [ts for _, ts in rows]
+
+
+def test_naive_local_times_across_daylight_saving_changes(make_workspace):
+    # every 20 minutes through both changes of 2024 (spring: 02:00 -> 03:00 on 31 March;
+    # autumn: 03:00 -> 02:00 on 27 October), except the autumn's repeated hour
+    spring = [datetime(2024, 3, 30, 23) + timedelta(minutes=20 * k) for k in range(16)]
+    autumn = [datetime(2024, 10, 26, 23) + timedelta(minutes=20 * k) for k in range(16)]
+    autumn = [t for t in autumn if t.hour != 2]
+    local = spring + autumn
+    got = ts_workspace(make_workspace, [t.strftime("%Y-%m-%d %H:%M:%S") for t in local],
+                       "timestamps: {timezone: Europe/Amsterdam}")
+    # zoneinfo's reading; in the spring gap (02:xx does not exist) both read the time
+    # with the offset before the change
+    assert got == [utc(t) for t in local]
+    assert {t.hour for t in spring} >= {2}
+
+
+def test_the_repeated_autumn_hour_is_one_of_its_two_instants(make_workspace):
+    local = datetime(2024, 10, 27, 2, 30)
+    got = ts_workspace(make_workspace, ["2024-10-27 02:30:00"],
+                       "timestamps: {timezone: Europe/Amsterdam}")
+    both = {local.replace(tzinfo=AMS, fold=f).astimezone(timezone.utc) for f in (0, 1)}
+    assert len(both) == 2 and got[0] in both
+
+
+def test_explicit_offsets_keep_them_whatever_the_zone(make_workspace):
+    values = ["2024-03-31T02:30:00+05:00", "2024-03-31T02:30:00Z", "2024-03-31 02:30:00 UTC",
+              "2024-03-31T02:30:00.250-03:30", "2024-03-31 02:30:00 +0100",
+              "2024-07-01", "2024-01-01"]
+    got = ts_workspace(make_workspace, values, "timestamps: {timezone: Europe/Amsterdam}")
+    want = [datetime.fromisoformat(v.replace(" UTC", "+00:00")).astimezone(timezone.utc)
+            for v in values[:5]]
+    # a plain date is local midnight in the configured zone
+    want += [utc(datetime(2024, 7, 1)), utc(datetime(2024, 1, 1))]
+    assert got == want
+
+
+@pytest.mark.parametrize("unit", ["s", "ms"])
+def test_epoch_numbers(make_workspace, unit):
+    values = [0, 1_700_000_000, 1_711_846_800, 951_782_400, 4_102_444_800]  # incl. 2000-02-29
+    if unit == "ms":
+        values = [v * 1000 + k * 7 for k, v in enumerate(values)]
+    # the zone does not apply: an epoch is an instant
+    got = ts_workspace(make_workspace, [str(v) for v in values],
+                       f"timestamps: {{unit: {unit}, timezone: America/New_York}}")
+    epoch = datetime(1970, 1, 1, tzinfo=timezone.utc)
+    step = timedelta(seconds=1) if unit == "s" else timedelta(milliseconds=1)
+    assert got == [epoch + v * step for v in values]
+
+
+def test_explicit_format_with_zone(make_workspace):
+    values = ["31/03/2024 01:59", "31/03/2024 03:00", "05/01/2024 12:00"]
+    got = ts_workspace(make_workspace, values,
+                       "timestamps: {format: '%d/%m/%Y %H:%M', timezone: Europe/Amsterdam}")
+    assert got == [utc(datetime.strptime(v, "%d/%m/%Y %H:%M")) for v in values]
