@@ -23,7 +23,7 @@ from .moment.extract import extract_moments
 from .sql import ident
 from .store.schema import COLUMN_DOCS
 from .valence.cache import update_text_scores
-from .valence.rules import effective_rules, rule_window_inputs
+from .valence.rules import add_window_inputs, effective_rules
 from .valence.score import score_events
 from .valence.text import get_scorer
 
@@ -93,10 +93,7 @@ def build(ws: Workspace) -> BuildReport:
     types = journey_types(ws)
     t = time.perf_counter()
     assigned = assign_journeys(events, cfg.journeys, types)
-    window_inputs = {}
-    for i, rule in enumerate(effective_rules(cfg.valence)):
-        window_inputs.update(rule_window_inputs(assigned, i, rule))
-    _materialize(ws, "_km_jn", assigned.mutate(**window_inputs))
+    _materialize(ws, "_km_jn", add_window_inputs(assigned, effective_rules(cfg.valence)))
     narrow = b.table("_km_jn")
     wide = events.drop("event_type", "ts", "person_id", "stage")
     joined = narrow.join(wide, "event_id")

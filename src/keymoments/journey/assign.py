@@ -41,12 +41,13 @@ def _by_type(jtype: ir.StringValue, types: list[JourneyType], value, default):
 
 def assign_journeys(events: ir.Table, config: JourneysConfig, types: list[JourneyType]) -> ir.Table:
     """Narrow rows (``event_id, ts, person_id, event_type, stage``) with
-    ``journey_type``, ``journey_key``, ``journey_id`` and ``seq`` (0-based position in
-    the journey, by time then event id); join them back to the events for more."""
+    ``journey_type``, ``journey_key``, ``journey_id``, ``seq`` (0-based position in
+    the journey, by time then event id) and ``channel_switch`` (1 when the channel
+    differs from the previous event's); join them back to the events for more."""
     keyed = [t for t in types if t.key is not None]
     # narrow rows: sorting them is far cheaper than sorting whole events
     refs = {t.key: events.refs.get(t.key) for t in keyed}
-    e = events.select("event_id", "ts", "person_id", "event_type", "stage",
+    e = events.select("event_id", "ts", "person_id", "event_type", "stage", "channel",
                       **{f"_ref_{k}": v for k, v in refs.items()})
     claims = [(_member(e, t), t.name) for t in types]
     jtype = ibis.cases(*claims, else_=config.catch_all) if claims else ibis.literal(config.catch_all)
@@ -74,6 +75,7 @@ def assign_journeys(events: ir.Table, config: JourneysConfig, types: list[Journe
                     order_by=[e.ts, e.event_id])
     prev_epoch = e._epoch.lag().over(w)
     prev_end = e._is_end.lag().over(w)
+    prev_channel = e.channel.lag().over(w)
     new_run = (
         prev_epoch.isnull()
         | (e._gap.notnull() & ((e._epoch - prev_epoch) > e._gap))
@@ -81,7 +83,8 @@ def assign_journeys(events: ir.Table, config: JourneysConfig, types: list[Journe
         | prev_end.fill_null(False)
     )
     # one sort order for everything: runs, their ids and the position in them
-    e = e.mutate(_new=new_run.cast("int64"), _rn=ibis.row_number().over(w))
+    e = e.mutate(_new=new_run.cast("int64"), _rn=ibis.row_number().over(w),
+                 _prev_channel=prev_channel)
     cumulative = ibis.window(group_by=[e.person_id, e.journey_type, e.journey_key],
                              order_by=[e.ts, e.event_id], following=0)
     e = e.mutate(_run=e._new.sum().over(cumulative),
@@ -91,6 +94,11 @@ def assign_journeys(events: ir.Table, config: JourneysConfig, types: list[Journe
         e.journey_type.concat("|", e.person_id, "|", e.journey_key.fill_null(""), "|",
                               e._run.cast("string"))
     ).hexdigest("md5")
-    e = e.mutate(journey_id=jid.substr(0, 20), seq=e._rn - e._run_rn)
+    # a channel switch: same journey, both channels known, and different
+    switch = ((e._new == 0) & e.channel.notnull() & e._prev_channel.notnull()
+              & (e.channel != e._prev_channel))
+    e = e.mutate(journey_id=jid.substr(0, 20), seq=e._rn - e._run_rn,
+                 channel_switch=switch.cast("int64"))
     return e.drop("_epoch", "_gap", "_is_start", "_is_end", "_new", "_run", "_rn", "_run_rn",
+                  "_prev_channel", "channel",
                   *[c for c in e.columns if c.startswith("_ref_")])

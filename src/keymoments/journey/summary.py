@@ -31,11 +31,12 @@ def moment_candidates(je: ir.Table, moments: MomentsConfig) -> ir.Table:
     """Scored events that can be experience moments: a valence, not an excluded
     stage, and before the journey's first feedback."""
     is_fb = je.stage.isin(moments.exclude_stages).fill_null(False)
-    w = ibis.window(group_by=je.journey_id)
-    first_fb = ibis.cases((is_fb, je.seq), else_=ibis.null().cast("int64")).min().over(w)
-    je = je.mutate(_first_fb=first_fb)
-    keep = je.valence.notnull() & ~is_fb & (je._first_fb.isnull() | (je.seq < je._first_fb))
-    return je.filter(keep).drop("_first_fb")
+    fb = je.filter(is_fb)
+    first_fb = fb.group_by(_fj=fb.journey_id).aggregate(_first_fb=fb.seq.min())
+    scored = je.filter(je.valence.notnull() & ~is_fb)
+    scored = scored.left_join(first_fb, scored.journey_id == first_fb._fj).drop("_fj")
+    keep = scored._first_fb.isnull() | (scored.seq < scored._first_fb)
+    return scored.filter(keep).drop("_first_fb")
 
 
 def summarize_journeys(je: ir.Table, journeys: JourneysConfig, types: list[JourneyType],
@@ -50,13 +51,10 @@ def summarize_journeys(je: ir.Table, journeys: JourneysConfig, types: list[Journ
         cases = [((je.journey_type == n) & je.event_type.isin(v), True) for n, v in table.items()]
         return ibis.cases(*cases, else_=False) if cases else ibis.literal(False)
 
-    wj = ibis.window(group_by=je.journey_id, order_by=[je.ts, je.event_id])
-    prev_ch = je.channel.lag().over(wj)
     is_fb = je.stage.isin(moments.exclude_stages).fill_null(False) & je.v_feedback.notnull()
     churn_ev = je.stage == "churn"
     je = je.mutate(
         _end=flag(ends), _start=flag(starts),
-        _switch=(je.channel.notnull() & prev_ch.notnull() & (je.channel != prev_ch)).cast("int64"),
         _fb=is_fb, _churn=churn_ev.fill_null(False),
     )
     base = je.group_by(["journey_id", "journey_type", "journey_key", "person_id"]).aggregate(
@@ -64,7 +62,7 @@ def summarize_journeys(je: ir.Table, journeys: JourneysConfig, types: list[Journ
         end_ts=je.ts.max(),
         n_events=je.count(),
         channels=je.channel.collect(distinct=True).sort(),
-        channel_switches=je._switch.sum(),
+        channel_switches=je.channel_switch.sum(),
         has_start=je._start.any(),
         has_end=je._end.any(),
         outcome_seq=je.seq.min(where=je._fb),
@@ -77,7 +75,7 @@ def summarize_journeys(je: ir.Table, journeys: JourneysConfig, types: list[Journ
                           ).drop("_j", "_s")
 
     # moment features from the candidates
-    c = moment_candidates(je.drop("_end", "_start", "_switch", "_fb", "_churn"), moments)
+    c = moment_candidates(je.drop("_end", "_start", "_fb", "_churn"), moments)
     wc = ibis.window(group_by=c.journey_id, order_by=[c.seq])
     c = c.mutate(_k=ibis.row_number().over(wc).cast(_F))
     feats = c.group_by("journey_id").aggregate(

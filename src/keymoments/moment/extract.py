@@ -53,9 +53,13 @@ def extract_moments(je: ir.Table, moments: MomentsConfig, outcomes: OutcomesConf
     parts.append(first_tag.select(*_COLS, kind=first_tag.moment, category=ibis.literal("business"),
                                   reason=first_tag.valence_reason))
 
-    wp = ibis.window(group_by=je.person_id, order_by=[je.ts, je.event_id])
-    first_ever = je.mutate(_r=ibis.row_number().over(wp))
-    parts.append(_pick(first_ever.filter(first_ever._r == 0), "first_interaction", "business"))
+    # the person's first event: earliest time, then smallest event id (aggregates
+    # and joins instead of a window over every event)
+    first_ts = je.group_by(_fp=je.person_id).aggregate(_fts=je.ts.min())
+    at_first = je.join(first_ts, [je.person_id == first_ts._fp, je.ts == first_ts._fts])
+    first_id = at_first.group_by(_ip=at_first.person_id).aggregate(_iid=at_first.event_id.min())
+    first_ever = je.join(first_id, [je.person_id == first_id._ip, je.event_id == first_id._iid])
+    parts.append(_pick(first_ever, "first_interaction", "business"))
 
     purchases = je.filter(je.journey_type.isin(outcomes.purchase_types) & (je.seq == 0))
     wpp = ibis.window(group_by=purchases.person_id, order_by=[purchases.ts, purchases.event_id])

@@ -115,6 +115,7 @@ COLUMN_DOCS: dict[str, dict[str, tuple[str, str]]] = {
         "journey_key": ("VARCHAR", "the correlation reference (order id, ticket id) of keyed journeys"),
         "person_id": ("VARCHAR", "the person"),
         "seq": ("BIGINT NOT NULL", "0-based position in the journey (time, then event id)"),
+        "channel_switch": ("BIGINT", "1 when the channel differs from the previous event's in the journey"),
         "ts": ("TIMESTAMPTZ NOT NULL", "when"),
         "event_type": ("VARCHAR", "what happened"),
         "stage": ("VARCHAR", "stage"),

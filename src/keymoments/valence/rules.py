@@ -28,7 +28,7 @@ from ruamel.yaml import YAML
 from ..config.analysis import UNIT_SECONDS, ValenceConfig, ValenceRule
 
 __all__ = ["gap_valence", "rule_inputs", "rule_outputs", "rule_window_inputs", "window_columns",
-           "effective_rules", "default_rules", "WINDOW_KINDS"]
+           "effective_rules", "default_rules", "WINDOW_KINDS", "add_window_inputs"]
 
 _F = "float64"
 
@@ -136,6 +136,28 @@ def rule_window_inputs(e: ir.Table, i: int, rule: ValenceRule) -> dict[str, ir.V
         w = ibis.window(group_by=e.journey_id, order_by=[e.ts, e.event_id], following=0)
         return {f"_x{i}": e.event_type.isin(rule.interrupting).cast("int64").sum().over(w)}
     return {}
+
+
+def add_window_inputs(e: ir.Table, rules: list[ValenceRule]) -> ir.Table:
+    """``e`` with the window inputs of every rule, each computed over only the rows
+    it concerns (contacts; resolutions and interruptions) and joined back, so the
+    sorts are small."""
+    for i, rule in enumerate(rules):
+        if rule.kind == "repeat_contact":
+            sub = e.filter(e.event_type.isin(rule.event_types))
+            w = ibis.window(group_by=sub.person_id, order_by=[sub.ts, sub.event_id])
+            part = sub.select(_eid=sub.event_id, **{f"_p{i}": sub.ts.epoch_seconds().lag().over(w)})
+        elif rule.kind == "first_contact_resolution":
+            sub = e.filter(e.event_type.isin([*rule.event_types, *rule.interrupting]))
+            w = ibis.window(group_by=sub.journey_id, order_by=[sub.ts, sub.event_id], following=0)
+            count = sub.event_type.isin(rule.interrupting).cast("int64").sum().over(w)
+            part = sub.select(_eid=sub.event_id, **{f"_x{i}": count})
+        else:
+            continue
+        e = e.left_join(part, e.event_id == part._eid).drop("_eid")
+        if rule.kind == "first_contact_resolution":
+            e = e.mutate(**{f"_x{i}": e[f"_x{i}"].fill_null(0)})
+    return e
 
 
 def rule_outputs(e: ir.Table, i: int, rule: ValenceRule) -> tuple[ir.FloatingValue, ir.StringValue]:
