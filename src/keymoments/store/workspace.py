@@ -74,6 +74,9 @@ class Workspace:
         except duckdb.IOException as exc:
             raise WorkspaceError(f"cannot open {db}: {exc} (is another keymoments using it?)") from None
         con.execute("SET TimeZone = 'UTC'")
+        # every query that needs an order says so (ORDER BY); letting DuckDB write and
+        # sort without keeping insertion order lets it use both cores
+        con.execute("SET preserve_insertion_order = false")
         if not read_only:
             migrate(con)
         return cls(root, config, con)
