@@ -69,9 +69,10 @@ def stitch(con: duckdb.DuckDBPyConnection, new_events: str) -> int:
         CREATE OR REPLACE TEMP TABLE _km_new_ids AS
         SELECT e.key || ':' || e.value AS identifier, e.key AS kind, e.value AS value,
                min(n.ts) AS first_seen
-        FROM {new_events} n, unnest(map_entries(n.identifiers)) AS t(e)
+        FROM (SELECT identifiers, min(ts) AS ts FROM {new_events} GROUP BY identifiers) n,
+             unnest(map_entries(n.identifiers)) AS t(e)
         GROUP BY ALL
-    """)
+    """)  # distinct identifier sets first: a customer's events repeat the same few
     con.execute("""
         INSERT INTO identifiers (identifier, kind, value, person_id, first_seen)
         SELECT n.identifier, n.kind, n.value, NULL, n.first_seen FROM _km_new_ids n
@@ -87,9 +88,11 @@ def stitch(con: duckdb.DuckDBPyConnection, new_events: str) -> int:
         SELECT least(n.anchor, o) AS a, greatest(n.anchor, o) AS b,
                arg_min(n.event_id, (n.ts, n.event_id)) AS event_id,
                arg_min(n.source, (n.ts, n.event_id)) AS source, min(n.ts) AS ts
-        FROM (SELECT event_id, ts, source, anchor,
+        FROM (SELECT arg_min(event_id, (ts, event_id)) AS event_id, min(ts) AS ts,
+                     arg_min(source, (ts, event_id)) AS source, anchor,
                      list_transform(map_entries(identifiers), e -> e.key || ':' || e.value) AS ids
-              FROM {new_events} WHERE cardinality(identifiers) > 1) n,
+              FROM {new_events} WHERE cardinality(identifiers) > 1
+              GROUP BY anchor, identifiers) n,
              unnest(n.ids) AS t(o)
         WHERE o <> n.anchor
         GROUP BY ALL

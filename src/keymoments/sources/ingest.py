@@ -279,8 +279,18 @@ def _classify(con) -> None:
         JOIN _km_rows r USING ({FILE_COLUMN}, {LINE_COLUMN})
         LEFT JOIN _km_tax t ON t.event_type = m.event_type
         WHERE r.reason IS NULL AND m._km_present
-        QUALIFY row_number() OVER (PARTITION BY m.event_id
-                                   ORDER BY m.{FILE_COLUMN}, m.{LINE_COLUMN}, m._km_slot) = 1
+    """)
+    # an event repeated in the file keeps its first row; found by grouping on the id
+    # alone, so only the few repeated rows are sorted
+    con.execute(f"""
+        DELETE FROM _km_new_events n USING (
+            SELECT event_id, {FILE_COLUMN}, {LINE_COLUMN}, _km_slot FROM _km_new_events
+            WHERE event_id IN (SELECT event_id FROM _km_new_events GROUP BY 1 HAVING count(*) > 1)
+            QUALIFY row_number() OVER (PARTITION BY event_id
+                                       ORDER BY {FILE_COLUMN}, {LINE_COLUMN}, _km_slot) > 1
+        ) d
+        WHERE n.event_id = d.event_id AND n.{FILE_COLUMN} = d.{FILE_COLUMN}
+          AND n.{LINE_COLUMN} = d.{LINE_COLUMN} AND n._km_slot = d._km_slot
     """)
     con.execute("DELETE FROM _km_new_events n USING events e WHERE e.event_id = n.event_id")
     con.execute(f"""
