@@ -81,6 +81,17 @@ def test_config_validates_and_maps_every_file(demo):
     for name, spec in cfg.sources.items():
         assert (out / spec.path).is_file()
         assert spec.path == truth.files[name]
+    # journeys partition events by ref, ticket before order before session; the rest are visits
+    assert [(t.name, t.key) for t in cfg.journeys.types] == [
+        ("issue_resolution", "ticket"), ("purchase", "order"), ("browsing", "session")]
+    assert (cfg.journeys.catch_all, cfg.journeys.catch_all_gap) == ("visit", 1800)
+    # valence: only the rules the truth was planted with, one per non-feedback event type
+    v = cfg.valence
+    assert not v.use_default_rules and v.weights["text"] == 0
+    assert [r.model_dump(exclude_unset=True) for r in v.rules] == truth.peak_end["valence_rules"]
+    covered = Counter(e for r in v.rules for e in r.event_types)
+    feedback = {"csat_answered", "nps_answered", "ces_answered", "review_posted"}
+    assert set(covered) == set(truth.event_types) - feedback and set(covered.values()) == {1}
 
 
 def test_n_events_counts_rows_and_timestamp_cells(demo):
@@ -126,6 +137,18 @@ def test_late_carrier_rate_from_the_orders_file(demo, large):
     assert truth.late_carrier == "SlowShip"
     assert 0.5 < truth.late_rate["SlowShip"] < 0.7
     assert all(0.04 < r < 0.13 for c, r in truth.late_rate.items() if c != "SlowShip")
+
+
+def test_dispatch_against_the_promise_from_the_orders_file(large):
+    truth, f = large
+    o = f["orders"].dropna(subset=["shipped_at"])
+    early = (o["ship_by_at"] - o["shipped_at"]).dt.total_seconds() > 12 * 3600
+    late = o["shipped_at"] > o["ship_by_at"]
+    planted = truth.params["dispatch_share"]
+    assert abs(early.mean() - planted[0]) < 0.02 and abs(late.mean() - planted[2]) < 0.02
+    tj = truth.journeys_table().to_pandas().set_index("ref")
+    assert (tj.loc[o["order_id"], "dispatch"].to_numpy() == np.select(
+        [early, late], ["fast", "late"], "on_time")).all()
 
 
 def test_survey_share_is_a_minority(demo):
@@ -188,11 +211,17 @@ def test_people_found_by_stitching_identifiers(demo):
 
 
 def _ref_events(f: dict[str, pd.DataFrame], ref: str) -> pd.DataFrame:
-    """(ref, ts) of every event carrying ``ref`` (order_id or ticket_id), from the files."""
+    """(ref, ts) of every event of the journeys keyed by ``ref`` (order_id or
+    ticket_id), from the files: journeys partition events by ref, ticket before order
+    (the tickets about an order are journeys of their own)."""
     parts = []
     for name, ts in LONG_TS.items():
-        if ref in f[name].columns:
-            parts.append(f[name].loc[f[name][ref].notna(), [ref, ts]].set_axis([ref, "ts"], axis=1))
+        frame = f[name]
+        if ref in frame.columns:
+            mine = frame[ref].notna()
+            if ref == "order_id" and "ticket_id" in frame.columns:
+                mine &= frame["ticket_id"].isna()
+            parts.append(frame.loc[mine, [ref, ts]].set_axis([ref, "ts"], axis=1))
     if ref == "order_id":
         for col in WIDE["orders"]:
             o = f["orders"]
@@ -211,9 +240,18 @@ def test_journey_truth_matches_the_files(demo):
         assert (got["count"] == tj.loc[got.index, "n_events"]).all()
         assert (got["min"] == tj.loc[got.index, "start"].dt.strftime("%Y-%m-%dT%H:%M:%SZ")).all()
         assert (got["max"] == tj.loc[got.index, "end"].dt.strftime("%Y-%m-%dT%H:%M:%SZ")).all()
-    sessions = f["web_events"].groupby("session_id").size()
+    # a session's journey: its web events without an order id (from checkout on, the order's)
+    web = f["web_events"]
+    sessions = web[web["order_id"].isna()].groupby("session_id")["ts"].agg(["count", "min", "max"])
     tj = table[table["kind"] == "session"].set_index("ref")
-    assert (sessions == tj.loc[sessions.index, "n_events"]).all()
+    assert sorted(sessions.index) == sorted(tj.index) == sorted(web["session_id"].unique())
+    assert (sessions["count"] == tj.loc[sessions.index, "n_events"]).all()
+    assert (sessions["min"] == tj.loc[sessions.index, "start"].dt.strftime("%Y-%m-%dT%H:%M:%SZ")).all()
+    # every event with a ticket, order or session ref is in exactly one journey
+    with_ref = sum(int(fr[[c for c in ("ticket_id", "order_id", "session_id") if c in fr.columns]]
+                       .notna().any(axis=1).sum()) for name, fr in f.items() if name in LONG_TS)
+    with_ref += int(f["orders"][WIDE["orders"]].notna().sum().sum())
+    assert int(table["n_events"].sum()) == with_ref
     listed = {j["ref"]: j for j in truth.journeys}
     assert set(listed) == set(table.loc[table["kind"] != "session", "ref"])
     assert set(truth.valleys) == set(listed)
@@ -221,10 +259,11 @@ def test_journey_truth_matches_the_files(demo):
 
 def test_valleys_are_events_of_their_journey(demo):
     _, truth, f = demo
-    events = set()  # (ref, event type, ts) of every event with an order or ticket ref
-    for name, ref in (("web_events", "order_id"), ("tickets", "order_id"), ("tickets", "ticket_id")):
-        rows = f[name].dropna(subset=[ref])
-        events |= set(zip(rows[ref], rows["event"], rows["ts"]))
+    events = set()  # (ref, event type, ts) of every event of an order or ticket journey
+    web = f["web_events"].dropna(subset=["order_id"])
+    events |= set(zip(web["order_id"], web["event"], web["ts"]))
+    tickets = f["tickets"]
+    events |= set(zip(tickets["ticket_id"], tickets["event"], tickets["ts"]))
     wide = {"order_placed": "order_placed_at", "payment_approved": "payment_approved_at",
             "order_shipped": "shipped_at", "order_delivered": "delivered_at",
             "order_cancelled": "cancelled_at"}  # fmt: skip
@@ -236,6 +275,7 @@ def test_valleys_are_events_of_their_journey(demo):
         assert (ref, valley["event_type"], valley["ts"]) in events, (ref, valley)
     kinds = Counter(v["event_type"] for v in truth.valleys.values())
     assert kinds["order_delivered"] and kinds["payment_failed"]  # late deliveries, failed payments
+    assert kinds["agent_reply"] and kinds["transferred"]  # slow replies, transfers
 
 
 def test_remembered_score_follows_the_planted_weights(demo, large):

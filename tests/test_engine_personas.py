@@ -128,7 +128,7 @@ def test_ticket_with_wait_transfer_and_resolution(built):
     peak = moment(built, jid, "peak")[0]
     # resolved after a transfer: the first-contact rule's else_valence 0.2
     assert peak["et"] == "ticket_resolved" and peak["valence"] == pytest.approx(0.2)
-    assert "after a transfer" in peak["reason"]
+    assert "only after transferred" in peak["reason"]
     farewell = moment(built, jid, "farewell")[0]
     assert farewell["event_id"] == peak["event_id"]
     assert j["channel_switches"] == 1  # chat -> phone

@@ -2,9 +2,11 @@
 
 A session walks the designed path (page views, product views, add to cart, checkout)
 as far as the visitor goes. Some buyers loop back from checkout to product pages
-before paying (the detour), some payments fail first. Logged-out visitors carry only
-a cookie, a fresh one when they cleared it or use a new device; guests type their
-email at checkout, which later links the cookie to the person.
+before paying (the detour), some payments fail first. Once checkout starts, the
+session's web events carry the order id (the cart becomes the order), so they belong
+to the order's journey. Logged-out visitors carry only a cookie, a fresh one when they
+cleared it or use a new device; guests type their email at checkout, which later
+links the cookie to the person.
 
 >>> from .params import ShopParams
 >>> rng = np.random.default_rng(0)
@@ -20,8 +22,9 @@ import numpy as np
 
 from .blocks import Block, expand, within
 from .params import CARRIERS, CATEGORIES, DAY, DISCOVERY, ET, HOUR, VALENCE, ShopParams
+from .valence import DISPATCH, LATE_DELIVERY, expectation_valence
 
-__all__ = ["WEB_SLOTS", "CHECKOUT_SLOTS", "browse", "place_orders", "web_valence"]
+__all__ = ["WEB_SLOTS", "CHECKOUT_SLOTS", "ORDER_SLOTS", "browse", "place_orders", "web_valence"]
 
 #: Event type of each session slot, in order: the designed path, then the detour back
 #: from checkout to product pages, then a failed payment.
@@ -29,8 +32,10 @@ WEB_SLOTS = np.array([ET[e] for e in (
     "page_view", "product_view", "add_to_cart", "checkout_started",
     "product_view", "checkout_started", "payment_failed",
 )])  # fmt: skip
-#: Slots that belong to the checkout (they carry the order id and a guest's email).
+#: Slots of the checkout pages (where a guest types an email).
 CHECKOUT_SLOTS = np.array([False, False, False, True, False, True, True])
+#: Slots after checkout started (in converting sessions they carry the order id).
+ORDER_SLOTS = np.array([False, False, False, True, True, True, True])
 _WEB_GAP = np.array([40.0, 60.0, 30.0, 45.0, 50.0, 30.0, 20.0])  # mean seconds before
 
 
@@ -92,7 +97,8 @@ def browse(
 
 def place_orders(rng: np.random.Generator, p: ShopParams, s: Block, counters: dict[str, int]) -> Block:
     """The orders of the converting sessions ``s``: the wide order timeline (``-1`` for
-    a milestone that does not happen), promise, carrier, amount."""
+    a milestone that does not happen), promises (``ship_by``, ``estimate``), carrier,
+    amount, and the planted valences of the shipment and the delivery."""
     conv = np.flatnonzero(s["conv"])
     O = len(conv)
     counters["order"] += O
@@ -103,17 +109,26 @@ def place_orders(rng: np.random.Generator, p: ShopParams, s: Block, counters: di
     base = np.array([180.0, 45.0, 70.0, 30.0, 18.0, 35.0])[category]
     amount = np.round(base * np.exp(rng.normal(0, 0.5, O)), 2)
     cancelled = rng.random(O) < p.cancel_share
-    shipped = approved + (rng.uniform(0.2, 2.0, O) * DAY).astype(np.int64)
+    # the shop promises to ship by 18:00 the next day: most parcels leave within the
+    # last 12 hours before that, some within hours of the payment (over 12 hours early:
+    # ``ship_by - 13 h`` is at least 5 hours after the payment), some late
+    ship_by = (placed // DAY + 1) * DAY + 18 * HOUR
+    dispatch = rng.choice(3, O, p=p.dispatch_share)  # fast, on time, late
+    fast = np.minimum(approved + rng.uniform(0.1, 0.4, O) * DAY, ship_by - 13 * HOUR)
+    window = np.maximum(approved, ship_by - 12 * HOUR)
+    shipped = np.select(
+        [dispatch == 0, dispatch == 1],
+        [fast, window + rng.random(O) * (ship_by - window)],
+        ship_by + rng.uniform(2 * HOUR, 2 * DAY, O),
+    ).astype(np.int64)  # fmt: skip
+    v_shipped = expectation_valence((shipped - ship_by) / HOUR, DISPATCH)
     estimate = (placed // DAY + np.asarray(p.promise_days)[carrier]) * DAY + 20 * HOUR
     late = ~cancelled & (rng.random(O) < np.asarray(p.late_prob)[carrier])
+    # on time: before the estimate (an hour at least), so ``late`` is "after the estimate"
     on_time = shipped + 6 * HOUR + rng.random(O) * (estimate - HOUR - shipped - 6 * HOUR)
     late_at = estimate + rng.uniform(3 * HOUR, 4 * DAY, O)
     delivered = np.where(late, late_at, on_time).astype(np.int64)
-    days_late = (delivered - estimate) / DAY
-    v_delivered = np.where(
-        late, np.maximum(-0.4 - 0.15 * days_late, -1.0),
-        np.where(days_late < -1, VALENCE["order_delivered_early"], VALENCE["order_delivered_on_time"]),
-    )  # fmt: skip
+    v_delivered = expectation_valence((delivered - estimate) / DAY, LATE_DELIVERY)
     cancel_at = approved + rng.integers(HOUR, 30 * HOUR, O)
     return {
         "order": s["order"][conv],
@@ -134,5 +149,8 @@ def place_orders(rng: np.random.Generator, p: ShopParams, s: Block, counters: di
         "amount": amount,
         "late": late,
         "v_delivered": v_delivered,
+        "ship_by": ship_by,
+        "dispatch": np.where(cancelled, -1, dispatch),
+        "v_shipped": v_shipped,
         "phone_fmt": rng.choice([2, 0, 3], O),
     }

@@ -21,7 +21,7 @@ import numpy as np
 from .blocks import Block
 from .browsing import web_valence
 from .params import ET, SCALES, SURVEYS, TYPE_VALENCE
-from .world import CRM_MILESTONES, ORDER_MILESTONES, World
+from .world import CRM_MILESTONES, ORDER_MILESTONES, World, milestone_valence
 
 __all__ = ["CHANNELS", "COLUMNS", "event_log"]
 
@@ -52,11 +52,12 @@ def _order_milestone(w: World, col: str, event: str) -> _Source:
     return {
         "ts": lambda: o[col][rows], "etype": lambda: ET[event], "cust": lambda: o["cust"][rows],
         "order": lambda: o["order"][rows],
-        "valence": lambda: o["v_delivered"][rows] if col == "delivered" else TYPE_VALENCE[ET[event]],
+        "valence": lambda: milestone_valence(o, col, rows),
         "channel": lambda: 2 if delivery else o["app"][rows].astype(np.int64),
         "amount": lambda: o["amount"][rows],
         "carrier": lambda: np.where(o["cancelled"][rows] >= 0, -1, o["carrier"][rows]),
-        "expected": lambda: o["estimate"][rows] if col == "delivered" else -1,
+        "expected": lambda: o["estimate"][rows] if col == "delivered" else
+        o["ship_by"][rows] if col == "shipped" else -1,
     }  # fmt: skip
 
 
@@ -122,7 +123,7 @@ def event_log(world: World, columns: Iterable[str] = COLUMNS, with_refs: bool = 
 
     ``valence`` is the planted valence (NaN for feedback: surveys and reviews);
     ``rating``/``scale`` hold survey scores and review stars (``scale`` indexes
-    ``("csat", "nps", "ces", "stars")``); ``expected`` is the promised delivery time;
+    ``("csat", "nps", "ces", "stars")``); ``expected`` is the promised dispatch or delivery time;
     ``channel`` indexes :data:`CHANNELS`. Missing values are -1 (NaN for floats).
     """
     sources = _sources(world, with_refs)

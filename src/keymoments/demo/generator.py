@@ -29,7 +29,7 @@ from .truth import DemoTruth, build_truth
 from .params import AGENTS, CARRIERS, EVENT_TYPES, SCALES, ShopParams
 from .world import World, restrict, simulate
 
-__all__ = ["generate_demo", "write_flat_events_parquet", "DemoTruth", "CONFIG_NAME"]
+__all__ = ["generate_demo", "demo_world", "write_flat_events_parquet", "DemoTruth", "CONFIG_NAME"]
 
 CONFIG_NAME = "keymoments.yaml"
 #: Events per customer of the default shop, measured; only a first guess for sizing.
@@ -76,6 +76,17 @@ def _subset(per_customer: np.ndarray, target: int, seed: int) -> np.ndarray:
     return keep
 
 
+def demo_world(n_events: int = 20_000, seed: int = 7, params: ShopParams | None = None) -> World:
+    """The simulated shop :func:`generate_demo` writes for these ``n_events`` and
+    ``seed`` (the same arrays: an oracle for tests of what the engine finds).
+
+    >>> import tempfile
+    >>> demo_world(1_000, seed=1).n_events == generate_demo(tempfile.mkdtemp(), 1_000, 1).n_events
+    True
+    """
+    return _world_of_size(n_events, seed, params)
+
+
 def generate_demo(
     out_dir: str | Path, n_events: int = 20_000, seed: int = 7, fmt: str = "csv"
 ) -> DemoTruth:
@@ -91,7 +102,7 @@ def generate_demo(
         raise ValueError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    world = _world_of_size(n_events, seed)
+    world = demo_world(n_events, seed)
     labels = Labels(world)
     tables = source_tables(world, labels)
     mappings = source_mappings(EXTENSIONS[fmt])

@@ -1,17 +1,22 @@
 """Per-journey truth: every session, order and ticket journey of a demo with its span,
 event count, moments, remembered score, valley and survey answer.
 
-A journey here is every event carrying its ref: an order journey is the checkout
-events, the order's milestones, the tickets about the order, its survey answers and
-reviews; a ticket journey is the ticket's events and its survey answers; a session
-journey is the session's web events. Moments (first, peak, valley, end) are taken over
-the journey's events in time order, except feedback (surveys and reviews).
+Journeys partition the events as the engine's journey types do (see the demo's
+``keymoments.yaml``): an event belongs to the journey of its ticket if it has one,
+else of its order, else of its session. So a ticket journey is the ticket's events
+and its survey answers; an order journey is the web events from checkout on (they
+carry the order id), the order's milestones, its survey answers and reviews, but not
+the tickets about it; a session journey is the session's other web events. Events
+with none of these refs (the CRM's) are not listed. Moments (first, peak, valley,
+end) are taken over the journey's events in time order, except feedback (surveys and
+reviews); feedback always comes after the journey's other events.
 
 Columns: ``kind`` (session, order, ticket), ``ref`` (its id), ``customer_id`` (the true
 person), ``start``, ``end``, ``n_events``; the moments ``first``, ``peak``, ``valley``,
 ``end_valence`` and the ``remembered`` score; the worst event (``valley_event``,
 ``valley_ts``); the survey answered about it (``survey``, ``score``); and what was
-planted: ``carrier``, ``late``, ``detour``, ``cancelled``, ``guest`` (orders),
+planted: ``carrier``, ``dispatch`` (fast, on_time, late), ``late`` (delivered after the
+estimate), ``detour``, ``cancelled``, ``guest`` (orders),
 ``agent`` (first agent), ``channel``, ``transferred``, ``reopened``, ``resolved``,
 ``switch_step`` (0, 1: the unresolved chats, 2: the call) (tickets),
 ``discovery_source``, ``converted``, ``detour`` (sessions).
@@ -37,21 +42,26 @@ from .params import AGENTS, CARRIERS, DISCOVERY, EVENT_TYPES, SURVEYS, TICKET_CH
 from .tables import TS, Labels
 from .world import World
 
-__all__ = ["journey_table"]
+__all__ = ["journey_table", "DISPATCH_KINDS"]
+
+#: How an order was shipped against the promised dispatch time.
+DISPATCH_KINDS = ("fast", "on_time", "late")
 
 
 def _journeys(world: World, kind: str, log: Block) -> dict[str, np.ndarray]:
     """Span (over all events) and moments (over valenced events) of every journey of
     ``kind``, keyed by entity number."""
     if kind == "session":  # web events are already session by session, in time order
-        e = world.web
-        sess = e["session"]
+        rows = np.flatnonzero(world.web_order() < 0)  # from checkout on: the order's
+        e = {k: v[rows] for k, v in world.web.items()}
+        sess = e["session"]  # every session keeps its first page view
         starts = np.flatnonzero(np.r_[True, sess[1:] != sess[:-1]]) if len(sess) else sess
         span = m = run_moments(starts, e["ts"], web_valence(e["slot"]))
         span.key = sess[starts]
-        etype, ts = world.web_etype(), e["ts"]
+        m.valley_at = rows[m.valley_at]
+        etype, ts = world.web_etype(), world.web["ts"]
     else:
-        key = log[kind]
+        key = log[kind] if kind == "ticket" else np.where(log["ticket"] >= 0, -1, log["order"])
         span = journey_moments(key, log["ts"], np.zeros(len(key)))
         m = journey_moments(np.where(np.isnan(log["valence"]), -1, key), log["ts"], log["valence"])
         etype, ts = log["etype"], log["ts"]
@@ -78,10 +88,12 @@ def journey_table(world: World, lab: Labels) -> pa.Table:
         n = len(keys)
         none = np.full(n, -1)
         survey, score, carrier, agent, channel, utm, step = none, none, none, none, none, none, none
+        dispatch = none
         flags: dict[str, np.ndarray] = {}
         if kind == "order":
             survey, score = o["survey"][keys], o["score"][keys]
             carrier = np.where(o["cancelled"][keys] >= 0, -1, o["carrier"][keys])
+            dispatch = np.where(o["shipped"][keys] >= 0, o["dispatch"][keys], -1)
             delivered = o["delivered"][keys]
             flags = {
                 "late": (delivered >= 0) & (delivered > o["estimate"][keys]),
@@ -111,6 +123,7 @@ def journey_table(world: World, lab: Labels) -> pa.Table:
             "survey": codes_to_strings(survey, SURVEYS),
             "score": pa.array(score, mask=score < 0),
             "carrier": codes_to_strings(carrier, CARRIERS),
+            "dispatch": codes_to_strings(dispatch, DISPATCH_KINDS),
             "agent": codes_to_strings(agent, AGENTS),
             "channel": codes_to_strings(channel, TICKET_CHANNELS),
             "discovery_source": codes_to_strings(utm, DISCOVERY),

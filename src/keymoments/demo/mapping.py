@@ -1,9 +1,13 @@
-"""The ``sources:`` mapping of the demo's exports, and ``keymoments.yaml`` text for it.
+"""The ``sources:`` mapping of the demo's exports, and ``keymoments.yaml`` text for it,
+with the journey types and valence rules that make the engine see the journeys and
+valences the demo planted (see :mod:`.valence` and :mod:`.journeys`).
 
 >>> from keymoments.config import load_config_text
 >>> cfg = load_config_text(config_yaml(source_mappings("csv")))
 >>> sorted(cfg.sources)[:3], cfg.sources["orders"].events[3].expectation.kind
 (['customers', 'orders', 'reviews'], 'promised_delivery')
+>>> [t.key for t in cfg.journeys.types], cfg.valence.use_default_rules
+(['ticket', 'order', 'session'], False)
 """
 
 from __future__ import annotations
@@ -12,7 +16,10 @@ import json
 import re
 from typing import Any
 
-__all__ = ["source_mappings", "flat_mapping", "config_yaml", "to_yaml"]
+from .valence import valence_rules
+
+__all__ = ["source_mappings", "flat_mapping", "journeys_config", "valence_config", "config_yaml",
+           "to_yaml"]  # fmt: skip
 
 _IDS = {"customer_id": "customer_id", "email": "email", "phone": "phone"}
 
@@ -58,7 +65,8 @@ def source_mappings(ext: str) -> dict[str, dict[str, Any]]:
             "events": [
                 _wide("order_placed", "order_placed_at"),
                 _wide("payment_approved", "payment_approved_at"),
-                _wide("order_shipped", "shipped_at", channel={"value": "delivery"}),
+                _wide("order_shipped", "shipped_at", channel={"value": "delivery"},
+                      expectation={"kind": "promised_dispatch", "ts": "ship_by_at"}),
                 _wide("order_delivered", "delivered_at", channel={"value": "delivery"},
                       expectation={"kind": "promised_delivery", "ts": "estimated_delivery_at"}),
                 _wide("order_cancelled", "cancelled_at"),
@@ -106,6 +114,37 @@ def source_mappings(ext: str) -> dict[str, dict[str, Any]]:
     }
 
 
+def journeys_config() -> dict[str, Any]:
+    """Journey types, tried in order: an event with a ticket ref belongs to its ticket's
+    journey, else to its order's, else to its session's; the CRM's events (no ref)
+    fall to 30-minute visits. Browsing is done once a product goes in the cart (from
+    checkout on, a converting session's events are the order's)."""
+    return {
+        "catch_all": "visit",
+        "catch_all_gap": "30m",
+        "types": [
+            {"name": "issue_resolution", "key": "ticket", "start": ["ticket_opened"],
+             "end": ["ticket_resolved"], "abandon_after": "30d"},
+            {"name": "purchase", "key": "order", "start": ["checkout_started", "order_placed"],
+             "end": ["order_delivered", "order_cancelled"], "abandon_after": "60d"},
+            {"name": "browsing", "key": "session", "start": ["page_view"],
+             "end": ["add_to_cart", "checkout_started"], "abandon_after": "1d"},
+        ],
+    }  # fmt: skip
+
+
+def valence_config() -> dict[str, Any]:
+    """Valence exactly as planted: only the demo's rules (:mod:`.valence`), ratings
+    mapped linearly around each scale's midpoint (the demo draws answers that way),
+    and no text sentiment (comments are feedback, not experience)."""
+    return {
+        "use_default_rules": False,
+        "weights": {"feedback": 1.0, "rules": 1.0, "text": 0.0},
+        "neutral": {"nps10": 5, "csat5": 3, "ces7": 4, "stars5": 3},
+        "rules": valence_rules(),
+    }
+
+
 def flat_mapping(path: str) -> dict[str, Any]:
     """Mapping of the flat benchmark file (see ``write_flat_events_parquet``)."""
     return {
@@ -140,15 +179,23 @@ def _scalar(v: Any) -> str:
     return json.dumps(s, ensure_ascii=False)
 
 
+def _scalars(v: Any) -> bool:
+    return isinstance(v, list) and all(not isinstance(x, (dict, list)) for x in v)
+
+
 def _is_flat(d: Any) -> bool:
     return isinstance(d, dict) and all(
-        not isinstance(v, (dict, list)) or (isinstance(v, dict) and _is_flat(v) and len(v) == 1)
+        not isinstance(v, (dict, list)) or _scalars(v)
+        or (isinstance(v, dict) and _is_flat(v) and len(v) == 1)
         for v in d.values()
     )
 
 
-def _flow(d: dict[str, Any]) -> str:
-    items = (f"{_scalar(k)}: {_flow(v) if isinstance(v, dict) else _scalar(v)}" for k, v in d.items())
+def _flow(d: dict[str, Any] | list[Any]) -> str:
+    if isinstance(d, list):
+        return "[" + ", ".join(_scalar(x) for x in d) + "]"
+    items = (f"{_scalar(k)}: {_flow(v) if isinstance(v, (dict, list)) else _scalar(v)}"
+             for k, v in d.items())  # fmt: skip
     return "{" + ", ".join(items) + "}"
 
 
@@ -165,7 +212,8 @@ def to_yaml(data: Any, indent: int = 0) -> str:
     lines: list[str] = []
     if isinstance(data, dict):
         for k, v in data.items():
-            if isinstance(v, dict) and _is_flat(v) and len(_flow(v)) + indent + len(str(k)) < 96:
+            if ((isinstance(v, dict) and _is_flat(v) or _scalars(v))
+                    and len(_flow(v)) + indent + len(str(k)) < 96):
                 lines.append(f"{pad}{_scalar(k)}: {_flow(v)}")
             elif isinstance(v, (dict, list)):
                 lines.append(f"{pad}{_scalar(k)}:")
@@ -192,5 +240,7 @@ def config_yaml(sources: dict[str, dict[str, Any]], name: str = "demo") -> str:
     header = (
         "# keymoments workspace of the generated demo shop (see truth.json for what was planted).\n"
         "# Each source maps one export to events; wide tables list one event per timestamp column.\n"
+        "# Journeys and valence rules are the ones the demo's truth was planted with.\n"
     )
-    return header + to_yaml({"version": 1, "name": name, "sources": sources})
+    return header + to_yaml({"version": 1, "name": name, "sources": sources,
+                             "journeys": journeys_config(), "valence": valence_config()})

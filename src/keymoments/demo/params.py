@@ -45,17 +45,19 @@ SURVEYS = ("csat", "nps", "ces")
 #: scale ("the company made it easy"): higher is better, like the others.
 SCALES = {"csat": (1, 5), "nps": (0, 10), "ces": (1, 7), "stars": (1, 5)}
 
-#: Planted valence of each kind of moment. Deliveries and agent replies depend on the
-#: promise and the SLA (see :class:`ShopParams`); feedback events have none.
+#: Planted valence of each kind of moment. Shipments, deliveries and agent replies
+#: depend on the promises and the SLA (see :mod:`.valence`); feedback events have none.
 VALENCE = {
     "page_view": 0.0, "product_view": 0.1, "add_to_cart": 0.2, "checkout_started": 0.2,
     "payment_failed": -0.6, "account_created": 0.2, "order_placed": 0.4, "payment_approved": 0.3,
-    "order_shipped": 0.3, "order_delivered_on_time": 0.8, "order_delivered_early": 0.9,
+    "order_shipped": 0.3, "order_shipped_fast": 0.9, "order_delivered_on_time": 0.8,
+    "order_delivered_early": 0.9,
     "order_cancelled": -0.5, "ticket_opened": -0.2, "agent_reply_within_sla": 0.3,
     "transferred": -0.5, "ticket_resolved": 0.8, "ticket_reopened": -0.7,
     "ticket_resolved_after_reopen": 0.5, "subscription_cancelled": -0.5, "loyalty_joined": 0.6,
 }  # fmt: skip
-#: Valence by event type code, NaN where it depends on the event (or for feedback).
+#: Valence by event type code: NaN for feedback and where it depends on the event
+#: (deliveries, replies), the on-time value for shipments, the first for resolutions.
 TYPE_VALENCE = np.array([VALENCE.get(name, np.nan) for name in EVENT_TYPES])
 
 
@@ -63,10 +65,17 @@ TYPE_VALENCE = np.array([VALENCE.get(name, np.nan) for name in EVENT_TYPES])
 class ShopParams:
     """Every planted rate of the simulation (the truth records them).
 
-    Late deliveries score ``-0.4 - 0.15 * days late`` (floor -1), deliveries more than a
-    day early 0.9, others 0.8. A reply within the SLA scores +0.3, a later one
-    ``-0.3 - 0.2 * min(wait/SLA - 1, 3)``; the poor-welcome agent's first replies lose a
-    further 0.3; the inconsistent agent's replies score uniformly in [-0.9, 0.9].
+    Valences follow the rules of :mod:`.valence` (the ones the demo's
+    ``keymoments.yaml`` gives the engine): parcels shipped fast (more than 12 hours
+    before the promised dispatch) score 0.9, late ones -0.2 to -0.6, others 0.3; late
+    deliveries score ``-0.4 - 0.15 * days late`` (floor -1), deliveries more than a day
+    early 0.9, others 0.8; a reply within the SLA scores +0.3, a later one
+    ``-0.3 - 0.2 * min(wait/SLA - 1, 3)``. So agents show only through what the
+    exports record: the poor-welcome agent's first replies wait
+    ``poor_welcome_wait_ratio`` times the SLA (median); the inconsistent agent's wait
+    ratios spread ``inconsistent_wait_sd`` (log scale) around a good median
+    (``inconsistent_wait_median``), and customers answer about that agent's tickets
+    with more noise (``inconsistent_noise_sd``).
     """
 
     start: int = 1_704_067_200  # 2024-01-01T00:00:00Z
@@ -88,6 +97,7 @@ class ShopParams:
     carrier_share: tuple[float, ...] = (0.25, 0.30, 0.25, 0.20)
     late_prob: tuple[float, ...] = (0.60, 0.08, 0.08, 0.08)
     promise_days: tuple[int, ...] = (4, 5, 5, 6)
+    dispatch_share: tuple[float, ...] = (0.35, 0.55, 0.10)  # shipped fast, on time, late
     ticket_when_late: float = 0.5
     ticket_after_payment_fail: float = 0.2
     ticket_product_issue: float = 0.05
@@ -98,8 +108,10 @@ class ShopParams:
     reopen_prob: float = 0.08
     switch_share: float = 0.15
     poor_welcome_agent: int = 6  # agent_07
-    poor_welcome_wait_ratio: float = 2.8
+    poor_welcome_wait_ratio: float = 4.0
     inconsistent_agent: int = 10  # agent_11
+    inconsistent_wait_median: float = 0.35
+    inconsistent_wait_sd: float = 1.2
     noise_sd: float = 0.15
     inconsistent_noise_sd: float = 0.7
     survey_base: float = 0.14

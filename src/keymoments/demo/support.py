@@ -22,6 +22,7 @@ import numpy as np
 
 from .blocks import Block, cat, expand, within
 from .params import AGENTS, DAY, ET, EVENT_TYPES, HOUR, TYPE_VALENCE, VALENCE, ShopParams
+from .valence import REPLY_SLA, expectation_valence
 
 __all__ = ["TICKET_SLOTS", "open_tickets", "ticket_events"]
 
@@ -107,12 +108,19 @@ def ticket_events(
     owner, slot, pos = expand(k)
     n = len(owner)
     sla_s = np.asarray(p.sla_minutes)[ch][owner] * 60
+    agent = np.select([np.isin(slot, (0, 6)), np.isin(slot, (1, 2, 3)), tr[owner]],
+                      [-1, a[owner], b[owner]], default=a[owner])  # fmt: skip
     poor = a[owner] == p.poor_welcome_agent
     ratio = np.exp(rng.normal(np.log(0.5), 0.6, n))
     first_ratio = np.where(poor, np.exp(rng.normal(np.log(p.poor_welcome_wait_ratio), 0.35, n)),
                            np.exp(rng.normal(np.log(0.45), 0.6, n)))  # fmt: skip
+    ratio = np.where(slot == 1, first_ratio, ratio)
+    # the inconsistent agent: sometimes quick, sometimes very slow (capped at 6x the SLA)
+    erratic = np.exp(rng.normal(np.log(p.inconsistent_wait_median), p.inconsistent_wait_sd, n))
+    erratic = np.minimum(erratic, 6.0)
+    ratio = np.where(agent == p.inconsistent_agent, erratic, ratio)
     is_reply = np.isin(slot, _REPLY_SLOTS)
-    wait = np.where(slot == 1, first_ratio, ratio) * sla_s
+    wait = ratio * sla_s
     wait = np.where(is_reply, np.maximum(wait, 5), 0).astype(np.int64)
     by_email = ch[owner] == 1
     think = np.where(by_email, rng.uniform(HOUR, DAY, n), rng.uniform(30, 600, n))
@@ -124,13 +132,9 @@ def ticket_events(
     ).astype(np.int64)
     gap = np.where(slot == 0, 0, np.maximum(gap, 5))
     ts = t["opened"][owner] + within(k.sum(1), gap)
-    agent = np.select([np.isin(slot, (0, 6)), np.isin(slot, (1, 2, 3)), tr[owner]],
-                      [-1, a[owner], b[owner]], default=a[owner])  # fmt: skip
     etype = TICKET_SLOTS[slot]
-    r = wait / sla_s
-    v_reply = np.where(r <= 1, VALENCE["agent_reply_within_sla"], -0.3 - 0.2 * np.minimum(r - 1, 3))
-    v_reply = np.where((slot == 1) & poor, v_reply - 0.3, v_reply)
-    v_reply = np.where(agent == p.inconsistent_agent, rng.uniform(-0.9, 0.9, n), v_reply)
+    # valences by the demo's rules (see .valence): replies against the SLA, resolutions
+    v_reply = expectation_valence((wait - sla_s) / sla_s, REPLY_SLA)
     v = np.where(is_reply, v_reply, TYPE_VALENCE[etype])
     v = np.where(slot == 8, VALENCE["ticket_resolved_after_reopen"], v)
     events = {

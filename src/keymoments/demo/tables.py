@@ -189,6 +189,7 @@ def orders_table(w: World, lab: Labels) -> pa.Table:
         "shipped_at": _ts(o["shipped"]),
         "delivered_at": _ts(o["delivered"]),
         "cancelled_at": _ts(o["cancelled"]),
+        "ship_by_at": _ts(o["ship_by"]),
         "estimated_delivery_at": _ts(o["estimate"]),
         "carrier": codes_to_strings(np.where(shipped, o["carrier"], -1), CARRIERS),
         "amount": pa.array(o["amount"]),

@@ -23,8 +23,9 @@ import pyarrow.parquet as pq
 from .columns import iso_timestamps
 from .journeys import journey_table
 from .moments import WEIGHTS
-from .params import AGENTS, CARRIERS, DISCOVERY, SCALES, SURVEYS, VALENCE
+from .params import AGENTS, CARRIERS, DISCOVERY, ET, SCALES, SURVEYS, VALENCE
 from .tables import Labels
+from .valence import valence_rules
 from .world import World
 
 __all__ = ["DemoTruth", "JSON_JOURNEYS_LIMIT", "build_truth", "TRUTH_FILE", "JOURNEYS_FILE"]
@@ -47,10 +48,12 @@ class DemoTruth:
 
     Planted: ``late_carrier`` delivers late (after ``estimated_delivery_at``) far more
     often (``late_rate`` per carrier, on delivered orders); ``poor_welcome_agent`` keeps
-    customers waiting on first replies, with low CSAT after; ``inconsistent_agent`` has
-    the widest CSAT spread (``agents``); ``switchers`` gave up on chat twice, then
-    called; ``detour`` buyers went back to product pages after starting checkout;
-    ``peak_end`` is the model survey answers are drawn from; ``effects``, ``churn``,
+    customers waiting on first replies, with low CSAT after; ``inconsistent_agent`` keeps
+    erratic waits and has the widest CSAT spread (``agents``); ``switchers`` gave up on
+    chat twice, then called; ``detour`` buyers went back to product pages after starting
+    checkout; ``peak_end`` is the model survey answers are drawn from (over journeys
+    that partition the events, with the valences of ``peak_end["valence_rules"]``, the
+    rules the demo's ``keymoments.yaml`` gives the engine); ``effects``, ``churn``,
     ``discovery`` and ``survey`` are measured on the exports. ``journeys`` and
     ``valleys`` (ref -> worst event) are listed when small; ``journeys_file`` always
     holds every journey (see :mod:`.journeys`).
@@ -136,9 +139,16 @@ def _persons_stitchable(world: World) -> int:
 
 
 def _switchers(world: World, lab: Labels) -> list[dict[str, Any]]:
-    """Customers who had two chats without a resolution, then called (all three exported)."""
-    t = world.tickets
+    """Customers who had two chats without a resolution, then called and were helped
+    (all three tickets, and the call's resolution, in the exports)."""
+    t, e = world.tickets, world.ticket_events
+    resolved = np.zeros(len(t["ticket"]), bool)
+    resolved[e["ticket"][e["etype"] == ET["ticket_resolved"]]] = True
+    chain_done = np.zeros(int(t["chain"].max()) + 1 if len(t["chain"]) else 0, bool)
+    called = (t["chain_pos"] == 2) & resolved
+    chain_done[t["chain"][called]] = True
     idx = np.flatnonzero((t["chain"] >= 0) & t["exported"])
+    idx = idx[chain_done[t["chain"][idx]]]
     idx = idx[np.lexsort((t["chain_pos"][idx], t["chain"][idx]))]
     chain = t["chain"][idx]
     tickets = lab.ticket(t["ticket"][idx]).to_pylist()
@@ -252,6 +262,8 @@ def _peak_end(world: World) -> dict[str, Any]:
         "noise_sd_inconsistent_agent": p.inconsistent_noise_sd,
         "scales": {k: list(v) for k, v in SCALES.items()},
         "valence": dict(VALENCE),
+        "valence_rules": valence_rules(),
+        "journeys": "events partition into journeys by ref: ticket, else order, else session",
         "moments_over": "the journey's events in time order, except surveys and reviews",
     }  # fmt: skip
 
@@ -306,6 +318,7 @@ def build_truth(
             "orders": int(o["detour"].sum()),
             "share_of_orders": _rate(o["detour"], np.ones(len(o["order"]), bool)),
             "path": ["checkout_started", "product_view", "checkout_started"],
+            "journey": "purchase: web events from checkout on carry the order id",
             "designed": ["page_view", "product_view", "add_to_cart", "checkout_started", "order_placed"],
         },
         peak_end=_peak_end(world),

@@ -22,14 +22,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from .blocks import Block, cat, renumber, take
-from .browsing import CHECKOUT_SLOTS, WEB_SLOTS, browse, place_orders, web_valence
+from .browsing import ORDER_SLOTS, WEB_SLOTS, browse, place_orders, web_valence
 from .comments import LANGUAGES
 from .feedback import answer_surveys, write_reviews
 from .moments import WEIGHTS, journey_moments, remembered
 from .params import DAY, ET, EVENT_TYPES, SEGMENTS, SURVEYS, TYPE_VALENCE, ShopParams
 from .support import open_tickets, ticket_events
 
-__all__ = ["ORDER_MILESTONES", "CRM_MILESTONES", "World", "simulate", "restrict", "orders_long"]
+__all__ = ["ORDER_MILESTONES", "CRM_MILESTONES", "World", "simulate", "restrict", "orders_long",
+           "milestone_valence"]  # fmt: skip
 
 #: Wide timestamp columns of the orders table and the event each records.
 ORDER_MILESTONES = {
@@ -82,8 +83,8 @@ class World:
         return WEB_SLOTS[self.web["slot"]]
 
     def web_order(self) -> np.ndarray:
-        """The order of each web event (checkout events of converting sessions), or -1."""
-        return np.where(CHECKOUT_SLOTS[self.web["slot"]], self.sessions["order"][self.web["session"]], -1)
+        """The order of each web event (from checkout on, in converting sessions), or -1."""
+        return np.where(ORDER_SLOTS[self.web["slot"]], self.sessions["order"][self.web["session"]], -1)
 
     def events_per_source(self) -> dict[str, int]:
         o, c, kinds = self.orders, self.customers, self.surveys["kind"]
@@ -125,13 +126,21 @@ class World:
         return n
 
 
+def milestone_valence(o: Block, col: str, rows: np.ndarray) -> np.ndarray:
+    """Planted valence of the milestone ``col`` of the orders ``rows``: the shipment's
+    and the delivery's depend on their promises, the others are fixed."""
+    if f"v_{col}" in o:
+        return o[f"v_{col}"][rows]
+    return np.full(len(rows), TYPE_VALENCE[ET[ORDER_MILESTONES[col]]])
+
+
 def orders_long(o: Block) -> Block:
     """The wide orders as one event per non-blank milestone (milestone by milestone)."""
     parts = []
     for col, event in ORDER_MILESTONES.items():
         keep = o[col] >= 0
         n = int(keep.sum())
-        v = o["v_delivered"][keep] if col == "delivered" else np.full(n, TYPE_VALENCE[ET[event]])
+        v = milestone_valence(o, col, np.flatnonzero(keep))
         parts.append({"order": o["order"][keep], "ts": o[col][keep], "valence": v,
                       "etype": np.full(n, ET[event])})  # fmt: skip
     return cat(parts)
@@ -193,15 +202,18 @@ class _Shop:
         specs = open_tickets(rng, p, orders, lo, hi, active, self.counters)
         tickets, tev = ticket_events(rng, p, specs, self.counters)
 
+        # journeys partition events as the engine's do (ticket > order > session): an
+        # order's journey is its web events from checkout on and its milestones; the
+        # tickets about it are journeys of their own
         first_session = sessions["session"][0] if len(cust) else 0
-        checkout = CHECKOUT_SLOTS[web["slot"]] & sessions["conv"][web["session"] - first_session]
+        checkout = ORDER_SLOTS[web["slot"]] & sessions["conv"][web["session"] - first_session]
         ck = np.flatnonzero(checkout)
         web_ev = {
             "order": sessions["order"][web["session"][ck] - first_session], "ts": web["ts"][ck],
             "valence": web_valence(web["slot"][ck]), "etype": WEB_SLOTS[web["slot"][ck]],
         }  # fmt: skip
         cols = ("order", "ts", "valence", "etype")
-        order_ev = cat([{k: b[k] for k in cols} for b in (web_ev, orders_long(orders), tev)])
+        order_ev = cat([{k: b[k] for k in cols} for b in (web_ev, orders_long(orders))])
         _note_moments(orders, "order", order_ev)
         _note_moments(tickets, "ticket", tev)
 
@@ -259,16 +271,19 @@ class _Shop:
 
 
 def _note_moments(block: Block, key: str, events: Block) -> None:
-    """Store each journey's remembered score, end time and worst event type on ``block``."""
-    m = journey_moments(events[key], events["ts"], events["valence"])
+    """Store each journey's remembered score (over its events with a valence), end time
+    and worst event type on ``block``."""
     n = len(block[key])
-    at = m.key - block[key][0] if n else m.key  # this round's entities are numbered consecutively
+    first = block[key][0] if n else 0  # this round's entities are numbered consecutively
+    span = journey_moments(events[key], events["ts"], np.zeros(len(events[key])))
+    m = journey_moments(np.where(np.isnan(events["valence"]), -1, events[key]), events["ts"],
+                        events["valence"])  # fmt: skip
     block["remembered"] = np.full(n, np.nan)
-    block["remembered"][at] = remembered(m, WEIGHTS)
+    block["remembered"][m.key - first] = remembered(m, WEIGHTS)
     block["journey_end"] = np.full(n, -1, dtype=np.int64)
-    block["journey_end"][at] = m.end_ts
+    block["journey_end"][span.key - first] = span.end_ts
     block["valley_type"] = np.full(n, -1, dtype=np.int64)
-    block["valley_type"][at] = events["etype"][m.valley_at]
+    block["valley_type"][m.key - first] = events["etype"][m.valley_at]
 
 
 def _export_cut(out: dict[str, Block], p: ShopParams, seed: int) -> World:

@@ -31,7 +31,7 @@ def moment_candidates(je: ir.Table, moments: MomentsConfig) -> ir.Table:
     """Scored events that can be experience moments: a valence, not an excluded
     stage, and before the journey's first feedback."""
     is_fb = je.stage.isin(moments.exclude_stages).fill_null(False)
-    fb = je.filter(is_fb)
+    fb = je.filter(is_fb & je.v_feedback.notnull())  # the outcome: the first rated feedback
     first_fb = fb.group_by(_fj=fb.journey_id).aggregate(_first_fb=fb.seq.min())
     scored = je.filter(je.valence.notnull() & ~is_fb)
     scored = scored.left_join(first_fb, scored.journey_id == first_fb._fj).drop("_fj")

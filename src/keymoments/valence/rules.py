@@ -195,7 +195,8 @@ def rule_outputs(e: ir.Table, i: int, rule: ValenceRule) -> tuple[ir.FloatingVal
         alt = rule.else_valence
         v = ibis.cases((interrupted, ibis.literal(alt if alt is not None else 0.0)),
                        else_=ibis.literal(float(rule.valence)))
-        why = ibis.cases((interrupted, ibis.literal("resolved after a transfer or reopening")),
+        after = " or ".join(rule.interrupting) or "an interruption"
+        why = ibis.cases((interrupted, ibis.literal(f"resolved, but only after {after}")),
                          else_=_reason(rule, rule.name))
         have = ibis.literal(True) if alt is not None else ~interrupted
     else:  # pragma: no cover (the config model forbids other kinds)
