@@ -356,6 +356,13 @@ class Config(Strict):
     version: Literal[1] = 1
     name: str = "keymoments"
     database: str = "keymoments.duckdb"
+    #: DuckDB memory limit (e.g. ``4GB`` or ``50%``); past it DuckDB spills to
+    #: ``temp_directory``. Unset: DuckDB's default (80% of RAM).
+    memory_limit: str | None = None
+    #: where DuckDB spills (relative to the workspace); unset: next to the database
+    temp_directory: str | None = None
+    #: threads DuckDB may use; unset: all cores
+    threads: int | None = Field(default=None, ge=1)
     identity: IdentityConfig = Field(default_factory=IdentityConfig)
     taxonomy: Taxonomy = Field(default_factory=Taxonomy)
     sources: dict[str, SourceSpec] = Field(default_factory=dict)

@@ -18,6 +18,7 @@ from ..config.loader import CONFIG_FILE, load_config
 from ..config.models import Config
 from ..errors import NotFoundError, WorkspaceError
 from ..results import Result
+from ..sql import literal
 from .schema import SCHEMA_VERSION, TABLES, migrate
 
 __all__ = ["Workspace", "init", "open_workspace", "STARTER_CONFIG"]
@@ -77,6 +78,13 @@ class Workspace:
         # every query that needs an order says so (ORDER BY); letting DuckDB write and
         # sort without keeping insertion order lets it use both cores
         con.execute("SET preserve_insertion_order = false")
+        if config.memory_limit:
+            con.execute(f"SET memory_limit = {literal(config.memory_limit)}")
+        if config.temp_directory:
+            tmp = Path(config.temp_directory)
+            con.execute(f"SET temp_directory = {literal(str(tmp if tmp.is_absolute() else root / tmp))}")
+        if config.threads:
+            con.execute(f"SET threads = {int(config.threads)}")
         if not read_only:
             migrate(con)
         return cls(root, config, con)
