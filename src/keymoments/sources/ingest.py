@@ -115,14 +115,13 @@ def ingest_source(ws: Workspace, name: str, progress: Progress | None = None) ->
     raw_cols = [c for c in types if c in staged.columns]
     con.execute("BEGIN TRANSACTION")
     try:
+        # stitch first, so the new events are written with their person (no UPDATE
+        # of what was just written); earlier events of merged persons are re-linked
+        con.execute(f"ALTER TABLE _km_new_events ADD COLUMN source VARCHAR DEFAULT {literal(name)}")
+        relinked = stitch(con, "_km_new_events")
         events_loaded = _write_events(con, name, load_id)
         _fault("after_events_insert")
         _write_quarantine(con, name, load_id, raw_cols, staged.rejects)
-        relinked = stitch(con, "_km_new_events")
-        con.execute("""
-            UPDATE events SET person_id = i.person_id FROM identifiers i
-            WHERE events.load_id = ? AND events.anchor = i.identifier
-        """, [load_id])
         _refresh_people(con)
         report = LoadReport(
             source=name, load_id=load_id, files=tuple(files),
@@ -307,13 +306,13 @@ def _write_events(con, source: str, load_id: str) -> int:
     cols = ", ".join(ident(c) for c in _EVENT_COLUMNS)
     con.execute(f"""
         INSERT INTO events ({cols})
-        SELECT event_id, ts, NULL, anchor, identifiers, channel, event_type, stage, moment,
-               refs, agent, language, rating, rating_scale, rating_min, rating_max, text,
-               measures, expected_ts, expected_value, expectation_kind, attributes,
-               {literal(source)}, {FILE_COLUMN}, {LINE_COLUMN}, {literal(load_id)}
-        FROM _km_new_events
+        SELECT n.event_id, n.ts, i.person_id, n.anchor, n.identifiers, n.channel, n.event_type,
+               n.stage, n.moment, n.refs, n.agent, n.language, n.rating, n.rating_scale,
+               n.rating_min, n.rating_max, n.text, n.measures, n.expected_ts, n.expected_value,
+               n.expectation_kind, n.attributes,
+               {literal(source)}, n.{FILE_COLUMN}, n.{LINE_COLUMN}, {literal(load_id)}
+        FROM _km_new_events n LEFT JOIN identifiers i ON i.identifier = n.anchor
     """)
-    con.execute(f"ALTER TABLE _km_new_events ADD COLUMN source VARCHAR DEFAULT {literal(source)}")
     return con.execute("SELECT count(*) FROM _km_new_events").fetchone()[0]
 
 
