@@ -8,6 +8,7 @@ reader sees the old tables or the new ones, never a mix.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING
 import ibis
 
 from .config.analysis import JourneyType
+from .config.models import Config
 from .engine import backend
 from .journey.assign import assign_journeys
 from .journey.summary import summarize_journeys
@@ -30,7 +32,7 @@ from .valence.text import get_scorer
 if TYPE_CHECKING:
     from .store.workspace import Workspace
 
-__all__ = ["BuildReport", "build", "journey_types"]
+__all__ = ["BuildReport", "Derived", "build", "derive", "journey_types", "resolve_as_of"]
 
 _EVENT_COLS = ["event_id", "ts", "person_id", "event_type", "stage", "moment", "channel", "agent",
                "language", "refs", "rating", "rating_scale", "rating_min", "rating_max", "text",
@@ -67,7 +69,7 @@ def _materialize(ws: Workspace, name: str, expr) -> None:
     ws.con.execute(f"CREATE OR REPLACE TEMP TABLE {ident(name)} AS {sql}")
 
 
-def resolve_as_of(ws: Workspace, je=None):
+def resolve_as_of(ws: Workspace):
     """The time statuses are judged at: ``journeys.as_of`` or the latest event."""
     from datetime import datetime, timezone
 
@@ -78,8 +80,52 @@ def resolve_as_of(ws: Workspace, je=None):
     return latest or datetime.now(timezone.utc)
 
 
+@dataclass
+class Derived:
+    """The derived tables as engine expressions (Ibis), before they are written."""
+
+    journey_events: object
+    journeys: object
+    moments: object
+
+
+def derive(events, config: Config, types: list[JourneyType], as_of, text_scores,
+           materialize: Callable[[str, object], object],
+           timings: dict[str, float] | None = None) -> Derived:
+    """The whole engine as Ibis expressions over ``events`` (a table with the
+    events' columns), on any backend. ``materialize(name, expr)`` stores an
+    intermediate result and returns a table expression over it (DuckDB: a temp table;
+    Spark: a cached DataFrame), so each step's plan stays small.
+    """
+    timings = {} if timings is None else timings
+    events = events.filter(events.person_id.notnull()).select(*_EVENT_COLS)
+    t = time.perf_counter()
+    assigned = assign_journeys(events, config.journeys, types)
+    narrow = materialize("_km_jn", add_window_inputs(assigned, effective_rules(config.valence)))
+    wide = events.drop("event_type", "ts", "person_id", "stage")
+    scored = score_events(narrow.join(wide, "event_id"), config.valence, text_scores)
+    je = materialize("_km_je", scored.select(*list(COLUMN_DOCS["journey_events"])))
+    timings["journey_events"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    as_of_expr = ibis.literal(as_of, type="timestamp('UTC')")
+    person_last = events.group_by("person_id").aggregate(
+        last_ts=events.ts.max(), churn_ts=events.ts.min(where=events.stage == "churn"))
+    journeys = summarize_journeys(je, config.journeys, types, config.outcomes, config.moments,
+                                  as_of_expr, person_last)
+    rated = events.select(_oe=events.event_id, outcome_rating=events.rating,
+                          outcome_scale=events.rating_scale)
+    journeys = journeys.left_join(rated, journeys.outcome_event_id == rated._oe).drop("_oe")
+    journeys = materialize("_km_journeys", journeys)
+    timings["journeys"] = time.perf_counter() - t
+    t = time.perf_counter()
+    moments = materialize("_km_moments", extract_moments(je, config.moments, config.outcomes))
+    timings["moments"] = time.perf_counter() - t
+    return Derived(je, journeys, moments)
+
+
 def build(ws: Workspace) -> BuildReport:
-    """Recompute journeys and moments from the events."""
+    """Recompute journeys and moments from the events (DuckDB workspace)."""
     cfg = ws.config
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -88,43 +134,21 @@ def build(ws: Workspace) -> BuildReport:
     timings["text"] = time.perf_counter() - t0
 
     b = backend(ws)
-    events = b.table("events")
-    events = events.filter(events.person_id.notnull()).select(*_EVENT_COLS)
-    types = journey_types(ws)
-    t = time.perf_counter()
-    assigned = assign_journeys(events, cfg.journeys, types)
-    _materialize(ws, "_km_jn", add_window_inputs(assigned, effective_rules(cfg.valence)))
-    narrow = b.table("_km_jn")
-    wide = events.drop("event_type", "ts", "person_id", "stage")
-    joined = narrow.join(wide, "event_id")
     texts = b.table("text_scores")
     texts = texts.filter(texts.scorer == scorer.name)
-    scored = score_events(joined, cfg.valence, texts)
-    je_cols = list(COLUMN_DOCS["journey_events"])
-    _materialize(ws, "_km_je", scored.select(*je_cols))
-    timings["journey_events"] = time.perf_counter() - t
 
-    t = time.perf_counter()
-    je = b.table("_km_je")
-    as_of = ibis.literal(resolve_as_of(ws, je), type="timestamp('UTC')")
-    person_last = events.group_by("person_id").aggregate(
-        last_ts=events.ts.max(), churn_ts=events.ts.min(where=events.stage == "churn"))
-    journeys = summarize_journeys(je, cfg.journeys, types, cfg.outcomes, cfg.moments, as_of,
-                                  person_last)
-    _materialize(ws, "_km_journeys", journeys)
-    timings["journeys"] = time.perf_counter() - t
-    t = time.perf_counter()
-    _materialize(ws, "_km_moments", extract_moments(je, cfg.moments, cfg.outcomes))
-    timings["moments"] = time.perf_counter() - t
+    def materialize(name: str, expr):
+        _materialize(ws, name, expr)
+        return b.table(name)
 
+    derive(b.table("events"), cfg, journey_types(ws), resolve_as_of(ws), texts, materialize,
+           timings)
     t = time.perf_counter()
     con = ws.con
     con.execute("BEGIN TRANSACTION")
     try:
         _replace(ws, "journey_events", "SELECT * FROM _km_je")
-        _replace(ws, "journeys", """
-            SELECT j.*, e.rating AS outcome_rating, e.rating_scale AS outcome_scale
-            FROM _km_journeys j LEFT JOIN events e ON e.event_id = j.outcome_event_id""")
+        _replace(ws, "journeys", "SELECT * FROM _km_journeys")
         _replace(ws, "moments", "SELECT * FROM _km_moments")
         con.execute("COMMIT")
     except BaseException:

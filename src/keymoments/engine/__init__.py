@@ -38,6 +38,7 @@ def spark_backend(session=None):
         from pyspark.sql import SparkSession
     except ImportError:
         raise MissingExtraError("pyspark", "spark") from None
-    session = session or SparkSession.builder.master("local[2]").getOrCreate()
+    session = session or (SparkSession.builder.master("local[2]")
+                          .config("spark.driver.memory", "4g").getOrCreate())
     session.conf.set("spark.sql.session.timeZone", "UTC")
     return ibis.pyspark.connect(session)
