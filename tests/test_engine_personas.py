@@ -222,3 +222,18 @@ def test_every_event_in_exactly_one_journey(built):
     n_events = built.con.execute("SELECT count(*) FROM events").fetchone()[0]
     rows = built.con.execute("SELECT count(*), count(DISTINCT event_id) FROM journey_events").fetchone()
     assert rows == (n_events, n_events)
+
+
+def test_moment_summary_across_journeys(built):
+    import keymoments as km
+
+    rows = {r["kind"]: r for r in km.moment_summary(built, by=("kind",)).to_pylist()}
+    # valleys: O1 late delivery, T1 transfer, T2 repeat contact, O4 payment failure
+    valleys = [-(2 - 0.5) / 6.5, -0.3, -0.4, -0.6]
+    assert rows["valley"]["n"] == 4
+    assert rows["valley"]["mean_valence"] == pytest.approx(sum(valleys) / 4)
+    assert rows["valley"]["share_negative"] == 1.0
+    # peaks: the same except T1, whose peak is the resolution (0.2)
+    assert rows["peak"]["share_positive"] == pytest.approx(1 / 4)
+    with pytest.raises(km.KeymomentsError):
+        km.moment_summary(built, by=("kind; DROP TABLE events",))
