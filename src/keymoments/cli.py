@@ -17,7 +17,8 @@ from rich.table import Table
 
 from .errors import KeymomentsError
 
-console = Console(highlight=False)
+# piped output (files, CI logs) is not cut at 80 columns
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True, highlight=False)
 
 

@@ -64,9 +64,10 @@ def journey_types(ws: Workspace) -> list[JourneyType]:
     return list(configured) if configured is not None else list(_default_types())
 
 
-def _materialize(ws: Workspace, name: str, expr) -> None:
+def _materialize(ws: Workspace, name: str, expr, view: bool = False) -> None:
     sql = ibis.to_sql(expr, dialect="duckdb")
-    ws.con.execute(f"CREATE OR REPLACE TEMP TABLE {ident(name)} AS {sql}")
+    kind = "VIEW" if view else "TABLE"
+    ws.con.execute(f"CREATE OR REPLACE TEMP {kind} {ident(name)} AS {sql}")
 
 
 def resolve_as_of(ws: Workspace):
@@ -138,7 +139,9 @@ def build(ws: Workspace) -> BuildReport:
     texts = texts.filter(texts.scorer == scorer.name)
 
     def materialize(name: str, expr):
-        _materialize(ws, name, expr)
+        # steps read more than once are stored; the last ones stay views, computed
+        # once while they are written to the store
+        _materialize(ws, name, expr, view=name in ("_km_journeys", "_km_moments"))
         return b.table(name)
 
     derive(b.table("events"), cfg, journey_types(ws), resolve_as_of(ws), texts, materialize,
@@ -155,7 +158,9 @@ def build(ws: Workspace) -> BuildReport:
         con.execute("ROLLBACK")
         raise
     finally:
-        for tmp in ("_km_jn", "_km_je", "_km_journeys", "_km_moments"):
+        for tmp in ("_km_journeys", "_km_moments"):
+            con.execute(f"DROP VIEW IF EXISTS temp.main.{ident(tmp)}")
+        for tmp in ("_km_jn", "_km_je"):
             con.execute(f"DROP TABLE IF EXISTS temp.main.{ident(tmp)}")
     timings["write"] = time.perf_counter() - t
     counts = [con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
