@@ -147,13 +147,10 @@ class ExpectationSpec(Strict):
         return self
 
 
-class EventSpec(Strict):
-    """One event produced from each row. Wide tables list several (one per timestamp
-    column); any canonical field given here overrides the source-level one."""
+class CanonicalFields(Strict):
+    """The canonical fields a source maps once for all its events, and an event of a
+    wide table may override."""
 
-    event_type: FieldSpec
-    ts: TimestampSpec
-    when_missing: Literal["skip", "quarantine"] | None = None
     channel: FieldSpec | None = None
     stage: FieldSpec | None = None
     agent: FieldSpec | None = None
@@ -166,6 +163,15 @@ class EventSpec(Strict):
     refs: dict[str, FieldSpec] = Field(default_factory=dict)
 
     _stage = field_validator("stage")(_known_stage)
+
+
+class EventSpec(CanonicalFields):
+    """One event produced from each row. Wide tables list several (one per timestamp
+    column); any canonical field given here overrides the source-level one."""
+
+    event_type: FieldSpec
+    ts: TimestampSpec
+    when_missing: Literal["skip", "quarantine"] | None = None
 
 
 class CsvOptions(Strict):
@@ -218,7 +224,7 @@ class JoinSpec(Strict):
         return dict(self.columns)
 
 
-class SourceSpec(Strict):
+class SourceSpec(CanonicalFields):
     """A declarative mapping from one export (CSV, Parquet, JSON lines, XES) to events."""
 
     path: str
@@ -233,18 +239,6 @@ class SourceSpec(Strict):
     ts: TimestampSpec | None = None
     events: list[EventSpec] | None = None
     timestamps: TimestampDefaults | None = None
-    channel: FieldSpec | None = None
-    stage: FieldSpec | None = None
-    agent: FieldSpec | None = None
-    language: FieldSpec | None = None
-    rating: RatingSpec | None = None
-    text: FieldSpec | None = None
-    expectation: ExpectationSpec | None = None
-    measures: dict[str, FieldSpec] = Field(default_factory=dict)
-    attributes: dict[str, FieldSpec] = Field(default_factory=dict)
-    refs: dict[str, FieldSpec] = Field(default_factory=dict)
-
-    _stage = field_validator("stage")(_known_stage)
 
     @field_validator("identifiers")
     @classmethod
