@@ -364,14 +364,26 @@ def _refresh_people(con) -> None:
         DELETE FROM people WHERE person_id IN (SELECT person_id FROM _km_people_touched)
            OR person_id NOT IN (SELECT DISTINCT person_id FROM identifiers WHERE person_id IS NOT NULL)
     """)
+    # plain aggregates joined together (no list of every event's channel per person,
+    # no correlated subquery), so a large load can spill to disk instead of failing
     con.execute("""
         INSERT INTO people
-        SELECT e.person_id,
-               (SELECT count(*) FROM identifiers i WHERE i.person_id = e.person_id),
-               count(*), min(ts), max(ts),
-               list_sort(list_distinct(list(channel) FILTER (WHERE channel IS NOT NULL)))
-        FROM events e WHERE e.person_id IN (SELECT person_id FROM _km_people_touched)
-        GROUP BY e.person_id
+        WITH touched AS (SELECT person_id FROM _km_people_touched),
+        ev AS (
+            SELECT person_id, count(*) AS n, min(ts) AS first_seen, max(ts) AS last_seen
+            FROM events WHERE person_id IN (SELECT person_id FROM touched) GROUP BY person_id
+        ), ch AS (
+            SELECT person_id, list(channel ORDER BY channel) AS channels FROM (
+                SELECT DISTINCT person_id, channel FROM events
+                WHERE channel IS NOT NULL AND person_id IN (SELECT person_id FROM touched))
+            GROUP BY person_id
+        ), ids AS (
+            SELECT person_id, count(*) AS n FROM identifiers
+            WHERE person_id IN (SELECT person_id FROM touched) GROUP BY person_id
+        )
+        SELECT ev.person_id, coalesce(ids.n, 0), ev.n, ev.first_seen, ev.last_seen,
+               coalesce(ch.channels, []::VARCHAR[])
+        FROM ev LEFT JOIN ids USING (person_id) LEFT JOIN ch USING (person_id)
     """)
 
 
