@@ -409,3 +409,19 @@ def test_persons_are_the_connected_components(events, data):
             forest.add_nodes_from(component_of)
             forest.add_edges_from(links)
             assert {frozenset(c) for c in nx.connected_components(forest)} == set(components)
+
+
+def test_resolve_person_accepts_identifiers_as_written(make_workspace):
+    ws = make_workspace(
+        "identity: {phone_region: US}\nsources:\n  c:\n    path: c.csv\n"
+        "    identifiers: {customer_id: cid, email: email, phone: phone}\n"
+        "    event_type: {value: x}\n    ts: ts\n",
+        {"c.csv": "cid,email,phone,ts\n1,Ana@X.com,(415) 555-0134,2024-01-01T00:00:00Z\n"
+                  "2,bo@y.org,,2024-01-02T00:00:00Z\n"})
+    ws.ingest("c")
+    ana = ws.resolve_person("customer_id:1")
+    for written in ("ANA@x.com", "+1 415 555 0134", "phone:415.555.0134", "email:Ana@X.COM", "1"):
+        assert ws.resolve_person(written) == ana, written
+    assert ws.resolve_person("bo@y.org") != ana
+    with pytest.raises(km.NotFoundError):
+        ws.resolve_person("+1 415 555 9999")

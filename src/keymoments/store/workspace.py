@@ -187,17 +187,24 @@ class Workspace:
             "SELECT * FROM loads ORDER BY started_at DESC").to_arrow_table())
 
     def resolve_person(self, key: str) -> str:
-        """A person id from a person id, ``kind:value`` or a bare identifier value."""
+        """A person id from a person id, ``kind:value`` or a bare identifier value,
+        written as in the exports (an email in any case, a phone in any format)."""
+        from ..people.identity import normalise_phone
+
+        raw = key.strip()
+        kind, _, value = raw.partition(":")
+        values = [raw, raw.lower()]
+        phone = normalise_phone(value or raw, self.config.identity.phone_region)
+        if phone:
+            values.append(phone)
+        ids = [raw] + ([f"{kind}:{v}" for v in (value, value.lower(), phone) if v] if value else [])
         row = self.con.execute(
-            "SELECT person_id FROM people WHERE person_id = ? "
-            "UNION ALL SELECT person_id FROM identifiers WHERE identifier = ? "
-            "UNION ALL SELECT person_id FROM identifiers WHERE value = ? LIMIT 1",
-            [key, key, key.strip().lower()],
+            "SELECT person_id, 0 AS rank FROM people WHERE person_id = ? "
+            "UNION ALL SELECT person_id, 1 FROM identifiers WHERE list_contains(?, identifier) "
+            "UNION ALL SELECT person_id, 2 FROM identifiers WHERE list_contains(?, value) "
+            "ORDER BY rank, person_id LIMIT 1",
+            [raw, ids, values],
         ).fetchone()
-        if row is None:
-            row = self.con.execute(
-                "SELECT person_id FROM identifiers WHERE value = ? LIMIT 1", [key.strip()]
-            ).fetchone()
         if row is None or row[0] is None:
             raise NotFoundError(f"no person with id or identifier {key!r}")
         return row[0]
