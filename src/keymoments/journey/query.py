@@ -33,30 +33,32 @@ def _where(filters: dict[str, object]) -> tuple[str, list]:
     return ("WHERE " + " AND ".join(parts)) if parts else "", params
 
 
+def _select(ws: Workspace, table: str, order: str, filters: dict[str, object],
+            limit: int | None) -> Result:
+    """Rows of ``table`` matching ``filters`` (None = any), ordered, as a Result."""
+    where, params = _where(filters)
+    lim = f"LIMIT {int(limit)}" if limit is not None else ""
+    data = ws.con.execute(f"SELECT * FROM {table} {where} ORDER BY {order} {lim}",
+                          params).to_arrow_table()
+    return Result(data, {"filters": {k: v for k, v in filters.items() if v is not None},
+                         "n": data.num_rows})
+
+
 def journeys(ws: Workspace, *, journey_type: str | list[str] | None = None,
              status: str | list[str] | None = None, person: str | None = None,
              limit: int | None = None) -> Result:
     """Journeys with status, outcome, moment features and remembered score."""
     pid = ws.resolve_person(person) if person else None
-    filters = {"journey_type": journey_type, "status": status, "person_id": pid}
-    where, params = _where(filters)
-    lim = f"LIMIT {int(limit)}" if limit is not None else ""
-    table = ws.con.execute(f"SELECT * FROM journeys {where} ORDER BY start_ts, journey_id {lim}",
-                           params).to_arrow_table()
-    return Result(table, {"filters": {k: v for k, v in filters.items() if v is not None},
-                          "n": table.num_rows})
+    return _select(ws, "journeys", "start_ts, journey_id",
+                   {"journey_type": journey_type, "status": status, "person_id": pid}, limit)
 
 
 def moments(ws: Workspace, *, journey: str | None = None, kind: str | list[str] | None = None,
             person: str | None = None, limit: int | None = None) -> Result:
     """Moments (first impression, peak, valley, farewell, business moments)."""
     pid = ws.resolve_person(person) if person else None
-    filters = {"journey_id": journey, "kind": kind, "person_id": pid}
-    where, params = _where(filters)
-    lim = f"LIMIT {int(limit)}" if limit is not None else ""
-    table = ws.con.execute(f"SELECT * FROM moments {where} ORDER BY ts, journey_id, kind {lim}",
-                           params).to_arrow_table()
-    return Result(table, {"filters": {k: v for k, v in filters.items() if v is not None}})
+    return _select(ws, "moments", "ts, journey_id, kind",
+                   {"journey_id": journey, "kind": kind, "person_id": pid}, limit)
 
 
 def moment_summary(ws: Workspace, by: tuple[str, ...] = ("kind", "stage", "channel")) -> Result:
