@@ -440,8 +440,9 @@ migration once, in order, each in its own transaction, so a failure leaves the
 store at the previous version. Migrations only go forward: there is no
 downgrade. A store whose version is newer than the installed keymoments is
 refused, with an error asking you to upgrade keymoments, so older code never
-modifies it. Commands that only read open the store read-only and neither
-migrate nor check its version.
+modifies it. Commands that only read open the store read-only: they do not
+migrate, and refuse a store of another version with an error saying to run a
+command that writes (ingest, build) once.
 
 | version | migration |
 |---|---|

@@ -19,7 +19,7 @@ from ..config.models import Config
 from ..errors import NotFoundError, WorkspaceError
 from ..results import Result
 from ..sql import literal
-from .schema import SCHEMA_VERSION, TABLES, migrate
+from .schema import SCHEMA_VERSION, TABLES, current_version, migrate
 
 __all__ = ["Workspace", "init", "open_workspace", "STARTER_CONFIG"]
 
@@ -87,6 +87,15 @@ class Workspace:
             con.execute(f"SET threads = {int(config.threads)}")
         if not read_only:
             migrate(con)
+        elif (found := current_version(con)) != SCHEMA_VERSION:
+            con.close()
+            raise WorkspaceError(
+                f"{db} has schema version {found}, this keymoments uses {SCHEMA_VERSION}: "
+                "run a command that writes (for example 'keymoments ingest' or "
+                "'keymoments build') once to migrate it"
+                if found < SCHEMA_VERSION else
+                f"{db} has schema version {found}, newer than this keymoments "
+                f"({SCHEMA_VERSION}); upgrade keymoments to open it")
         return cls(root, config, con)
 
     def close(self) -> None:
