@@ -1,0 +1,41 @@
+"""Atomic writes: whole file or old file, and ordinary permissions (not mkstemp's 0600)."""
+
+import os
+import stat
+
+import pytest
+
+from keymoments.io import atomic_write_bytes, atomic_write_text
+
+
+def test_new_file_gets_umask_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        p = tmp_path / "report.html"
+        atomic_write_text(p, "<p>x</p>")
+        assert stat.S_IMODE(p.stat().st_mode) == 0o644
+    finally:
+        os.umask(old)
+
+
+def test_existing_file_keeps_its_permissions(tmp_path):
+    p = tmp_path / "out.json"
+    p.write_text("old")
+    p.chmod(0o640)
+    atomic_write_text(p, "new")
+    assert p.read_text() == "new"
+    assert stat.S_IMODE(p.stat().st_mode) == 0o640
+
+
+def test_failed_write_leaves_old_file_and_no_temp(tmp_path, monkeypatch):
+    p = tmp_path / "out.bin"
+    atomic_write_bytes(p, b"old")
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "fsync", boom)
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write_bytes(p, b"new")
+    assert p.read_bytes() == b"old"
+    assert [f.name for f in tmp_path.iterdir()] == ["out.bin"]
