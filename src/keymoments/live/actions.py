@@ -33,7 +33,7 @@ from .templates import render_payload
 if TYPE_CHECKING:
     from ..store.workspace import Workspace
 
-__all__ = ["action_id", "fire_actions", "action_document"]
+__all__ = ["action_id", "fire_actions", "action_document", "sweep_time_triggers"]
 
 _COUNTED = ("pending", "delivered", "failed", "held_out")
 
@@ -140,3 +140,23 @@ def fire_actions(ws: Workspace, persons_table: str) -> int:
             "INSERT INTO outbox VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, now(), now(), NULL)",
             [(r[0], start + i + 1, *r[1:]) for i, r in enumerate(rows)])
     return len(rows)
+
+
+def sweep_time_triggers(ws: Workspace) -> int:
+    """Fire time-based triggers (``stalled``) for every person with an unfinished
+    journey, in one transaction; returns the rows written."""
+    if not any(r.trigger.on == "stalled" and r.enabled for r in ws.config.actions.rules):
+        return 0
+    con = ws.con
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute("CREATE OR REPLACE TEMP TABLE _km_sweep_persons AS SELECT DISTINCT person_id "
+                    "FROM journeys WHERE NOT coalesce(has_end, FALSE) AND person_id IS NOT NULL")
+        fired = fire_actions(ws, "_km_sweep_persons")
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    finally:
+        con.execute("DROP TABLE IF EXISTS temp.main._km_sweep_persons")
+    return fired

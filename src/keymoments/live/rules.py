@@ -27,7 +27,7 @@ def _list(values) -> str:
     return "[" + ", ".join(literal(v) for v in values) + "]::VARCHAR[]"
 
 
-def _trigger_sql(rule: ActionRule, catch_all: str) -> str:
+def _trigger_sql(rule: ActionRule, catch_all: str, as_of: str) -> str:
     """(journey_id, event_id, trigger_ts) of the journeys the trigger fires on."""
     t = rule.trigger
     types = t.journey_types
@@ -47,7 +47,8 @@ def _trigger_sql(rule: ActionRule, catch_all: str) -> str:
         return (f"SELECT j.journey_id, NULL::VARCHAR AS event_id, "
                 f"j.end_ts + to_microseconds(CAST({int(t.idle * 1e6)} AS BIGINT)) AS trigger_ts "
                 f"FROM journeys j WHERE NOT coalesce(j.has_end, FALSE) "
-                f"AND j.status IN ('open', 'stalled') AND j.idle_s >= {float(t.idle)!r} "
+                f"AND j.status IN ('open', 'stalled') "
+                f"AND epoch({as_of}) - epoch(j.end_ts) >= {float(t.idle)!r} "
                 f"AND j.journey_type <> {literal(catch_all)} {jt}")
     assert t.on == "ended_unresolved"
     types = types or list(_UNRESOLVED_TYPES)
@@ -73,9 +74,15 @@ def _conditions(rule: ActionRule) -> str:
     return " AND ".join(out) or "TRUE"
 
 
-def candidates(ws: Workspace, persons_table: str, rules: list[ActionRule] | None = None) -> list[dict]:
+def candidates(ws: Workspace, persons_table: str, rules: list[ActionRule] | None = None,
+               as_of=None) -> list[dict]:
     """Every (rule, journey) of the persons in ``persons_table`` whose trigger and
-    conditions hold, ordered by trigger time, person and rule order."""
+    conditions hold, ordered by trigger time, person and rule order. Idle time
+    (``stalled``) is judged at ``as_of`` (default: the workspace's, see
+    :func:`keymoments.pipeline.resolve_as_of`)."""
+    from ..pipeline import resolve_as_of
+
+    as_of_sql = f"CAST({literal((as_of or resolve_as_of(ws)).isoformat())} AS TIMESTAMPTZ)"
     cfg = ws.config
     rules = [r for r in (rules if rules is not None else cfg.actions.rules) if r.enabled]
     if not rules:
@@ -91,7 +98,7 @@ def candidates(ws: Workspace, persons_table: str, rules: list[ActionRule] | None
                j.journey_id, j.journey_type, j.journey_key, j.person_id, j.status, j.start_ts,
                j.end_ts, j.channels, j.remembered,
                coalesce(j_lang.language, p.language) AS language, p.segment, {value} AS value
-        FROM ({_trigger_sql(rule, cfg.journeys.catch_all)}) t
+        FROM ({_trigger_sql(rule, cfg.journeys.catch_all, as_of_sql)}) t
         JOIN journeys j ON j.journey_id = t.journey_id
         JOIN person_facts p ON p.person_id = j.person_id
         LEFT JOIN journey_lang j_lang ON j_lang.journey_id = j.journey_id
