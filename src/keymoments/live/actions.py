@@ -97,6 +97,30 @@ class _History:
             self.times.setdefault(person, []).append(ts)
 
 
+_OUTBOX_COLS = ("action_id", "rule", "kind", "trigger", "person_id", "journey_id", "event_id",
+                "trigger_ts", "language", "payload", "status", "reason")
+
+
+def _insert(ws: Workspace, rows: list[tuple]) -> None:
+    """Append decided actions to the outbox (one Arrow insert, seq in decision order)."""
+    import pyarrow as pa
+
+    start = ws.con.execute("SELECT coalesce(max(seq), 0) FROM outbox").fetchone()[0]
+    cols = {name: [r[i] for r in rows] for i, name in enumerate(_OUTBOX_COLS)}
+    cols["trigger_ts"] = pa.array(cols["trigger_ts"], pa.timestamp("us", tz="UTC"))
+    table = pa.table({"seq": pa.array(range(start + 1, start + 1 + len(rows)), pa.int64()),
+                      **{k: (v if isinstance(v, pa.Array) else pa.array(v, pa.string()))
+                         for k, v in cols.items()}})
+    ws.con.register("_km_outbox_new", table)
+    try:
+        ws.con.execute("""
+            INSERT INTO outbox SELECT action_id, seq, rule, kind, "trigger", person_id, journey_id,
+                   event_id, trigger_ts, language, payload, status, reason, 0, now(), now(), NULL
+            FROM _km_outbox_new""")
+    finally:
+        ws.con.unregister("_km_outbox_new")
+
+
 def fire_actions(ws: Workspace, persons_table: str) -> int:
     """Decide the actions of the persons in ``persons_table`` and write them to the
     outbox (the caller holds the transaction); returns the rows written."""
@@ -135,10 +159,7 @@ def fire_actions(ws: Workspace, persons_table: str) -> int:
                      ts, language, _payload(c, rule, aid) if status != "suppressed" else None,
                      status, reason))
     if rows:
-        start = ws.con.execute("SELECT coalesce(max(seq), 0) FROM outbox").fetchone()[0]
-        ws.con.executemany(
-            "INSERT INTO outbox VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, now(), now(), NULL)",
-            [(r[0], start + i + 1, *r[1:]) for i, r in enumerate(rows)])
+        _insert(ws, rows)
     return len(rows)
 
 

@@ -83,20 +83,27 @@ def deliver_due(ws: Workspace, lock=None, limit: int = 200) -> dict:
     with lock:
         due = _due(ws, limit)
     done = {"delivered": 0, "retry": 0, "failed": 0}
+    delivered: list[str] = []
     for row in due:
         try:
             _send(ws, row)
             error = None
         except (urllib.error.URLError, OSError, RuntimeError, ValueError) as exc:
             error = f"{type(exc).__name__}: {getattr(exc, 'reason', None) or exc}"
+        if error is None:
+            delivered.append(row["action_id"])
+            if len(delivered) >= 50:  # acknowledge in groups, not one write per action
+                _mark_delivered(ws, lock, delivered)
+                done["delivered"] += len(delivered)
+                delivered = []
+            continue
+        if delivered:  # keep the order of writes: earlier successes first
+            _mark_delivered(ws, lock, delivered)
+            done["delivered"] += len(delivered)
+            delivered = []
         attempts = row["attempts"] + 1
         with lock:
-            if error is None:
-                ws.con.execute("UPDATE outbox SET status = 'delivered', attempts = ?, "
-                               "delivered_at = now(), reason = NULL WHERE action_id = ?",
-                               [attempts, row["action_id"]])
-                done["delivered"] += 1
-            elif attempts >= cfg.max_attempts:
+            if attempts >= cfg.max_attempts:
                 ws.con.execute("UPDATE outbox SET status = 'failed', attempts = ?, reason = ? "
                                "WHERE action_id = ?", [attempts, error, row["action_id"]])
                 done["failed"] += 1
@@ -106,7 +113,17 @@ def deliver_due(ws: Workspace, lock=None, limit: int = 200) -> dict:
                 ws.con.execute("UPDATE outbox SET attempts = ?, reason = ?, next_attempt_at = ? "
                                "WHERE action_id = ?", [attempts, error, at, row["action_id"]])
                 done["retry"] += 1
+    if delivered:
+        _mark_delivered(ws, lock, delivered)
+        done["delivered"] += len(delivered)
     return done
+
+
+def _mark_delivered(ws: Workspace, lock, ids: list[str]) -> None:
+    with lock:
+        ws.con.execute("UPDATE outbox SET status = 'delivered', attempts = attempts + 1, "
+                       "delivered_at = now(), reason = NULL WHERE list_contains(?, action_id)",
+                       [ids])
 
 
 class DeliveryWorker(threading.Thread):

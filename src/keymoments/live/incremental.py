@@ -27,6 +27,7 @@ from __future__ import annotations
 import re
 import time
 from datetime import datetime, timezone
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
@@ -85,6 +86,7 @@ _SENTINEL = datetime(1901, 2, 3, 4, 5, 6, 789012, tzinfo=timezone.utc)
 _PLANS: dict[tuple, list[tuple[str, str]]] = {}
 
 
+@lru_cache(maxsize=64)
 def _timestamp_sql(ts: datetime) -> str:
     t = ibis.table({"a": "int64"}, name="t")
     sql = ibis.to_sql(t.select(x=ibis.literal(ts, type="timestamp('UTC')")), dialect="duckdb")

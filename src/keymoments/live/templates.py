@@ -52,7 +52,7 @@ def check_templates(payload: Any) -> None:
         try:
             _compile(text)
         except TemplateSyntaxError as exc:
-            raise ValueError(f"template {path!r}: {exc.message}.") from None
+            raise ValueError(f"template {path!r}: {exc.message}") from None
         return text
 
     _walk(payload, check, "")
