@@ -295,3 +295,17 @@ def test_service_without_the_extra_names_it(monkeypatch):
     monkeypatch.delitem(sys.modules, "keymoments.live.service", raising=False)
     with pytest.raises(MissingExtraError, match=r"keymoments\[serve\]"):
         importlib.import_module("keymoments.live.service")
+
+
+def test_every_route_is_documented_and_the_example_config_is_valid():
+    import re
+    from pathlib import Path
+
+    from keymoments.config import load_config_text
+
+    text = (Path(__file__).parents[1] / "docs" / "service.md").read_text(encoding="utf-8")
+    table = set(re.findall(r"^\| (GET|POST|DELETE) \| `([^`]+)` \| (\w+) \|", text, flags=re.M))
+    assert table == {(m, p, s or "none") for m, p, s in ROUTES}
+    (example,) = re.findall(r"```yaml\n(.*?)```", text, flags=re.S)
+    cfg = load_config_text(example, path="docs/service.md", env={})
+    assert [r.name for r in cfg.actions.rules] == ["recover_valley", "ask_review"]
