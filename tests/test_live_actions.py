@@ -168,7 +168,7 @@ def _expected(root_ref, events):
 
 @pytest.mark.slow
 def test_posted_events_fire_actions_exactly_once_across_a_kill(tmp_path):
-    events = persona_events(24, seed=7)
+    events = persona_events(18, seed=7)
     receiver = Receiver(delay=0.01)
     root = tmp_path / "live"
     km.init(root).close()
@@ -177,7 +177,7 @@ def test_posted_events_fire_actions_exactly_once_across_a_kill(tmp_path):
     with km.open(root) as ws:
         token = create_key(ws, "test", ["admin"]).token
     treated, holdout = _expected(tmp_path / "ref", events)
-    assert len(treated) > 20 and holdout  # the scenario exercises both arms
+    assert len(treated) > 15 and holdout  # the scenario exercises both arms
 
     port = free_port()
     proc = start_service(root, port)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import urllib.error
 import urllib.request
 from contextlib import nullcontext
@@ -65,11 +66,14 @@ def _send(ws: Workspace, row: dict) -> None:
 
 
 def _due(ws: Workspace, limit: int) -> list[dict]:
+    """Each person's first pending action, if due (one per person per pass keeps the
+    order per person; only pending rows are read)."""
     cur = ws.con.execute(f"""
-        SELECT * FROM outbox o WHERE o.status = 'pending' AND o.next_attempt_at <= now()
-          AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.person_id = o.person_id
-                          AND p.status = 'pending' AND p.seq < o.seq)
-        ORDER BY o.seq LIMIT {int(limit)}""")
+        SELECT * EXCLUDE (_r) FROM (
+            SELECT *, row_number() OVER (PARTITION BY person_id ORDER BY seq) AS _r
+            FROM outbox WHERE status = 'pending')
+        WHERE _r = 1 AND next_attempt_at <= now()
+        ORDER BY seq LIMIT {int(limit)}""")
     names = [d[0] for d in cur.description]
     return [dict(zip(names, r)) for r in cur.fetchall()]
 
@@ -145,6 +149,8 @@ class DeliveryWorker(threading.Thread):
             if not done["delivered"]:
                 self.wake.wait(poll)
                 self.wake.clear()
+            else:
+                time.sleep(0.002)  # let the processor and requests take the lock
 
     def stop(self) -> None:
         self._halt.set()

@@ -96,7 +96,9 @@ def _timestamp_sql(ts: datetime) -> str:
 def _plan(ws: Workspace, b, events, types, texts) -> list[tuple[str, str]]:
     """The engine's steps as (temp table, SQL) over ``_km_live_persons``, compiled by
     :func:`keymoments.pipeline.derive` once per (config, journey types)."""
-    key = (ws.config.model_dump_json(), tuple(t.model_dump_json() for t in types))
+    cfg = ws.config  # only what the engine reads (not the name, sources or actions)
+    key = (cfg.model_dump_json(include={"valence", "journeys", "outcomes", "moments"}),
+           tuple(t.model_dump_json() for t in types))
     if key in _PLANS:
         return _PLANS[key]
     steps: list[tuple[str, str]] = []
@@ -134,9 +136,10 @@ def update_persons(ws: Workspace, persons: list[str], loads: list[str] = ()) -> 
     con.unregister("_km_live_arrow")
     texts = b.table("text_scores")
     texts = texts.filter(texts.scorer == scorer.name)
-    events = b.table("events")
-    chosen = b.table("_km_live_persons")
-    events = events.filter(events.person_id.isin(chosen.person_id))
+    # the persons' events, read once (the engine reads its input several times)
+    con.execute("CREATE OR REPLACE TEMP TABLE _km_live_events AS SELECT * FROM events "
+                "WHERE person_id IN (SELECT person_id FROM _km_live_persons)")
+    events = b.table("_km_live_events")
 
     steps = _plan(ws, b, events, _pinned_types(ws), texts)
     as_of = _timestamp_sql(resolve_as_of(ws))
@@ -163,7 +166,8 @@ def update_persons(ws: Workspace, persons: list[str], loads: list[str] = ()) -> 
         con.execute("ROLLBACK")
         raise
     finally:
-        for tmp in ("_km_jn", "_km_je", "_km_journeys", "_km_moments", "_km_live_persons"):
+        for tmp in ("_km_jn", "_km_je", "_km_journeys", "_km_moments", "_km_live_persons",
+                    "_km_live_events"):
             con.execute(f"DROP TABLE IF EXISTS temp.main.{ident(tmp)}")
     return {"persons": len(persons), "actions": fired, "derive_s": t_derive,
             "total_s": time.perf_counter() - t0}

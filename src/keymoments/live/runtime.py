@@ -3,7 +3,8 @@ updates the persons of posted events, and the delivery worker.
 
 The DuckDB connection is shared by the request threads, the processor and the
 delivery worker, so every use of it holds :attr:`LiveRuntime.lock`. Posting events
-commits them (a load of the ``api`` source) and wakes the processor; the processor
+commits them (a load of the ``api`` source; requests arriving together share one
+load: group commit) and wakes the processor; the processor
 updates every pending load's persons and their actions in one transaction. After a
 crash, the loads not yet processed are found in the store and processed at start.
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import threading
 import time
+from concurrent.futures import Future
 
 from ..store.workspace import Workspace
 from .delivery import DeliveryWorker
@@ -40,6 +42,10 @@ class LiveRuntime:
         self._halt = threading.Event()
         self._deliver_wake = threading.Event()
         self.delivery = DeliveryWorker(self.ws, self.lock, self._deliver_wake)
+        self._queue: list = []
+        self._queue_cond = threading.Condition()
+        self._ingestor = threading.Thread(target=self._ingest_loop, name="keymoments-ingest",
+                                          daemon=True)
         self._processor = threading.Thread(target=self._process_loop, name="keymoments-processor",
                                            daemon=True)
         self.last_error: str | None = None
@@ -50,12 +56,17 @@ class LiveRuntime:
         """Catch up on loads not yet processed (after a crash), then start the threads."""
         with self.lock:
             process_pending(self.ws)
+        self._ingestor.start()
         self._processor.start()
         self.delivery.start()
 
     def stop(self) -> None:
         """Stop the threads and close the workspace."""
         self._halt.set()
+        with self._queue_cond:
+            self._queue_cond.notify_all()
+        if self._ingestor.is_alive():
+            self._ingestor.join(timeout=30)
         self._wake.set()
         if self._processor.is_alive():
             self._processor.join(timeout=30)
@@ -66,22 +77,60 @@ class LiveRuntime:
     # ------------------------------------------------------------ work
     def ingest(self, events: list[PostedEvent | dict], wait: bool = False,
                timeout: float = 60.0) -> dict:
-        """Store posted events; with ``wait``, return once their persons, journeys,
-        moments and actions are updated."""
+        """Store posted events (returns once they are committed); with ``wait``,
+        return once their persons, journeys, moments and actions are updated.
+
+        Requests arriving together are committed together (group commit): one load
+        for all of them, each request told what became of its own events."""
         parsed = [e if isinstance(e, PostedEvent) else PostedEvent.model_validate(e) for e in events]
-        with self.lock:
-            report = load_events(self.ws, parsed)
-            reasons = self.ws.con.execute(
-                "SELECT line, field, value, reason FROM quarantine WHERE load_id = ? ORDER BY line",
-                [report.load_id]).fetchall()
-        self._wake.set()
-        out = {"load_id": report.load_id, "received": report.rows_read,
-               "loaded": report.rows_loaded, "duplicate": report.rows_duplicate,
-               "quarantined": report.rows_quarantined, "events_loaded": report.events_loaded,
-               "quarantine": [{"index": r[0] - 1, "field": r[1], "value": r[2], "reason": r[3]}
-                              for r in reasons]}
+        future: Future = Future()
+        with self._queue_cond:
+            self._queue.append((parsed, future))
+            self._queue_cond.notify()
+        out = future.result()
         if wait:
-            out["processed"] = self.wait_processed(report.load_id, timeout)
+            out["processed"] = self.wait_processed(out["load_id"], timeout)
+        return out
+
+    def _ingest_loop(self) -> None:
+        while True:
+            with self._queue_cond:
+                while not self._queue and not self._halt.is_set():
+                    self._queue_cond.wait(0.5)
+                group, self._queue = self._queue, []
+            if not group:
+                return  # halted with nothing left to store
+            try:
+                results = self._store(group)
+            except BaseException as exc:  # noqa: BLE001 - every waiting request gets it
+                for _, future in group:
+                    future.set_exception(exc)
+                continue
+            self._wake.set()
+            for (_, future), result in zip(group, results):
+                future.set_result(result)
+
+    def _store(self, group: list) -> list[dict]:
+        """One load for the requests of ``group``; per request, its own counts (its
+        events are lines ``start + 1 .. start + n`` of the load)."""
+        events = [e for evs, _ in group for e in evs]
+        with self.lock:
+            report = load_events(self.ws, events)
+            con = self.ws.con
+            loaded = dict(con.execute("SELECT source_line, count(*) FROM events WHERE load_id = ? "
+                                      "GROUP BY 1", [report.load_id]).fetchall())
+            rejected = con.execute("SELECT line, field, value, reason FROM quarantine "
+                                   "WHERE load_id = ? ORDER BY line", [report.load_id]).fetchall()
+        out, start = [], 0
+        for evs, _ in group:
+            lines = range(start + 1, start + len(evs) + 1)
+            q = [{"index": r[0] - 1 - start, "field": r[1], "value": r[2], "reason": r[3]}
+                 for r in rejected if r[0] in lines]
+            rows_loaded = sum(1 for n in lines if n in loaded)
+            out.append({"load_id": report.load_id, "received": len(evs), "loaded": rows_loaded,
+                        "duplicate": len(evs) - rows_loaded - len(q), "quarantined": len(q),
+                        "events_loaded": sum(loaded.get(n, 0) for n in lines), "quarantine": q})
+            start += len(evs)
         return out
 
     def is_processed(self, load_id: str) -> bool:
