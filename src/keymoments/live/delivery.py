@@ -92,6 +92,8 @@ def deliver_due(ws: Workspace, lock=None, limit: int = 200) -> dict:
         try:
             _send(ws, row)
             error = None
+        except urllib.error.HTTPError as exc:
+            error = f"HTTP {exc.code} {exc.reason}"
         except (urllib.error.URLError, OSError, RuntimeError, ValueError) as exc:
             error = f"{type(exc).__name__}: {getattr(exc, 'reason', None) or exc}"
         if error is None:

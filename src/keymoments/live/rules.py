@@ -67,10 +67,11 @@ def _conditions(rule: ActionRule) -> str:
         out.append(f"coalesce(j_lang.language, p.language) IN (SELECT unnest({_list(w.languages)}))")
     if w.channels:
         out.append(f"list_has_any(j.channels, {_list(w.channels)})")
+    value = "p." + ident("value_" + w.value_measure)
     if w.min_value is not None:
-        out.append(f"coalesce(p.value, 0) >= {float(w.min_value)!r}")
+        out.append(f"coalesce({value}, 0) >= {float(w.min_value)!r}")
     if w.max_value is not None:
-        out.append(f"coalesce(p.value, 0) <= {float(w.max_value)!r}")
+        out.append(f"coalesce({value}, 0) <= {float(w.max_value)!r}")
     return " AND ".join(out) or "TRUE"
 
 
