@@ -209,3 +209,53 @@ def test_keys_cli(tmp_path):
 
         with pytest.raises(UnauthorizedError, match="revoked"):
             check_key(ws, token, "read")
+
+
+def test_journey_state_triggers(tmp_path):
+    """repeat_purchase (the n-th), ended_unresolved, stalled (also by the sweep for a
+    person no new event touched), each on hand-built journeys."""
+    from keymoments.live.actions import sweep_time_triggers
+
+    ws = km.init(tmp_path)
+    with open(tmp_path / "keymoments.yaml", "a") as fh:
+        fh.write("""
+actions:
+  frequency_cap: {count: 100, per: 1d}
+  rules:
+    - {name: second_purchase, trigger: {on: repeat_purchase, n: 1}, action: {kind: file}, holdout: 0}
+    - {name: unresolved, trigger: {on: ended_unresolved}, action: {kind: file}, holdout: 0}
+    - {name: stuck, trigger: {on: stalled, idle: 2d, journey_types: [purchase]}, action: {kind: file}, holdout: 0}
+""")
+    ws.reload_config()
+    day, t0 = 86400, 1_780_000_000
+
+    def ev(cid, s, etype, **kw):
+        return PostedEvent.model_validate({"ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t0 + s)),
+                                           "event_type": etype, "identifiers": {"customer_id": cid}, **kw})
+
+    buyer = [ev("b", k * 20 * day + s, e, refs={"order": f"o{k}"})
+             for k in range(3) for s, e in ((0, "order_placed"), (day, "order_delivered"))]
+    tickets = [ev("t", 0, "ticket_opened", refs={"ticket": "open-forever"}),
+               ev("t", day, "ticket_opened", refs={"ticket": "fixed"}),
+               ev("t", 2 * day, "ticket_resolved", refs={"ticket": "fixed"})]
+    waiting = [ev("w", 0, "order_placed", refs={"order": "late"})]
+    load_events(ws, buyer + tickets + waiting)
+    process_pending(ws)  # as_of = the latest event, day 41: the open ticket is abandoned
+
+    def fired():
+        return sorted(ws.con.execute(
+            "SELECT o.rule, j.journey_key FROM outbox o JOIN journeys j USING (journey_id)").fetchall())
+
+    assert fired() == [("second_purchase", "o1"), ("stuck", "late"), ("unresolved", "open-forever")]
+    # 'late2' (placed day 40.5) is not stalled at day 41, and its person is not touched
+    # by the update that moves as_of to day 43; the sweep fires it
+    load_events(ws, [ev("w2", int(40.5 * day), "order_placed", refs={"order": "late2"})])
+    process_pending(ws)
+    assert ("stuck", "late2") not in fired()
+    load_events(ws, [ev("x", 43 * day, "page_view")])
+    process_pending(ws)
+    assert ("stuck", "late2") not in fired()
+    assert sweep_time_triggers(ws) == 1
+    assert ("stuck", "late2") in fired()
+    assert sweep_time_triggers(ws) == 0  # decided once
+    ws.close()
