@@ -147,6 +147,7 @@ def _expected(root_ref, events):
 
     load_events(ws, [PostedEvent.model_validate(e) for e in events])
     ws.build()
+    n_events = ws.con.execute("SELECT count(*) FROM events").fetchone()[0]
     valley = ws.con.execute("SELECT person_id, journey_id FROM moments WHERE kind = 'valley' "
                             "AND valence < -0.5").fetchall()
     bought = ws.con.execute("SELECT person_id, journey_id FROM moments WHERE kind = 'purchase'"
@@ -163,7 +164,7 @@ def _expected(root_ref, events):
     treated = {aid("recover_valley", j) for p, j in valley if not held("recover_valley", p, 0.25)}
     treated |= {aid("thanks", j) for p, j in bought}
     holdout = {aid("recover_valley", j) for p, j in valley if held("recover_valley", p, 0.25)}
-    return treated, holdout
+    return treated, holdout, n_events
 
 
 @pytest.mark.slow
@@ -176,7 +177,7 @@ def test_posted_events_fire_actions_exactly_once_across_a_kill(tmp_path):
         fh.write(CONFIG.format(port=receiver.port))
     with km.open(root) as ws:
         token = create_key(ws, "test", ["admin"]).token
-    treated, holdout = _expected(tmp_path / "ref", events)
+    treated, holdout, n_events = _expected(tmp_path / "ref", events)
     assert len(treated) > 15 and holdout  # the scenario exercises both arms
 
     port = free_port()
@@ -207,6 +208,7 @@ def test_posted_events_fire_actions_exactly_once_across_a_kill(tmp_path):
                 break
             time.sleep(0.1)
         status, listed = call(port, "GET", "/v1/actions?limit=10000", token)
+        assert st["tables"]["events"] == n_events  # no accepted event lost
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)

@@ -32,9 +32,9 @@ def free_port() -> int:
 class Server:
     """uvicorn in a thread on a free loopback port."""
 
-    def __init__(self, root) -> None:
+    def __init__(self, root, runtime=None) -> None:
         self.port = free_port()
-        config = uvicorn.Config(create_app(str(root)), host="127.0.0.1", port=self.port,
+        config = uvicorn.Config(create_app(str(root), runtime), host="127.0.0.1", port=self.port,
                                 log_level="error", access_log=False)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
@@ -309,3 +309,26 @@ def test_every_route_is_documented_and_the_example_config_is_valid():
     (example,) = re.findall(r"```yaml\n(.*?)```", text, flags=re.S)
     cfg = load_config_text(example, path="docs/service.md", env={})
     assert [r.name for r in cfg.actions.rules] == ["recover_valley", "ask_review"]
+
+
+def test_a_crash_inside_a_route_is_a_500_envelope(tmp_path, monkeypatch):
+    from keymoments.live.runtime import LiveRuntime
+
+    km.init(tmp_path).close()
+    with km.open(tmp_path) as ws:
+        token = create_key(ws, "r", ["read"]).token
+    runtime = LiveRuntime(tmp_path)
+
+    def broken():
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(runtime, "status", broken)
+    server = Server(tmp_path, runtime)
+    try:
+        got, body, _ = server.request("GET", "/v1/status", token=token)
+        assert got == 500
+        _is_envelope(body, 500)
+        assert "secret internals" not in body["error"]["message"]
+        assert server.request("GET", "/v1/people", token=token)[0] == 200  # still serving
+    finally:
+        server.stop()

@@ -114,7 +114,7 @@ class ActionSpec(Strict):
         if self.url and not re.match(r"https?://", self.url):
             raise ValueError(f"url {self.url!r}: use an http:// or https:// address")
         if self.payload is not None:
-            from ..live.templates import check_templates
+            from ..templating import check_templates
 
             check_templates(self.payload)
         return self

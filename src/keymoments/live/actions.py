@@ -28,7 +28,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from .holdout import is_held_out
-from .templates import render_payload
+from ..templating import render_payload
 
 if TYPE_CHECKING:
     from ..store.workspace import Workspace

@@ -1,4 +1,4 @@
-"""Payload templates: a JSON-like structure whose strings are Jinja templates.
+"""Payload templates (action rules): a JSON-like structure whose strings are Jinja templates.
 
 Templates render in Jinja's sandbox (no attribute access to internals, no
 ``eval``); the JSON document is built from the rendered strings, so a value
