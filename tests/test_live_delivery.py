@@ -259,3 +259,37 @@ actions:
     assert ("stuck", "late2") in fired()
     assert sweep_time_triggers(ws) == 0  # decided once
     ws.close()
+
+
+def test_unsafe_or_broken_templates_fail_their_action_not_the_update(tmp_path):
+    ws = km.init(tmp_path)
+    with open(tmp_path / "keymoments.yaml", "a") as fh:
+        fh.write("""
+actions:
+  rules:
+    - name: sneaky
+      trigger: {on: purchase_completed}
+      action: {kind: file, payload: {x: "{{ person.__class__.__mro__[1].__subclasses__() }}"}}
+      holdout: 0
+    - name: channel_and_language
+      trigger: {on: purchase_completed}
+      when: {channels: [app], languages: [de]}
+      action: {kind: case, payload: {text: "{{ person.id }} \\" }, {"}}
+      holdout: 0
+""")
+    ws.reload_config()
+    evs = [{"ts": "2026-03-01T10:00:00Z", "event_type": "order_placed", "identifiers": {"customer_id": c},
+            "refs": {"order": c}, "channel": ch, "language": lang}
+           for c, ch, lang in (("a", "app", "de"), ("b", "web", "de"), ("c", "app", "pt"))]
+    load_events(ws, [PostedEvent.model_validate(e) for e in evs])
+    assert process_pending(ws)["loads"] == 1  # the update went through
+    rows = ws.con.execute("SELECT o.rule, i.value, o.status, o.reason, o.payload FROM outbox o "
+                          "JOIN identifiers i USING (person_id) ORDER BY o.rule, i.value").fetchall()
+    ws.close()
+    sneaky = [r for r in rows if r[0] == "sneaky"]
+    assert [r[2] for r in sneaky] == ["failed"] * 3
+    assert all("payload template" in r[3] and "unsafe" in r[3] for r in sneaky)
+    (only,) = [r for r in rows if r[0] == "channel_and_language"]
+    assert only[1] == "a"  # the app channel and German: only customer a
+    pid = json.loads(only[4])["text"].split(" ")[0]
+    assert pid.startswith("p-") and json.loads(only[4]) == {"text": pid + ' " }, {'}

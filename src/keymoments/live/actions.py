@@ -27,6 +27,8 @@ import json
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from jinja2 import TemplateError
+
 from .holdout import is_held_out
 from ..templating import render_payload
 
@@ -155,9 +157,15 @@ def fire_actions(ws: Workspace, persons_table: str) -> int:
         language = c["language"] or actions.default_language
         c = {**c, "language": language}
         hist.add(aid, person, c["journey_id"], kind, ts, status != "suppressed")
+        payload = None
+        if status != "suppressed":
+            try:
+                payload = _payload(c, rule, aid)
+            except TemplateError as exc:  # a bad template fails its action, not the update
+                if status == "pending":
+                    status, reason = "failed", f"payload template of rule {rule.name}: {exc}"
         rows.append((aid, rule.name, kind, rule.trigger.on, person, c["journey_id"], c["event_id"],
-                     ts, language, _payload(c, rule, aid) if status != "suppressed" else None,
-                     status, reason))
+                     ts, language, payload, status, reason))
     if rows:
         _insert(ws, rows)
     return len(rows)

@@ -53,7 +53,8 @@ def get_action(ws: Workspace, action_id: str) -> dict:
 def replay(ws: Workspace, action_ids: list[str] | None = None, *, status: str | None = None) -> int:
     """Queue actions for delivery again (by id, or every action of ``status``, e.g.
     ``failed``); they keep their id, so a receiver that honours the idempotency key
-    does not act twice. Held-out and suppressed actions are never delivered."""
+    does not act twice. Held-out and suppressed actions are never delivered, nor
+    actions whose payload template failed (fix the rule; its next journeys act)."""
     if not action_ids and status is None:
         raise KeymomentsError("name the actions to replay, or a status (e.g. failed)")
     if action_ids:
@@ -64,5 +65,6 @@ def replay(ws: Workspace, action_ids: list[str] | None = None, *, status: str | 
         cond, params = "status = ?", [status]
     cur = ws.con.execute(
         f"UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = now(), reason = NULL "
-        f"WHERE {cond} AND status IN ('pending', 'delivered', 'failed') RETURNING action_id", params)
+        f"WHERE {cond} AND status IN ('pending', 'delivered', 'failed') AND payload IS NOT NULL "
+        "RETURNING action_id", params)
     return len(cur.fetchall())
