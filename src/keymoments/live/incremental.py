@@ -127,18 +127,23 @@ def update_persons(ws: Workspace, persons: list[str], loads: list[str] = ()) -> 
     con = ws.con
     t0 = time.perf_counter()
     scorer = get_scorer(ws.config.valence.text_scorer)
-    update_text_scores(ws, scorer)
     from ..engine import backend
 
     b = backend(ws)
     con.register("_km_live_arrow", pa.table({"person_id": pa.array(persons, pa.string())}))
     con.execute("CREATE OR REPLACE TEMP TABLE _km_live_persons AS SELECT * FROM _km_live_arrow")
     con.unregister("_km_live_arrow")
-    texts = b.table("text_scores")
-    texts = texts.filter(texts.scorer == scorer.name)
     # the persons' events, read once (the engine reads its input several times)
     con.execute("CREATE OR REPLACE TEMP TABLE _km_live_events AS SELECT * FROM events "
                 "WHERE person_id IN (SELECT person_id FROM _km_live_persons)")
+    unscored = con.execute(
+        "SELECT count(*) FROM _km_live_events e WHERE text IS NOT NULL AND NOT EXISTS "
+        "(SELECT 1 FROM text_scores s WHERE s.text_hash = md5(e.text) AND s.scorer = ?)",
+        [scorer.name]).fetchone()[0]
+    if unscored:  # (scans every event's text: only when these persons have new texts)
+        update_text_scores(ws, scorer)
+    texts = b.table("text_scores")
+    texts = texts.filter(texts.scorer == scorer.name)
     events = b.table("_km_live_events")
 
     steps = _plan(ws, b, events, _pinned_types(ws), texts)
