@@ -342,6 +342,7 @@ class IdentityConfig(Strict):
 
 
 from .analysis import JourneysConfig, MomentsConfig, OutcomesConfig, ValenceConfig  # noqa: E402
+from .actions import ActionsConfig, ServiceConfig  # noqa: E402
 
 
 class Config(Strict):
@@ -364,6 +365,8 @@ class Config(Strict):
     journeys: JourneysConfig = Field(default_factory=JourneysConfig)
     outcomes: OutcomesConfig = Field(default_factory=OutcomesConfig)
     moments: MomentsConfig = Field(default_factory=MomentsConfig)
+    service: ServiceConfig = Field(default_factory=ServiceConfig)
+    actions: ActionsConfig = Field(default_factory=ActionsConfig)
 
     @field_validator("sources")
     @classmethod

@@ -10,8 +10,8 @@ DuckDB and Spark.
 
 >>> SCHEMA_VERSION >= 1
 True
->>> sorted(TABLES)[:3]
-['events', 'identifiers', 'identity_links']
+>>> {"events", "identifiers", "identity_links"} <= set(TABLES)
+True
 """
 
 from __future__ import annotations
@@ -188,6 +188,38 @@ COLUMN_DOCS: dict[str, dict[str, tuple[str, str]]] = {
         "n": ("BIGINT", "journeys used"),
         "chosen": ("BOOLEAN", "the model now scoring `journeys.remembered`"),
     },
+    "api_keys": {
+        "key_id": ("VARCHAR NOT NULL", "public part of the key (`km_<key_id>_<secret>`), shown in lists"),
+        "name": ("VARCHAR NOT NULL", "what the key is for"),
+        "secret_hash": ("VARCHAR NOT NULL", "sha256 of the secret with a per-key salt; the secret itself is never stored"),
+        "salt": ("VARCHAR NOT NULL", "the per-key salt"),
+        "scopes": ("VARCHAR[] NOT NULL", "read, write, admin (admin implies write, write implies read)"),
+        "created_at": ("TIMESTAMPTZ NOT NULL", "when"),
+        "revoked_at": ("TIMESTAMPTZ", "when it was revoked (NULL: active)"),
+    },
+    "outbox": {
+        "action_id": ("VARCHAR NOT NULL", "stable id (hash of rule and journey), sent as the `Idempotency-Key`"),
+        "seq": ("BIGINT NOT NULL", "order of creation; delivery keeps it per person"),
+        "rule": ("VARCHAR NOT NULL", "the rule that fired"),
+        "kind": ("VARCHAR NOT NULL", "webhook, case or file"),
+        "trigger": ("VARCHAR NOT NULL", "peak, valley, stalled, ended_unresolved, purchase_completed, repeat_purchase"),
+        "person_id": ("VARCHAR NOT NULL", "the person"),
+        "journey_id": ("VARCHAR NOT NULL", "the journey whose state fired it"),
+        "event_id": ("VARCHAR", "the event of the moment or state"),
+        "trigger_ts": ("TIMESTAMPTZ NOT NULL", "event time of the trigger (guards count in event time)"),
+        "language": ("VARCHAR", "the customer's language, so the follow-up goes out in it"),
+        "payload": ("VARCHAR", "the rendered JSON document delivered"),
+        "status": ("VARCHAR NOT NULL", "pending, delivered, failed, held_out (holdout: no action, kept to measure effect) or suppressed (a guard)"),
+        "reason": ("VARCHAR", "why held out or suppressed, or the last delivery error"),
+        "attempts": ("BIGINT NOT NULL", "delivery attempts so far"),
+        "next_attempt_at": ("TIMESTAMPTZ", "when the worker tries again"),
+        "created_at": ("TIMESTAMPTZ NOT NULL", "when it was written (with the derived state that caused it)"),
+        "delivered_at": ("TIMESTAMPTZ", "when the receiver acknowledged it"),
+    },
+    "live_loads": {
+        "load_id": ("VARCHAR NOT NULL", "a load of posted events"),
+        "processed_at": ("TIMESTAMPTZ NOT NULL", "when its persons' journeys, moments and actions were updated"),
+    },
     "km_meta": {
         "key": ("VARCHAR NOT NULL", "setting"),
         "value": ("VARCHAR", "its value; `schema_version` is the store's version"),
@@ -212,8 +244,13 @@ def _v2(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(_create(table))
 
 
+def _v3(con: duckdb.DuckDBPyConnection) -> None:
+    for table in ("api_keys", "outbox", "live_loads"):
+        con.execute(_create(table))
+
+
 #: Forward migrations, index ``i`` brings the store to version ``i + 1``.
-MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [_v1, _v2]
+MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [_v1, _v2, _v3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

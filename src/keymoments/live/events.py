@@ -1,0 +1,215 @@
+"""Posted events: the canonical event model of the REST service, and their load.
+
+A posted batch is validated here (pydantic: a bad timestamp, an unknown stage or
+rating scale refuses the whole request, nothing stored), then loaded like a JSON
+lines export of the built-in source ``api``: the same stable content ids (posting
+an event twice stores it once), deduplication, identity stitching, quarantine and
+load log as any file source (:mod:`keymoments.sources.ingest`).
+
+>>> e = PostedEvent.model_validate({"ts": "2026-03-01T10:00:00+01:00", "event_type": "order_placed",
+...     "identifiers": {"email": "Ana@Example.com"}, "refs": {"order": "o1"}})
+>>> e.ts.isoformat()
+'2026-03-01T09:00:00+00:00'
+>>> try:
+...     PostedEvent.model_validate({"ts": "2026-03-01 10:00", "event_type": "x",
+...                                 "identifiers": {"email": "a@b.c"}})
+... except ValueError as exc:
+...     print("a timestamp needs an offset" in str(exc))
+True
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from ..config.base import RATING_SCALES, STAGES
+from ..config.models import SourceSpec
+from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from ..sources.ingest import LoadReport
+    from ..store.workspace import Workspace
+
+__all__ = ["PostedEvent", "EventBatch", "API_SOURCE", "load_events", "api_source_spec"]
+
+#: The built-in source name of posted events.
+API_SOURCE = "api"
+#: Identifier kinds in the order the anchor (the identifier that resolves the person)
+#: is picked; other kinds follow alphabetically.
+ANCHOR_ORDER = ("customer_id", "account", "email", "phone", "device")
+
+
+def _utc(value: object) -> object:
+    if value is None or isinstance(value, datetime):
+        ts = value
+    else:
+        text = str(value).strip()
+        try:
+            ts = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"not an ISO 8601 timestamp: {text!r} (e.g. 2026-03-01T10:00:00Z)") from None
+    if ts is None:
+        return None
+    if ts.tzinfo is None:
+        raise ValueError("a timestamp needs an offset: write it as ISO 8601 with 'Z' or '+hh:mm' "
+                         "(e.g. 2026-03-01T10:00:00Z)")
+    if not 1900 <= ts.year <= 2200:
+        raise ValueError(f"timestamp year {ts.year} is out of range (1900-2200)")
+    return ts.astimezone(timezone.utc)
+
+
+class PostedEvent(BaseModel):
+    """One event as posted to ``POST /v1/events``: the canonical event model."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ts: datetime = Field(description="when it happened: ISO 8601 with an offset ('Z' for UTC)")
+    event_type: str = Field(min_length=1, max_length=200)
+    identifiers: dict[str, str] = Field(
+        description="kind -> value (customer_id, email, phone, device, account, ...); at least one")
+    channel: str | None = None
+    stage: str | None = None
+    agent: str | None = None
+    language: str | None = Field(default=None, description="ISO 639-1 code")
+    rating: float | None = None
+    rating_scale: str | None = Field(default=None, description="csat5, nps10, ces7 or stars5")
+    text: str | None = Field(default=None, max_length=20000)
+    refs: dict[str, str] = Field(default_factory=dict, description="order, ticket, session, case ...")
+    measures: dict[str, float] = Field(default_factory=dict)
+    expected_ts: datetime | None = None
+    expected_value: float | None = None
+    expectation_kind: str | None = None
+    attributes: dict[str, str] = Field(default_factory=dict)
+
+    _ts = field_validator("ts", "expected_ts", mode="before")(_utc)
+
+    @field_validator("identifiers")
+    @classmethod
+    def _ids(cls, v: dict[str, str]) -> dict[str, str]:
+        v = {k.strip(): s.strip() for k, s in v.items() if s and s.strip()}
+        if not v:
+            raise ValueError("give at least one non-empty identifier (customer_id, email, phone...)")
+        for key in v:
+            if not key.replace("_", "").isalnum():
+                raise ValueError(f"identifier kind {key!r}: use letters, digits and '_'")
+        return v
+
+    @field_validator("refs", "attributes", "measures")
+    @classmethod
+    def _keys(cls, v: dict) -> dict:
+        for key in v:
+            if not key or "." in key:
+                raise ValueError(f"key {key!r}: a non-empty name without '.'")
+        return v
+
+    @field_validator("measures")
+    @classmethod
+    def _finite(cls, v: dict[str, float]) -> dict[str, float]:
+        for key, num in v.items():
+            if not math.isfinite(num):
+                raise ValueError(f"measure {key!r} is not a finite number")
+        return v
+
+    @field_validator("stage")
+    @classmethod
+    def _stage(cls, v: str | None) -> str | None:
+        if v is not None and v.lower() not in STAGES:
+            raise ValueError(f"unknown stage {v!r} (stages: {', '.join(STAGES)})")
+        return v
+
+    @model_validator(mode="after")
+    def _rating(self) -> PostedEvent:
+        if self.rating is not None:
+            scale = self.rating_scale or "csat5"
+            if scale not in RATING_SCALES:
+                raise ValueError(f"unknown rating_scale {scale!r} (use {', '.join(RATING_SCALES)})")
+            low, high = RATING_SCALES[scale]
+            if not (math.isfinite(self.rating) and low <= self.rating <= high):
+                raise ValueError(f"rating {self.rating} is outside the {scale} scale ({low:g}-{high:g})")
+        return self
+
+
+class EventBatch(BaseModel):
+    """A batch of events as posted to ``POST /v1/events/batch``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    events: list[PostedEvent] = Field(min_length=1)
+
+
+def _slot(e: PostedEvent) -> tuple[str, str]:
+    return (e.rating_scale or "csat5" if e.rating is not None else "", e.expectation_kind or "")
+
+
+def _anchor_order(kinds: set[str]) -> list[str]:
+    return [k for k in ANCHOR_ORDER if k in kinds] + sorted(kinds - set(ANCHOR_ORDER))
+
+
+def api_source_spec(path: str, events: list[PostedEvent]) -> SourceSpec:
+    """The mapping of a batch written as JSON lines by :func:`load_events`: one event
+    slot per (rating scale, expectation kind) in the batch, each row filling only its
+    own slot's timestamp, so every event keeps its own scale and expectation."""
+    ids = _anchor_order({k for e in events for k in e.identifiers})
+    maps = {name: sorted({k for e in events for k in getattr(e, name)})
+            for name in ("refs", "measures", "attributes")}
+    slots = sorted({_slot(e) for e in events})
+    spec_events = []
+    for i, (scale, kind) in enumerate(slots):
+        ev: dict = {"event_type": "event_type", "ts": f"_ts{i}", "when_missing": "skip"}
+        if scale:
+            ev["rating"] = {"column": "rating", "scale": scale}
+        if kind:
+            ev["expectation"] = {"kind": kind, "ts": "expected_ts", "value": "expected_value"}
+        spec_events.append(ev)
+    spec = {
+        "path": path, "format": "jsonl",
+        "identifiers": {k: f"identifiers.{k}" for k in ids},
+        **{f: f for f in ("channel", "stage", "agent", "language", "text")},
+        **{name: {k: f"{name}.{k}" for k in keys} for name, keys in maps.items()},
+        "events": spec_events,
+    }
+    return SourceSpec.model_validate(spec)
+
+
+def _row(e: PostedEvent, slot: int) -> dict:
+    row = e.model_dump(exclude_none=True, exclude={"ts", "expected_ts", "rating_scale",
+                                                   "expectation_kind"})
+    row[f"_ts{slot}"] = e.ts.isoformat()
+    if e.expected_ts is not None:
+        row["expected_ts"] = e.expected_ts.isoformat()
+    for name in ("refs", "measures", "attributes"):
+        if not row.get(name):
+            row.pop(name, None)
+    return row
+
+
+def load_events(ws: Workspace, events: list[PostedEvent]) -> LoadReport:
+    """Store posted events as a load of the ``api`` source (one transaction)."""
+    from ..sources.ingest import ingest_source
+
+    if API_SOURCE in ws.config.sources:
+        raise ConfigError(f"the source name {API_SOURCE!r} is reserved for posted events; "
+                          "rename that source in keymoments.yaml", key=f"sources.{API_SOURCE}")
+    folder = Path(ws.root) / ".live"
+    folder.mkdir(exist_ok=True)
+    path = folder / f"batch-{uuid.uuid4().hex}.jsonl"
+    slots = {s: i for i, s in enumerate(sorted({_slot(e) for e in events}))}
+    with open(path, "w", encoding="utf-8") as fh:
+        for e in events:
+            fh.write(json.dumps(_row(e, slots[_slot(e)]), ensure_ascii=False) + "\n")
+    spec = api_source_spec(str(path), events)
+    saved = ws.config
+    ws.config = saved.model_copy(update={"sources": {**saved.sources, API_SOURCE: spec}})
+    try:
+        return ingest_source(ws, API_SOURCE)
+    finally:
+        ws.config = saved
+        os.unlink(path)

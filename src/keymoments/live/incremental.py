@@ -1,0 +1,178 @@
+"""Incremental processing: new events update only the people they touch.
+
+The journeys, journey events and moments of the affected persons (those of the
+new events; identity merges land there too, since a merge always comes with a new
+event) are rebuilt by the public engine (:func:`keymoments.pipeline.derive`, over
+the events filtered to those persons) and replace the persons' old rows in one
+transaction, together with the actions their new state triggers (see
+:mod:`keymoments.live.actions`) and the mark that the loads are processed.
+Persons that disappeared in a merge lose their rows in the same transaction.
+
+Everything the engine derives is per person, except two global quantities:
+
+* ``as_of`` (the time statuses are judged at; unset, the latest event): the
+  affected persons are judged at the current one, the others keep the value they
+  were built with. Pin ``journeys.as_of`` (or rebuild) when all statuses must move.
+* the default ``stall_after`` (the 90th-percentile duration of the type's completed
+  journeys): computed by the engine over its input, so here it is pinned to the
+  value over the whole stored ``journeys`` table before the update.
+
+With ``journeys.as_of`` and every type's ``stall_after`` set, an incremental
+update gives exactly the tables of a full :func:`keymoments.pipeline.build`
+(``tests/test_live_incremental.py`` streams events and compares).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import datetime, timezone
+from functools import lru_cache
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+
+import ibis
+
+from ..pipeline import derive, journey_types, resolve_as_of
+from ..sql import ident, literal
+from ..store.schema import COLUMN_DOCS
+from ..valence.cache import update_text_scores
+from ..valence.text import get_scorer
+
+if TYPE_CHECKING:
+    from ..store.workspace import Workspace
+
+__all__ = ["pending_loads", "process_pending", "update_persons"]
+
+_DERIVED = ("journey_events", "journeys", "moments")
+_TEMPS = {"journey_events": "_km_je", "journeys": "_km_journeys", "moments": "_km_moments"}
+
+
+def pending_loads(ws: Workspace) -> list[str]:
+    """Loads of posted events whose persons are not yet updated (oldest first)."""
+    from .events import API_SOURCE
+
+    return [r[0] for r in ws.con.execute(
+        "SELECT load_id FROM loads WHERE source = ? AND load_id NOT IN "
+        "(SELECT load_id FROM live_loads) ORDER BY started_at, load_id", [API_SOURCE]).fetchall()]
+
+
+def process_pending(ws: Workspace, now: float | None = None) -> dict:
+    """Update the persons of every pending load; returns what was done."""
+    loads = pending_loads(ws)
+    if not loads:
+        return {"loads": 0, "persons": 0, "actions": 0}
+    persons = [r[0] for r in ws.con.execute(
+        "SELECT DISTINCT person_id FROM events WHERE list_contains(?, load_id) "
+        "AND person_id IS NOT NULL ORDER BY 1", [loads]).fetchall()]
+    out = update_persons(ws, persons, loads)
+    return {"loads": len(loads), **out}
+
+
+def _pinned_types(ws: Workspace):
+    """Journey types with ``stall_after`` pinned to the stored typical durations."""
+    types = journey_types(ws)
+    p90 = dict(ws.con.execute(
+        "SELECT journey_type, quantile_cont(duration_s, 0.9) FROM journeys WHERE has_end "
+        "GROUP BY 1").fetchall())
+    return [t if t.stall_after is not None or t.name not in p90
+            else t.model_copy(update={"stall_after": float(p90[t.name])}) for t in types]
+
+
+#: as_of while planning: replaced in the compiled SQL by the real one, so the engine's
+#: plan (seconds to compile) is compiled once per config and reused for every update
+_SENTINEL = datetime(1901, 2, 3, 4, 5, 6, 789012, tzinfo=timezone.utc)
+_PLANS: dict[tuple, list[tuple[str, str]]] = {}
+
+
+@lru_cache(maxsize=64)
+def _timestamp_sql(ts: datetime) -> str:
+    t = ibis.table({"a": "int64"}, name="t")
+    sql = ibis.to_sql(t.select(x=ibis.literal(ts, type="timestamp('UTC')")), dialect="duckdb")
+    return re.search(r"MAKE_TIMESTAMPTZ\([^)]*\)", sql).group(0)
+
+
+def _plan(ws: Workspace, b, events, types, texts) -> list[tuple[str, str]]:
+    """The engine's steps as (temp table, SQL) over ``_km_live_persons``, compiled by
+    :func:`keymoments.pipeline.derive` once per (config, journey types)."""
+    cfg = ws.config  # only what the engine reads (not the name, sources or actions)
+    key = (cfg.model_dump_json(include={"valence", "journeys", "outcomes", "moments"}),
+           tuple(t.model_dump_json() for t in types))
+    if key in _PLANS:
+        return _PLANS[key]
+    steps: list[tuple[str, str]] = []
+
+    def materialize(name: str, expr):
+        sql = ibis.to_sql(expr, dialect="duckdb")
+        steps.append((name, sql))
+        ws.con.execute(f"CREATE OR REPLACE TEMP TABLE {ident(name)} AS {sql}")
+        return b.table(name)
+
+    derive(events, ws.config, types, _SENTINEL, texts, materialize)
+    if not all(_timestamp_sql(_SENTINEL) in sql or "MAKE_TIMESTAMPTZ" not in sql
+               for _, sql in steps):  # pragma: no cover - guards the substitution
+        raise RuntimeError("the engine's plan does not show as_of as expected")
+    if len(_PLANS) > 8:
+        _PLANS.clear()
+    _PLANS[key] = steps
+    return steps
+
+
+def update_persons(ws: Workspace, persons: list[str], loads: list[str] = ()) -> dict:
+    """Rebuild the derived rows of ``persons`` and fire their actions, in one
+    transaction that also marks ``loads`` processed."""
+    from .actions import fire_actions
+
+    con = ws.con
+    t0 = time.perf_counter()
+    scorer = get_scorer(ws.config.valence.text_scorer)
+    from ..engine import backend
+
+    b = backend(ws)
+    con.register("_km_live_arrow", pa.table({"person_id": pa.array(persons, pa.string())}))
+    con.execute("CREATE OR REPLACE TEMP TABLE _km_live_persons AS SELECT * FROM _km_live_arrow")
+    con.unregister("_km_live_arrow")
+    # the persons' events, read once (the engine reads its input several times)
+    con.execute("CREATE OR REPLACE TEMP TABLE _km_live_events AS SELECT * FROM events "
+                "WHERE person_id IN (SELECT person_id FROM _km_live_persons)")
+    unscored = con.execute(
+        "SELECT count(*) FROM _km_live_events e WHERE text IS NOT NULL AND NOT EXISTS "
+        "(SELECT 1 FROM text_scores s WHERE s.text_hash = md5(e.text) AND s.scorer = ?)",
+        [scorer.name]).fetchone()[0]
+    if unscored:  # (scans every event's text: only when these persons have new texts)
+        update_text_scores(ws, scorer)
+    texts = b.table("text_scores")
+    texts = texts.filter(texts.scorer == scorer.name)
+    events = b.table("_km_live_events")
+
+    steps = _plan(ws, b, events, _pinned_types(ws), texts)
+    as_of = _timestamp_sql(resolve_as_of(ws))
+    for name, sql in steps:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {ident(name)} AS "
+                    + sql.replace(_timestamp_sql(_SENTINEL), as_of))
+    t_derive = time.perf_counter() - t0
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for table in _DERIVED:
+            con.execute(f"DELETE FROM {ident(table)} WHERE person_id IN "
+                        "(SELECT person_id FROM _km_live_persons) "
+                        "OR person_id NOT IN (SELECT person_id FROM people)")
+            cols = ", ".join(ident(c) for c in COLUMN_DOCS[table])
+            casts = ", ".join(f"CAST(s.{ident(c)} AS {t.replace(' NOT NULL', '')})"
+                              for c, (t, _) in COLUMN_DOCS[table].items())
+            con.execute(f"INSERT INTO {ident(table)} ({cols}) SELECT {casts} "
+                        f"FROM {_TEMPS[table]} s")
+        fired = fire_actions(ws, "_km_live_persons")
+        for load in loads:
+            con.execute(f"INSERT INTO live_loads VALUES ({literal(load)}, now())")
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    finally:
+        for tmp in ("_km_jn", "_km_je", "_km_journeys", "_km_moments", "_km_live_persons",
+                    "_km_live_events"):
+            con.execute(f"DROP TABLE IF EXISTS temp.main.{ident(tmp)}")
+    return {"persons": len(persons), "actions": fired, "derive_s": t_derive,
+            "total_s": time.perf_counter() - t0}

@@ -1,0 +1,127 @@
+"""Triggers and conditions of action rules, as SQL over the derived tables.
+
+:func:`candidates` lists, for the persons in a temp table, every (rule, journey)
+whose trigger and conditions hold, with the event and time that fired it and
+what the payload needs (journey, moment, person's segment, value and language).
+The guards and the holdout are applied afterwards (:mod:`keymoments.live.actions`).
+The SQL is plain (no DuckDB-only functions beyond list helpers that Spark has as
+``arrays_overlap``/``array_contains``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..config.actions import ActionRule
+from ..sql import ident, literal
+
+if TYPE_CHECKING:
+    from ..store.workspace import Workspace
+
+__all__ = ["candidates"]
+
+_UNRESOLVED_TYPES = ("issue_resolution", "case")
+
+
+def _list(values) -> str:
+    return "[" + ", ".join(literal(v) for v in values) + "]::VARCHAR[]"
+
+
+def _trigger_sql(rule: ActionRule, catch_all: str, as_of: str) -> str:
+    """(journey_id, event_id, trigger_ts) of the journeys the trigger fires on."""
+    t = rule.trigger
+    types = t.journey_types
+    jt = f"AND j.journey_type IN (SELECT unnest({_list(types)}))" if types else ""
+    mt = f"AND m.journey_type IN (SELECT unnest({_list(types)}))" if types else ""
+    if t.on in ("peak", "valley", "purchase_completed"):
+        kind, cond = {"peak": ("peak", f"m.valence >= {t.valence_above!r}"),
+                      "valley": ("valley", f"m.valence < {t.valence_below!r}"),
+                      "purchase_completed": ("purchase", "TRUE")}[t.on]
+        return (f"SELECT m.journey_id, m.event_id, m.ts AS trigger_ts FROM moments m "
+                f"WHERE m.kind = {literal(kind)} AND {cond} {mt}")
+    if t.on == "repeat_purchase":
+        return (f"SELECT journey_id, event_id, ts AS trigger_ts FROM ("
+                f"SELECT m.*, row_number() OVER (PARTITION BY m.person_id ORDER BY m.ts, m.event_id) "
+                f"AS _n FROM moments m WHERE m.kind = 'repeat_purchase' {mt}) WHERE _n = {t.n}")
+    if t.on == "stalled":
+        return (f"SELECT j.journey_id, NULL::VARCHAR AS event_id, "
+                f"j.end_ts + to_microseconds(CAST({int(t.idle * 1e6)} AS BIGINT)) AS trigger_ts "
+                f"FROM journeys j WHERE NOT coalesce(j.has_end, FALSE) "
+                f"AND j.status IN ('open', 'stalled') "
+                f"AND epoch({as_of}) - epoch(j.end_ts) >= {float(t.idle)!r} "
+                f"AND j.journey_type <> {literal(catch_all)} {jt}")
+    assert t.on == "ended_unresolved"
+    types = types or list(_UNRESOLVED_TYPES)
+    return (f"SELECT j.journey_id, NULL::VARCHAR AS event_id, j.end_ts AS trigger_ts FROM journeys j "
+            f"WHERE j.journey_type IN (SELECT unnest({_list(types)})) AND (j.status = 'abandoned' "
+            f"OR (j.status = 'completed' AND NOT EXISTS (SELECT 1 FROM moments r "
+            f"WHERE r.journey_id = j.journey_id AND r.kind = 'resolution')))")
+
+
+def _conditions(rule: ActionRule) -> str:
+    w = rule.when
+    out = []
+    if w.segments:
+        out.append(f"p.segment IN (SELECT unnest({_list(w.segments)}))")
+    if w.languages:
+        out.append(f"coalesce(j_lang.language, p.language) IN (SELECT unnest({_list(w.languages)}))")
+    if w.channels:
+        out.append(f"list_has_any(j.channels, {_list(w.channels)})")
+    value = "p." + ident("value_" + w.value_measure)
+    if w.min_value is not None:
+        out.append(f"coalesce({value}, 0) >= {float(w.min_value)!r}")
+    if w.max_value is not None:
+        out.append(f"coalesce({value}, 0) <= {float(w.max_value)!r}")
+    return " AND ".join(out) or "TRUE"
+
+
+def candidates(ws: Workspace, persons_table: str, rules: list[ActionRule] | None = None,
+               as_of=None) -> list[dict]:
+    """Every (rule, journey) of the persons in ``persons_table`` whose trigger and
+    conditions hold, ordered by trigger time, person and rule order. Idle time
+    (``stalled``) is judged at ``as_of`` (default: the workspace's, see
+    :func:`keymoments.pipeline.resolve_as_of`)."""
+    from ..pipeline import resolve_as_of
+
+    as_of_sql = f"CAST({literal((as_of or resolve_as_of(ws)).isoformat())} AS TIMESTAMPTZ)"
+    cfg = ws.config
+    rules = [r for r in (rules if rules is not None else cfg.actions.rules) if r.enabled]
+    if not rules:
+        return []
+    measures = sorted({r.when.value_measure for r in rules})
+    value_cols = ", ".join(f"sum(measures[{literal(m)}]) AS {ident('value_' + m)}"
+                           for m in measures)
+    parts = []
+    for order, rule in enumerate(rules):
+        value = "p." + ident("value_" + rule.when.value_measure)
+        parts.append(f"""
+        SELECT {order} AS rule_order, {literal(rule.name)} AS rule, t.event_id, t.trigger_ts,
+               j.journey_id, j.journey_type, j.journey_key, j.person_id, j.status, j.start_ts,
+               j.end_ts, j.channels, j.remembered,
+               coalesce(j_lang.language, p.language) AS language, p.segment, {value} AS value
+        FROM ({_trigger_sql(rule, cfg.journeys.catch_all, as_of_sql)}) t
+        JOIN journeys j ON j.journey_id = t.journey_id
+        JOIN person_facts p ON p.person_id = j.person_id
+        LEFT JOIN journey_lang j_lang ON j_lang.journey_id = j.journey_id
+        WHERE {_conditions(rule)}""")
+    sql = f"""
+    WITH persons AS (SELECT person_id FROM {persons_table}),
+    person_facts AS (
+        SELECT person_id,
+               arg_max(attributes['segment'], ts) FILTER (WHERE attributes['segment'] IS NOT NULL) AS segment,
+               arg_max(language, ts) FILTER (WHERE language IS NOT NULL) AS language,
+               {value_cols}
+        FROM events WHERE person_id IN (SELECT person_id FROM persons) GROUP BY person_id
+    ),
+    journey_lang AS (
+        SELECT journey_id, arg_max(language, ts) AS language FROM journey_events
+        WHERE language IS NOT NULL AND person_id IN (SELECT person_id FROM persons)
+        GROUP BY journey_id
+    )
+    SELECT * FROM ({' UNION ALL '.join(parts)}) c
+    WHERE c.person_id IN (SELECT person_id FROM persons)
+    ORDER BY c.trigger_ts, c.person_id, c.rule_order, c.journey_id
+    """
+    cur = ws.con.execute(sql)
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, row)) for row in cur.fetchall()]

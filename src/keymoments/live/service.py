@@ -1,0 +1,411 @@
+"""The REST service: ``keymoments serve`` (needs ``pip install 'keymoments[serve]'``).
+
+Routes (OpenAPI at ``/openapi.json``, browsable at ``/docs``) are listed in
+:data:`ROUTES`; every route but ``/v1/health`` and the spec needs an API key
+(``Authorization: Bearer km_...`` or ``X-API-Key``) with the route's scope. Every
+error, from a missing key to an unknown route or a crash, answers with the one
+envelope of :mod:`keymoments.live.envelope`. Bodies above ``service.max_body_bytes``
+get 413; more than ``service.rate_limit`` requests per key get 429.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from datetime import date, datetime
+from typing import Any
+
+from ..errors import KeymomentsError, MissingExtraError, NotFoundError
+
+try:
+    from fastapi import Depends, FastAPI, Query, Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+except ImportError:  # pragma: no cover - exercised by a test that hides fastapi
+    raise MissingExtraError("fastapi", "serve") from None
+
+from .auth import ForbiddenError, UnauthorizedError, check_key, create_key, list_keys, revoke_key
+from .envelope import ServiceError, error_body
+from .events import EventBatch, PostedEvent
+from .runtime import LiveRuntime
+
+__all__ = ["create_app", "serve", "ROUTES"]
+
+#: (method, path, scope) of every route, for the docs and the auth tests.
+ROUTES = [
+    ("GET", "/v1/health", None),
+    ("POST", "/v1/events", "write"),
+    ("POST", "/v1/events/batch", "write"),
+    ("GET", "/v1/loads/{load_id}", "read"),
+    ("GET", "/v1/people", "read"),
+    ("GET", "/v1/people/{person}", "read"),
+    ("GET", "/v1/journeys", "read"),
+    ("GET", "/v1/journeys/{journey_id}", "read"),
+    ("GET", "/v1/moments", "read"),
+    ("GET", "/v1/metrics", "read"),
+    ("GET", "/v1/actions", "read"),
+    ("GET", "/v1/actions/effect", "read"),
+    ("POST", "/v1/actions/replay", "admin"),
+    ("GET", "/v1/status", "read"),
+    ("GET", "/v1/keys", "admin"),
+    ("POST", "/v1/keys", "admin"),
+    ("DELETE", "/v1/keys/{key_id}", "admin"),
+]
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, float) and value != value:
+        return None
+    return value
+
+
+def rows(table) -> list[dict]:
+    """Arrow rows as JSON-ready dicts (maps as objects, times as ISO 8601)."""
+    import pyarrow as pa
+
+    maps = {f.name for f in table.schema if pa.types.is_map(f.type)}
+    out = []
+    for row in table.to_pylist():
+        out.append({k: (dict(v) if k in maps and v is not None else
+                        [_plain(x) for x in v] if isinstance(v, list) else _plain(v))
+                    for k, v in row.items()})
+    return out
+
+
+class _Buckets:
+    """Token buckets per API key."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate, self.burst = rate, burst
+        self._state: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, key: str) -> float:
+        """0 when allowed, else the seconds to wait."""
+        with self._lock:
+            now = time.monotonic()
+            tokens, at = self._state.get(key, (float(self.burst), now))
+            tokens = min(float(self.burst), tokens + (now - at) * self.rate)
+            if tokens < 1:
+                self._state[key] = (tokens, now)
+                return (1 - tokens) / self.rate
+            self._state[key] = (tokens - 1, now)
+            return 0.0
+
+
+class _BodyLimit:
+    """ASGI middleware: refuse bodies above ``limit`` bytes (413), by header or as read."""
+
+    def __init__(self, app, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.limit:
+            return await _send_error(send, 413, f"request body of {int(length)} bytes is above "
+                                     f"the limit of {self.limit} (service.max_body_bytes); "
+                                     "send smaller batches")
+        if scope.get("method") in ("GET", "HEAD", "DELETE", "OPTIONS"):
+            return await self.app(scope, receive, send)
+        # read the body up to the limit (it is bounded), then hand it to the app
+        chunks, seen, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                return await self.app(scope, _replay([message]), send)
+            chunks.append(message.get("body", b""))
+            seen += len(chunks[-1])
+            more = message.get("more_body", False)
+            if seen > self.limit:
+                return await _send_error(send, 413, f"request body is above the limit of "
+                                         f"{self.limit} bytes (service.max_body_bytes); "
+                                         "send smaller batches")
+        body = b"".join(chunks)
+        return await self.app(scope, _replay([{"type": "http.request", "body": body,
+                                               "more_body": False}], receive), send)
+
+
+def _replay(messages: list[dict], then=None):
+    async def receive():
+        if messages:
+            return messages.pop(0)
+        if then is not None:
+            return await then()
+        return {"type": "http.disconnect"}
+    return receive
+
+
+async def _send_error(send, status: int, message: str) -> None:
+    body = json.dumps(error_body(status, message)).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _envelope(status: int, message: str, details=None, headers=None) -> JSONResponse:
+    return JSONResponse(error_body(status, message, details), status_code=status, headers=headers)
+
+
+def _validation_details(exc: RequestValidationError) -> tuple[int, str, list]:
+    errors = exc.errors()
+    if any(e.get("type") == "json_invalid" for e in errors):
+        e = next(e for e in errors if e.get("type") == "json_invalid")
+        where = e.get("ctx", {}).get("error", "")
+        return 400, f"malformed JSON: {where}".rstrip(": "), []
+    details = [{"loc": [str(p) for p in e.get("loc", ())], "msg": e.get("msg", ""),
+                "type": e.get("type", "")} for e in errors]
+    first = details[0] if details else {"loc": [], "msg": ""}
+    return 422, (f"invalid request at {'.'.join(first['loc'])}: {first['msg']} "
+                 f"({len(details)} error{'s' if len(details) != 1 else ''}; nothing stored)"), details
+
+
+def create_app(path: str = ".", runtime: LiveRuntime | None = None) -> FastAPI:
+    """The FastAPI application on the workspace at ``path``."""
+    from contextlib import asynccontextmanager
+
+    rt_box: dict[str, LiveRuntime] = {}
+
+    @asynccontextmanager
+    async def lifespan(app):
+        rt = runtime or LiveRuntime(path)
+        rt.start()
+        rt_box["rt"] = rt
+        cfg = rt.ws.config.service
+        app.state.buckets = _Buckets(cfg.rate_limit.per_second, cfg.rate_limit.burst)
+        yield
+        rt.stop()
+
+    app = FastAPI(title="keymoments", version="1", lifespan=lifespan,
+                  description="Customer journeys and key moments, live: ingest events, query "
+                              "people, journeys, moments and actions. Every error is "
+                              '`{"error": {"status", "code", "message", "details"}}`.')
+
+    def rt() -> LiveRuntime:
+        return rt_box["rt"]
+
+    def require(scope: str):
+        def dep(request: Request):
+            header = request.headers.get("authorization", "")
+            token = header[7:].strip() if header.lower().startswith("bearer ") else None
+            token = token or request.headers.get("x-api-key")
+            with rt().lock:
+                key = check_key(rt().ws, token, scope)
+            wait = request.app.state.buckets.take(key.key_id)
+            if wait:
+                raise ServiceError(429, f"rate limit of {rt().ws.config.service.rate_limit.per_second:g} "
+                                   "requests/s per key reached; retry later",
+                                   headers={"Retry-After": str(max(1, int(wait + 0.999)))})
+            return key
+        return Depends(dep)
+
+    # -------------------------------------------------------------- errors
+    @app.exception_handler(ServiceError)
+    async def _service_error(request, exc: ServiceError):
+        return _envelope(exc.status, exc.message, exc.details, exc.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request, exc: StarletteHTTPException):
+        message = {404: f"no route {request.url.path}; see /openapi.json",
+                   405: f"method {request.method} is not allowed on {request.url.path}"}.get(
+            exc.status_code, str(exc.detail))
+        return _envelope(exc.status_code, message, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request, exc: RequestValidationError):
+        return _envelope(*_validation_details(exc))
+
+    @app.exception_handler(KeymomentsError)
+    async def _km_error(request, exc: KeymomentsError):
+        status = (401 if isinstance(exc, UnauthorizedError) else 403 if isinstance(exc, ForbiddenError)
+                  else 404 if isinstance(exc, NotFoundError) else 400)
+        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        return _envelope(status, str(exc), headers=headers)
+
+    @app.exception_handler(Exception)
+    async def _crash(request, exc: Exception):
+        return _envelope(500, f"internal error ({type(exc).__name__}); the service log has the "
+                         "details")
+
+    app.add_middleware(_BodyLimit, limit=_limit(path, runtime))
+
+    # -------------------------------------------------------------- routes
+    @app.get("/v1/health", tags=["service"])
+    def health():
+        """Liveness (no key needed)."""
+        return {"status": "ok"}
+
+    @app.post("/v1/events", status_code=202, tags=["events"])
+    def post_event(event: PostedEvent, wait: bool = False, key=require("write")):
+        """Ingest one event. ``wait=true`` returns after its journeys, moments and
+        actions are updated."""
+        return rt().ingest([event], wait=wait)
+
+    @app.post("/v1/events/batch", status_code=202, tags=["events"])
+    def post_batch(batch: EventBatch, wait: bool = False, key=require("write")):
+        """Ingest a batch of events, validated as a whole: one invalid event refuses
+        the batch (422, nothing stored)."""
+        limit = rt().ws.config.service.max_batch
+        if len(batch.events) > limit:
+            raise ServiceError(413, f"{len(batch.events)} events is above service.max_batch ({limit})")
+        return rt().ingest(batch.events, wait=wait)
+
+    @app.get("/v1/loads/{load_id}", tags=["events"])
+    def get_load(load_id: str, key=require("read")):
+        """Whether a load of posted events is processed."""
+        with rt().lock:
+            found = rt().ws.con.execute("SELECT count(*) FROM loads WHERE load_id = ?",
+                                        [load_id]).fetchone()[0]
+        if not found:
+            raise NotFoundError(f"no load {load_id!r}")
+        return {"load_id": load_id, "processed": rt().is_processed(load_id)}
+
+    @app.get("/v1/people", tags=["query"])
+    def people(limit: int = Query(100, ge=1, le=10000), offset: int = Query(0, ge=0),
+               key=require("read")):
+        """People, by id."""
+        with rt().lock:
+            t = rt().ws.con.execute("SELECT * FROM people ORDER BY person_id LIMIT ? OFFSET ?",
+                                    [limit, offset]).to_arrow_table()
+        return {"people": rows(t)}
+
+    @app.get("/v1/people/{person}", tags=["query"])
+    def person(person: str, key=require("read")):
+        """One person (by id or any identifier): identifiers, why joined, timeline."""
+        with rt().lock:
+            p = rt().ws.person(person)
+        return {"person_id": p.person_id, "identifiers": rows(p.identifiers.data),
+                "links": rows(p.links.data), "timeline": rows(p.timeline.data)}
+
+    @app.get("/v1/journeys", tags=["query"])
+    def journeys(person: str | None = None, journey_type: str | None = None,
+                 status: str | None = None, limit: int = Query(100, ge=1, le=10000),
+                 key=require("read")):
+        """Journeys, filtered."""
+        with rt().lock:
+            r = rt().ws.journeys(person=person, journey_type=journey_type, status=status, limit=limit)
+        return {"journeys": rows(r.data)}
+
+    @app.get("/v1/journeys/{journey_id}", tags=["query"])
+    def journey(journey_id: str, key=require("read")):
+        """One journey with its events and moments."""
+        with rt().lock:
+            con = rt().ws.con
+            j = con.execute("SELECT * FROM journeys WHERE journey_id = ?", [journey_id]).to_arrow_table()
+            if not j.num_rows:
+                raise NotFoundError(f"no journey {journey_id!r}")
+            ev = con.execute("SELECT * FROM journey_events WHERE journey_id = ? ORDER BY seq",
+                             [journey_id]).to_arrow_table()
+            mo = con.execute("SELECT * FROM moments WHERE journey_id = ? ORDER BY kind",
+                             [journey_id]).to_arrow_table()
+        return {"journey": rows(j)[0], "events": rows(ev), "moments": rows(mo)}
+
+    @app.get("/v1/moments", tags=["query"])
+    def moments(person: str | None = None, journey: str | None = None, kind: str | None = None,
+                limit: int = Query(100, ge=1, le=10000), key=require("read")):
+        """Moments, filtered."""
+        with rt().lock:
+            r = rt().ws.moments(person=person, journey=journey, kind=kind, limit=limit)
+        return {"moments": rows(r.data)}
+
+    @app.get("/v1/metrics", tags=["query"])
+    def metrics(key=require("read")):
+        """Journeys per type: count, share completed, mean remembered score, churn and
+        repurchase rates (among journeys whose outcome is known)."""
+        with rt().lock:
+            t = rt().ws.con.execute("""
+                SELECT journey_type, count(*) AS journeys,
+                       avg(CASE WHEN status = 'completed' THEN 1.0 ELSE 0.0 END) AS completed_share,
+                       avg(remembered) AS mean_remembered,
+                       avg(CAST(churned AS DOUBLE)) AS churn_rate,
+                       avg(CAST(repurchased AS DOUBLE)) AS repurchase_rate
+                FROM journeys GROUP BY 1 ORDER BY 1""").to_arrow_table()
+        return {"metrics": rows(t)}
+
+    @app.get("/v1/actions", tags=["actions"])
+    def actions(status: str | None = None, rule: str | None = None, person: str | None = None,
+                limit: int = Query(100, ge=1, le=10000), key=require("read")):
+        """Actions in the outbox, with counts per status."""
+        from .outbox import list_actions
+
+        with rt().lock:
+            r = list_actions(rt().ws, status=status, rule=rule, person=person, limit=limit)
+        return {"actions": rows(r.data), "counts": r.meta["counts"]}
+
+    @app.get("/v1/actions/effect", tags=["actions"])
+    def effect(outcome: str = "churned", key=require("read")):
+        """Per rule: the outcome of treated versus held-out journeys, with intervals."""
+        from .effect import action_effect
+
+        with rt().lock:
+            r = action_effect(rt().ws, outcome)
+        return {"effect": rows(r.data), "meta": r.meta}
+
+    @app.post("/v1/actions/replay", tags=["actions"])
+    def replay_actions(body: dict, key=require("admin")):
+        """Queue actions again: ``{"action_ids": [...]}`` or ``{"status": "failed"}``."""
+        from .outbox import replay
+
+        with rt().lock:
+            n = replay(rt().ws, body.get("action_ids"), status=body.get("status"))
+        rt().delivery.wake.set()
+        return {"replayed": n}
+
+    @app.get("/v1/status", tags=["service"])
+    def status(key=require("read")):
+        """Table counts, actions per status, loads waiting to be processed."""
+        return rt().status()
+
+    @app.get("/v1/keys", tags=["keys"])
+    def keys(key=require("admin")):
+        """API keys (never their secrets)."""
+        with rt().lock:
+            return {"keys": list_keys(rt().ws)}
+
+    @app.post("/v1/keys", status_code=201, tags=["keys"])
+    def new_key(body: dict, key=require("admin")):
+        """Create a key: ``{"name": "...", "scopes": ["read"]}``; the token is shown once."""
+        with rt().lock:
+            k = create_key(rt().ws, str(body.get("name", "")), list(body.get("scopes", [])))
+        return {"key_id": k.key_id, "name": k.name, "scopes": list(k.scopes), "token": k.token}
+
+    @app.delete("/v1/keys/{key_id}", tags=["keys"])
+    def delete_key(key_id: str, key=require("admin")):
+        """Revoke a key."""
+        with rt().lock:
+            revoke_key(rt().ws, key_id)
+        return {"revoked": key_id}
+
+    return app
+
+
+def _limit(path: str, runtime: LiveRuntime | None) -> int:
+    if runtime is not None:
+        return runtime.ws.config.service.max_body_bytes
+    from pathlib import Path
+
+    from ..config.loader import CONFIG_FILE, load_config
+
+    return load_config(Path(path) / CONFIG_FILE).service.max_body_bytes
+
+
+def serve(path: str = ".", host: str | None = None, port: int | None = None,
+          log_level: str = "warning") -> None:
+    """Run the service on the workspace at ``path`` until interrupted."""
+    try:
+        import uvicorn
+    except ImportError:  # pragma: no cover
+        raise MissingExtraError("uvicorn", "serve") from None
+    from pathlib import Path
+
+    from ..config.loader import CONFIG_FILE, load_config
+
+    cfg = load_config(Path(path) / CONFIG_FILE).service
+    uvicorn.run(create_app(path), host=host or cfg.host, port=port if port is not None else cfg.port,
+                log_level=log_level, access_log=False)

@@ -1,0 +1,131 @@
+"""Incremental processing gives the tables of a full batch build: stream seeded
+events in (out of order, with identity merges arriving late), update only the
+affected persons after each batch, then rebuild everything and compare."""
+
+from __future__ import annotations
+
+import random
+import time
+
+import keymoments as km
+from keymoments.live.events import PostedEvent, load_events
+from keymoments.live.incremental import pending_loads, process_pending
+
+CONFIG = """
+journeys:
+  as_of: "2026-06-01T00:00:00Z"
+  types:
+    - {name: issue_resolution, key: ticket, start: [ticket_opened], end: [ticket_resolved], stall_after: 2d, abandon_after: 30d}
+    - {name: purchase, key: order, start: [order_placed], end: [order_delivered], stall_after: 5d, abandon_after: 60d}
+    - {name: browsing, key: session, start: [page_view], end: [checkout_started], stall_after: 1h, abandon_after: 1d}
+"""
+
+
+def stream(n_people: int, seed: int) -> list[dict]:
+    rng = random.Random(seed)
+    out = []
+    base = 1_775_000_000  # 2026-04
+    for i in range(n_people):
+        email, cid = f"p{i}@shop.example", f"c{i}"
+        lang = rng.choice(["pt", "en"])
+        t = base + rng.randrange(0, 30 * 86400)
+
+        def ts(s):
+            return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t + s))
+
+        # first seen by email only (web), linked to the customer id later
+        out.append({"ts": ts(0), "event_type": "page_view", "identifiers": {"email": email},
+                    "refs": {"session": f"s{i}"}, "channel": "web", "language": lang})
+        for k in range(rng.randint(1, 3)):
+            o, s0 = f"o{i}-{k}", 3600 + k * 20 * 86400
+            out.append({"ts": ts(s0), "event_type": "order_placed",
+                        "identifiers": {"customer_id": cid, **({"email": email} if k == 0 else {})},
+                        "refs": {"order": o}, "channel": rng.choice(["web", "app"]),
+                        "measures": {"amount": float(rng.randint(10, 200))}})
+            late = rng.choice([-1, 0, 2, 6])
+            if rng.random() < 0.85:
+                out.append({"ts": ts(s0 + (3 + late) * 86400), "event_type": "order_delivered",
+                            "identifiers": {"customer_id": cid}, "refs": {"order": o},
+                            "expected_ts": ts(s0 + 3 * 86400), "expectation_kind": "promised_delivery"})
+            if rng.random() < 0.4:
+                out.append({"ts": ts(s0 + 8 * 86400), "event_type": "survey_answered",
+                            "identifiers": {"email": email}, "refs": {"order": o}, "stage": "feedback",
+                            "rating": float(rng.randint(1, 5)), "rating_scale": "csat5"})
+        if rng.random() < 0.5:
+            out.append({"ts": ts(5 * 86400), "event_type": "ticket_opened",
+                        "identifiers": {"phone": f"+1415555{i:04d}", "customer_id": cid},
+                        "refs": {"ticket": f"t{i}"}, "channel": "phone", "language": lang,
+                        "text": rng.choice(["terrible, still waiting", "thanks, great help",
+                                            "where is my order?"])})
+            if rng.random() < 0.6:
+                out.append({"ts": ts(6 * 86400), "event_type": "ticket_resolved",
+                            "identifiers": {"phone": f"+1415555{i:04d}"}, "refs": {"ticket": f"t{i}"},
+                            "channel": "phone"})
+        if rng.random() < 0.15:
+            out.append({"ts": ts(50 * 86400), "event_type": "account_closed", "stage": "churn",
+                        "identifiers": {"customer_id": cid}})
+    rng.shuffle(out)  # arrival order is not time order
+    return out
+
+
+def _snapshot(ws) -> dict[str, list[tuple]]:
+    keys = {"journeys": "journey_id", "journey_events": "event_id", "moments": "journey_id, kind"}
+    out = {}
+    for table, order in keys.items():
+        rows = ws.con.execute(f"SELECT * FROM {table} ORDER BY {order}").fetchall()
+        out[table] = [tuple(round(v, 9) if isinstance(v, float) else v for v in r) for r in rows]
+    return out
+
+
+def test_streamed_updates_equal_a_full_build(tmp_path):
+    ws = km.init(tmp_path)
+    with open(tmp_path / "keymoments.yaml", "a") as fh:
+        fh.write(CONFIG)
+    ws.reload_config()
+    events = stream(40, seed=11)
+    sizes = [1, 5, 30, 12, 60, 2, len(events)]
+    at, updates = 0, 0
+    for size in sizes:
+        batch = events[at:at + size]
+        at += size
+        if not batch:
+            break
+        load_events(ws, [PostedEvent.model_validate(e) for e in batch])
+        done = process_pending(ws)
+        assert done["loads"] == 1 and done["persons"] >= 1
+        updates += 1
+    assert at >= len(events) and updates >= 5 and not pending_loads(ws)
+    merged = ws.con.execute("SELECT count(DISTINCT person_id) FROM events").fetchone()[0]
+    assert merged == 40  # every person's identifiers were stitched into one person
+    streamed = _snapshot(ws)
+    assert len(streamed["journeys"]) > 60 and len(streamed["moments"]) > 150
+    ws.build()
+    rebuilt = _snapshot(ws)
+    for table in rebuilt:
+        assert streamed[table] == rebuilt[table], table
+    ws.close()
+
+
+def test_an_update_leaves_other_persons_untouched(tmp_path):
+    ws = km.init(tmp_path)
+    with open(tmp_path / "keymoments.yaml", "a") as fh:
+        fh.write(CONFIG)
+    ws.reload_config()
+    events = stream(6, seed=3)
+    load_events(ws, [PostedEvent.model_validate(e) for e in events])
+    process_pending(ws)
+    before = ws.con.execute("SELECT * FROM journeys WHERE person_id <> "
+                            "(SELECT person_id FROM identifiers WHERE identifier = 'customer_id:c0') "
+                            "ORDER BY journey_id").fetchall()
+    load_events(ws, [PostedEvent.model_validate(
+        {"ts": "2026-05-20T10:00:00Z", "event_type": "order_placed",
+         "identifiers": {"customer_id": "c0"}, "refs": {"order": "new"}})])
+    done = process_pending(ws)
+    assert done["persons"] == 1
+    after = ws.con.execute("SELECT * FROM journeys WHERE person_id <> "
+                           "(SELECT person_id FROM identifiers WHERE identifier = 'customer_id:c0') "
+                           "ORDER BY journey_id").fetchall()
+    assert after == before
+    n_new = ws.con.execute("SELECT count(*) FROM journeys WHERE journey_key = 'new'").fetchone()[0]
+    assert n_new == 1
+    ws.close()

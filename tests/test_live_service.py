@@ -1,0 +1,334 @@
+"""The REST service over real HTTP on loopback: auth, the error envelope, ingest
+validation (nothing stored on a refused request), queries, OpenAPI, rate limit."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import threading
+import time
+
+import pytest
+
+import keymoments as km
+
+pytest.importorskip("fastapi")  # in the dev extra, so CI runs these
+
+import uvicorn  # noqa: E402
+
+from keymoments.live.auth import create_key  # noqa: E402
+from keymoments.live.service import ROUTES, create_app  # noqa: E402
+
+LIMIT = 20_000
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """uvicorn in a thread on a free loopback port."""
+
+    def __init__(self, root, runtime=None) -> None:
+        self.port = free_port()
+        config = uvicorn.Config(create_app(str(root), runtime), host="127.0.0.1", port=self.port,
+                                log_level="error", access_log=False)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        for _ in range(400):
+            if self.server.started:
+                break
+            time.sleep(0.025)
+        assert self.server.started
+
+    def request(self, method, path, body=None, token=None, headers=None, raw=None):
+        con = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        h = dict(headers or {})
+        if token:
+            h["Authorization"] = f"Bearer {token}"
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        if data is not None:
+            h.setdefault("Content-Type", "application/json")
+        con.request(method, path, body=data, headers=h)
+        resp = con.getresponse()
+        text = resp.read()
+        con.close()
+        return resp.status, (json.loads(text) if text else None), dict(resp.getheaders())
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory):
+    root = tmp_path_factory.mktemp("live")
+    km.init(root).close()
+    with open(root / "keymoments.yaml", "a") as fh:
+        fh.write(f"service: {{max_body_bytes: {LIMIT}, rate_limit: {{per_second: 1000, burst: 1000}}}}\n")
+    ws = km.open(root)
+    keys = {s: create_key(ws, f"{s} key", [s]).token for s in ("read", "write", "admin")}
+    revoked = create_key(ws, "old", ["admin"])
+    from keymoments.live.auth import revoke_key
+
+    revoke_key(ws, revoked.key_id)
+    keys["revoked"] = revoked.token
+    ws.close()
+    server = Server(root)
+    yield server, keys
+    server.stop()
+
+
+EVENT = {"ts": "2026-03-01T10:00:00Z", "event_type": "order_placed",
+         "identifiers": {"email": "Ana@Example.com", "customer_id": "c1"},
+         "refs": {"order": "o1"}, "channel": "web", "language": "pt", "measures": {"amount": 40}}
+
+
+def _events_count(server, keys) -> int:
+    status, body, _ = server.request("GET", "/v1/status", token=keys["read"])
+    assert status == 200
+    return body["tables"]["events"]
+
+
+def _is_envelope(body, status):
+    assert set(body) == {"error"}, body
+    err = body["error"]
+    assert err["status"] == status and isinstance(err["message"], str) and err["message"]
+    assert isinstance(err["code"], str) and isinstance(err["details"], list)
+
+
+@pytest.mark.parametrize("token, status", [(None, 401), ("nonsense", 401),
+                                           ("km_deadbeef0000_wrongsecret", 401)])
+def test_missing_or_wrong_key_is_refused(live, token, status):
+    server, keys = live
+    before = _events_count(server, keys)
+    got, body, headers = server.request("POST", "/v1/events", EVENT, token=token)
+    assert got == status
+    _is_envelope(body, status)
+    assert headers.get("www-authenticate") == "Bearer"
+    assert _events_count(server, keys) == before
+
+
+def test_revoked_and_tampered_keys_are_refused(live):
+    server, keys = live
+    got, body, _ = server.request("GET", "/v1/people", token=keys["revoked"])
+    assert got == 401 and "revoked" in body["error"]["message"]
+    tampered = keys["admin"][:-2] + ("AA" if not keys["admin"].endswith("AA") else "BB")
+    got, body, _ = server.request("GET", "/v1/people", token=tampered)
+    assert got == 401
+
+
+def test_scopes_nest_and_under_scoped_keys_get_403(live):
+    server, keys = live
+    for method, path, scope in ROUTES:
+        if scope is None or "{" in path:
+            continue
+        ranks = ["read", "write", "admin"]
+        for have in ranks:
+            body = {} if method == "POST" else None
+            got, resp, _ = server.request(method, path, body, token=keys[have])
+            if ranks.index(have) < ranks.index(scope):
+                assert got == 403, (method, path, have, got)
+                _is_envelope(resp, 403)
+                assert scope in resp["error"]["message"]
+            else:
+                assert got != 403 and got != 401, (method, path, have, got, resp)
+
+
+def test_x_api_key_header_works(live):
+    server, keys = live
+    got, _, _ = server.request("GET", "/v1/people", headers={"X-API-Key": keys["read"]})
+    assert got == 200
+
+
+@pytest.mark.parametrize("raw, status, words", [
+    (b'{"ts": "2026-03-01T10:00:00Z", "event_type": ', 400, "malformed JSON"),
+    (b"not json at all", 400, "malformed JSON"),
+    (json.dumps({**EVENT, "ts": "yesterday"}).encode(), 422, "ISO 8601"),
+    (json.dumps({**EVENT, "ts": "2026-03-01 10:00"}).encode(), 422, "offset"),
+    (json.dumps({**EVENT, "ts": "2026-02-30T10:00:00Z"}).encode(), 422, "ts"),
+    (json.dumps({**EVENT, "identifiers": {}}).encode(), 422, "identifier"),
+    (json.dumps({**EVENT, "rating": 9, "rating_scale": "csat5"}).encode(), 422, "outside"),
+    (json.dumps({**EVENT, "surprise": 1}).encode(), 422, "surprise"),
+])
+def test_bad_events_get_a_clear_4xx_and_store_nothing(live, raw, status, words):
+    server, keys = live
+    before = _events_count(server, keys)
+    got, body, _ = server.request("POST", "/v1/events", raw=raw, token=keys["write"])
+    assert got == status, body
+    _is_envelope(body, status)
+    assert words in json.dumps(body)
+    assert _events_count(server, keys) == before
+
+
+def test_one_bad_event_refuses_the_whole_batch(live):
+    server, keys = live
+    before = _events_count(server, keys)
+    batch = {"events": [EVENT, {**EVENT, "ts": "2026-13-01T00:00:00Z"}]}
+    got, body, _ = server.request("POST", "/v1/events/batch", batch, token=keys["write"])
+    assert got == 422
+    assert body["error"]["details"][0]["loc"][:3] == ["body", "events", "1"]
+    assert _events_count(server, keys) == before
+
+
+def test_oversize_body_is_413_and_stores_nothing(live):
+    server, keys = live
+    before = _events_count(server, keys)
+    big = {"events": [{**EVENT, "text": "x" * 5000, "event_type": f"e{i}"} for i in range(5)]}
+    got, body, _ = server.request("POST", "/v1/events/batch", big, token=keys["write"])
+    assert got == 413
+    _is_envelope(body, 413)
+    # chunked (no Content-Length): counted as read
+    con = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    data = json.dumps(big).encode()
+    con.putrequest("POST", "/v1/events/batch")
+    con.putheader("Authorization", f"Bearer {keys['write']}")
+    con.putheader("Content-Type", "application/json")
+    con.putheader("Transfer-Encoding", "chunked")
+    con.endheaders()
+    for i in range(0, len(data), 4096):
+        chunk = data[i:i + 4096]
+        con.send(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+    con.send(b"0\r\n\r\n")
+    resp = con.getresponse()
+    assert resp.status == 413
+    _is_envelope(json.loads(resp.read()), 413)
+    con.close()
+    assert _events_count(server, keys) == before
+
+
+def test_unknown_route_wrong_method_and_unknown_ids_use_the_envelope(live):
+    server, keys = live
+    got, body, _ = server.request("GET", "/v1/nothing-here", token=keys["read"])
+    assert got == 404
+    _is_envelope(body, 404)
+    got, body, _ = server.request("DELETE", "/v1/events", token=keys["admin"])
+    assert got == 405
+    _is_envelope(body, 405)
+    got, body, _ = server.request("GET", "/v1/journeys/nope", token=keys["read"])
+    assert got == 404
+    _is_envelope(body, 404)
+    got, body, _ = server.request("GET", "/v1/people?limit=0", token=keys["read"])
+    assert got == 422
+    _is_envelope(body, 422)
+
+
+def test_ingest_then_query_people_journeys_moments(live):
+    server, keys = live
+    batch = {"events": [EVENT,
+                        {**EVENT, "ts": "2026-03-03T10:00:00Z", "event_type": "order_delivered",
+                         "identifiers": {"customer_id": "c1"}, "measures": {}},
+                        {**EVENT, "ts": "2026-03-04T10:00:00Z", "event_type": "survey_answered",
+                         "identifiers": {"email": "ana@example.com"}, "rating": 5,
+                         "rating_scale": "csat5", "measures": {}}]}
+    got, body, _ = server.request("POST", "/v1/events/batch?wait=true", batch, token=keys["write"])
+    assert got == 202, body
+    assert body["events_loaded"] == 3 and body["processed"] is True
+    # posting the same events again stores nothing new (stable ids)
+    got, again, _ = server.request("POST", "/v1/events/batch?wait=true", batch, token=keys["write"])
+    assert again["events_loaded"] == 0 and again["duplicate"] == 3
+    got, person, _ = server.request("GET", "/v1/people/ANA@example.com", token=keys["read"])
+    assert got == 200 and len(person["timeline"]) == 3
+    pid = person["person_id"]
+    got, js, _ = server.request("GET", f"/v1/journeys?person={pid}", token=keys["read"])
+    (j,) = [x for x in js["journeys"] if x["journey_type"] == "purchase"]
+    assert j["status"] == "completed" and j["n_events"] == 3 and j["outcome_rating"] == 5
+    got, one, _ = server.request("GET", f"/v1/journeys/{j['journey_id']}", token=keys["read"])
+    assert [e["event_type"] for e in one["events"]] == ["order_placed", "order_delivered",
+                                                         "survey_answered"]
+    got, ms, _ = server.request("GET", f"/v1/moments?journey={j['journey_id']}", token=keys["read"])
+    assert {"purchase", "first_interaction"} <= {m["kind"] for m in ms["moments"]}
+    got, metrics, _ = server.request("GET", "/v1/metrics", token=keys["read"])
+    assert {"journey_type": "purchase"}.items() <= metrics["metrics"][0].items() or any(
+        m["journey_type"] == "purchase" for m in metrics["metrics"])
+
+
+def test_openapi_lists_every_route(live):
+    server, _ = live
+    got, spec, _ = server.request("GET", "/openapi.json")
+    assert got == 200
+    for method, path, _scope in ROUTES:
+        assert method.lower() in spec["paths"][path], (method, path)
+
+
+def test_keys_through_the_api(live):
+    server, keys = live
+    got, made, _ = server.request("POST", "/v1/keys", {"name": "bot", "scopes": ["read"]},
+                                  token=keys["admin"])
+    assert got == 201 and made["token"].startswith("km_")
+    assert server.request("GET", "/v1/people", token=made["token"])[0] == 200
+    got, listed, _ = server.request("GET", "/v1/keys", token=keys["admin"])
+    assert made["key_id"] in {k["key_id"] for k in listed["keys"]}
+    assert "token" not in json.dumps(listed) and made["token"] not in json.dumps(listed)
+    assert server.request("DELETE", f"/v1/keys/{made['key_id']}", token=keys["admin"])[0] == 200
+    assert server.request("GET", "/v1/people", token=made["token"])[0] == 401
+
+
+def test_rate_limit_answers_429_with_retry_after(tmp_path):
+    km.init(tmp_path).close()
+    with open(tmp_path / "keymoments.yaml", "a") as fh:
+        fh.write("service: {rate_limit: {per_second: 0.5, burst: 3}}\n")
+    with km.open(tmp_path) as ws:
+        token = create_key(ws, "r", ["read"]).token
+    server = Server(tmp_path)
+    try:
+        codes = [server.request("GET", "/v1/health" if i < 0 else "/v1/people", token=token)
+                 for i in range(5)]
+        assert [c[0] for c in codes] == [200, 200, 200, 429, 429]
+        _is_envelope(codes[3][1], 429)
+        assert int(codes[3][2]["retry-after"]) >= 1
+    finally:
+        server.stop()
+
+
+def test_service_without_the_extra_names_it(monkeypatch):
+    import importlib
+    import sys
+
+    from keymoments.errors import MissingExtraError
+
+    monkeypatch.setitem(sys.modules, "fastapi", None)
+    monkeypatch.delitem(sys.modules, "keymoments.live.service", raising=False)
+    with pytest.raises(MissingExtraError, match=r"keymoments\[serve\]"):
+        importlib.import_module("keymoments.live.service")
+
+
+def test_every_route_is_documented_and_the_example_config_is_valid():
+    import re
+    from pathlib import Path
+
+    from keymoments.config import load_config_text
+
+    text = (Path(__file__).parents[1] / "docs" / "service.md").read_text(encoding="utf-8")
+    table = set(re.findall(r"^\| (GET|POST|DELETE) \| `([^`]+)` \| (\w+) \|", text, flags=re.M))
+    assert table == {(m, p, s or "none") for m, p, s in ROUTES}
+    (example,) = re.findall(r"```yaml\n(.*?)```", text, flags=re.S)
+    cfg = load_config_text(example, path="docs/service.md", env={})
+    assert [r.name for r in cfg.actions.rules] == ["recover_valley", "ask_review"]
+
+
+def test_a_crash_inside_a_route_is_a_500_envelope(tmp_path, monkeypatch):
+    from keymoments.live.runtime import LiveRuntime
+
+    km.init(tmp_path).close()
+    with km.open(tmp_path) as ws:
+        token = create_key(ws, "r", ["read"]).token
+    runtime = LiveRuntime(tmp_path)
+
+    def broken():
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(runtime, "status", broken)
+    server = Server(tmp_path, runtime)
+    try:
+        got, body, _ = server.request("GET", "/v1/status", token=token)
+        assert got == 500
+        _is_envelope(body, 500)
+        assert "secret internals" not in body["error"]["message"]
+        assert server.request("GET", "/v1/people", token=token)[0] == 200  # still serving
+    finally:
+        server.stop()
