@@ -342,6 +342,7 @@ class IdentityConfig(Strict):
 
 
 from .analysis import JourneysConfig, MomentsConfig, OutcomesConfig, ValenceConfig  # noqa: E402
+from .paths import PathsConfig  # noqa: E402
 
 
 class Config(Strict):
@@ -364,6 +365,7 @@ class Config(Strict):
     journeys: JourneysConfig = Field(default_factory=JourneysConfig)
     outcomes: OutcomesConfig = Field(default_factory=OutcomesConfig)
     moments: MomentsConfig = Field(default_factory=MomentsConfig)
+    paths: PathsConfig = Field(default_factory=PathsConfig)
 
     @field_validator("sources")
     @classmethod
