@@ -376,5 +376,10 @@ def _relative(path: str | None, root: Path) -> str | None:
         return path
 
 
+from .paths.commands import register as _register_paths  # noqa: E402
+
+_register_paths(main)
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -151,7 +151,9 @@ def moment_rows(ws: Workspace, flt: JourneyFilter | None = None):
     parts = [welcome,
              first.select(*cols, kind=ibis.literal("welcome")),
              m.filter(m.kind.isin(["peak", "farewell"])).select(*cols, kind=m.kind)]
-    rows = ibis.union(*parts)
+    common = {"journey_id": "string", "event_id": "string", "valence": "float64",
+              "kind": "string"}
+    rows = ibis.union(*[p.cast(common) for p in parts])
     facts = je.select(_e="event_id", agent="agent", channel="channel", language="language")
     ev = b.table("events").select(_e2="event_id", _team=ibis._.attributes["team"])
     rows = rows.join(facts, rows.event_id == facts._e).drop("_e")
