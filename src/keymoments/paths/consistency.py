@@ -12,9 +12,9 @@ Per group: the mean valence and its spread (standard deviation), with 95%
 intervals (t for the mean, chi-square for the spread). Shrinkage (empirical Bayes):
 a group's mean is pulled toward the grand mean by ``tau2 / (tau2 + s2 / n)``
 (``tau2`` the between-group variance, by the method of moments), and its variance
-toward the pooled variance as if the pool were ``nu0`` extra observations
-(scaled inverse chi-square prior, ``nu0`` from the spread of the groups' log
-variances). A group is an outlier when its shrunk interval excludes the pooled
+toward the pooled variance as if the pool were ``nu0`` extra observations (scaled
+inverse chi-square prior; ``nu0`` from the spread of the log variances of the
+groups of at least 5 moments, by median absolute deviation, at most 30). A group is an outlier when its shrunk interval excludes the pooled
 value: ``inconsistent`` (spread above), ``low`` or ``high`` (mean). Only the
 per-group sums come out of the engine.
 
@@ -45,6 +45,8 @@ if TYPE_CHECKING:
 __all__ = ["consistency", "group_stats", "shrink", "KINDS", "DIMENSIONS"]
 
 KINDS = ("welcome", "peak", "farewell")
+#: The most weight the pooled variance gets, in observations.
+NU0_MAX = 30.0
 DIMENSIONS = ("agent", "team", "channel", "language")
 
 
@@ -61,20 +63,21 @@ def shrink(n: np.ndarray, mean: np.ndarray, var: np.ndarray, alpha: float = 0.05
     dof = np.where(ok, n - 1, 0)
     pooled = float((dof * np.nan_to_num(var)).sum() / dof.sum()) if dof.sum() > 0 else 0.0
     pooled = max(pooled, 1e-12)
-    # between-group variance of the means (method of moments, floored at 0)
-    if ok.sum() >= 2:
+    # hyperparameters from the groups with enough contacts (robust: median absolute
+    # deviations, so one outlier group does not widen the prior it is judged by)
+    big = ok & (n >= 5) if (ok & (n >= 5)).sum() >= 3 else ok
+    if ok.sum() >= 2:  # between-group variance of the means: method of moments, weighted by n
         spread = float((n[ok] * (mean[ok] - grand) ** 2).sum() / n[ok].sum())
-        tau2 = max(0.0, spread - pooled * (len(n[ok]) - 1) / n[ok].sum())
+        tau2 = max(0.0, spread - pooled * (ok.sum() - 1) / n[ok].sum())
     else:
         tau2 = 0.0
-    # prior strength of the pooled variance, from the spread of log variances
-    lv = np.log(np.maximum(var[ok & (var > 0)], 1e-12))
-    nlv = n[ok & (var > 0)]
-    if len(lv) >= 3:
-        between = max(float(np.var(lv, ddof=1) - np.mean(2 / (nlv - 1))), 1e-6)
-        nu0 = float(min(max(2 / between, 2.0), 500.0))
+    if big.sum() >= 3:
+        lv = np.log(np.maximum(var[big], 1e-12))
+        lmad = 1.4826 * float(np.median(np.abs(lv - np.median(lv))))
+        between = max(lmad ** 2 - float(np.median(2 / (n[big] - 1))), 1e-6)
+        nu0 = float(min(max(2 / between, 2.0), NU0_MAX))
     else:
-        nu0 = 50.0
+        nu0 = NU0_MAX
     out = []
     for i in range(len(n)):
         k = n[i]
