@@ -202,10 +202,10 @@ journeys:
   types: [{name: issue_resolution, key: ticket, end: [ticket_resolved]}]
 sources:
   log:
-    path: {path}
-    format: {fmt}
-    identifiers: {{case: "case:concept:name"}}
-    refs: {{ticket: "case:concept:name"}}
+    path: PATH
+    format: FMT
+    identifiers: {case: "case:concept:name"}
+    refs: {ticket: "case:concept:name"}
     event_type: "concept:name"
     ts: "time:timestamp"
     agent: "org:resource"
@@ -213,7 +213,8 @@ sources:
 """
     want = sorted(tuple(r["path"]) * r["journeys"] for r in km.variants(ws).variants.to_pylist())
     for name, fmt in (("log.xes", "xes"), ("log.csv", "csv")):
-        back = make_workspace(config.format(path=tmp_path / name, fmt=fmt), folder=f"back-{fmt}")
+        text = config.replace("PATH", str(tmp_path / name)).replace("FMT", fmt)
+        back = make_workspace(text, folder=f"back-{fmt}")
         back.ingest()
         back.build()
         got = sorted(tuple(r["path"]) * r["journeys"] for r in km.variants(back).variants.to_pylist())
