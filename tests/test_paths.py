@@ -61,13 +61,17 @@ PERSONAS = [
 ]
 
 
-@pytest.fixture
-def ws(make_workspace):
-    lines = "\n".join(json.dumps(p) for p in PERSONAS) + "\n"
-    w = make_workspace(CONFIG, {"events.jsonl": lines})
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory):
+    root = tmp_path_factory.mktemp("paths-personas")
+    (root / "events.jsonl").write_text("\n".join(json.dumps(p) for p in PERSONAS) + "\n",
+                                       encoding="utf-8")
+    (root / "keymoments.yaml").write_text(CONFIG, encoding="utf-8")
+    w = km.open(root)
     w.ingest()
     w.build()
-    return w
+    yield w
+    w.close()
 
 
 def edges(pm):

@@ -45,6 +45,9 @@ def switch_features(contacts: pa.Table, channels: list[str] | None = None
         "has_prev": col("has_prev"), "prev_resolved": col("prev_resolved"),
         "prev_same_subject": col("prev_same_subject"),
     }
+    # unresolved contacts in a row, ending with this one (0, 1 or 2)
+    unresolved = 1 - feats["resolved"]
+    feats["unresolved_streak"] = unresolved * (1 + feats["has_prev"] * (1 - feats["prev_resolved"]))
     for ch in channels:
         feats[f"channel={ch}"] = np.array([c == ch for c in d["channel"]], dtype=float)
         feats[f"prev_channel={ch}"] = np.array([c == ch for c in d["prev_channel"]], dtype=float)

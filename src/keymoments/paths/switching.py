@@ -8,8 +8,8 @@ subject is its ``subject_ref`` reference (the order it is about). A contact is
 followed by a **switch** when the person's next contact starts within ``window``
 of its end on another channel; the switch **loses context** when the next contact
 is about the same subject (the customer explains it all again). What precedes a
-switch is read from the contact and the one before it (within the window), written
-``chat unresolved > chat unresolved``.
+switch is read from the contact and the one before it about the same subject (within
+the window), written ``chat unresolved > chat unresolved``.
 """
 
 from __future__ import annotations
@@ -67,10 +67,15 @@ def contacts_expr(ws: Workspace, journey_types: list[str], subject_ref: str | No
     c = c.join(j, "journey_id").rename(resolved="has_end")
     c = c.mutate(channel=c.channel.fill_null("(none)"))
     w = ibis.window(group_by=c.person_id, order_by=[c.start_ts, c.journey_id])
+    # the contact before: the person's previous one about the same subject (any
+    # subject-less one when the contact has none)
+    c = c.mutate(_topic=c.subject.fill_null(""))
+    wp = ibis.window(group_by=[c.person_id, c._topic], order_by=[c.start_ts, c.journey_id])
     c = c.mutate(next_channel=c.channel.lead().over(w), next_start=c.start_ts.lead().over(w),
                  next_subject=c.subject.lead().over(w), next_journey=c.journey_id.lead().over(w),
-                 prev_channel=c.channel.lag().over(w), prev_end=c.end_ts.lag().over(w),
-                 prev_resolved=c.resolved.lag().over(w), prev_subject=c.subject.lag().over(w))
+                 prev_channel=c.channel.lag().over(wp), prev_end=c.end_ts.lag().over(wp),
+                 prev_resolved=c.resolved.lag().over(wp), prev_subject=c.subject.lag().over(wp)
+                 ).drop("_topic")
     gap_next = c.next_start.epoch_seconds() - c.end_ts.epoch_seconds()
     gap_prev = c.start_ts.epoch_seconds() - c.prev_end.epoch_seconds()
     follows = c.next_start.notnull() & (gap_next <= window)
