@@ -40,16 +40,16 @@ def _log(ws):
 
 def test_directly_follows_and_variants_equal_pm4py(demo):
     ws, _ = demo
-    df = _log(ws)
-    keys = dict(case_id_key="journey_id", activity_key="event_type", timestamp_key="ts")
-    dfg, starts, ends = pm4py.discover_dfg(df, **keys)
+    df = pm4py.format_dataframe(_log(ws), case_id="journey_id", activity_key="event_type",
+                                timestamp_key="ts")
+    dfg, starts, ends = pm4py.discover_dfg(df)
     pm = km.process_map(ws)
     ours = {(e["source"], e["target"]): e["count"] for e in pm.edges.to_pylist()}
     assert ours == dict(dfg)
     nodes = {n["activity"]: n for n in pm.nodes.to_pylist()}
     assert {a: n["starts"] for a, n in nodes.items() if n["starts"]} == dict(starts)
     assert {a: n["ends"] for a, n in nodes.items() if n["ends"]} == dict(ends)
-    ref = pm4py.get_variants(df, **keys)
+    ref = pm4py.get_variants(df)
     got = {tuple(r["path"]): r["journeys"] for r in km.variants(ws, limit=None).variants.to_pylist()}
     assert got == {tuple(k): v for k, v in ref.items()}
     assert len(got) > 100
