@@ -23,7 +23,7 @@ from ..results import Result
 from .designed import KINDS, check
 from .process_map import _filter
 from .selection import JourneyFilter, activity, journey_events, select_journeys
-from .variants import SEP, split_path
+from .variants import ordered_concat, split_path
 
 if TYPE_CHECKING:
     from ..store.workspace import Workspace
@@ -94,7 +94,7 @@ def conformance(ws: Workspace, design: str | DesignedJourney | dict, *,
         label = ibis.cases((je.stage.isin(d.ignore_stages).fill_null(False), IGNORED),
                            else_=label)
     t = je.select("journey_id", "seq", "ts", _a=label)
-    paths = t.group_by("journey_id").aggregate(path=t._a.group_concat(SEP, order_by=t.seq))
+    paths = t.group_by("journey_id").aggregate(path=ordered_concat(t._a, t.seq))
     distinct = paths.group_by("path").aggregate(n=paths.count()).to_pyarrow()
     rows = []
     for key in distinct.column("path").to_pylist():

@@ -32,7 +32,7 @@ from .selection import JourneyFilter, Level, activity, journey_events
 if TYPE_CHECKING:
     from ..store.workspace import Workspace
 
-__all__ = ["ProcessMap", "process_map", "labelled", "edges_expr", "nodes_expr"]
+__all__ = ["ProcessMap", "process_map", "labelled", "dfg_counts", "edges_expr", "nodes_expr"]
 
 LEVELS = ("event_type", "stage", "channel", "moment")
 
@@ -78,8 +78,22 @@ def labelled(je, level: Level = "event_type", collapse: bool = False):
         t = t.mutate(_p=t.activity.lag().over(w))
         t = t.filter(t._p.isnull() | (t._p != t.activity)).drop("_p")
     w = ibis.window(group_by=t.journey_id, order_by=[t.seq])
-    return t.mutate(prev=t.activity.lag().over(w), prev_ts=t.ts.lag().over(w),
-                    next=t.activity.lead().over(w), first=ibis.row_number().over(w) == 0)
+    # lag/lead are NULL at the ends, whatever the column's own nullability
+    label_t, ts_t = t.activity.type().copy(nullable=True), t.ts.type().copy(nullable=True)
+    return t.mutate(prev=t.activity.lag().over(w).cast(label_t),
+                    prev_ts=t.ts.lag().over(w).cast(ts_t),
+                    next=t.activity.lead().over(w).cast(label_t),
+                    first=ibis.row_number().over(w) == 0)
+
+
+def dfg_counts(je, level: Level = "event_type"):
+    """Only the directly-follows counts, ``source, target, count`` (what a
+    process-mining library's DFG holds)."""
+    t = je.select("journey_id", "seq", activity=activity(je, level))
+    w = ibis.window(group_by=t.journey_id, order_by=[t.seq])
+    t = t.mutate(prev=t.activity.lag().over(w))
+    t = t.filter(t.prev.notnull())
+    return t.group_by(source=t.prev, target=t.activity).aggregate(count=t.count())
 
 
 def edges_expr(je, level: Level = "event_type", collapse: bool = False, *, _labelled=None):

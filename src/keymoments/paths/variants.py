@@ -19,12 +19,12 @@ import pyarrow as pa
 
 from ..results import Result
 from .process_map import _filter, labelled
-from .selection import JourneyFilter, Level, journey_events, select_journeys
+from .selection import JourneyFilter, Level, activity, journey_events, select_journeys
 
 if TYPE_CHECKING:
     from ..store.workspace import Workspace
 
-__all__ = ["Variants", "variants", "journey_paths", "top_variant_journeys", "split_path", "SEP"]
+__all__ = ["Variants", "variants", "journey_paths", "variant_counts", "ordered_concat", "top_variant_journeys", "split_path", "SEP"]
 
 #: Separator of labels inside a path key (the ASCII unit separator, never in a name).
 SEP = "\x1f"
@@ -38,10 +38,40 @@ def split_path(key: str | None) -> list[str]:
 
 
 def journey_paths(je, level: Level = "event_type", collapse: bool = False):
-    """``journey_id, path, n_events``: each journey's path key."""
-    t = labelled(je, level, collapse)
-    return t.group_by("journey_id").aggregate(
-        path=t.activity.group_concat(SEP, order_by=t.seq), n_events=t.count())
+    """``journey_id, path, n_events``: each journey's path key (no window needed
+    unless runs are collapsed)."""
+    if collapse:
+        t = labelled(je, level, collapse)
+    else:
+        t = je.select("journey_id", "seq", activity=activity(je, level))
+    return t.group_by("journey_id").aggregate(path=ordered_concat(t.activity, t.seq),
+                                              n_events=t.count())
+
+
+def ordered_concat(label, order, where=None):
+    """The labels joined by :data:`SEP` in ``order``: an ordered ``group_concat``
+    (``string_agg(... ORDER BY ...)``). Engines whose Ibis compiler cannot order an
+    aggregate (PySpark) get the sorted array of ``(order, label)`` pairs instead."""
+    try:
+        engine = label._find_backend(use_default=False).name
+    except Exception:  # an unbound expression: the portable default
+        engine = None
+    if engine != "pyspark":
+        return label.group_concat(SEP, where=where, order_by=order)
+    import ibis
+
+    pair = ibis.struct({"k": order, "v": label})
+    if where is not None:
+        pair = ibis.cases((where, pair), else_=ibis.null().cast(pair.type()))
+    arr = pair.collect().sort()
+    joined = arr.map(lambda x: x.v).join(SEP)
+    return ibis.cases((arr.length() > 0, joined), else_=ibis.null().cast("string"))
+
+
+def variant_counts(je, level: Level = "event_type"):
+    """Only the variants and their journey counts, ``path, journeys``."""
+    p = journey_paths(je, level)
+    return p.group_by("path").aggregate(journeys=p.count())
 
 
 def top_variant_journeys(je, level: Level, n: int, collapse: bool = False):
@@ -76,12 +106,14 @@ def _outcomes(g, j):
 
 def variants(ws: Workspace, *, level: Level = "event_type", filter: JourneyFilter | None = None,
              around: str | None = None, before: int = 3, after: int = 3, limit: int | None = 100,
-             depth: int = 6, collapse: bool = False, **filters) -> Variants:
+             depth: int = 6, collapse: bool = False, flows: bool = True,
+             **filters) -> Variants:
     """The distinct paths of the selected journeys, most frequent first, with their
     share and outcomes; with ``around=`` an activity, the ``before`` labels leading to
     its first occurrence in each journey and the ``after`` labels following it
     (``(start)``/``(end)`` where the journey starts or ends). ``flows`` holds the
-    Sankey links of the first ``depth`` steps (or the steps around the activity).
+    Sankey links of the first ``depth`` steps (or the steps around the activity);
+    ``flows=False`` skips them (one query fewer).
 
     >>> import tempfile, keymoments as km
     >>> ws = km.init(tempfile.mkdtemp())
@@ -96,8 +128,7 @@ def variants(ws: Workspace, *, level: Level = "event_type", filter: JourneyFilte
     j = select_journeys(ws, flt).select("journey_id", "outcome_valence", "status", "remembered",
                                         "duration_s")
     if around is None:
-        paths = t.group_by("journey_id").aggregate(
-            path=t.activity.group_concat(SEP, order_by=t.seq), n_events=t.count())
+        paths = journey_paths(je, level, collapse)
         flow_src = t.mutate(pos=ibis.row_number().over(
             ibis.window(group_by=t.journey_id, order_by=[t.seq])).cast("int64"))
         flow_src = flow_src.filter(flow_src.pos < depth)
@@ -110,8 +141,8 @@ def variants(ws: Workspace, *, level: Level = "event_type", filter: JourneyFilte
         flow_src = w.filter((w.pos >= -before) & (w.pos <= after))
         bw = flow_src
         paths = bw.group_by("journey_id").aggregate(
-            before=bw.activity.group_concat(SEP, where=bw.pos < 0, order_by=bw.seq),
-            after=bw.activity.group_concat(SEP, where=bw.pos > 0, order_by=bw.seq),
+            before=ordered_concat(bw.activity, bw.seq, where=bw.pos < 0),
+            after=ordered_concat(bw.activity, bw.seq, where=bw.pos > 0),
             _starts=bw.first.any(), _ends=bw.next.isnull().any())
         b, a = paths.before.fill_null(""), paths.after.fill_null("")
         paths = paths.mutate(
@@ -125,22 +156,20 @@ def variants(ws: Workspace, *, level: Level = "event_type", filter: JourneyFilte
     var = pj.group_by(keys).aggregate(**_outcomes(pj, pj))
     total = var.journeys.sum().over(ibis.window())
     var = var.mutate(share=var.journeys.cast("float64") / total)
-    n_variants = int(var.count().to_pyarrow().as_py())
-    ordered = var.order_by([ibis.desc("journeys"), *keys])
+    table = var.order_by([ibis.desc("journeys"), *keys]).to_pyarrow()
+    n_variants = table.num_rows
+    n_journeys = int(table.column("journeys").to_numpy().sum()) if n_variants else 0
     if limit is not None:
-        ordered = ordered.limit(limit)
-    table = ordered.to_pyarrow()
+        table = table.slice(0, limit)
     table = _with_lists(table, keys, around)
     meta = {"level": level, "filters": flt.active(), "around": around, "collapse": collapse,
-            "n_variants": n_variants, "limit": limit,
-            "n_journeys": int(table.column("journeys").to_numpy().sum()) if around is None
-            and limit is None else None,
+            "n_variants": n_variants, "limit": limit, "n_journeys": n_journeys,
             "method": "distinct ordered paths (group_concat ORDER BY seq); outcome = first feedback "
                       "valence; share of the selected journeys"}
     if around is not None:
         meta.update(before=before, after=after)
-    flows = _flows(flow_src, around is not None)
-    return Variants(Result(table, meta), Result(flows, {"level": level, "around": around,
+    links = _flows(flow_src, around is not None) if flows else _flows_schema().empty_table()
+    return Variants(Result(table, meta), Result(links, {"level": level, "around": around,
                                                          "depth": depth if around is None else None,
                                                          "filters": flt.active()}))
 
@@ -155,6 +184,12 @@ def _with_lists(table: pa.Table, keys: list[str], around: str | None) -> pa.Tabl
         table = table.append_column("length", pa.array(
             [len(p) for p in table.column("path").to_pylist()], pa.int64()))
     return table
+
+
+def _flows_schema() -> pa.Schema:
+    return pa.schema([("step", pa.int64()), ("source", pa.string()), ("target", pa.string()),
+                      ("value", pa.int64()), ("source_id", pa.string()),
+                      ("target_id", pa.string())])
 
 
 def _flows(src, centred: bool) -> pa.Table:
