@@ -117,3 +117,14 @@ def test_filters_by_outcome_and_segment(demo):
     assert sum(r["journeys"] for r in det.to_pylist()) == want["d"] > 0
     vip = km.process_map(ws, segment="vip").nodes.meta["n_journeys"]
     assert 0 < vip < len(all_j)
+
+
+def test_exported_xes_opens_in_pm4py_with_the_same_variants(demo, tmp_path):
+    ws, _ = demo
+    out = km.export_log(ws, tmp_path / "tickets.xes", journey_type="issue_resolution")
+    log = pm4py.read_xes(str(tmp_path / "tickets.xes"))
+    assert log["case:concept:name"].nunique() == out["traces"] and len(log) == out["events"]
+    ref = pm4py.get_variants(log)
+    got = km.variants(ws, journey_type="issue_resolution", limit=None, flows=False).variants
+    assert {tuple(r["path"]): r["journeys"] for r in got.to_pylist()} == \
+        {tuple(k): v for k, v in ref.items()}

@@ -90,9 +90,9 @@ class Variants:
     flows: Result
 
 
-def _outcomes(g, j):
+def _outcomes(j):
     return dict(
-        journeys=g.count(),
+        journeys=j.count(),
         mean_outcome=j.outcome_valence.mean(),
         n_feedback=j.outcome_valence.count(),
         share_negative_outcome=(j.outcome_valence < 0).cast("float64").mean(
@@ -153,7 +153,7 @@ def variants(ws: Workspace, *, level: Level = "event_type", filter: JourneyFilte
         ).drop("_starts", "_ends")
         keys = ["before", "after"]
     pj = paths.join(j, paths.journey_id == j.journey_id)
-    var = pj.group_by(keys).aggregate(**_outcomes(pj, pj))
+    var = pj.group_by(keys).aggregate(**_outcomes(pj))
     total = var.journeys.sum().over(ibis.window())
     var = var.mutate(share=var.journeys.cast("float64") / total)
     table = var.order_by([ibis.desc("journeys"), *keys]).to_pyarrow()
