@@ -58,8 +58,6 @@ def ordered_concat(label, order, where=None):
         engine = None
     if engine != "pyspark":
         return label.group_concat(SEP, where=where, order_by=order)
-    import ibis
-
     pair = ibis.struct({"k": order, "v": label})
     if where is not None:
         pair = ibis.cases((where, pair), else_=ibis.null().cast(pair.type()))
