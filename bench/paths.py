@@ -11,8 +11,8 @@ million events), one to four seconds apart.
 Measured, each in a fresh Python process, median of ``--repeat``:
 
 * **keymoments counts**: ``km.open`` + the two Ibis expressions that hold exactly
-  what pm4py computes, ``paths.process_map.dfg_counts`` and
-  ``paths.variants.variant_counts``, fetched as Arrow;
+  what pm4py computes, ``paths.dfg.dfg_counts`` and
+  ``paths.variant.variant_counts``, fetched as Arrow;
 * **keymoments full**: ``km.open`` + ``km.process_map(ws)`` +
   ``km.variants(ws, limit=None, flows=False)`` (nodes with valence, edges with
   journeys and median/p90/mean durations, every variant with its outcomes);
@@ -128,8 +128,8 @@ def child_keymoments(root: str) -> dict:
     import ibis  # noqa: F401 (imports are not timed)
 
     import keymoments as km
-    import keymoments.paths.process_map  # noqa: F401
-    import keymoments.paths.variants  # noqa: F401
+    import keymoments.paths.dfg  # noqa: F401
+    import keymoments.paths.variant  # noqa: F401
 
     t = time.perf_counter()
     c = time.process_time()
@@ -149,8 +149,8 @@ def child_counts(root: str) -> dict:
 
     import keymoments as km
     from keymoments.engine import backend
-    from keymoments.paths.process_map import dfg_counts
-    from keymoments.paths.variants import variant_counts
+    from keymoments.paths.dfg import dfg_counts
+    from keymoments.paths.variant import variant_counts
 
     t = time.perf_counter()
     c = time.process_time()

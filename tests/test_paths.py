@@ -11,7 +11,7 @@ import pytest
 import keymoments as km
 from keymoments.config.paths import DesignedJourney
 from keymoments.errors import KeymomentsError
-from keymoments.paths.consistency import group_stats
+from keymoments.paths.spread import group_stats
 from keymoments.paths.designed import check
 
 CONFIG = """
@@ -61,15 +61,20 @@ PERSONAS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def ws(tmp_path_factory):
-    root = tmp_path_factory.mktemp("paths-personas")
+def _build(root):
+    root.mkdir(parents=True, exist_ok=True)
     (root / "events.jsonl").write_text("\n".join(json.dumps(p) for p in PERSONAS) + "\n",
                                        encoding="utf-8")
     (root / "keymoments.yaml").write_text(CONFIG, encoding="utf-8")
     w = km.open(root)
     w.ingest()
     w.build()
+    return w
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory):
+    w = _build(tmp_path_factory.mktemp("paths-personas"))
     yield w
     w.close()
 
@@ -226,3 +231,29 @@ sources:
         assert edges(km.process_map(back)).keys() == edges(km.process_map(ws)).keys()
     with pytest.raises(KeymomentsError, match="use a .xes or .csv"):
         km.export_log(ws, tmp_path / "log.txt")
+
+
+def test_cli_path_commands_are_a_thin_shell(ws, tmp_path):
+    from click.testing import CliRunner
+
+    from keymoments.cli import main
+
+    want = {k: v["count"] for k, v in edges(km.process_map(ws)).items()}
+    _build(tmp_path / "cli").close()  # the CLI opens its own (read-only) connection
+    run = lambda *args: CliRunner().invoke(main, ["-w", str(tmp_path / "cli"), *args])  # noqa: E731
+    r = run("process-map", "--json")
+    assert r.exit_code == 0, r.output
+    got = {(x["source"], x["target"]): x["count"] for x in map(json.loads, r.output.splitlines())}
+    assert got == want
+    r = run("conformance", "support")
+    assert r.exit_code == 0 and "66.7% follow 'support'" in r.output, r.output
+    r = run("variants", "--around", "agent_reply", "--json")
+    assert r.exit_code == 0 and len(r.output.splitlines()) == 2
+    r = run("channel-switching", "--json", "--type", "issue_resolution")
+    assert r.exit_code == 0 and "chat resolved" in r.output
+    r = run("consistency", "--by", "agent", "--json")
+    assert r.exit_code == 0 and '"group": "a2"' in r.output
+    r = run("export-log", str(tmp_path / "out.csv"))
+    assert r.exit_code == 0 and "3 journeys, 9 events" in r.output
+    r = run("conformance", "nope")
+    assert r.exit_code == 1 and "no designed journey named 'nope'" in r.output

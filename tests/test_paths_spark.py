@@ -14,8 +14,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from keymoments.paths.process_map import dfg_counts, edges_expr, nodes_expr
-from keymoments.paths.variants import split_path, variant_counts
+from keymoments.paths.dfg import dfg_counts, edges_expr, nodes_expr
+from keymoments.paths.variant import split_path, variant_counts
 
 
 @pytest.fixture(scope="module")

@@ -22,8 +22,8 @@ def process_map(ws, **options):
     """The directly-follows graph of the selected journeys: nodes (events, journeys,
     starts, ends, valence) and edges (count, journeys, median/p90/mean seconds).
     Options: ``level``, ``filter`` or filter keywords, ``min_edge_count``,
-    ``top_variants``, ``collapse``; see :func:`keymoments.paths.process_map.process_map`."""
-    from .process_map import process_map as run
+    ``top_variants``, ``collapse``; see :func:`keymoments.paths.dfg.process_map`."""
+    from .dfg import process_map as run
 
     return run(ws, **options)
 
@@ -31,8 +31,8 @@ def process_map(ws, **options):
 def variants(ws, **options):
     """The distinct paths with counts, shares and outcomes, or the paths before and after
     an activity (``around=``), plus Sankey flows; see
-    :func:`keymoments.paths.variants.variants`."""
-    from .variants import variants as run
+    :func:`keymoments.paths.variant.variants`."""
+    from .variant import variants as run
 
     return run(ws, **options)
 
@@ -40,8 +40,8 @@ def variants(ws, **options):
 def conformance(ws, design, **options):
     """The selected journeys against a designed journey: share that follow it, where the
     others leave it, outcomes and time after; see
-    :func:`keymoments.paths.conformance.conformance`."""
-    from .conformance import conformance as run
+    :func:`keymoments.paths.deviation.conformance`."""
+    from .deviation import conformance as run
 
     return run(ws, design, **options)
 
@@ -58,8 +58,8 @@ def channel_switching(ws, **options):
 def consistency(ws, **options):
     """Variation of welcome, peak and farewell valence by agent, team, channel and
     language, with shrinkage and named outliers; see
-    :func:`keymoments.paths.consistency.consistency`."""
-    from .consistency import consistency as run
+    :func:`keymoments.paths.spread.consistency`."""
+    from .spread import consistency as run
 
     return run(ws, **options)
 

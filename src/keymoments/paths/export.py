@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from ..errors import KeymomentsError
-from .process_map import _filter
+from .dfg import _filter
 from .selection import JourneyFilter, Level, activity, journey_events, select_journeys
 
 if TYPE_CHECKING:

@@ -22,7 +22,7 @@ import pyarrow as pa
 
 from ..engine import backend
 from ..results import Result
-from .process_map import _filter, edges_expr, labelled
+from .dfg import _filter, edges_expr, labelled
 from .selection import JourneyFilter, journey_events, select_journeys
 
 if TYPE_CHECKING:

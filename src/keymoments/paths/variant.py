@@ -18,7 +18,7 @@ import ibis
 import pyarrow as pa
 
 from ..results import Result
-from .process_map import _filter, labelled
+from .dfg import _filter, labelled
 from .selection import JourneyFilter, Level, activity, journey_events, select_journeys
 
 if TYPE_CHECKING:

@@ -21,9 +21,9 @@ from ..config.paths import DesignedJourney
 from ..errors import KeymomentsError
 from ..results import Result
 from .designed import KINDS, check
-from .process_map import _filter
+from .dfg import _filter
 from .selection import JourneyFilter, activity, journey_events, select_journeys
-from .variants import ordered_concat, split_path
+from .variant import ordered_concat, split_path
 
 if TYPE_CHECKING:
     from ..store.workspace import Workspace

@@ -36,7 +36,7 @@ from scipy import stats as st
 
 from ..engine import backend
 from ..results import Result
-from .process_map import _filter
+from .dfg import _filter
 from .selection import JourneyFilter, journey_events
 
 if TYPE_CHECKING:

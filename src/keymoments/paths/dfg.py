@@ -139,7 +139,7 @@ def process_map(ws: Workspace, *, level: Level = "event_type", filter: JourneyFi
     flt = _filter(filter, filters)
     je = journey_events(ws, flt)
     if top_variants is not None:
-        from .variants import top_variant_journeys
+        from .variant import top_variant_journeys
 
         keep = top_variant_journeys(je, level, top_variants, collapse).select(_k="journey_id")
         je = je.semi_join(keep, je.journey_id == keep._k)
