@@ -11,6 +11,7 @@ import json
 import math
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,7 @@ def spark():
     session = (SparkSession.builder.master("local[2]").appName("keymoments-parity")
                .config("spark.sql.shuffle.partitions", "2")
                .config("spark.ui.enabled", "false")
+               .config("spark.sql.warehouse.dir", tempfile.mkdtemp(prefix="km-spark-"))
                .config("spark.ui.showConsoleProgress", "false")
                .config("spark.driver.memory", "2g")
                .config("spark.sql.session.timeZone", "UTC")

@@ -20,6 +20,15 @@ from .store.workspace import Workspace, init
 # the API functions shadow their subpackages' names on purpose: km.journeys(ws)
 from .journey.query import journeys, moment_summary, moments  # noqa: E402
 from .store.workspace import open_workspace as open  # noqa: A001 (km.open is the API)
+from .paths import (  # noqa: E402
+    JourneyFilter,
+    channel_switching,
+    conformance,
+    consistency,
+    export_log,
+    process_map,
+    variants,
+)
 
 __version__ = "0.1.0"
 
@@ -41,4 +50,11 @@ __all__ = [
     "load_config",
     "open",
     "__version__",
+    "JourneyFilter",
+    "channel_switching",
+    "conformance",
+    "consistency",
+    "export_log",
+    "process_map",
+    "variants",
 ]

@@ -379,6 +379,10 @@ def _relative(path: str | None, root: Path) -> str | None:
 from .live.commands import register as _register_live  # noqa: E402
 
 _register_live(main)
+from .paths.commands import register as _register_paths  # noqa: E402
+
+_register_paths(main)
+
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

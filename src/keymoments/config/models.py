@@ -343,6 +343,7 @@ class IdentityConfig(Strict):
 
 from .analysis import JourneysConfig, MomentsConfig, OutcomesConfig, ValenceConfig  # noqa: E402
 from .actions import ActionsConfig, ServiceConfig  # noqa: E402
+from .paths import PathsConfig  # noqa: E402
 
 
 class Config(Strict):
@@ -367,6 +368,7 @@ class Config(Strict):
     moments: MomentsConfig = Field(default_factory=MomentsConfig)
     service: ServiceConfig = Field(default_factory=ServiceConfig)
     actions: ActionsConfig = Field(default_factory=ActionsConfig)
+    paths: PathsConfig = Field(default_factory=PathsConfig)
 
     @field_validator("sources")
     @classmethod

@@ -1,0 +1,259 @@
+"""Process map, variants, conformance, channel switching, consistency and export on
+small named personas, every expected figure computed by hand in the comments."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import keymoments as km
+from keymoments.config.paths import DesignedJourney
+from keymoments.errors import KeymomentsError
+from keymoments.paths.spread import group_stats
+from keymoments.paths.designed import check
+
+CONFIG = """
+name: paths
+journeys:
+  as_of: "2024-03-01T00:00:00Z"
+  types:
+    - {name: issue_resolution, key: ticket, start: [ticket_opened], end: [ticket_resolved], abandon_after: 30d}
+paths:
+  contacts: {journey_types: [issue_resolution], subject_ref: order, window: 2d}
+  teams: {north: [a1], south: [a2]}
+  designed:
+    - name: support
+      journey_types: [issue_resolution]
+      steps: [ticket_opened, agent_reply+, ticket_resolved]
+sources:
+  events:
+    path: events.jsonl
+    identifiers: {customer_id: customer}
+    refs: {order: order_id, ticket: ticket_id}
+    event_type: event_type
+    ts: ts
+    channel: channel
+    agent: agent
+    attributes: {segment: segment}
+"""
+
+
+def ev(customer, ts, event_type, channel, ticket, **extra):
+    return {"customer": customer, "ts": f"2024-02-01T{ts}Z", "event_type": event_type,
+            "channel": channel, "ticket_id": ticket, **extra}
+
+
+PERSONAS = [
+    # Ana, T1 (chat, about order O1): opened, a reply 5 min later, resolved 25 min after it
+    ev("ana", "10:00:00", "ticket_opened", "chat", "T1", order_id="O1", segment="vip"),
+    ev("ana", "10:05:00", "agent_reply", "chat", "T1", agent="a1", order_id="O1"),
+    ev("ana", "10:30:00", "ticket_resolved", "chat", "T1", agent="a1", order_id="O1"),
+    # Ana, T3 (phone, same order) 1.5 h after T1 ended: a switch, and lost context
+    ev("ana", "12:00:00", "ticket_opened", "phone", "T3", order_id="O1"),
+    ev("ana", "12:20:00", "ticket_resolved", "phone", "T3", agent="a2", order_id="O1"),
+    # Ben, T2 (chat): opened, replies after 2 and 8 min, resolved 30 min later
+    ev("ben", "11:00:00", "ticket_opened", "chat", "T2", segment="standard"),
+    ev("ben", "11:02:00", "agent_reply", "chat", "T2", agent="a2"),
+    ev("ben", "11:10:00", "agent_reply", "chat", "T2", agent="a2"),
+    ev("ben", "11:40:00", "ticket_resolved", "chat", "T2", agent="a2"),
+]
+
+
+def _build(root):
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "events.jsonl").write_text("\n".join(json.dumps(p) for p in PERSONAS) + "\n",
+                                       encoding="utf-8")
+    (root / "keymoments.yaml").write_text(CONFIG, encoding="utf-8")
+    w = km.open(root)
+    w.ingest()
+    w.build()
+    return w
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory):
+    w = _build(tmp_path_factory.mktemp("paths-personas"))
+    yield w
+    w.close()
+
+
+def edges(pm):
+    return {(e["source"], e["target"]): e for e in pm.edges.to_pylist()}
+
+
+def test_process_map_counts_and_durations(ws):
+    pm = km.process_map(ws)
+    e = edges(pm)
+    # opened->reply in T1 (300 s) and T2 (120 s); reply->resolved in T1 (1500 s) and
+    # T2 (1800 s); reply->reply in T2 (480 s); opened->resolved in T3 (1200 s)
+    assert {k: v["count"] for k, v in e.items()} == {
+        ("ticket_opened", "agent_reply"): 2, ("agent_reply", "ticket_resolved"): 2,
+        ("agent_reply", "agent_reply"): 1, ("ticket_opened", "ticket_resolved"): 1}
+    assert e[("ticket_opened", "agent_reply")]["median_s"] == 210
+    assert e[("agent_reply", "ticket_resolved")]["median_s"] == 1650
+    assert e[("agent_reply", "ticket_resolved")]["p90_s"] == pytest.approx(1500 + 0.9 * 300)
+    nodes = {n["activity"]: n for n in pm.nodes.to_pylist()}
+    assert nodes["ticket_opened"]["starts"] == 3 and nodes["ticket_resolved"]["ends"] == 3
+    assert nodes["agent_reply"]["events"] == 3 and nodes["agent_reply"]["journeys"] == 2
+    assert pm.nodes.meta["n_journeys"] == 3 and pm.nodes.meta["n_events"] == 9
+    # pruning: edges seen once go; the segment filter keeps Ana's two tickets
+    assert set(edges(km.process_map(ws, min_edge_count=2))) == {
+        ("ticket_opened", "agent_reply"), ("agent_reply", "ticket_resolved")}
+    assert set(edges(km.process_map(ws, segment="vip"))) == {
+        ("ticket_opened", "agent_reply"), ("agent_reply", "ticket_resolved"),
+        ("ticket_opened", "ticket_resolved")}
+    # channel level with runs collapsed: chat then phone never follow within a ticket
+    assert edges(km.process_map(ws, level="channel", collapse=True)) == {}
+    assert "digraph" in pm.to_dot()
+    with pytest.raises(KeymomentsError):
+        km.process_map(ws, level="colour")
+
+
+def test_variants_around_and_flows(ws):
+    v = km.variants(ws)
+    paths = {tuple(r["path"]): r["journeys"] for r in v.variants.to_pylist()}
+    assert paths == {("ticket_opened", "agent_reply", "ticket_resolved"): 1,
+                     ("ticket_opened", "agent_reply", "agent_reply", "ticket_resolved"): 1,
+                     ("ticket_opened", "ticket_resolved"): 1}
+    assert v.variants.meta["n_variants"] == 3
+    a = km.variants(ws, around="agent_reply", before=1, after=1).variants.to_pylist()
+    # first reply: T1 (start) opened | resolved (end); T2 (start) opened | reply
+    assert sorted((tuple(r["before"]), tuple(r["after"])) for r in a) == [
+        (("(start)", "ticket_opened"), ("agent_reply",)),
+        (("(start)", "ticket_opened"), ("ticket_resolved", "(end)"))]
+    flows = {(f["step"], f["source"], f["target"]): f["value"] for f in v.flows.to_pylist()}
+    assert flows[(0, "ticket_opened", "agent_reply")] == 2
+    assert flows[(1, "ticket_resolved", "(end)")] == 1
+    assert flows[(2, "ticket_resolved", "(end)")] == 1
+
+
+def test_designed_journey_automaton():
+    d = DesignedJourney(name="buy", steps=["browse*", "checkout", "pay?", "ship+", "deliver"])
+    assert check(d, ["browse", "browse", "checkout", "ship", "ship", "deliver"]).kind == "conforms"
+    loop = check(d, ["checkout", "browse", "checkout", "ship", "deliver"])
+    assert (loop.kind, loop.position, loop.after, loop.expected) == ("loop_back", 1, "checkout", "ship")
+    skip = check(d, ["checkout", "deliver"])
+    assert (skip.kind, skip.expected) == ("skipped", "ship")
+    assert check(d, ["checkout", "pay", "pay"]).kind == "loop_back"  # pay is not repeatable
+    assert check(d, ["checkout", "refund"]).kind == "detour"
+    assert check(DesignedJourney(name="x", steps=["a"], ignore=["n"]), ["n", "a", "n"]).kind == "conforms"
+    with pytest.raises(ValueError):
+        DesignedJourney(name="x", steps=["a?"])
+
+
+def test_conformance_by_name(ws):
+    c = km.conformance(ws, "support")
+    m = c.summary.meta
+    # T1 and T2 follow opened -> reply+ -> resolved; T3 skips the reply
+    assert m["journeys"] == 3 and m["counts"]["conforms"] == 2 and m["counts"]["skipped"] == 1
+    assert m["share_conforming"] == pytest.approx(2 / 3)
+    dev = [r for r in c.deviations.to_pylist() if r["kind"] == "skipped"][0]
+    assert (dev["after"], dev["activity"], dev["expected"]) == ("ticket_opened", "ticket_resolved",
+                                                               "agent_reply")
+    assert dev["median_then_s"] == 0  # the skipping event was T3's last
+    with pytest.raises(KeymomentsError, match="no designed journey named 'nope'"):
+        km.conformance(ws, "nope")
+
+
+def test_channel_switching_and_lost_context(ws):
+    s = km.channel_switching(ws)
+    contacts = {r["journey_key"]: r for r in s.contacts.to_pylist()}
+    # T1 (chat) -> T3 (phone) 1.5 h later, same order: a switch with lost context
+    assert contacts["T1"]["switch"] and contacts["T1"]["lost_context"]
+    assert contacts["T1"]["next_channel"] == "phone"
+    assert not contacts["T2"]["switch"] and not contacts["T3"]["switch"]
+    assert contacts["T3"]["pattern"] == "chat resolved > phone resolved"
+    by_pattern = {r["pattern"]: r for r in s.precedes.to_pylist()}
+    assert by_pattern["chat resolved"]["switches"] == 1 and by_pattern["chat resolved"]["contacts"] == 2
+    assert s.contacts.meta["switch_rate"] == pytest.approx(1 / 3)
+    assert s.model is None  # three contacts are too few to learn from
+    matrix = {(r["source"], r["target"]): r["count"] for r in s.matrix.to_pylist()}
+    assert matrix == {("chat", "chat"): 5, ("phone", "phone"): 1}
+
+
+def test_consistency_groups_and_small_sample_shrinkage(ws):
+    r = km.consistency(ws, by=["agent", "team"])
+    rows = {(x["kind"], x["dimension"], x["group"]): x for x in r.to_pylist()}
+    # welcomes: T1 a1 (first agent event), T2 a2, T3 a2 (its resolution)
+    assert rows[("welcome", "agent", "a1")]["n"] == 1 and rows[("welcome", "agent", "a2")]["n"] == 2
+    assert rows[("welcome", "team", "north")]["n"] == 1  # a1 is in team north
+    # twelve agents with 40 contacts each, alike (seeded); a new agent's three poor
+    # contacts are not enough to flag it, nor three wild ones; thirty are
+    rng = np.random.default_rng(1)
+    groups, values = [], []
+    for a in range(12):
+        groups += [f"a{a:02d}"] * 40
+        values += list(np.clip(rng.normal(0.25 + rng.normal(0, 0.05), 0.4, 40), -1, 1))
+
+    def flags(name, extra):
+        stats = {s["group"]: s for s in group_stats(groups + [name] * len(extra), values + extra)}
+        return stats[name], {g for g, s in stats.items() if s["flag"]}
+
+    new, flagged = flags("new", [-0.6, -0.1, -0.3])
+    assert flagged == set() and new["shrunk_mean"] > new["mean"]  # pulled toward the others
+    assert flags("new", [1.0, -1.0, 1.0])[1] == set()
+    old = list(np.clip(rng.normal(-0.3, 0.4, 30), -1, 1))
+    assert flags("old", old)[1] == {"old"} and flags("old", old)[0]["flag"] == "low"
+    wild = list(np.clip(rng.normal(0.25, 1.0, 30), -1, 1))
+    assert flags("wild", wild)[0]["flag"] == "inconsistent" and flags("wild", wild)[1] == {"wild"}
+
+
+def test_export_log_round_trips_through_the_readers(ws, make_workspace, tmp_path):
+    out = km.export_log(ws, tmp_path / "log.xes", journey_type="issue_resolution")
+    assert (out["traces"], out["events"]) == (3, 9)
+    csv_out = km.export_log(ws, tmp_path / "log.csv")
+    assert (csv_out["traces"], csv_out["events"]) == (3, 9)
+    config = """
+name: back
+journeys:
+  types: [{name: issue_resolution, key: ticket, end: [ticket_resolved]}]
+sources:
+  log:
+    path: PATH
+    format: FMT
+    identifiers: {case: "case:concept:name"}
+    refs: {ticket: "case:concept:name"}
+    event_type: "concept:name"
+    ts: "time:timestamp"
+    agent: "org:resource"
+    channel: channel
+"""
+    want = sorted(tuple(r["path"]) * r["journeys"] for r in km.variants(ws).variants.to_pylist())
+    for name, fmt in (("log.xes", "xes"), ("log.csv", "csv")):
+        text = config.replace("PATH", str(tmp_path / name)).replace("FMT", fmt)
+        back = make_workspace(text, folder=f"back-{fmt}")
+        back.ingest()
+        back.build()
+        got = sorted(tuple(r["path"]) * r["journeys"] for r in km.variants(back).variants.to_pylist())
+        assert got == want, fmt
+        assert edges(km.process_map(back)).keys() == edges(km.process_map(ws)).keys()
+    with pytest.raises(KeymomentsError, match="use a .xes or .csv"):
+        km.export_log(ws, tmp_path / "log.txt")
+
+
+def test_cli_path_commands_are_a_thin_shell(ws, tmp_path):
+    from click.testing import CliRunner
+
+    from keymoments.cli import main
+
+    want = {k: v["count"] for k, v in edges(km.process_map(ws)).items()}
+    _build(tmp_path / "cli").close()  # the CLI opens its own (read-only) connection
+    run = lambda *args: CliRunner().invoke(main, ["-w", str(tmp_path / "cli"), *args])  # noqa: E731
+    r = run("process-map", "--json")
+    assert r.exit_code == 0, r.output
+    got = {(x["source"], x["target"]): x["count"] for x in map(json.loads, r.output.splitlines())}
+    assert got == want
+    r = run("conformance", "support")
+    assert r.exit_code == 0 and "66.7% follow 'support'" in r.output, r.output
+    r = run("variants", "--around", "agent_reply", "--json")
+    assert r.exit_code == 0 and len(r.output.splitlines()) == 2
+    r = run("channel-switching", "--json", "--type", "issue_resolution")
+    assert r.exit_code == 0 and "chat resolved" in r.output
+    r = run("consistency", "--by", "agent", "--json")
+    assert r.exit_code == 0 and '"group": "a2"' in r.output
+    r = run("export-log", str(tmp_path / "out.csv"))
+    assert r.exit_code == 0 and "3 journeys, 9 events" in r.output
+    r = run("conformance", "nope")
+    assert r.exit_code == 1 and "no designed journey named 'nope'" in r.output
