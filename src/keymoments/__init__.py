@@ -20,6 +20,7 @@ from .store.workspace import Workspace, init
 # the API functions shadow their subpackages' names on purpose: km.journeys(ws)
 from .journey.query import journeys, moment_summary, moments  # noqa: E402
 from .store.workspace import open_workspace as open  # noqa: A001 (km.open is the API)
+from .insights import metrics  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -41,4 +42,10 @@ __all__ = [
     "load_config",
     "open",
     "__version__",
+    "churn",
+    "drivers",
+    "funnel",
+    "metrics",
+    "predicted_experience",
+    "root_causes",
 ]

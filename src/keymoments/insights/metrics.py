@@ -23,7 +23,8 @@ metric                 unit                             value
                                                         session or within a day of its end
 ``fcr``                completed issue journeys         resolved with no transfer or reopening
 ``first_response``     issue journeys with a reply      hours to the first agent event (median)
-``resolution_time``    completed issue journeys         hours from opening to resolution (median)
+``resolution_time``    resolved issue journeys          hours from opening to the first end event
+                                                        (median)
 =====================  ===============================  ================================
 """
 
@@ -71,7 +72,7 @@ METRICS = {m.name: m for m in (
     Metric("fcr", "proportion", "share of completed issue journeys resolved with no transfer or "
            "reopening (first-contact resolution)", "journeys"),
     Metric("first_response", "median", "hours from opening to the first agent event", "journeys"),
-    Metric("resolution_time", "median", "hours from opening to resolution (completed journeys)",
+    Metric("resolution_time", "median", "hours from opening to the first end event (resolution)",
            "journeys"),
 )}
 
@@ -143,8 +144,17 @@ def unit_sql(ws: Workspace, metric: str, dims: list[str], *, inactive_days: floa
                 f"(epoch(r.reply_ts) - epoch(j.start_ts)) / 3600.0 AS y {base} "
                 f"JOIN ({first}) r ON r.journey_id = j.journey_id WHERE {issue}"), dims
     if metric == "resolution_time":
-        return (f"SELECT {cols}j.start_ts AS _ts, j.duration_s / 3600.0 AS y {base} "
-                f"WHERE {issue} AND j.status = 'completed'"), dims
+        from ..pipeline import journey_types
+
+        ends = [e for t in journey_types(ws) if t.name == issue_type for e in (t.end or [])]
+        if not ends:
+            raise KeymomentsError(f"journey type {issue_type!r} has no end events, so resolution "
+                                  "time is undefined; give it `end:` events in keymoments.yaml")
+        done = (f"SELECT journey_id, min(ts) AS end_ts FROM journey_events "
+                f"WHERE event_type IN ({_lit(ends)}) GROUP BY journey_id")
+        return (f"SELECT {cols}j.start_ts AS _ts, "
+                f"(epoch(r.end_ts) - epoch(j.start_ts)) / 3600.0 AS y {base} "
+                f"JOIN ({done}) r ON r.journey_id = j.journey_id WHERE {issue}"), dims
     raise AssertionError(metric)
 
 
