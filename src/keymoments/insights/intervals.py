@@ -32,21 +32,26 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import stats
 
 from ..errors import KeymomentsError
 
 __all__ = [
     "wilson", "nps_interval", "mean_interval", "median_interval", "two_proportion_test",
-    "nps_difference_test", "welch_test", "adjust_pvalues", "z_value",
+    "nps_difference_test", "welch_test", "welch_difference", "adjust_pvalues", "z_value",
 ]  # fmt: skip
+
+
+def _stats():
+    from scipy import stats  # imported on first use: importing keymoments stays light
+
+    return stats
 
 
 def z_value(confidence: float) -> float:
     """The two-sided normal quantile for ``confidence`` (1.96 for 0.95)."""
     if not 0 < confidence < 1:
         raise KeymomentsError(f"confidence must be between 0 and 1, got {confidence}; use e.g. 0.95")
-    return float(stats.norm.ppf(0.5 + confidence / 2))
+    return float(_stats().norm.ppf(0.5 + confidence / 2))
 
 
 def wilson(k: float, n: float, confidence: float = 0.95) -> tuple[float, float]:
@@ -98,7 +103,7 @@ def mean_interval(n: float, total: float, total_sq: float,
     if n < 2:
         return (mean, math.nan, math.nan)
     var = max(total_sq - n * mean * mean, 0.0) / (n - 1)
-    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * math.sqrt(var / n)
+    half = float(_stats().t.ppf(0.5 + confidence / 2, n - 1)) * math.sqrt(var / n)
     return (mean, mean - half, mean + half)
 
 
@@ -115,7 +120,7 @@ def median_interval(values, confidence: float = 0.95) -> tuple[float, float, flo
         return (math.nan, math.nan, math.nan)
     med = float(np.median(x))
     alpha = 1 - confidence
-    lo = int(stats.binom.ppf(alpha / 2, n, 0.5))  # number of values below the lower bound
+    lo = int(_stats().binom.ppf(alpha / 2, n, 0.5))  # number of values below the lower bound
     hi = n - lo
     if lo < 1:
         return (med, float(x[0]), float(x[-1]))
@@ -135,7 +140,7 @@ def two_proportion_test(k1: float, n1: float, k2: float, n2: float) -> float:
     if se == 0:
         return 1.0
     z = (k1 / n1 - k2 / n2) / se
-    return float(2 * stats.norm.sf(abs(z)))
+    return float(2 * _stats().norm.sf(abs(z)))
 
 
 def nps_difference_test(a: tuple[float, float, float], b: tuple[float, float, float]) -> float:
@@ -158,7 +163,7 @@ def nps_difference_test(a: tuple[float, float, float], b: tuple[float, float, fl
     se = math.sqrt(v1 + v2)
     if se == 0:
         return 1.0 if m1 == m2 else 0.0
-    return float(2 * stats.norm.sf(abs(m1 - m2) / se))
+    return float(2 * _stats().norm.sf(abs(m1 - m2) / se))
 
 
 def welch_test(n1: float, s1: float, ss1: float, n2: float, s2: float, ss2: float) -> float:
@@ -178,7 +183,31 @@ def welch_test(n1: float, s1: float, ss1: float, n2: float, s2: float, ss2: floa
     if se2 == 0:
         return 1.0 if m1 == m2 else 0.0
     df = se2 ** 2 / (v1 ** 2 / (n1 - 1) + v2 ** 2 / (n2 - 1))
-    return float(2 * stats.t.sf(abs(m1 - m2) / math.sqrt(se2), df))
+    return float(2 * _stats().t.sf(abs(m1 - m2) / math.sqrt(se2), df))
+
+
+def welch_difference(n1: float, s1: float, ss1: float, n2: float, s2: float, ss2: float,
+                     confidence: float = 0.95) -> tuple[float, float, float, float]:
+    """Difference of two means (first minus second) with its Welch interval and
+    p-value, from sufficient statistics: (difference, low, high, p).
+
+    >>> d, low, high, p = welch_difference(4, 10.0, 30.0, 5, 25.0, 135.0)
+    >>> round(d, 2), round(low, 2), round(high, 2), round(p, 4)
+    (-2.5, -4.8, -0.2, 0.0349)
+    """
+    if n1 < 2 or n2 < 2:
+        return (math.nan, math.nan, math.nan, math.nan)
+    m1, m2 = s1 / n1, s2 / n2
+    v1 = max(ss1 - n1 * m1 * m1, 0.0) / (n1 - 1) / n1
+    v2 = max(ss2 - n2 * m2 * m2, 0.0) / (n2 - 1) / n2
+    se2 = v1 + v2
+    diff = m1 - m2
+    if se2 == 0:
+        return (diff, diff, diff, 1.0 if diff == 0 else 0.0)
+    df = se2 ** 2 / ((v1 ** 2 / (n1 - 1) if v1 else 0.0) + (v2 ** 2 / (n2 - 1) if v2 else 0.0))
+    t = _stats().t
+    half = float(t.ppf(0.5 + confidence / 2, df)) * math.sqrt(se2)
+    return (diff, diff - half, diff + half, float(2 * t.sf(abs(diff) / math.sqrt(se2), df)))
 
 
 def adjust_pvalues(pvalues, method: str = "holm") -> list[float]:
