@@ -20,7 +20,9 @@ from .store.workspace import Workspace, init
 # the API functions shadow their subpackages' names on purpose: km.journeys(ws)
 from .journey.query import journeys, moment_summary, moments  # noqa: E402
 from .store.workspace import open_workspace as open  # noqa: A001 (km.open is the API)
-from .insights import metrics  # noqa: E402
+from .insights import (  # noqa: E402
+    churn, drivers, funnel, metrics, predicted_experience, probability_alive, recurrence, root_causes,
+)
 
 __version__ = "0.1.0"
 
@@ -47,5 +49,7 @@ __all__ = [
     "funnel",
     "metrics",
     "predicted_experience",
+    "probability_alive",
+    "recurrence",
     "root_causes",
 ]

@@ -376,5 +376,9 @@ def _relative(path: str | None, root: Path) -> str | None:
         return path
 
 
+from .insights.commands import register as _register_insights  # noqa: E402
+
+_register_insights(main)
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

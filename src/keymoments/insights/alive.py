@@ -11,12 +11,14 @@ they are still alive and how many purchases to expect.
 The likelihood is written here from the paper and maximised with scipy; tests
 check it against the ``lifetimes`` package on the CDNOW data it ships.
 
->>> m = BGNBD().fit([0, 2, 5, 1, 0, 3], [0, 20, 60, 10, 0, 35], [70, 70, 70, 70, 70, 70])
+>>> x = [0, 2, 5, 1, 0, 3, 0, 1, 4, 0, 2, 1]
+>>> t_x = [0, 20, 60, 10, 0, 35, 0, 50, 65, 0, 15, 5]
+>>> m = BGNBD().fit(x, t_x, [70] * 12)
 >>> sorted(m.params_)
 ['a', 'alpha', 'b', 'r']
 >>> p = m.p_alive([0, 2], [0, 20], [70, 70])
 >>> bool(p[0] == 1.0), bool(0 < p[1] < 1)
-(True, False)
+(True, True)
 """
 
 from __future__ import annotations
@@ -68,12 +70,16 @@ class BGNBD:
         xs, txs, Ts = uniq[:, 0], uniq[:, 1] * scale, uniq[:, 2] * scale
 
         def nll(logp):
-            p = np.exp(logp)
-            return (-(weight * self._loglik(p, xs, txs, Ts)).sum() / len(x)
-                    + self.penalizer * (p ** 2).sum())
+            with np.errstate(all="ignore"):
+                p = np.exp(logp)
+                v = (-(weight * self._loglik(p, xs, txs, Ts)).sum() / len(x)
+                     + self.penalizer * (p ** 2).sum())
+            return v if np.isfinite(v) else 1e300
 
-        res = minimize(nll, np.zeros(4), method="L-BFGS-B")
-        res = minimize(nll, res.x, method="Nelder-Mead", options={"xatol": 1e-8, "fatol": 1e-12})
+        bounds = [(-15.0, 15.0)] * 4  # log-parameters: keeps the search finite
+        res = minimize(nll, np.zeros(4), method="L-BFGS-B", bounds=bounds)
+        res = minimize(nll, res.x, method="Nelder-Mead", bounds=bounds,
+                       options={"xatol": 1e-8, "fatol": 1e-12})
         r, alpha, a, b = np.exp(res.x)
         self.params_ = {"r": float(r), "alpha": float(alpha / scale), "a": float(a), "b": float(b)}
         self.loglik_ = float(-res.fun * len(x))

@@ -193,7 +193,7 @@ def welch_difference(n1: float, s1: float, ss1: float, n2: float, s2: float, ss2
 
     >>> d, low, high, p = welch_difference(4, 10.0, 30.0, 5, 25.0, 135.0)
     >>> round(d, 2), round(low, 2), round(high, 2), round(p, 4)
-    (-2.5, -4.8, -0.2, 0.0349)
+    (-2.5, -4.77, -0.23, 0.0349)
     """
     if n1 < 2 or n2 < 2:
         return (math.nan, math.nan, math.nan, math.nan)
