@@ -146,3 +146,28 @@ def test_telco_churn_drivers(telco):
     feats = {x["feature"]: x for x in top}
     # fibre optic (the reference) churns more than DSL or no internet
     assert feats["internet=DSL"]["high"] < 1 and feats["internet=No"]["high"] < 1
+
+
+def test_marketplace_late_delivery_is_a_top_root_cause_of_low_reviews(tmp_path):
+    ws = guide_workspace(tmp_path / "olist", "olist_reviews")
+    ws.ingest()
+    ws.build()
+    rows = km.root_causes(ws, outcome="feedback").to_pylist()
+    late = next(x for x in rows if x["cause"] == "theme=late_delivery")
+    assert late["rank"] <= 2 and late["effect_high"] < 0
+    # the biggest effect of any frequent cause (seen on 100+ journeys)
+    frequent = [x for x in rows if x["journeys"] >= 100 and x["effect"] is not None]
+    assert min(frequent, key=lambda x: x["effect"])["cause"] == "theme=late_delivery"
+    # independently, from the review file: stars of reviews whose message says the
+    # order was late or never came, against the others
+    from keymoments.insights.themes import DEFAULT_THEMES
+
+    pattern = re.compile(DEFAULT_THEMES["late_delivery"])
+    with open(DATA / "olist-sample/olist_order_reviews_dataset.csv", newline="", encoding="utf-8") as fh:
+        reviews = list(csv.DictReader(fh))
+    hit = [int(r["review_score"]) for r in reviews if pattern.search(r["review_comment_message"].lower())]
+    miss = [int(r["review_score"]) for r in reviews if not pattern.search(r["review_comment_message"].lower())]
+    assert np.mean(hit) < np.mean(miss) - 1.5
+    # stars 1..5 map to valence -1..1: the engine's effect is the same gap, halved
+    assert late["mean_with"] == pytest.approx((np.mean(hit) - 3) / 2, abs=0.1)
+    ws.close()

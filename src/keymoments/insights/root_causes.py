@@ -8,7 +8,9 @@ several grains, each a row:
   fired (``delivered # days late against the promise``);
 - ``agent`` and ``channel`` of the valley event, and ``attr:<key>`` for the valley
   event's attributes (``carrier=SlowShip``, ``topic=delivery``), each together
-  with the event type (``order_delivered · carrier=SlowShip``).
+  with the event type (``order_delivered · carrier=SlowShip``);
+- ``theme``: text themes found in the journey's texts (``theme=delivery``), when
+  there is text (see :mod:`.themes`).
 
 For each cause: ``journeys`` with it and their ``share`` of the journeys of that
 type; ``effect``, the mean outcome of those journeys minus the mean of comparable
@@ -67,12 +69,15 @@ def _attribute_keys(ws: Workspace, threshold: float, max_values: int) -> list[st
 
 
 def root_causes(ws: Workspace, *, outcome: str = "feedback", threshold: float = 0.0,
-                attributes: list[str] | None = None, within_days: float = 7.0,
+                attributes: list[str] | None = None, themes: dict[str, str] | bool = True,
+                within_days: float = 7.0,
                 min_journeys: int = 5, confidence: float = 0.95, limit: int | None = None) -> Result:
     """Valley causes ranked by the estimated gain if fixed (frequency x effect).
 
     ``attributes``: attribute keys of the valley events to refine causes by (default:
-    every key with 2 to 50 values on valley events).
+    every key with 2 to 50 values on valley events). ``themes``: text themes (see
+    :mod:`.themes`) found in any text of the journey (a complaint, a review) also
+    become causes (``theme=delivery``); True uses the defaults, False none.
 
     >>> import tempfile, keymoments as km
     >>> ws = km.init(tempfile.mkdtemp())
@@ -92,6 +97,13 @@ def root_causes(ws: Workspace, *, outcome: str = "feedback", threshold: float = 
         "SELECT journey_id, journey_type, event_type, 'channel', channel, ts FROM v WHERE channel IS NOT NULL",
     ] + [f"SELECT journey_id, journey_type, event_type, {_q('attr:' + k)}, attributes[{_q(k)}], ts "
          f"FROM v WHERE attributes[{_q(k)}] IS NOT NULL" for k in attributes]
+    if themes:
+        from .themes import DEFAULT_THEMES, theme_sql
+
+        chosen = DEFAULT_THEMES if themes is True else themes
+        branches += [f"SELECT je.journey_id, je.journey_type, 'text', 'theme', {_q(name)}, je.ts "
+                     f"FROM journey_events je JOIN events e ON e.event_id = je.event_id "
+                     f"WHERE e.text IS NOT NULL AND {cond}" for name, cond in theme_sql(chosen)]
     sql = f"""
     WITH v AS (
       SELECT m.journey_id, m.journey_type, m.person_id, m.event_type, m.agent, m.channel, m.reason,
@@ -132,7 +144,12 @@ def root_causes(ws: Workspace, *, outcome: str = "feedback", threshold: float = 
         n1, s1, ss1 = r["n_outcome"], float(r["s"] or 0.0), float(r["ss"] or 0.0)
         n0, s0, ss0 = r["n_all"] - n1, float(r["s_all"] or 0.0) - s1, float(r["ss_all"] or 0.0) - ss1
         eff, low, high, p = iv.welch_difference(n1, s1, ss1, n0, s0, ss0, confidence)
-        label = r["event_type"] if r["dim"] == "event" else f"{r['event_type']} · {r['dim'].removeprefix('attr:')}={r['value']}"
+        if r["dim"] == "event":
+            label = r["event_type"]
+        elif r["dim"] == "theme":
+            label = f"theme={r['value']}"
+        else:
+            label = f"{r['event_type']} · {r['dim'].removeprefix('attr:')}={r['value']}"
         ok = not math.isnan(eff)
         out.append({
             "cause": label, "journey_type": r["journey_type"], "event_type": r["event_type"],
