@@ -124,3 +124,19 @@ def test_csat_by_carrier_flags_the_late_carrier(demo):
     rows = {x["carrier"]: x for x in km.metrics(ws, "csat", by="attr:carrier").to_pylist()}
     slow = rows.pop(truth.late_carrier)
     assert slow["differs"] and all(slow["high"] < x["value"] for c, x in rows.items() if c)
+
+
+def test_report_sections(demo, tmp_path):
+    from keymoments.insights.report import insight_sections
+    from keymoments.report import write_report
+
+    ws, truth = demo
+    sections = insight_sections(ws)
+    titles = [s["title"] for s in sections]
+    assert titles == ["CX metrics (95% intervals)", "Root causes to fix first", "Drivers of feedback"]
+    metrics = {r["metric"]: r for r in sections[0]["rows"]}
+    csat = km.metrics(ws, "csat").meta["overall"]
+    assert metrics["csat"]["n"] == csat["n"] and metrics["csat"]["low"] <= metrics["csat"]["value"]
+    assert any(truth.late_carrier in r["cause"] for r in sections[1]["rows"][:3])
+    html = write_report(ws, tmp_path / "r.html", extra={"sections": sections}).read_text(encoding="utf-8")
+    assert "Root causes to fix first" in html and f"carrier={truth.late_carrier}" in html
