@@ -183,3 +183,10 @@ def test_metric_errors_teach(shop):
         km.metrics(shop, "csat", by="colour")
     with pytest.raises(km.KeymomentsError, match="unknown period"):
         km.metrics(shop, "csat", period="fortnight")
+
+
+def test_overall_mean_and_median_pool_every_unit(shop):
+    first = km.metrics(shop, "first_response", by="channel")
+    # chat replies after 6 and 3 minutes, phone after 12: the pooled median is 6 minutes
+    assert first.meta["overall"]["value"] == pytest.approx(0.1) and first.meta["overall"]["n"] == 3
+    assert {r["channel"]: r["n"] for r in first.to_pylist()} == {"chat": 2, "phone": 1}

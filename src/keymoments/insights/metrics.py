@@ -6,7 +6,8 @@ Every metric is one SQL query over the workspace tables that returns one row per
 unit (survey answer, journey or person) with its dimensions, its time and its
 value; the sufficient statistics are summed in SQL (portable: counts, sums,
 ``date_trunc``), and the intervals and tests are computed on the small per-group
-result (see :mod:`.intervals`).
+result (see :mod:`.intervals`). Spark note: times are differenced with DuckDB's
+``epoch()`` (Spark: ``unix_timestamp``) and intervals written ``INTERVAL '1 day'``.
 
 =====================  ===============================  ================================
 metric                 unit                             value
@@ -211,6 +212,7 @@ def metrics(ws: Workspace, metric: str = "csat", *, by: str | list[str] | None =
         if not group and rows.num_rows == 1 and rows.column("n")[0].as_py() == 0:
             rows = rows.slice(0, 0)
         data = _stat_rows(m.kind, rows, out_cols, confidence)
+    overall = _overall(m.kind, data, confidence)
     data = _compare(m.kind, data, names, bool(per), correction, confidence)
     n = int(sum(r["n"] for r in data))
     small = [r for r in data if r["n"] < min_n]
@@ -220,7 +222,6 @@ def metrics(ws: Workspace, metric: str = "csat", *, by: str | list[str] | None =
                  "intervals, not their values"] if small else [])
     table = pa.Table.from_pylist(data) if data else pa.table({c: pa.array([], pa.string()) for c in
                                                                [*out_cols, "n", "value", "low", "high"]})
-    overall = _overall(m.kind, data, confidence)
     meta = {"metric": metric, "definition": m.definition, "unit": m.unit, "by": names,
             "period": period, "n": n, "confidence": confidence, "correction": correction,
             "method": _METHOD[m.kind], "overall": overall, "min_n": min_n, "warnings": warnings,
@@ -349,5 +350,9 @@ def _overall(kind: str, data: list[dict], confidence: float) -> dict:
                                            sum(r["passives"] for r in data),
                                            sum(r["detractors"] for r in data), confidence)
         return {"n": n, "value": value, "low": low, "high": high}
-    return {"n": n, "value": None, "low": None, "high": None,
-            "note": "see the rows (means and medians are not pooled here)"}
+    if kind == "mean":
+        value, low, high = iv.mean_interval(n, sum(r["_s"] for r in data),
+                                            sum(r["_ss"] for r in data), confidence)
+        return {"n": n, "value": value, "low": low, "high": high}
+    value, low, high = iv.median_interval(np.concatenate([r["_values"] for r in data]), confidence)
+    return {"n": n, "value": value, "low": low, "high": high}
