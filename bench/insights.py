@@ -88,6 +88,21 @@ def _child_analysis(job: dict) -> dict:
 engine.CHILDREN["analysis"] = _child_analysis
 
 
+def _run_analysis_child(job: dict, timeout: float) -> dict:
+    """engine._run_child, but running this file (which registers the analysis child)."""
+    import subprocess
+
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(job)]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timeout after {timeout:.0f} s (stopped)"}
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT "):])
+    return {"error": f"exit {proc.returncode}: {proc.stderr.strip()[-1500:]}"}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[1_000_000])
@@ -119,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
                     return 1
         for rep in range(args.repeat):
             for name in args.analyses:
-                res = engine._run_child(dict(base, mode="analysis", analysis=name), args.timeout)
+                res = _run_analysis_child(dict(base, mode="analysis", analysis=name), args.timeout)
                 runs.append({"size": size, "rep": rep, "analysis": name, **res})
                 print(f"{size:>11,} {name:<12} {res.get('seconds', float('nan')):8.2f} s  "
                       f"cpu {res.get('cpu_s', float('nan')):6.1f} s  "

@@ -38,7 +38,7 @@ from .root_causes import outcome_sql
 if TYPE_CHECKING:
     from ..store.workspace import Workspace
 
-__all__ = ["drivers", "driver_matrix"]
+__all__ = ["drivers", "driver_matrix", "ridge"]
 
 _VALENCES = ("first_v", "peak_v", "valley_v", "end_v")
 _SIZE = ("n_events", "channel_switches")
@@ -59,8 +59,8 @@ def _attribute_keys(ws: Workspace, max_values: int) -> list[str]:
 def driver_matrix(ws: Workspace, outcome: str, *, journey_type: str | list[str] | None = None,
                   attributes: list[str] | None = None, min_support: int = 20,
                   valences: bool = False):
-    """(journey ids, y, feature names, dense 0/1 + numeric matrix) for journeys with
-    the outcome."""
+    """(journey ids, y, feature names, sparse 0/1 matrix of the yes/no features,
+    dense matrix of the numeric ones) for journeys with the outcome."""
     y_sql = outcome_sql(outcome)
     numeric = (*_VALENCES, *_SIZE) if valences else _SIZE
     types = [journey_type] if isinstance(journey_type, str) else list(journey_type or [])
@@ -69,18 +69,21 @@ def driver_matrix(ws: Workspace, outcome: str, *, journey_type: str | list[str] 
     if attributes is None:
         attributes = _attribute_keys(ws, 50)
     parts = [
-        "SELECT m.journey_id, 'valley=' || m.event_type AS f FROM moments m "
+        "SELECT m.journey_id, 'valley=' || m.event_type AS f FROM moments m JOIN b USING (journey_id) "
         "WHERE m.kind = 'valley' AND m.valence < 0",
-        "SELECT m.journey_id, 'peak=' || m.event_type FROM moments m WHERE m.kind = 'peak' AND m.valence > 0",
-        "SELECT je.journey_id, 'agent=' || je.agent FROM journey_events je WHERE je.agent IS NOT NULL",
-        "SELECT je.journey_id, 'channel=' || je.channel FROM journey_events je WHERE je.channel IS NOT NULL",
-        "SELECT j.journey_id, 'type=' || j.journey_type FROM journeys j",
-    ] + [f"SELECT je.journey_id, {_q(k + '=')} || e.attributes[{_q(k)}] FROM journey_events je "
+        "SELECT m.journey_id, 'peak=' || m.event_type FROM moments m JOIN b USING (journey_id) "
+        "WHERE m.kind = 'peak' AND m.valence > 0",
+        "SELECT je.journey_id, 'agent=' || je.agent FROM je WHERE je.agent IS NOT NULL",
+        "SELECT je.journey_id, 'channel=' || je.channel FROM je WHERE je.channel IS NOT NULL",
+        "SELECT j.journey_id, 'type=' || j.journey_type FROM journeys j JOIN b USING (journey_id)",
+    ] + [f"SELECT je.journey_id, {_q(k + '=')} || e.attributes[{_q(k)}] FROM je "
          f"JOIN events e ON e.event_id = je.event_id WHERE e.attributes[{_q(k)}] IS NOT NULL"
          for k in attributes]
     pairs = ws.con.execute(f"""
-        WITH b AS ({base}), p AS (SELECT DISTINCT * FROM ({' UNION ALL '.join(parts)}) u),
-        kept AS (SELECT p.* FROM p JOIN b ON b.journey_id = p.journey_id)
+        WITH b AS ({base}),
+        je AS (SELECT x.journey_id, x.event_id, x.agent, x.channel FROM journey_events x
+               JOIN b USING (journey_id)),
+        kept AS (SELECT DISTINCT * FROM ({' UNION ALL '.join(parts)}) u)
         SELECT journey_id, f FROM kept WHERE f IN (
             SELECT f FROM kept GROUP BY f HAVING count(*) >= {int(min_support)})""").fetchall()
     rows = ws.con.execute(f"""
@@ -91,12 +94,36 @@ def driver_matrix(ws: Workspace, outcome: str, *, journey_type: str | list[str] 
     y = np.array([r[1] for r in rows], dtype=float)
     feats = sorted({f for _, f in pairs})
     fidx = {f: i for i, f in enumerate(feats)}
-    X = np.zeros((len(ids), len(feats) + len(numeric)))
-    for j, f in pairs:
-        X[index[j], fidx[f]] = 1.0
+    from scipy import sparse
+
+    r_idx = np.fromiter((index[j] for j, _ in pairs), dtype=np.int64, count=len(pairs))
+    c_idx = np.fromiter((fidx[f] for _, f in pairs), dtype=np.int64, count=len(pairs))
+    binary = sparse.csr_matrix((np.ones(len(pairs)), (r_idx, c_idx)), shape=(len(ids), len(feats)))
     num = np.array([r[2:] for r in rows], dtype=float).reshape(len(ids), len(numeric))
-    X[:, len(feats):] = num
-    return ids, y, feats + list(numeric), X
+    return ids, y, feats + list(numeric), binary, num
+
+
+def ridge(X, y: np.ndarray, alpha: float, weight: np.ndarray | None = None):
+    """Ridge regression with an unpenalised intercept from the weighted Gram
+    matrix of a sparse ``X`` (cheap when rows have few non-zeros); returns
+    (coefficients, intercept). The same solution as scikit-learn's ``Ridge``.
+
+    >>> import numpy as np
+    >>> from scipy import sparse
+    >>> X = sparse.csr_matrix(np.array([[1.0, 0], [0, 1], [1, 1], [0, 0]]))
+    >>> coef, b = ridge(X, np.array([1.0, 2, 3, 0]), alpha=1e-9)
+    >>> np.round(coef, 6).tolist(), round(float(b), 6)
+    ([1.0, 2.0], 0.0)
+    """
+    w = np.ones(X.shape[0]) if weight is None else np.asarray(weight, dtype=float)
+    sw = w.sum()
+    Xw = X.multiply(w[:, None]).tocsr()
+    mx = np.asarray(Xw.sum(axis=0)).ravel() / sw
+    my = float(w @ y) / sw
+    gram = np.asarray((X.T @ Xw).todense()) - sw * np.outer(mx, mx)
+    rhs = np.asarray(Xw.T @ y).ravel() - sw * mx * my
+    coef = np.linalg.solve(gram + alpha * np.eye(len(mx)), rhs)
+    return coef, my - mx @ coef
 
 
 def drivers(ws: Workspace, outcome: str = "feedback", *, journey_type: str | list[str] | None = None,
@@ -115,55 +142,64 @@ def drivers(ws: Workspace, outcome: str = "feedback", *, journey_type: str | lis
     keymoments.errors.KeymomentsError: only 0 journeys have the outcome 'feedback'; drivers need at least 30 (build the workspace, or pick another outcome)
     >>> ws.close()
     """
-    from sklearn.linear_model import LogisticRegression, Ridge
+    from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import KFold, cross_val_score
 
-    ids, y, names, X = driver_matrix(ws, outcome, journey_type=journey_type, attributes=attributes,
-                                     min_support=min_support, valences=valences)
+    from scipy import sparse
+
+    ids, y, names, binary, num = driver_matrix(ws, outcome, journey_type=journey_type,
+                                               attributes=attributes, min_support=min_support,
+                                               valences=valences)
     if len(y) < 30:
         raise KeymomentsError(f"only {len(y)} journeys have the outcome {outcome!r}; drivers need at "
                               "least 30 (build the workspace, or pick another outcome)")
-    binary = outcome in _BINARY_OUTCOMES
-    if binary and len(set(y.tolist())) < 2:
+    binary_outcome = outcome in _BINARY_OUTCOMES
+    if binary_outcome and len(set(y.tolist())) < 2:
         raise KeymomentsError(f"every journey has the same {outcome!r} outcome; nothing to explain")
     # missing valences (nothing scored) -> the column mean; numeric columns per SD
-    nnum = len(_VALENCES) + len(_SIZE) if valences else len(_SIZE)
-    num = X[:, -nnum:]
-    means = np.nanmean(np.where(np.isnan(num), np.nan, num), axis=0)
-    means = np.where(np.isnan(means), 0.0, means)
+    means = np.array([np.nanmean(c) if np.isfinite(c).any() else 0.0 for c in num.T])
     num = np.where(np.isnan(num), means, num)
     sds = num.std(axis=0)
     sds[sds == 0] = 1.0
-    X[:, -nnum:] = (num - means) / sds
-    keep = X.std(axis=0) > 0
-    X, names = X[:, keep], [n for n, k in zip(names, keep) if k]
+    num = (num - means) / sds
+    X = sparse.hstack([binary, sparse.csr_matrix(num)], format="csr")
+    dense_sd = np.sqrt(np.asarray(X.multiply(X).mean(axis=0)).ravel()
+                       - np.square(np.asarray(X.mean(axis=0)).ravel()))
+    keep = dense_sd > 0
+    X, names, sd = X[:, np.flatnonzero(keep)], [n for n, k in zip(names, keep) if k], dense_sd[keep]
+    binary = binary_outcome
 
-    def model():
-        if binary:
-            return LogisticRegression(C=1.0 / alpha, solver="liblinear")
-        return Ridge(alpha=alpha)
-
-    fitted = model().fit(X, y)
-    coef = (fitted.coef_[0] if binary else fitted.coef_).copy()
     rng = np.random.default_rng(seed)
     boots = []
-    for _ in range(n_boot):
-        idx = rng.integers(0, len(y), len(y))
-        if binary and len(set(y[idx].tolist())) < 2:
-            continue
-        m = model().fit(X[idx], y[idx])
-        boots.append(m.coef_[0] if binary else m.coef_)
+    if binary:
+        def model():
+            return LogisticRegression(C=1.0 / alpha, solver="liblinear")
+
+        coef = model().fit(X, y).coef_[0].copy()
+        for _ in range(n_boot):
+            idx = rng.integers(0, len(y), len(y))
+            if len(set(y[idx].tolist())) < 2:
+                continue
+            boots.append(model().fit(X[idx], y[idx]).coef_[0])
+        cv = cross_val_score(model(), X, y, cv=KFold(folds, shuffle=True, random_state=seed),
+                             scoring="roc_auc")
+    else:
+        coef, _ = ridge(X, y, alpha)
+        for _ in range(n_boot):  # bootstrap as multinomial weights: the same resample, no copy
+            boots.append(ridge(X, y, alpha, rng.multinomial(len(y), np.full(len(y), 1 / len(y))))[0])
+        cv = []
+        for train, test in KFold(folds, shuffle=True, random_state=seed).split(np.arange(len(y))):
+            c, b = ridge(X[train], y[train], alpha)
+            pred = X[test] @ c + b
+            cv.append(1 - np.sum((y[test] - pred) ** 2) / np.sum((y[test] - y[test].mean()) ** 2))
+        cv = np.array(cv)
     boots = np.array(boots) if boots else np.full((1, len(names)), np.nan)
     a = (1 - confidence) / 2
     low, high = np.nanquantile(boots, a, axis=0), np.nanquantile(boots, 1 - a, axis=0)
-    scoring = "roc_auc" if binary else "r2"
-    cv = cross_val_score(model(), X, y, cv=KFold(folds, shuffle=True, random_state=seed),
-                         scoring=scoring)
-    sd = X.std(axis=0)
     rows = []
     for i, name in enumerate(names):
         is_num = name in _VALENCES or name in _SIZE
-        has = X[:, i] > 0 if not is_num else None
+        has = X[:, i].toarray().ravel() > 0 if not is_num else None
         kind = ("valence" if name in _VALENCES else "size") if is_num else name.split("=", 1)[0]
         rows.append({
             "feature": name, "kind": "moment" if kind in ("valley", "peak") else kind,
