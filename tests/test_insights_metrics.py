@@ -190,3 +190,26 @@ def test_overall_mean_and_median_pool_every_unit(shop):
     # chat replies after 6 and 3 minutes, phone after 12: the pooled median is 6 minutes
     assert first.meta["overall"]["value"] == pytest.approx(0.1) and first.meta["overall"]["n"] == 3
     assert {r["channel"]: r["n"] for r in first.to_pylist()} == {"chat": 2, "phone": 1}
+
+
+def test_cli_is_a_thin_shell_over_the_api(shop):
+    from click.testing import CliRunner
+
+    from keymoments.cli import main
+
+    root = str(shop.root)
+    api = km.metrics(shop, "nps", by="channel", min_n=5).to_pylist()
+    shop.close()  # the CLI opens the workspace itself
+    runner = CliRunner()
+    out = runner.invoke(main, ["-w", root, "metrics", "nps", "--by", "channel", "--min-n", "5", "--json"])
+    assert out.exit_code == 0, out.output
+    got = json.loads(out.output)
+    assert [r["value"] for r in got["rows"]] == pytest.approx([r["value"] for r in api])
+    assert got["meta"]["metric"] == "nps" and got["meta"]["n"] == 20
+    table = runner.invoke(main, ["-w", root, "metrics", "csat"])
+    assert table.exit_code == 0 and "csat: 0.667" in table.output
+    funnel = runner.invoke(main, ["-w", root, "funnel", "order_placed", "nps_answered", "--json"])
+    assert json.loads(funnel.output)["rows"][-1]["units"] == 20
+    # too few journeys for a drivers model: one red line, exit 1
+    drivers = runner.invoke(main, ["-w", root, "drivers"])
+    assert drivers.exit_code == 1 and "drivers need at least 30" in drivers.output

@@ -132,12 +132,26 @@ def register(main: click.Group) -> None:
     @click.option("--tenure-measure", help="Take the time from this measure (e.g. tenure_months).")
     @click.option("--unit-days", default=1.0, show_default=True, help="Days per time unit.")
     @click.option("--curves", is_flag=True, help="Print the survival curves, not the summary.")
+    @click.option("--drivers", "show_drivers", is_flag=True,
+                  help="Hazard ratios of attribute values (Cox), not the groups.")
     @click.option("--json", "as_json", is_flag=True, help="Print rows and meta as JSON.")
     @click.pass_context
-    def churn(ctx, by, kind, inactive_days, tenure_measure, unit_days, curves, as_json):
+    def churn(ctx, by, kind, inactive_days, tenure_measure, unit_days, curves, show_drivers, as_json):
         """Churn over time: survival curves, hazards and hazard ratios by group."""
         from .churn import churn as run
 
+        if show_drivers:
+            from .churn_drivers import churn_drivers
+
+            with _workspace(ctx, read_only=True) as ws:
+                d = churn_drivers(ws, kind=kind, inactive_days=inactive_days,
+                                  tenure_measure=tenure_measure, unit_days=unit_days)
+            if not as_json:
+                console.print(f"Cox model on {d.meta['n']:,} people ({d.meta['churned']:,} churned); "
+                              f"held-out concordance {d.meta['heldout']['score']:.3f}")
+            _emit(d, as_json, ["rank", "feature", "reference", "hazard_ratio", "low", "high",
+                               "p_value", "support"])
+            return
         with _workspace(ctx, read_only=True) as ws:
             r = run(ws, by=by, kind=kind, inactive_days=inactive_days,
                     tenure_measure=tenure_measure, unit_days=unit_days)
