@@ -62,7 +62,8 @@ def register(main: click.Group) -> None:
                            "high", "p_adjusted", "differs", "small_sample"])
 
     @main.command()
-    @click.option("--outcome", type=click.Choice(["feedback", "remembered", "repurchase"]),
+    @click.option("--outcome", type=click.Choice(["feedback", "remembered", "nps", "csat",
+                                                  "repurchase", "churn"]),
                   default="feedback", show_default=True)
     @click.option("--type", "journey_type", multiple=True, help="Only journeys of this type.")
     @click.option("--valences", is_flag=True, help="Also use the moment valences as features.")
@@ -83,7 +84,8 @@ def register(main: click.Group) -> None:
               limit=None if as_json else limit)
 
     @main.command("root-causes")
-    @click.option("--outcome", type=click.Choice(["feedback", "remembered", "repurchase"]),
+    @click.option("--outcome", type=click.Choice(["feedback", "remembered", "nps", "csat",
+                                                  "repurchase", "churn"]),
                   default="feedback", show_default=True)
     @click.option("--within-days", default=7.0, show_default=True,
                   help="A contact within this many days after a valley counts as a repeat.")

@@ -42,7 +42,7 @@ __all__ = ["drivers", "driver_matrix", "ridge"]
 
 _VALENCES = ("first_v", "peak_v", "valley_v", "end_v")
 _SIZE = ("n_events", "channel_switches")
-_BINARY_OUTCOMES = ("repurchase",)
+_BINARY_OUTCOMES = ("repurchase", "churn", "csat")
 
 
 def _q(s: str) -> str:
@@ -130,7 +130,8 @@ def drivers(ws: Workspace, outcome: str = "feedback", *, journey_type: str | lis
             attributes: list[str] | None = None, min_support: int = 20, valences: bool = False,
             n_boot: int = 50,
             folds: int = 5, alpha: float = 1.0, confidence: float = 0.95, seed: int = 0) -> Result:
-    """What drives ``outcome`` (feedback, remembered, repurchase) across journeys:
+    """What drives ``outcome`` (feedback, remembered, nps; csat, repurchase, churn as
+    yes/no) across journeys:
     one row per feature with its effect, bootstrap interval, direction, importance
     and support, ranked by importance; ``meta`` holds the held-out accuracy.
 

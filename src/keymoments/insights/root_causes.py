@@ -46,11 +46,17 @@ OUTCOMES = {
     "feedback": "j.outcome_valence",
     "remembered": "j.remembered",
     "repurchase": "CASE WHEN j.repurchased THEN 1.0 WHEN NOT j.repurchased THEN 0.0 END",
+    "churn": "CASE WHEN j.churned THEN 1.0 WHEN NOT j.churned THEN 0.0 END",
+    "csat": ("CASE WHEN j.outcome_scale = 'csat5' THEN "
+             "CASE WHEN j.outcome_rating >= 4 THEN 1.0 ELSE 0.0 END END"),
+    "nps": "CASE WHEN j.outcome_scale = 'nps10' THEN j.outcome_rating END",
 }
 
 
 def outcome_sql(outcome: str) -> str:
-    """The SQL of a named outcome (``feedback``, ``remembered``, ``repurchase``)."""
+    """The SQL of a named outcome: ``feedback`` (the first answer's valence, any
+    scale), ``remembered``, ``repurchase``, ``churn`` (1/0, NULL while too early to
+    tell), ``csat`` (top-2 box of a CSAT answer, 1/0), ``nps`` (the 0-10 answer)."""
     if outcome not in OUTCOMES:
         raise KeymomentsError(f"unknown outcome {outcome!r}; use one of {', '.join(OUTCOMES)}")
     return OUTCOMES[outcome]
