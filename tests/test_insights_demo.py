@@ -65,6 +65,10 @@ def test_drivers_of_feedback(demo):
     assert r.meta["heldout"]["metric"] == "r2" and r.meta["heldout"]["score"] > 0.5
     assert r.meta["n"] == ws.con.execute(
         "SELECT count(*) FROM journeys WHERE outcome_valence IS NOT NULL").fetchone()[0]
+    # CSAT top-2 as a yes/no outcome: logistic, the same top driver, held-out AUC
+    c = km.drivers(ws, "csat", n_boot=20)
+    assert c.meta["heldout"]["metric"] == "auc" and c.meta["heldout"]["score"] > 0.8
+    assert c.to_pylist()[0]["feature"] == "valley=order_delivered" and c.to_pylist()[0]["high"] < 0
 
 
 def test_funnel_names_the_strongest_and_weakest_discovery_source(demo):

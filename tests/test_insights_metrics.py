@@ -213,3 +213,33 @@ def test_cli_is_a_thin_shell_over_the_api(shop):
     # too few journeys for a drivers model: one red line, exit 1
     drivers = runner.invoke(main, ["-w", root, "drivers"])
     assert drivers.exit_code == 1 and "drivers need at least 30" in drivers.output
+
+
+def test_recurrence_by_hand(make_workspace):
+    from keymoments.insights import recurrence
+
+    config = """
+name: recurrence
+sources:
+  tickets:
+    path: t.jsonl
+    identifiers: {customer_id: customer}
+    refs: {ticket: ticket_id}
+    event_type: {value: ticket_opened}
+    ts: ts
+    attributes: {topic: topic}
+"""
+    rows = [  # (customer, ticket, day, topic)
+        ("a", "T1", 1, "delivery"), ("a", "T2", 5, "delivery"),   # again after 4 days: a repeat
+        ("b", "T3", 1, "delivery"), ("b", "T4", 11, "delivery"),  # after 10 days: outside 7
+        ("c", "T5", 1, "payment"), ("c", "T6", 3, "delivery"),    # another topic: not a repeat
+    ]
+    ws = make_workspace(config, {"t.jsonl": _rows([
+        {"customer": c, "ticket_id": t, "ts": f"2024-03-{d:02d}T10:00:00Z", "topic": topic}
+        for c, t, d, topic in rows])})
+    ws.ingest()
+    ws.build()
+    got = {r["topic"]: r for r in recurrence(ws, within_days=7).to_pylist()}
+    assert (got["delivery"]["journeys"], got["delivery"]["repeat_contacts"]) == (5, 1)
+    assert (got["payment"]["journeys"], got["payment"]["repeat_contacts"]) == (1, 0)
+    assert recurrence(ws, within_days=12).to_pylist()[0]["repeat_contacts"] == 2  # T3 -> T4 now counts
