@@ -107,8 +107,9 @@ def _rows(rows):
     return "\n".join(json.dumps(r) for r in rows) + "\n"
 
 
-@pytest.fixture
-def shop(make_workspace):
+@pytest.fixture(scope="module")
+def shop_root(tmp_path_factory):
+    """The workspace folder, built once for the module."""
     csat, nps = [], []
     # tickets: T1 by chat resolved after 30 min with a first reply after 6 min, CSAT 5;
     # T2 by phone transferred (not first-contact), reply after 12 min, CSAT 2;
@@ -138,10 +139,22 @@ def shop(make_workspace):
                          "ts": f"2024-{month}-{i + 1:02d}T09:00:00Z"})
             nps.append({"customer": c, "order_id": o, "channel": ch, "score": s,
                         "ts": f"2024-{month}-{i + 2:02d}T09:00:00Z"})
-    ws = make_workspace(CONFIG, {"csat.jsonl": _rows(csat), "nps.jsonl": _rows(nps)})
+    root = tmp_path_factory.mktemp("shop")
+    (root / "csat.jsonl").write_text(_rows(csat), encoding="utf-8")
+    (root / "nps.jsonl").write_text(_rows(nps), encoding="utf-8")
+    (root / "keymoments.yaml").write_text(CONFIG, encoding="utf-8")
+    ws = km.open(root)
     ws.ingest()
     ws.build()
-    return ws
+    ws.close()
+    return root
+
+
+@pytest.fixture
+def shop(shop_root):
+    ws = km.open(shop_root, read_only=True)
+    yield ws
+    ws.close()
 
 
 def test_metrics_by_hand(shop):
@@ -192,14 +205,14 @@ def test_overall_mean_and_median_pool_every_unit(shop):
     assert {r["channel"]: r["n"] for r in first.to_pylist()} == {"chat": 2, "phone": 1}
 
 
-def test_cli_is_a_thin_shell_over_the_api(shop):
+def test_cli_is_a_thin_shell_over_the_api(shop_root):
     from click.testing import CliRunner
 
     from keymoments.cli import main
 
-    root = str(shop.root)
-    api = km.metrics(shop, "nps", by="channel", min_n=5).to_pylist()
-    shop.close()  # the CLI opens the workspace itself
+    root = str(shop_root)
+    with km.open(shop_root, read_only=True) as ws:
+        api = km.metrics(ws, "nps", by="channel", min_n=5).to_pylist()
     runner = CliRunner()
     out = runner.invoke(main, ["-w", root, "metrics", "nps", "--by", "channel", "--min-n", "5", "--json"])
     assert out.exit_code == 0, out.output
