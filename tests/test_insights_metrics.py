@@ -256,3 +256,20 @@ sources:
     assert (got["delivery"]["journeys"], got["delivery"]["repeat_contacts"]) == (5, 1)
     assert (got["payment"]["journeys"], got["payment"]["repeat_contacts"]) == (1, 0)
     assert recurrence(ws, within_days=12).to_pylist()[0]["repeat_contacts"] == 2  # T3 -> T4 now counts
+
+
+def test_typed_requests_run_the_same_analysis(shop):
+    from keymoments.insights.requests import MetricsRequest, parse_request
+
+    req = parse_request("metrics", {"metric": "nps", "by": ["channel"], "min_n": 5})
+    assert isinstance(req, MetricsRequest)
+    direct = km.metrics(shop, "nps", by="channel", min_n=5)
+    assert req.run(shop).to_pylist() == direct.to_pylist()
+    funnel = parse_request("funnel", {"steps": ["order_placed", "nps_answered"]}).run(shop)
+    assert funnel.to_pylist() == km.funnel(shop, ["order_placed", "nps_answered"]).to_pylist()
+    with pytest.raises(km.ConfigError, match="request.period"):
+        parse_request("metrics", {"metric": "nps", "period": "fortnight"})
+    with pytest.raises(km.ConfigError, match="request.confidence"):
+        parse_request("churn", {"confidence": 1.5})
+    with pytest.raises(km.ConfigError, match="unknown analysis"):
+        parse_request("happiness", {})
