@@ -103,6 +103,10 @@ def test_subscription_customers_churn_faster(demo):
     assert surv == sorted(surv, reverse=True) and all(x["low"] <= x["survival"] <= x["high"] for x in curve)
     churned = ws.con.execute("SELECT count(DISTINCT person_id) FROM events WHERE stage = 'churn'").fetchone()[0]
     assert r.meta["churned"] == churned
+    # subscription cancellations only: nobody but "plus" customers can churn
+    subs = km.churn(ws, by="segment", churn_events=["subscription_cancelled"], min_group=1)
+    got = {x["group"]: x["churned"] for x in subs.summary.to_pylist()}
+    assert got.pop("plus") == truth.churn["unsubscribed_events"] and not any(got.values())
 
 
 def test_predicted_experience_is_calibrated_and_marked(demo):

@@ -59,24 +59,28 @@ def _q(s: str) -> str:
 
 def churn_table(ws: Workspace, *, by: str | None = None, kind: str = "contractual",
                 inactive_days: float = 90.0, tenure_measure: str | None = None,
-                unit_days: float = 1.0) -> pa.Table:
+                unit_days: float = 1.0, churn_events: list[str] | None = None) -> pa.Table:
     """One row per person: ``group``, ``duration`` (in units of ``unit_days``) and
-    ``churned`` (1 = event observed, 0 = censored)."""
+    ``churned`` (1 = event observed, 0 = censored). ``churn_events``: the event types
+    that end a contract (default: every churn-stage event, which the default
+    taxonomy also gives order cancellations)."""
     if kind not in ("contractual", "inactivity"):
         raise KeymomentsError(f"unknown churn kind {kind!r}; use contractual or inactivity")
     days = f"86400.0 / {float(unit_days)}"
+    is_churn = (f"e.event_type IN ({', '.join(_q(t) for t in churn_events)})" if churn_events
+                else "e.stage = 'churn'")
     end = "(SELECT max(ts) FROM events)"
     if tenure_measure:
         m = _q(tenure_measure)
         dur = f"max(e.measures[{m}]) / {float(unit_days)}"
-        ev = "max(CASE WHEN e.stage = 'churn' THEN 1 ELSE 0 END)"
+        ev = f"max(CASE WHEN {is_churn} THEN 1 ELSE 0 END)"
         base = (f"SELECT e.person_id, {dur} AS duration, {ev} AS churned FROM events e "
                 f"WHERE e.person_id IS NOT NULL GROUP BY e.person_id "
                 f"HAVING max(e.measures[{m}]) IS NOT NULL")
     elif kind == "contractual":
-        base = (f"SELECT e.person_id, (epoch(coalesce(min(e.ts) FILTER (WHERE e.stage = 'churn'), "
+        base = (f"SELECT e.person_id, (epoch(coalesce(min(e.ts) FILTER (WHERE {is_churn}), "
                 f"any_value(x.end_ts))) - epoch(min(e.ts))) / {days} AS duration, "
-                f"max(CASE WHEN e.stage = 'churn' THEN 1 ELSE 0 END) AS churned "
+                f"max(CASE WHEN {is_churn} THEN 1 ELSE 0 END) AS churned "
                 f"FROM events e CROSS JOIN (SELECT {end} AS end_ts) x "
                 f"WHERE e.person_id IS NOT NULL GROUP BY e.person_id")
     else:
@@ -124,7 +128,7 @@ def churn_table(ws: Workspace, *, by: str | None = None, kind: str = "contractua
 
 def churn(ws: Workspace, *, by: str | None = None, kind: str = "contractual",
           inactive_days: float = 90.0, tenure_measure: str | None = None, unit_days: float = 1.0,
-          horizons: tuple[float, ...] = (30.0, 90.0, 180.0, 365.0), confidence: float = 0.95,
+          churn_events: list[str] | None = None, horizons: tuple[float, ...] = (30.0, 90.0, 180.0, 365.0), confidence: float = 0.95,
           min_group: int = 10) -> ChurnResult:
     """Survival (share not yet churned) over time, by group, with hazards.
 
@@ -142,7 +146,8 @@ def churn(ws: Workspace, *, by: str | None = None, kind: str = "contractual",
     except ImportError:  # pragma: no cover (a runtime dependency)
         raise MissingExtraError("lifelines", "survival") from None
     table = churn_table(ws, by=by, kind=kind, inactive_days=inactive_days,
-                        tenure_measure=tenure_measure, unit_days=unit_days)
+                        tenure_measure=tenure_measure, unit_days=unit_days,
+                        churn_events=churn_events)
     if table.num_rows == 0:
         raise KeymomentsError("no people to follow: load and build the workspace first")
     groups = np.array(table.column("group").to_pylist(), dtype=object)
@@ -190,7 +195,7 @@ def churn(ws: Workspace, *, by: str | None = None, kind: str = "contractual",
         logrank = {"statistic": float(res.test_statistic), "p_value": float(res.p_value),
                    "df": int(res.degrees_of_freedom)}
     meta = {"kind": kind if not tenure_measure else f"contractual (tenure from {tenure_measure})",
-            "by": by, "n": int(len(T)), "churned": int(E.sum()), "unit_days": unit_days,
+            "by": by, "churn_events": churn_events or "stage churn", "n": int(len(T)), "churned": int(E.sum()), "unit_days": unit_days,
             "inactive_days": inactive_days if kind == "inactivity" else None,
             "reference_group": str(reference), "logrank": logrank, "confidence": confidence,
             "groups_dropped": [str(g) for g in dropped], "min_group": min_group,

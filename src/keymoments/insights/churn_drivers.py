@@ -32,7 +32,8 @@ def _q(s: str) -> str:
 
 def churn_drivers(ws: Workspace, *, attributes: list[str] | None = None, kind: str = "contractual",
                   inactive_days: float = 90.0, tenure_measure: str | None = None,
-                  unit_days: float = 1.0, min_support: int = 20, folds: int = 5,
+                  unit_days: float = 1.0, churn_events: list[str] | None = None,
+                  min_support: int = 20, folds: int = 5,
                   penalizer: float = 0.01, confidence: float = 0.95, seed: int = 0) -> Result:
     """Hazard ratios of attribute values (and a first-journey valley) for churn.
 
@@ -52,7 +53,7 @@ def churn_drivers(ws: Workspace, *, attributes: list[str] | None = None, kind: s
     from lifelines.utils import concordance_index
 
     base = churn_table(ws, kind=kind, inactive_days=inactive_days, tenure_measure=tenure_measure,
-                       unit_days=unit_days)
+                       unit_days=unit_days, churn_events=churn_events)
     if base.num_rows == 0:
         raise KeymomentsError("no people to follow: load and build the workspace first")
     if attributes is None:

@@ -133,12 +133,15 @@ def register(main: click.Group) -> None:
     @click.option("--inactive-days", default=90.0, show_default=True)
     @click.option("--tenure-measure", help="Take the time from this measure (e.g. tenure_months).")
     @click.option("--unit-days", default=1.0, show_default=True, help="Days per time unit.")
+    @click.option("--churn-event", "churn_events", multiple=True,
+                  help="Event type that ends a contract (repeatable; default: churn-stage events).")
     @click.option("--curves", is_flag=True, help="Print the survival curves, not the summary.")
     @click.option("--drivers", "show_drivers", is_flag=True,
                   help="Hazard ratios of attribute values (Cox), not the groups.")
     @click.option("--json", "as_json", is_flag=True, help="Print rows and meta as JSON.")
     @click.pass_context
-    def churn(ctx, by, kind, inactive_days, tenure_measure, unit_days, curves, show_drivers, as_json):
+    def churn(ctx, by, kind, inactive_days, tenure_measure, unit_days, churn_events, curves,
+              show_drivers, as_json):
         """Churn over time: survival curves, hazards and hazard ratios by group."""
         from .churn import churn as run
 
@@ -147,7 +150,8 @@ def register(main: click.Group) -> None:
 
             with _workspace(ctx, read_only=True) as ws:
                 d = churn_drivers(ws, kind=kind, inactive_days=inactive_days,
-                                  tenure_measure=tenure_measure, unit_days=unit_days)
+                                  tenure_measure=tenure_measure, unit_days=unit_days,
+                                  churn_events=list(churn_events) or None)
             if not as_json:
                 console.print(f"Cox model on {d.meta['n']:,} people ({d.meta['churned']:,} churned); "
                               f"held-out concordance {d.meta['heldout']['score']:.3f}")
@@ -156,7 +160,8 @@ def register(main: click.Group) -> None:
             return
         with _workspace(ctx, read_only=True) as ws:
             r = run(ws, by=by, kind=kind, inactive_days=inactive_days,
-                    tenure_measure=tenure_measure, unit_days=unit_days)
+                    tenure_measure=tenure_measure, unit_days=unit_days,
+                    churn_events=list(churn_events) or None)
         if curves:
             _emit(r.curves, as_json)
             return
