@@ -29,6 +29,9 @@ from .paths import (  # noqa: E402
     process_map,
     variants,
 )
+from .insights import (  # noqa: E402
+    churn, drivers, funnel, metrics, predicted_experience, probability_alive, recurrence, root_causes,
+)
 
 __version__ = "0.1.0"
 
@@ -57,4 +60,12 @@ __all__ = [
     "export_log",
     "process_map",
     "variants",
+    "churn",
+    "drivers",
+    "funnel",
+    "metrics",
+    "predicted_experience",
+    "probability_alive",
+    "recurrence",
+    "root_causes",
 ]

@@ -383,6 +383,9 @@ from .paths.commands import register as _register_paths  # noqa: E402
 
 _register_paths(main)
 
+from .insights.commands import register as _register_insights  # noqa: E402
+
+_register_insights(main)
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -117,8 +117,10 @@ def run_demo(directory: str | Path, n_events: int = 20_000, seed: int = 7, fmt: 
                           f"{model.scores_['peak_end'].score:.2f}, mean {model.scores_['mean'].score:.2f})")
         except KeymomentsError as exc:
             remembered = f"not fitted: {exc}"
+        from ..insights.report import insight_sections
+
         report = write_report(ws, root / "report.html",
-                              extra={"sections": engine_sections(ws, model)})
+                              extra={"sections": engine_sections(ws, model) + insight_sections(ws)})
         totals = {
             "events": ws.con.execute("SELECT count(*) FROM events").fetchone()[0],
             "people": ws.con.execute("SELECT count(*) FROM people").fetchone()[0],

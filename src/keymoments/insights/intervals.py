@@ -1,0 +1,240 @@
+"""Confidence intervals and difference tests for CX metrics.
+
+Every metric keymoments reports carries an interval, so nobody acts on noise:
+
+- proportions (CSAT top-2 share, conversion, churn rate...): the Wilson score
+  interval, which keeps its coverage near the nominal level for small samples and
+  rates near 0 or 1, where the textbook Wald interval fails;
+- NPS (share of promoters minus share of detractors): the analytic interval of a
+  difference of two multinomial shares, ``var = (p + d - (p - d)^2) / n``, computed
+  on proportions shrunk by a quarter of an observation each way (an "adjusted
+  Wald"), which keeps small samples from a zero-width interval;
+- means (CES, handling times): Student's t;
+- medians (times to response and resolution): the distribution-free interval
+  between two order statistics (binomial).
+
+Tests of whether two groups or periods differ: the pooled two-proportion z-test,
+a z-test on the NPS difference, Welch's t-test on means; p-values of many
+comparisons are corrected with Holm (family-wise) or Benjamini-Hochberg (false
+discovery rate).
+
+>>> low, high = wilson(8, 10)
+>>> round(low, 4), round(high, 4)
+(0.4902, 0.9433)
+>>> [round(x, 1) for x in nps_interval(50, 30, 20)]
+[30.0, 14.5, 44.9]
+>>> [round(p, 3) for p in adjust_pvalues([0.01, 0.04, 0.03], "holm")]
+[0.03, 0.06, 0.06]
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..errors import KeymomentsError
+
+__all__ = [
+    "wilson", "nps_interval", "mean_interval", "median_interval", "two_proportion_test",
+    "nps_difference_test", "welch_test", "welch_difference", "adjust_pvalues", "z_value",
+]  # fmt: skip
+
+
+def _stats():
+    from scipy import stats  # imported on first use: importing keymoments stays light
+
+    return stats
+
+
+def z_value(confidence: float) -> float:
+    """The two-sided normal quantile for ``confidence`` (1.96 for 0.95)."""
+    if not 0 < confidence < 1:
+        raise KeymomentsError(f"confidence must be between 0 and 1, got {confidence}; use e.g. 0.95")
+    return float(_stats().norm.ppf(0.5 + confidence / 2))
+
+
+def wilson(k: float, n: float, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval for ``k`` successes out of ``n`` (NaNs when ``n`` is 0).
+
+    >>> wilson(0, 20)[0], round(wilson(0, 20)[1], 4)
+    (0.0, 0.1611)
+    """
+    if n <= 0:
+        return (math.nan, math.nan)
+    z = z_value(confidence)
+    p = k / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def nps_interval(promoters: float, passives: float, detractors: float,
+                 confidence: float = 0.95) -> tuple[float, float, float]:
+    """NPS (-100..100) and its interval from the counts of each answer group.
+
+    >>> [round(x, 1) for x in nps_interval(0, 0, 0)]
+    [nan, nan, nan]
+    """
+    n = promoters + passives + detractors
+    if n <= 0:
+        return (math.nan, math.nan, math.nan)
+    nps = (promoters - detractors) / n
+    # a quarter observation added to each extreme group, half to the passives
+    na = n + 1.0
+    p, d = (promoters + 0.25) / na, (detractors + 0.25) / na
+    se = math.sqrt(max(p + d - (p - d) ** 2, 0.0) / na)
+    z = z_value(confidence)
+    centre = p - d
+    return (100 * nps, 100 * max(-1.0, centre - z * se), 100 * min(1.0, centre + z * se))
+
+
+def mean_interval(n: float, total: float, total_sq: float,
+                  confidence: float = 0.95) -> tuple[float, float, float]:
+    """Mean and Student-t interval from sufficient statistics (count, sum, sum of squares).
+
+    >>> [round(x, 3) for x in mean_interval(4, 10.0, 30.0)]
+    [2.5, 0.446, 4.554]
+    """
+    if n <= 0:
+        return (math.nan, math.nan, math.nan)
+    mean = total / n
+    if n < 2:
+        return (mean, math.nan, math.nan)
+    var = max(total_sq - n * mean * mean, 0.0) / (n - 1)
+    half = float(_stats().t.ppf(0.5 + confidence / 2, n - 1)) * math.sqrt(var / n)
+    return (mean, mean - half, mean + half)
+
+
+def median_interval(values, confidence: float = 0.95) -> tuple[float, float, float]:
+    """Median and its distribution-free interval (order statistics, binomial).
+
+    >>> median_interval([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11])
+    (6.0, 2.0, 10.0)
+    """
+    x = np.sort(np.asarray(values, dtype=float))
+    x = x[~np.isnan(x)]
+    n = len(x)
+    if n == 0:
+        return (math.nan, math.nan, math.nan)
+    med = float(np.median(x))
+    alpha = 1 - confidence
+    lo = int(_stats().binom.ppf(alpha / 2, n, 0.5))  # number of values below the lower bound
+    hi = n - lo
+    if lo < 1:
+        return (med, float(x[0]), float(x[-1]))
+    return (med, float(x[lo - 1]), float(x[min(hi, n - 1)]))
+
+
+def two_proportion_test(k1: float, n1: float, k2: float, n2: float) -> float:
+    """Two-sided p-value of the pooled two-proportion z-test (NaN if undefined).
+
+    >>> round(two_proportion_test(45, 100, 30, 100), 4)
+    0.0285
+    """
+    if n1 <= 0 or n2 <= 0:
+        return math.nan
+    pooled = (k1 + k2) / (n1 + n2)
+    se = math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
+    if se == 0:
+        return 1.0
+    z = (k1 / n1 - k2 / n2) / se
+    return float(2 * _stats().norm.sf(abs(z)))
+
+
+def nps_difference_test(a: tuple[float, float, float], b: tuple[float, float, float]) -> float:
+    """Two-sided p-value of a z-test on the difference of two NPS, each given as
+    (promoters, passives, detractors) counts.
+
+    >>> round(nps_difference_test((50, 30, 20), (30, 30, 40)), 4)
+    0.0005
+    """
+    def parts(c):
+        n = sum(c)
+        if n <= 0:
+            return math.nan, math.nan
+        p, d = c[0] / n, c[2] / n
+        return p - d, (p + d - (p - d) ** 2) / n
+
+    (m1, v1), (m2, v2) = parts(a), parts(b)
+    if math.isnan(m1) or math.isnan(m2):
+        return math.nan
+    se = math.sqrt(v1 + v2)
+    if se == 0:
+        return 1.0 if m1 == m2 else 0.0
+    return float(2 * _stats().norm.sf(abs(m1 - m2) / se))
+
+
+def welch_test(n1: float, s1: float, ss1: float, n2: float, s2: float, ss2: float) -> float:
+    """Two-sided p-value of Welch's t-test from sufficient statistics.
+
+    >>> a, b = [1.0, 2, 3, 4], [3.0, 4, 5, 6, 7]
+    >>> p = welch_test(4, sum(a), sum(x*x for x in a), 5, sum(b), sum(x*x for x in b))
+    >>> round(p, 4)
+    0.0349
+    """
+    if n1 < 2 or n2 < 2:
+        return math.nan
+    m1, m2 = s1 / n1, s2 / n2
+    v1 = max(ss1 - n1 * m1 * m1, 0.0) / (n1 - 1) / n1
+    v2 = max(ss2 - n2 * m2 * m2, 0.0) / (n2 - 1) / n2
+    se2 = v1 + v2
+    if se2 == 0:
+        return 1.0 if m1 == m2 else 0.0
+    df = se2 ** 2 / (v1 ** 2 / (n1 - 1) + v2 ** 2 / (n2 - 1))
+    return float(2 * _stats().t.sf(abs(m1 - m2) / math.sqrt(se2), df))
+
+
+def welch_difference(n1: float, s1: float, ss1: float, n2: float, s2: float, ss2: float,
+                     confidence: float = 0.95) -> tuple[float, float, float, float]:
+    """Difference of two means (first minus second) with its Welch interval and
+    p-value, from sufficient statistics: (difference, low, high, p).
+
+    >>> d, low, high, p = welch_difference(4, 10.0, 30.0, 5, 25.0, 135.0)
+    >>> round(d, 2), round(low, 2), round(high, 2), round(p, 4)
+    (-2.5, -4.77, -0.23, 0.0349)
+    """
+    if n1 < 2 or n2 < 2:
+        return (math.nan, math.nan, math.nan, math.nan)
+    m1, m2 = s1 / n1, s2 / n2
+    v1 = max(ss1 - n1 * m1 * m1, 0.0) / (n1 - 1) / n1
+    v2 = max(ss2 - n2 * m2 * m2, 0.0) / (n2 - 1) / n2
+    se2 = v1 + v2
+    diff = m1 - m2
+    if se2 == 0:
+        return (diff, diff, diff, 1.0 if diff == 0 else 0.0)
+    df = se2 ** 2 / ((v1 ** 2 / (n1 - 1) if v1 else 0.0) + (v2 ** 2 / (n2 - 1) if v2 else 0.0))
+    t = _stats().t
+    half = float(t.ppf(0.5 + confidence / 2, df)) * math.sqrt(se2)
+    return (diff, diff - half, diff + half, float(2 * t.sf(abs(diff) / math.sqrt(se2), df)))
+
+
+def adjust_pvalues(pvalues, method: str = "holm") -> list[float]:
+    """P-values corrected for multiple comparisons: ``holm`` (controls the chance of
+    any false alarm), ``bh`` (Benjamini-Hochberg, controls the share of false alarms)
+    or ``none``. NaNs stay NaN and do not count as comparisons.
+
+    >>> [round(p, 3) for p in adjust_pvalues([0.01, 0.04, 0.03, float("nan")], "bh")]
+    [0.03, 0.04, 0.04, nan]
+    """
+    p = np.asarray(pvalues, dtype=float)
+    out = np.full(p.shape, np.nan)
+    ok = ~np.isnan(p)
+    q = p[ok]
+    m = len(q)
+    if m == 0 or method == "none":
+        out[ok] = q
+        return out.tolist()
+    order = np.argsort(q, kind="stable")
+    ranked = q[order]
+    if method == "holm":
+        adj = np.maximum.accumulate((m - np.arange(m)) * ranked)
+    elif method == "bh":
+        adj = np.minimum.accumulate((m / np.arange(m, 0, -1) * ranked[::-1]))[::-1]
+    else:
+        raise KeymomentsError(f"unknown multiple-comparison correction {method!r}; use holm, bh or none")
+    res = np.empty(m)
+    res[order] = np.minimum(adj, 1.0)
+    out[ok] = res
+    return out.tolist()

@@ -1,0 +1,358 @@
+"""CX metrics by dimension and period, each with its interval, sample size, a
+small-sample warning and a test of whether it differs, corrected for multiple
+comparisons.
+
+Every metric is one SQL query over the workspace tables that returns one row per
+unit (survey answer, journey or person) with its dimensions, its time and its
+value; the sufficient statistics are summed in SQL (portable: counts, sums,
+``date_trunc``), and the intervals and tests are computed on the small per-group
+result (see :mod:`.intervals`). Spark note: times are differenced with DuckDB's
+``epoch()`` (Spark: ``unix_timestamp``) and intervals written ``INTERVAL '1 day'``.
+
+=====================  ===============================  ================================
+metric                 unit                             value
+=====================  ===============================  ================================
+``csat``               CSAT answers (csat5)             share of the top two boxes (4-5)
+``nps``                NPS answers (nps10)              % promoters (9-10) - % detractors (0-6)
+``ces``                CES answers (ces7, 7 = easy)     mean; ``share_easy`` = 5-7
+``churn``              people                           share churned: a churn-stage event
+                                                        (contractual) or, with
+                                                        ``inactive_days``, no activity for that
+                                                        long before the data's end
+``repeat_purchase``    purchase journeys (known)        ``journeys.repurchased``
+``conversion``         browsing journeys                a purchase journey began during the
+                                                        session or within a day of its end
+``fcr``                completed issue journeys         resolved with no transfer or reopening
+``first_response``     issue journeys with a reply      hours to the first agent event (median)
+``resolution_time``    resolved issue journeys          hours from opening to the first end event
+                                                        (median)
+=====================  ===============================  ================================
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pyarrow as pa
+
+from ..errors import KeymomentsError
+from ..results import Result
+from . import intervals as iv
+from .dimensions import column_name, dimension_sql, period_sql
+
+if TYPE_CHECKING:
+    from ..store.workspace import Workspace
+
+__all__ = ["METRICS", "Metric", "metrics"]
+
+_INTERRUPTING = ("transferred", "ticket_reopened", "Require upgrade")
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A metric: its unit query, the statistic, and how it reads."""
+
+    name: str
+    kind: str  # proportion | nps | mean | median
+    definition: str
+    unit: str
+
+
+METRICS = {m.name: m for m in (
+    Metric("csat", "proportion", "share of CSAT answers in the top two boxes (4-5 of 5)", "answers"),
+    Metric("nps", "nps", "% promoters (9-10) minus % detractors (0-6) of NPS answers", "answers"),
+    Metric("ces", "mean", "mean CES answer (1-7, 7 = very easy); share_easy = answers 5-7", "answers"),
+    Metric("churn", "proportion", "share of people who churned", "people"),
+    Metric("repeat_purchase", "proportion", "share of purchase journeys followed by another purchase "
+           "within the repurchase window", "journeys"),
+    Metric("conversion", "proportion", "share of browsing journeys with a purchase journey started "
+           "during the session or within a day of its end", "journeys"),
+    Metric("fcr", "proportion", "share of completed issue journeys resolved with no transfer or "
+           "reopening (first-contact resolution)", "journeys"),
+    Metric("first_response", "median", "hours from opening to the first agent event", "journeys"),
+    Metric("resolution_time", "median", "hours from opening to the first end event (resolution)",
+           "journeys"),
+)}
+
+
+def _interrupting(ws: Workspace) -> tuple[str, ...]:
+    try:
+        from ..valence.rules import effective_rules
+
+        for rule in effective_rules(ws.config.valence):
+            if getattr(rule, "kind", None) == "first_contact_resolution" and rule.interrupting:
+                return tuple(rule.interrupting)
+    except Exception:  # noqa: BLE001 (the documented default applies)
+        pass
+    return _INTERRUPTING
+
+
+def _lit(values) -> str:
+    return ", ".join("'" + str(v).replace("'", "''") + "'" for v in values)
+
+
+def unit_sql(ws: Workspace, metric: str, dims: list[str], *, inactive_days: float | None = None,
+             issue_type: str = "issue_resolution") -> tuple[str, list[str]]:
+    """One row per unit with its dimensions, ``_ts`` and the value columns
+    (``y``; for NPS also ``det``)."""
+    dsql, dims = dimension_sql(dims)
+    cols = ", ".join(f'd."{column_name(d)}"' for d in dims)
+    cols = cols + ", " if cols else ""
+    m = METRICS[metric]
+    if m.unit == "answers":
+        scale = {"csat": "csat5", "nps": "nps10", "ces": "ces7"}[metric]
+        y = {"csat": "CASE WHEN e.rating >= e.rating_max - 1 THEN 1.0 ELSE 0.0 END AS y",
+             "nps": "CASE WHEN e.rating >= 9 THEN 1.0 ELSE 0.0 END AS y, "
+                    "CASE WHEN e.rating <= 6 THEN 1.0 ELSE 0.0 END AS det",
+             "ces": "e.rating AS y, CASE WHEN e.rating >= 5 THEN 1.0 ELSE 0.0 END AS easy"}[metric]
+        return (f"SELECT {cols}e.ts AS _ts, {y} "
+                f"FROM events e JOIN journey_events je ON je.event_id = e.event_id "
+                f"JOIN ({dsql}) d ON d.journey_id = je.journey_id "
+                f"WHERE e.rating_scale = '{scale}' AND e.rating IS NOT NULL"), dims
+    if metric == "churn":
+        if inactive_days is None:
+            y = ("CASE WHEN EXISTS (SELECT 1 FROM events c WHERE c.person_id = p.person_id "
+                 "AND c.stage = 'churn') THEN 1.0 ELSE 0.0 END")
+        else:
+            y = (f"CASE WHEN p.last_seen < (SELECT max(ts) FROM events) - INTERVAL "
+                 f"'{float(inactive_days) * 86400:.0f} seconds' THEN 1.0 ELSE 0.0 END")
+        first = ("SELECT person_id, min_by(journey_id, start_ts) AS journey_id FROM journeys "
+                 "GROUP BY person_id")
+        return (f"SELECT {cols}p.first_seen AS _ts, {y} AS y FROM people p "
+                f"LEFT JOIN ({first}) f ON f.person_id = p.person_id "
+                f"LEFT JOIN ({dsql}) d ON d.journey_id = f.journey_id"), dims
+    base = f"FROM ({dsql}) d JOIN journeys j ON j.journey_id = d.journey_id"
+    if metric == "repeat_purchase":
+        return (f"SELECT {cols}j.start_ts AS _ts, CASE WHEN j.repurchased THEN 1.0 ELSE 0.0 END AS y "
+                f"{base} WHERE j.journey_type = 'purchase' AND j.repurchased IS NOT NULL"), dims
+    if metric == "conversion":
+        y = ("CASE WHEN EXISTS (SELECT 1 FROM journeys p WHERE p.person_id = j.person_id "
+             "AND p.journey_type = 'purchase' AND p.start_ts >= j.start_ts "
+             "AND p.start_ts <= j.end_ts + INTERVAL '1 day') THEN 1.0 ELSE 0.0 END")
+        return f"SELECT {cols}j.start_ts AS _ts, {y} AS y {base} WHERE j.journey_type = 'browsing'", dims
+    issue = f"j.journey_type = '{issue_type}'"
+    if metric == "fcr":
+        y = (f"CASE WHEN EXISTS (SELECT 1 FROM journey_events x WHERE x.journey_id = j.journey_id "
+             f"AND x.event_type IN ({_lit(_interrupting(ws))})) THEN 0.0 ELSE 1.0 END")
+        return f"SELECT {cols}j.start_ts AS _ts, {y} AS y {base} WHERE {issue} AND j.status = 'completed'", dims
+    if metric == "first_response":
+        first = ("SELECT journey_id, min(ts) AS reply_ts FROM journey_events "
+                 "WHERE agent IS NOT NULL AND seq > 0 GROUP BY journey_id")
+        return (f"SELECT {cols}j.start_ts AS _ts, "
+                f"(epoch(r.reply_ts) - epoch(j.start_ts)) / 3600.0 AS y {base} "
+                f"JOIN ({first}) r ON r.journey_id = j.journey_id WHERE {issue}"), dims
+    if metric == "resolution_time":
+        from ..pipeline import journey_types
+
+        ends = [e for t in journey_types(ws) if t.name == issue_type for e in (t.end or [])]
+        if not ends:
+            raise KeymomentsError(f"journey type {issue_type!r} has no end events, so resolution "
+                                  "time is undefined; give it `end:` events in keymoments.yaml")
+        done = (f"SELECT journey_id, min(ts) AS end_ts FROM journey_events "
+                f"WHERE event_type IN ({_lit(ends)}) GROUP BY journey_id")
+        return (f"SELECT {cols}j.start_ts AS _ts, "
+                f"(epoch(r.end_ts) - epoch(j.start_ts)) / 3600.0 AS y {base} "
+                f"JOIN ({done}) r ON r.journey_id = j.journey_id WHERE {issue}"), dims
+    raise AssertionError(metric)
+
+
+def metrics(ws: Workspace, metric: str = "csat", *, by: str | list[str] | None = None,
+            period: str | None = None, since: str | None = None, until: str | None = None,
+            inactive_days: float | None = None, confidence: float = 0.95,
+            correction: str = "holm", min_n: int = 30) -> Result:
+    """A CX metric overall or by dimensions (``by``) and ``period`` (day, week,
+    month, quarter, year), with intervals, sample sizes and difference tests.
+
+    Each row is compared with the rest of its period (when cut by dimensions) or,
+    with only a period, with the previous period; ``p_adjusted`` is corrected over
+    all the rows' comparisons (``correction``: holm, bh or none) and
+    ``differs`` says whether it is below ``1 - confidence``. Rows with fewer than
+    ``min_n`` units are flagged ``small_sample`` and listed in ``meta["warnings"]``.
+
+    >>> import tempfile, keymoments as km
+    >>> ws = km.init(tempfile.mkdtemp())
+    >>> r = km.metrics(ws, "nps", by="channel")
+    >>> len(r), r.meta["metric"], r.meta["n"]
+    (0, 'nps', 0)
+    >>> ws.close()
+    """
+    if metric not in METRICS:
+        raise KeymomentsError(f"unknown metric {metric!r}; use one of {', '.join(METRICS)}")
+    m = METRICS[metric]
+    by = [by] if isinstance(by, str) else list(by or [])
+    usql, dims = unit_sql(ws, metric, by, inactive_days=inactive_days)
+    names = [column_name(d) for d in dims]
+    keys = [f'"{n}"' for n in names]
+    per = period_sql(period, "_ts")
+    if per:
+        keys.append(f"{per} AS period")
+    where = []
+    params: list = []
+    if since:
+        where.append("_ts >= CAST(? AS TIMESTAMPTZ)")
+        params.append(since)
+    if until:
+        where.append("_ts < CAST(? AS TIMESTAMPTZ)")
+        params.append(until)
+    w = ("WHERE " + " AND ".join(where)) if where else ""
+    group = [k.split(" AS ")[-1] for k in keys]
+    out_cols = names + (["period"] if per else [])
+    if m.kind == "median":
+        sel = ", ".join(keys + ["y"]) if keys else "y"
+        rows = ws.con.execute(f"SELECT {sel} FROM ({usql}) u {w}", params).to_arrow_table()
+        data = _median_rows(rows, out_cols, confidence)
+    else:
+        extra = {"nps": ", sum(det) AS det", "mean": ", sum(y * y) AS yy, sum(easy) AS easy"}.get(m.kind, "")
+        sel = ", ".join(keys + ["count(*) AS n", "sum(y) AS k"]) + extra
+        gb = f"GROUP BY {', '.join(group)} ORDER BY {', '.join(group)}" if group else ""
+        rows = ws.con.execute(f"SELECT {sel} FROM ({usql}) u {w} {gb}", params).to_arrow_table()
+        if not group and rows.num_rows == 1 and rows.column("n")[0].as_py() == 0:
+            rows = rows.slice(0, 0)
+        data = _stat_rows(m.kind, rows, out_cols, confidence)
+    overall = _overall(m.kind, data, confidence)
+    data = _compare(m.kind, data, names, bool(per), correction, confidence)
+    n = int(sum(r["n"] for r in data))
+    small = [r for r in data if r["n"] < min_n]
+    for r in data:
+        r["small_sample"] = r["n"] < min_n
+    warnings = ([f"{len(small)} of {len(data)} rows have fewer than {min_n} {m.unit}: read their "
+                 "intervals, not their values"] if small else [])
+    table = pa.Table.from_pylist(data) if data else pa.table({c: pa.array([], pa.string()) for c in
+                                                               [*out_cols, "n", "value", "low", "high"]})
+    meta = {"metric": metric, "definition": m.definition, "unit": m.unit, "by": names,
+            "period": period, "n": n, "confidence": confidence, "correction": correction,
+            "method": _METHOD[m.kind], "overall": overall, "min_n": min_n, "warnings": warnings,
+            "scale": "-100..100" if m.kind == "nps" else ("hours" if m.kind == "median" else
+                                                          ("1..7" if m.kind == "mean" else "0..1"))}
+    if metric == "churn":
+        meta["churn_kind"] = "contractual" if inactive_days is None else f"inactive {inactive_days} days"
+    return Result(table, meta)
+
+
+_METHOD = {
+    "proportion": "Wilson score interval; pooled two-proportion z-test",
+    "nps": "adjusted-Wald interval on the multinomial difference; z-test on the NPS difference",
+    "mean": "Student t interval; Welch t-test (share_easy: Wilson)",
+    "median": "order-statistic (binomial) interval of the median; Mann-Whitney U test",
+}
+
+
+def _stat_rows(kind: str, rows: pa.Table, cols: list[str], confidence: float) -> list[dict]:
+    out = []
+    for r in rows.to_pylist():
+        n, k = int(r["n"]), float(r["k"] or 0)
+        row = {c: r[c] for c in cols}
+        row["n"] = n
+        if kind == "proportion":
+            low, high = iv.wilson(k, n, confidence)
+            row.update(value=k / n if n else math.nan, low=low, high=high, k=int(k))
+        elif kind == "nps":
+            det = float(r["det"] or 0)
+            value, low, high = iv.nps_interval(k, n - k - det, det, confidence)
+            row.update(value=value, low=low, high=high, promoters=int(k), passives=int(n - k - det),
+                       detractors=int(det))
+        else:  # mean: k is the sum of answers
+            value, low, high = iv.mean_interval(n, k, float(r["yy"] or 0), confidence)
+            easy = float(r["easy"] or 0)
+            elow, ehigh = iv.wilson(easy, n, confidence)
+            row.update(value=value, low=low, high=high, _s=k, _ss=float(r["yy"] or 0),
+                       share_easy=easy / n if n else math.nan, share_easy_low=elow,
+                       share_easy_high=ehigh)
+        out.append(row)
+    return out
+
+
+def _median_rows(rows: pa.Table, cols: list[str], confidence: float) -> list[dict]:
+    y = rows.column("y").to_numpy(zero_copy_only=False).astype(float)
+    if cols:
+        keys = list(zip(*[rows.column(c).to_pylist() for c in cols]))
+    else:
+        keys = [()] * len(y)
+    groups: dict[tuple, list[int]] = {}
+    for i, k in enumerate(keys):
+        groups.setdefault(k, []).append(i)
+    out = []
+    for k in sorted(groups, key=lambda t: tuple((x is None, str(x)) for x in t)):
+        vals = y[groups[k]]
+        med, low, high = iv.median_interval(vals, confidence)
+        row = dict(zip(cols, k))
+        row.update(n=len(vals), value=med, low=low, high=high, mean=float(np.nanmean(vals)),
+                   _values=vals)
+        out.append(row)
+    return out
+
+
+def _pvalue(kind: str, a: dict, b: dict) -> float:
+    if kind == "proportion":
+        return iv.two_proportion_test(a["k"], a["n"], b["k"], b["n"])
+    if kind == "nps":
+        return iv.nps_difference_test((a["promoters"], a["passives"], a["detractors"]),
+                                      (b["promoters"], b["passives"], b["detractors"]))
+    if kind == "mean":
+        return iv.welch_test(a["n"], a["_s"], a["_ss"], b["n"], b["_s"], b["_ss"])
+    from scipy import stats
+
+    if len(a["_values"]) == 0 or len(b["_values"]) == 0:
+        return math.nan
+    return float(stats.mannwhitneyu(a["_values"], b["_values"], alternative="two-sided").pvalue)
+
+
+def _pool(kind: str, rows: list[dict]) -> dict:
+    """The rows summed into one (the sufficient statistics)."""
+    pooled: dict = {"n": sum(r["n"] for r in rows)}
+    for key in ("k", "promoters", "passives", "detractors", "_s", "_ss"):
+        if rows and key in rows[0]:
+            pooled[key] = sum(r[key] for r in rows)
+    if kind == "median":
+        pooled["_values"] = np.concatenate([r["_values"] for r in rows]) if rows else np.array([])
+    return pooled
+
+
+def _compare(kind: str, data: list[dict], names: list[str], has_period: bool, correction: str,
+             confidence: float) -> list[dict]:
+    pvals = []
+    for r in data:
+        if names:
+            same = [o for o in data if o is not r and (not has_period or o["period"] == r["period"])]
+            r["compared_to"] = "rest of period" if has_period else "rest"
+            p = _pvalue(kind, r, _pool(kind, same)) if same else math.nan
+        elif has_period:
+            prev = [o for o in data if o["period"] < r["period"]]
+            r["compared_to"] = "previous period"
+            p = _pvalue(kind, r, prev[-1]) if prev else math.nan
+        else:
+            r["compared_to"] = None
+            p = math.nan
+        pvals.append(p)
+    adj = iv.adjust_pvalues(pvals, correction)
+    for r, p, q in zip(data, pvals, adj):
+        r["p_value"] = None if math.isnan(p) else p
+        r["p_adjusted"] = None if math.isnan(q) else q
+        r["differs"] = (not math.isnan(q)) and q < 1 - confidence
+        for private in ("_s", "_ss", "_values"):
+            r.pop(private, None)
+    return data
+
+
+def _overall(kind: str, data: list[dict], confidence: float) -> dict:
+    n = sum(r["n"] for r in data)
+    if not n:
+        return {"n": 0, "value": None, "low": None, "high": None}
+    if kind == "proportion":
+        k = sum(r["k"] for r in data)
+        low, high = iv.wilson(k, n, confidence)
+        return {"n": n, "value": k / n, "low": low, "high": high}
+    if kind == "nps":
+        value, low, high = iv.nps_interval(sum(r["promoters"] for r in data),
+                                           sum(r["passives"] for r in data),
+                                           sum(r["detractors"] for r in data), confidence)
+        return {"n": n, "value": value, "low": low, "high": high}
+    if kind == "mean":
+        value, low, high = iv.mean_interval(n, sum(r["_s"] for r in data),
+                                            sum(r["_ss"] for r in data), confidence)
+        return {"n": n, "value": value, "low": low, "high": high}
+    value, low, high = iv.median_interval(np.concatenate([r["_values"] for r in data]), confidence)
+    return {"n": n, "value": value, "low": low, "high": high}

@@ -1,0 +1,275 @@
+"""CX metrics: interval formulas against statsmodels/scipy and hand-computed cases,
+coverage of the intervals over many seeded draws, and metrics on a small workspace
+whose every figure is counted by hand in the comments."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from scipy import stats
+from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.proportion import proportion_confint, proportions_ztest
+
+import keymoments as km
+from keymoments.insights import intervals as iv
+
+
+@pytest.mark.parametrize("k,n", [(0, 1), (0, 20), (3, 7), (50, 100), (99, 100), (12, 13), (400, 1000)])
+def test_wilson_matches_statsmodels(k, n):
+    low, high = proportion_confint(k, n, alpha=0.05, method="wilson")
+    assert iv.wilson(k, n) == pytest.approx((low, high), abs=1e-12)
+    low90, high90 = proportion_confint(k, n, alpha=0.10, method="wilson")
+    assert iv.wilson(k, n, 0.90) == pytest.approx((low90, high90), abs=1e-12)
+
+
+def test_nps_by_hand():
+    # 50 promoters, 30 passives, 20 detractors: NPS = 50% - 20% = 30
+    nps, low, high = iv.nps_interval(50, 30, 20)
+    assert nps == 30.0
+    # adjusted: p = 50.25/101, d = 20.25/101; se = sqrt((p + d - (p - d)^2) / 101)
+    p, d = 50.25 / 101, 20.25 / 101
+    se = np.sqrt((p + d - (p - d) ** 2) / 101)
+    assert (low, high) == pytest.approx((100 * (p - d - 1.959964 * se), 100 * (p - d + 1.959964 * se)),
+                                        abs=1e-3)
+
+
+def test_tests_match_reference_libraries():
+    _, p = proportions_ztest([45, 30], [100, 120])
+    assert iv.two_proportion_test(45, 100, 30, 120) == pytest.approx(p, rel=1e-9)
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(0, 1, 30), rng.normal(0.5, 2, 45)
+    want = stats.ttest_ind(a, b, equal_var=False).pvalue
+    got = iv.welch_test(len(a), a.sum(), (a * a).sum(), len(b), b.sum(), (b * b).sum())
+    assert got == pytest.approx(want, rel=1e-8)
+    pv = rng.uniform(0, 0.1, 12)
+    for ours, theirs in (("holm", "holm"), ("bh", "fdr_bh")):
+        assert iv.adjust_pvalues(pv, ours) == pytest.approx(multipletests(pv, method=theirs)[1].tolist())
+    mean, low, high = iv.mean_interval(len(a), a.sum(), (a * a).sum())
+    ci = stats.t.interval(0.95, len(a) - 1, loc=a.mean(), scale=stats.sem(a))
+    assert (mean, low, high) == pytest.approx((a.mean(), *ci))
+
+
+def test_interval_coverage_near_nominal():
+    rng = np.random.default_rng(2024)
+    draws = 3000
+    # CSAT: 150 answers, true top-2 share 0.8
+    k = rng.binomial(150, 0.8, draws)
+    cover = np.mean([lo <= 0.8 <= hi for lo, hi in (iv.wilson(x, 150) for x in k)])
+    assert 0.935 <= cover <= 0.965, cover
+    # small sample: 20 answers, share 0.9 (where Wald undercovers badly)
+    k = rng.binomial(20, 0.9, draws)
+    cover = np.mean([lo <= 0.9 <= hi for lo, hi in (iv.wilson(x, 20) for x in k)])
+    assert 0.92 <= cover <= 0.99, cover
+    # NPS: 200 answers, 50% promoters, 30% passives, 20% detractors: true NPS 30
+    counts = rng.multinomial(200, [0.5, 0.3, 0.2], draws)
+    cover = np.mean([lo <= 30 <= hi for _, lo, hi in (iv.nps_interval(*c) for c in counts)])
+    assert 0.935 <= cover <= 0.965, cover
+    # NPS, small: 40 answers
+    counts = rng.multinomial(40, [0.4, 0.35, 0.25], draws)
+    cover = np.mean([lo <= 15 <= hi for _, lo, hi in (iv.nps_interval(*c) for c in counts)])
+    assert 0.92 <= cover <= 0.975, cover
+    # median of exponential waits (true median ln 2)
+    cover = np.mean([lo <= np.log(2) <= hi for _, lo, hi in
+                     (iv.median_interval(rng.exponential(1, 80)) for _ in range(1000))])
+    assert 0.93 <= cover <= 0.985, cover
+
+
+CONFIG = """
+name: metrics
+journeys:
+  types:
+    - {name: issue_resolution, key: ticket, start: [ticket_opened], end: [ticket_resolved], abandon_after: 30d}
+    - {name: purchase, key: order, start: [order_placed], end: [order_delivered], abandon_after: 20d}
+sources:
+  csat:
+    path: csat.jsonl
+    identifiers: {customer_id: customer}
+    refs: {order: order_id, ticket: ticket_id}
+    event_type: event_type
+    ts: ts
+    channel: channel
+    agent: agent
+    rating: {column: score, scale: csat5}
+  nps:
+    path: nps.jsonl
+    identifiers: {customer_id: customer}
+    refs: {order: order_id}
+    event_type: {value: nps_answered}
+    ts: ts
+    channel: channel
+    rating: {column: score, scale: nps10}
+"""
+
+
+def _rows(rows):
+    return "\n".join(json.dumps(r) for r in rows) + "\n"
+
+
+@pytest.fixture(scope="module")
+def shop_root(tmp_path_factory):
+    """The workspace folder, built once for the module."""
+    csat, nps = [], []
+    # tickets: T1 by chat resolved after 30 min with a first reply after 6 min, CSAT 5;
+    # T2 by phone transferred (not first-contact), reply after 12 min, CSAT 2;
+    # T3 by chat, reply after 3 min, resolved, CSAT 4.
+    for t, ch, reply_min, transfer, score in (("T1", "chat", 6, False, 5), ("T2", "phone", 12, True, 2),
+                                              ("T3", "chat", 3, False, 4)):
+        c = f"c{t}"
+        csat.append({"customer": c, "ticket_id": t, "event_type": "ticket_opened", "channel": ch,
+                     "ts": "2024-01-10T10:00:00Z"})
+        csat.append({"customer": c, "ticket_id": t, "event_type": "agent_reply", "channel": ch,
+                     "agent": "a1", "ts": f"2024-01-10T10:{reply_min:02d}:00Z"})
+        if transfer:
+            csat.append({"customer": c, "ticket_id": t, "event_type": "transferred", "channel": ch,
+                         "agent": "a1", "ts": "2024-01-10T10:20:00Z"})
+        csat.append({"customer": c, "ticket_id": t, "event_type": "ticket_resolved", "channel": ch,
+                     "agent": "a1", "ts": "2024-01-10T10:30:00Z"})
+        csat.append({"customer": c, "ticket_id": t, "event_type": "csat_answered", "channel": ch,
+                     "score": score, "ts": "2024-01-10T11:00:00Z"})
+    # orders: 10 web orders in January, 10 app orders in February, each with one NPS
+    # answer: web 9,9,9,9,9,10,7,8,3,5 (6 promoters, 2 detractors: NPS 40);
+    # app 10,10,6,6,6,6,6,8,8,2 (2 promoters, 6 detractors: NPS -40)
+    scores = {"web": [9, 9, 9, 9, 9, 10, 7, 8, 3, 5], "app": [10, 10, 6, 6, 6, 6, 6, 8, 8, 2]}
+    for ch, month in (("web", "01"), ("app", "02")):
+        for i, s in enumerate(scores[ch]):
+            o, c = f"O{ch}{i}", f"c{ch}{i}"
+            csat.append({"customer": c, "order_id": o, "event_type": "order_placed", "channel": ch,
+                         "ts": f"2024-{month}-{i + 1:02d}T09:00:00Z"})
+            nps.append({"customer": c, "order_id": o, "channel": ch, "score": s,
+                        "ts": f"2024-{month}-{i + 2:02d}T09:00:00Z"})
+    root = tmp_path_factory.mktemp("shop")
+    (root / "csat.jsonl").write_text(_rows(csat), encoding="utf-8")
+    (root / "nps.jsonl").write_text(_rows(nps), encoding="utf-8")
+    (root / "keymoments.yaml").write_text(CONFIG, encoding="utf-8")
+    ws = km.open(root)
+    ws.ingest()
+    ws.build()
+    ws.close()
+    return root
+
+
+@pytest.fixture
+def shop(shop_root):
+    ws = km.open(shop_root, read_only=True)
+    yield ws
+    ws.close()
+
+
+def test_metrics_by_hand(shop):
+    csat = km.metrics(shop, "csat", by="channel").to_pylist()
+    by = {r["channel"]: r for r in csat}
+    # chat: 5 and 4 are top-2 (2/2); phone: 2 is not (0/1)
+    assert (by["chat"]["k"], by["chat"]["n"], by["phone"]["k"], by["phone"]["n"]) == (2, 2, 0, 1)
+    assert (by["chat"]["low"], by["chat"]["high"]) == pytest.approx(proportion_confint(2, 2, method="wilson"))
+    assert all(r["small_sample"] for r in csat)
+
+    nps = km.metrics(shop, "nps", by="channel", min_n=5)
+    rows = {r["channel"]: r for r in nps.to_pylist()}
+    assert rows["web"]["value"] == pytest.approx(40.0) and rows["app"]["value"] == pytest.approx(-40.0)
+    assert (rows["web"]["promoters"], rows["web"]["detractors"]) == (6, 2)
+    # the two channels are each other's "rest": the same p-value, Holm doubles it (capped at 1)
+    p = iv.nps_difference_test((6, 2, 2), (2, 2, 6))
+    assert rows["web"]["p_value"] == pytest.approx(p) and rows["web"]["p_adjusted"] == pytest.approx(min(1, 2 * p))
+    assert nps.meta["overall"]["value"] == pytest.approx(0.0) and nps.meta["n"] == 20
+
+    by_month = km.metrics(shop, "nps", period="month").to_pylist()
+    assert [r["value"] for r in by_month] == pytest.approx([40.0, -40.0])
+    assert by_month[0]["p_value"] is None and by_month[1]["compared_to"] == "previous period"
+
+    fcr = km.metrics(shop, "fcr").to_pylist()[0]
+    assert (fcr["k"], fcr["n"]) == (2, 3)  # T2 was transferred
+    first = km.metrics(shop, "first_response").to_pylist()[0]
+    assert first["value"] == pytest.approx(6 / 60)  # median of 6, 12, 3 minutes, in hours
+    res = km.metrics(shop, "resolution_time").to_pylist()[0]
+    assert res["value"] == pytest.approx(0.5)
+
+    since = km.metrics(shop, "nps", since="2024-02-01")
+    assert since.meta["n"] == 10
+
+
+def test_metric_errors_teach(shop):
+    with pytest.raises(km.KeymomentsError, match="use one of"):
+        km.metrics(shop, "happiness")
+    with pytest.raises(km.KeymomentsError, match="attr:<attribute key>"):
+        km.metrics(shop, "csat", by="colour")
+    with pytest.raises(km.KeymomentsError, match="unknown period"):
+        km.metrics(shop, "csat", period="fortnight")
+
+
+def test_overall_mean_and_median_pool_every_unit(shop):
+    first = km.metrics(shop, "first_response", by="channel")
+    # chat replies after 6 and 3 minutes, phone after 12: the pooled median is 6 minutes
+    assert first.meta["overall"]["value"] == pytest.approx(0.1) and first.meta["overall"]["n"] == 3
+    assert {r["channel"]: r["n"] for r in first.to_pylist()} == {"chat": 2, "phone": 1}
+
+
+def test_cli_is_a_thin_shell_over_the_api(shop_root):
+    from click.testing import CliRunner
+
+    from keymoments.cli import main
+
+    root = str(shop_root)
+    with km.open(shop_root, read_only=True) as ws:
+        api = km.metrics(ws, "nps", by="channel", min_n=5).to_pylist()
+    runner = CliRunner()
+    out = runner.invoke(main, ["-w", root, "metrics", "nps", "--by", "channel", "--min-n", "5", "--json"])
+    assert out.exit_code == 0, out.output
+    got = json.loads(out.output)
+    assert [r["value"] for r in got["rows"]] == pytest.approx([r["value"] for r in api])
+    assert got["meta"]["metric"] == "nps" and got["meta"]["n"] == 20
+    table = runner.invoke(main, ["-w", root, "metrics", "csat"])
+    assert table.exit_code == 0 and "csat: 0.667" in table.output
+    funnel = runner.invoke(main, ["-w", root, "funnel", "order_placed", "nps_answered", "--json"])
+    assert json.loads(funnel.output)["rows"][-1]["units"] == 20
+    # too few journeys for a drivers model: one red line, exit 1
+    drivers = runner.invoke(main, ["-w", root, "drivers"])
+    assert drivers.exit_code == 1 and "drivers need at least 30" in drivers.output
+
+
+def test_recurrence_by_hand(make_workspace):
+    from keymoments.insights import recurrence
+
+    config = """
+name: recurrence
+sources:
+  tickets:
+    path: t.jsonl
+    identifiers: {customer_id: customer}
+    refs: {ticket: ticket_id}
+    event_type: {value: ticket_opened}
+    ts: ts
+    attributes: {topic: topic}
+"""
+    rows = [  # (customer, ticket, day, topic)
+        ("a", "T1", 1, "delivery"), ("a", "T2", 5, "delivery"),   # again after 4 days: a repeat
+        ("b", "T3", 1, "delivery"), ("b", "T4", 11, "delivery"),  # after 10 days: outside 7
+        ("c", "T5", 1, "payment"), ("c", "T6", 3, "delivery"),    # another topic: not a repeat
+    ]
+    ws = make_workspace(config, {"t.jsonl": _rows([
+        {"customer": c, "ticket_id": t, "ts": f"2024-03-{d:02d}T10:00:00Z", "topic": topic}
+        for c, t, d, topic in rows])})
+    ws.ingest()
+    ws.build()
+    got = {r["topic"]: r for r in recurrence(ws, within_days=7).to_pylist()}
+    assert (got["delivery"]["journeys"], got["delivery"]["repeat_contacts"]) == (5, 1)
+    assert (got["payment"]["journeys"], got["payment"]["repeat_contacts"]) == (1, 0)
+    assert recurrence(ws, within_days=12).to_pylist()[0]["repeat_contacts"] == 2  # T3 -> T4 now counts
+
+
+def test_typed_requests_run_the_same_analysis(shop):
+    from keymoments.insights.requests import MetricsRequest, parse_request
+
+    req = parse_request("metrics", {"metric": "nps", "by": ["channel"], "min_n": 5})
+    assert isinstance(req, MetricsRequest)
+    direct = km.metrics(shop, "nps", by="channel", min_n=5)
+    assert req.run(shop).to_pylist() == direct.to_pylist()
+    funnel = parse_request("funnel", {"steps": ["order_placed", "nps_answered"]}).run(shop)
+    assert funnel.to_pylist() == km.funnel(shop, ["order_placed", "nps_answered"]).to_pylist()
+    with pytest.raises(km.ConfigError, match="request.period"):
+        parse_request("metrics", {"metric": "nps", "period": "fortnight"})
+    with pytest.raises(km.ConfigError, match="request.confidence"):
+        parse_request("churn", {"confidence": 1.5})
+    with pytest.raises(km.ConfigError, match="unknown analysis"):
+        parse_request("happiness", {})
