@@ -1,0 +1,1 @@
+"""Free text in many languages: language, sentiment, themes, redaction and language service quality."""
