@@ -178,6 +178,7 @@ class EmbeddingSentimentScorer:
         self._head = head
         self.name = name
         self.batch_size = batch_size
+        self.progress_batch = 16 * batch_size
 
     @property
     def head(self) -> SentimentHead:

@@ -86,10 +86,11 @@ class LexiconScorer:
 
 
 def get_scorer(name: str) -> TextScorer:
-    """The scorer named in config (``valence.text_scorer``)."""
-    from ..errors import ConfigError
-
+    """The scorer named in config (``valence.text_scorer``): ``lexicon``, or one of
+    the names :func:`keymoments.text.scorers.load_scorer` knows (``multilingual``,
+    ``dir:PATH``, ``module:attribute``)."""
     if name == "lexicon":
         return LexiconScorer()
-    raise ConfigError(f"unknown text scorer {name!r}", key="valence.text_scorer",
-                      hint="use 'lexicon'")
+    from ..text.scorers import load_scorer
+
+    return load_scorer(name)
