@@ -196,3 +196,17 @@ class MomentsConfig(Strict):
     so by default it is not itself a peak, valley or end."""
 
     exclude_stages: list[str] = Field(default_factory=lambda: ["feedback"])
+
+
+class TextConfig(Strict):
+    """Free-text analysis: the languages texts are identified among, the theme
+    taxonomy the user pins beside the automatic themes, and how many automatic
+    themes to find (unset: chosen by silhouette between 3 and 12).
+
+    A pinned theme lists keywords per language (``{pt: [atras, demor], en: [late]}``)
+    or one list for every language; a keyword matches a word starting with it (any
+    substring in Chinese and Japanese)."""
+
+    languages: list[str] | None = None
+    themes: dict[str, dict[str, list[str]] | list[str]] = Field(default_factory=dict)
+    n_themes: int | None = Field(default=None, ge=2)

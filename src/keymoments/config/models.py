@@ -342,6 +342,7 @@ class IdentityConfig(Strict):
 
 
 from .analysis import JourneysConfig, MomentsConfig, OutcomesConfig, ValenceConfig  # noqa: E402
+from .analysis import TextConfig  # noqa: E402
 
 
 class Config(Strict):
@@ -364,6 +365,7 @@ class Config(Strict):
     journeys: JourneysConfig = Field(default_factory=JourneysConfig)
     outcomes: OutcomesConfig = Field(default_factory=OutcomesConfig)
     moments: MomentsConfig = Field(default_factory=MomentsConfig)
+    text: TextConfig = Field(default_factory=TextConfig)
 
     @field_validator("sources")
     @classmethod
