@@ -32,6 +32,8 @@ _CPF_CNPJ = re.compile(r"\b\d{3}\.\d{3}\.\d{3}-\d{2}\b|\b\d{2}\.\d{3}\.\d{3}/\d{
 _SSN = re.compile(r"\b\d{3}-\d{2}-\d{4}\b")
 _CARDISH = re.compile(r"(?<![\d.,])(?:\d[ -]?){12,18}\d(?!\d|[.,]\d)")
 _PHONE = re.compile(r"(?<![\w.,/])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d(?:[ .-]?\d){6,13}(?!\w|/|[.,]\d)")
+_DATE = re.compile(r"\b(?:\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4})"
+                   r"(?:[ T]\d{1,2}:\d{2}(?::\d{2})?)?\b")
 _LONG_ID = re.compile(r"(?<![\d.,/])\d{6,}(?!\d|[.,/]\d)")
 
 #: The placeholders :func:`redact` writes, in the order the patterns apply.
@@ -66,13 +68,21 @@ def redact(text: str | None) -> str | None:
     """``text`` with emails, IBANs, identity numbers, cards and phones replaced."""
     if not text:
         return text
+    dates: list[str] = []
+
+    def keep(m: re.Match[str]) -> str:
+        dates.append(m.group(0))
+        return f"\x00{len(dates) - 1}\x00"
+
     text = _EMAIL.sub("[email]", text)
+    text = _DATE.sub(keep, text)
     text = _IBAN.sub("[iban]", text)
     text = _CPF_CNPJ.sub("[id]", text)
     text = _SSN.sub("[id]", text)
     text = _CARDISH.sub(_card, text)
     text = _PHONE.sub(_phone, text)
-    return _LONG_ID.sub("[id]", text)
+    text = _LONG_ID.sub("[id]", text)
+    return re.sub("\x00(\\d+)\x00", lambda m: dates[int(m.group(1))], text)
 
 
 def redact_texts(texts: Iterable[str | None]) -> list[str | None]:

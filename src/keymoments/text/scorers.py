@@ -61,7 +61,7 @@ def load_scorer(name: str) -> Any:
         except (ImportError, AttributeError) as exc:
             raise ConfigError(f"text scorer plug-in {name!r} cannot be loaded: {exc}",
                               key="valence.text_scorer", hint=_HINT) from None
-        scorer = obj() if callable(obj) and not isinstance(obj, TextScorer) else obj
+        scorer = obj() if isinstance(obj, type) or (callable(obj) and not isinstance(obj, TextScorer)) else obj
         if not isinstance(scorer, TextScorer):
             raise ConfigError(f"{name!r} is not a text scorer (needs name and score())",
                               key="valence.text_scorer", hint=_HINT)
