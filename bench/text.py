@@ -117,6 +117,28 @@ def throughput(n: int, scorers: list[str]) -> dict:
         timed(f"sentiment:{name}", lambda: scorer.score(texts, [None] * len(texts)))
     all_texts = [t for t, _ in olist_reviews()]
     out["distinct_text_share"] = round(len(set(all_texts)) / len(all_texts), 3)
+    # the cache by text hash: each text three times over; the first pass scores each
+    # distinct text once, the second finds them all scored
+    import duckdb
+    from types import SimpleNamespace
+
+    from keymoments.store.schema import _create
+    from keymoments.valence.cache import update_text_scores
+    for name in scorers:
+        con = duckdb.connect()
+        con.execute("CREATE TABLE events (text VARCHAR, language VARCHAR)")
+        con.executemany("INSERT INTO events VALUES (?, NULL)", [[t] for t in texts * 3])
+        con.execute(_create("text_scores"))
+        ws = SimpleNamespace(con=con)
+        scorer = load_scorer(name)
+        for label in ("first", "cached"):
+            t = time.perf_counter()
+            scored = update_text_scores(ws, scorer)
+            wall = time.perf_counter() - t
+            out[f"cache:{name}:{label}"] = {"events": 3 * len(texts), "scored": scored,
+                                            "seconds": round(wall, 2),
+                                            "events_per_s": round(3 * len(texts) / wall, 1)}
+            print(f"cache:{name}:{label}", out[f"cache:{name}:{label}"], flush=True)
     out["load_average_after"] = os.getloadavg()[0]
     return out
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
 from typing import Any
 
 import pyarrow as pa
@@ -39,6 +40,17 @@ _KANA = re.compile(r"[\u3040-\u30ff]")
 _HAN = re.compile(r"[\u4e00-\u9fff]")
 
 
+@lru_cache(maxsize=4)
+def _model(candidates: tuple[str, ...] | None) -> Any:
+    """The py3langid model restricted to ``candidates``, loaded once per set."""
+    from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+    model = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+    if candidates:
+        model.set_languages(list(candidates))
+    return model
+
+
 class LanguageDetector:
     """Identifies the language of texts among ``candidates`` (ISO 639-1 codes)."""
 
@@ -48,12 +60,7 @@ class LanguageDetector:
 
     def _load(self) -> Any:
         if self._model is None:
-            from py3langid.langid import MODEL_FILE, LanguageIdentifier
-
-            model = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
-            if self.candidates:
-                model.set_languages(list(self.candidates))
-            self._model = model
+            self._model = _model(self.candidates)
         return self._model
 
     def detect(self, texts: Iterable[str | None]) -> list[tuple[str | None, float]]:

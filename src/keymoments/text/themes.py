@@ -87,24 +87,27 @@ def _vectors(texts: list[str], languages: list[str | None], embedder) -> np.ndar
     from sklearn.feature_extraction.text import TfidfVectorizer
 
     docs = [terms(t, lang) for t, lang in zip(texts, languages)]
-    X = TfidfVectorizer(analyzer=lambda d: d, min_df=2, sublinear_tf=True).fit_transform(docs)
+    X = TfidfVectorizer(analyzer=lambda d: d, min_df=2 if len(docs) > 500 else 1,
+                        sublinear_tf=True).fit_transform(docs)
     dims = max(2, min(100, X.shape[1] - 1, X.shape[0] - 1))
     Z = TruncatedSVD(dims, random_state=0).fit_transform(X)
     norm = np.linalg.norm(Z, axis=1, keepdims=True)
     return Z / np.where(norm == 0, 1, norm)
 
 
-def _cluster(Z: np.ndarray, k: int | None, k_range: tuple[int, int], seed: int) -> np.ndarray:
+def _cluster(Z: np.ndarray, k: int | None, k_range: tuple[int, int], seed: int,
+             weight: np.ndarray | None = None) -> np.ndarray:
+    """k-means labels of the rows of ``Z`` (distinct texts, weighted by count)."""
     from sklearn.cluster import KMeans
     from sklearn.metrics import silhouette_score
 
     if k is not None:
-        return KMeans(k, n_init=10, random_state=seed).fit_predict(Z)
+        return KMeans(min(k, len(Z)), n_init=10, random_state=seed).fit_predict(Z, sample_weight=weight)
     best, best_s = None, -2.0
     rng = np.random.default_rng(seed)
     sample = rng.choice(len(Z), min(len(Z), 2000), replace=False)
     for kk in range(k_range[0], min(k_range[1], len(Z) - 1) + 1):
-        lab = KMeans(kk, n_init=5, random_state=seed).fit_predict(Z)
+        lab = KMeans(kk, n_init=5, random_state=seed).fit_predict(Z, sample_weight=weight)
         s = silhouette_score(Z[sample], lab[sample]) if len(set(lab[sample])) > 1 else -1
         if s > best_s:
             best, best_s = lab, s
@@ -159,8 +162,17 @@ def find_themes(texts: Sequence[str], languages: Sequence[str | None] | None = N
     texts = [redact(t) or "" for t in texts]
     languages = list(languages) if languages is not None else [None] * len(texts)
     ids = list(ids) if ids is not None else [str(i) for i in range(len(texts))]
-    Z = _vectors(texts, languages, embedder)
-    labels = _cluster(Z, k, k_range, seed)
+    # each distinct (text, language) is embedded and clustered once, weighted by count
+    keys = list(zip(texts, languages))
+    first: dict[tuple[str, str | None], int] = {}
+    for key in keys:
+        first.setdefault(key, len(first))
+    uniq = list(first)
+    weight = np.bincount([first[key] for key in keys], minlength=len(uniq)).astype(float)
+    Zu = _vectors([t for t, _ in uniq], [lang for _, lang in uniq], embedder)
+    labels_u = _cluster(Zu, k, k_range, seed, weight)
+    index = np.array([first[key] for key in keys])
+    Z, labels = Zu[index], labels_u[index]
     docs = [terms(t, lang) for t, lang in zip(texts, languages)]
     names = _names(docs, languages, labels, top_terms)
     pinned = pinned_themes(texts, languages, taxonomy) if taxonomy else [None] * len(texts)
