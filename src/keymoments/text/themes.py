@@ -82,7 +82,12 @@ def _match(key: str, low: str, words: list[str]) -> bool:
 
 def _vectors(texts: list[str], languages: list[str | None], embedder) -> np.ndarray:
     if embedder is not None:
-        return np.asarray(embedder.embed(texts), np.float64)
+        # sentence embeddings share a common direction; centring them lets k-means
+        # see what differs between texts rather than what they all have
+        Z = np.asarray(embedder.embed(texts), np.float64)
+        Z = Z - Z.mean(axis=0) if len(Z) > 2 else Z
+        norm = np.linalg.norm(Z, axis=1, keepdims=True)
+        return Z / np.where(norm == 0, 1, norm)
     from sklearn.decomposition import TruncatedSVD
     from sklearn.feature_extraction.text import TfidfVectorizer
 
@@ -127,7 +132,7 @@ def _names(docs: list[list[str]], languages: list[str | None], labels: np.ndarra
     total = Counter()
     for cnt in per_cluster.values():
         total.update(cnt)
-    avg = sum(len(d) for d in docs) / max(1, len(clusters))
+    n_docs = max(1, len(docs))
     out = {}
     for c in clusters:
         sizes = Counter(lang or "?" for lang, cc in zip(languages, labels.tolist()) if cc == c)
@@ -137,7 +142,10 @@ def _names(docs: list[list[str]], languages: list[str | None], labels: np.ndarra
             if m < max(2, 0.1 * n):
                 continue
             cnt = per_lang[c][lang]
-            score = {t: f / m * math.log(1 + avg / total[t]) for t, f in cnt.items() if f >= 2}
+            # how much more often the term is in this theme than overall, weighted by
+            # how often it is in the theme: p(t|c) log(p(t|c) / p(t))
+            score = {t: f / m * math.log((f / m) / (total[t] / n_docs))
+                     for t, f in cnt.items() if f >= 2}
             best = [t for t, _ in sorted(score.items(), key=lambda x: (-x[1], x[0]))[:top]]
             if best:
                 parts.append(f"{lang}: {', '.join(best)}")
@@ -149,7 +157,7 @@ def _names(docs: list[list[str]], languages: list[str | None], labels: np.ndarra
 
 def find_themes(texts: Sequence[str], languages: Sequence[str | None] | None = None,
                 ids: Sequence[str] | None = None, *, embedder=None, k: int | None = None,
-                k_range: tuple[int, int] = (3, 12), taxonomy: Taxonomy | None = None,
+                k_range: tuple[int, int] = (5, 12), taxonomy: Taxonomy | None = None,
                 top_terms: int = 5, seed: int = 0) -> ThemeSet:
     """Cluster ``texts`` into themes (see the module doc). Texts are redacted first.
 
