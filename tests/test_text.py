@@ -402,3 +402,31 @@ def test_text_feeds_valence_with_a_redacted_reason_and_disagreement_is_flagged(
     assert langs == {"pt", "de"}
     # ana writes Portuguese and was served in English: one mismatched contact of one
     assert language_quality(ws).mismatch.meta["mismatch_share"] == 1.0
+
+
+def test_marketplace_complaints_split_into_delivery_quality_and_wrong_item_themes(shared_data):
+    import csv
+    with open(shared_data / "olist-sample" / "olist_order_reviews_dataset.csv",
+              encoding="utf-8", newline="") as f:
+        rows = [r for r in csv.DictReader(f)
+                if r["review_comment_message"].strip() and int(r["review_score"]) <= 2]
+    texts = [f"{r['review_comment_title']} {r['review_comment_message']}".strip() for r in rows]
+    # the pinned taxonomy is the oracle: keywords written by hand, independent of the clusters
+    tax = {"wrong/partial item": {"pt": ["errad", "faltando", "faltou", "diferente", "somente",
+                                         "apenas", "incomplet"]},
+           "quality": {"pt": ["quebr", "defeit", "qualidade", "material", "frágil"]},
+           "delivery": {"pt": ["atras", "prazo", "demor", "aguardando", "esperando"]}}
+    ts = find_themes(texts, ["pt"] * len(texts), taxonomy=tax, k=12)  # the k silhouette picks here
+    a = ts.assignments.data.to_pylist()
+    best = {}
+    for pinned in tax:
+        members = [r for r in a if r["pinned_theme"] == pinned]
+        counts: dict[int, int] = {}
+        for r in members:
+            counts[r["theme_id"]] = counts.get(r["theme_id"], 0) + 1
+        # the automatic theme most over-represented among this pinned theme's texts
+        sizes = {t["theme_id"]: t["n"] for t in ts.themes.to_pylist()}
+        best[pinned] = max(counts, key=lambda t: (counts[t] / len(members)) / (sizes[t] / len(a)))
+        lift = (counts[best[pinned]] / len(members)) / (sizes[best[pinned]] / len(a))
+        assert lift > 2, (pinned, lift)
+    assert len(set(best.values())) == 3, best
