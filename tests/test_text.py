@@ -430,3 +430,27 @@ def test_marketplace_complaints_split_into_delivery_quality_and_wrong_item_theme
         lift = (counts[best[pinned]] / len(members)) / (sizes[best[pinned]] / len(a))
         assert lift > 2, (pinned, lift)
     assert len(set(best.values())) == 3, best
+
+
+def test_cli_text_commands(make_workspace):
+    from click.testing import CliRunner
+
+    from keymoments.cli import main
+    ws = make_workspace(CONFIG.replace("{scorer}", "lexicon"),
+                        {"reviews.jsonl": "\n".join(json.dumps(e) for e in _events()) + "\n"},
+                        folder="cli")
+    ws.ingest("reviews")
+    ws.build()
+    root = str(ws.root)
+    ws.close()
+    runner = CliRunner(env={"COLUMNS": "200", "KEYMOMENTS_WORKSPACE": None})
+    out = {}
+    for cmd in ("languages", "quality", "disagreements", "themes"):
+        r = runner.invoke(main, ["-w", root, "text", cmd])
+        assert r.exit_code == 0, (cmd, r.output)
+        out[cmd] = r.output
+    assert "explicit" in out["languages"] and "written" in out["languages"]
+    assert "1 of 2 rated texts (50.0%) disagree" in out["disagreements"]
+    assert "ana@mail.com" not in out["disagreements"]
+    assert "served in another language" in out["quality"]
+    assert "themes of valley moments" in out["themes"]

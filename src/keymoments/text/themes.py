@@ -106,12 +106,14 @@ def _cluster(Z: np.ndarray, k: int | None, k_range: tuple[int, int], seed: int,
     from sklearn.cluster import KMeans
     from sklearn.metrics import silhouette_score
 
+    if len(Z) < 3:  # too few distinct texts to compare groupings: one theme
+        return np.zeros(len(Z), dtype=int)
     if k is not None:
         return KMeans(min(k, len(Z)), n_init=10, random_state=seed).fit_predict(Z, sample_weight=weight)
     best, best_s = None, -2.0
     rng = np.random.default_rng(seed)
     sample = rng.choice(len(Z), min(len(Z), 2000), replace=False)
-    for kk in range(k_range[0], min(k_range[1], len(Z) - 1) + 1):
+    for kk in range(min(k_range[0], len(Z) - 1), min(k_range[1], len(Z) - 1) + 1):
         lab = KMeans(kk, n_init=5, random_state=seed).fit_predict(Z, sample_weight=weight)
         s = silhouette_score(Z[sample], lab[sample]) if len(set(lab[sample])) > 1 else -1
         if s > best_s:
