@@ -68,8 +68,7 @@ _CJK = re.compile(r"[\u3040-\u30ff\u4e00-\u9fff]")
 class LexiconScorer:
     """Counts positive and negative words (English, Portuguese, Spanish, French,
     German, Dutch; a few Chinese and Japanese ones as substrings); a word after a
-    negator flips. Confidence grows with the number
-    of polar words found."""
+    negator flips. Confidence grows with the number of polar words found."""
 
     name = "lexicon-v2"
 
