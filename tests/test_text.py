@@ -361,6 +361,9 @@ sources:
     attributes: {preferred_language: pref}
 valence:
   text_scorer: {scorer}
+text:
+  themes:
+    delivery: {pt: [atras], en: [late]}
 journeys:
   as_of: "2024-03-01T00:00:00Z"
   types:
@@ -373,7 +376,8 @@ def _events():
         return {"customer": c, "ts": ts, "event_type": et, "order_id": c.upper(), **kw}
     return [
         ev("ana", "2024-01-01T10:00:00Z", "order_placed"),
-        ev("ana", "2024-01-05T10:00:00Z", "support_chat", lang="en", comment="ok"),
+        ev("ana", "2024-01-05T10:00:00Z", "support_chat", lang="en",
+           comment="Meu pedido está atrasado, péssimo"),
         ev("ana", "2024-01-06T10:00:00Z", "review", stars=5,
            comment="Chegou atrasado e quebrado, péssimo. Falem comigo: ana@mail.com"),
         ev("bo", "2024-01-01T10:00:00Z", "order_placed", pref="de"),
@@ -402,6 +406,15 @@ def test_text_feeds_valence_with_a_redacted_reason_and_disagreement_is_flagged(
     assert langs == {"pt", "de"}
     # ana writes Portuguese and was served in English: one mismatched contact of one
     assert language_quality(ws).mismatch.meta["mismatch_share"] == 1.0
+    # the chat is the valley of ana's order (the review is feedback, not a moment); 2 of
+    # the 3 texts are pinned 'delivery', and the one valley text is: lift (1/1) / (2/3)
+    from keymoments.text.feedback import feedback_themes
+    valley = ws.con.execute("SELECT e.text FROM moments m JOIN events e USING (event_id) "
+                            "WHERE m.kind = 'valley' AND e.text IS NOT NULL").fetchall()
+    assert valley == [("Meu pedido está atrasado, péssimo",)]
+    rows = {(r["kind"], r["theme"]): r for r in feedback_themes(ws).valleys.to_pylist()}
+    d = rows[("pinned", "delivery")]
+    assert (d["texts"], d["valleys"]) == (2, 1) and d["lift"] == pytest.approx(1.5)
 
 
 def test_marketplace_complaints_split_into_delivery_quality_and_wrong_item_themes(shared_data):
