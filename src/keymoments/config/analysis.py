@@ -128,6 +128,9 @@ class ValenceConfig(Strict):
         default_factory=lambda: {"csat5": 3, "stars5": 3, "nps10": 7, "ces7": 4})
     rules: list[ValenceRule] = Field(default_factory=list)
     use_default_rules: bool = True
+    #: ``lexicon`` (light default), ``multilingual`` (needs ``keymoments[text]``),
+    #: ``dir:/path/to/model`` (a local model directory) or ``package.module:scorer``
+    #: (a plug-in); see docs/text.md
     text_scorer: str = "lexicon"
 
 
@@ -196,3 +199,20 @@ class MomentsConfig(Strict):
     so by default it is not itself a peak, valley or end."""
 
     exclude_stages: list[str] = Field(default_factory=lambda: ["feedback"])
+
+
+class TextConfig(Strict):
+    """Free-text analysis: the languages texts are identified among, the theme
+    taxonomy the user pins beside the automatic themes, and how many automatic
+    themes to find.
+
+    A pinned theme lists keywords per language (``{pt: [atras, demor], en: [late]}``)
+    or one list for every language; a keyword matches a word starting with it (any
+    substring in Chinese and Japanese)."""
+
+    #: ISO 639-1 codes texts are identified among; unset: 28 common languages
+    languages: list[str] | None = None
+    #: pinned themes: name -> keywords per language, or one list for all languages
+    themes: dict[str, dict[str, list[str]] | list[str]] = Field(default_factory=dict)
+    #: how many automatic themes; unset: chosen by silhouette between 5 and 12
+    n_themes: int | None = Field(default=None, ge=2)

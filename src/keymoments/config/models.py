@@ -344,6 +344,7 @@ class IdentityConfig(Strict):
 from .analysis import JourneysConfig, MomentsConfig, OutcomesConfig, ValenceConfig  # noqa: E402
 from .actions import ActionsConfig, ServiceConfig  # noqa: E402
 from .paths import PathsConfig  # noqa: E402
+from .analysis import TextConfig  # noqa: E402
 
 
 class Config(Strict):
@@ -369,6 +370,7 @@ class Config(Strict):
     service: ServiceConfig = Field(default_factory=ServiceConfig)
     actions: ActionsConfig = Field(default_factory=ActionsConfig)
     paths: PathsConfig = Field(default_factory=PathsConfig)
+    text: TextConfig = Field(default_factory=TextConfig)
 
     @field_validator("sources")
     @classmethod

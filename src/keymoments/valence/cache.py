@@ -34,7 +34,11 @@ def text_hash(text: str) -> str:
 
 def update_text_scores(ws: Workspace, scorer: TextScorer,
                        progress: Callable[[int, int], None] | None = None) -> int:
-    """Score the texts not yet scored by ``scorer``; returns how many were scored."""
+    """Score the texts not yet scored by ``scorer``; returns how many were scored.
+
+    Scores are written after each batch (``scorer.progress_batch`` texts, else
+    5,000), so an interrupted run resumes where it stopped, and ``progress(done,
+    total)`` is called after each."""
     con = ws.con
     todo = con.execute("""
         SELECT md5(text) AS h, any_value(text) AS text, any_value(language) AS language
@@ -43,8 +47,9 @@ def update_text_scores(ws: Workspace, scorer: TextScorer,
                           AND s.scorer = ?)
         GROUP BY 1 ORDER BY 1
     """, [scorer.name]).to_arrow_table().to_pylist()
-    for start in range(0, len(todo), BATCH):
-        chunk = todo[start:start + BATCH]
+    batch = int(getattr(scorer, "progress_batch", BATCH))  # slow scorers report more often
+    for start in range(0, len(todo), batch):
+        chunk = todo[start:start + batch]
         scores = scorer.score([r["text"] for r in chunk], [r["language"] for r in chunk])
         table = pa.table({
             "text_hash": [r["h"] for r in chunk],
@@ -59,5 +64,5 @@ def update_text_scores(ws: Workspace, scorer: TextScorer,
         finally:
             con.unregister("_km_text_batch")
         if progress:
-            progress(min(start + BATCH, len(todo)), len(todo))
+            progress(min(start + batch, len(todo)), len(todo))
     return len(todo)

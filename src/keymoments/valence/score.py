@@ -11,6 +11,7 @@ import ibis
 import ibis.expr.types as ir
 
 from ..config.analysis import ValenceConfig
+from ..text.redact import redact_expr
 from .feedback import rating_valence_expr
 from .rules import effective_rules, rule_inputs, rule_outputs
 
@@ -65,8 +66,9 @@ def score_events(e: ir.Table, config: ValenceConfig, text_scores: ir.Table | Non
     e = e.mutate(v_text=vt)
     tone = ibis.cases((e.v_text > 0.2, ibis.literal("positive")),
                       (e.v_text < -0.2, ibis.literal("negative")), else_=ibis.literal("neutral"))
+    quoted = redact_expr(e.text).substr(0, 60)  # no email, phone or id in a reason
     why_t = ibis.cases((e.v_text.notnull(),
-                        ibis.literal("text reads ").concat(tone, ": '", e.text.substr(0, 60), "'")),
+                        ibis.literal("text reads ").concat(tone, ": '", quoted, "'")),
                        else_=ibis.null().cast("string"))
     w = config.weights
     wf, wr, wt = float(w.get("feedback", 1.0)), float(w.get("rules", 1.0)), float(w.get("text", 0.5))

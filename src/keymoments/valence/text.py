@@ -7,6 +7,8 @@ multilingual scorer replaces, and it says so in its ``name``. Scores are cached
 per text hash in the ``text_scores`` table, so each distinct text is scored once.
 
 >>> s = LexiconScorer()
+>>> [round(v, 2) for v, _ in s.score(["非常满意，推荐", "届かない、最悪"], ["zh", "ja"])]
+[1.0, -1.0]
 >>> [round(v, 2) for v, _ in s.score(["great service, thank you", "chegou atrasado e quebrado",
 ...                                    "the box"], ["en", "pt", "en"])]
 [1.0, -1.0, 0.0]
@@ -51,16 +53,24 @@ mauvais mauvaise terrible retard cassé jamais pire lent problème déçu
 schlecht langsam spät kaputt nie schlimmste problem enttäuscht
 slecht traag laat kapot nooit probleem boos klacht
 """.split()
+# Chinese and Japanese do not space their words: these match as substrings
+_CJK_POSITIVE = ("满意", "喜欢", "很好", "不错", "推荐", "谢谢", "完美", "快", "棒", "好评", "热情",
+                 "満足", "良い", "よかった", "最高", "ありがとう", "おすすめ", "素晴らしい", "丁寧",
+                 "早く", "気に入")
+_CJK_NEGATIVE = ("差", "慢", "坏", "失望", "退款", "投诉", "没收到", "错", "假货", "浪费", "烂",
+                 "最悪", "壊れ", "遅", "届かない", "届きません", "返金", "がっかり", "悪い", "不良",
+                 "故障", "失礼", "無駄", "偽物", "ひどい")
 _NEGATORS = {"not", "no", "never", "não", "nao", "no", "pas", "nicht", "kein", "niet"}
 _WORD = re.compile(r"\w+", re.UNICODE)
+_CJK = re.compile(r"[\u3040-\u30ff\u4e00-\u9fff]")
 
 
 class LexiconScorer:
     """Counts positive and negative words (English, Portuguese, Spanish, French,
-    German, Dutch); a word after a negator flips. Confidence grows with the number
-    of polar words found."""
+    German, Dutch; a few Chinese and Japanese ones as substrings); a word after a
+    negator flips. Confidence grows with the number of polar words found."""
 
-    name = "lexicon-v1"
+    name = "lexicon-v2"
 
     def __init__(self) -> None:
         self._pos = set(_POSITIVE) - _NEGATORS
@@ -77,6 +87,11 @@ class LexiconScorer:
                     neg, pos = (neg + 1, pos) if flip else (neg, pos + 1)
                 elif w in self._neg:
                     pos, neg = (pos + 1, neg) if flip and w not in _NEGATORS else (pos, neg + 1)
+            if _CJK.search(text or ""):
+                neg_hits = [w for w in _CJK_NEGATIVE if w in text]
+                pos += sum(1 for w in _CJK_POSITIVE if w in text
+                           and not any(w in n for n in neg_hits))
+                neg += len(neg_hits)
             total = pos + neg
             if total == 0:
                 out.append((0.0, 0.0))
@@ -86,10 +101,11 @@ class LexiconScorer:
 
 
 def get_scorer(name: str) -> TextScorer:
-    """The scorer named in config (``valence.text_scorer``)."""
-    from ..errors import ConfigError
-
+    """The scorer named in config (``valence.text_scorer``): ``lexicon``, or one of
+    the names :func:`keymoments.text.scorers.load_scorer` knows (``multilingual``,
+    ``dir:PATH``, ``module:attribute``)."""
     if name == "lexicon":
         return LexiconScorer()
-    raise ConfigError(f"unknown text scorer {name!r}", key="valence.text_scorer",
-                      hint="use 'lexicon'")
+    from ..text.scorers import load_scorer
+
+    return load_scorer(name)
