@@ -422,12 +422,25 @@ def _print_result(result, columns: list[str] | None = None, limit: int | None = 
         console.print(f"... {len(rows) - limit} more")
 
 
+def _number(value: float) -> str:
+    """A float as a person reads it: 4 significant digits, thousands grouped.
+
+    >>> [_number(v) for v in (0.14738202973497092, 356649.0, -1.3312, 12.5, float("nan"))]
+    ['0.1474', '356,649', '-1.331', '12.5', 'nan']
+    """
+    if value != value or value in (float("inf"), float("-inf")):
+        return str(value)
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.4g}"
+
+
 def _cell(value, cut: bool = True) -> str:
     from rich.markup import escape
 
     if value is None:
         return ""
-    text = str(value)
+    text = _number(value) if isinstance(value, float) else str(value)
     if cut and len(text) > 60:
         text = text[:57] + "..."
     return escape(text)
