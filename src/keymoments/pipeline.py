@@ -102,7 +102,9 @@ def derive(events, config: Config, types: list[JourneyType], as_of, text_scores,
     events = events.filter(events.person_id.notnull()).select(*_EVENT_COLS)
     t = time.perf_counter()
     assigned = assign_journeys(events, config.journeys, types)
-    narrow = materialize("_km_jn", add_window_inputs(assigned, effective_rules(config.valence)))
+    narrow = materialize("_km_jn", assigned)
+    # the rules' windows read the assigned rows three times: from a stored table
+    narrow = add_window_inputs(narrow, effective_rules(config.valence))
     wide = events.drop("event_type", "ts", "person_id", "stage")
     scored = score_events(narrow.join(wide, "event_id"), config.valence, text_scores)
     je = materialize("_km_je", scored.select(*list(COLUMN_DOCS["journey_events"])))
