@@ -105,7 +105,7 @@ def ingest_source(ws: Workspace, name: str, progress: Progress | None = None) ->
                          lenient_columns=spec.resolved_format() in ("jsonl", "xes"))
     con.execute(f"CREATE OR REPLACE TEMP TABLE _km_mapped AS {sql}")
     _stage_taxonomy(ws)
-    _classify(con)
+    _classify(con, one_event_per_row=len(spec.event_specs()) == 1)
     counts = con.execute("""
         SELECT count(*) FILTER (WHERE status = 'loaded'),
                count(*) FILTER (WHERE status = 'quarantined'),
@@ -254,30 +254,39 @@ def _stage_taxonomy(ws: Workspace) -> None:
     con.unregister("_km_tax_arrow")
 
 
-def _classify(con) -> None:
-    """Status of every row and the new events, before the transaction."""
-    con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE _km_rows AS
-        SELECT {FILE_COLUMN}, {LINE_COLUMN},
-               arg_min(_km_err_field, _km_slot) FILTER (WHERE _km_err_reason IS NOT NULL) AS field,
-               arg_min(_km_err_value, _km_slot) FILTER (WHERE _km_err_reason IS NOT NULL) AS value,
-               arg_min(_km_err_reason, _km_slot) FILTER (WHERE _km_err_reason IS NOT NULL) AS reason,
-               count(*) FILTER (WHERE _km_present) AS n_present,
-               NULL::VARCHAR AS status
-        FROM _km_mapped GROUP BY ALL
-    """)
+def _classify(con, one_event_per_row: bool = False) -> None:
+    """Status of every row and the new events, before the transaction. With one
+    event per row, a row's status is its event's own: no grouping, no join."""
+    if one_event_per_row:
+        rows = f"""
+            SELECT {FILE_COLUMN}, {LINE_COLUMN}, _km_err_field AS field, _km_err_value AS value,
+                   _km_err_reason AS reason, CAST(_km_present AS BIGINT) AS n_present,
+                   NULL::VARCHAR AS status
+            FROM _km_mapped"""
+    else:
+        rows = f"""
+            SELECT {FILE_COLUMN}, {LINE_COLUMN},
+                   arg_min(_km_err_field, _km_slot) FILTER (WHERE _km_err_reason IS NOT NULL) AS field,
+                   arg_min(_km_err_value, _km_slot) FILTER (WHERE _km_err_reason IS NOT NULL) AS value,
+                   arg_min(_km_err_reason, _km_slot) FILTER (WHERE _km_err_reason IS NOT NULL) AS reason,
+                   count(*) FILTER (WHERE _km_present) AS n_present,
+                   NULL::VARCHAR AS status
+            FROM _km_mapped GROUP BY ALL"""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _km_rows AS {rows}")
     con.execute("""
         UPDATE _km_rows SET reason = 'no event: every timestamp column of this row is empty',
                             field = 'ts'
         WHERE reason IS NULL AND n_present = 0
     """)
+    # a row with an error in any of its events is quarantined whole
+    rows_join, valid = (("", "m._km_err_reason IS NULL") if one_event_per_row else
+                        (f"JOIN _km_rows r USING ({FILE_COLUMN}, {LINE_COLUMN})", "r.reason IS NULL"))
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _km_new_events AS
         SELECT m.* EXCLUDE (stage), coalesce(m.stage, t.stage) AS stage, t.moment
-        FROM _km_mapped m
-        JOIN _km_rows r USING ({FILE_COLUMN}, {LINE_COLUMN})
+        FROM _km_mapped m {rows_join}
         LEFT JOIN _km_tax t ON t.event_type = m.event_type
-        WHERE r.reason IS NULL AND m._km_present
+        WHERE {valid} AND m._km_present
     """)
     # an event repeated in the file keeps its first row; found by grouping on the id
     # alone, so only the few repeated rows are sorted
