@@ -105,13 +105,7 @@ def ingest_source(ws: Workspace, name: str, progress: Progress | None = None) ->
                          lenient_columns=spec.resolved_format() in ("jsonl", "xes"))
     con.execute(f"CREATE OR REPLACE TEMP TABLE _km_mapped AS {sql}")
     _stage_taxonomy(ws)
-    _classify(con, one_event_per_row=len(spec.event_specs()) == 1)
-    counts = con.execute("""
-        SELECT count(*) FILTER (WHERE status = 'loaded'),
-               count(*) FILTER (WHERE status = 'quarantined'),
-               count(*) FILTER (WHERE status = 'duplicate')
-        FROM _km_rows
-    """).fetchone()
+    counts = _classify(con, one_event_per_row=len(spec.event_specs()) == 1)
     raw_cols = [c for c in types if c in staged.columns]
     con.execute("BEGIN TRANSACTION")
     try:
@@ -254,15 +248,17 @@ def _stage_taxonomy(ws: Workspace) -> None:
     con.unregister("_km_tax_arrow")
 
 
-def _classify(con, one_event_per_row: bool = False) -> None:
-    """Status of every row and the new events, before the transaction. With one
-    event per row, a row's status is its event's own: no grouping, no join."""
+def _classify(con, one_event_per_row: bool = False) -> tuple[int, int, int]:
+    """The new events and the status of the rows, before the transaction; returns
+    the rows (loaded, quarantined, duplicate). With one event per row, a row's
+    status is its event's own: only the quarantined rows are listed (no grouping,
+    no join), and a valid row is loaded when its event is new."""
     if one_event_per_row:
         rows = f"""
             SELECT {FILE_COLUMN}, {LINE_COLUMN}, _km_err_field AS field, _km_err_value AS value,
                    _km_err_reason AS reason, CAST(_km_present AS BIGINT) AS n_present,
                    NULL::VARCHAR AS status
-            FROM _km_mapped"""
+            FROM _km_mapped WHERE _km_err_reason IS NOT NULL OR NOT _km_present"""
     else:
         rows = f"""
             SELECT {FILE_COLUMN}, {LINE_COLUMN},
@@ -301,6 +297,12 @@ def _classify(con, one_event_per_row: bool = False) -> None:
           AND n.{LINE_COLUMN} = d.{LINE_COLUMN} AND n._km_slot = d._km_slot
     """)
     con.execute("DELETE FROM _km_new_events n USING events e WHERE e.event_id = n.event_id")
+    if one_event_per_row:
+        con.execute("UPDATE _km_rows SET status = 'quarantined'")
+        rows, quarantined = con.execute(
+            "SELECT (SELECT count(*) FROM _km_mapped), (SELECT count(*) FROM _km_rows)").fetchone()
+        loaded = con.execute("SELECT count(*) FROM _km_new_events").fetchone()[0]
+        return loaded, quarantined, rows - quarantined - loaded
     con.execute(f"""
         UPDATE _km_rows SET status = CASE
             WHEN reason IS NOT NULL THEN 'quarantined'
@@ -309,6 +311,12 @@ def _classify(con, one_event_per_row: bool = False) -> None:
                            AND n.{LINE_COLUMN} = _km_rows.{LINE_COLUMN}) THEN 'loaded'
             ELSE 'duplicate' END
     """)
+    return con.execute("""
+        SELECT count(*) FILTER (WHERE status = 'loaded'),
+               count(*) FILTER (WHERE status = 'quarantined'),
+               count(*) FILTER (WHERE status = 'duplicate')
+        FROM _km_rows
+    """).fetchone()
 
 
 def _write_events(con, source: str, load_id: str) -> int:
