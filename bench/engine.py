@@ -15,7 +15,7 @@ For each size and repeat, each measurement in a fresh Python process:
   journeys, valence, moments, journeys table).
 
 From ``--memory-limit-from`` rows up (default 10M) the workspace gets
-``memory_limit: <--memory-limit>`` (default 4GB) and ``temp_directory: spill``.
+``memory_limit: <--memory-limit>`` (default 3GB) and ``temp_directory: spill``.
 On the first repeat of the ``--check-size`` data (default 1M) a further child
 compares the pandas journeys with keymoments's (count per type, event -> journey
 assignment, seq, valence, experience moments), and with ``--profile`` another one
@@ -122,6 +122,37 @@ def _trace(ws, started: float) -> None:
     ws.con = TracedCon()
 
 
+class _SpillWatch:
+    """Samples the size of the workspace's spill directory twice a second (DuckDB
+    deletes its temporary files as soon as a statement is done) and keeps the peak."""
+
+    def __init__(self, root: Path):
+        import threading
+
+        self.dir, self.peak, self._stop = root / "spill", 0, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _size(self) -> int:
+        total = 0
+        for path, _, files in os.walk(self.dir):
+            for f in files:
+                try:
+                    total += os.path.getsize(os.path.join(path, f))
+                except OSError:
+                    pass
+        return total
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.5):
+            self.peak = max(self.peak, self._size())
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        return self.peak / 2**20
+
+
 def _child_ingest(job: dict) -> dict:
     import keymoments as km
 
@@ -130,13 +161,15 @@ def _child_ingest(job: dict) -> dict:
     (root / "keymoments.yaml").write_text(_mapping(job))
     cpu, started = _cpu_s(), time.perf_counter()
     ws = km.open(root)
+    watch = _SpillWatch(root) if job.get("memory_limit") else None
     if job.get("trace"):
         _trace(ws, started)
     report = ws.ingest(SOURCE)
     ws.close()
     return {"seconds": time.perf_counter() - started, "cpu_s": _cpu_s() - cpu,
             "rows": report.rows_read, "ingest_seconds": report.seconds,
-            "events": report.as_dict().get("events_loaded")}
+            "events": report.as_dict().get("events_loaded"),
+            "spill_peak_mb": watch.stop() if watch else None}
 
 
 def _child_build(job: dict) -> dict:
@@ -144,6 +177,7 @@ def _child_build(job: dict) -> dict:
 
     cpu, started = _cpu_s(), time.perf_counter()
     ws = km.open(job["workspace"])
+    watch = _SpillWatch(Path(job["workspace"])) if job.get("memory_limit") else None
     if job.get("trace"):
         from keymoments.engine import backend
 
@@ -154,7 +188,8 @@ def _child_build(job: dict) -> dict:
     return {"seconds": time.perf_counter() - started, "cpu_s": _cpu_s() - cpu,
             "steps": dict(report.seconds), "journeys": report.journeys,
             "journey_events": report.events, "moments": report.moments,
-            "texts_scored": report.texts_scored}
+            "texts_scored": report.texts_scored,
+            "spill_peak_mb": watch.stop() if watch else None}
 
 
 def _child_pandas(job: dict) -> dict:
@@ -418,6 +453,8 @@ def _line(size: int, rep: int, mode: str, res: dict, load: float) -> str:
         msg = f"{res['seconds']:8.2f} s  cpu {res['cpu_s']:7.1f} s  rss {res['peak_rss_mb']:,.0f} MB"
         if res.get("steps"):
             msg += "  " + " ".join(f"{k} {v:.2f}" for k, v in res["steps"].items())
+        if res.get("spill_peak_mb") is not None:
+            msg += f"  spill peak {res['spill_peak_mb']:,.0f} MB"
     return f"{size:>11,} #{rep + 1} {mode:7} {msg}  (load {load:.1f})"
 
 
@@ -427,7 +464,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sizes", type=int, nargs="+", default=[1_000_000])
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--seed", type=int, default=_data.SEED)
-    ap.add_argument("--memory-limit", default="4GB", help="workspace memory_limit (default 4GB)")
+    ap.add_argument("--memory-limit", default="3GB",
+                    help="workspace memory_limit (default 3GB: DuckDB's buffer pool; the process "
+                         "needs ~0.6 GiB more, so this keeps it under 4 GiB)")
     ap.add_argument("--memory-limit-from", type=int, default=10_000_000,
                     help="apply --memory-limit from this many events up (default 10M)")
     ap.add_argument("--pandas-max", type=int, default=10_000_000,

@@ -1,8 +1,9 @@
 """Build the derived tables: events -> scored journey events -> journeys -> moments.
 
-Every step is an Ibis expression (see :mod:`keymoments.engine`); the results
-replace ``journey_events``, ``journeys`` and ``moments`` in one transaction, so a
-reader sees the old tables or the new ones, never a mix.
+Every step is an Ibis expression (see :mod:`keymoments.engine`); the results are
+written once each, beside the stored tables, and replace ``journey_events``,
+``journeys`` and ``moments`` in one short transaction, so a reader sees the old
+tables or the new ones, never a mix.
 """
 
 from __future__ import annotations
@@ -64,10 +65,9 @@ def journey_types(ws: Workspace) -> list[JourneyType]:
     return list(configured) if configured is not None else list(_default_types())
 
 
-def _materialize(ws: Workspace, name: str, expr, view: bool = False) -> None:
+def _materialize(ws: Workspace, name: str, expr) -> None:
     sql = ibis.to_sql(expr, dialect="duckdb")
-    kind = "VIEW" if view else "TABLE"
-    ws.con.execute(f"CREATE OR REPLACE TEMP {kind} {ident(name)} AS {sql}")
+    ws.con.execute(f"CREATE OR REPLACE TEMP TABLE {ident(name)} AS {sql}")
 
 
 def resolve_as_of(ws: Workspace):
@@ -102,7 +102,9 @@ def derive(events, config: Config, types: list[JourneyType], as_of, text_scores,
     events = events.filter(events.person_id.notnull()).select(*_EVENT_COLS)
     t = time.perf_counter()
     assigned = assign_journeys(events, config.journeys, types)
-    narrow = materialize("_km_jn", add_window_inputs(assigned, effective_rules(config.valence)))
+    narrow = materialize("_km_jn", assigned)
+    # the rules' windows read the assigned rows three times: from a stored table
+    narrow = add_window_inputs(narrow, effective_rules(config.valence))
     wide = events.drop("event_type", "ts", "person_id", "stage")
     scored = score_events(narrow.join(wide, "event_id"), config.valence, text_scores)
     je = materialize("_km_je", scored.select(*list(COLUMN_DOCS["journey_events"])))
@@ -113,9 +115,10 @@ def derive(events, config: Config, types: list[JourneyType], as_of, text_scores,
     person_last = events.group_by("person_id").aggregate(
         last_ts=events.ts.max(), churn_ts=events.ts.min(where=events.stage == "churn"))
     journeys = summarize_journeys(je, config.journeys, types, config.outcomes, config.moments,
-                                  as_of_expr, person_last)
-    rated = events.select(_oe=events.event_id, outcome_rating=events.rating,
-                          outcome_scale=events.rating_scale)
+                                  as_of_expr, person_last, materialize)
+    rated = events.filter(events.rating.notnull())  # an outcome is a rated event
+    rated = rated.select(_oe=rated.event_id, outcome_rating=rated.rating,
+                         outcome_scale=rated.rating_scale)
     journeys = journeys.left_join(rated, journeys.outcome_event_id == rated._oe).drop("_oe")
     journeys = materialize("_km_journeys", journeys)
     timings["journeys"] = time.perf_counter() - t
@@ -125,8 +128,16 @@ def derive(events, config: Config, types: list[JourneyType], as_of, text_scores,
     return Derived(je, journeys, moments)
 
 
+_STORED = {"_km_je": "journey_events", "_km_journeys": "journeys", "_km_moments": "moments"}
+
+
 def build(ws: Workspace) -> BuildReport:
-    """Recompute journeys and moments from the events (DuckDB workspace)."""
+    """Recompute journeys and moments from the events (DuckDB workspace).
+
+    Each derived table is written once, with its documented types, as
+    ``<table>__new``; a short transaction then swaps the new tables in (drop the old,
+    rename the new), so a reader sees the old tables or the new ones, never a mix.
+    """
     cfg = ws.config
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -137,42 +148,47 @@ def build(ws: Workspace) -> BuildReport:
     b = backend(ws)
     texts = b.table("text_scores")
     texts = texts.filter(texts.scorer == scorer.name)
+    con = ws.con
+    temps: list[str] = []
 
     def materialize(name: str, expr):
-        # steps read more than once are stored; the last ones stay views, computed
-        # once while they are written to the store
-        _materialize(ws, name, expr, view=name in ("_km_journeys", "_km_moments"))
-        return b.table(name)
+        stored = _STORED.get(name)
+        if stored is None:  # an intermediate step: a temp table
+            _materialize(ws, name, expr)
+            temps.append(name)
+            return b.table(name)
+        _write_new(ws, stored, ibis.to_sql(expr, dialect="duckdb"))
+        return b.table(f"{stored}__new")
 
-    derive(b.table("events"), cfg, journey_types(ws), resolve_as_of(ws), texts, materialize,
-           timings)
-    t = time.perf_counter()
-    con = ws.con
-    con.execute("BEGIN TRANSACTION")
     try:
-        _replace(ws, "journey_events", "SELECT * FROM _km_je")
-        _replace(ws, "journeys", "SELECT * FROM _km_journeys")
-        _replace(ws, "moments", "SELECT * FROM _km_moments")
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
+        derive(b.table("events"), cfg, journey_types(ws), resolve_as_of(ws), texts, materialize,
+               timings)
+        t = time.perf_counter()
+        con.execute("BEGIN TRANSACTION")
+        try:
+            for table in _STORED.values():
+                con.execute(f"DROP TABLE IF EXISTS {ident(table)}")
+                con.execute(f"ALTER TABLE {ident(table + '__new')} RENAME TO {ident(table)}")
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        timings["write"] = time.perf_counter() - t
     finally:
-        for tmp in ("_km_journeys", "_km_moments"):
-            con.execute(f"DROP VIEW IF EXISTS temp.main.{ident(tmp)}")
-        for tmp in ("_km_jn", "_km_je"):
+        for tmp in temps:
             con.execute(f"DROP TABLE IF EXISTS temp.main.{ident(tmp)}")
-    timings["write"] = time.perf_counter() - t
+        for table in _STORED.values():
+            con.execute(f"DROP TABLE IF EXISTS {ident(table + '__new')}")
     counts = [con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
               for t in ("journeys", "journey_events", "moments")]
     timings["total"] = time.perf_counter() - t0
     return BuildReport(counts[0], counts[1], counts[2], scored_texts, timings)
 
 
-def _replace(ws: Workspace, table: str, select: str) -> None:
-    """Replace ``table`` by ``select``, with the documented columns and types."""
+def _write_new(ws: Workspace, table: str, select: str) -> None:
+    """Write ``select`` as ``<table>__new``, with the documented columns and types."""
     cols = ", ".join(
         f"CAST(s.{ident(c)} AS {t.replace(' NOT NULL', '')}) AS {ident(c)}"
         for c, (t, _) in COLUMN_DOCS[table].items()
     )
-    ws.con.execute(f"CREATE OR REPLACE TABLE {ident(table)} AS SELECT {cols} FROM ({select}) s")
+    ws.con.execute(f"CREATE OR REPLACE TABLE {ident(table + '__new')} AS SELECT {cols} FROM ({select}) s")

@@ -71,6 +71,40 @@ def assign_journeys(events: ir.Table, config: JourneysConfig, types: list[Journe
             ends = ends | ((e.journey_type == t.name) & e.event_type.isin(t.end))
     e = e.mutate(_gap=gap_expr, _is_start=starts, _is_end=ends)
 
+    # keyed types without a gap never split: their rows need only a position (one
+    # sort); the others need the previous event to cut runs, then a running count
+    simple = [t.name for t in keyed if t.gap is None]
+    parts = []
+    if simple:
+        parts.append(_unsplit(e.filter(e.journey_type.isin(simple))))
+    rest = e.filter(~e.journey_type.isin(simple)) if simple else e
+    parts.append(_runs(rest))
+    e = parts[0] if len(parts) == 1 else parts[0].union(parts[1])
+    jid = (
+        e.journey_type.concat("|", e.person_id, "|", e.journey_key.fill_null(""), "|",
+                              e._run.cast("string"))
+    ).hexdigest("md5")
+    # a channel switch: same journey, both channels known, and different
+    switch = ((e.seq > 0) & e.channel.notnull() & e._prev_channel.notnull()
+              & (e.channel != e._prev_channel))
+    e = e.mutate(journey_id=jid.substr(0, 20), channel_switch=switch.cast("int64"))
+    return e.drop("_run", "_prev_channel", "channel")
+
+
+_OUT = ["event_id", "ts", "person_id", "event_type", "stage", "channel", "journey_type",
+        "journey_key"]
+
+
+def _unsplit(e: ir.Table) -> ir.Table:
+    """Rows of journeys that are one run per (person, type, key)."""
+    w = ibis.window(group_by=[e.person_id, e.journey_type, e.journey_key],
+                    order_by=[e.ts, e.event_id])
+    return e.select(*_OUT, _run=ibis.literal(1, type="int64"), seq=ibis.row_number().over(w),
+                    _prev_channel=e.channel.lag().over(w))
+
+
+def _runs(e: ir.Table) -> ir.Table:
+    """Rows cut into runs at start events, after end events and after gaps."""
     w = ibis.window(group_by=[e.person_id, e.journey_type, e.journey_key],
                     order_by=[e.ts, e.event_id])
     prev_epoch = e._epoch.lag().over(w)
@@ -90,15 +124,4 @@ def assign_journeys(events: ir.Table, config: JourneysConfig, types: list[Journe
     e = e.mutate(_run=e._new.sum().over(cumulative),
                  _run_rn=ibis.cases((e._new == 1, e._rn), else_=ibis.null().cast("int64"))
                  .max().over(cumulative))
-    jid = (
-        e.journey_type.concat("|", e.person_id, "|", e.journey_key.fill_null(""), "|",
-                              e._run.cast("string"))
-    ).hexdigest("md5")
-    # a channel switch: same journey, both channels known, and different
-    switch = ((e._new == 0) & e.channel.notnull() & e._prev_channel.notnull()
-              & (e.channel != e._prev_channel))
-    e = e.mutate(journey_id=jid.substr(0, 20), seq=e._rn - e._run_rn,
-                 channel_switch=switch.cast("int64"))
-    return e.drop("_epoch", "_gap", "_is_start", "_is_end", "_new", "_run", "_rn", "_run_rn",
-                  "_prev_channel", "channel",
-                  *[c for c in e.columns if c.startswith("_ref_")])
+    return e.select(*_OUT, _run=e._run, seq=e._rn - e._run_rn, _prev_channel=e._prev_channel)

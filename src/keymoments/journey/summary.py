@@ -41,9 +41,11 @@ def moment_candidates(je: ir.Table, moments: MomentsConfig) -> ir.Table:
 
 def summarize_journeys(je: ir.Table, journeys: JourneysConfig, types: list[JourneyType],
                        outcomes: OutcomesConfig, moments: MomentsConfig, as_of: ir.Scalar,
-                       person_last: ir.Table) -> ir.Table:
+                       person_last: ir.Table, materialize=None) -> ir.Table:
     """Journeys with status, outcome and moment features. ``person_last`` has
-    ``person_id, last_ts`` (the person's last event of any kind)."""
+    ``person_id, last_ts`` (the person's last event of any kind).
+    ``materialize(name, expr)``, when given, stores the per-journey aggregate,
+    which the status step reads twice (its rows and the typical durations)."""
     ends = {t.name: t.end for t in types if t.end}
     starts = {t.name: t.start for t in types if t.start}
 
@@ -57,11 +59,15 @@ def summarize_journeys(je: ir.Table, journeys: JourneysConfig, types: list[Journ
         _end=flag(ends), _start=flag(starts),
         _fb=is_fb, _churn=churn_ev.fill_null(False),
     )
-    base = je.group_by(["journey_id", "journey_type", "journey_key", "person_id"]).aggregate(
+    # the journey id determines its type, key and person: group by it alone
+    base = je.group_by("journey_id").aggregate(
+        journey_type=je.journey_type.arbitrary(),
+        journey_key=je.journey_key.arbitrary(),
+        person_id=je.person_id.arbitrary(),
         start_ts=je.ts.min(),
         end_ts=je.ts.max(),
         n_events=je.count(),
-        channels=je.channel.collect(distinct=True).sort(),
+        channels=je.channel.collect().unique().sort(),
         channel_switches=je.channel_switch.sum(),
         has_start=je._start.any(),
         has_end=je._end.any(),
@@ -103,6 +109,8 @@ def summarize_journeys(je: ir.Table, journeys: JourneysConfig, types: list[Journ
     dur = j.end_ts.epoch_seconds() - j.start_ts.epoch_seconds()
     idle = as_of.epoch_seconds() - j.end_ts.epoch_seconds()
     j = j.mutate(duration_s=dur.cast(_F), idle_s=idle.cast(_F), as_of=as_of)
+    if materialize is not None:
+        j = materialize("_km_jbase", j)
     typical = (j.filter(j.has_end).group_by("journey_type")
                .aggregate(_p90=j.duration_s.quantile(0.9)))
     typical = typical.select(_t=typical.journey_type, _p90=typical._p90)
@@ -125,11 +133,15 @@ def summarize_journeys(je: ir.Table, journeys: JourneysConfig, types: list[Journ
     j = j.mutate(status=status).drop("_p90")
 
     # outcomes: repurchase and churn
-    # the person's next purchase journey, by start (a window, not a self-join)
-    is_purchase = j.journey_type.isin(outcomes.purchase_types)
-    later = ibis.window(group_by=j.person_id, order_by=[j.start_ts, j.journey_id], rows=(1, None))
-    j = j.mutate(_next=ibis.cases((is_purchase, j.start_ts), else_=ibis.null().cast(j.start_ts.type()))
+    # the person's next purchase journey, by start (a window over narrow rows, joined
+    # back by journey: sorting the wide rows costs more than the join)
+    n = j.select("person_id", "start_ts", "journey_id", "journey_type")
+    later = ibis.window(group_by=n.person_id, order_by=[n.start_ts, n.journey_id], rows=(1, None))
+    n_purchase = n.journey_type.isin(outcomes.purchase_types)
+    n = n.select(_nj=n.journey_id,
+                 _next=ibis.cases((n_purchase, n.start_ts), else_=ibis.null().cast(n.start_ts.type()))
                  .min().over(later))
+    j = j.left_join(n, j.journey_id == n._nj).drop("_nj")
     gap_next = j._next.epoch_seconds() - j.end_ts.epoch_seconds()
     rep = outcomes.repurchase_within
     repurchased = ibis.cases(

@@ -105,13 +105,7 @@ def ingest_source(ws: Workspace, name: str, progress: Progress | None = None) ->
                          lenient_columns=spec.resolved_format() in ("jsonl", "xes"))
     con.execute(f"CREATE OR REPLACE TEMP TABLE _km_mapped AS {sql}")
     _stage_taxonomy(ws)
-    _classify(con)
-    counts = con.execute("""
-        SELECT count(*) FILTER (WHERE status = 'loaded'),
-               count(*) FILTER (WHERE status = 'quarantined'),
-               count(*) FILTER (WHERE status = 'duplicate')
-        FROM _km_rows
-    """).fetchone()
+    counts = _classify(con, one_event_per_row=len(spec.event_specs()) == 1)
     raw_cols = [c for c in types if c in staged.columns]
     con.execute("BEGIN TRANSACTION")
     try:
@@ -254,31 +248,45 @@ def _stage_taxonomy(ws: Workspace) -> None:
     con.unregister("_km_tax_arrow")
 
 
-def _classify(con) -> None:
-    """Status of every row and the new events, before the transaction."""
-    con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE _km_rows AS
-        SELECT {FILE_COLUMN}, {LINE_COLUMN},
-               arg_min(_km_err_field, _km_slot) FILTER (WHERE _km_err_reason IS NOT NULL) AS field,
-               arg_min(_km_err_value, _km_slot) FILTER (WHERE _km_err_reason IS NOT NULL) AS value,
-               arg_min(_km_err_reason, _km_slot) FILTER (WHERE _km_err_reason IS NOT NULL) AS reason,
-               count(*) FILTER (WHERE _km_present) AS n_present,
-               NULL::VARCHAR AS status
-        FROM _km_mapped GROUP BY ALL
-    """)
+def _classify(con, one_event_per_row: bool = False) -> tuple[int, int, int]:
+    """The new events and the status of the rows, before the transaction; returns
+    the rows (loaded, quarantined, duplicate). With one event per row, a row's
+    status is its event's own: only the quarantined rows are listed (no grouping,
+    no join), and a valid row is loaded when its event is new."""
+    present = "coalesce(_km_present, false)"
+    if one_event_per_row:
+        rows = f"""
+            SELECT {FILE_COLUMN}, {LINE_COLUMN}, _km_err_field AS field, _km_err_value AS value,
+                   _km_err_reason AS reason, CAST({present} AS BIGINT) AS n_present,
+                   NULL::VARCHAR AS status
+            FROM _km_mapped WHERE _km_err_reason IS NOT NULL OR NOT {present}"""
+    else:
+        rows = f"""
+            SELECT {FILE_COLUMN}, {LINE_COLUMN},
+                   arg_min(_km_err_field, _km_slot) FILTER (WHERE _km_err_reason IS NOT NULL) AS field,
+                   arg_min(_km_err_value, _km_slot) FILTER (WHERE _km_err_reason IS NOT NULL) AS value,
+                   arg_min(_km_err_reason, _km_slot) FILTER (WHERE _km_err_reason IS NOT NULL) AS reason,
+                   count(*) FILTER (WHERE _km_present) AS n_present,
+                   NULL::VARCHAR AS status
+            FROM _km_mapped GROUP BY ALL"""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _km_rows AS {rows}")
     con.execute("""
         UPDATE _km_rows SET reason = 'no event: every timestamp column of this row is empty',
                             field = 'ts'
         WHERE reason IS NULL AND n_present = 0
     """)
-    con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE _km_new_events AS
-        SELECT m.* EXCLUDE (stage), coalesce(m.stage, t.stage) AS stage, t.moment
-        FROM _km_mapped m
-        JOIN _km_rows r USING ({FILE_COLUMN}, {LINE_COLUMN})
-        LEFT JOIN _km_tax t ON t.event_type = m.event_type
-        WHERE r.reason IS NULL AND m._km_present
-    """)
+    if one_event_per_row:
+        # the mapped rows less the quarantined ones are the new events: no copy
+        n_rows = con.execute("SELECT count(*) FROM _km_mapped").fetchone()[0]
+        con.execute(f"DELETE FROM _km_mapped WHERE _km_err_reason IS NOT NULL OR NOT {present}")
+        con.execute("ALTER TABLE _km_mapped RENAME TO _km_new_events")
+    else:
+        # a row with an error in any of its events is quarantined whole
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE _km_new_events AS
+            SELECT m.* FROM _km_mapped m JOIN _km_rows r USING ({FILE_COLUMN}, {LINE_COLUMN})
+            WHERE r.reason IS NULL AND m._km_present
+        """)
     # an event repeated in the file keeps its first row; found by grouping on the id
     # alone, so only the few repeated rows are sorted
     con.execute(f"""
@@ -292,6 +300,11 @@ def _classify(con) -> None:
           AND n.{LINE_COLUMN} = d.{LINE_COLUMN} AND n._km_slot = d._km_slot
     """)
     con.execute("DELETE FROM _km_new_events n USING events e WHERE e.event_id = n.event_id")
+    if one_event_per_row:
+        con.execute("UPDATE _km_rows SET status = 'quarantined'")
+        quarantined = con.execute("SELECT count(*) FROM _km_rows").fetchone()[0]
+        loaded = con.execute("SELECT count(*) FROM _km_new_events").fetchone()[0]
+        return loaded, quarantined, n_rows - quarantined - loaded
     con.execute(f"""
         UPDATE _km_rows SET status = CASE
             WHEN reason IS NOT NULL THEN 'quarantined'
@@ -300,6 +313,12 @@ def _classify(con) -> None:
                            AND n.{LINE_COLUMN} = _km_rows.{LINE_COLUMN}) THEN 'loaded'
             ELSE 'duplicate' END
     """)
+    return con.execute("""
+        SELECT count(*) FILTER (WHERE status = 'loaded'),
+               count(*) FILTER (WHERE status = 'quarantined'),
+               count(*) FILTER (WHERE status = 'duplicate')
+        FROM _km_rows
+    """).fetchone()
 
 
 def _write_events(con, source: str, load_id: str) -> int:
@@ -307,11 +326,12 @@ def _write_events(con, source: str, load_id: str) -> int:
     con.execute(f"""
         INSERT INTO events ({cols})
         SELECT n.event_id, n.ts, i.person_id, n.anchor, n.identifiers, n.channel, n.event_type,
-               n.stage, n.moment, n.refs, n.agent, n.language, n.rating, n.rating_scale,
+               coalesce(n.stage, t.stage), t.moment, n.refs, n.agent, n.language, n.rating, n.rating_scale,
                n.rating_min, n.rating_max, n.text, n.measures, n.expected_ts, n.expected_value,
                n.expectation_kind, n.attributes,
                {literal(source)}, n.{FILE_COLUMN}, n.{LINE_COLUMN}, {literal(load_id)}
         FROM _km_new_events n LEFT JOIN identifiers i ON i.identifier = n.anchor
+        LEFT JOIN _km_tax t ON t.event_type = n.event_type
     """)
     return con.execute("SELECT count(*) FROM _km_new_events").fetchone()[0]
 

@@ -139,25 +139,35 @@ def rule_window_inputs(e: ir.Table, i: int, rule: ValenceRule) -> dict[str, ir.V
 
 
 def add_window_inputs(e: ir.Table, rules: list[ValenceRule]) -> ir.Table:
-    """``e`` with the window inputs of every rule, each computed over only the rows
-    it concerns (contacts; resolutions and interruptions) and joined back, so the
-    sorts are small."""
-    for i, rule in enumerate(rules):
+    """``e`` with the window inputs of every rule, computed over only the rows they
+    concern (contacts; resolutions and interruptions), each rule's window over its
+    own rows, and joined back once, so the sorts are small and the events are
+    probed once."""
+    specs = [(i, r) for i, r in enumerate(rules) if r.kind in WINDOW_KINDS]
+    if not specs:
+        return e
+    wanted: list[str] = []
+    for _, rule in specs:
+        extra = rule.interrupting if rule.kind == "first_contact_resolution" else []
+        wanted += [t for t in [*rule.event_types, *extra] if t not in wanted]
+    sub = e.filter(e.event_type.isin(wanted))
+    cols: dict[str, ir.Value] = {}
+    for i, rule in specs:
         if rule.kind == "repeat_contact":
-            sub = e.filter(e.event_type.isin(rule.event_types))
-            w = ibis.window(group_by=sub.person_id, order_by=[sub.ts, sub.event_id])
-            part = sub.select(_eid=sub.event_id, **{f"_p{i}": sub.ts.epoch_seconds().lag().over(w)})
-        elif rule.kind == "first_contact_resolution":
-            sub = e.filter(e.event_type.isin([*rule.event_types, *rule.interrupting]))
-            w = ibis.window(group_by=sub.journey_id, order_by=[sub.ts, sub.event_id], following=0)
+            member = sub.event_type.isin(rule.event_types)
+            w = ibis.window(group_by=[sub.person_id, member], order_by=[sub.ts, sub.event_id])
+            value = sub.ts.epoch_seconds().lag().over(w)
+            cols[f"_p{i}"] = ibis.cases((member, value), else_=ibis.null().cast(value.type()))
+        else:  # first_contact_resolution
+            member = sub.event_type.isin([*rule.event_types, *rule.interrupting])
+            w = ibis.window(group_by=[sub.journey_id, member], order_by=[sub.ts, sub.event_id],
+                            following=0)
             count = sub.event_type.isin(rule.interrupting).cast("int64").sum().over(w)
-            part = sub.select(_eid=sub.event_id, **{f"_x{i}": count})
-        else:
-            continue
-        e = e.left_join(part, e.event_id == part._eid).drop("_eid")
-        if rule.kind == "first_contact_resolution":
-            e = e.mutate(**{f"_x{i}": e[f"_x{i}"].fill_null(0)})
-    return e
+            cols[f"_x{i}"] = ibis.cases((member, count), else_=ibis.null().cast("int64"))
+    part = sub.select(_eid=sub.event_id, **cols)
+    e = e.left_join(part, e.event_id == part._eid).drop("_eid")
+    return e.mutate(**{f"_x{i}": e[f"_x{i}"].fill_null(0) for i, r in specs
+                       if r.kind == "first_contact_resolution"})
 
 
 def rule_outputs(e: ir.Table, i: int, rule: ValenceRule) -> tuple[ir.FloatingValue, ir.StringValue]:
