@@ -205,9 +205,15 @@ def events(ctx: click.Context, person_key: str | None, limit: int) -> None:
 @click.pass_context
 def build(ctx: click.Context) -> None:
     """Recompute journeys, valence and moments from the events."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
     with _workspace(ctx) as ws:
-        with err_console.status("building journeys and moments"):
-            report = ws.build()
+        with Progress("[progress.description]{task.description}", BarColumn(),
+                      MofNCompleteColumn(), TimeRemainingColumn(), console=err_console,
+                      transient=True, disable=not err_console.is_terminal) as bar:
+            task = bar.add_task("scoring texts, then building journeys and moments", total=None)
+            report = ws.build(progress=lambda done, total: bar.update(task, completed=done,
+                                                                       total=total))
     console.print(f"{report.journeys:,} journeys, {report.events:,} journey events, "
                   f"{report.moments:,} moments in {report.seconds['total']:.1f} s")
 

@@ -131,8 +131,11 @@ def derive(events, config: Config, types: list[JourneyType], as_of, text_scores,
 _STORED = {"_km_je": "journey_events", "_km_journeys": "journeys", "_km_moments": "moments"}
 
 
-def build(ws: Workspace) -> BuildReport:
+def build(ws: Workspace, progress: Callable[[int, int], None] | None = None) -> BuildReport:
     """Recompute journeys and moments from the events (DuckDB workspace).
+
+    ``progress(done, total)`` is called while new texts are scored (the slow step
+    with a model scorer), after each batch.
 
     Each derived table is written once, with its documented types, as
     ``<table>__new``; a short transaction then swaps the new tables in (drop the old,
@@ -142,7 +145,7 @@ def build(ws: Workspace) -> BuildReport:
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     scorer = get_scorer(cfg.valence.text_scorer)
-    scored_texts = update_text_scores(ws, scorer)
+    scored_texts = update_text_scores(ws, scorer, progress=progress)
     timings["text"] = time.perf_counter() - t0
 
     b = backend(ws)

@@ -239,6 +239,11 @@ class SourceSpec(CanonicalFields):
     ts: TimestampSpec | None = None
     events: list[EventSpec] | None = None
     timestamps: TimestampDefaults | None = None
+    #: remove emails, phone, card, IBAN and identity numbers from the ``text`` field
+    #: before it is stored (they become ``[email]``, ``[phone]``...); the event id is
+    #: computed before, so re-loading the same file still finds its duplicates.
+    #: Quarantined rows keep their raw values so they can be fixed.
+    redact_text: bool = True
 
     @field_validator("identifiers")
     @classmethod

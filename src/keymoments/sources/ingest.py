@@ -106,6 +106,10 @@ def ingest_source(ws: Workspace, name: str, progress: Progress | None = None) ->
     con.execute(f"CREATE OR REPLACE TEMP TABLE _km_mapped AS {sql}")
     _stage_taxonomy(ws)
     counts = _classify(con, one_event_per_row=len(spec.event_specs()) == 1)
+    if spec.redact_text:
+        from ..text.redact import redact_table_column  # not at import: it loads ibis
+
+        redact_table_column(con, "_km_new_events", "text")
     raw_cols = [c for c in types if c in staged.columns]
     con.execute("BEGIN TRANSACTION")
     try:

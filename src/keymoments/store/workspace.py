@@ -125,11 +125,12 @@ class Workspace:
         return [ingest_source(self, name, progress) for name in self.config.sources]
 
     # ---------------------------------------------------------------- engine
-    def build(self):
-        """Recompute journeys and moments from the events (see :mod:`keymoments.pipeline`)."""
+    def build(self, progress=None):
+        """Recompute journeys and moments from the events (see :mod:`keymoments.pipeline`);
+        ``progress(done, total)`` follows the scoring of new texts."""
         from ..pipeline import build
 
-        return build(self)
+        return build(self, progress=progress)
 
     def journeys(self, **filters) -> Result:
         """Journeys (see :func:`keymoments.journey.journeys`)."""
