@@ -46,3 +46,25 @@ def make_workspace(tmp_path):
             ws.close()
         except Exception:
             pass
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """One local Spark session for every cross-engine test (one JVM start per run)."""
+    import sys
+    import tempfile
+
+    from pyspark.sql import SparkSession
+
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    session = (SparkSession.builder.master("local[2]").appName("keymoments-tests")
+               .config("spark.sql.shuffle.partitions", "2")
+               .config("spark.ui.enabled", "false")
+               .config("spark.sql.warehouse.dir", tempfile.mkdtemp(prefix="km-spark-"))
+               .config("spark.ui.showConsoleProgress", "false")
+               .config("spark.driver.memory", "2g")
+               .config("spark.sql.session.timeZone", "UTC")
+               .getOrCreate())
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()

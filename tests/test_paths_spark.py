@@ -6,9 +6,6 @@ quantiles, Spark's are approximate (``percentile_approx``)."""
 
 from __future__ import annotations
 
-import os
-import sys
-import tempfile
 
 import numpy as np
 import pyarrow as pa
@@ -17,23 +14,6 @@ import pytest
 
 from keymoments.paths.dfg import dfg_counts, edges_expr, nodes_expr
 from keymoments.paths.variant import split_path, variant_counts
-
-
-@pytest.fixture(scope="module")
-def spark():
-    from pyspark.sql import SparkSession
-
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    session = (SparkSession.builder.master("local[2]").appName("keymoments-paths")
-               .config("spark.sql.shuffle.partitions", "2")
-               .config("spark.ui.enabled", "false")
-               .config("spark.sql.warehouse.dir", tempfile.mkdtemp(prefix="km-spark-"))
-               .config("spark.ui.showConsoleProgress", "false")
-               .config("spark.sql.session.timeZone", "UTC")
-               .getOrCreate())
-    session.sparkContext.setLogLevel("ERROR")
-    yield session
-    session.stop()
 
 
 def _log(seed: int = 3) -> pa.Table:
