@@ -12,7 +12,6 @@ import math
 import sys
 from pathlib import Path
 
-
 HERE = Path(__file__).resolve().parent
 
 
