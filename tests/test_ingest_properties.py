@@ -407,7 +407,9 @@ def test_the_generator_makes_every_kind_of_row():
     the oracle must agree that bad values are bad (so the test can fail)."""
     seen: set[str] = set()
 
-    @settings(derandomize=True, database=None, max_examples=60, phases=[Phase.generate])
+    @settings(derandomize=True, database=None, max_examples=60, phases=[Phase.generate],
+              deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                    HealthCheck.data_too_large])
     @given(tables())
     def collect(table):
         seen.update(r.kind for r in table[3])

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import keymoments as km
@@ -207,7 +207,8 @@ cells = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters
                 max_size=8)
 
 
-@settings(derandomize=True, max_examples=300, deadline=None, database=None)
+@settings(derandomize=True, max_examples=300, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow])
 @given(st.sampled_from([",", ";", "\t", "|"]), st.sampled_from(["\n", "\r\n"]),
        st.integers(1, 4).flatmap(lambda n: st.lists(st.lists(cells, min_size=n, max_size=n),
                                                     max_size=8)),
