@@ -30,7 +30,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from .analysis import Duration
-from .base import Strict
+from .base import Strict, require_unique_names
 
 __all__ = [
     "TriggerSpec",
@@ -174,11 +174,7 @@ class ActionsConfig(Strict):
     @field_validator("rules")
     @classmethod
     def _unique(cls, v: list[ActionRule]) -> list[ActionRule]:
-        names = [r.name for r in v]
-        dup = sorted({n for n in names if names.count(n) > 1})
-        if dup:
-            raise ValueError(f"rule names must be unique: {', '.join(dup)}")
-        return v
+        return require_unique_names(v, "rule")
 
 
 class RateLimit(Strict):

@@ -17,7 +17,7 @@ from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
-from .base import STAGES, Strict
+from .base import STAGES, Strict, require_unique_names
 
 __all__ = [
     "Duration",
@@ -175,12 +175,7 @@ class JourneysConfig(Strict):
     @field_validator("types")
     @classmethod
     def _unique(cls, v: list[JourneyType] | None) -> list[JourneyType] | None:
-        if v is not None:
-            names = [t.name for t in v]
-            dup = {n for n in names if names.count(n) > 1}
-            if dup:
-                raise ValueError(f"journey type names must be unique: {', '.join(sorted(dup))}")
-        return v
+        return require_unique_names(v, "journey type")
 
 
 class OutcomesConfig(Strict):

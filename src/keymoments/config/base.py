@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
-__all__ = ["STAGES", "KEY_MOMENTS", "RATING_SCALES", "Strict"]
+__all__ = ["STAGES", "KEY_MOMENTS", "RATING_SCALES", "Strict", "require_unique_names"]
 
 #: Journey stages an event can belong to, in funnel order.
 STAGES = (
@@ -46,3 +46,19 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def require_unique_names(items, what: str):
+    """``items`` unchanged if their ``name`` values are unique, else a ValueError naming
+    the repeated ones (for list-of-named-models validators).
+
+    >>> from types import SimpleNamespace as N
+    >>> require_unique_names([N(name="a"), N(name="b"), N(name="a")], "rule")
+    Traceback (most recent call last):
+    ...
+    ValueError: rule names must be unique: a
+    """
+    if items is not None:
+        names = [item.name for item in items]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"{what} names must be unique: {', '.join(dup)}")
+    return items

@@ -22,7 +22,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from .analysis import Duration
-from .base import Strict
+from .base import Strict, require_unique_names
 
 __all__ = ["DesignedStep", "DesignedJourney", "ContactsConfig", "PathsConfig"]
 
@@ -102,8 +102,4 @@ class PathsConfig(Strict):
     @field_validator("designed")
     @classmethod
     def _unique(cls, v: list[DesignedJourney]) -> list[DesignedJourney]:
-        names = [d.name for d in v]
-        dup = sorted({n for n in names if names.count(n) > 1})
-        if dup:
-            raise ValueError(f"designed journey names must be unique: {', '.join(dup)}")
-        return v
+        return require_unique_names(v, "designed journey")
