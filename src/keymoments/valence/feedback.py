@@ -14,7 +14,7 @@ from __future__ import annotations
 import ibis
 import ibis.expr.types as ir
 
-__all__ = ["rating_valence", "rating_valence_expr"]
+__all__ = ["rating_valence", "rating_centre_expr", "rating_valence_expr"]
 
 
 def rating_valence(rating: float, lo: float, hi: float, neutral: float) -> float:
@@ -24,11 +24,20 @@ def rating_valence(rating: float, lo: float, hi: float, neutral: float) -> float
     return (rating - neutral) / (neutral - lo) if neutral > lo else 0.0
 
 
-def rating_valence_expr(e: ir.Table, neutral: dict[str, float]) -> ir.FloatingValue:
-    """Column expression of :func:`rating_valence` over ``rating`` and its scale."""
+def rating_centre_expr(e: ir.Table, neutral: dict[str, float]) -> ir.FloatingValue:
+    """The neutral point of each row's scale (``neutral``, else the scale's middle)."""
     mid = (e.rating_min + e.rating_max) / 2
-    centre = ibis.cases(*[(e.rating_scale == k, ibis.literal(float(v))) for k, v in neutral.items()],
-                        else_=mid) if neutral else mid
+    return ibis.cases(*[(e.rating_scale == k, ibis.literal(float(v))) for k, v in neutral.items()],
+                      else_=mid) if neutral else mid
+
+
+def rating_valence_expr(e: ir.Table, neutral: dict[str, float],
+                        centre: ir.FloatingValue | None = None) -> ir.FloatingValue:
+    """Column expression of :func:`rating_valence` over ``rating`` and its scale.
+
+    ``centre``: a column already holding :func:`rating_centre_expr` (the compiled SQL
+    then refers to it instead of repeating its CASE at every use)."""
+    centre = rating_centre_expr(e, neutral) if centre is None else centre
     up = (e.rating - centre) / (e.rating_max - centre).nullif(0)
     down = (e.rating - centre) / (centre - e.rating_min).nullif(0)
     v = ibis.cases((e.rating.isnull(), ibis.null().cast("float64")),
