@@ -26,6 +26,7 @@ import os
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -191,8 +192,10 @@ def _row(e: PostedEvent, slot: int) -> dict:
     return row
 
 
-def load_events(ws: Workspace, events: list[PostedEvent]) -> LoadReport:
-    """Store posted events as a load of the ``api`` source (one transaction)."""
+def load_events(ws: Workspace, events: list[PostedEvent],
+                before_commit: Callable[[LoadReport], None] | None = None) -> LoadReport:
+    """Store posted events as a load of the ``api`` source (one transaction;
+    ``before_commit`` runs inside it, see :func:`keymoments.sources.ingest.ingest_source`)."""
     from ..sources.ingest import ingest_source
 
     if API_SOURCE in ws.config.sources:
@@ -209,7 +212,7 @@ def load_events(ws: Workspace, events: list[PostedEvent]) -> LoadReport:
     saved = ws.config
     ws.config = saved.model_copy(update={"sources": {**saved.sources, API_SOURCE: spec}})
     try:
-        return ingest_source(ws, API_SOURCE)
+        return ingest_source(ws, API_SOURCE, before_commit=before_commit)
     finally:
         ws.config = saved
         os.unlink(path)

@@ -43,7 +43,7 @@ from ..valence.text import get_scorer
 if TYPE_CHECKING:
     from ..store.workspace import Workspace
 
-__all__ = ["pending_loads", "process_pending", "update_persons"]
+__all__ = ["pending_loads", "process_pending", "process_load", "update_persons"]
 
 _DERIVED = ("journey_events", "journeys", "moments")
 _TEMPS = {"journey_events": "_km_je", "journeys": "_km_journeys", "moments": "_km_moments"}
@@ -93,14 +93,20 @@ def _timestamp_sql(ts: datetime) -> str:
     return re.search(r"MAKE_TIMESTAMPTZ\([^)]*\)", sql).group(0)
 
 
-def _plan(ws: Workspace, b, events, types, texts) -> list[tuple[str, str]]:
-    """The engine's steps as (temp table, SQL) over ``_km_live_persons``, compiled by
-    :func:`keymoments.pipeline.derive` once per (config, journey types)."""
+def _plan(ws: Workspace, types, scorer_name: str) -> list[tuple[str, str]]:
+    """The engine's steps as (temp table, SQL) over ``_km_live_events``, compiled by
+    :func:`keymoments.pipeline.derive` once per (config, journey types, scorer)."""
     cfg = ws.config  # only what the engine reads (not the name, sources or actions)
     key = (cfg.model_dump_json(include={"valence", "journeys", "outcomes", "moments"}),
-           tuple(t.model_dump_json() for t in types))
+           tuple(t.model_dump_json() for t in types), scorer_name)
     if key in _PLANS:
         return _PLANS[key]
+    from ..engine import backend
+
+    b = backend(ws)  # the Ibis tables (each a catalog lookup): only when compiling
+    texts = b.table("text_scores")
+    texts = texts.filter(texts.scorer == scorer_name)
+    events = b.table("_km_live_events")
     steps: list[tuple[str, str]] = []
 
     def materialize(name: str, expr):
@@ -122,14 +128,24 @@ def _plan(ws: Workspace, b, events, types, texts) -> list[tuple[str, str]]:
 def update_persons(ws: Workspace, persons: list[str], loads: list[str] = ()) -> dict:
     """Rebuild the derived rows of ``persons`` and fire their actions, in one
     transaction that also marks ``loads`` processed."""
+    return _update(ws, persons, loads, own_transaction=True)
+
+
+def process_load(ws: Workspace, load_id: str) -> dict:
+    """Update the persons of ``load_id`` inside the caller's open transaction (the
+    load's own, so its events and the actions they cause commit together)."""
+    persons = [r[0] for r in ws.con.execute(
+        "SELECT DISTINCT person_id FROM events WHERE load_id = ? AND person_id IS NOT NULL "
+        "ORDER BY 1", [load_id]).fetchall()]
+    return _update(ws, persons, [load_id], own_transaction=False)
+
+
+def _update(ws: Workspace, persons: list[str], loads, own_transaction: bool) -> dict:
     from .actions import fire_actions
 
     con = ws.con
     t0 = time.perf_counter()
     scorer = get_scorer(ws.config.valence.text_scorer)
-    from ..engine import backend
-
-    b = backend(ws)
     con.register("_km_live_arrow", pa.table({"person_id": pa.array(persons, pa.string())}))
     con.execute("CREATE OR REPLACE TEMP TABLE _km_live_persons AS SELECT * FROM _km_live_arrow")
     con.unregister("_km_live_arrow")
@@ -140,19 +156,16 @@ def update_persons(ws: Workspace, persons: list[str], loads: list[str] = ()) -> 
         "SELECT count(*) FROM _km_live_events e WHERE text IS NOT NULL AND NOT EXISTS "
         "(SELECT 1 FROM text_scores s WHERE s.text_hash = md5(e.text) AND s.scorer = ?)",
         [scorer.name]).fetchone()[0]
-    if unscored:  # (scans every event's text: only when these persons have new texts)
-        update_text_scores(ws, scorer)
-    texts = b.table("text_scores")
-    texts = texts.filter(texts.scorer == scorer.name)
-    events = b.table("_km_live_events")
-
-    steps = _plan(ws, b, events, _pinned_types(ws), texts)
+    if unscored:
+        update_text_scores(ws, scorer, events="_km_live_events")
+    steps = _plan(ws, _pinned_types(ws), scorer.name)
     as_of = _timestamp_sql(resolve_as_of(ws))
     for name, sql in steps:
         con.execute(f"CREATE OR REPLACE TEMP TABLE {ident(name)} AS "
                     + sql.replace(_timestamp_sql(_SENTINEL), as_of))
     t_derive = time.perf_counter() - t0
-    con.execute("BEGIN TRANSACTION")
+    if own_transaction:
+        con.execute("BEGIN TRANSACTION")
     try:
         for table in _DERIVED:
             con.execute(f"DELETE FROM {ident(table)} WHERE person_id IN "
@@ -166,9 +179,11 @@ def update_persons(ws: Workspace, persons: list[str], loads: list[str] = ()) -> 
         fired = fire_actions(ws, "_km_live_persons")
         for load in loads:
             con.execute(f"INSERT INTO live_loads VALUES ({literal(load)}, now())")
-        con.execute("COMMIT")
+        if own_transaction:
+            con.execute("COMMIT")
     except BaseException:
-        con.execute("ROLLBACK")
+        if own_transaction:
+            con.execute("ROLLBACK")
         raise
     finally:
         for tmp in ("_km_jn", "_km_je", "_km_journeys", "_km_moments", "_km_live_persons",

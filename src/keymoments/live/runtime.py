@@ -3,10 +3,12 @@ updates the persons of posted events, and the delivery worker.
 
 The DuckDB connection is shared by the request threads, the processor and the
 delivery worker, so every use of it holds :attr:`LiveRuntime.lock`. Posting events
-commits them (a load of the ``api`` source; requests arriving together share one
-load: group commit) and wakes the processor; the processor
-updates every pending load's persons and their actions in one transaction. After a
-crash, the loads not yet processed are found in the store and processed at start.
+stores them as a load of the ``api`` source (requests arriving together share one
+load: group commit) and, in the same transaction, updates their persons'
+journeys and moments and writes the actions they cause to the outbox. Should that
+update fail, the events are stored alone and the processor retries their load (it
+also runs the time-based triggers); after a crash, the loads not yet processed
+are found in the store and processed at start.
 
 >>> import tempfile, keymoments as km
 >>> root = tempfile.mkdtemp(); km.init(root).close()
@@ -26,7 +28,7 @@ from concurrent.futures import Future
 from ..store.workspace import Workspace
 from .delivery import DeliveryWorker
 from .events import PostedEvent, load_events
-from .incremental import pending_loads, process_pending
+from .incremental import pending_loads, process_load, process_pending
 
 __all__ = ["LiveRuntime"]
 
@@ -106,7 +108,6 @@ class LiveRuntime:
                 for _, future in group:
                     future.set_exception(exc)
                 continue
-            self._wake.set()
             for (_, future), result in zip(group, results):
                 future.set_result(result)
 
@@ -114,13 +115,30 @@ class LiveRuntime:
         """One load for the requests of ``group``; per request, its own counts (its
         events are lines ``start + 1 .. start + n`` of the load)."""
         events = [e for evs, _ in group for e in evs]
+        fired = 0
         with self.lock:
-            report = load_events(self.ws, events)
+            try:
+                # one transaction: the events, their persons' journeys and moments, and
+                # the actions they cause (the outbox rows) commit together
+                done: dict = {}
+                report = load_events(self.ws, events, before_commit=lambda r: done.update(
+                    process_load(self.ws, r.load_id)))
+                fired = done.get("actions", 0)
+            except Exception as exc:  # noqa: BLE001 - the events are stored all the same
+                # deriving failed (kept for /v1/status): store the events alone; the
+                # processor retries their load, as after a crash
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                report = load_events(self.ws, events)
+                self._wake.set()
             con = self.ws.con
             loaded = dict(con.execute("SELECT source_line, count(*) FROM events WHERE load_id = ? "
                                       "GROUP BY 1", [report.load_id]).fetchall())
             rejected = con.execute("SELECT line, field, value, reason FROM quarantine "
                                    "WHERE load_id = ? ORDER BY line", [report.load_id]).fetchall()
+        if fired:
+            self._deliver_wake.set()
+        with self.processed:
+            self.processed.notify_all()
         out, start = [], 0
         for evs, _ in group:
             lines = range(start + 1, start + len(evs) + 1)

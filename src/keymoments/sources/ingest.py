@@ -21,6 +21,7 @@ import time
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
@@ -76,8 +77,14 @@ def _fault(point: str) -> None:
         time.sleep(float(spec.split(":", 1)[1]))
 
 
-def ingest_source(ws: Workspace, name: str, progress: Progress | None = None) -> LoadReport:
-    """Load the source ``name`` of the workspace's config; see the module doc."""
+def ingest_source(ws: Workspace, name: str, progress: Progress | None = None,
+                  before_commit: Callable[[LoadReport], None] | None = None) -> LoadReport:
+    """Load the source ``name`` of the workspace's config; see the module doc.
+
+    ``before_commit(report)`` runs inside the load's transaction, after its events
+    are written (the live service derives their journeys and actions there, so the
+    events and the actions they cause commit together); if it raises, nothing of
+    the load is stored."""
     started = time.perf_counter()
     if name not in ws.config.sources:
         import difflib
@@ -134,6 +141,8 @@ def ingest_source(ws: Workspace, name: str, progress: Progress | None = None) ->
              report.rows_loaded, report.rows_quarantined, report.rows_duplicate,
              report.events_loaded],
         )
+        if before_commit is not None:
+            before_commit(report)
         _fault("before_commit")
         con.execute("COMMIT")
     except BaseException:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
+from ..sql import ident
 from .text import TextScorer
 
 if TYPE_CHECKING:
@@ -33,16 +34,18 @@ def text_hash(text: str) -> str:
 
 
 def update_text_scores(ws: Workspace, scorer: TextScorer,
-                       progress: Callable[[int, int], None] | None = None) -> int:
+                       progress: Callable[[int, int], None] | None = None,
+                       events: str = "events") -> int:
     """Score the texts not yet scored by ``scorer``; returns how many were scored.
 
     Scores are written after each batch (``scorer.progress_batch`` texts, else
     5,000), so an interrupted run resumes where it stopped, and ``progress(done,
-    total)`` is called after each."""
+    total)`` is called after each. ``events``: the table whose texts are scored (the
+    live service passes the few events it updates)."""
     con = ws.con
-    todo = con.execute("""
+    todo = con.execute(f"""
         SELECT md5(text) AS h, any_value(text) AS text, any_value(language) AS language
-        FROM events e WHERE text IS NOT NULL
+        FROM {ident(events)} e WHERE text IS NOT NULL
           AND NOT EXISTS (SELECT 1 FROM text_scores s WHERE s.text_hash = md5(e.text)
                           AND s.scorer = ?)
         GROUP BY 1 ORDER BY 1
