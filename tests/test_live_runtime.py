@@ -1,0 +1,82 @@
+"""The live runtime's cycle: posted events, their journeys and moments and the
+actions they cause commit in one transaction; when deriving fails, the events are
+stored all the same and the processor finishes their load later."""
+
+from __future__ import annotations
+
+import keymoments as km
+from keymoments.live import incremental
+from keymoments.live.runtime import LiveRuntime
+
+RULE = """
+actions:
+  rules:
+    - {name: thanks, trigger: {on: purchase_completed}, action: {kind: file}}
+"""
+
+
+def _events(n0: int, n: int) -> list[dict]:
+    return [{"ts": f"2026-03-01T10:{i % 60:02d}:00Z", "event_type": "order_placed",
+             "identifiers": {"customer_id": f"c{i}"}, "refs": {"order": f"o{i}"}}
+            for i in range(n0, n0 + n)]
+
+
+def _counts(rt: LiveRuntime) -> tuple[int, int, int, int]:
+    with rt.lock:
+        con = rt.ws.con
+        return tuple(con.execute(q).fetchone()[0] for q in (
+            "SELECT count(*) FROM events", "SELECT count(*) FROM journeys",
+            "SELECT count(*) FROM outbox",
+            "SELECT count(*) FROM loads WHERE load_id NOT IN (SELECT load_id FROM live_loads)"))
+
+
+def _workspace(tmp_path):
+    km.init(tmp_path).close()
+    with open(tmp_path / "keymoments.yaml", "a", encoding="utf-8") as fh:
+        fh.write(RULE)
+    return tmp_path
+
+
+def test_the_post_returns_with_events_journeys_and_actions_committed(tmp_path, monkeypatch):
+    import keymoments.live.runtime as runtime_module
+
+    # the processor does nothing here: the post alone must derive and fire
+    monkeypatch.setattr(runtime_module, "process_pending", lambda ws: {"actions": 0})
+    rt = LiveRuntime(_workspace(tmp_path))
+    rt.start()
+    try:
+        out = rt.ingest(_events(0, 3))
+        assert out["events_loaded"] == 3
+        assert _counts(rt) == (3, 3, 3, 0)  # nothing left pending
+        out = rt.ingest(_events(0, 3))  # the same events again: nothing new
+        assert out["duplicate"] == 3 and _counts(rt) == (3, 3, 3, 0)
+    finally:
+        rt.stop()
+
+
+def test_a_failed_update_stores_the_events_and_the_processor_finishes_them(tmp_path, monkeypatch):
+    rt = LiveRuntime(_workspace(tmp_path))
+    real = incremental.process_load
+    calls = {"n": 0}
+
+    def broken(ws, load_id):
+        calls["n"] += 1
+        real(ws, load_id)  # writes inside the transaction ... then fails: all rolled back
+        raise RuntimeError("engine broke")
+
+    import keymoments.live.runtime as runtime_module
+
+    monkeypatch.setattr(runtime_module, "process_load", broken)
+    rt.start()
+    try:
+        out = rt.ingest(_events(0, 2), wait=True, timeout=20)
+        assert calls["n"] == 1
+        assert out["events_loaded"] == 2
+        # the processor picked the load up: journeys and actions exist exactly once
+        assert out["processed"] is True
+        assert _counts(rt) == (2, 2, 2, 0)
+        with rt.lock:
+            loads = rt.ws.con.execute("SELECT count(*) FROM loads").fetchone()[0]
+        assert loads == 1  # the rolled-back attempt left no load behind
+    finally:
+        rt.stop()
