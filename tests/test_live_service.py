@@ -165,6 +165,16 @@ def test_bad_events_get_a_clear_4xx_and_store_nothing(live, raw, status, words):
     assert _events_count(server, keys) == before
 
 
+@pytest.mark.parametrize("who, status", [(None, 401), ("wrong", 401), ("read", 403)])
+@pytest.mark.parametrize("raw", [b"not json at all", json.dumps({**EVENT, "ts": "yesterday"}).encode()])
+def test_the_key_is_checked_before_the_body(live, who, status, raw):
+    server, keys = live
+    token = {"wrong": "km_deadbeef0000_wrongsecret", None: None}.get(who, keys.get(who))
+    got, body, _ = server.request("POST", "/v1/events", raw=raw, token=token)
+    assert got == status, body
+    _is_envelope(body, status)
+
+
 def test_one_bad_event_refuses_the_whole_batch(live):
     server, keys = live
     before = _events_count(server, keys)

@@ -190,19 +190,22 @@ def create_app(path: str = ".", runtime: LiveRuntime | None = None) -> FastAPI:
     def rt() -> LiveRuntime:
         return rt_box["rt"]
 
+    def token_of(request) -> str | None:
+        header = request.headers.get("authorization", "")
+        token = header[7:].strip() if header.lower().startswith("bearer ") else None
+        return token or request.headers.get("x-api-key")
+
     def require(scope: str):
         def dep(request: Request):
-            header = request.headers.get("authorization", "")
-            token = header[7:].strip() if header.lower().startswith("bearer ") else None
-            token = token or request.headers.get("x-api-key")
             with rt().lock:
-                key = check_key(rt().ws, token, scope)
+                key = check_key(rt().ws, token_of(request), scope)
             wait = request.app.state.buckets.take(key.key_id)
             if wait:
                 raise ServiceError(429, f"rate limit of {rt().ws.config.service.rate_limit.per_second:g} "
                                    "requests/s per key reached; retry later",
                                    headers={"Retry-After": str(max(1, int(wait + 0.999)))})
             return key
+        dep.km_scope = scope  # read by the validation handler: the key is checked first
         return Depends(dep)
 
     # -------------------------------------------------------------- errors
@@ -219,6 +222,17 @@ def create_app(path: str = ".", runtime: LiveRuntime | None = None) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request, exc: RequestValidationError):
+        # the body is parsed before the route's key check runs: check the key here
+        # first, so a request without a valid key is a 401 (403) whatever its body
+        route = request.scope.get("route")
+        deps = getattr(getattr(route, "dependant", None), "dependencies", [])
+        scope = next((d.call.km_scope for d in deps if hasattr(d.call, "km_scope")), None)
+        if scope is not None:
+            try:
+                with rt().lock:
+                    check_key(rt().ws, token_of(request), scope)
+            except KeymomentsError as auth:
+                return await _km_error(request, auth)
         return _envelope(*_validation_details(exc))
 
     @app.exception_handler(KeymomentsError)
