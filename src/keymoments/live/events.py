@@ -20,13 +20,10 @@ True
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import uuid
-from datetime import datetime, timezone
-from pathlib import Path
 from collections.abc import Callable
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -155,7 +152,7 @@ def _anchor_order(kinds: set[str]) -> list[str]:
 
 
 def api_source_spec(path: str, events: list[PostedEvent]) -> SourceSpec:
-    """The mapping of a batch written as JSON lines by :func:`load_events`: one event
+    """The mapping of a batch staged as JSON lines records by :func:`load_events`: one event
     slot per (rating scale, expectation kind) in the batch, each row filling only its
     own slot's timestamp, so every event keeps its own scale and expectation."""
     ids = _anchor_order({k for e in events for k in e.identifiers})
@@ -201,18 +198,12 @@ def load_events(ws: Workspace, events: list[PostedEvent],
     if API_SOURCE in ws.config.sources:
         raise ConfigError(f"the source name {API_SOURCE!r} is reserved for posted events; "
                           "rename that source in keymoments.yaml", key=f"sources.{API_SOURCE}")
-    folder = Path(ws.root) / ".live"
-    folder.mkdir(exist_ok=True)
-    path = folder / f"batch-{uuid.uuid4().hex}.jsonl"
     slots = {s: i for i, s in enumerate(sorted({_slot(e) for e in events}))}
-    with open(path, "w", encoding="utf-8") as fh:
-        for e in events:
-            fh.write(json.dumps(_row(e, slots[_slot(e)]), ensure_ascii=False) + "\n")
-    spec = api_source_spec(str(path), events)
+    records = [_row(e, slots[_slot(e)]) for e in events]  # as a JSON lines export would read
+    spec = api_source_spec(f"posted:{uuid.uuid4().hex}", events)
     saved = ws.config
     ws.config = saved.model_copy(update={"sources": {**saved.sources, API_SOURCE: spec}})
     try:
-        return ingest_source(ws, API_SOURCE, before_commit=before_commit)
+        return ingest_source(ws, API_SOURCE, before_commit=before_commit, records=records)
     finally:
         ws.config = saved
-        os.unlink(path)

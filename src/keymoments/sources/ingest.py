@@ -33,7 +33,7 @@ from ..people.identity import normalise_phone, stitch
 from ..sql import ident, literal
 from ..taxonomy import resolve_taxonomy
 from .mapping import PHONE_TABLE, compile_source, phone_text_expressions
-from .readers import FILE_COLUMN, LINE_COLUMN, Progress, expand_paths, stage_file
+from .readers import FILE_COLUMN, LINE_COLUMN, Progress, expand_paths, stage_file, stage_records
 
 if TYPE_CHECKING:
     from ..store.workspace import Workspace
@@ -78,8 +78,12 @@ def _fault(point: str) -> None:
 
 
 def ingest_source(ws: Workspace, name: str, progress: Progress | None = None,
-                  before_commit: Callable[[LoadReport], None] | None = None) -> LoadReport:
+                  before_commit: Callable[[LoadReport], None] | None = None,
+                  records: list[dict] | None = None) -> LoadReport:
     """Load the source ``name`` of the workspace's config; see the module doc.
+
+    ``records``: rows given in memory instead of the source's file (staged as a JSON
+    lines file of them would be; the source's ``path`` names them).
 
     ``before_commit(report)`` runs inside the load's transaction, after its events
     are written (the live service derives their journeys and actions there, so the
@@ -95,9 +99,13 @@ def ingest_source(ws: Workspace, name: str, progress: Progress | None = None,
         raise NotFoundError(f"no source {name!r} in keymoments.yaml (sources: {known}){hint}")
     spec = ws.config.sources[name]
     con = ws.con
-    files = expand_paths(spec.path, ws.root)
     load_id = f"load-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
-    staged = stage_file(con, files, spec.resolved_format(), spec.csv, "_km_raw", progress)
+    if records is not None:
+        files = [spec.path]
+        staged = stage_records(con, records, "_km_raw", spec.path)
+    else:
+        files = expand_paths(spec.path, ws.root)
+        staged = stage_file(con, files, spec.resolved_format(), spec.csv, "_km_raw", progress)
     if not staged.columns:
         # only empty files (not even a header): nothing to map, and no columns to map
         # from; give the staging table the mapped columns so the load reads 0 rows

@@ -37,7 +37,7 @@ from ..config.models import CsvOptions
 from ..errors import SourceError
 from ..sql import ident, literal
 
-__all__ = ["Reject", "Staged", "stage_file", "read_csv_records", "expand_paths"]
+__all__ = ["Reject", "Staged", "stage_file", "stage_records", "read_csv_records", "expand_paths"]
 
 BATCH_ROWS = 50_000
 LINE_COLUMN = "_km_line"
@@ -504,6 +504,19 @@ def _jsonl_rows(fh, options, sink: _BatchSink, rejects, path, progress) -> None:
         sink.add(number, {k: _json_scalar(v) for k, v in _flatten(obj).items()})
     if progress and done:
         progress(done)
+
+
+def stage_records(con: duckdb.DuckDBPyConnection, records: list[dict], table: str,
+                  label: str) -> Staged:
+    """Stage in-memory records exactly as a JSON lines file of them would be staged
+    (nested objects become dotted columns, values text), without writing the file;
+    ``label`` stands for the file name (the live service's posted batches)."""
+    sink = _BatchSink(con, table)
+    sink.file = label
+    for number, obj in enumerate(records, start=1):
+        sink.add(number, {k: _json_scalar(v) for k, v in _flatten(obj).items()})
+    sink.flush()
+    return Staged(table, sink.columns, sink.rows, [label])
 
 
 def _flatten(obj: dict, prefix: str = "") -> dict[str, object]:
