@@ -31,13 +31,15 @@ from ..errors import NotFoundError
 from ..people.identity import normalise_phone, stitch
 from ..sql import ident, literal
 from ..taxonomy import resolve_taxonomy
-from .mapping import PHONE_TABLE, compile_source, phone_text_expressions
+from .mapping import LATEST_EVENT_ID_SCHEME, PHONE_TABLE, compile_source, phone_text_expressions
 from .readers import FILE_COLUMN, LINE_COLUMN, Progress, expand_paths, stage_file
 
 if TYPE_CHECKING:
     from ..store.workspace import Workspace
 
-__all__ = ["LoadReport", "ingest_source"]
+__all__ = ["LoadReport", "ingest_source", "event_id_scheme"]
+
+SCHEME_KEY = "event_id_scheme"  # in km_meta
 
 _EVENT_COLUMNS = (
     "event_id", "ts", "person_id", "anchor", "identifiers", "channel", "event_type", "stage",
@@ -101,8 +103,10 @@ def ingest_source(ws: Workspace, name: str, progress: Progress | None = None) ->
     for bookkeeping in (LINE_COLUMN, FILE_COLUMN):
         types.pop(bookkeeping, None)
     _stage_phones(ws, spec, name, types, table)
+    scheme, scheme_is_new = event_id_scheme(con)
     sql = compile_source(spec, name, types, table, ws.config.identity,
-                         lenient_columns=spec.resolved_format() in ("jsonl", "xes"))
+                         lenient_columns=spec.resolved_format() in ("jsonl", "xes"),
+                         event_id_scheme=scheme)
     con.execute(f"CREATE OR REPLACE TEMP TABLE _km_mapped AS {sql}")
     _stage_taxonomy(ws)
     counts = _classify(con, one_event_per_row=len(spec.event_specs()) == 1)
@@ -115,6 +119,8 @@ def ingest_source(ws: Workspace, name: str, progress: Progress | None = None) ->
     try:
         # stitch first, so the new events are written with their person (no UPDATE
         # of what was just written); earlier events of merged persons are re-linked
+        if scheme_is_new:
+            con.execute("INSERT INTO km_meta VALUES (?, ?)", [SCHEME_KEY, str(scheme)])
         con.execute(f"ALTER TABLE _km_new_events ADD COLUMN source VARCHAR DEFAULT {literal(name)}")
         relinked = stitch(con, "_km_new_events")
         events_loaded = _write_events(con, name, load_id)
@@ -142,6 +148,29 @@ def ingest_source(ws: Workspace, name: str, progress: Progress | None = None) ->
     finally:
         _drop_temps(con)
     return report
+
+
+def event_id_scheme(con) -> tuple[int, bool]:
+    """The workspace's event id scheme (see
+    :data:`~keymoments.sources.mapping.EVENT_ID_SCHEMES`) and whether it is still to
+    be recorded: the one in ``km_meta``; else scheme 1 for a store that already
+    holds events (written before schemes were recorded, so with scheme 1), else the
+    latest.
+
+    >>> import duckdb
+    >>> from keymoments.store.schema import migrate
+    >>> con = duckdb.connect(); _ = migrate(con)
+    >>> event_id_scheme(con)
+    (2, True)
+    >>> _ = con.execute("INSERT INTO km_meta VALUES ('event_id_scheme', '1')")
+    >>> event_id_scheme(con)
+    (1, False)
+    """
+    row = con.execute("SELECT value FROM km_meta WHERE key = ?", [SCHEME_KEY]).fetchone()
+    if row is not None:
+        return int(row[0]), False
+    has_events = con.execute("SELECT EXISTS (SELECT 1 FROM events)").fetchone()[0]
+    return (1 if has_events else LATEST_EVENT_ID_SCHEME), True
 
 
 def _mapped_columns(spec: SourceSpec) -> list[str]:

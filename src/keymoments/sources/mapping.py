@@ -32,12 +32,22 @@ from ..errors import ConfigError
 from ..sql import ident, literal
 from .readers import FILE_COLUMN, LINE_COLUMN
 
-__all__ = ["compile_source", "PHONE_TABLE", "CANONICAL_COLUMNS", "phone_columns"]
+__all__ = ["compile_source", "PHONE_TABLE", "CANONICAL_COLUMNS", "phone_columns",
+           "EVENT_ID_SCHEMES", "LATEST_EVENT_ID_SCHEME"]
 
 PHONE_TABLE = "_km_phone"
 _SEP = "chr(31)"
 _TEXT_TYPES = ("VARCHAR", "JSON")
 _TIME_TYPES = ("TIMESTAMP", "DATE", "TIMESTAMP_NS", "TIMESTAMP_MS", "TIMESTAMP_S")
+
+#: How an event id is computed when the source declares no ``key``: an md5 over the
+#: source name and the event's content. Scheme 1 hashes the maps cast to text
+#: (``CAST(identifiers AS VARCHAR)``, ...) and the anchor; scheme 2 hashes the same
+#: values as ``field.key=value`` entries built from the scalars the maps are made of
+#: (about twice as cheap). A workspace keeps the scheme its first load used (key
+#: ``event_id_scheme`` in ``km_meta``), so re-loading a file never doubles its events.
+EVENT_ID_SCHEMES = {1: "md5 over the maps cast to text", 2: "md5 over field.key=value entries"}
+LATEST_EVENT_ID_SCHEME = 2
 
 #: Columns of a compiled query, in order, before the bookkeeping ones.
 CANONICAL_COLUMNS = (
@@ -61,6 +71,9 @@ class _Slot:
     def __init__(self, compiler: _Compiler, index: int, spec: EventSpec) -> None:
         self.c, self.index, self.spec = compiler, index, spec
         self.checks: list[_Check] = []
+        # scheme 2 event id: each map entry as 'field.key=' || value (NULL, hence
+        # skipped by concat_ws, when the value is missing, as in the map itself)
+        self.entries: list[str] = []
 
     def pick(self, name: str):
         own = getattr(self.spec, name, None)
@@ -145,30 +158,27 @@ class _Slot:
             f"cannot read the value as a timestamp; expected {expected}"))
         return parsed, f"{text} IS NOT NULL"
 
-    def string_map(self, specs: dict[str, FieldSpec]) -> str:
+    def string_map(self, specs: dict[str, FieldSpec], field: str) -> str:
         if not specs:
             return "MAP([]::VARCHAR[], []::VARCHAR[])"
-        entries = ", ".join(
-            f"struct_pack(k := {literal(k)}, v := {self.text(s)})" for k, s in sorted(specs.items())
-        )
-        return f"map_from_entries(list_filter([{entries}], _km_e -> _km_e.v IS NOT NULL))"
+        values = [(k, self.text(s)) for k, s in sorted(specs.items())]
+        self.entries.extend(f"{literal(f'{field}.{k}=')} || {v}" for k, v in values)
+        return _map(values)
 
     def number_map(self, specs: dict[str, FieldSpec], field: str) -> str:
         if not specs:
             return "MAP([]::VARCHAR[], []::DOUBLE[])"
-        entries = ", ".join(
-            f"struct_pack(k := {literal(k)}, v := {self.number(s, f'{field}.{k}')})"
-            for k, s in sorted(specs.items())
-        )
-        return f"map_from_entries(list_filter([{entries}], _km_e -> _km_e.v IS NOT NULL))"
+        values = [(k, self.number(s, f"{field}.{k}")) for k, s in sorted(specs.items())]
+        self.entries.extend(f"{literal(f'{field}.{k}=')} || CAST({v} AS VARCHAR)" for k, v in values)
+        return _map(values)
 
     def identifiers(self) -> tuple[str, str]:
         """(map expression, anchor expression)."""
         values = []
         for kind, spec in self.c.source.identifiers.items():
             values.append((kind, self.c.identifier(self, kind, self.text(spec))))
-        entries = ", ".join(f"struct_pack(k := {literal(k)}, v := {v})" for k, v in values)
-        idmap = f"map_from_entries(list_filter([{entries}], _km_e -> _km_e.v IS NOT NULL))"
+        self.entries.extend(f"{literal(f'identifiers.{k}=')} || {v}" for k, v in values)
+        idmap = _map(values)
         anchor = "coalesce(" + ", ".join(f"{literal(k + ':')} || {v}" for k, v in values) + ")"
         cols = ", ".join(s.column or repr(s.value) for s in self.c.source.identifiers.values())
         self.checks.append(_Check(f"{anchor} IS NULL", "identifiers", "NULL",
@@ -225,7 +235,7 @@ class _Slot:
             "channel": self.text(self.pick("channel")),
             "event_type": event_type,
             "stage": f"lower({stage})",
-            "refs": self.string_map(self.pick("refs")),
+            "refs": self.string_map(self.pick("refs"), "refs"),
             "agent": self.text(self.pick("agent")),
             "language": f"lower({language})",
             "rating": rating,
@@ -237,13 +247,17 @@ class _Slot:
             "expected_ts": exp_ts,
             "expected_value": exp_value,
             "expectation_kind": exp_kind,
-            "attributes": self.string_map(self.pick("attributes")),
+            "attributes": self.string_map(self.pick("attributes"), "attributes"),
         }
         err = self._errors()
         inner = ",\n    ".join(f"{expr} AS {ident(name)}" for name, expr in cols.items())
+        entries = "NULL::VARCHAR"
+        if self.c.event_id_scheme == 2 and not self.c.source.key and self.entries:
+            entries = f"concat_ws({_SEP}, {', '.join(self.entries)})"
         return (
-            f"SELECT {self._event_id()} AS event_id, * EXCLUDE (_km_key) FROM (\n"
+            f"SELECT {self._event_id()} AS event_id, * EXCLUDE (_km_key, _km_entries) FROM (\n"
             f"  SELECT\n    {inner},\n    {self._key()} AS _km_key,\n"
+            f"    {entries} AS _km_entries,\n"
             f"    {LINE_COLUMN}, {FILE_COLUMN}, {self.index} AS _km_slot,\n"
             f"    ({present}) AS _km_present,\n    {err}\n"
             f"  FROM {self.c.from_clause(input_table)}\n)"
@@ -261,10 +275,17 @@ class _Slot:
         return f"concat_ws({_SEP}, {', '.join(parts)})"
 
     def _event_id(self) -> str:
-        """A stable id: the source's key columns when declared, else the content."""
+        """A stable id: the source's key columns when declared, else the content
+        (see :data:`EVENT_ID_SCHEMES`)."""
         src = literal(self.c.name)
         if self.c.source.key:
             return f"md5(concat_ws({_SEP}, {src}, {self.index}, event_type, _km_key))"
+        if self.c.event_id_scheme == 2:
+            parts = ["event_type", "CAST(epoch_us(ts) AS VARCHAR)", "channel", "agent",
+                     "CAST(rating AS VARCHAR)", "text", "CAST(epoch_us(expected_ts) AS VARCHAR)",
+                     "CAST(expected_value AS VARCHAR)", "language", "stage"]
+            joined = ", ".join(f"coalesce({p}, '')" for p in parts)
+            return f"md5(concat_ws({_SEP}, {src}, {joined}, _km_entries))"
         parts = ["event_type", "CAST(epoch_us(ts) AS VARCHAR)", "anchor",
                  "CAST(identifiers AS VARCHAR)", "channel", "agent", "CAST(rating AS VARCHAR)",
                  "text", "CAST(refs AS VARCHAR)", "CAST(measures AS VARCHAR)",
@@ -289,6 +310,12 @@ class _Slot:
         return ",\n    ".join(outs)
 
 
+def _map(values: list[tuple[str, str]]) -> str:
+    """A MAP of the (key, value expression) pairs whose value is not NULL."""
+    entries = ", ".join(f"struct_pack(k := {literal(k)}, v := {v})" for k, v in values)
+    return f"map_from_entries(list_filter([{entries}], _km_e -> _km_e.v IS NOT NULL))"
+
+
 def _finite(num: str) -> str:
     return f"(CASE WHEN isfinite({num}) THEN {num} END)"
 
@@ -300,8 +327,11 @@ def _in_column(spec: FieldSpec) -> str:
 
 class _Compiler:
     def __init__(self, source: SourceSpec, name: str, types: dict[str, str],
-                 identity: IdentityConfig) -> None:
+                 identity: IdentityConfig, event_id_scheme: int = LATEST_EVENT_ID_SCHEME) -> None:
+        if event_id_scheme not in EVENT_ID_SCHEMES:
+            raise ValueError(f"unknown event id scheme {event_id_scheme}")
         self.source, self.name, self.types, self.identity = source, name, types, identity
+        self.event_id_scheme = event_id_scheme
         self.lenient = False
         self.nulls = ", ".join(literal(v) for v in source.csv.null_values)
         # text columns are cleaned (trimmed, nulls) once, in a subquery, and referred to
@@ -339,7 +369,12 @@ class _Compiler:
 
     def _clean(self, col: str) -> str:
         trimmed = f"trim({col}, ' \t\r\n')"
-        return f"(CASE WHEN {trimmed} IN ({self.nulls}) THEN NULL ELSE {trimmed} END)"
+        full = f"(CASE WHEN {trimmed} IN ({self.nulls}) THEN NULL ELSE {trimmed} END)"
+        # fast path (most values): longer than every null marker and neither starting
+        # nor ending with a character <= ' ' (so there is nothing to trim): as is
+        longest = max((len(v.encode("utf-8")) for v in self.source.csv.null_values), default=0)
+        return (f"(CASE WHEN strlen({col}) > {longest} AND ascii({col}) > 32 "
+                f"AND ascii(right({col}, 1)) > 32 THEN {col} ELSE {full} END)")
 
     def from_clause(self, input_table: str) -> str:
         """The input with the cleaned text columns the expressions so far refer to."""
@@ -376,11 +411,13 @@ def phone_columns(source: SourceSpec, identity: IdentityConfig) -> list[FieldSpe
 
 
 def compile_source(source: SourceSpec, name: str, types: dict[str, str], input_table: str,
-                   identity: IdentityConfig | None = None, lenient_columns: bool = False) -> str:
+                   identity: IdentityConfig | None = None, lenient_columns: bool = False,
+                   event_id_scheme: int = LATEST_EVENT_ID_SCHEME) -> str:
     """SQL yielding the canonical events of every row and slot of ``input_table``.
     With ``lenient_columns`` (JSON lines, XES: records need not carry every key), a
-    mapped column absent from the data reads as missing instead of a config error."""
-    comp = _Compiler(source, name, dict(types), identity or IdentityConfig())
+    mapped column absent from the data reads as missing instead of a config error.
+    ``event_id_scheme`` is the workspace's (see :data:`EVENT_ID_SCHEMES`)."""
+    comp = _Compiler(source, name, dict(types), identity or IdentityConfig(), event_id_scheme)
     comp.lenient = lenient_columns
     slots = [_Slot(comp, i, e) for i, e in enumerate(source.event_specs())]
     return "\nUNION ALL BY NAME\n".join(s.select(input_table) for s in slots)
