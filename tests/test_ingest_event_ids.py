@@ -154,3 +154,28 @@ def test_a_failed_first_load_records_no_scheme(make_workspace, monkeypatch):
         ws.ingest("s")
     assert _scheme(ws) is None
     assert ws.con.execute("SELECT count(*) FROM events").fetchone()[0] == 0
+
+
+def test_people_match_a_recount_of_the_events_after_a_merge(make_workspace):
+    """people (one pass per person and channel) against a Python recount of the
+    events, after a second load links C1's and bo@y.org's persons."""
+    link = [("C1", "bo@y.org", "call", "2024-01-03T09:00:00Z", "phone", "", "", "", "", ""),
+            ("C2", "", "visit", "2024-01-04T09:00:00Z", "", "", "", "", "", "")]
+    ws = make_workspace(CONFIG.format(path="a.csv"), {"a.csv": csv_text(ROWS), "b.csv": csv_text(link)})
+    ws.ingest("s")
+    (ws.root / "keymoments.yaml").write_text(CONFIG.format(path="b.csv"))
+    ws.reload_config()
+    assert ws.ingest("s").identifiers_relinked > 0
+    expected: dict[str, list] = {}
+    for person, ts, channel in ws.con.execute("SELECT person_id, ts, channel FROM events").fetchall():
+        row = expected.setdefault(person, [0, ts, ts, set()])
+        row[0] += 1
+        row[1], row[2] = min(row[1], ts), max(row[2], ts)
+        if channel is not None:
+            row[3].add(channel)
+    got = {p: [n, first, last, set(ch)] for p, n, first, last, ch in ws.con.execute(
+        "SELECT person_id, n_events, first_seen, last_seen, channels FROM people").fetchall()}
+    assert got == expected
+    assert len(got) == 2
+    channels = ws.con.execute("SELECT channels FROM people ORDER BY n_events DESC").fetchall()
+    assert channels[0][0] == ["phone", "web"]  # sorted

@@ -417,26 +417,27 @@ def _refresh_people(con) -> None:
         DELETE FROM people WHERE person_id IN (SELECT person_id FROM _km_people_touched)
            OR person_id NOT IN (SELECT DISTINCT person_id FROM identifiers WHERE person_id IS NOT NULL)
     """)
-    # plain aggregates joined together (no list of every event's channel per person,
-    # no correlated subquery), so a large load can spill to disk instead of failing
+    # one pass over the events of the touched persons, grouped by person and channel
+    # (a few groups per person), then rolled up per person: no list of every event's
+    # channel per person, so a large load can spill to disk instead of failing
     con.execute("""
         INSERT INTO people
-        WITH touched AS (SELECT person_id FROM _km_people_touched),
-        ev AS (
-            SELECT person_id, count(*) AS n, min(ts) AS first_seen, max(ts) AS last_seen
-            FROM events WHERE person_id IN (SELECT person_id FROM touched) GROUP BY person_id
-        ), ch AS (
-            SELECT person_id, list(channel ORDER BY channel) AS channels FROM (
-                SELECT DISTINCT person_id, channel FROM events
-                WHERE channel IS NOT NULL AND person_id IN (SELECT person_id FROM touched))
-            GROUP BY person_id
+        WITH pc AS (
+            SELECT person_id, channel, count(*) AS n, min(ts) AS first_seen, max(ts) AS last_seen
+            FROM events WHERE person_id IN (SELECT person_id FROM _km_people_touched)
+            GROUP BY person_id, channel
+        ), ev AS (
+            SELECT person_id, sum(n) AS n, min(first_seen) AS first_seen,
+                   max(last_seen) AS last_seen,
+                   list(channel ORDER BY channel) FILTER (WHERE channel IS NOT NULL) AS channels
+            FROM pc GROUP BY person_id
         ), ids AS (
             SELECT person_id, count(*) AS n FROM identifiers
-            WHERE person_id IN (SELECT person_id FROM touched) GROUP BY person_id
+            WHERE person_id IN (SELECT person_id FROM _km_people_touched) GROUP BY person_id
         )
         SELECT ev.person_id, coalesce(ids.n, 0), ev.n, ev.first_seen, ev.last_seen,
-               coalesce(ch.channels, []::VARCHAR[])
-        FROM ev LEFT JOIN ids USING (person_id) LEFT JOIN ch USING (person_id)
+               coalesce(ev.channels, []::VARCHAR[])
+        FROM ev LEFT JOIN ids USING (person_id)
     """)
 
 
