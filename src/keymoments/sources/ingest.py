@@ -407,11 +407,12 @@ def _write_quarantine(con, source: str, load_id: str, raw_cols: list[str], rejec
 
 def _refresh_people(con) -> None:
     """Rebuild the rows of ``people`` for every person with changed events."""
+    # _km_touched (from stitch) holds every identifier of the new events, so their
+    # anchors too: no semi-join with a row per new event
     con.execute("""
         CREATE OR REPLACE TEMP TABLE _km_people_touched AS
         SELECT DISTINCT i.person_id FROM identifiers i
-        WHERE i.identifier IN (SELECT anchor FROM _km_new_events)
-           OR i.identifier IN (SELECT identifier FROM _km_touched)
+        WHERE i.identifier IN (SELECT identifier FROM _km_touched)
     """)
     con.execute("""
         DELETE FROM people WHERE person_id IN (SELECT person_id FROM _km_people_touched)
