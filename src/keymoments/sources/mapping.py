@@ -355,7 +355,6 @@ class _Compiler:
         self.source, self.name, self.types, self.identity = source, name, types, identity
         self.event_id_scheme = event_id_scheme
         self.lenient = False
-        self.nulls = ", ".join(literal(v) for v in source.csv.null_values)
         # text columns are cleaned (trimmed, nulls) once, in a subquery, and referred to
         # by alias: inlined, the cleaning repeats in every check and the query takes
         # about a second to prepare even for a few rows
@@ -391,7 +390,10 @@ class _Compiler:
 
     def _clean(self, col: str) -> str:
         trimmed = f"trim({col}, ' \t\r\n')"
-        full = f"(CASE WHEN {trimmed} IN ({self.nulls}) THEN NULL ELSE {trimmed} END)"
+        # CASE x WHEN ..., not x IN (...): DuckDB hashes each value for an IN list of
+        # constants, twice the cost of the trim
+        whens = " ".join(f"WHEN {literal(v)} THEN NULL" for v in self.source.csv.null_values)
+        full = f"(CASE {trimmed} {whens} ELSE {trimmed} END)" if whens else trimmed
         # fast path (most values): longer than every null marker and neither starting
         # nor ending with a character <= ' ' (so there is nothing to trim): as is
         longest = max((len(v.encode("utf-8")) for v in self.source.csv.null_values), default=0)
