@@ -256,7 +256,9 @@ class _Slot:
         if self.c.event_id_scheme == 2 and not self.c.source.key and self.entries:
             entries = f"concat_ws({_SEP}, {', '.join(self.entries)})"
         return (
-            f"SELECT {self._event_id()} AS event_id, * EXCLUDE (_km_key, _km_entries) FROM (\n"
+            f"SELECT {self._event_id()} AS event_id, * EXCLUDE (_km_key, _km_entries, _km_err), "
+            f"_km_err.f AS _km_err_field, _km_err.v AS _km_err_value, "
+            f"_km_err.r AS _km_err_reason FROM (\n"
             f"  SELECT\n    {inner},\n    {self._key()} AS _km_key,\n"
             f"    {entries} AS _km_entries,\n"
             f"    {LINE_COLUMN}, {FILE_COLUMN}, {self.index} AS _km_slot,\n"
@@ -296,19 +298,16 @@ class _Slot:
         return f"md5(concat_ws({_SEP}, {src}, {joined}))"
 
     def _errors(self) -> str:
+        """The first failed check as one struct (field, value, reason), so each
+        condition is evaluated once; the outer query unpacks it."""
         if not self.checks:
-            return ("NULL::VARCHAR AS _km_err_field, NULL::VARCHAR AS _km_err_value, "
-                    "NULL::VARCHAR AS _km_err_reason")
-        outs = []
-        for attr, alias in (("field", "_km_err_field"), ("value", "_km_err_value"),
-                            ("reason", "_km_err_reason")):
-            whens = " ".join(
-                f"WHEN {ch.cond} THEN "
-                + (f"CAST({ch.value} AS VARCHAR)" if attr == "value" else literal(getattr(ch, attr)))
-                for ch in self.checks
-            )
-            outs.append(f"CASE {whens} END AS {alias}")
-        return ",\n    ".join(outs)
+            return "NULL::STRUCT(f VARCHAR, v VARCHAR, r VARCHAR) AS _km_err"
+        whens = " ".join(
+            f"WHEN {ch.cond} THEN struct_pack(f := {literal(ch.field)}, "
+            f"v := CAST({ch.value} AS VARCHAR), r := {literal(ch.reason)})"
+            for ch in self.checks
+        )
+        return f"CASE {whens} END AS _km_err"
 
 
 def _map(values: list[tuple[str, str]], value_type: str = "VARCHAR") -> str:
