@@ -425,3 +425,29 @@ def test_resolve_person_accepts_identifiers_as_written(make_workspace):
     assert ws.resolve_person("bo@y.org") != ana
     with pytest.raises(km.NotFoundError):
         ws.resolve_person("+1 415 555 9999")
+
+
+def test_components_match_scipy_on_random_graphs():
+    """The numpy connected components against scipy's (the reference), on seeded
+    random graphs: same partition, each node labelled with its component's smallest."""
+    import numpy as np
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    from keymoments.people.identity import _components
+
+    rng = np.random.default_rng(7)
+    for _ in range(200):
+        n, m = int(rng.integers(1, 80)), int(rng.integers(0, 100))
+        a, b = rng.integers(0, n, m), rng.integers(0, n, m)
+        ours = _components(n, a, b)
+        _, ref = connected_components(coo_matrix((np.ones(m), (a, b)), shape=(n, n)),
+                                      directed=False)
+        smallest = {}
+        for node, label in enumerate(ref):
+            smallest.setdefault(label, node)
+        assert ours.tolist() == [smallest[label] for label in ref]
+    # a long path in shuffled order still collapses to one component
+    perm = rng.permutation(5000)
+    path = _components(5000, perm[:-1], perm[1:])
+    assert set(path.tolist()) == {0}

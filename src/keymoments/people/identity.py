@@ -163,14 +163,31 @@ def stitch(con: duckdb.DuckDBPyConnection, new_events: str) -> int:
 
 
 def _components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Connected-component labels of ``n`` nodes joined by edges ``a[i]-b[i]``
-    (scipy's C implementation; labels are arbitrary, persons are named after their
-    smallest identifier, so the result does not depend on them)."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
+    """Connected-component labels of ``n`` nodes joined by edges ``a[i]-b[i]``: each
+    node's label is the smallest node of its component.
 
-    if len(a) == 0:
-        return np.arange(n, dtype=np.int64)
-    graph = coo_matrix((np.ones(len(a), dtype=np.int8), (a, b)), shape=(n, n))
-    _, labels = connected_components(graph, directed=False)
-    return labels.astype(np.int64)
+    Min-label hooking with pointer jumping, in numpy (each round hooks the larger
+    root of every edge whose ends differ onto the smaller, then flattens the trees;
+    the number of roots falls every round). Not scipy's ``connected_components``:
+    importing ``scipy.sparse.csgraph`` takes 0.3-0.6 s, more than stitching a
+    million events.
+
+    >>> _components(5, np.array([0, 3]), np.array([2, 4])).tolist()
+    [0, 1, 0, 3, 3]
+    """
+    labels = np.arange(n, dtype=np.int64)
+    a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
+    while len(a):
+        la, lb = labels[a], labels[b]
+        differ = la != lb
+        if not differ.any():
+            break
+        la, lb = la[differ], lb[differ]
+        np.minimum.at(labels, np.maximum(la, lb), np.minimum(la, lb))
+        while True:  # pointer jumping until every node points at a root
+            nxt = labels[labels]
+            if np.array_equal(nxt, labels):
+                break
+            labels = nxt
+        a, b = a[differ], b[differ]
+    return labels

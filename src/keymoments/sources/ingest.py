@@ -32,13 +32,15 @@ from ..errors import NotFoundError
 from ..people.identity import normalise_phone, stitch
 from ..sql import ident, literal
 from ..taxonomy import resolve_taxonomy
-from .mapping import PHONE_TABLE, compile_source, phone_text_expressions
+from .mapping import LATEST_EVENT_ID_SCHEME, PHONE_TABLE, compile_source, phone_text_expressions
 from .readers import FILE_COLUMN, LINE_COLUMN, Progress, expand_paths, stage_file, stage_records
 
 if TYPE_CHECKING:
     from ..store.workspace import Workspace
 
-__all__ = ["LoadReport", "ingest_source"]
+__all__ = ["LoadReport", "ingest_source", "event_id_scheme"]
+
+SCHEME_KEY = "event_id_scheme"  # in km_meta
 
 _EVENT_COLUMNS = (
     "event_id", "ts", "person_id", "anchor", "identifiers", "channel", "event_type", "stage",
@@ -116,8 +118,10 @@ def ingest_source(ws: Workspace, name: str, progress: Progress | None = None,
     for bookkeeping in (LINE_COLUMN, FILE_COLUMN):
         types.pop(bookkeeping, None)
     _stage_phones(ws, spec, name, types, table)
+    scheme, scheme_is_new = event_id_scheme(con)
     sql = compile_source(spec, name, types, table, ws.config.identity,
-                         lenient_columns=spec.resolved_format() in ("jsonl", "xes"))
+                         lenient_columns=spec.resolved_format() in ("jsonl", "xes"),
+                         event_id_scheme=scheme)
     con.execute(f"CREATE OR REPLACE TEMP TABLE _km_mapped AS {sql}")
     _stage_taxonomy(ws)
     counts = _classify(con, one_event_per_row=len(spec.event_specs()) == 1)
@@ -130,6 +134,8 @@ def ingest_source(ws: Workspace, name: str, progress: Progress | None = None,
     try:
         # stitch first, so the new events are written with their person (no UPDATE
         # of what was just written); earlier events of merged persons are re-linked
+        if scheme_is_new:
+            con.execute("INSERT INTO km_meta VALUES (?, ?)", [SCHEME_KEY, str(scheme)])
         con.execute(f"ALTER TABLE _km_new_events ADD COLUMN source VARCHAR DEFAULT {literal(name)}")
         relinked = stitch(con, "_km_new_events")
         events_loaded = _write_events(con, name, load_id)
@@ -159,6 +165,29 @@ def ingest_source(ws: Workspace, name: str, progress: Progress | None = None,
     finally:
         _drop_temps(con)
     return report
+
+
+def event_id_scheme(con) -> tuple[int, bool]:
+    """The workspace's event id scheme (see
+    :data:`~keymoments.sources.mapping.EVENT_ID_SCHEMES`) and whether it is still to
+    be recorded: the one in ``km_meta``; else scheme 1 for a store that already
+    holds events (written before schemes were recorded, so with scheme 1), else the
+    latest.
+
+    >>> import duckdb
+    >>> from keymoments.store.schema import migrate
+    >>> con = duckdb.connect(); _ = migrate(con)
+    >>> event_id_scheme(con)
+    (2, True)
+    >>> _ = con.execute("INSERT INTO km_meta VALUES ('event_id_scheme', '1')")
+    >>> event_id_scheme(con)
+    (1, False)
+    """
+    row = con.execute("SELECT value FROM km_meta WHERE key = ?", [SCHEME_KEY]).fetchone()
+    if row is not None:
+        return int(row[0]), False
+    has_events = con.execute("SELECT EXISTS (SELECT 1 FROM events)").fetchone()[0]
+    return (1 if has_events else LATEST_EVENT_ID_SCHEME), True
 
 
 def _mapped_columns(spec: SourceSpec) -> list[str]:
@@ -395,36 +424,38 @@ def _write_quarantine(con, source: str, load_id: str, raw_cols: list[str], rejec
 
 def _refresh_people(con) -> None:
     """Rebuild the rows of ``people`` for every person with changed events."""
+    # _km_touched (from stitch) holds every identifier of the new events, so their
+    # anchors too: no semi-join with a row per new event
     con.execute("""
         CREATE OR REPLACE TEMP TABLE _km_people_touched AS
         SELECT DISTINCT i.person_id FROM identifiers i
-        WHERE i.identifier IN (SELECT anchor FROM _km_new_events)
-           OR i.identifier IN (SELECT identifier FROM _km_touched)
+        WHERE i.identifier IN (SELECT identifier FROM _km_touched)
     """)
     con.execute("""
         DELETE FROM people WHERE person_id IN (SELECT person_id FROM _km_people_touched)
            OR person_id NOT IN (SELECT DISTINCT person_id FROM identifiers WHERE person_id IS NOT NULL)
     """)
-    # plain aggregates joined together (no list of every event's channel per person,
-    # no correlated subquery), so a large load can spill to disk instead of failing
+    # one pass over the events of the touched persons, grouped by person and channel
+    # (a few groups per person), then rolled up per person: no list of every event's
+    # channel per person, so a large load can spill to disk instead of failing
     con.execute("""
         INSERT INTO people
-        WITH touched AS (SELECT person_id FROM _km_people_touched),
-        ev AS (
-            SELECT person_id, count(*) AS n, min(ts) AS first_seen, max(ts) AS last_seen
-            FROM events WHERE person_id IN (SELECT person_id FROM touched) GROUP BY person_id
-        ), ch AS (
-            SELECT person_id, list(channel ORDER BY channel) AS channels FROM (
-                SELECT DISTINCT person_id, channel FROM events
-                WHERE channel IS NOT NULL AND person_id IN (SELECT person_id FROM touched))
-            GROUP BY person_id
+        WITH pc AS (
+            SELECT person_id, channel, count(*) AS n, min(ts) AS first_seen, max(ts) AS last_seen
+            FROM events WHERE person_id IN (SELECT person_id FROM _km_people_touched)
+            GROUP BY person_id, channel
+        ), ev AS (
+            SELECT person_id, sum(n) AS n, min(first_seen) AS first_seen,
+                   max(last_seen) AS last_seen,
+                   list(channel ORDER BY channel) FILTER (WHERE channel IS NOT NULL) AS channels
+            FROM pc GROUP BY person_id
         ), ids AS (
             SELECT person_id, count(*) AS n FROM identifiers
-            WHERE person_id IN (SELECT person_id FROM touched) GROUP BY person_id
+            WHERE person_id IN (SELECT person_id FROM _km_people_touched) GROUP BY person_id
         )
         SELECT ev.person_id, coalesce(ids.n, 0), ev.n, ev.first_seen, ev.last_seen,
-               coalesce(ch.channels, []::VARCHAR[])
-        FROM ev LEFT JOIN ids USING (person_id) LEFT JOIN ch USING (person_id)
+               coalesce(ev.channels, []::VARCHAR[])
+        FROM ev LEFT JOIN ids USING (person_id)
     """)
 
 

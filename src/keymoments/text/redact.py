@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-import ibis.expr.types as ir
+if TYPE_CHECKING:  # not at run time: ibis takes ~0.5 s to import, and every load redacts
+    import ibis.expr.types as ir
 
 __all__ = ["redact", "redact_texts", "redact_expr", "redact_table_column", "CANDIDATE_PATTERN",
            "REDACTION_KINDS"]
