@@ -149,7 +149,7 @@ def test_a_failed_first_load_records_no_scheme(make_workspace, monkeypatch):
     def boom(*a, **k):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(ingest_module, "_write_quarantine", boom)
+    monkeypatch.setattr(ingest_module, "_refresh_people", boom)
     with pytest.raises(RuntimeError):
         ws.ingest("s")
     assert _scheme(ws) is None

@@ -140,7 +140,8 @@ def ingest_source(ws: Workspace, name: str, progress: Progress | None = None,
         relinked = stitch(con, "_km_new_events")
         events_loaded = _write_events(con, name, load_id)
         _fault("after_events_insert")
-        _write_quarantine(con, name, load_id, raw_cols, staged.rejects)
+        if counts[1] or staged.rejects:  # (nothing to write otherwise: no statement)
+            _write_quarantine(con, name, load_id, raw_cols, staged.rejects)
         _refresh_people(con)
         report = LoadReport(
             source=name, load_id=load_id, files=tuple(files),
@@ -270,11 +271,11 @@ def _stage_phones(ws: Workspace, spec: SourceSpec, name: str, types: dict, table
     """Normalise the distinct phone values once, in Python (libphonenumber)."""
     con = ws.con
     exprs = phone_text_expressions(spec, name, types, ws.config.identity)
-    raws: list[str] = []
-    if exprs:
-        union = " UNION ".join(f"SELECT {e} AS raw FROM {ident(table)}" for e in exprs)
-        raws = [r[0] for r in con.execute(
-            f"SELECT DISTINCT raw FROM ({union}) WHERE raw IS NOT NULL ORDER BY raw").fetchall()]
+    if not exprs:
+        return  # no phone identifiers: the mapping does not read the phone table
+    union = " UNION ".join(f"SELECT {e} AS raw FROM {ident(table)}" for e in exprs)
+    raws = [r[0] for r in con.execute(
+        f"SELECT DISTINCT raw FROM ({union}) WHERE raw IS NOT NULL ORDER BY raw").fetchall()]
     region = ws.config.identity.phone_region
     norms = [normalise_phone(r, region) for r in raws]
     con.register("_km_phone_arrow", pa.table({"raw": pa.array(raws, pa.string()),
