@@ -21,7 +21,7 @@ from .config.analysis import JourneyType
 from .config.models import Config
 from .engine import backend
 from .journey.assign import assign_journeys
-from .journey.summary import summarize_journeys
+from .journey.summary import channel_vocabulary, summarize_journeys
 from .moment.extract import extract_moments
 from .sql import ident
 from .store.schema import COLUMN_DOCS
@@ -66,8 +66,13 @@ def journey_types(ws: Workspace) -> list[JourneyType]:
 
 
 def _materialize(ws: Workspace, name: str, expr) -> None:
+    """Store an intermediate step as a scratch table of the workspace (dropped at the
+    end of the build). Not a TEMP table: DuckDB keeps temporary tables in memory,
+    and under a ``memory_limit`` their blocks crowd out the joins that read them
+    (a 1M-event build under a 150MB limit ran out of memory joining two temporary
+    tables, and passed with the same tables stored)."""
     sql = ibis.to_sql(expr, dialect="duckdb")
-    ws.con.execute(f"CREATE OR REPLACE TEMP TABLE {ident(name)} AS {sql}")
+    ws.con.execute(f"CREATE OR REPLACE TABLE {ident(name)} AS {sql}")
 
 
 def resolve_as_of(ws: Workspace):
@@ -114,12 +119,11 @@ def derive(events, config: Config, types: list[JourneyType], as_of, text_scores,
     as_of_expr = ibis.literal(as_of, type="timestamp('UTC')")
     person_last = events.group_by("person_id").aggregate(
         last_ts=events.ts.max(), churn_ts=events.ts.min(where=events.stage == "churn"))
-    journeys = summarize_journeys(je, config.journeys, types, config.outcomes, config.moments,
-                                  as_of_expr, person_last, materialize)
     rated = events.filter(events.rating.notnull())  # an outcome is a rated event
-    rated = rated.select(_oe=rated.event_id, outcome_rating=rated.rating,
-                         outcome_scale=rated.rating_scale)
-    journeys = journeys.left_join(rated, journeys.outcome_event_id == rated._oe).drop("_oe")
+    rated = rated.select("event_id", "rating", "rating_scale")
+    journeys = summarize_journeys(je, config.journeys, types, config.outcomes, config.moments,
+                                  as_of_expr, person_last, materialize, channel_vocabulary(je),
+                                  rated)
     journeys = materialize("_km_journeys", journeys)
     timings["journeys"] = time.perf_counter() - t
     t = time.perf_counter()
@@ -179,7 +183,7 @@ def build(ws: Workspace, progress: Callable[[int, int], None] | None = None) -> 
         timings["write"] = time.perf_counter() - t
     finally:
         for tmp in temps:
-            con.execute(f"DROP TABLE IF EXISTS temp.main.{ident(tmp)}")
+            con.execute(f"DROP TABLE IF EXISTS {ident(tmp)}")
         for table in _STORED.values():
             con.execute(f"DROP TABLE IF EXISTS {ident(table + '__new')}")
     counts = [con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
