@@ -421,7 +421,8 @@ def summarise(runs: list[dict]) -> list[dict]:
         for m in by:
             s[f"{m}_rss_mb"] = _med(by[m], lambda r: r["peak_rss_mb"])
             s[f"{m}_cpu_s"] = _med(by[m], lambda r: r["cpu_s"])
-        s["loadavg"] = [round(r["loadavg_1m_before"], 1) for m in by.values() for r in m]
+        s["loadavg"] = [round(r["loadavg_1m_before"], 1) for m in by.values() for r in m
+                    if "loadavg_1m_before" in r]
         s["counts"] = next(({k: r[k] for k in ("journeys", "journey_events", "moments")}
                             for r in by["build"] if "error" not in r), None)
         out.append(s)
@@ -556,11 +557,11 @@ def main(argv: list[str] | None = None) -> int:
                         if job["mode"] == "ingest" and ws_dir == kept:
                             shutil.rmtree(kept, ignore_errors=True)
                         res = _run_child(job, args.timeout)
-                        if job["mode"] == "ingest" and ws_dir == kept and "error" not in res:
-                            (kept / "ingest-result.json").write_text(json.dumps(res, default=str))
                     if not res.get("reused"):
                         res["loadavg_1m_before"] = load
                         res["loadavg_1m_after"] = os.getloadavg()[0]
+                        if job["mode"] == "ingest" and ws_dir == kept and "error" not in res:
+                            (kept / "ingest-result.json").write_text(json.dumps(res, default=str))
                     runs.append({**{k: v for k, v in job.items() if k not in ("db", "workspace")}, **res})
                     print(_line(size, rep, job["mode"], res, load)
                           + (f" [reused {kept}]" if res.get("reused") else ""), flush=True)
