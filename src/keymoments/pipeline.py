@@ -97,11 +97,18 @@ class Derived:
 
 def derive(events, config: Config, types: list[JourneyType], as_of, text_scores,
            materialize: Callable[[str, object], object],
-           timings: dict[str, float] | None = None) -> Derived:
+           timings: dict[str, float] | None = None, *, inline_stats: bool = False) -> Derived:
     """The whole engine as Ibis expressions over ``events`` (a table with the
     events' columns), on any backend. ``materialize(name, expr)`` stores an
-    intermediate result and returns a table expression over it (DuckDB: a temp table;
+    intermediate result and returns a table expression over it (DuckDB: a table;
     Spark: a cached DataFrame), so each step's plan stays small.
+
+    ``inline_stats`` reads two small results once the journey events are stored,
+    the distinct channels and the typical (p90) journey durations, and writes them
+    into the later steps as literals: the channel lists then come from plain
+    aggregates and the journeys step joins one table instead of three, so every
+    statement spills under a DuckDB ``memory_limit`` (see :func:`build`). Leave it
+    off for a plan compiled once and replayed on other data (live updates).
     """
     timings = {} if timings is None else timings
     events = events.filter(events.person_id.notnull()).select(*_EVENT_COLS)
@@ -122,8 +129,9 @@ def derive(events, config: Config, types: list[JourneyType], as_of, text_scores,
     rated = events.filter(events.rating.notnull())  # an outcome is a rated event
     rated = rated.select("event_id", "rating", "rating_scale")
     journeys = summarize_journeys(je, config.journeys, types, config.outcomes, config.moments,
-                                  as_of_expr, person_last, materialize, channel_vocabulary(je),
-                                  rated)
+                                  as_of_expr, person_last, materialize,
+                                  channel_vocabulary(je) if inline_stats else None, rated,
+                                  inline_p90=inline_stats)
     journeys = materialize("_km_journeys", journeys)
     timings["journeys"] = time.perf_counter() - t
     t = time.perf_counter()
@@ -169,7 +177,7 @@ def build(ws: Workspace, progress: Callable[[int, int], None] | None = None) -> 
 
     try:
         derive(b.table("events"), cfg, journey_types(ws), resolve_as_of(ws), texts, materialize,
-               timings)
+               timings, inline_stats=True)
         t = time.perf_counter()
         con.execute("BEGIN TRANSACTION")
         try:

@@ -73,11 +73,15 @@ def summarize_journeys(je: ir.Table, journeys: JourneysConfig, types: list[Journ
                        outcomes: OutcomesConfig, moments: MomentsConfig, as_of: ir.Scalar,
                        person_last: ir.Table, materialize=None,
                        channel_vocab: list[str] | None = None,
-                       rated: ir.Table | None = None) -> ir.Table:
+                       rated: ir.Table | None = None, inline_p90: bool = False) -> ir.Table:
     """Journeys with status, outcome and moment features. ``person_last`` has
     ``person_id, last_ts, churn_ts`` (the person's last event of any kind, first
     churn event). ``rated`` (``event_id, rating, rating_scale``: the rated events),
     when given, adds the outcome's ``outcome_rating`` and ``outcome_scale``.
+    ``inline_p90`` reads the typical durations (one number per journey type) and
+    writes them into the expression as literals instead of joining them: fewer
+    joins, but the expression then holds results of this data (not for a plan
+    compiled once and run on other data).
     ``channel_vocab`` (see :func:`channel_vocabulary`), when given, lists every
     channel of ``je``: the channel lists are then built from plain aggregates that
     spill (without it, from a list aggregate that DuckDB keeps in memory).
@@ -179,7 +183,7 @@ def summarize_journeys(je: ir.Table, journeys: JourneysConfig, types: list[Journ
 
     typical = (j.filter(j.has_end).group_by("journey_type")
                .aggregate(_p90=j.duration_s.quantile(0.9)))
-    if materialize is not None:
+    if inline_p90:
         # one number per journey type: read them and write them into the expression
         # (a join, even of three rows, next to the journey-sized join below makes
         # DuckDB hold both hash tables in memory)
