@@ -39,11 +39,13 @@ def demo(tmp_path_factory):
     ws.close()
 
 
-def test_build_under_a_small_memory_limit_gives_the_same_tables(demo):
+def test_build_under_a_small_memory_limit_gives_the_same_tables(demo, monkeypatch):
     ws, out = demo
     free = _snapshot(ws)
     assert len(free["journeys"]) > 1000 and len(free["moments"]) > 1000
     con = ws.con
+    # a configured limit: intermediate steps as stored scratch tables
+    monkeypatch.setattr(ws, "config", ws.config.model_copy(update={"memory_limit": "96MB"}))
     con.execute("SET memory_limit = '96MB'")
     con.execute(f"SET temp_directory = '{out / 'spill'}'")
     con.execute("SET threads = 1")
