@@ -44,6 +44,7 @@ def test_build_under_a_small_memory_limit_gives_the_same_tables(demo, monkeypatc
     free = _snapshot(ws)
     assert len(free["journeys"]) > 1000 and len(free["moments"]) > 1000
     con = ws.con
+    limit = con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
     # a configured limit: intermediate steps as stored scratch tables
     monkeypatch.setattr(ws, "config", ws.config.model_copy(update={"memory_limit": "96MB"}))
     con.execute("SET memory_limit = '96MB'")
@@ -53,7 +54,7 @@ def test_build_under_a_small_memory_limit_gives_the_same_tables(demo, monkeypatc
         ws.build()
         limited = _snapshot(ws)
     finally:
-        con.execute("RESET memory_limit")
+        con.execute(f"SET memory_limit = '{limit}'")
         con.execute("RESET threads")
     for table in TABLES:
         assert limited[table] == free[table], table
@@ -65,12 +66,13 @@ def test_a_build_out_of_memory_leaves_no_scratch_tables_and_keeps_the_old(demo):
 
     ws, _ = demo
     before = ws.con.execute("SELECT count(*) FROM journeys").fetchone()[0]
+    limit = ws.con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
     ws.con.execute("SET memory_limit = '4MB'")
     try:
         with pytest.raises(duckdb.OutOfMemoryException):
             ws.build()
     finally:
-        ws.con.execute("RESET memory_limit")
+        ws.con.execute(f"SET memory_limit = '{limit}'")
     assert _scratch_tables(ws) == []
     assert ws.con.execute("SELECT count(*) FROM journeys").fetchone()[0] == before
 
@@ -154,3 +156,15 @@ def test_channel_flags_equal_the_list_aggregate(channels_ws, monkeypatch):
     assert summary.channel_vocabulary(je) is None  # 4 channels > 1
     channels_ws.build()
     assert _snapshot(channels_ws) == flags
+
+
+def test_a_temp_table_left_on_the_connection_does_not_hide_a_scratch_table(demo, monkeypatch):
+    """A live update leaves TEMP tables named like the build's steps on its
+    connection; a build with a configured limit stores its steps and must read those."""
+    ws, _ = demo
+    before = _snapshot(ws)
+    ws.con.execute("CREATE OR REPLACE TEMP TABLE _km_jbase AS SELECT 1 AS junk")
+    monkeypatch.setattr(ws, "config", ws.config.model_copy(update={"memory_limit": "2GB"}))
+    ws.build()
+    assert _snapshot(ws) == before
+    assert _scratch_tables(ws) == []

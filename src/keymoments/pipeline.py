@@ -73,8 +73,13 @@ def _materialize(ws: Workspace, name: str, expr) -> None:
     temporary tables, and passed with the same tables stored). Without a limit, as
     a TEMP table: storing costs ~15-20% more build time at 1M (compression, writes)."""
     sql = ibis.to_sql(expr, dialect="duckdb")
-    kind = "TABLE" if ws.config.memory_limit else "TEMP TABLE"
-    ws.con.execute(f"CREATE OR REPLACE {kind} {ident(name)} AS {sql}")
+    if ws.config.memory_limit:
+        # a TEMP table of that name (left by a live update on this connection) would
+        # hide the stored one from the unqualified names of the next steps
+        ws.con.execute(f"DROP TABLE IF EXISTS temp.main.{ident(name)}")
+        ws.con.execute(f"CREATE OR REPLACE TABLE {ident(name)} AS {sql}")
+    else:
+        ws.con.execute(f"CREATE OR REPLACE TEMP TABLE {ident(name)} AS {sql}")
 
 
 def resolve_as_of(ws: Workspace):
