@@ -22,6 +22,12 @@ assignment, seq, valence, experience moments), and with ``--profile`` another on
 rebuilds with DuckDB's JSON profiling on every build statement and prints the
 costliest operators.
 
+``--keep-workspace`` keeps the first repeat's ingested workspace (as
+``bench/out/work/ws-<size>-s<seed>``, with its ingest result) and
+``--reuse-workspace`` builds on it instead of ingesting again (the 50M ingest takes
+12 minutes; its recorded result is reported, marked reused); ``--skip`` leaves out
+the floor, the build or pandas.
+
 Each child reports wall seconds (imports excluded), CPU seconds and peak RSS
 (``ru_maxrss``). The parent prints each run and a Markdown table of medians, and
 writes everything to ``bench/out/engine-<date>.json``.
@@ -415,7 +421,8 @@ def summarise(runs: list[dict]) -> list[dict]:
         for m in by:
             s[f"{m}_rss_mb"] = _med(by[m], lambda r: r["peak_rss_mb"])
             s[f"{m}_cpu_s"] = _med(by[m], lambda r: r["cpu_s"])
-        s["loadavg"] = [round(r["loadavg_1m_before"], 1) for m in by.values() for r in m]
+        s["loadavg"] = [round(r["loadavg_1m_before"], 1) for m in by.values() for r in m
+                    if "loadavg_1m_before" in r]
         s["counts"] = next(({k: r[k] for k in ("journeys", "journey_events", "moments")}
                             for r in by["build"] if "error" not in r), None)
         out.append(s)
@@ -479,6 +486,14 @@ def main(argv: list[str] | None = None) -> int:
                     help="from this size up, log each ingest/build statement with the time and "
                          "memory (kept in the JSON; shows where a stopped run was)")
     ap.add_argument("--timeout", type=float, default=1500, help="seconds per measurement (25 min)")
+    ap.add_argument("--keep-workspace", action="store_true",
+                    help="keep the first repeat's ingested workspace as bench/out/work/ws-<size>-s<seed> "
+                         "(with its ingest result), for --reuse-workspace")
+    ap.add_argument("--reuse-workspace", action="store_true",
+                    help="when a kept workspace of that size exists, skip the ingest and build on it "
+                         "(its recorded ingest result is reported, marked reused); saves the 50M ingest")
+    ap.add_argument("--skip", nargs="*", default=[], choices=["floor", "build", "pandas"],
+                    help="measurements to leave out")
     ap.add_argument("--out", type=Path, help="JSON file (default bench/out/engine-<date>.json)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -516,24 +531,40 @@ def main(argv: list[str] | None = None) -> int:
             print(f"generated {size:,} rows in {time.perf_counter() - started:.0f} s", flush=True)
         limit = args.memory_limit if size >= args.memory_limit_from else None
         trace = size >= args.trace_from
+        kept = WORK / f"ws-{size}-s{args.seed}"
         for rep in range(args.repeat):
             tmp = Path(tempfile.mkdtemp(prefix=f"engine-{size}-", dir=WORK))
             base = {"size": size, "repeat": rep, "file": str(files["parquet"])}
+            ws_dir = tmp / "ws"
+            reused = args.reuse_workspace and (kept / "ingest-result.json").exists()
+            if reused or (args.keep_workspace and rep == 0):
+                ws_dir = kept
             try:
                 jobs = [dict(base, mode="floor", db=str(tmp / "floor.duckdb")),
-                        dict(base, mode="ingest", workspace=str(tmp / "ws"), memory_limit=limit,
+                        dict(base, mode="ingest", workspace=str(ws_dir), memory_limit=limit,
                              trace=trace),
-                        dict(base, mode="build", workspace=str(tmp / "ws"), memory_limit=limit,
+                        dict(base, mode="build", workspace=str(ws_dir), memory_limit=limit,
                              trace=trace)]
                 if size <= args.pandas_max:
                     jobs.append(dict(base, mode="pandas"))
+                jobs = [j for j in jobs if j["mode"] not in args.skip]
                 for job in jobs:
                     load = os.getloadavg()[0]
-                    res = _run_child(job, args.timeout)
-                    res["loadavg_1m_before"] = load
-                    res["loadavg_1m_after"] = os.getloadavg()[0]
+                    if job["mode"] == "ingest" and reused:
+                        res = json.loads((kept / "ingest-result.json").read_text())
+                        res["reused"] = str(kept)
+                    else:
+                        if job["mode"] == "ingest" and ws_dir == kept:
+                            shutil.rmtree(kept, ignore_errors=True)
+                        res = _run_child(job, args.timeout)
+                    if not res.get("reused"):
+                        res["loadavg_1m_before"] = load
+                        res["loadavg_1m_after"] = os.getloadavg()[0]
+                        if job["mode"] == "ingest" and ws_dir == kept and "error" not in res:
+                            (kept / "ingest-result.json").write_text(json.dumps(res, default=str))
                     runs.append({**{k: v for k, v in job.items() if k not in ("db", "workspace")}, **res})
-                    print(_line(size, rep, job["mode"], res, load), flush=True)
+                    print(_line(size, rep, job["mode"], res, load)
+                          + (f" [reused {kept}]" if res.get("reused") else ""), flush=True)
                     for t in res.get("stderr_tail", []):
                         print(f"      | {t}", flush=True)
                     save()
@@ -543,11 +574,11 @@ def main(argv: list[str] | None = None) -> int:
                         break  # nothing to build
                 ws_ok = all("error" not in r for r in runs[-len(jobs):])
                 if rep == 0 and size == args.check_size and ws_ok:
-                    res = _run_child(dict(base, mode="check", workspace=str(tmp / "ws")), args.timeout)
+                    res = _run_child(dict(base, mode="check", workspace=str(ws_dir)), args.timeout)
                     extra["check"] = res
                     print("check: " + json.dumps(res, indent=1, default=str), flush=True)
                     if args.profile:
-                        res = _run_child(dict(base, mode="profile", workspace=str(tmp / "ws"),
+                        res = _run_child(dict(base, mode="profile", workspace=str(ws_dir),
                                               profile_dir=str(tmp / "profile")), args.timeout)
                         extra["profile"] = res
                         for st in res.get("statements", []):

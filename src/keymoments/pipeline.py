@@ -21,7 +21,7 @@ from .config.analysis import JourneyType
 from .config.models import Config
 from .engine import backend
 from .journey.assign import assign_journeys
-from .journey.summary import summarize_journeys
+from .journey.summary import channel_vocabulary, summarize_journeys
 from .moment.extract import extract_moments
 from .sql import ident
 from .store.schema import COLUMN_DOCS
@@ -66,8 +66,20 @@ def journey_types(ws: Workspace) -> list[JourneyType]:
 
 
 def _materialize(ws: Workspace, name: str, expr) -> None:
+    """Store an intermediate step (dropped at the end of the build). With a
+    ``memory_limit`` configured, as a scratch table of the workspace: DuckDB keeps
+    TEMP tables in memory, and under a limit their blocks crowd out the joins that
+    read them (a 1M-event build under a 150MB limit ran out of memory joining two
+    temporary tables, and passed with the same tables stored). Without a limit, as
+    a TEMP table: storing costs ~15-20% more build time at 1M (compression, writes)."""
     sql = ibis.to_sql(expr, dialect="duckdb")
-    ws.con.execute(f"CREATE OR REPLACE TEMP TABLE {ident(name)} AS {sql}")
+    if ws.config.memory_limit:
+        # a TEMP table of that name (left by a live update on this connection) would
+        # hide the stored one from the unqualified names of the next steps
+        ws.con.execute(f"DROP TABLE IF EXISTS temp.main.{ident(name)}")
+        ws.con.execute(f"CREATE OR REPLACE TABLE {ident(name)} AS {sql}")
+    else:
+        ws.con.execute(f"CREATE OR REPLACE TEMP TABLE {ident(name)} AS {sql}")
 
 
 def resolve_as_of(ws: Workspace):
@@ -92,11 +104,18 @@ class Derived:
 
 def derive(events, config: Config, types: list[JourneyType], as_of, text_scores,
            materialize: Callable[[str, object], object],
-           timings: dict[str, float] | None = None) -> Derived:
+           timings: dict[str, float] | None = None, *, inline_stats: bool = False) -> Derived:
     """The whole engine as Ibis expressions over ``events`` (a table with the
     events' columns), on any backend. ``materialize(name, expr)`` stores an
-    intermediate result and returns a table expression over it (DuckDB: a temp table;
+    intermediate result and returns a table expression over it (DuckDB: a table;
     Spark: a cached DataFrame), so each step's plan stays small.
+
+    ``inline_stats`` reads two small results once the journey events are stored,
+    the distinct channels and the typical (p90) journey durations, and writes them
+    into the later steps as literals: the channel lists then come from plain
+    aggregates and the journeys step joins one table instead of three, so every
+    statement spills under a DuckDB ``memory_limit`` (see :func:`build`). Leave it
+    off for a plan compiled once and replayed on other data (live updates).
     """
     timings = {} if timings is None else timings
     events = events.filter(events.person_id.notnull()).select(*_EVENT_COLS)
@@ -114,12 +133,12 @@ def derive(events, config: Config, types: list[JourneyType], as_of, text_scores,
     as_of_expr = ibis.literal(as_of, type="timestamp('UTC')")
     person_last = events.group_by("person_id").aggregate(
         last_ts=events.ts.max(), churn_ts=events.ts.min(where=events.stage == "churn"))
-    journeys = summarize_journeys(je, config.journeys, types, config.outcomes, config.moments,
-                                  as_of_expr, person_last, materialize)
     rated = events.filter(events.rating.notnull())  # an outcome is a rated event
-    rated = rated.select(_oe=rated.event_id, outcome_rating=rated.rating,
-                         outcome_scale=rated.rating_scale)
-    journeys = journeys.left_join(rated, journeys.outcome_event_id == rated._oe).drop("_oe")
+    rated = rated.select("event_id", "rating", "rating_scale")
+    journeys = summarize_journeys(je, config.journeys, types, config.outcomes, config.moments,
+                                  as_of_expr, person_last, materialize,
+                                  channel_vocabulary(je) if inline_stats else None, rated,
+                                  inline_p90=inline_stats)
     journeys = materialize("_km_journeys", journeys)
     timings["journeys"] = time.perf_counter() - t
     t = time.perf_counter()
@@ -165,7 +184,7 @@ def build(ws: Workspace, progress: Callable[[int, int], None] | None = None) -> 
 
     try:
         derive(b.table("events"), cfg, journey_types(ws), resolve_as_of(ws), texts, materialize,
-               timings)
+               timings, inline_stats=True)
         t = time.perf_counter()
         con.execute("BEGIN TRANSACTION")
         try:
@@ -179,7 +198,7 @@ def build(ws: Workspace, progress: Callable[[int, int], None] | None = None) -> 
         timings["write"] = time.perf_counter() - t
     finally:
         for tmp in temps:
-            con.execute(f"DROP TABLE IF EXISTS temp.main.{ident(tmp)}")
+            con.execute(f"DROP TABLE IF EXISTS {ident(tmp)}")
         for table in _STORED.values():
             con.execute(f"DROP TABLE IF EXISTS {ident(table + '__new')}")
     counts = [con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]

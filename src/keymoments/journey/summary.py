@@ -22,9 +22,39 @@ import ibis.expr.types as ir
 
 from ..config.analysis import JourneysConfig, JourneyType, MomentsConfig, OutcomesConfig
 
-__all__ = ["summarize_journeys", "moment_candidates"]
+__all__ = ["summarize_journeys", "moment_candidates", "channel_vocabulary", "MAX_CHANNEL_FLAGS"]
 
 _F = "float64"
+
+#: up to this many distinct channels, a journey's channel list is built from one
+#: boolean aggregate per channel (plain aggregates, which DuckDB spills to disk);
+#: beyond it, from a list aggregate (which DuckDB holds in memory)
+MAX_CHANNEL_FLAGS = 64
+
+
+def channel_vocabulary(je: ir.Table) -> list[str] | None:
+    """The distinct channels of the journey events, sorted (code point order, as
+    ``list_sort``/``array_sort`` order strings), or None when there are more than
+    :data:`MAX_CHANNEL_FLAGS` (a small query on any backend)."""
+    col = je.select("channel").distinct().limit(MAX_CHANNEL_FLAGS + 2).to_pyarrow().column(0)
+    names = sorted(v for v in col.to_pylist() if v is not None)
+    return names if len(names) <= MAX_CHANNEL_FLAGS else None
+
+
+def _channel_flags(je: ir.Table, vocabulary: list[str]) -> dict[str, ir.BooleanScalar]:
+    return {f"_ch{i}": (je.channel == v).any() for i, v in enumerate(vocabulary)}
+
+
+def _channel_list(t: ir.Table, vocabulary: list[str]) -> ir.ArrayValue:
+    """The sorted distinct channels from the per-channel flags: NULL when the
+    journey has no channel (as a list aggregate of no values gives)."""
+    null_list = ibis.null().cast("array<string>")
+    if not vocabulary:
+        return null_list
+    flags = [t[f"_ch{i}"].fill_null(False) for i in range(len(vocabulary))]
+    items = ibis.array([ibis.cases((f, ibis.literal(v)), else_=ibis.null().cast("string"))
+                        for f, v in zip(flags, vocabulary)])
+    return ibis.cases((ibis.or_(*flags), items.filter(lambda x: x.notnull())), else_=null_list)
 
 
 def moment_candidates(je: ir.Table, moments: MomentsConfig) -> ir.Table:
@@ -41,11 +71,25 @@ def moment_candidates(je: ir.Table, moments: MomentsConfig) -> ir.Table:
 
 def summarize_journeys(je: ir.Table, journeys: JourneysConfig, types: list[JourneyType],
                        outcomes: OutcomesConfig, moments: MomentsConfig, as_of: ir.Scalar,
-                       person_last: ir.Table, materialize=None) -> ir.Table:
+                       person_last: ir.Table, materialize=None,
+                       channel_vocab: list[str] | None = None,
+                       rated: ir.Table | None = None, inline_p90: bool = False) -> ir.Table:
     """Journeys with status, outcome and moment features. ``person_last`` has
-    ``person_id, last_ts`` (the person's last event of any kind).
-    ``materialize(name, expr)``, when given, stores the per-journey aggregate,
-    which the status step reads twice (its rows and the typical durations)."""
+    ``person_id, last_ts, churn_ts`` (the person's last event of any kind, first
+    churn event). ``rated`` (``event_id, rating, rating_scale``: the rated events),
+    when given, adds the outcome's ``outcome_rating`` and ``outcome_scale``.
+    ``inline_p90`` reads the typical durations (one number per journey type) and
+    writes them into the expression as literals instead of joining them: fewer
+    joins, but the expression then holds results of this data (not for a plan
+    compiled once and run on other data).
+    ``channel_vocab`` (see :func:`channel_vocabulary`), when given, lists every
+    channel of ``je``: the channel lists are then built from plain aggregates that
+    spill (without it, from a list aggregate that DuckDB keeps in memory).
+    ``materialize(name, expr)``, when given, stores the per-journey aggregate
+    (read three times: its rows, the typical durations and the next purchase) and
+    the narrow per-journey outcome inputs, so that the last step joins one
+    journey-sized table to it (several large hash joins in one DuckDB statement
+    can exhaust a small memory limit where each alone spills)."""
     ends = {t.name: t.end for t in types if t.end}
     starts = {t.name: t.start for t in types if t.start}
 
@@ -60,6 +104,10 @@ def summarize_journeys(je: ir.Table, journeys: JourneysConfig, types: list[Journ
         _fb=is_fb, _churn=churn_ev.fill_null(False),
     )
     # the journey id determines its type, key and person: group by it alone
+    if channel_vocab is not None:
+        channels = _channel_flags(je, channel_vocab)
+    else:
+        channels = {"channels": je.channel.collect().unique().sort()}
     base = je.group_by("journey_id").aggregate(
         journey_type=je.journey_type.arbitrary(),
         journey_key=je.journey_key.arbitrary(),
@@ -67,7 +115,7 @@ def summarize_journeys(je: ir.Table, journeys: JourneysConfig, types: list[Journ
         start_ts=je.ts.min(),
         end_ts=je.ts.max(),
         n_events=je.count(),
-        channels=je.channel.collect().unique().sort(),
+        **channels,
         channel_switches=je.channel_switch.sum(),
         has_start=je._start.any(),
         has_end=je._end.any(),
@@ -77,8 +125,14 @@ def summarize_journeys(je: ir.Table, journeys: JourneysConfig, types: list[Journ
     fb = je.filter(je._fb)
     fbr = fb.select(_j=fb.journey_id, _s=fb.seq, outcome_ts=fb.ts, outcome_valence=fb.v_feedback,
                     outcome_event_id=fb.event_id)
+    if rated is not None:  # the outcome's rating: a join of two small sets
+        r = rated.select(_oe=rated.event_id, outcome_rating=rated.rating,
+                         outcome_scale=rated.rating_scale)
+        fbr = fbr.left_join(r, fbr.outcome_event_id == r._oe).drop("_oe")
     base = base.left_join(fbr, [base.journey_id == fbr._j, base.outcome_seq == fbr._s]
                           ).drop("_j", "_s")
+    if channel_vocab is not None:
+        base = base.mutate(channels=_channel_list(base, channel_vocab)).drop(*channels)
 
     # moment features from the candidates
     c = moment_candidates(je.drop("_end", "_start", "_fb", "_churn"), moments)
@@ -111,10 +165,36 @@ def summarize_journeys(je: ir.Table, journeys: JourneysConfig, types: list[Journ
     j = j.mutate(duration_s=dur.cast(_F), idle_s=idle.cast(_F), as_of=as_of)
     if materialize is not None:
         j = materialize("_km_jbase", j)
+
+    # outcome inputs, narrow, one row per journey: the person's next purchase
+    # journey, by start (a window over narrow rows: sorting the wide rows costs
+    # more than the join), the person's last event and first churn event
+    n = j.select("person_id", "start_ts", "journey_id", "journey_type")
+    later = ibis.window(group_by=n.person_id, order_by=[n.start_ts, n.journey_id], rows=(1, None))
+    n_purchase = n.journey_type.isin(outcomes.purchase_types)
+    n = n.select(_nj=n.journey_id, _np=n.person_id,
+                 _next=ibis.cases((n_purchase, n.start_ts), else_=ibis.null().cast(n.start_ts.type()))
+                 .min().over(later))
+    pl = person_last.select(_pp=person_last.person_id, _last=person_last.last_ts,
+                            _churn_ts=person_last.churn_ts)
+    n = n.left_join(pl, n._np == pl._pp).drop("_np", "_pp")
+    if materialize is not None:
+        n = materialize("_km_jnext", n)
+
     typical = (j.filter(j.has_end).group_by("journey_type")
                .aggregate(_p90=j.duration_s.quantile(0.9)))
-    typical = typical.select(_t=typical.journey_type, _p90=typical._p90)
-    j = j.left_join(typical, j.journey_type == typical._t).drop("_t")
+    if inline_p90:
+        # one number per journey type: read them and write them into the expression
+        # (a join, even of three rows, next to the journey-sized join below makes
+        # DuckDB hold both hash tables in memory)
+        p90 = {r["journey_type"]: r["_p90"] for r in typical.to_pyarrow().to_pylist()
+               if r["_p90"] is not None}
+        null_f = ibis.null().cast(_F)
+        j = j.mutate(_p90=ibis.cases(*[(j.journey_type == t, ibis.literal(float(v), type=_F))
+                                       for t, v in p90.items()], else_=null_f) if p90 else null_f)
+    else:
+        typical = typical.select(_t=typical.journey_type, _p90=typical._p90)
+        j = j.left_join(typical, j.journey_type == typical._t).drop("_t")
     stall_cfg = {t.name: t.stall_after for t in types if t.stall_after is not None}
     abandon = {t.name: t.abandon_after for t in types}
     stall_after = ibis.cases(*[(j.journey_type == n, ibis.literal(v)) for n, v in stall_cfg.items()],
@@ -133,14 +213,6 @@ def summarize_journeys(je: ir.Table, journeys: JourneysConfig, types: list[Journ
     j = j.mutate(status=status).drop("_p90")
 
     # outcomes: repurchase and churn
-    # the person's next purchase journey, by start (a window over narrow rows, joined
-    # back by journey: sorting the wide rows costs more than the join)
-    n = j.select("person_id", "start_ts", "journey_id", "journey_type")
-    later = ibis.window(group_by=n.person_id, order_by=[n.start_ts, n.journey_id], rows=(1, None))
-    n_purchase = n.journey_type.isin(outcomes.purchase_types)
-    n = n.select(_nj=n.journey_id,
-                 _next=ibis.cases((n_purchase, n.start_ts), else_=ibis.null().cast(n.start_ts.type()))
-                 .min().over(later))
     j = j.left_join(n, j.journey_id == n._nj).drop("_nj")
     gap_next = j._next.epoch_seconds() - j.end_ts.epoch_seconds()
     rep = outcomes.repurchase_within
@@ -149,9 +221,6 @@ def summarize_journeys(je: ir.Table, journeys: JourneysConfig, types: list[Journ
         (j.idle_s >= rep, False),
         else_=ibis.null().cast("boolean"),
     )
-    pl = person_last.select(_pp=person_last.person_id, _last=person_last.last_ts,
-                            _churn_ts=person_last.churn_ts)
-    j = j.left_join(pl, j.person_id == pl._pp).drop("_pp")
     after_churn = j._churn_ts.epoch_seconds() - j.start_ts.epoch_seconds()
     quiet = as_of.epoch_seconds() - j._last.epoch_seconds()
     churned = ibis.cases(

@@ -47,9 +47,11 @@ def extract_moments(je: ir.Table, moments: MomentsConfig, outcomes: OutcomesConf
 
     tagged = je.filter(je.moment.notnull() & (je.moment != "first_interaction")
                        & (je.moment != "repeat_purchase"))
-    wt = ibis.window(group_by=[tagged.journey_id, tagged.moment], order_by=[tagged.seq])
-    tagged = tagged.mutate(_r=ibis.row_number().over(wt))
-    first_tag = tagged.filter(tagged._r == 0)
+    # the first of each (journey, tag): an aggregate and a join (seq is unique in a
+    # journey), cheaper than a window over every tagged event (2.2 s -> ~1 s at 1M)
+    first = tagged.group_by(_tj=tagged.journey_id, _tm=tagged.moment).aggregate(_ts=tagged.seq.min())
+    first_tag = tagged.join(first, [tagged.journey_id == first._tj, tagged.moment == first._tm,
+                                    tagged.seq == first._ts])
     parts.append(first_tag.select(*_COLS, kind=first_tag.moment, category=ibis.literal("business"),
                                   reason=first_tag.valence_reason))
 

@@ -1,0 +1,170 @@
+"""A build under a small DuckDB memory limit gives the same tables as an unconstrained
+one, and the channel lists built from per-channel flags (the spillable path) equal
+the list aggregate they replace. Channel lists of the hand-made journeys are worked
+out in comments."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import keymoments as km
+from keymoments.demo import generate_demo
+
+TABLES = {"journeys": "journey_id", "journey_events": "event_id",
+          "moments": "journey_id, kind, event_id"}
+
+
+def _snapshot(ws) -> dict[str, list[tuple]]:
+    return {t: ws.con.execute(f"SELECT * FROM {t} ORDER BY {key}").fetchall()
+            for t, key in TABLES.items()}
+
+
+def _scratch_tables(ws) -> list[str]:
+    return [r[0] for r in ws.con.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_catalog = current_database()"
+        " AND (table_name LIKE '\\_km\\_%' ESCAPE '\\' OR table_name LIKE '%\\_\\_new' ESCAPE '\\')"
+    ).fetchall()]
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("build-memory")
+    generate_demo(out, n_events=20_000, seed=11, fmt="parquet")
+    ws = km.open(out)
+    ws.ingest()
+    ws.build()
+    yield ws, out
+    ws.close()
+
+
+def test_build_under_a_small_memory_limit_gives_the_same_tables(demo, monkeypatch):
+    ws, out = demo
+    free = _snapshot(ws)
+    assert len(free["journeys"]) > 1000 and len(free["moments"]) > 1000
+    con = ws.con
+    limit = con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+    # a configured limit: intermediate steps as stored scratch tables
+    monkeypatch.setattr(ws, "config", ws.config.model_copy(update={"memory_limit": "96MB"}))
+    con.execute("SET memory_limit = '96MB'")
+    con.execute(f"SET temp_directory = '{out / 'spill'}'")
+    con.execute("SET threads = 1")
+    try:
+        ws.build()
+        limited = _snapshot(ws)
+    finally:
+        con.execute(f"SET memory_limit = '{limit}'")
+        con.execute("RESET threads")
+    for table in TABLES:
+        assert limited[table] == free[table], table
+    assert _scratch_tables(ws) == []
+
+
+def test_a_build_out_of_memory_leaves_no_scratch_tables_and_keeps_the_old(demo):
+    import duckdb
+
+    ws, _ = demo
+    before = ws.con.execute("SELECT count(*) FROM journeys").fetchone()[0]
+    limit = ws.con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+    ws.con.execute("SET memory_limit = '4MB'")
+    try:
+        with pytest.raises(duckdb.OutOfMemoryException):
+            ws.build()
+    finally:
+        ws.con.execute(f"SET memory_limit = '{limit}'")
+    assert _scratch_tables(ws) == []
+    assert ws.con.execute("SELECT count(*) FROM journeys").fetchone()[0] == before
+
+
+CONFIG = """
+name: channels
+journeys:
+  as_of: "2024-03-01T00:00:00Z"
+  catch_all_gap: 30m
+  types:
+    - {name: support, key: ticket}
+sources:
+  events:
+    path: events.jsonl
+    identifiers: {customer_id: customer}
+    refs: {ticket: ticket_id}
+    event_type: event_type
+    ts: ts
+    channel: channel
+"""
+
+
+def ev(customer, ts, event_type, channel, **extra):
+    row = {"customer": customer, "ts": ts, "event_type": event_type, **extra}
+    if channel is not None:
+        row["channel"] = channel
+    return row
+
+
+ROWS = [
+    # T1: web, phone, web, (none) -> ["phone", "web"] (distinct, sorted, no null)
+    ev("ana", "2024-01-01T10:00:00Z", "ticket_opened", "web", ticket_id="T1"),
+    ev("ana", "2024-01-01T11:00:00Z", "agent_reply", "phone", ticket_id="T1"),
+    ev("ana", "2024-01-01T12:00:00Z", "agent_reply", "web", ticket_id="T1"),
+    ev("ana", "2024-01-01T13:00:00Z", "agent_reply", None, ticket_id="T1"),
+    # T2: no channel at all -> NULL
+    ev("bruno", "2024-01-02T10:00:00Z", "ticket_opened", None, ticket_id="T2"),
+    ev("bruno", "2024-01-02T11:00:00Z", "ticket_closed", None, ticket_id="T2"),
+    # carla's visit: app, Zoo -> ["Zoo", "app"] ("Z" sorts before "a": code points);
+    # dora's visit on the app alone -> ["app"]
+    ev("carla", "2024-01-03T09:00:00Z", "page_view", "app"),
+    ev("carla", "2024-01-03T09:10:00Z", "page_view", "Zoo"),
+    ev("dora", "2024-01-03T09:30:00Z", "page_view", "app"),
+]
+
+
+@pytest.fixture
+def channels_ws(make_workspace):
+    ws = make_workspace(CONFIG, {"events.jsonl": "\n".join(json.dumps(r) for r in ROWS) + "\n"})
+    assert ws.ingest("events").rows_quarantined == 0
+    return ws
+
+
+def _channels(ws) -> dict[tuple, list | None]:
+    rows = ws.con.execute("SELECT journey_type, journey_key, strftime(start_ts, '%d %H:%M'), channels"
+                          " FROM journeys").fetchall()
+    return {(t, k, start): c for t, k, start, c in rows}
+
+
+def test_channel_lists_worked_out_by_hand(channels_ws):
+    channels_ws.build()
+    assert _channels(channels_ws) == {
+        ("support", "T1", "01 10:00"): ["phone", "web"],
+        ("support", "T2", "02 10:00"): None,
+        ("visit", None, "03 09:00"): ["Zoo", "app"],  # carla
+        ("visit", None, "03 09:30"): ["app"],  # dora
+    }
+
+
+def test_channel_flags_equal_the_list_aggregate(channels_ws, monkeypatch):
+    """Past MAX_CHANNEL_FLAGS channels the build falls back to the list aggregate:
+    forcing it gives a second implementation to compare with."""
+    import keymoments.journey.summary as summary
+
+    channels_ws.build()
+    flags = _snapshot(channels_ws)
+    monkeypatch.setattr(summary, "MAX_CHANNEL_FLAGS", 1)
+    from keymoments.engine import backend
+
+    je = backend(channels_ws).table("journey_events")
+    assert summary.channel_vocabulary(je) is None  # 4 channels > 1
+    channels_ws.build()
+    assert _snapshot(channels_ws) == flags
+
+
+def test_a_temp_table_left_on_the_connection_does_not_hide_a_scratch_table(demo, monkeypatch):
+    """A live update leaves TEMP tables named like the build's steps on its
+    connection; a build with a configured limit stores its steps and must read those."""
+    ws, _ = demo
+    before = _snapshot(ws)
+    ws.con.execute("CREATE OR REPLACE TEMP TABLE _km_jbase AS SELECT 1 AS junk")
+    monkeypatch.setattr(ws, "config", ws.config.model_copy(update={"memory_limit": "2GB"}))
+    ws.build()
+    assert _snapshot(ws) == before
+    assert _scratch_tables(ws) == []
