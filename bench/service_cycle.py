@@ -1,0 +1,74 @@
+"""The fixed cost of one live-service cycle, in process: a posted batch stored, its
+persons' journeys and moments derived and its actions written, in one transaction
+(``load_events(..., before_commit=process_load)``, what the service does per group of
+requests). Median of ``--repeat`` cycles per batch size, on a fresh workspace with
+one rule that fires on every purchase (as ``bench/service.py``).
+
+    python bench/service_cycle.py --sizes 1,20,50,100,400 --repeat 9
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+RULE = """
+actions:
+  frequency_cap: {count: 1000, per: 1d}
+  rules:
+    - {name: thanks, trigger: {on: purchase_completed}, action: {kind: file}, holdout: 0.1}
+"""
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="1,20,50,100,400")
+    ap.add_argument("--repeat", type=int, default=9)
+    args = ap.parse_args(argv)
+    import keymoments as km
+    from keymoments.live.events import PostedEvent, load_events
+    from keymoments.live.incremental import process_load
+
+    root = tempfile.mkdtemp(prefix="km-cycle-")
+    km.init(root).close()
+    with open(os.path.join(root, "keymoments.yaml"), "a", encoding="utf-8") as fh:
+        fh.write(RULE)
+    ws = km.open(root)
+    n = 0
+
+    def batch(k: int) -> list[PostedEvent]:
+        nonlocal n
+        out = []
+        for _ in range(k):
+            n += 1
+            out.append(PostedEvent.model_validate({
+                "ts": "2026-03-01T10:00:00Z", "event_type": "order_placed", "channel": "web",
+                "identifiers": {"customer_id": f"c{n}"}, "refs": {"order": f"o{n}"},
+                "measures": {"amount": 10.0}}))
+        return out
+
+    def cycle(events) -> None:
+        load_events(ws, events, before_commit=lambda r: process_load(ws, r.load_id))
+
+    for _ in range(3):  # warm up: the engine plan is compiled once
+        cycle(batch(20))
+    print(f"load average {os.getloadavg()[0]:.2f}")
+    for size in (int(s) for s in args.sizes.split(",")):
+        times = []
+        for _ in range(args.repeat):
+            events = batch(size)
+            t = time.perf_counter()
+            cycle(events)
+            times.append(time.perf_counter() - t)
+        print(f"{size:6d} events: cycle median {statistics.median(times) * 1000:7.1f} ms "
+              f"(min {min(times) * 1000:.1f}, max {max(times) * 1000:.1f})")
+    ws.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
