@@ -182,6 +182,19 @@ def test_unexpected_errors_exit_2(runner, ws_dir, monkeypatch):
                           "--debug", code=2)
 
 
+def test_out_of_memory_is_a_clear_error_with_what_to_do(runner, ws_dir, monkeypatch):
+    import duckdb
+
+    from keymoments.store.workspace import Workspace
+
+    def hungry(self, *a, **k):
+        raise duckdb.OutOfMemoryException("failed to allocate data of size 16.0 MiB (2.7 GiB/2.7 GiB used)")
+
+    monkeypatch.setattr(Workspace, "build", hungry)
+    assert_one_error_line(km(runner, ws_dir, "build"), "out of memory", "2.7 GiB",
+                          "memory_limit", "temp_directory", code=1)
+
+
 def all_commands(group: click.Group, path=()):
     for name, command in sorted(group.commands.items()):
         yield (*path, name), command

@@ -43,6 +43,14 @@ class _Boundary(click.Group):
                 raise
             from rich.markup import escape
 
+            if type(exc).__name__ == "OutOfMemoryException":  # DuckDB's, a known limit
+                err_console.print(
+                    f"[bold red]error:[/] out of memory: {escape(str(exc))}. The store is as it "
+                    "was before this command. Set 'memory_limit' (below the free memory) and "
+                    "'temp_directory' (a disk with room to spill) in keymoments.yaml, or run on "
+                    "a machine with more memory (--debug for the traceback)", soft_wrap=True)
+                ctx.exit(1)
+
             err_console.print(f"[bold red]internal error:[/] {type(exc).__name__}: {escape(str(exc))} "
                               "(run with --debug for the traceback, and please report it)",
                               soft_wrap=True)
