@@ -80,3 +80,39 @@ def test_a_failed_update_stores_the_events_and_the_processor_finishes_them(tmp_p
         assert loads == 1  # the rolled-back attempt left no load behind
     finally:
         rt.stop()
+
+
+def test_a_database_error_inside_the_update_is_the_error_reported(tmp_path, monkeypatch):
+    """A failed statement inside the shared transaction: the error kept for
+    /v1/status is that one (not a later statement's 'transaction is aborted'), and the
+    events are stored and processed all the same."""
+    import keymoments.live.actions as actions_module
+
+    real = actions_module.fire_actions
+    calls = {"n": 0}
+
+    def failing(ws, persons_table):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            ws.con.execute("SELECT CAST('no_such_number_here' AS INTEGER)")
+        return real(ws, persons_table)
+
+    monkeypatch.setattr(actions_module, "fire_actions", failing)
+    rt = LiveRuntime(_workspace(tmp_path))
+    seen: list[str] = []
+    original = LiveRuntime._store
+
+    def spy(self, group):
+        out = original(self, group)
+        seen.append(self.last_error or "")
+        return out
+
+    monkeypatch.setattr(LiveRuntime, "_store", spy)
+    rt.start()
+    try:
+        out = rt.ingest(_events(0, 2), wait=True, timeout=20)
+        assert "no_such_number_here" in seen[0], seen
+        assert out["events_loaded"] == 2 and out["processed"] is True
+        assert _counts(rt) == (2, 2, 2, 0)
+    finally:
+        rt.stop()

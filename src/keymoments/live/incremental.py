@@ -125,6 +125,11 @@ def _plan(ws: Workspace, types, scorer_name: str) -> list[tuple[str, str]]:
     return steps
 
 
+def _drop(con, steps) -> None:
+    for tmp in [*(name for name, _ in steps), "_km_live_persons", "_km_live_events"]:
+        con.execute(f"DROP TABLE IF EXISTS temp.main.{ident(tmp)}")
+
+
 def update_persons(ws: Workspace, persons: list[str], loads: list[str] = ()) -> dict:
     """Rebuild the derived rows of ``persons`` and fire their actions, in one
     transaction that also marks ``loads`` processed."""
@@ -184,10 +189,12 @@ def _update(ws: Workspace, persons: list[str], loads, own_transaction: bool) -> 
     except BaseException:
         if own_transaction:
             con.execute("ROLLBACK")
+        else:
+            # the caller's transaction is failed: it rolls back, temp tables made in it
+            # included; a statement now would only hide the error with another
+            raise
+        _drop(con, steps)
         raise
-    finally:
-        for tmp in ("_km_jn", "_km_je", "_km_journeys", "_km_moments", "_km_live_persons",
-                    "_km_live_events"):
-            con.execute(f"DROP TABLE IF EXISTS temp.main.{ident(tmp)}")
+    _drop(con, steps)
     return {"persons": len(persons), "actions": fired, "derive_s": t_derive,
             "total_s": time.perf_counter() - t0}
