@@ -116,3 +116,28 @@ def test_a_database_error_inside_the_update_is_the_error_reported(tmp_path, monk
         assert _counts(rt) == (2, 2, 2, 0)
     finally:
         rt.stop()
+
+
+def test_a_small_group_runs_on_one_thread_and_the_setting_comes_back(tmp_path, monkeypatch):
+    import keymoments.live.runtime as runtime_module
+
+    seen: list[int] = []
+    real = runtime_module.process_load
+
+    def spy(ws, load_id):
+        seen.append(int(ws.con.execute("SELECT current_setting('threads')").fetchone()[0]))
+        return real(ws, load_id)
+
+    monkeypatch.setattr(runtime_module, "process_load", spy)
+    rt = LiveRuntime(_workspace(tmp_path))
+    rt.ws.con.execute("SET threads = 2")
+    rt.start()
+    try:
+        rt.ingest(_events(0, 2))
+        monkeypatch.setattr(runtime_module, "SMALL_GROUP", 1)
+        rt.ingest(_events(2, 2))  # above the (patched) size: the configured threads
+        with rt.lock:
+            after = int(rt.ws.con.execute("SELECT current_setting('threads')").fetchone()[0])
+        assert seen == [1, 2] and after == 2
+    finally:
+        rt.stop()

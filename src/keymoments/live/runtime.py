@@ -32,6 +32,9 @@ from .incremental import pending_loads, process_load, process_pending
 
 __all__ = ["LiveRuntime"]
 
+#: posted groups up to this many events are processed on one DuckDB thread
+SMALL_GROUP = 1000
+
 
 class LiveRuntime:
     """The workspace at ``path`` opened for the live service."""
@@ -117,6 +120,14 @@ class LiveRuntime:
         events = [e for evs, _ in group for e in evs]
         fired = 0
         with self.lock:
+            con = self.ws.con
+            # a small group is dozens of statements over a few rows each: one thread
+            # spends no time starting and joining workers (a cycle of 1-20 events took
+            # 140-160 ms instead of 180-220 ms on this 2-core machine)
+            small = len(events) <= SMALL_GROUP
+            if small:
+                threads = con.execute("SELECT current_setting('threads')").fetchone()[0]
+                con.execute("SET threads = 1")
             try:
                 # one transaction: the events, their persons' journeys and moments, and
                 # the actions they cause (the outbox rows) commit together
@@ -130,7 +141,9 @@ class LiveRuntime:
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 report = load_events(self.ws, events)
                 self._wake.set()
-            con = self.ws.con
+            finally:
+                if small:
+                    con.execute(f"SET threads = {int(threads)}")
             loaded = dict(con.execute("SELECT source_line, count(*) FROM events WHERE load_id = ? "
                                       "GROUP BY 1", [report.load_id]).fetchall())
             rejected = con.execute("SELECT line, field, value, reason FROM quarantine "
