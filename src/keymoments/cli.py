@@ -43,7 +43,9 @@ class _Boundary(click.Group):
                 raise
             from rich.markup import escape
 
-            if type(exc).__name__ == "OutOfMemoryException":  # DuckDB's, a known limit
+            import duckdb
+
+            if isinstance(exc, duckdb.OutOfMemoryException):  # a known limit, not a bug
                 err_console.print(
                     f"[bold red]error:[/] out of memory: {escape(str(exc))}. The store is as it "
                     "was before this command. Set 'memory_limit' (below the free memory) and "

@@ -501,7 +501,7 @@ def _jsonl_rows(fh, options, sink: _BatchSink, rejects, path, progress) -> None:
             rejects.append(Reject(number, "a JSON lines record must be an object {...}",
                                   text.decode("utf-8", errors="replace"), path))
             continue
-        sink.add(number, {k: _json_scalar(v) for k, v in _flatten(obj).items()})
+        sink.add(number, _json_record(obj))
     if progress and done:
         progress(done)
 
@@ -514,9 +514,14 @@ def stage_records(con: duckdb.DuckDBPyConnection, records: list[dict], table: st
     sink = _BatchSink(con, table)
     sink.file = label
     for number, obj in enumerate(records, start=1):
-        sink.add(number, {k: _json_scalar(v) for k, v in _flatten(obj).items()})
+        sink.add(number, _json_record(obj))
     sink.flush()
     return Staged(table, sink.columns, sink.rows, [label])
+
+
+def _json_record(obj: dict) -> dict[str, str | None]:
+    """A JSON object as a staged row: dotted columns, text values."""
+    return {k: _json_scalar(v) for k, v in _flatten(obj).items()}
 
 
 def _flatten(obj: dict, prefix: str = "") -> dict[str, object]:
