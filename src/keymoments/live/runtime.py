@@ -93,8 +93,11 @@ class LiveRuntime:
             self._queue.append((parsed, future))
             self._queue_cond.notify()
         out = future.result()
+        processed = out.pop("_processed", False)
         if wait:
-            out["processed"] = self.wait_processed(out["load_id"], timeout)
+            # derived in the load's own transaction: done, no second trip to the lock
+            # (which the next group's cycle may hold for a whole cycle)
+            out["processed"] = processed or self.wait_processed(out["load_id"], timeout)
         return out
 
     def _ingest_loop(self) -> None:
@@ -135,11 +138,13 @@ class LiveRuntime:
                 report = load_events(self.ws, events, before_commit=lambda r: done.update(
                     process_load(self.ws, r.load_id)))
                 fired = done.get("actions", 0)
+                processed = True
             except Exception as exc:  # noqa: BLE001 - the events are stored all the same
                 # deriving failed (kept for /v1/status): store the events alone; the
                 # processor retries their load, as after a crash
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 report = load_events(self.ws, events)
+                processed = False
                 self._wake.set()
             finally:
                 if small:
@@ -160,7 +165,8 @@ class LiveRuntime:
             rows_loaded = sum(1 for n in lines if n in loaded)
             out.append({"load_id": report.load_id, "received": len(evs), "loaded": rows_loaded,
                         "duplicate": len(evs) - rows_loaded - len(q), "quarantined": len(q),
-                        "events_loaded": sum(loaded.get(n, 0) for n in lines), "quarantine": q})
+                        "events_loaded": sum(loaded.get(n, 0) for n in lines), "quarantine": q,
+                        "_processed": processed})
             start += len(evs)
         return out
 
