@@ -106,3 +106,49 @@ def test_a_failed_build_keeps_the_old_tables(ws, monkeypatch):
     assert ws.con.execute("SELECT count(*) FROM journeys").fetchone()[0] == old == 5
     assert not [t for t in _derived_tables(ws) if t.endswith("__new")]
     assert ws.con.execute("SELECT count(*) FROM moments").fetchone()[0] > 0
+
+
+def _compression(ws, table, column):
+    ws.con.execute("CHECKPOINT")
+    return {r[0] for r in ws.con.execute(
+        "SELECT DISTINCT compression FROM pragma_storage_info(?) "
+        "WHERE column_name = ? AND segment_type = 'VARCHAR'", [table, column]).fetchall()}
+
+
+def test_hash_id_columns_are_stored_with_their_compression_hint(ws):
+    from keymoments.store.schema import ID_COMPRESSION
+
+    ws.build()  # a second build: the swapped-in tables keep the hints
+    checked = 0
+    for table, columns in ID_COMPRESSION.items():
+        if not ws.con.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]:
+            continue  # nothing stored: no segment to look at
+        for column, method in columns.items():
+            assert _compression(ws, table, column) == {method.upper()}, (table, column)
+            checked += 1
+    assert checked >= 6  # events, journey_events (2), journeys, moments (2)
+    # the oracle: without the hint DuckDB picks another method for these few rows
+    ws.con.execute("CREATE TABLE plain AS SELECT event_id FROM events")
+    assert _compression(ws, "plain", "event_id") != {"FSST"}
+
+
+def test_a_store_written_before_the_hints_still_loads_and_builds(make_workspace, tmp_path):
+    import duckdb
+
+    import keymoments as km
+    from keymoments.store.schema import COLUMN_DOCS
+
+    ws = make_workspace(CONFIG, {"events.jsonl": "\n".join(json.dumps(r) for r in ROWS) + "\n"},
+                        folder="old")
+    root = ws.root
+    ws.close()
+    con = duckdb.connect(str(root / "keymoments.duckdb"))
+    cols = ", ".join(f'"{c}" {t}' for c, (t, _) in COLUMN_DOCS["events"].items())
+    con.execute("DROP TABLE events")
+    con.execute(f"CREATE TABLE events ({cols})")  # as stores created before the hints
+    con.close()
+    with km.open(root) as old:
+        assert old.ingest("events").events_loaded == len(ROWS)
+        old.build()
+        assert old.con.execute("SELECT count(*) FROM journey_events").fetchone()[0] == len(ROWS)
+        assert _compression(old, "events", "event_id") != {"FSST"}  # no hint: auto, as before

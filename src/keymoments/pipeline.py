@@ -24,7 +24,7 @@ from .journey.assign import assign_journeys
 from .journey.summary import channel_vocabulary, summarize_journeys
 from .moment.extract import extract_moments
 from .sql import ident
-from .store.schema import COLUMN_DOCS
+from .store.schema import COLUMN_DOCS, column_ddl
 from .valence.cache import update_text_scores
 from .valence.rules import add_window_inputs, effective_rules
 from .valence.score import score_events
@@ -208,9 +208,12 @@ def build(ws: Workspace, progress: Callable[[int, int], None] | None = None) -> 
 
 
 def _write_new(ws: Workspace, table: str, select: str) -> None:
-    """Write ``select`` as ``<table>__new``, with the documented columns and types."""
+    """Write ``select`` as ``<table>__new``, with the documented columns, types and
+    storage hints (:data:`~keymoments.store.schema.ID_COMPRESSION`)."""
     cols = ", ".join(
-        f"CAST(s.{ident(c)} AS {t.replace(' NOT NULL', '')}) AS {ident(c)}"
+        f"CAST(s.{ident(c)} AS {t.replace(' NOT NULL', '')})"
         for c, (t, _) in COLUMN_DOCS[table].items()
     )
-    ws.con.execute(f"CREATE OR REPLACE TABLE {ident(table + '__new')} AS SELECT {cols} FROM ({select}) s")
+    new = ident(table + "__new")
+    ws.con.execute(f"CREATE OR REPLACE TABLE {new} ({column_ddl(table, not_null=False)})")
+    ws.con.execute(f"INSERT INTO {new} SELECT {cols} FROM ({select}) s")

@@ -22,7 +22,8 @@ import duckdb
 
 from ..errors import WorkspaceError
 
-__all__ = ["SCHEMA_VERSION", "TABLES", "COLUMN_DOCS", "migrate", "current_version"]
+__all__ = ["SCHEMA_VERSION", "TABLES", "COLUMN_DOCS", "ID_COMPRESSION", "column_ddl", "migrate",
+           "current_version"]
 
 #: Column docs per table: name -> (SQL type, meaning). The DDL is generated from it,
 #: so the documentation (``docs/schema.md``) and the store cannot disagree.
@@ -228,10 +229,40 @@ COLUMN_DOCS: dict[str, dict[str, tuple[str, str]]] = {
 
 TABLES = tuple(COLUMN_DOCS)
 
+#: Columns holding a hash id that is (nearly) unique per row: stored with FSST
+#: compression chosen up front. DuckDB otherwise tries a dictionary on every
+#: segment first, which for unique strings is wasted work: writing 1M events took
+#: 2.5 s instead of 4.2 s with it (same file size). A storage hint only (DuckDB's
+#: ``USING COMPRESSION``, kept in the catalog); the columns' type stays VARCHAR, and
+#: a store written before it works unchanged, without the speed-up for its events.
+ID_COMPRESSION: dict[str, dict[str, str]] = {
+    "events": {"event_id": "fsst"},
+    "quarantine": {"quarantine_id": "fsst"},
+    "text_scores": {"text_hash": "fsst"},
+    "journey_events": {"event_id": "fsst", "journey_id": "fsst"},
+    "journeys": {"journey_id": "fsst"},
+    "moments": {"event_id": "fsst", "journey_id": "fsst"},
+    "outbox": {"action_id": "fsst"},
+}
+
+
+def column_ddl(table: str, not_null: bool = True) -> str:
+    """The column list of ``table``'s ``CREATE TABLE`` (with its storage hints).
+
+    >>> column_ddl("text_scores").splitlines()[0]
+    '"text_hash" VARCHAR USING COMPRESSION fsst NOT NULL,'
+    """
+    hints = ID_COMPRESSION.get(table, {})
+    cols = []
+    for c, (t, _) in COLUMN_DOCS[table].items():
+        base, nn = (t[: -len(" NOT NULL")], " NOT NULL") if t.endswith(" NOT NULL") else (t, "")
+        using = f" USING COMPRESSION {hints[c]}" if c in hints else ""
+        cols.append(f'"{c}" {base}{using}{nn if not_null else ""}')
+    return ",\n".join(cols)
+
 
 def _create(table: str) -> str:
-    cols = ",\n  ".join(f'"{c}" {t}' for c, (t, _) in COLUMN_DOCS[table].items())
-    return f'CREATE TABLE IF NOT EXISTS "{table}" (\n  {cols}\n)'
+    return f'CREATE TABLE IF NOT EXISTS "{table}" (\n{column_ddl(table)}\n)'
 
 
 def _v1(con: duckdb.DuckDBPyConnection) -> None:
