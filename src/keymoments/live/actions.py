@@ -123,14 +123,15 @@ def _insert(ws: Workspace, rows: list[tuple]) -> None:
         ws.con.unregister("_km_outbox_new")
 
 
-def fire_actions(ws: Workspace, persons_table: str) -> int:
+def fire_actions(ws: Workspace, persons_table: str, tables: dict[str, str] | None = None) -> int:
     """Decide the actions of the persons in ``persons_table`` and write them to the
-    outbox (the caller holds the transaction); returns the rows written."""
+    outbox (the caller holds the transaction); returns the rows written. ``tables``:
+    see :func:`keymoments.live.rules.candidates`."""
     from .rules import candidates
 
     actions = ws.config.actions
     rules = {r.name: r for r in actions.rules}
-    found = candidates(ws, persons_table)
+    found = candidates(ws, persons_table, tables=tables)
     if not found:
         return 0
     hist = _History(ws, persons_table)

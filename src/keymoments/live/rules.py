@@ -27,9 +27,16 @@ def _list(values) -> str:
     return "[" + ", ".join(literal(v) for v in values) + "]::VARCHAR[]"
 
 
-def _trigger_sql(rule: ActionRule, catch_all: str, as_of: str) -> str:
+#: the tables the rules read, by their stored name
+STORED = {"events": "events", "journey_events": "journey_events", "journeys": "journeys",
+          "moments": "moments"}
+
+
+def _trigger_sql(rule: ActionRule, catch_all: str, as_of: str,
+                 tables: dict[str, str] = STORED) -> str:
     """(journey_id, event_id, trigger_ts) of the journeys the trigger fires on."""
     t = rule.trigger
+    moments, journeys = ident(tables["moments"]), ident(tables["journeys"])
     types = t.journey_types
     jt = f"AND j.journey_type IN (SELECT unnest({_list(types)}))" if types else ""
     mt = f"AND m.journey_type IN (SELECT unnest({_list(types)}))" if types else ""
@@ -37,24 +44,24 @@ def _trigger_sql(rule: ActionRule, catch_all: str, as_of: str) -> str:
         kind, cond = {"peak": ("peak", f"m.valence >= {t.valence_above!r}"),
                       "valley": ("valley", f"m.valence < {t.valence_below!r}"),
                       "purchase_completed": ("purchase", "TRUE")}[t.on]
-        return (f"SELECT m.journey_id, m.event_id, m.ts AS trigger_ts FROM moments m "
+        return (f"SELECT m.journey_id, m.event_id, m.ts AS trigger_ts FROM {moments} m "
                 f"WHERE m.kind = {literal(kind)} AND {cond} {mt}")
     if t.on == "repeat_purchase":
         return (f"SELECT journey_id, event_id, ts AS trigger_ts FROM ("
                 f"SELECT m.*, row_number() OVER (PARTITION BY m.person_id ORDER BY m.ts, m.event_id) "
-                f"AS _n FROM moments m WHERE m.kind = 'repeat_purchase' {mt}) WHERE _n = {t.n}")
+                f"AS _n FROM {moments} m WHERE m.kind = 'repeat_purchase' {mt}) WHERE _n = {t.n}")
     if t.on == "stalled":
         return (f"SELECT j.journey_id, NULL::VARCHAR AS event_id, "
                 f"j.end_ts + to_microseconds(CAST({int(t.idle * 1e6)} AS BIGINT)) AS trigger_ts "
-                f"FROM journeys j WHERE NOT coalesce(j.has_end, FALSE) "
+                f"FROM {journeys} j WHERE NOT coalesce(j.has_end, FALSE) "
                 f"AND j.status IN ('open', 'stalled') "
                 f"AND epoch({as_of}) - epoch(j.end_ts) >= {float(t.idle)!r} "
                 f"AND j.journey_type <> {literal(catch_all)} {jt}")
     assert t.on == "ended_unresolved"
     types = types or list(_UNRESOLVED_TYPES)
-    return (f"SELECT j.journey_id, NULL::VARCHAR AS event_id, j.end_ts AS trigger_ts FROM journeys j "
+    return (f"SELECT j.journey_id, NULL::VARCHAR AS event_id, j.end_ts AS trigger_ts FROM {journeys} j "
             f"WHERE j.journey_type IN (SELECT unnest({_list(types)})) AND (j.status = 'abandoned' "
-            f"OR (j.status = 'completed' AND NOT EXISTS (SELECT 1 FROM moments r "
+            f"OR (j.status = 'completed' AND NOT EXISTS (SELECT 1 FROM {moments} r "
             f"WHERE r.journey_id = j.journey_id AND r.kind = 'resolution')))")
 
 
@@ -76,11 +83,16 @@ def _conditions(rule: ActionRule) -> str:
 
 
 def candidates(ws: Workspace, persons_table: str, rules: list[ActionRule] | None = None,
-               as_of=None) -> list[dict]:
+               as_of=None, tables: dict[str, str] | None = None) -> list[dict]:
     """Every (rule, journey) of the persons in ``persons_table`` whose trigger and
     conditions hold, ordered by trigger time, person and rule order. Idle time
     (``stalled``) is judged at ``as_of`` (default: the workspace's, see
-    :func:`keymoments.pipeline.resolve_as_of`)."""
+    :func:`keymoments.pipeline.resolve_as_of`).
+
+    ``tables``: where to read the events and derived rows (default :data:`STORED`);
+    an update passes the tables it just derived, which hold exactly its persons'
+    rows, so the rules read a few rows instead of scanning the stored tables."""
+    tables = {**STORED, **(tables or {})}
     from ..pipeline import resolve_as_of
 
     as_of_sql = f"CAST({literal((as_of or resolve_as_of(ws)).isoformat())} AS TIMESTAMPTZ)"
@@ -99,8 +111,8 @@ def candidates(ws: Workspace, persons_table: str, rules: list[ActionRule] | None
                j.journey_id, j.journey_type, j.journey_key, j.person_id, j.status, j.start_ts,
                j.end_ts, j.channels, j.remembered,
                coalesce(j_lang.language, p.language) AS language, p.segment, {value} AS value
-        FROM ({_trigger_sql(rule, cfg.journeys.catch_all, as_of_sql)}) t
-        JOIN journeys j ON j.journey_id = t.journey_id
+        FROM ({_trigger_sql(rule, cfg.journeys.catch_all, as_of_sql, tables)}) t
+        JOIN {ident(tables["journeys"])} j ON j.journey_id = t.journey_id
         JOIN person_facts p ON p.person_id = j.person_id
         LEFT JOIN journey_lang j_lang ON j_lang.journey_id = j.journey_id
         WHERE {_conditions(rule)}""")
@@ -111,10 +123,11 @@ def candidates(ws: Workspace, persons_table: str, rules: list[ActionRule] | None
                arg_max(attributes['segment'], ts) FILTER (WHERE attributes['segment'] IS NOT NULL) AS segment,
                arg_max(language, ts) FILTER (WHERE language IS NOT NULL) AS language,
                {value_cols}
-        FROM events WHERE person_id IN (SELECT person_id FROM persons) GROUP BY person_id
+        FROM {ident(tables["events"])} WHERE person_id IN (SELECT person_id FROM persons)
+        GROUP BY person_id
     ),
     journey_lang AS (
-        SELECT journey_id, arg_max(language, ts) AS language FROM journey_events
+        SELECT journey_id, arg_max(language, ts) AS language FROM {ident(tables["journey_events"])}
         WHERE language IS NOT NULL AND person_id IN (SELECT person_id FROM persons)
         GROUP BY journey_id
     )
