@@ -179,3 +179,39 @@ def test_people_match_a_recount_of_the_events_after_a_merge(make_workspace):
     assert len(got) == 2
     channels = ws.con.execute("SELECT channels FROM people ORDER BY n_events DESC").fetchall()
     assert channels[0][0] == ["phone", "web"]  # sorted
+
+
+def _people_recount(ws) -> tuple[dict, dict]:
+    expected: dict[str, list] = {}
+    for person, ts, channel in ws.con.execute("SELECT person_id, ts, channel FROM events").fetchall():
+        row = expected.setdefault(person, [0, ts, ts, set()])
+        row[0] += 1
+        row[1], row[2] = min(row[1], ts), max(row[2], ts)
+        if channel is not None:
+            row[3].add(channel)
+    got = {p: [n, first, last, set(ch)] for p, n, first, last, ch in ws.con.execute(
+        "SELECT person_id, n_events, first_seen, last_seen, channels FROM people").fetchall()}
+    return got, expected
+
+
+def test_people_match_a_recount_after_loads_of_only_new_customers(make_workspace):
+    """A load whose identifiers are all new reads its persons' events from the load
+    alone and deletes no people row: the people table still equals a recount, after
+    a load of only new customers and after one that mixes new and known ones."""
+    new_only = [("C7", "", "visit", "2024-02-01T09:00:00Z", "web", "", "", "", "", ""),
+                ("C7", "", "call", "2024-02-02T09:00:00Z", "phone", "", "", "", "", ""),
+                ("C8", "cy@z.org", "visit", "2024-02-03T09:00:00Z", "", "", "", "", "", "")]
+    mixed = [("C7", "", "visit", "2024-03-01T09:00:00Z", "app", "", "", "", "", ""),
+             ("C9", "", "visit", "2024-03-02T09:00:00Z", "web", "", "", "", "", "")]
+    ws = make_workspace(CONFIG.format(path="a.csv"), {"a.csv": csv_text(ROWS), "b.csv": csv_text(new_only),
+                                                      "c.csv": csv_text(mixed)})
+    ws.ingest("s")
+    before = ws.con.execute("SELECT count(*) FROM people").fetchone()[0]
+    for path, added in (("b.csv", 2), ("c.csv", 1)):
+        (ws.root / "keymoments.yaml").write_text(CONFIG.format(path=path))
+        ws.reload_config()
+        assert ws.ingest("s").rows_loaded > 0
+        got, expected = _people_recount(ws)
+        assert got == expected
+        before += added
+        assert len(got) == before

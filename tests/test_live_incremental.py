@@ -7,9 +7,11 @@ from __future__ import annotations
 import random
 import time
 
+import pytest
+
 import keymoments as km
 from keymoments.live.events import PostedEvent, load_events
-from keymoments.live.incremental import pending_loads, process_pending
+from keymoments.live.incremental import pending_loads, process_load, process_pending
 
 CONFIG = """
 journeys:
@@ -77,7 +79,11 @@ def _snapshot(ws) -> dict[str, list[tuple]]:
     return out
 
 
-def test_streamed_updates_equal_a_full_build(tmp_path):
+@pytest.mark.parametrize("path", ["processor", "load_transaction"])
+def test_streamed_updates_equal_a_full_build(tmp_path, path):
+    """Both update paths: the processor's (``process_pending`` after the load) and the
+    service's (``process_load`` inside the load's transaction, which reads a person
+    with no earlier event from the load alone)."""
     ws = km.init(tmp_path)
     with open(tmp_path / "keymoments.yaml", "a") as fh:
         fh.write(CONFIG)
@@ -90,9 +96,15 @@ def test_streamed_updates_equal_a_full_build(tmp_path):
         at += size
         if not batch:
             break
-        load_events(ws, [PostedEvent.model_validate(e) for e in batch])
-        done = process_pending(ws)
-        assert done["loads"] == 1 and done["persons"] >= 1
+        posted = [PostedEvent.model_validate(e) for e in batch]
+        if path == "processor":
+            load_events(ws, posted)
+            done = process_pending(ws)
+            assert done["loads"] == 1 and done["persons"] >= 1
+        else:
+            got: dict = {}
+            load_events(ws, posted, before_commit=lambda r: got.update(process_load(ws, r.load_id)))
+            assert got["persons"] >= 1
         updates += 1
     assert at >= len(events) and updates >= 5 and not pending_loads(ws)
     merged = ws.con.execute("SELECT count(DISTINCT person_id) FROM events").fetchone()[0]

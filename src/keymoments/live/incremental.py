@@ -139,13 +139,23 @@ def update_persons(ws: Workspace, persons: list[str], loads: list[str] = ()) -> 
 def process_load(ws: Workspace, load_id: str) -> dict:
     """Update the persons of ``load_id`` inside the caller's open transaction (the
     load's own, so its events and the actions they cause commit together)."""
-    persons = [r[0] for r in ws.con.execute(
-        "SELECT DISTINCT person_id FROM events WHERE load_id = ? AND person_id IS NOT NULL "
-        "ORDER BY 1", [load_id]).fetchall()]
-    return _update(ws, persons, [load_id], own_transaction=False)
+    # per person: are all its events in this load (a new customer)? then its events
+    # are read from the load alone (its rows are together, not spread over the
+    # table: no scan of every event) and it has no derived rows to delete
+    rows = ws.con.execute(
+        "SELECT l.person_id, l.n = p.n_events FROM (SELECT person_id, count(*) AS n FROM events "
+        "WHERE load_id = ? AND person_id IS NOT NULL GROUP BY 1) l "
+        "JOIN people p USING (person_id) ORDER BY 1", [load_id]).fetchall()
+    persons = [r[0] for r in rows]
+    only_this_load = all(r[1] for r in rows)  # (no person: nothing to read or delete)
+    return _update(ws, persons, [load_id], own_transaction=False,
+                   new_in=load_id if only_this_load else None)
 
 
-def _update(ws: Workspace, persons: list[str], loads, own_transaction: bool) -> dict:
+def _update(ws: Workspace, persons: list[str], loads, own_transaction: bool,
+            new_in: str | None = None) -> dict:
+    """``new_in``: a load that holds every event of every person (none has an
+    earlier event, so none has derived rows yet, and no person was merged away)."""
     from .actions import fire_actions
 
     con = ws.con
@@ -155,8 +165,10 @@ def _update(ws: Workspace, persons: list[str], loads, own_transaction: bool) -> 
     con.execute("CREATE OR REPLACE TEMP TABLE _km_live_persons AS SELECT * FROM _km_live_arrow")
     con.unregister("_km_live_arrow")
     # the persons' events, read once (the engine reads its input several times)
+    # (a load's rows are appended together: reading them skips the rest of the table)
+    where = f"load_id = {literal(new_in)} AND " if new_in else ""
     con.execute("CREATE OR REPLACE TEMP TABLE _km_live_events AS SELECT * FROM events "
-                "WHERE person_id IN (SELECT person_id FROM _km_live_persons)")
+                f"WHERE {where}person_id IN (SELECT person_id FROM _km_live_persons)")
     unscored = con.execute(
         "SELECT count(*) FROM _km_live_events e WHERE text IS NOT NULL AND NOT EXISTS "
         "(SELECT 1 FROM text_scores s WHERE s.text_hash = md5(e.text) AND s.scorer = ?)",
@@ -173,9 +185,10 @@ def _update(ws: Workspace, persons: list[str], loads, own_transaction: bool) -> 
         con.execute("BEGIN TRANSACTION")
     try:
         for table in _DERIVED:
-            con.execute(f"DELETE FROM {ident(table)} WHERE person_id IN "
-                        "(SELECT person_id FROM _km_live_persons) "
-                        "OR person_id NOT IN (SELECT person_id FROM people)")
+            if not new_in:  # (new persons have nothing to delete: no scan)
+                con.execute(f"DELETE FROM {ident(table)} WHERE person_id IN "
+                            "(SELECT person_id FROM _km_live_persons) "
+                            "OR person_id NOT IN (SELECT person_id FROM people)")
             cols = ", ".join(ident(c) for c in COLUMN_DOCS[table])
             casts = ", ".join(f"CAST(s.{ident(c)} AS {t.replace(' NOT NULL', '')})"
                               for c, (t, _) in COLUMN_DOCS[table].items())

@@ -60,11 +60,13 @@ def person_id_for(smallest_identifier: str) -> str:
     return "p-" + hashlib.md5(smallest_identifier.encode("utf-8")).hexdigest()[:16]
 
 
-def stitch(con: duckdb.DuckDBPyConnection, new_events: str) -> int:
+def stitch(con: duckdb.DuckDBPyConnection, new_events: str) -> tuple[int, bool]:
     """Add the identifiers and links of the events in table ``new_events`` (which
     have ``event_id, ts, source, anchor, identifiers``), recompute the persons they
     touch, re-link earlier events of merged persons, and return how many
-    identifiers changed person. Runs inside the caller's transaction."""
+    identifiers changed person and whether every identifier of the new events was
+    new (then their persons are new too: no earlier event, nobody merged). Runs
+    inside the caller's transaction."""
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _km_new_ids AS
         SELECT kind || ':' || value AS identifier, kind, value, min(ts) AS first_seen
@@ -72,6 +74,9 @@ def stitch(con: duckdb.DuckDBPyConnection, new_events: str) -> int:
                      unnest(map_values(identifiers)) AS value, ts FROM {new_events})
         GROUP BY kind, value
     """)  # unnest in the projection: far cheaper than a lateral join over map entries
+    all_new = not con.execute(
+        "SELECT EXISTS (SELECT 1 FROM identifiers i JOIN _km_new_ids n USING (identifier))"
+    ).fetchone()[0]
     con.execute("""
         INSERT INTO identifiers (identifier, kind, value, person_id, first_seen)
         SELECT n.identifier, n.kind, n.value, NULL, n.first_seen FROM _km_new_ids n
@@ -125,7 +130,7 @@ def stitch(con: duckdb.DuckDBPyConnection, new_events: str) -> int:
         "SELECT identifier FROM _km_touched ORDER BY identifier"
     ).to_arrow_table().column(0)
     if len(nodes) == 0:
-        return 0
+        return 0, all_new
     con.register("_km_nodes", pa.table({"identifier": nodes,
                                         "ix": pa.array(np.arange(len(nodes), dtype=np.int64))}))
     edges = con.execute("""
@@ -155,11 +160,15 @@ def stitch(con: duckdb.DuckDBPyConnection, new_events: str) -> int:
             UPDATE identifiers SET person_id = c.person_id FROM _km_changed c
             WHERE identifiers.identifier = c.identifier
         """)
+    if n_relinked:
+        # only an identifier that had a person can be the anchor of a stored event (a
+        # new one's events are written after this, with their person): no scan of
+        # the events when nothing was re-linked
         con.execute("""
             UPDATE events SET person_id = c.person_id FROM _km_changed c
-            WHERE events.anchor = c.identifier
+            WHERE events.anchor = c.identifier AND c.relinked
         """)
-    return n_relinked
+    return n_relinked, all_new
 
 
 def _components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -137,12 +137,12 @@ def ingest_source(ws: Workspace, name: str, progress: Progress | None = None,
         if scheme_is_new:
             con.execute("INSERT INTO km_meta VALUES (?, ?)", [SCHEME_KEY, str(scheme)])
         con.execute(f"ALTER TABLE _km_new_events ADD COLUMN source VARCHAR DEFAULT {literal(name)}")
-        relinked = stitch(con, "_km_new_events")
+        relinked, all_new = stitch(con, "_km_new_events")
         events_loaded = _write_events(con, name, load_id)
         _fault("after_events_insert")
         if counts[1] or staged.rejects:  # (nothing to write otherwise: no statement)
             _write_quarantine(con, name, load_id, raw_cols, staged.rejects)
-        _refresh_people(con)
+        _refresh_people(con, load_id if all_new else None)
         report = LoadReport(
             source=name, load_id=load_id, files=tuple(files),
             rows_read=staged.rows + len(staged.rejects),
@@ -423,8 +423,12 @@ def _write_quarantine(con, source: str, load_id: str, raw_cols: list[str], rejec
     """)
 
 
-def _refresh_people(con) -> None:
-    """Rebuild the rows of ``people`` for every person with changed events."""
+def _refresh_people(con, only_load: str | None = None) -> None:
+    """Rebuild the rows of ``people`` for every person with changed events.
+
+    ``only_load``: the load holds every event of those persons (every identifier of
+    its events was new): their events are read from the load's rows (appended
+    together, so the rest of the table is skipped) and there is no row to delete."""
     # _km_touched (from stitch) holds every identifier of the new events, so their
     # anchors too: no semi-join with a row per new event
     con.execute("""
@@ -432,18 +436,21 @@ def _refresh_people(con) -> None:
         SELECT DISTINCT i.person_id FROM identifiers i
         WHERE i.identifier IN (SELECT identifier FROM _km_touched)
     """)
-    con.execute("""
-        DELETE FROM people WHERE person_id IN (SELECT person_id FROM _km_people_touched)
-           OR person_id NOT IN (SELECT DISTINCT person_id FROM identifiers WHERE person_id IS NOT NULL)
-    """)
+    if only_load is None:
+        con.execute("""
+            DELETE FROM people WHERE person_id IN (SELECT person_id FROM _km_people_touched)
+               OR person_id NOT IN (SELECT DISTINCT person_id FROM identifiers
+                                    WHERE person_id IS NOT NULL)
+        """)
+    in_load = f"load_id = {literal(only_load)} AND " if only_load else ""
     # one pass over the events of the touched persons, grouped by person and channel
     # (a few groups per person), then rolled up per person: no list of every event's
     # channel per person, so a large load can spill to disk instead of failing
-    con.execute("""
+    con.execute(f"""
         INSERT INTO people
         WITH pc AS (
             SELECT person_id, channel, count(*) AS n, min(ts) AS first_seen, max(ts) AS last_seen
-            FROM events WHERE person_id IN (SELECT person_id FROM _km_people_touched)
+            FROM events WHERE {in_load}person_id IN (SELECT person_id FROM _km_people_touched)
             GROUP BY person_id, channel
         ), ev AS (
             SELECT person_id, sum(n) AS n, min(first_seen) AS first_seen,
