@@ -52,7 +52,7 @@ def main(argv=None) -> int:
         return out
 
     def cycle(events) -> None:
-        load_events(ws, events, before_commit=lambda r: process_load(ws, r.load_id))
+        load_events(ws, events, before_commit=lambda r: process_load(ws, r.load_id, merged=r.identifiers_relinked > 0))
 
     for _ in range(3):  # warm up: the engine plan is compiled once
         cycle(batch(20))

@@ -136,9 +136,12 @@ def update_persons(ws: Workspace, persons: list[str], loads: list[str] = ()) -> 
     return _update(ws, persons, loads, own_transaction=True)
 
 
-def process_load(ws: Workspace, load_id: str) -> dict:
+def process_load(ws: Workspace, load_id: str, merged: bool = True) -> dict:
     """Update the persons of ``load_id`` inside the caller's open transaction (the
-    load's own, so its events and the actions they cause commit together)."""
+    load's own, so its events and the actions they cause commit together).
+    ``merged``: whether the load re-linked identifiers (its report's
+    ``identifiers_relinked``); without a merge no person was merged away, so no
+    derived row can be left without its person and none is looked for."""
     # per person: are all its events in this load (a new customer)? then its events
     # are read from the load alone (its rows are together, not spread over the
     # table: no scan of every event) and it has no derived rows to delete
@@ -149,13 +152,15 @@ def process_load(ws: Workspace, load_id: str) -> dict:
     persons = [r[0] for r in rows]
     only_this_load = all(r[1] for r in rows)  # (no person: nothing to read or delete)
     return _update(ws, persons, [load_id], own_transaction=False,
-                   new_in=load_id if only_this_load else None)
+                   new_in=load_id if only_this_load else None, orphans=merged)
 
 
 def _update(ws: Workspace, persons: list[str], loads, own_transaction: bool,
-            new_in: str | None = None) -> dict:
+            new_in: str | None = None, orphans: bool = True) -> dict:
     """``new_in``: a load that holds every event of every person (none has an
-    earlier event, so none has derived rows yet, and no person was merged away)."""
+    earlier event, so none has derived rows yet, and no person was merged away).
+    ``orphans``: also delete the derived rows of persons merged away (a scan of
+    each table against ``people``; only needed after a merge)."""
     from .actions import fire_actions
 
     con = ws.con
@@ -186,9 +191,9 @@ def _update(ws: Workspace, persons: list[str], loads, own_transaction: bool,
     try:
         for table in _DERIVED:
             if not new_in:  # (new persons have nothing to delete: no scan)
+                gone = " OR person_id NOT IN (SELECT person_id FROM people)" if orphans else ""
                 con.execute(f"DELETE FROM {ident(table)} WHERE person_id IN "
-                            "(SELECT person_id FROM _km_live_persons) "
-                            "OR person_id NOT IN (SELECT person_id FROM people)")
+                            f"(SELECT person_id FROM _km_live_persons){gone}")
             cols = ", ".join(ident(c) for c in COLUMN_DOCS[table])
             casts = ", ".join(f"CAST(s.{ident(c)} AS {t.replace(' NOT NULL', '')})"
                               for c, (t, _) in COLUMN_DOCS[table].items())

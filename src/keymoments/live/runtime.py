@@ -136,7 +136,7 @@ class LiveRuntime:
                 # the actions they cause (the outbox rows) commit together
                 done: dict = {}
                 report = load_events(self.ws, events, before_commit=lambda r: done.update(
-                    process_load(self.ws, r.load_id)))
+                    process_load(self.ws, r.load_id, merged=r.identifiers_relinked > 0)))
                 fired = done.get("actions", 0)
                 processed = True
             except Exception as exc:  # noqa: BLE001 - the events are stored all the same

@@ -142,7 +142,7 @@ def ingest_source(ws: Workspace, name: str, progress: Progress | None = None,
         _fault("after_events_insert")
         if counts[1] or staged.rejects:  # (nothing to write otherwise: no statement)
             _write_quarantine(con, name, load_id, raw_cols, staged.rejects)
-        _refresh_people(con, load_id if all_new else None)
+        _refresh_people(con, load_id if all_new else None, merged=relinked > 0)
         report = LoadReport(
             source=name, load_id=load_id, files=tuple(files),
             rows_read=staged.rows + len(staged.rejects),
@@ -423,12 +423,14 @@ def _write_quarantine(con, source: str, load_id: str, raw_cols: list[str], rejec
     """)
 
 
-def _refresh_people(con, only_load: str | None = None) -> None:
+def _refresh_people(con, only_load: str | None = None, merged: bool = True) -> None:
     """Rebuild the rows of ``people`` for every person with changed events.
 
     ``only_load``: the load holds every event of those persons (every identifier of
     its events was new): their events are read from the load's rows (appended
-    together, so the rest of the table is skipped) and there is no row to delete."""
+    together, so the rest of the table is skipped) and there is no row to delete.
+    ``merged``: identifiers were re-linked, so persons merged away are deleted too
+    (without a merge there are none, and the table is not scanned for them)."""
     # _km_touched (from stitch) holds every identifier of the new events, so their
     # anchors too: no semi-join with a row per new event
     con.execute("""
@@ -437,11 +439,10 @@ def _refresh_people(con, only_load: str | None = None) -> None:
         WHERE i.identifier IN (SELECT identifier FROM _km_touched)
     """)
     if only_load is None:
-        con.execute("""
-            DELETE FROM people WHERE person_id IN (SELECT person_id FROM _km_people_touched)
-               OR person_id NOT IN (SELECT DISTINCT person_id FROM identifiers
-                                    WHERE person_id IS NOT NULL)
-        """)
+        gone = (" OR person_id NOT IN (SELECT DISTINCT person_id FROM identifiers "
+                "WHERE person_id IS NOT NULL)") if merged else ""
+        con.execute("DELETE FROM people WHERE person_id IN "
+                    f"(SELECT person_id FROM _km_people_touched){gone}")
     in_load = f"load_id = {literal(only_load)} AND " if only_load else ""
     # one pass over the events of the touched persons, grouped by person and channel
     # (a few groups per person), then rolled up per person: no list of every event's
