@@ -24,6 +24,7 @@ import argparse
 import http.client
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -86,11 +87,17 @@ _counter = iter(range(10**9))
 _lock = threading.Lock()
 
 
-def batch(n: int, t0: int = 1_780_000_000) -> list[dict]:
+#: customer ids of the preloaded workspace, when the latency step posts for returning
+#: customers (``--customers returning``); else every event is a new customer's
+RETURNING: list[str] = []
+
+
+def batch(n: int, t0: int = 1_780_000_000, returning: bool = False) -> list[dict]:
     with _lock:
         ids = [next(_counter) for _ in range(n)]
+    pick = (lambda i: RETURNING[i * 7919 % len(RETURNING)]) if returning else (lambda i: f"c{i}")  # noqa: E731
     return [{"ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t0 + i)),
-             "event_type": "order_placed", "identifiers": {"customer_id": f"c{i}"},
+             "event_type": "order_placed", "identifiers": {"customer_id": pick(i)},
              "refs": {"order": f"o{i}"}, "channel": "web", "language": "en",
              "measures": {"amount": 10.0 + i % 90}} for i in ids]
 
@@ -117,14 +124,14 @@ def sustained(client: Client, size: int, clients: int, seconds: float) -> dict:
             "ingest_events_per_s": round(n / took), "processed_events_per_s": round(n / drained)}
 
 
-def latency(client: Client, rate: int, seconds: float) -> dict:
+def latency(client: Client, rate: int, seconds: float, returning: bool = False) -> dict:
     per_batch = max(1, rate // 10)
     lat: list[float] = []
     start = time.monotonic()
 
     def one():
         t = time.monotonic()
-        client.call("POST", "/v1/events/batch?wait=true", {"events": batch(per_batch)})
+        client.call("POST", "/v1/events/batch?wait=true", {"events": batch(per_batch, returning=returning)})
         lat.append(time.monotonic() - t)
 
     with ThreadPoolExecutor(16) as pool:
@@ -148,19 +155,41 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, default=1000)
     ap.add_argument("--clients", type=int, default=2)
     ap.add_argument("--rates", default="50,200,400")
+    ap.add_argument("--preload", type=int, default=0,
+                    help="first load and build this many bench events (bench/_data.py), so the "
+                         "service runs on a workspace of that size")
+    ap.add_argument("--customers", choices=["new", "returning"], default="new",
+                    help="latency step: events of new customers, or of the preloaded ones")
     args = ap.parse_args(argv)
+    if args.customers == "returning" and not args.preload:
+        ap.error("--customers returning needs --preload")
     import keymoments as km
     from keymoments.live.auth import create_key
 
     root = Path(tempfile.mkdtemp(prefix="km-service-", dir=OUT if OUT.exists() else None))
     km.init(root).close()
-    with open(root / "keymoments.yaml", "a") as fh:
-        fh.write(RULE)
+    config = (root / "keymoments.yaml").read_text() + RULE
+    if args.preload:
+        sys.path.insert(0, str(Path(__file__).parent))
+        import _data
+
+        source = _data.mapping_yaml(_data.generate(args.preload, quiet=True)["parquet"])
+        config = config.replace("\nsources: {}\n", "\n" + source[source.index("sources:"):])
+    (root / "keymoments.yaml").write_text(config)
     with km.open(root) as ws:
         token = create_key(ws, "bench", ["write"]).token
+        if args.preload:
+            t = time.monotonic()
+            ws.ingest("events")
+            ws.build()
+            RETURNING.extend(r[0] for r in ws.con.execute(
+                "SELECT value FROM identifiers WHERE kind = 'customer_id' ORDER BY 1").fetchall())
+            print(f"preloaded {args.preload:,} events in {time.monotonic() - t:.0f} s", flush=True)
     port = _port()
-    proc = subprocess.Popen([sys.executable, "-m", "keymoments.cli", "-w", str(root), "serve",
-                             "--port", str(port)])
+    # KM_SERVE: another way to start the server (e.g. a script that wraps the CLI
+    # with timers); the default is the CLI itself
+    serve = os.environ.get("KM_SERVE", "-m keymoments.cli").split()
+    proc = subprocess.Popen([sys.executable, *serve, "-w", str(root), "serve", "--port", str(port)])
     client = Client(port, token)
     try:
         for _ in range(1200):
@@ -171,8 +200,9 @@ def main(argv=None) -> int:
                 time.sleep(0.05)
         client.call("POST", "/v1/events/batch?wait=true", {"events": batch(10)})  # warm up
         load0, cpu0 = os.getloadavg()[0], time.process_time()
-        lat = [latency(client, int(r), args.seconds) for r in args.rates.split(",")]
-        results = {"latency": lat,
+        lat = [latency(client, int(r), args.seconds, args.customers == "returning")
+               for r in args.rates.split(",")]
+        results = {"latency": lat, "preload": args.preload, "customers": args.customers,
                    "sustained": sustained(client, args.batch, args.clients, args.seconds),
                    "load_average_1m": [round(load0, 2), round(os.getloadavg()[0], 2)],
                    "cores": os.cpu_count()}
@@ -180,6 +210,7 @@ def main(argv=None) -> int:
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
+        shutil.rmtree(root, ignore_errors=True)
     OUT.mkdir(exist_ok=True)
     (OUT / "service.json").write_text(json.dumps(results, indent=1))
     print(json.dumps(results, indent=1))
