@@ -141,3 +141,41 @@ def test_a_small_group_runs_on_one_thread_and_the_setting_comes_back(tmp_path, m
         assert seen == [1, 2] and after == 2
     finally:
         rt.stop()
+
+
+def test_within_keeps_a_rule_off_a_returning_customers_old_moments(tmp_path):
+    """History loaded in batch (an order of c1 in January), then c1's new order posted
+    in March: without ``within`` the first update acts on both purchase journeys (the
+    old one too); with ``within: 1d`` only on the new one."""
+    import json
+
+    from keymoments.live.events import PostedEvent, load_events
+
+    history = {"customer": "c1", "ts": "2026-01-05T09:00:00Z", "event_type": "order_placed",
+               "order": "o-old"}
+    source = """
+sources:
+  shop:
+    path: history.jsonl
+    identifiers: {customer_id: customer}
+    event_type: event_type
+    ts: ts
+    refs: {order: order}
+"""
+    found = {}
+    for within in ("", ", within: 1d"):
+        root = tmp_path / f"ws{len(found)}"
+        km.init(root).close()
+        (root / "history.jsonl").write_text(json.dumps(history) + "\n")
+        text = (root / "keymoments.yaml").read_text().replace("\nsources: {}\n", "\n" + source)
+        (root / "keymoments.yaml").write_text(text + RULE.replace(
+            "{on: purchase_completed}", "{on: purchase_completed" + within + "}"))
+        with km.open(root) as ws:
+            ws.ingest("shop")
+            ws.build()
+            load_events(ws, [PostedEvent.model_validate(e) for e in _events(1, 1)],
+                        before_commit=lambda r: incremental.process_load(ws, r.load_id, merged=False))
+            found[within] = sorted(r[0] for r in ws.con.execute(
+                "SELECT j.journey_key FROM outbox o JOIN journeys j USING (journey_id)").fetchall())
+    assert found[""] == ["o-old", "o1"]
+    assert found[", within: 1d"] == ["o1"]

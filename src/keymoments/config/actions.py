@@ -61,6 +61,9 @@ class TriggerSpec(Strict):
       (``n: 1`` is the second purchase journey).
 
     ``journey_types`` limits the rule to those journey types (empty: any).
+    ``within`` limits it to triggers at most that long before the latest event (unset:
+    any age): a service started on a workspace with history then does not act on a
+    returning customer's old moments the first time the customer is updated.
     """
 
     on: Literal[TRIGGERS]  # type: ignore[valid-type]
@@ -69,6 +72,7 @@ class TriggerSpec(Strict):
     idle: Duration = 48 * 3600.0
     n: int = Field(default=1, ge=1)
     journey_types: list[str] = Field(default_factory=list)
+    within: Duration | None = None
 
 
 class ConditionSpec(Strict):

@@ -503,8 +503,12 @@ def render_schema() -> str:
         out += [f"### {table}", ""]
         if table in _TABLE_NOTES:
             out += [_TABLE_NOTES[table], ""]
+        hints = schema.ID_COMPRESSION.get(table, {})
         out += _table(("column", "type", "meaning"),
-                      [(f"`{c}`", f"`{t}`", meaning) for c, (t, meaning) in columns.items()])
+                      [(f"`{c}`", f"`{t}`", meaning + (
+                          f" (stored with `{hints[c]}` compression chosen up front: a hash id, "
+                          "unique per row, gains nothing from a dictionary)" if c in hints else ""))
+                       for c, (t, meaning) in columns.items()])
         out.append("")
     return "\n".join(out).rstrip() + "\n"
 

@@ -65,6 +65,12 @@ def _trigger_sql(rule: ActionRule, catch_all: str, as_of: str,
             f"WHERE r.journey_id = j.journey_id AND r.kind = 'resolution')))")
 
 
+def _recent(rule: ActionRule, as_of: str) -> str:
+    """The ``within`` limit of a trigger, as a condition on its time."""
+    within = rule.trigger.within
+    return "" if within is None else f" AND epoch({as_of}) - epoch(t.trigger_ts) <= {float(within)!r}"
+
+
 def _conditions(rule: ActionRule) -> str:
     w = rule.when
     out = []
@@ -115,7 +121,7 @@ def candidates(ws: Workspace, persons_table: str, rules: list[ActionRule] | None
         JOIN {ident(tables["journeys"])} j ON j.journey_id = t.journey_id
         JOIN person_facts p ON p.person_id = j.person_id
         LEFT JOIN journey_lang j_lang ON j_lang.journey_id = j.journey_id
-        WHERE {_conditions(rule)}""")
+        WHERE {_conditions(rule)}{_recent(rule, as_of_sql)}""")
     sql = f"""
     WITH persons AS (SELECT person_id FROM {persons_table}),
     person_facts AS (
