@@ -5,16 +5,25 @@ requests). Median of ``--repeat`` cycles per batch size, on a fresh workspace wi
 one rule that fires on every purchase (as ``bench/service.py``).
 
     python bench/service_cycle.py --sizes 1,20,50,100,400 --repeat 9
+    python bench/service_cycle.py --sizes 20 --preload 1000000 --customers returning
+
+``--preload N`` first ingests and builds N bench events (``bench/_data.py``), so the
+cycle runs on a workspace of that size; ``--customers returning`` posts events of
+those customers (their earlier events and journeys are re-derived) instead of new
+ones. Groups of up to ``SMALL_GROUP`` events run on one DuckDB thread, as in the
+service.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 RULE = """
 actions:
@@ -28,16 +37,36 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="1,20,50,100,400")
     ap.add_argument("--repeat", type=int, default=9)
+    ap.add_argument("--preload", type=int, default=0)
+    ap.add_argument("--customers", choices=["new", "returning"], default="new")
     args = ap.parse_args(argv)
+    if args.customers == "returning" and not args.preload:
+        ap.error("--customers returning needs --preload")
     import keymoments as km
     from keymoments.live.events import PostedEvent, load_events
     from keymoments.live.incremental import process_load
+    from keymoments.live.runtime import SMALL_GROUP
 
     root = tempfile.mkdtemp(prefix="km-cycle-")
     km.init(root).close()
-    with open(os.path.join(root, "keymoments.yaml"), "a", encoding="utf-8") as fh:
-        fh.write(RULE)
+    config = Path(root, "keymoments.yaml").read_text(encoding="utf-8") + RULE
+    if args.preload:
+        sys.path.insert(0, str(Path(__file__).parent))
+        import _data
+
+        source = _data.mapping_yaml(_data.generate(args.preload, quiet=True)["parquet"])
+        config = config.replace("\nsources: {}\n", "\n" + source[source.index("sources:"):])
+    Path(root, "keymoments.yaml").write_text(config, encoding="utf-8")
     ws = km.open(root)
+    returning: list[str] = []
+    if args.preload:
+        t = time.perf_counter()
+        ws.ingest("events")
+        ws.build()
+        returning = [r[0] for r in ws.con.execute(
+            "SELECT value FROM identifiers WHERE kind = 'customer_id' ORDER BY 1").fetchall()]
+        print(f"preloaded {args.preload:,} events in {time.perf_counter() - t:.0f} s")
+    threads = ws.con.execute("SELECT current_setting('threads')").fetchone()[0]
     n = 0
 
     def batch(k: int) -> list[PostedEvent]:
@@ -47,12 +76,16 @@ def main(argv=None) -> int:
             n += 1
             out.append(PostedEvent.model_validate({
                 "ts": "2026-03-01T10:00:00Z", "event_type": "order_placed", "channel": "web",
-                "identifiers": {"customer_id": f"c{n}"}, "refs": {"order": f"o{n}"},
+                "identifiers": {"customer_id": returning[n * 7919 % len(returning)]
+                                if args.customers == "returning" else f"c{n}"},
+                "refs": {"order": f"o{n}"},
                 "measures": {"amount": 10.0}}))
         return out
 
     def cycle(events) -> None:
-        load_events(ws, events, before_commit=lambda r: process_load(ws, r.load_id, merged=r.identifiers_relinked > 0))
+        ws.con.execute(f"SET threads = {1 if len(events) <= SMALL_GROUP else int(threads)}")
+        load_events(ws, events, before_commit=lambda r: process_load(
+            ws, r.load_id, merged=r.identifiers_relinked > 0))
 
     for _ in range(3):  # warm up: the engine plan is compiled once
         cycle(batch(20))
@@ -67,6 +100,7 @@ def main(argv=None) -> int:
         print(f"{size:6d} events: cycle median {statistics.median(times) * 1000:7.1f} ms "
               f"(min {min(times) * 1000:.1f}, max {max(times) * 1000:.1f})")
     ws.close()
+    shutil.rmtree(root, ignore_errors=True)
     return 0
 
 
