@@ -124,7 +124,8 @@ def ingest_source(ws: Workspace, name: str, progress: Progress | None = None,
                          event_id_scheme=scheme)
     con.execute(f"CREATE OR REPLACE TEMP TABLE _km_mapped AS {sql}")
     _stage_taxonomy(ws)
-    counts = _classify(con, one_event_per_row=len(spec.event_specs()) == 1)
+    counts = _classify(con, one_event_per_row=len(spec.event_specs()) == 1,
+                       ts_in_id=not spec.key)
     if spec.redact_text:
         from ..text.redact import redact_table_column  # not at import: it loads ibis
 
@@ -299,7 +300,12 @@ def _stage_taxonomy(ws: Workspace) -> None:
     con.unregister("_km_tax_arrow")
 
 
-def _classify(con, one_event_per_row: bool = False) -> tuple[int, int, int]:
+#: loads of up to this many new events look for stored duplicates among the stored
+#: events of the same times only (see :func:`_classify`)
+SMALL_LOAD = 10_000
+
+
+def _classify(con, one_event_per_row: bool = False, ts_in_id: bool = False) -> tuple[int, int, int]:
     """The new events and the status of the rows, before the transaction; returns
     the rows (loaded, quarantined, duplicate). With one event per row, a row's
     status is its event's own: only the quarantined rows are listed (no grouping,
@@ -350,7 +356,16 @@ def _classify(con, one_event_per_row: bool = False) -> tuple[int, int, int]:
         WHERE n.event_id = d.event_id AND n.{FILE_COLUMN} = d.{FILE_COLUMN}
           AND n.{LINE_COLUMN} = d.{LINE_COLUMN} AND n._km_slot = d._km_slot
     """)
-    con.execute("DELETE FROM _km_new_events n USING events e WHERE e.event_id = n.event_id")
+    # an event already stored has the same id; with a content id (no ``key``) its time
+    # is part of the id, so the same time too: joining on the time as well lets DuckDB
+    # skip every row group of other times (a live post of recent events no longer
+    # scans every stored id: 41 -> 1 ms on a 1M-event workspace). Only for a small
+    # load: for a large one the second key costs more than the row groups it skips
+    on_ts = ""
+    if ts_in_id and con.execute(
+            f"SELECT count(*) <= {SMALL_LOAD} FROM _km_new_events").fetchone()[0]:
+        on_ts = " AND e.ts = n.ts"
+    con.execute(f"DELETE FROM _km_new_events n USING events e WHERE e.event_id = n.event_id{on_ts}")
     if one_event_per_row:
         con.execute("UPDATE _km_rows SET status = 'quarantined'")
         quarantined = con.execute("SELECT count(*) FROM _km_rows").fetchone()[0]
