@@ -151,9 +151,9 @@ def process_load(ws: Workspace, load_id: str, merged: bool = True) -> dict:
     # are read from the load alone (its rows are together, not spread over the
     # table: no scan of every event) and it has no derived rows to delete
     rows = ws.con.execute(
-        "SELECT l.person_id, l.n = p.n_events FROM (SELECT person_id, count(*) AS n FROM events "
-        "WHERE load_id = ? AND person_id IS NOT NULL GROUP BY 1) l "
-        "JOIN people p USING (person_id) ORDER BY 1", [load_id]).fetchall()
+        "SELECT l.person_id, coalesce(l.n = p.n_events, false) FROM (SELECT person_id, "
+        "count(*) AS n FROM events WHERE load_id = ? AND person_id IS NOT NULL GROUP BY 1) l "
+        "LEFT JOIN people p USING (person_id) ORDER BY 1", [load_id]).fetchall()
     persons = [r[0] for r in rows]
     only_this_load = all(r[1] for r in rows)  # (no person: nothing to read or delete)
     return _update(ws, persons, [load_id], own_transaction=False,
