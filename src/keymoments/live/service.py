@@ -26,7 +26,8 @@ try:
 except ImportError:  # pragma: no cover - exercised by a test that hides fastapi
     raise MissingExtraError("fastapi", "serve") from None
 
-from .auth import ForbiddenError, UnauthorizedError, check_key, create_key, list_keys, revoke_key
+from .auth import (ForbiddenError, KeyCache, UnauthorizedError, create_key, list_keys,
+                   revoke_key)
 from .envelope import ServiceError, error_body
 from .events import EventBatch, PostedEvent
 from .runtime import LiveRuntime
@@ -179,6 +180,7 @@ def create_app(path: str = ".", runtime: LiveRuntime | None = None) -> FastAPI:
         rt_box["rt"] = rt
         cfg = rt.ws.config.service
         app.state.buckets = _Buckets(cfg.rate_limit.per_second, cfg.rate_limit.burst)
+        app.state.keys = KeyCache(rt.ws, rt.lock)
         yield
         rt.stop()
 
@@ -197,8 +199,7 @@ def create_app(path: str = ".", runtime: LiveRuntime | None = None) -> FastAPI:
 
     def require(scope: str):
         def dep(request: Request):
-            with rt().lock:
-                key = check_key(rt().ws, token_of(request), scope)
+            key = request.app.state.keys.check(token_of(request), scope)
             wait = request.app.state.buckets.take(key.key_id)
             if wait:
                 raise ServiceError(429, f"rate limit of {rt().ws.config.service.rate_limit.per_second:g} "
@@ -229,8 +230,7 @@ def create_app(path: str = ".", runtime: LiveRuntime | None = None) -> FastAPI:
         scope = next((d.call.km_scope for d in deps if hasattr(d.call, "km_scope")), None)
         if scope is not None:
             try:
-                with rt().lock:
-                    check_key(rt().ws, token_of(request), scope)
+                request.app.state.keys.check(token_of(request), scope)
             except KeymomentsError as auth:
                 return await _km_error(request, auth)
         return _envelope(*_validation_details(exc))
@@ -383,17 +383,19 @@ def create_app(path: str = ".", runtime: LiveRuntime | None = None) -> FastAPI:
             return {"keys": list_keys(rt().ws)}
 
     @app.post("/v1/keys", status_code=201, tags=["keys"])
-    def new_key(body: dict, key=require("admin")):
+    def new_key(request: Request, body: dict, key=require("admin")):
         """Create a key: ``{"name": "...", "scopes": ["read"]}``; the token is shown once."""
         with rt().lock:
             k = create_key(rt().ws, str(body.get("name", "")), list(body.get("scopes", [])))
+        request.app.state.keys.invalidate()
         return {"key_id": k.key_id, "name": k.name, "scopes": list(k.scopes), "token": k.token}
 
     @app.delete("/v1/keys/{key_id}", tags=["keys"])
-    def delete_key(key_id: str, key=require("admin")):
+    def delete_key(request: Request, key_id: str, key=require("admin")):
         """Revoke a key."""
         with rt().lock:
             revoke_key(rt().ws, key_id)
+        request.app.state.keys.invalidate()
         return {"revoked": key_id}
 
     return app
