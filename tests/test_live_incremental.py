@@ -142,3 +142,40 @@ def test_an_update_leaves_other_persons_untouched(tmp_path):
     n_new = ws.con.execute("SELECT count(*) FROM journeys WHERE journey_key = 'new'").fetchone()[0]
     assert n_new == 1
     ws.close()
+
+
+def test_typical_durations_are_reread_at_most_every_p90_every(tmp_path, monkeypatch):
+    """The p90 durations that stand in for an unset ``stall_after`` come from the stored
+    journeys, read once and kept for ``P90_EVERY`` seconds; types that set their own
+    need no read at all."""
+    from keymoments.live import incremental
+
+    ws = km.init(tmp_path)
+    with open(tmp_path / "keymoments.yaml", "a") as fh:
+        fh.write(CONFIG.replace(", stall_after: 5d", ""))  # purchase: the stored p90
+    ws.reload_config()
+    load_events(ws, [PostedEvent.model_validate(e) for e in stream(12, seed=5)])
+    process_pending(ws)
+    expected = ws.con.execute("SELECT quantile_cont(duration_s, 0.9) FROM journeys "
+                              "WHERE has_end AND journey_type = 'purchase'").fetchone()[0]
+    assert expected is not None
+
+    def purchase_stall():
+        return next(t.stall_after for t in incremental._pinned_types(ws) if t.name == "purchase")
+
+    monkeypatch.setattr(incremental, "P90_EVERY", 3600.0)
+    incremental._P90.clear()
+    assert purchase_stall() == pytest.approx(expected)
+    ws.con.execute("UPDATE journeys SET duration_s = duration_s * 2")
+    assert purchase_stall() == pytest.approx(expected)  # kept: not re-read yet
+    monkeypatch.setattr(incremental, "P90_EVERY", 0.0)
+    assert purchase_stall() == pytest.approx(2 * expected)  # re-read
+    monkeypatch.setattr(incremental, "P90_EVERY", 3600.0)
+    (tmp_path / "keymoments.yaml").write_text((tmp_path / "keymoments.yaml").read_text()
+                                              .replace(", end: [order_delivered]",
+                                                       ", end: [order_delivered], stall_after: 5d"))
+    ws.reload_config()
+    incremental._P90.clear()
+    assert purchase_stall() == 5 * 86400.0
+    assert str(ws.root) not in incremental._P90  # every type set its own: nothing read
+    ws.close()

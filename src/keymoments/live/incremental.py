@@ -75,12 +75,29 @@ def process_pending(ws: Workspace, now: float | None = None) -> dict:
     return {"loads": len(loads), **out}
 
 
+#: the stored typical durations per workspace, re-read at most this often (seconds):
+#: the quantile scans every stored journey, too much for every update
+P90_EVERY = 60.0
+_P90: dict[str, tuple[float, dict[str, float]]] = {}
+
+
 def _pinned_types(ws: Workspace):
-    """Journey types with ``stall_after`` pinned to the stored typical durations."""
+    """Journey types with ``stall_after`` pinned to the stored typical durations
+    (the p90 of completed journeys of the type, re-read at most every
+    :data:`P90_EVERY` seconds; not read when every type sets its own)."""
     types = journey_types(ws)
-    p90 = dict(ws.con.execute(
-        "SELECT journey_type, quantile_cont(duration_s, 0.9) FROM journeys WHERE has_end "
-        "GROUP BY 1").fetchall())
+    if all(t.stall_after is not None for t in types):
+        return types
+    key, now = str(ws.root), time.monotonic()
+    cached = _P90.get(key)
+    if cached is None or now - cached[0] > P90_EVERY:
+        cached = (now, dict(ws.con.execute(
+            "SELECT journey_type, quantile_cont(duration_s, 0.9) FROM journeys WHERE has_end "
+            "GROUP BY 1").fetchall()))
+        if len(_P90) > 16:
+            _P90.clear()
+        _P90[key] = cached
+    p90 = cached[1]
     return [t if t.stall_after is not None or t.name not in p90
             else t.model_copy(update={"stall_after": float(p90[t.name])}) for t in types]
 
