@@ -115,6 +115,11 @@ def _detach_scratch(ws: Workspace) -> None:
     attached = ws.con.execute("SELECT count(*) FROM duckdb_databases() WHERE database_name = ?",
                               [SCRATCH]).fetchone()[0]
     if attached:
+        # drop the steps first: detaching checkpoints the database, which would
+        # write them out in full
+        for (table,) in ws.con.execute(
+                "SELECT table_name FROM duckdb_tables() WHERE database_name = ?", [SCRATCH]).fetchall():
+            ws.con.execute(f"DROP TABLE {SCRATCH}.main.{ident(table)}")
         ws.con.execute(f"DETACH {SCRATCH}")
         _remove_scratch_files(scratch_path(ws))
 
