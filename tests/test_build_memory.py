@@ -168,3 +168,34 @@ def test_a_temp_table_left_on_the_connection_does_not_hide_a_scratch_table(demo,
     ws.build()
     assert _snapshot(ws) == before
     assert _scratch_tables(ws) == []
+
+
+def test_scratch_steps_live_in_their_own_file_deleted_after_the_build(demo, monkeypatch):
+    """Under a limit the intermediate steps are tables of an attached scratch
+    database, never of the workspace's file (whose freed blocks would stay in it);
+    the scratch file is gone after the build, and the tables are unchanged."""
+    import keymoments.pipeline as pipeline
+
+    ws, _ = demo
+    before = _snapshot(ws)
+    seen: dict[str, object] = {}
+    real_detach = pipeline._detach_scratch
+
+    def detach(w):  # what the build left just before it cleans up
+        seen["exists"] = pipeline.scratch_path(w).exists()
+        seen["scratch"] = sorted(r[0] for r in w.con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_catalog = ?",
+            [pipeline.SCRATCH]).fetchall())
+        seen["main"] = _scratch_tables(w)
+        real_detach(w)
+
+    monkeypatch.setattr(pipeline, "_detach_scratch", detach)
+    monkeypatch.setattr(ws, "config", ws.config.model_copy(update={"memory_limit": "2GB"}))
+    ws.build()
+    assert seen["exists"] is True
+    assert {"_km_jn", "_km_jbase", "_km_jnext"} <= set(seen["scratch"])
+    assert seen["main"] == []  # the swap already renamed the __new tables
+    assert not pipeline.scratch_path(ws).exists()
+    assert ws.con.execute("SELECT count(*) FROM duckdb_databases() WHERE database_name = ?",
+                          [pipeline.SCRATCH]).fetchone()[0] == 0
+    assert _snapshot(ws) == before

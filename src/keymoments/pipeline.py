@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import ibis
@@ -23,7 +24,7 @@ from .engine import backend
 from .journey.assign import assign_journeys
 from .journey.summary import channel_vocabulary, summarize_journeys
 from .moment.extract import extract_moments
-from .sql import ident
+from .sql import ident, literal
 from .store.schema import COLUMN_DOCS, column_ddl
 from .valence.cache import update_text_scores
 from .valence.rules import add_window_inputs, effective_rules
@@ -65,21 +66,67 @@ def journey_types(ws: Workspace) -> list[JourneyType]:
     return list(configured) if configured is not None else list(_default_types())
 
 
-def _materialize(ws: Workspace, name: str, expr) -> None:
-    """Store an intermediate step (dropped at the end of the build). With a
-    ``memory_limit`` configured, as a scratch table of the workspace: DuckDB keeps
-    TEMP tables in memory, and under a limit their blocks crowd out the joins that
-    read them (a 1M-event build under a 150MB limit ran out of memory joining two
-    temporary tables, and passed with the same tables stored). Without a limit, as
-    a TEMP table: storing costs ~15-20% more build time at 1M (compression, writes)."""
+#: the catalog of the build's scratch database (see :func:`_materialize`)
+SCRATCH = "km_scratch"
+
+
+def scratch_path(ws: Workspace) -> Path:
+    """The file of the build's scratch database: beside the workspace's database,
+    named after it (``keymoments.duckdb.scratch``); it exists only during a build
+    under a ``memory_limit``."""
+    db = Path(ws.config.database)
+    db = db if db.is_absolute() else ws.root / db
+    return db.with_name(db.name + ".scratch")
+
+
+def _materialize(ws: Workspace, name: str, expr, backend) -> object:
+    """Store an intermediate step (dropped at the end of the build) and return a
+    table expression over it. With a ``memory_limit`` configured, as a table of a
+    scratch database file attached for the build (:func:`scratch_path`, deleted
+    after it): DuckDB keeps TEMP tables in memory, and under a limit their blocks
+    crowd out the joins that read them (a 1M-event build under a 150MB limit ran
+    out of memory joining two temporary tables, and passed with the same tables
+    stored). Stored in the workspace's own file, the steps grew it for good (the
+    freed blocks stay in the file: 3.15 -> 14.1 GB at 50M events); in their own
+    file they are gone with it. Without a limit, as a TEMP table: storing costs
+    ~15-20% more build time at 1M (compression, writes).
+
+    Spark: the same role is played by a cached DataFrame (see :func:`derive`)."""
     sql = ibis.to_sql(expr, dialect="duckdb")
     if ws.config.memory_limit:
-        # a TEMP table of that name (left by a live update on this connection) would
-        # hide the stored one from the unqualified names of the next steps
-        ws.con.execute(f"DROP TABLE IF EXISTS temp.main.{ident(name)}")
-        ws.con.execute(f"CREATE OR REPLACE TABLE {ident(name)} AS {sql}")
-    else:
-        ws.con.execute(f"CREATE OR REPLACE TEMP TABLE {ident(name)} AS {sql}")
+        _attach_scratch(ws)
+        ws.con.execute(f"CREATE OR REPLACE TABLE {SCRATCH}.main.{ident(name)} AS {sql}")
+        return backend.table(name, database=f"{SCRATCH}.main")
+    ws.con.execute(f"CREATE OR REPLACE TEMP TABLE {ident(name)} AS {sql}")
+    return backend.table(name)
+
+
+def _attach_scratch(ws: Workspace) -> None:
+    attached = ws.con.execute("SELECT count(*) FROM duckdb_databases() WHERE database_name = ?",
+                              [SCRATCH]).fetchone()[0]
+    if not attached:
+        path = scratch_path(ws)
+        _remove_scratch_files(path)  # left by a build that was killed
+        ws.con.execute(f"ATTACH {literal(str(path))} AS {SCRATCH}")
+
+
+def _detach_scratch(ws: Workspace) -> None:
+    """Detach the scratch database, if attached, and delete its files."""
+    attached = ws.con.execute("SELECT count(*) FROM duckdb_databases() WHERE database_name = ?",
+                              [SCRATCH]).fetchone()[0]
+    if attached:
+        # drop the steps first: detaching checkpoints the database, which would
+        # write them out in full
+        for (table,) in ws.con.execute(
+                "SELECT table_name FROM duckdb_tables() WHERE database_name = ?", [SCRATCH]).fetchall():
+            ws.con.execute(f"DROP TABLE {SCRATCH}.main.{ident(table)}")
+        ws.con.execute(f"DETACH {SCRATCH}")
+        _remove_scratch_files(scratch_path(ws))
+
+
+def _remove_scratch_files(path: Path) -> None:
+    for f in (path, path.with_name(path.name + ".wal")):
+        f.unlink(missing_ok=True)
 
 
 def resolve_as_of(ws: Workspace):
@@ -175,10 +222,9 @@ def build(ws: Workspace, progress: Callable[[int, int], None] | None = None) -> 
 
     def materialize(name: str, expr):
         stored = _STORED.get(name)
-        if stored is None:  # an intermediate step: a temp table
-            _materialize(ws, name, expr)
+        if stored is None:  # an intermediate step: a scratch table
             temps.append(name)
-            return b.table(name)
+            return _materialize(ws, name, expr, b)
         _write_new(ws, stored, ibis.to_sql(expr, dialect="duckdb"))
         return b.table(f"{stored}__new")
 
@@ -198,7 +244,8 @@ def build(ws: Workspace, progress: Callable[[int, int], None] | None = None) -> 
         timings["write"] = time.perf_counter() - t
     finally:
         for tmp in temps:
-            con.execute(f"DROP TABLE IF EXISTS {ident(tmp)}")
+            con.execute(f"DROP TABLE IF EXISTS temp.main.{ident(tmp)}")
+        _detach_scratch(ws)
         for table in _STORED.values():
             con.execute(f"DROP TABLE IF EXISTS {ident(table + '__new')}")
     counts = [con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
