@@ -166,15 +166,7 @@ def test_people_match_a_recount_of_the_events_after_a_merge(make_workspace):
     (ws.root / "keymoments.yaml").write_text(CONFIG.format(path="b.csv"))
     ws.reload_config()
     assert ws.ingest("s").identifiers_relinked > 0
-    expected: dict[str, list] = {}
-    for person, ts, channel in ws.con.execute("SELECT person_id, ts, channel FROM events").fetchall():
-        row = expected.setdefault(person, [0, ts, ts, set()])
-        row[0] += 1
-        row[1], row[2] = min(row[1], ts), max(row[2], ts)
-        if channel is not None:
-            row[3].add(channel)
-    got = {p: [n, first, last, set(ch)] for p, n, first, last, ch in ws.con.execute(
-        "SELECT person_id, n_events, first_seen, last_seen, channels FROM people").fetchall()}
+    got, expected = _people_recount(ws)
     assert got == expected
     assert len(got) == 2
     channels = ws.con.execute("SELECT channels FROM people ORDER BY n_events DESC").fetchall()
