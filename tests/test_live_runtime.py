@@ -179,3 +179,24 @@ sources:
                 "SELECT j.journey_key FROM outbox o JOIN journeys j USING (journey_id)").fetchall())
     assert found[""] == ["o-old", "o1"]
     assert found[", within: 1d"] == ["o1"]
+
+
+def test_the_engine_plan_is_compiled_at_start_not_by_the_first_request(tmp_path, monkeypatch):
+    """Compiling the plan takes 1-2 s: start() does it, so the first post only reuses it."""
+    monkeypatch.setattr(incremental, "_PLANS", {})
+    rt = LiveRuntime(_workspace(tmp_path))
+    rt.start()
+    try:
+        assert len(incremental._PLANS) == 1
+        compiled = []
+        real = incremental.derive
+        monkeypatch.setattr(incremental, "derive", lambda *a, **k: compiled.append(1) or real(*a, **k))
+        out = rt.ingest(_events(0, 2), wait=True, timeout=20)
+        assert out["processed"] is True and out["events_loaded"] == 2
+        assert compiled == []  # the first request compiled nothing
+        with rt.lock:
+            left = rt.ws.con.execute("SELECT count(*) FROM duckdb_tables() WHERE temporary "
+                                     "AND table_name LIKE '\\_km\\_%' ESCAPE '\\'").fetchone()[0]
+        assert left == 0
+    finally:
+        rt.stop()

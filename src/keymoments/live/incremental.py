@@ -43,7 +43,7 @@ from ..valence.text import get_scorer
 if TYPE_CHECKING:
     from ..store.workspace import Workspace
 
-__all__ = ["pending_loads", "process_pending", "process_load", "update_persons"]
+__all__ = ["pending_loads", "process_pending", "process_load", "update_persons", "warm_up"]
 
 _DERIVED = ("journey_events", "journeys", "moments")
 _TEMPS = {"journey_events": "_km_je", "journeys": "_km_journeys", "moments": "_km_moments"}
@@ -115,12 +115,16 @@ def _timestamp_sql(ts: datetime) -> str:
     return re.search(r"MAKE_TIMESTAMPTZ\([^)]*\)", sql).group(0)
 
 
+def _plan_key(ws: Workspace, types, scorer_name: str) -> tuple:
+    cfg = ws.config  # only what the engine reads (not the name, sources or actions)
+    return (cfg.model_dump_json(include={"valence", "journeys", "outcomes", "moments"}),
+            tuple(t.model_dump_json() for t in types), scorer_name)
+
+
 def _plan(ws: Workspace, types, scorer_name: str) -> list[tuple[str, str]]:
     """The engine's steps as (temp table, SQL) over ``_km_live_events``, compiled by
     :func:`keymoments.pipeline.derive` once per (config, journey types, scorer)."""
-    cfg = ws.config  # only what the engine reads (not the name, sources or actions)
-    key = (cfg.model_dump_json(include={"valence", "journeys", "outcomes", "moments"}),
-           tuple(t.model_dump_json() for t in types), scorer_name)
+    key = _plan_key(ws, types, scorer_name)
     if key in _PLANS:
         return _PLANS[key]
     from ..engine import backend
@@ -150,6 +154,19 @@ def _plan(ws: Workspace, types, scorer_name: str) -> list[tuple[str, str]]:
 def _drop(con, steps) -> None:
     for tmp in [*(name for name, _ in steps), "_km_live_persons", "_km_live_events"]:
         con.execute(f"DROP TABLE IF EXISTS temp.main.{ident(tmp)}")
+
+
+def warm_up(ws: Workspace) -> None:
+    """Compile the engine's plan (1-2 s) before the first update needs it, so the
+    first request after the service starts is not the slow one."""
+    scorer = get_scorer(ws.config.valence.text_scorer)
+    ws.con.execute(f"CREATE OR REPLACE TEMP TABLE _km_live_events AS SELECT {_LIVE_COLUMNS} "
+                   "FROM events WHERE false")
+    steps: list[tuple[str, str]] = []
+    try:
+        steps = _plan(ws, _pinned_types(ws), scorer.name)
+    finally:
+        _drop(ws.con, steps)
 
 
 def update_persons(ws: Workspace, persons: list[str], loads: list[str] = ()) -> dict:

@@ -28,7 +28,7 @@ from concurrent.futures import Future
 from ..store.workspace import Workspace
 from .delivery import DeliveryWorker
 from .events import PostedEvent, load_events
-from .incremental import pending_loads, process_load, process_pending
+from .incremental import pending_loads, process_load, process_pending, warm_up
 
 __all__ = ["LiveRuntime"]
 
@@ -61,6 +61,7 @@ class LiveRuntime:
         """Catch up on loads not yet processed (after a crash), then start the threads."""
         with self.lock:
             process_pending(self.ws)
+            warm_up(self.ws)
         self._ingestor.start()
         self._processor.start()
         self.delivery.start()
