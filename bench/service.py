@@ -168,23 +168,12 @@ def main(argv=None) -> int:
 
     root = Path(tempfile.mkdtemp(prefix="km-service-", dir=OUT if OUT.exists() else None))
     km.init(root).close()
-    config = (root / "keymoments.yaml").read_text() + RULE
-    if args.preload:
-        sys.path.insert(0, str(Path(__file__).parent))
-        import _data
+    sys.path.insert(0, str(Path(__file__).parent))
+    import _data
 
-        source = _data.mapping_yaml(_data.generate(args.preload, quiet=True)["parquet"])
-        config = config.replace("\nsources: {}\n", "\n" + source[source.index("sources:"):])
-    (root / "keymoments.yaml").write_text(config)
+    RETURNING.extend(_data.preload(root, args.preload, RULE))
     with km.open(root) as ws:
         token = create_key(ws, "bench", ["write"]).token
-        if args.preload:
-            t = time.monotonic()
-            ws.ingest("events")
-            ws.build()
-            RETURNING.extend(r[0] for r in ws.con.execute(
-                "SELECT value FROM identifiers WHERE kind = 'customer_id' ORDER BY 1").fetchall())
-            print(f"preloaded {args.preload:,} events in {time.monotonic() - t:.0f} s", flush=True)
     port = _port()
     # KM_SERVE: another way to start the server (e.g. a script that wraps the CLI
     # with timers); the default is the CLI itself

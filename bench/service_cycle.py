@@ -49,23 +49,11 @@ def main(argv=None) -> int:
 
     root = tempfile.mkdtemp(prefix="km-cycle-")
     km.init(root).close()
-    config = Path(root, "keymoments.yaml").read_text(encoding="utf-8") + RULE
-    if args.preload:
-        sys.path.insert(0, str(Path(__file__).parent))
-        import _data
+    sys.path.insert(0, str(Path(__file__).parent))
+    import _data
 
-        source = _data.mapping_yaml(_data.generate(args.preload, quiet=True)["parquet"])
-        config = config.replace("\nsources: {}\n", "\n" + source[source.index("sources:"):])
-    Path(root, "keymoments.yaml").write_text(config, encoding="utf-8")
+    returning = _data.preload(root, args.preload, RULE)
     ws = km.open(root)
-    returning: list[str] = []
-    if args.preload:
-        t = time.perf_counter()
-        ws.ingest("events")
-        ws.build()
-        returning = [r[0] for r in ws.con.execute(
-            "SELECT value FROM identifiers WHERE kind = 'customer_id' ORDER BY 1").fetchall()]
-        print(f"preloaded {args.preload:,} events in {time.perf_counter() - t:.0f} s")
     threads = ws.con.execute("SELECT current_setting('threads')").fetchone()[0]
     n = 0
 
