@@ -40,6 +40,9 @@ from ..sql import ident, literal
 __all__ = ["Reject", "Staged", "stage_file", "stage_records", "read_csv_records", "expand_paths"]
 
 BATCH_ROWS = 50_000
+#: read well-formed CSV files with DuckDB (see :mod:`keymoments.sources.csv_fast`);
+#: the Python reader reads the others
+FAST_CSV = True
 LINE_COLUMN = "_km_line"
 FILE_COLUMN = "_km_file"
 Progress = Callable[[int], None]
@@ -92,6 +95,14 @@ def stage_file(
     """Stage ``files`` of format ``fmt`` into the temporary table ``table``."""
     if fmt == "parquet":
         return _stage_parquet(con, files, table, progress)
+    if fmt == "csv" and FAST_CSV:
+        from .csv_fast import stage_csv_fast
+
+        fast = stage_csv_fast(con, files, options, table)
+        if fast is not None:
+            if progress:
+                progress(sum(os.path.getsize(f) for f in files))
+            return Staged(table, fast[0], fast[1], list(files))
     readers = {"csv": _csv_rows, "jsonl": _jsonl_rows, "xes": _xes_rows}
     if fmt not in readers:
         raise SourceError(f"unknown format {fmt!r}: use csv, parquet, jsonl or xes")
