@@ -393,11 +393,14 @@ class _Compiler:
         # constants, twice the cost of the trim
         whens = " ".join(f"WHEN {literal(v)} THEN NULL" for v in self.source.csv.null_values)
         full = f"(CASE {trimmed} {whens} ELSE {trimmed} END)" if whens else trimmed
-        # fast path (most values): longer than every null marker and neither starting
-        # nor ending with a character <= ' ' (so there is nothing to trim): as is
+        # fast path (most values): longer than every null marker, not starting with a
+        # character <= ' ' and not ending with one trim() removes (so there is nothing
+        # to trim): as is. (suffix() compares bytes; right(x, 1) counted characters,
+        # 0.45 s more per million rows of 9 text columns)
         longest = max((len(v.encode("utf-8")) for v in self.source.csv.null_values), default=0)
+        ends = " OR ".join(f"suffix({col}, {ch})" for ch in ("' '", "chr(9)", "chr(10)", "chr(13)"))
         return (f"(CASE WHEN strlen({col}) > {longest} AND ascii({col}) > 32 "
-                f"AND ascii(right({col}, 1)) > 32 THEN {col} ELSE {full} END)")
+                f"AND NOT ({ends}) THEN {col} ELSE {full} END)")
 
     def from_clause(self, input_table: str) -> str:
         """The input with the cleaned text columns the expressions so far refer to."""
