@@ -147,7 +147,8 @@ _field = st.lists(st.sampled_from(list('ab ,;"\n\r\té\x01') + ["\r\n", "x y"]),
                   max_size=5).map("".join)
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=120, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rows=st.lists(st.lists(_field, min_size=3, max_size=3), min_size=1, max_size=8),
        delimiter=st.sampled_from([",", ";", "\t"]), crlf=st.booleans(), header=st.booleans(),
        skip=st.integers(0, 2), final_newline=st.booleans())
@@ -175,7 +176,8 @@ def test_generated_files_read_the_same(tmp_path, rows, delimiter, crlf, header, 
                expect_fast=True if plain else None)
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=120, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(lines=st.lists(st.lists(st.sampled_from(['a', '"', 'b c', '""', ',', ' ', "é", "\r"]),
                                max_size=7).map("".join), min_size=1, max_size=6),
        crlf=st.booleans())

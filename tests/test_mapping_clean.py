@@ -32,10 +32,12 @@ def norm(value: str | None) -> str | None:
 
 
 _cell = st.one_of(st.none(), st.lists(st.sampled_from(
-    [" ", "\t", "\r", "\n", "a", "é", "NULL", "N/A", "x y", "\x0b", "bcdef"]), max_size=5).map("".join))
+    [" ", "\t", "\r", "\n", "a", "é", "NULL", "N/A", "x y", "\x0b", "bcdef"]),
+    max_size=5).map("".join))
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(cells=st.lists(st.tuples(_cell, _cell), min_size=1, max_size=12))
 def test_cells_are_cleaned_as_str_strip_does(tmp_path_factory, cells):
     root = tmp_path_factory.mktemp("ws")

@@ -102,6 +102,7 @@ def _read_one(con: duckdb.DuckDBPyConnection, path: str, options: CsvOptions, ta
     skip = prefix.count(b"\n")
     cols = [f"c{i}" for i in range(width)]
     types = "{" + ", ".join(f"{literal(c)}: 'VARCHAR'" for c in cols) + "}"
+    keep = con.execute("SELECT current_setting('preserve_insertion_order')").fetchone()[0]
     con.execute("SET preserve_insertion_order = true")  # rowid = order in the file
     try:
         con.execute(
@@ -113,7 +114,7 @@ def _read_one(con: duckdb.DuckDBPyConnection, path: str, options: CsvOptions, ta
     except duckdb.Error:
         return None
     finally:
-        con.execute("SET preserve_insertion_order = false")
+        con.execute(f"SET preserve_insertion_order = {'true' if keep else 'false'}")
 
     # counted over each record's fields joined, and only in the records that hold a
     # line break, delimiter or quote at all (few): ~5x cheaper than field by field
