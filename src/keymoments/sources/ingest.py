@@ -458,7 +458,10 @@ def _refresh_people(con, only_load: str | None = None, merged: bool = True) -> N
                 "WHERE person_id IS NOT NULL)") if merged else ""
         con.execute("DELETE FROM people WHERE person_id IN "
                     f"(SELECT person_id FROM _km_people_touched){gone}")
-    in_load = f"load_id = {literal(only_load)} AND " if only_load else ""
+    # the load's events are exactly those of its persons when they are all new: no
+    # semi-join of every event with the touched persons (millions on a first load)
+    which = (f"load_id = {literal(only_load)} AND person_id IS NOT NULL" if only_load else
+             "person_id IN (SELECT person_id FROM _km_people_touched)")
     # one pass over the events of the touched persons, grouped by person and channel
     # (a few groups per person), then rolled up per person: no list of every event's
     # channel per person, so a large load can spill to disk instead of failing
@@ -466,7 +469,7 @@ def _refresh_people(con, only_load: str | None = None, merged: bool = True) -> N
         INSERT INTO people
         WITH pc AS (
             SELECT person_id, channel, count(*) AS n, min(ts) AS first_seen, max(ts) AS last_seen
-            FROM events WHERE {in_load}person_id IN (SELECT person_id FROM _km_people_touched)
+            FROM events WHERE {which}
             GROUP BY person_id, channel
         ), ev AS (
             SELECT person_id, sum(n) AS n, min(first_seen) AS first_seen,
