@@ -86,18 +86,31 @@ def test_multiline_fields_keep_their_line_numbers(tmp_path):
     (b"id,text\n1,\"open\n2,b\n", "unbalanced quote"),
     (b"id,text\n1,a,extra\n2,b\n", "too many fields"),
     (b"id,text\n1\n2,b\n", "too few fields"),
-    (b"id,text\n1,a\n\n2,b\n", "blank line"),
+    (b"id,text\n1,a\n\n2,b\n", "blank line between records"),
     (b"id,text\n1,caf\xe9\n", "not utf-8"),
     (b"id,text\r1,a\r2,b\r", "bare CR line ends"),
     (b"id,text\n1,\"a\rb\"\n", "bare CR in a field"),
     (b"id,\"te\nxt\"\n1,a\n", "header over two lines"),
     (b"", "empty file"),
+    # what DuckDB's strict mode reads and the Python reader rejects
+    (b"a,b\n1,2,,\n", "extra empty fields at the end of a record"),
+    (b"a,b\n,,\"", "an unclosed quote at the end of the file"),
+    (b"a,b\n\"x\" ,y\n", "a blank after a closing quote"),
+    (b"a,b\n,\"\" \"\"\n", "two quoted parts in one field"),
+    (b"a,b\nc\"\"c,1\n,\"\" \"\"\n", "a bad field beside a quote taken as it is"),
 ])
 def test_what_the_python_reader_must_read(tmp_path, text, why):
     path = tmp_path / "bad.csv"
     path.write_bytes(text)
     con = duckdb.connect()
     assert stage_csv_fast(con, [str(path)], CsvOptions(), "_f") is None, why
+
+
+def test_blank_lines_at_the_end_are_skipped_as_the_python_reader_does(tmp_path):
+    for text in ("id,t\n1,a\n2,b\n\n\n", "id,t\r\n1,a\r\n\r\n", "id,t\n1,\"x\ny\"\n\n"):
+        path = tmp_path / "t.csv"
+        path.write_bytes(text.encode())
+        check_same([str(path)], CsvOptions())
 
 
 def test_files_of_one_source_combine_by_column_name(tmp_path):
@@ -151,9 +164,9 @@ _field = st.lists(st.sampled_from(list('ab ,;"\n\r\té\x01') + ["\r\n", "x y"]),
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rows=st.lists(st.lists(_field, min_size=3, max_size=3), min_size=1, max_size=8),
        delimiter=st.sampled_from([",", ";", "\t"]), crlf=st.booleans(), header=st.booleans(),
-       skip=st.integers(0, 2), final_newline=st.booleans())
+       skip=st.integers(0, 2), final_newline=st.booleans(), blank_tail=st.integers(0, 2))
 def test_generated_files_read_the_same(tmp_path, rows, delimiter, crlf, header, skip,
-                                       final_newline):
+                                       final_newline, blank_tail):
     buf = io.StringIO(newline="")
     for k in range(skip):
         buf.write(f"preamble {k}" + ("\r\n" if crlf else "\n"))
@@ -165,6 +178,8 @@ def test_generated_files_read_the_same(tmp_path, rows, delimiter, crlf, header, 
     text = buf.getvalue()
     if not final_newline:
         text = text.removesuffix("\r\n").removesuffix("\n")
+    elif blank_tail:
+        text += ("\r\n" if crlf else "\n") * blank_tail
     path = tmp_path / "g.csv"
     path.write_bytes(text.encode())
     # a file whose first record is an empty line, or spans lines, may go either way;
