@@ -1,5 +1,5 @@
-"""Does the FSST hint on hash id columns (``store.schema.ID_COMPRESSION``) speed up
-writing events? One command, an A/B in the same process on the same rows.
+"""Do the storage hints (``store.schema.ID_COMPRESSION``: FSST on hash ids, a
+dictionary on vocabularies) speed up writing events? One command, an A/B in the same process on the same rows.
 
 The events of the bench export (``bench/_data.py``, ``--size`` rows) are ingested
 once into a scratch workspace; then, alternating, the same rows are inserted into a
