@@ -202,3 +202,24 @@ def test_raw_text_is_never_read_differently(tmp_path, lines, crlf):
     path = tmp_path / "r.csv"
     path.write_bytes(("a,b\n" + ("\r\n" if crlf else "\n").join(lines)).encode())
     check_same([str(path)], CsvOptions(), expect_fast=None)
+
+
+@settings(max_examples=80, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.lists(st.sampled_from([b",", b'"', b"\n", b"\r\n", b"a", b'""', b',"', b'"\r\n']),
+                     max_size=30).map(b"".join), block=st.integers(1, 9))
+def test_counts_do_not_depend_on_the_block_size(tmp_path, data, block, monkeypatch):
+    """The file is counted block by block: pairs split between two blocks count once."""
+    from keymoments.sources import csv_fast
+
+    path = tmp_path / "c.csv"
+    path.write_bytes(data)
+    monkeypatch.setattr(csv_fast, "BLOCK", 1 << 24)
+    whole = csv_fast._count(str(path), b",", b'"')
+    monkeypatch.setattr(csv_fast, "BLOCK", block)
+    assert csv_fast._count(str(path), b",", b'"') == whole
+    if whole is not None:  # the oracle: the same counts over the whole bytes at once
+        pairs = csv_fast._patterns(b",", b'"')
+        assert {k: whole[k] for k in pairs} == {k: data.count(p) for k, p in pairs.items()}
+        assert (whole["lf"], whole["quotes"], whole["size"]) == \
+            (data.count(b"\n"), data.count(b'"'), len(data))
