@@ -113,6 +113,12 @@ def test_blank_lines_at_the_end_are_skipped_as_the_python_reader_does(tmp_path):
         check_same([str(path)], CsvOptions())
 
 
+def test_a_byte_order_mark_before_the_header_is_dropped(tmp_path):
+    path = tmp_path / "bom.csv"
+    path.write_bytes(b"\xef\xbb\xbfid,t\r\n1,a\r\n2,\"b\r\nc\"\r\n")
+    assert check_same([str(path)], CsvOptions()) == (["id", "t"], 2)
+
+
 def test_files_of_one_source_combine_by_column_name(tmp_path):
     a, b = tmp_path / "a.csv", tmp_path / "b.csv"
     a.write_text("id,x\n1,p\n2,q\n")
