@@ -5,7 +5,8 @@ Text formats (CSV, JSON lines, XES) are read in Python so every record keeps its
 exact line number, even with quoted multi-line fields, and so one bad line (wrong
 encoding, broken quoting, wrong field count, invalid JSON) is rejected on its own
 while the rest of the file loads. Parquet is read by DuckDB directly, with its row
-number.
+number, and so is a well-formed CSV file when DuckDB reads it exactly as this reader
+would (see :mod:`keymoments.sources.csv_fast`).
 
 >>> import io
 >>> lines = io.BytesIO(b'id,text\\n1,"two\\nlines"\\n2,"broken\\n3,ok\\n')
