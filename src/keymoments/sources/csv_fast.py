@@ -86,13 +86,18 @@ def _patterns(delimiter: bytes, quote: bytes) -> dict[str, bytes]:
             "close_d": quote + delimiter, "close_n": quote + b"\n", "close_r": quote + b"\r"}
 
 
+def _singles(delimiter: bytes, quote: bytes) -> dict[str, bytes]:
+    """The single bytes counted in the file (see :func:`_count`)."""
+    return {"lf": b"\n", "cr": b"\r", "delims": delimiter, "quotes": quote}
+
+
 def _count(path: str, delimiter: bytes, quote: bytes) -> dict[str, int] | None:
     """Bytes, line feeds, carriage returns, delimiters, quotes and the pairs of
     :func:`_patterns` in the file, and its lines as the Python reader counts them;
     None when a carriage return does not end a line (Python's ``csv`` and DuckDB
     split lines differently there)."""
     pairs = _patterns(delimiter, quote)
-    singles = {"lf": b"\n", "cr": b"\r", "delims": delimiter, "quotes": quote}
+    singles = _singles(delimiter, quote)
     n = dict.fromkeys(("size", "crlf", *singles, *pairs), 0)
     last, first = b"", b""
     with open(path, "rb") as fh:
@@ -230,9 +235,9 @@ def _read_one(con: duckdb.DuckDBPyConnection, path: str, options: CsvOptions, ta
         lead = b"\n" if line > 1 else b""  # (a pair across the line before: this record's)
         starts_quoted = starts_quoted and line > 1
         ends_quoted = ends_quoted and text.endswith(b"\n")
-        for key, part in (("size", b"\n"), ("lf", b"\n"), ("cr", b"\r"), ("delims", delim),
-                          ("quotes", quote)):
-            rest[key] += len(text) if key == "size" else text.count(part)
+        rest["size"] += len(text)
+        for key, part in _singles(delim, quote).items():
+            rest[key] += text.count(part)
         for key, pair in pairs.items():
             rest[key] += (lead + text).count(pair)
 
@@ -263,7 +268,7 @@ def _read_one(con: duckdb.DuckDBPyConnection, path: str, options: CsvOptions, ta
         f"WHERE NOT contains(s, {q}) AND (contains(s, chr(10)) OR contains(s, {d}))"
     ).fetchone()
 
-    single = {"lf": b"\n", "cr": b"\r", "delims": delim, "quotes": quote, **pairs}
+    single = {**_singles(delim, quote), **pairs}
 
     def left(key: str) -> int:  # in the bytes after the prefix, less the re-read records
         return n[key] - prefix.count(single[key]) - rest[key]
