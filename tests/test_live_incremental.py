@@ -11,7 +11,8 @@ import pytest
 
 import keymoments as km
 from keymoments.live.events import PostedEvent, load_events
-from keymoments.live.incremental import pending_loads, process_load, process_pending
+from keymoments.live import incremental
+from keymoments.live.incremental import pending_loads, process_load, process_pending, warm_up
 
 CONFIG = """
 journeys:
@@ -79,11 +80,14 @@ def _snapshot(ws) -> dict[str, list[tuple]]:
     return out
 
 
-@pytest.mark.parametrize("path", ["processor", "load_transaction"])
+@pytest.mark.parametrize("path", ["processor", "load_transaction", "service"])
 def test_streamed_updates_equal_a_full_build(tmp_path, path):
     """Both update paths: the processor's (``process_pending`` after the load) and the
     service's (``process_load`` inside the load's transaction, which reads a person
-    with no earlier event from the load alone)."""
+    with no earlier event from the load alone), the latter with the engine's steps
+    run as compiled (nothing prepared them) and, as the service runs them, prepared
+    outside the transaction (``warm_up`` after each load) and reused by every update
+    that follows on other data."""
     ws = km.init(tmp_path)
     with open(tmp_path / "keymoments.yaml", "a") as fh:
         fh.write(CONFIG)
@@ -106,6 +110,10 @@ def test_streamed_updates_equal_a_full_build(tmp_path, path):
             load_events(ws, posted, before_commit=lambda r: got.update(
                 process_load(ws, r.load_id, merged=r.identifiers_relinked > 0)))
             assert got["persons"] >= 1
+            if path == "service":
+                warm_up(ws)
+        prepared = incremental._PREPARED.get(ws.con) is not None
+        assert prepared == (path != "load_transaction")
         updates += 1
     assert at >= len(events) and updates >= 5 and not pending_loads(ws)
     merged = ws.con.execute("SELECT count(DISTINCT person_id) FROM events").fetchone()[0]

@@ -20,12 +20,22 @@ Everything the engine derives is per person, except two global quantities:
 With ``journeys.as_of`` and every type's ``stall_after`` set, an incremental
 update gives exactly the tables of a full :func:`keymoments.pipeline.build`
 (``tests/test_live_incremental.py`` streams events and compares).
+
+The engine's plan is compiled once per configuration, and its six steps are
+PREPAREd on the workspace's connection outside any transaction (:func:`warm_up`,
+which the service runs when it starts and after every load): planning the
+general SQL afresh was most of an update's time. The steps write working tables
+``_km_live_*`` of the workspace's database, emptied and refilled by each update
+(DuckDB re-plans a prepared statement on every EXECUTE once a table was created
+or dropped in a database it reads, and the load makes TEMP tables on every
+request). An update that finds the steps not prepared runs the compiled SQL.
 """
 
 from __future__ import annotations
 
 import re
 import time
+import weakref
 from datetime import datetime, timezone
 from functools import lru_cache
 from typing import TYPE_CHECKING
@@ -46,7 +56,14 @@ if TYPE_CHECKING:
 __all__ = ["pending_loads", "process_pending", "process_load", "update_persons", "warm_up"]
 
 _DERIVED = ("journey_events", "journeys", "moments")
-_TEMPS = {"journey_events": "_km_je", "journeys": "_km_journeys", "moments": "_km_moments"}
+#: the working tables of an update are tables of the workspace's own database, not
+#: TEMP ones: the engine's steps are PREPAREd once per connection (planning them is
+#: most of an update's time), and DuckDB re-plans a prepared statement on every
+#: EXECUTE once any table of a database it reads was created or dropped, which the
+#: load does in TEMP on every request
+_PERSONS, _EVENTS = "_km_live_persons", "_km_live_events"
+_TEMPS = {"journey_events": "_km_live_je", "journeys": "_km_live_journeys",
+          "moments": "_km_live_moments"}
 #: the events' columns an update reads (the engine, the text scores and the action
 #: rules): a returning customer's events are spread over the table, so each column
 #: read costs a decode of most of it (the identifiers map alone ~30% of the read)
@@ -122,51 +139,113 @@ def _plan_key(ws: Workspace, types, scorer_name: str) -> tuple:
 
 
 def _plan(ws: Workspace, types, scorer_name: str) -> list[tuple[str, str]]:
-    """The engine's steps as (temp table, SQL) over ``_km_live_events``, compiled by
-    :func:`keymoments.pipeline.derive` once per (config, journey types, scorer)."""
+    """The engine's steps as (working table, SQL) over ``_km_live_events``, compiled
+    by :func:`keymoments.pipeline.derive` once per (config, journey types, scorer)."""
     key = _plan_key(ws, types, scorer_name)
     if key in _PLANS:
         return _PLANS[key]
     from ..engine import backend
 
+    _create_inputs(ws.con)
     b = backend(ws)  # the Ibis tables (each a catalog lookup): only when compiling
     texts = b.table("text_scores")
     texts = texts.filter(texts.scorer == scorer_name)
-    events = b.table("_km_live_events")
+    events = b.table(_EVENTS)
     steps: list[tuple[str, str]] = []
 
     def materialize(name: str, expr):
+        name = "_km_live_" + name.removeprefix("_km_")
         sql = ibis.to_sql(expr, dialect="duckdb")
         steps.append((name, sql))
-        ws.con.execute(f"CREATE OR REPLACE TEMP TABLE {ident(name)} AS {sql}")
+        ws.con.execute(f"CREATE OR REPLACE TABLE {ident(name)} AS {sql}")
         return b.table(name)
 
     derive(events, ws.config, types, _SENTINEL, texts, materialize)
     if not all(_timestamp_sql(_SENTINEL) in sql or "MAKE_TIMESTAMPTZ" not in sql
                for _, sql in steps):  # pragma: no cover - guards the substitution
         raise RuntimeError("the engine's plan does not show as_of as expected")
+    if {*_TEMPS.values()} - {name for name, _ in steps}:  # pragma: no cover
+        raise RuntimeError("the engine's plan does not make the tables an update writes")
     if len(_PLANS) > 8:
         _PLANS.clear()
     _PLANS[key] = steps
     return steps
 
 
-def _drop(con, steps) -> None:
-    for tmp in [*(name for name, _ in steps), "_km_live_persons", "_km_live_events"]:
-        con.execute(f"DROP TABLE IF EXISTS temp.main.{ident(tmp)}")
+def _create_inputs(con) -> None:
+    con.execute(f"CREATE OR REPLACE TABLE {_PERSONS} (person_id VARCHAR)")
+    con.execute(f"CREATE OR REPLACE TABLE {_EVENTS} AS SELECT {_LIVE_COLUMNS} "
+                "FROM events WHERE false")
+
+
+def _create_tables(con, steps) -> None:
+    _create_inputs(con)
+    for table, sql in steps:  # (each step reads the tables made before it)
+        con.execute(f"CREATE OR REPLACE TABLE {ident(table)} AS SELECT * FROM ({sql}) LIMIT 0")
+
+
+#: per connection: the plan whose steps it has prepared
+_PREPARED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+#: optimisers off while preparing: their rewrites depend on the data at PREPARE time,
+#: and DuckDB (1.5) reuses them on later EXECUTEs, when the data has changed (filters
+#: replaced by an empty result, static join ranges: duckdb issues 23704 and 24182)
+_DATA_DEPENDENT = ("statistics_propagation", "compressed_materialization")
+_AS_OF = "CAST($1 AS TIMESTAMP WITH TIME ZONE)"
+
+
+def _statement(i: int) -> str:
+    return f"_km_live_step{i}"
+
+
+def _prepare(ws: Workspace, types, scorer_name: str) -> list[tuple[str, str]]:
+    """Make the plan's working tables and PREPARE its steps on this connection.
+
+    Only outside a transaction: a statement prepared inside one records the
+    transaction's own catalog version, which no later transaction has, so DuckDB
+    would re-plan it on every EXECUTE."""
+    steps = _plan(ws, types, scorer_name)
+    con, key = ws.con, _plan_key(ws, types, scorer_name)
+    if _PREPARED.get(con) == key:
+        return steps
+    _PREPARED.pop(con, None)
+    _create_tables(con, steps)
+    off = con.execute("SELECT current_setting('disabled_optimizers')").fetchone()[0]
+    con.execute("SET disabled_optimizers = " + literal(",".join(
+        [o for o in off.split(",") if o.strip()] + list(_DATA_DEPENDENT))))
+    try:
+        for i, (table, sql) in enumerate(steps):
+            sql = sql.replace(_timestamp_sql(_SENTINEL), _AS_OF)
+            con.execute(f"PREPARE {_statement(i)} AS INSERT INTO {ident(table)} "
+                        f"SELECT * FROM ({sql})")
+    finally:
+        con.execute(f"SET disabled_optimizers = {literal(off)}")
+    _PREPARED[con] = key
+    return steps
 
 
 def warm_up(ws: Workspace) -> None:
-    """Compile the engine's plan (1-2 s) before the first update needs it, so the
-    first request after the service starts is not the slow one."""
+    """Compile the engine's plan (1-2 s the first time) and prepare its steps on the
+    workspace's connection, outside any transaction; the service calls it when it
+    starts and after every update (then it costs a lookup), so that an update inside
+    a load's transaction finds its steps prepared."""
     scorer = get_scorer(ws.config.valence.text_scorer)
-    ws.con.execute(f"CREATE OR REPLACE TEMP TABLE _km_live_events AS SELECT {_LIVE_COLUMNS} "
-                   "FROM events WHERE false")
-    steps: list[tuple[str, str]] = []
-    try:
-        steps = _plan(ws, _pinned_types(ws), scorer.name)
-    finally:
-        _drop(ws.con, steps)
+    _prepare(ws, _pinned_types(ws), scorer.name)
+
+
+def _run_steps(ws: Workspace, types, scorer_name: str, as_of: str, prepared: bool) -> None:
+    """Fill the working tables: the prepared steps, or, in a transaction that finds
+    them not prepared, the compiled SQL itself (its tables made first)."""
+    con = ws.con
+    steps = _plan(ws, types, scorer_name)
+    for i, (table, sql) in enumerate(steps):
+        con.execute(f"DELETE FROM {ident(table)}")
+        if prepared:
+            reads_as_of = _timestamp_sql(_SENTINEL) in sql
+            con.execute(f"EXECUTE {_statement(i)}({as_of})" if reads_as_of
+                        else f"EXECUTE {_statement(i)}")
+        else:
+            con.execute(f"INSERT INTO {ident(table)} SELECT * FROM "
+                        f"({sql.replace(_timestamp_sql(_SENTINEL), as_of)})")
 
 
 def update_persons(ws: Workspace, persons: list[str], loads: list[str] = ()) -> dict:
@@ -190,8 +269,13 @@ def process_load(ws: Workspace, load_id: str, merged: bool = True) -> dict:
         "LEFT JOIN people p USING (person_id) ORDER BY 1", [load_id]).fetchall()
     persons = [r[0] for r in rows]
     only_this_load = all(r[1] for r in rows)  # (no person: nothing to read or delete)
-    return _update(ws, persons, [load_id], own_transaction=False,
-                   new_in=load_id if only_this_load else None, orphans=merged)
+    try:
+        return _update(ws, persons, [load_id], own_transaction=False,
+                       new_in=load_id if only_this_load else None, orphans=merged)
+    except BaseException:
+        # the caller's transaction rolls back, with working tables made in it if any
+        _PREPARED.pop(ws.con, None)
+        raise
 
 
 def _update(ws: Workspace, persons: list[str], loads, own_transaction: bool,
@@ -205,25 +289,31 @@ def _update(ws: Workspace, persons: list[str], loads, own_transaction: bool,
     con = ws.con
     t0 = time.perf_counter()
     scorer = get_scorer(ws.config.valence.text_scorer)
+    types = _pinned_types(ws)
+    prepared = _PREPARED.get(con) == _plan_key(ws, types, scorer.name)
+    if not prepared and own_transaction:
+        _prepare(ws, types, scorer.name)
+        prepared = True
+    elif not prepared:  # (in the caller's transaction: see warm_up)
+        _create_tables(con, _plan(ws, types, scorer.name))
+    con.execute(f"DELETE FROM {_PERSONS}")
     con.register("_km_live_arrow", pa.table({"person_id": pa.array(persons, pa.string())}))
-    con.execute("CREATE OR REPLACE TEMP TABLE _km_live_persons AS SELECT * FROM _km_live_arrow")
+    con.execute(f"INSERT INTO {_PERSONS} SELECT * FROM _km_live_arrow")
     con.unregister("_km_live_arrow")
     # the persons' events, read once (the engine reads its input several times)
     # (a load's rows are appended together: reading them skips the rest of the table)
     where = f"load_id = {literal(new_in)} AND " if new_in else ""
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _km_live_events AS SELECT {_LIVE_COLUMNS} "
-                f"FROM events WHERE {where}person_id IN (SELECT person_id FROM _km_live_persons)")
+    con.execute(f"DELETE FROM {_EVENTS}")
+    con.execute(f"INSERT INTO {_EVENTS} SELECT {_LIVE_COLUMNS} FROM events "
+                f"WHERE {where}person_id IN (SELECT person_id FROM {_PERSONS})")
     unscored = con.execute(
-        "SELECT count(*) FROM _km_live_events e WHERE text IS NOT NULL AND NOT EXISTS "
+        f"SELECT count(*) FROM {_EVENTS} e WHERE text IS NOT NULL AND NOT EXISTS "
         "(SELECT 1 FROM text_scores s WHERE s.text_hash = md5(e.text) AND s.scorer = ?)",
         [scorer.name]).fetchone()[0]
     if unscored:
-        update_text_scores(ws, scorer, events="_km_live_events")
-    steps = _plan(ws, _pinned_types(ws), scorer.name)
-    as_of = _timestamp_sql(resolve_as_of(ws))
-    for name, sql in steps:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {ident(name)} AS "
-                    + sql.replace(_timestamp_sql(_SENTINEL), as_of))
+        update_text_scores(ws, scorer, events=_EVENTS)
+    # (as_of: the literal a build uses)
+    _run_steps(ws, types, scorer.name, _timestamp_sql(resolve_as_of(ws)), prepared)
     t_derive = time.perf_counter() - t0
     if own_transaction:
         con.execute("BEGIN TRANSACTION")
@@ -232,7 +322,7 @@ def _update(ws: Workspace, persons: list[str], loads, own_transaction: bool,
             if not new_in:  # (new persons have nothing to delete: no scan)
                 gone = " OR person_id NOT IN (SELECT person_id FROM people)" if orphans else ""
                 con.execute(f"DELETE FROM {ident(table)} WHERE person_id IN "
-                            f"(SELECT person_id FROM _km_live_persons){gone}")
+                            f"(SELECT person_id FROM {_PERSONS}){gone}")
             cols = ", ".join(ident(c) for c in COLUMN_DOCS[table])
             casts = ", ".join(f"CAST(s.{ident(c)} AS {t.replace(' NOT NULL', '')})"
                               for c, (t, _) in COLUMN_DOCS[table].items())
@@ -240,7 +330,7 @@ def _update(ws: Workspace, persons: list[str], loads, own_transaction: bool,
                         f"FROM {_TEMPS[table]} s")
         # the rules read the rows just derived (exactly these persons'), not the
         # stored tables: a scan of those grows with the workspace (~200 ms at 1M events)
-        fired = fire_actions(ws, "_km_live_persons", {"events": "_km_live_events", **_TEMPS})
+        fired = fire_actions(ws, _PERSONS, {"events": _EVENTS, **_TEMPS})
         for load in loads:
             con.execute(f"INSERT INTO live_loads VALUES ({literal(load)}, now())")
         if own_transaction:
@@ -252,8 +342,6 @@ def _update(ws: Workspace, persons: list[str], loads, own_transaction: bool,
             # the caller's transaction is failed: it rolls back, temp tables made in it
             # included; a statement now would only hide the error with another
             raise
-        _drop(con, steps)
         raise
-    _drop(con, steps)
     return {"persons": len(persons), "actions": fired, "derive_s": t_derive,
             "total_s": time.perf_counter() - t0}

@@ -150,6 +150,11 @@ class LiveRuntime:
             finally:
                 if small:
                     con.execute(f"SET threads = {int(threads)}")
+            try:  # (outside the load's transaction: the engine's steps are prepared
+                # there only; a lookup when they already are)
+                warm_up(self.ws)
+            except Exception as exc:  # noqa: BLE001 - the next update runs unprepared
+                self.last_error = f"{type(exc).__name__}: {exc}"
             loaded = dict(con.execute("SELECT source_line, count(*) FROM events WHERE load_id = ? "
                                       "GROUP BY 1", [report.load_id]).fetchall())
             rejected = con.execute("SELECT line, field, value, reason FROM quarantine "
