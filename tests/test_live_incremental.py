@@ -154,10 +154,9 @@ def test_an_update_leaves_other_persons_untouched(tmp_path):
 
 def test_typical_durations_are_reread_at_most_every_p90_every(tmp_path, monkeypatch):
     """The p90 durations that stand in for an unset ``stall_after`` come from the stored
-    journeys, read once and kept for ``P90_EVERY`` seconds; types that set their own
-    need no read at all."""
-    from keymoments.live import incremental
-
+    journeys, read into a working table at most every ``P90_EVERY`` seconds (the
+    plan joins it: a new value compiles nothing); types that set their own need no
+    read at all."""
     ws = km.init(tmp_path)
     with open(tmp_path / "keymoments.yaml", "a") as fh:
         fh.write(CONFIG.replace(", stall_after: 5d", ""))  # purchase: the stored p90
@@ -169,21 +168,60 @@ def test_typical_durations_are_reread_at_most_every_p90_every(tmp_path, monkeypa
     assert expected is not None
 
     def purchase_stall():
-        return next(t.stall_after for t in incremental._pinned_types(ws) if t.name == "purchase")
+        incremental._refresh_typical(ws, incremental.journey_types(ws))
+        return ws.con.execute("SELECT max(p90) FROM _km_live_p90 WHERE journey_type = 'purchase'"
+                              ).fetchone()[0]
 
     monkeypatch.setattr(incremental, "P90_EVERY", 3600.0)
-    incremental._P90.clear()
+    incremental._P90_AT.clear()
     assert purchase_stall() == pytest.approx(expected)
     ws.con.execute("UPDATE journeys SET duration_s = duration_s * 2")
     assert purchase_stall() == pytest.approx(expected)  # kept: not re-read yet
     monkeypatch.setattr(incremental, "P90_EVERY", 0.0)
     assert purchase_stall() == pytest.approx(2 * expected)  # re-read
+    plans = len(incremental._PLANS)
+    load_events(ws, [PostedEvent.model_validate(e) for e in stream(3, seed=6)])
+    process_pending(ws)
+    assert len(incremental._PLANS) == plans  # the new value compiled nothing
     monkeypatch.setattr(incremental, "P90_EVERY", 3600.0)
     (tmp_path / "keymoments.yaml").write_text((tmp_path / "keymoments.yaml").read_text()
                                               .replace(", end: [order_delivered]",
                                                        ", end: [order_delivered], stall_after: 5d"))
     ws.reload_config()
-    incremental._P90.clear()
-    assert purchase_stall() == 5 * 86400.0
-    assert str(ws.root) not in incremental._P90  # every type set its own: nothing read
+    incremental._P90_AT.clear()
+    ws.con.execute("DELETE FROM _km_live_p90")
+    assert purchase_stall() is None  # every type set its own: nothing read
+    ws.close()
+
+
+def test_a_stored_typical_duration_decides_a_live_journeys_stall(tmp_path, monkeypatch):
+    """Hand case: one open purchase journey, idle 3 days at ``as_of``; the stored
+    typical purchase takes 1 day (stalled) or 10 days (open)."""
+    monkeypatch.setattr(incremental, "P90_EVERY", 0.0)
+    ws = km.init(tmp_path)
+    with open(tmp_path / "keymoments.yaml", "a") as fh:
+        fh.write(CONFIG.replace(", stall_after: 5d", "")
+                 .replace('as_of: "2026-06-01T00:00:00Z"', 'as_of: "2026-03-10T00:00:00Z"'))
+    ws.reload_config()
+    done = [{"ts": f"2026-01-0{d}T10:00:00Z", "event_type": t, "channel": "web",
+             "identifiers": {"customer_id": "old"}, "refs": {"order": "o1"}}
+            for d, t in ((1, "order_placed"), (2, "order_delivered"))]
+    load_events(ws, [PostedEvent.model_validate(e) for e in done])
+    process_pending(ws)
+    stored = ws.con.execute("SELECT duration_s FROM journeys WHERE journey_key = 'o1'"
+                            ).fetchone()[0]
+    assert stored == 86400.0
+    open_ = {"ts": "2026-03-07T00:00:00Z", "event_type": "order_placed", "channel": "web",
+             "identifiers": {"customer_id": "new"}, "refs": {"order": "o2"}}
+
+    def status():
+        return ws.con.execute("SELECT status FROM journeys WHERE journey_key = 'o2'").fetchone()[0]
+
+    load_events(ws, [PostedEvent.model_validate(open_)])
+    process_pending(ws)
+    assert status() == "stalled"  # idle 3 days > 1 day
+    ws.con.execute("UPDATE journeys SET duration_s = 10 * 86400 WHERE journey_key = 'o1'")
+    person = ws.con.execute("SELECT person_id FROM journeys WHERE journey_key = 'o2'").fetchone()[0]
+    incremental.update_persons(ws, [person])
+    assert status() == "open"  # idle 3 days < 10 days
     ws.close()

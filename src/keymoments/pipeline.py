@@ -151,7 +151,8 @@ class Derived:
 
 def derive(events, config: Config, types: list[JourneyType], as_of, text_scores,
            materialize: Callable[[str, object], object],
-           timings: dict[str, float] | None = None, *, inline_stats: bool = False) -> Derived:
+           timings: dict[str, float] | None = None, *, inline_stats: bool = False,
+           typical=None) -> Derived:
     """The whole engine as Ibis expressions over ``events`` (a table with the
     events' columns), on any backend. ``materialize(name, expr)`` stores an
     intermediate result and returns a table expression over it (DuckDB: a table;
@@ -163,6 +164,9 @@ def derive(events, config: Config, types: list[JourneyType], as_of, text_scores,
     aggregates and the journeys step joins one table instead of three, so every
     statement spills under a DuckDB ``memory_limit`` (see :func:`build`). Leave it
     off for a plan compiled once and replayed on other data (live updates).
+    ``typical`` (a table ``journey_type, p90``): typical durations that replace
+    the ones of ``events``' journeys for the types it lists (live updates: those of
+    the stored journeys).
     """
     timings = {} if timings is None else timings
     events = events.filter(events.person_id.notnull()).select(*_EVENT_COLS)
@@ -185,7 +189,7 @@ def derive(events, config: Config, types: list[JourneyType], as_of, text_scores,
     journeys = summarize_journeys(je, config.journeys, types, config.outcomes, config.moments,
                                   as_of_expr, person_last, materialize,
                                   channel_vocabulary(je) if inline_stats else None, rated,
-                                  inline_p90=inline_stats)
+                                  inline_p90=inline_stats, typical=typical)
     journeys = materialize("_km_journeys", journeys)
     timings["journeys"] = time.perf_counter() - t
     t = time.perf_counter()

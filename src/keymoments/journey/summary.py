@@ -73,7 +73,8 @@ def summarize_journeys(je: ir.Table, journeys: JourneysConfig, types: list[Journ
                        outcomes: OutcomesConfig, moments: MomentsConfig, as_of: ir.Scalar,
                        person_last: ir.Table, materialize=None,
                        channel_vocab: list[str] | None = None,
-                       rated: ir.Table | None = None, inline_p90: bool = False) -> ir.Table:
+                       rated: ir.Table | None = None, inline_p90: bool = False,
+                       typical: ir.Table | None = None) -> ir.Table:
     """Journeys with status, outcome and moment features. ``person_last`` has
     ``person_id, last_ts, churn_ts`` (the person's last event of any kind, first
     churn event). ``rated`` (``event_id, rating, rating_scale``: the rated events),
@@ -82,6 +83,10 @@ def summarize_journeys(je: ir.Table, journeys: JourneysConfig, types: list[Journ
     writes them into the expression as literals instead of joining them: fewer
     joins, but the expression then holds results of this data (not for a plan
     compiled once and run on other data).
+    ``typical`` (``journey_type, p90``), when given, holds typical durations that
+    stand in for those of ``je``'s journeys for the types it lists (a live update's
+    few persons are judged by the stored journeys' p90 as a table, so the same plan
+    serves every update).
     ``channel_vocab`` (see :func:`channel_vocabulary`), when given, lists every
     channel of ``je``: the channel lists are then built from plain aggregates that
     spill (without it, from a list aggregate that DuckDB keeps in memory).
@@ -90,6 +95,9 @@ def summarize_journeys(je: ir.Table, journeys: JourneysConfig, types: list[Journ
     the narrow per-journey outcome inputs, so that the last step joins one
     journey-sized table to it (several large hash joins in one DuckDB statement
     can exhaust a small memory limit where each alone spills)."""
+    if typical is not None and inline_p90:  # pragma: no cover - a caller's mistake
+        raise ValueError("typical durations are given as a table only to a plan not inlined")
+    typical_given = typical
     ends = {t.name: t.end for t in types if t.end}
     starts = {t.name: t.start for t in types if t.start}
 
@@ -193,8 +201,12 @@ def summarize_journeys(je: ir.Table, journeys: JourneysConfig, types: list[Journ
         j = j.mutate(_p90=ibis.cases(*[(j.journey_type == t, ibis.literal(float(v), type=_F))
                                        for t, v in p90.items()], else_=null_f) if p90 else null_f)
     else:
-        typical = typical.select(_t=typical.journey_type, _p90=typical._p90)
-        j = j.left_join(typical, j.journey_type == typical._t).drop("_t")
+        own = typical.select(_t=typical.journey_type, _p90=typical._p90)
+        if typical_given is not None:
+            given = typical_given.select(_g=typical_given.journey_type, _gp90=typical_given.p90)
+            own = own.outer_join(given, own._t == given._g).select(
+                _t=ibis.coalesce(own._t, given._g), _p90=ibis.coalesce(given._gp90, own._p90))
+        j = j.left_join(own, j.journey_type == own._t).drop("_t")
     stall_cfg = {t.name: t.stall_after for t in types if t.stall_after is not None}
     abandon = {t.name: t.abandon_after for t in types}
     stall_after = ibis.cases(*[(j.journey_type == n, ibis.literal(v)) for n, v in stall_cfg.items()],

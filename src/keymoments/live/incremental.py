@@ -14,8 +14,10 @@ Everything the engine derives is per person, except two global quantities:
   affected persons are judged at the current one, the others keep the value they
   were built with. Pin ``journeys.as_of`` (or rebuild) when all statuses must move.
 * the default ``stall_after`` (the 90th-percentile duration of the type's completed
-  journeys): computed by the engine over its input, so here it is pinned to the
-  value over the whole stored ``journeys`` table before the update.
+  journeys): computed by the engine over its input, so here the values over the
+  whole stored ``journeys`` table stand in for it (read at most every
+  :data:`P90_EVERY` seconds into a working table the plan joins: the plan does not
+  change with them).
 
 With ``journeys.as_of`` and every type's ``stall_after`` set, an incremental
 update gives exactly the tables of a full :func:`keymoments.pipeline.build`
@@ -61,7 +63,7 @@ _DERIVED = ("journey_events", "journeys", "moments")
 #: most of an update's time), and DuckDB re-plans a prepared statement on every
 #: EXECUTE once any table of a database it reads was created or dropped, which the
 #: load does in TEMP on every request
-_PERSONS, _EVENTS = "_km_live_persons", "_km_live_events"
+_PERSONS, _EVENTS, _P90 = "_km_live_persons", "_km_live_events", "_km_live_p90"
 _TEMPS = {"journey_events": "_km_live_je", "journeys": "_km_live_journeys",
           "moments": "_km_live_moments"}
 #: the events' columns an update reads (the engine, the text scores and the action
@@ -92,31 +94,26 @@ def process_pending(ws: Workspace, now: float | None = None) -> dict:
     return {"loads": len(loads), **out}
 
 
-#: the stored typical durations per workspace, re-read at most this often (seconds):
-#: the quantile scans every stored journey, too much for every update
+#: the stored typical durations, re-read at most this often (seconds): the quantile
+#: scans every stored journey, too much for every update
 P90_EVERY = 60.0
-_P90: dict[str, tuple[float, dict[str, float]]] = {}
+#: per connection: when its typical durations were last read
+_P90_AT: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _pinned_types(ws: Workspace):
-    """Journey types with ``stall_after`` pinned to the stored typical durations
-    (the p90 of completed journeys of the type, re-read at most every
-    :data:`P90_EVERY` seconds; not read when every type sets its own)."""
-    types = journey_types(ws)
+def _refresh_typical(ws: Workspace, types) -> None:
+    """Refill ``_km_live_p90`` with the typical duration (p90 of the completed
+    journeys) of each stored journey type, at most every :data:`P90_EVERY` seconds;
+    not read when every type sets its own ``stall_after``."""
     if all(t.stall_after is not None for t in types):
-        return types
-    key, now = str(ws.root), time.monotonic()
-    cached = _P90.get(key)
-    if cached is None or now - cached[0] > P90_EVERY:
-        cached = (now, dict(ws.con.execute(
-            "SELECT journey_type, quantile_cont(duration_s, 0.9) FROM journeys WHERE has_end "
-            "GROUP BY 1").fetchall()))
-        if len(_P90) > 16:
-            _P90.clear()
-        _P90[key] = cached
-    p90 = cached[1]
-    return [t if t.stall_after is not None or t.name not in p90
-            else t.model_copy(update={"stall_after": float(p90[t.name])}) for t in types]
+        return
+    con, now = ws.con, time.monotonic()
+    if now - _P90_AT.get(con, -float("inf")) <= P90_EVERY:
+        return
+    con.execute(f"DELETE FROM {_P90}")
+    con.execute(f"INSERT INTO {_P90} SELECT journey_type, quantile_cont(duration_s, 0.9) "
+                "FROM journeys WHERE has_end AND duration_s IS NOT NULL GROUP BY 1")
+    _P90_AT[con] = now
 
 
 #: as_of while planning: replaced in the compiled SQL by the real one, so the engine's
@@ -160,7 +157,7 @@ def _plan(ws: Workspace, types, scorer_name: str) -> list[tuple[str, str]]:
         ws.con.execute(f"CREATE OR REPLACE TABLE {ident(name)} AS {sql}")
         return b.table(name)
 
-    derive(events, ws.config, types, _SENTINEL, texts, materialize)
+    derive(events, ws.config, types, _SENTINEL, texts, materialize, typical=b.table(_P90))
     if not all(_timestamp_sql(_SENTINEL) in sql or "MAKE_TIMESTAMPTZ" not in sql
                for _, sql in steps):  # pragma: no cover - guards the substitution
         raise RuntimeError("the engine's plan does not show as_of as expected")
@@ -173,6 +170,8 @@ def _plan(ws: Workspace, types, scorer_name: str) -> list[tuple[str, str]]:
 
 
 def _create_inputs(con) -> None:
+    _P90_AT.pop(con, None)
+    con.execute(f"CREATE OR REPLACE TABLE {_P90} (journey_type VARCHAR, p90 DOUBLE)")
     con.execute(f"CREATE OR REPLACE TABLE {_PERSONS} (person_id VARCHAR)")
     con.execute(f"CREATE OR REPLACE TABLE {_EVENTS} AS SELECT {_LIVE_COLUMNS} "
                 "FROM events WHERE false")
@@ -229,7 +228,7 @@ def warm_up(ws: Workspace) -> None:
     starts and after every update (then it costs a lookup), so that an update inside
     a load's transaction finds its steps prepared."""
     scorer = get_scorer(ws.config.valence.text_scorer)
-    _prepare(ws, _pinned_types(ws), scorer.name)
+    _prepare(ws, journey_types(ws), scorer.name)
 
 
 def _run_steps(ws: Workspace, types, scorer_name: str, as_of: str, prepared: bool) -> None:
@@ -275,6 +274,7 @@ def process_load(ws: Workspace, load_id: str, merged: bool = True) -> dict:
     except BaseException:
         # the caller's transaction rolls back, with working tables made in it if any
         _PREPARED.pop(ws.con, None)
+        _P90_AT.pop(ws.con, None)
         raise
 
 
@@ -289,13 +289,14 @@ def _update(ws: Workspace, persons: list[str], loads, own_transaction: bool,
     con = ws.con
     t0 = time.perf_counter()
     scorer = get_scorer(ws.config.valence.text_scorer)
-    types = _pinned_types(ws)
+    types = journey_types(ws)
     prepared = _PREPARED.get(con) == _plan_key(ws, types, scorer.name)
     if not prepared and own_transaction:
         _prepare(ws, types, scorer.name)
         prepared = True
     elif not prepared:  # (in the caller's transaction: see warm_up)
         _create_tables(con, _plan(ws, types, scorer.name))
+    _refresh_typical(ws, types)
     con.execute(f"DELETE FROM {_PERSONS}")
     con.register("_km_live_arrow", pa.table({"person_id": pa.array(persons, pa.string())}))
     con.execute(f"INSERT INTO {_PERSONS} SELECT * FROM _km_live_arrow")
