@@ -232,12 +232,11 @@ def warm_up(ws: Workspace) -> None:
 
 
 def _run_steps(ws: Workspace, types, scorer_name: str, as_of: str, prepared: bool) -> None:
-    """Fill the working tables: the prepared steps, or, in a transaction that finds
-    them not prepared, the compiled SQL itself (its tables made first)."""
+    """Fill the (empty) working tables of the steps: the prepared steps, or, in a
+    transaction that finds them not prepared, the compiled SQL itself."""
     con = ws.con
     steps = _plan(ws, types, scorer_name)
     for i, (table, sql) in enumerate(steps):
-        con.execute(f"DELETE FROM {ident(table)}")
         if prepared:
             reads_as_of = _timestamp_sql(_SENTINEL) in sql
             con.execute(f"EXECUTE {_statement(i)}({as_of})" if reads_as_of
@@ -278,6 +277,31 @@ def process_load(ws: Workspace, load_id: str, merged: bool = True) -> dict:
         raise
 
 
+def _derive(ws: Workspace, scorer, types, persons: list[str], new_in: str | None,
+            prepared: bool) -> float:
+    """Fill the working tables for ``persons`` (the working tables are empty);
+    returns the time it ended."""
+    con = ws.con
+    _refresh_typical(ws, types)
+    con.register("_km_live_arrow", pa.table({"person_id": pa.array(persons, pa.string())}))
+    con.execute(f"INSERT INTO {_PERSONS} SELECT * FROM _km_live_arrow")
+    con.unregister("_km_live_arrow")
+    # the persons' events, read once (the engine reads its input several times)
+    # (a load's rows are appended together: reading them skips the rest of the table)
+    where = f"load_id = {literal(new_in)} AND " if new_in else ""
+    con.execute(f"INSERT INTO {_EVENTS} SELECT {_LIVE_COLUMNS} FROM events "
+                f"WHERE {where}person_id IN (SELECT person_id FROM {_PERSONS})")
+    unscored = con.execute(
+        f"SELECT count(*) FROM {_EVENTS} e WHERE text IS NOT NULL AND NOT EXISTS "
+        "(SELECT 1 FROM text_scores s WHERE s.text_hash = md5(e.text) AND s.scorer = ?)",
+        [scorer.name]).fetchone()[0]
+    if unscored:
+        update_text_scores(ws, scorer, events=_EVENTS)
+    # (as_of: the literal a build uses)
+    _run_steps(ws, types, scorer.name, _timestamp_sql(resolve_as_of(ws)), prepared)
+    return time.perf_counter()
+
+
 def _update(ws: Workspace, persons: list[str], loads, own_transaction: bool,
             new_in: str | None = None, orphans: bool = True) -> dict:
     """``new_in``: a load that holds every event of every person (none has an
@@ -294,31 +318,12 @@ def _update(ws: Workspace, persons: list[str], loads, own_transaction: bool,
     if not prepared and own_transaction:
         _prepare(ws, types, scorer.name)
         prepared = True
-    elif not prepared:  # (in the caller's transaction: see warm_up)
-        _create_tables(con, _plan(ws, types, scorer.name))
-    _refresh_typical(ws, types)
-    con.execute(f"DELETE FROM {_PERSONS}")
-    con.register("_km_live_arrow", pa.table({"person_id": pa.array(persons, pa.string())}))
-    con.execute(f"INSERT INTO {_PERSONS} SELECT * FROM _km_live_arrow")
-    con.unregister("_km_live_arrow")
-    # the persons' events, read once (the engine reads its input several times)
-    # (a load's rows are appended together: reading them skips the rest of the table)
-    where = f"load_id = {literal(new_in)} AND " if new_in else ""
-    con.execute(f"DELETE FROM {_EVENTS}")
-    con.execute(f"INSERT INTO {_EVENTS} SELECT {_LIVE_COLUMNS} FROM events "
-                f"WHERE {where}person_id IN (SELECT person_id FROM {_PERSONS})")
-    unscored = con.execute(
-        f"SELECT count(*) FROM {_EVENTS} e WHERE text IS NOT NULL AND NOT EXISTS "
-        "(SELECT 1 FROM text_scores s WHERE s.text_hash = md5(e.text) AND s.scorer = ?)",
-        [scorer.name]).fetchone()[0]
-    if unscored:
-        update_text_scores(ws, scorer, events=_EVENTS)
-    # (as_of: the literal a build uses)
-    _run_steps(ws, types, scorer.name, _timestamp_sql(resolve_as_of(ws)), prepared)
-    t_derive = time.perf_counter() - t0
     if own_transaction:
         con.execute("BEGIN TRANSACTION")
     try:
+        if not prepared:  # (in the caller's transaction: see warm_up)
+            _create_tables(con, _plan(ws, types, scorer.name))
+        t_derive = _derive(ws, scorer, types, persons, new_in, prepared) - t0
         for table in _DERIVED:
             if not new_in:  # (new persons have nothing to delete: no scan)
                 gone = " OR person_id NOT IN (SELECT person_id FROM people)" if orphans else ""
@@ -334,15 +339,16 @@ def _update(ws: Workspace, persons: list[str], loads, own_transaction: bool,
         fired = fire_actions(ws, _PERSONS, {"events": _EVENTS, **_TEMPS})
         for load in loads:
             con.execute(f"INSERT INTO live_loads VALUES ({literal(load)}, now())")
+        # emptied in the transaction that filled them: their rows are never written
+        for table in [_PERSONS, _EVENTS, *(t for t, _ in _plan(ws, types, scorer.name))]:
+            con.execute(f"DELETE FROM {ident(table)}")
         if own_transaction:
             con.execute("COMMIT")
     except BaseException:
         if own_transaction:
             con.execute("ROLLBACK")
-        else:
-            # the caller's transaction is failed: it rolls back, temp tables made in it
-            # included; a statement now would only hide the error with another
-            raise
+        # (else the caller's transaction is failed: it rolls back, the working tables'
+        # rows included; a statement now would only hide the error with another)
         raise
     return {"persons": len(persons), "actions": fired, "derive_s": t_derive,
             "total_s": time.perf_counter() - t0}
