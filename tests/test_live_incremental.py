@@ -225,3 +225,42 @@ def test_a_stored_typical_duration_decides_a_live_journeys_stall(tmp_path, monke
     incremental.update_persons(ws, [person])
     assert status() == "open"  # idle 3 days < 10 days
     ws.close()
+
+
+def test_a_configuration_change_mid_stream_prepares_again(tmp_path):
+    """Updates under configuration A, then B (an extra valence rule for an event type
+    the stream never has: another plan, the same results), then A again, each
+    update inside the load's transaction and ``warm_up`` after it as the service
+    does, equal a full build under A: each switch runs the new plan's compiled SQL
+    once (its working tables made in the load's transaction), then prepares it."""
+    ws = km.init(tmp_path)
+    path = tmp_path / "keymoments.yaml"
+    with open(path, "a") as fh:
+        fh.write(CONFIG)
+    config_a = path.read_text()
+    config_b = config_a + """
+valence:
+  rules:
+    - {name: never_seen, kind: constant, event_types: [never_posted], valence: -0.9, reason: "never"}
+"""
+    events = stream(30, seed=3)
+    keys = set()
+    for i, config in enumerate([config_a, config_b, config_a, config_b, config_a]):
+        path.write_text(config)
+        ws.reload_config()
+        got: dict = {}
+        batch = [PostedEvent.model_validate(e) for e in events[i * 30:(i + 1) * 30]]
+        load_events(ws, batch, before_commit=lambda r: got.update(
+            process_load(ws, r.load_id, merged=r.identifiers_relinked > 0)))
+        assert got["persons"] >= 1
+        warm_up(ws)
+        keys.add(incremental._PREPARED.get(ws.con))
+    assert len(keys) == 2  # both plans were prepared in turn
+    rest = [PostedEvent.model_validate(e) for e in events[150:]]
+    load_events(ws, rest, before_commit=lambda r: process_load(ws, r.load_id))
+    streamed = _snapshot(ws)
+    ws.build()
+    rebuilt = _snapshot(ws)
+    for table in rebuilt:
+        assert streamed[table] == rebuilt[table], table
+    ws.close()

@@ -267,14 +267,8 @@ def process_load(ws: Workspace, load_id: str, merged: bool = True) -> dict:
         "LEFT JOIN people p USING (person_id) ORDER BY 1", [load_id]).fetchall()
     persons = [r[0] for r in rows]
     only_this_load = all(r[1] for r in rows)  # (no person: nothing to read or delete)
-    try:
-        return _update(ws, persons, [load_id], own_transaction=False,
-                       new_in=load_id if only_this_load else None, orphans=merged)
-    except BaseException:
-        # the caller's transaction rolls back, with working tables made in it if any
-        _PREPARED.pop(ws.con, None)
-        _P90_AT.pop(ws.con, None)
-        raise
+    return _update(ws, persons, [load_id], own_transaction=False,
+                   new_in=load_id if only_this_load else None, orphans=merged)
 
 
 def _derive(ws: Workspace, scorer, types, persons: list[str], new_in: str | None,
@@ -322,6 +316,7 @@ def _update(ws: Workspace, persons: list[str], loads, own_transaction: bool,
         con.execute("BEGIN TRANSACTION")
     try:
         if not prepared:  # (in the caller's transaction: see warm_up)
+            _PREPARED.pop(con, None)  # (statements prepared for the tables replaced here)
             _create_tables(con, _plan(ws, types, scorer.name))
         t_derive = _derive(ws, scorer, types, persons, new_in, prepared) - t0
         for table in _DERIVED:
@@ -345,6 +340,7 @@ def _update(ws: Workspace, persons: list[str], loads, own_transaction: bool,
         if own_transaction:
             con.execute("COMMIT")
     except BaseException:
+        _P90_AT.pop(con, None)  # (its refill, if any, is rolled back)
         if own_transaction:
             con.execute("ROLLBACK")
         # (else the caller's transaction is failed: it rolls back, the working tables'
