@@ -313,12 +313,17 @@ class _Slot:
 def _map(values: list[tuple[str, str]], value_type: str = "VARCHAR") -> str:
     """A MAP of the (key, value expression) pairs whose value is not NULL.
 
-    Up to three entries, a CASE over which values are present, each branch a plain
-    ``MAP(keys, values)`` (a quarter cheaper than filtering a list of structs, the
-    general form used beyond three).
+    Up to three entries, a CASE over which values are present, each branch a struct
+    of the present values cast to a MAP (~4x cheaper than ``MAP(keys, values)``,
+    which checks its keys row by row; plain ``MAP(keys, values)`` where two keys
+    differ only in case, which a struct cannot hold), and beyond three a list of
+    structs filtered (the general form).
 
-    >>> _map([("a", "x")])
-    "(CASE WHEN x IS NULL THEN MAP([]::VARCHAR[], []::VARCHAR[]) ELSE MAP(['a'], [x]) END)"
+    >>> print(_map([("a", "x")]).replace(" ELSE ", chr(10) + " ELSE "))
+    (CASE WHEN x IS NULL THEN MAP([]::VARCHAR[], []::VARCHAR[])
+     ELSE CAST({'a': x} AS MAP(VARCHAR, VARCHAR)) END)
+    >>> _map([("Order", "x"), ("order", "y")]).count("MAP(['Order', 'order'], [x, y])")
+    1
     """
     if len(values) > 3 or any("SELECT" in v for _, v in values):  # no subquery copies
         entries = ", ".join(f"struct_pack(k := {literal(k)}, v := {v})" for k, v in values)
@@ -328,8 +333,11 @@ def _map(values: list[tuple[str, str]], value_type: str = "VARCHAR") -> str:
         if not rest:
             if not kept:
                 return f"MAP([]::VARCHAR[], []::{value_type}[])"
-            keys = ", ".join(literal(k) for k, _ in kept)
-            return f"MAP([{keys}], [{', '.join(v for _, v in kept)}])"
+            if len({k.lower() for k, _ in kept}) < len(kept):
+                keys = ", ".join(literal(k) for k, _ in kept)
+                return f"MAP([{keys}], [{', '.join(v for _, v in kept)}])"
+            fields = ", ".join(f"{literal(k)}: {v}" for k, v in kept)
+            return f"CAST({{{fields}}} AS MAP(VARCHAR, {value_type}))"
         (key, value), tail = rest[0], rest[1:]
         return (f"(CASE WHEN {value} IS NULL THEN {branch(tail, kept)} "
                 f"ELSE {branch(tail, [*kept, (key, value)])} END)")
