@@ -64,7 +64,7 @@ _DERIVED = ("journey_events", "journeys", "moments")
 #: EXECUTE once any table of a database it reads was created or dropped, which the
 #: load does in TEMP on every request
 _PERSONS, _EVENTS, _P90 = "_km_live_persons", "_km_live_events", "_km_live_p90"
-_TEMPS = {"journey_events": "_km_live_je", "journeys": "_km_live_journeys",
+_WORKING = {"journey_events": "_km_live_je", "journeys": "_km_live_journeys",
           "moments": "_km_live_moments"}
 #: the events' columns an update reads (the engine, the text scores and the action
 #: rules): a returning customer's events are spread over the table, so each column
@@ -161,7 +161,7 @@ def _plan(ws: Workspace, types, scorer_name: str) -> list[tuple[str, str]]:
     if not all(_timestamp_sql(_SENTINEL) in sql or "MAKE_TIMESTAMPTZ" not in sql
                for _, sql in steps):  # pragma: no cover - guards the substitution
         raise RuntimeError("the engine's plan does not show as_of as expected")
-    if {*_TEMPS.values()} - {name for name, _ in steps}:  # pragma: no cover
+    if {*_WORKING.values()} - {name for name, _ in steps}:  # pragma: no cover
         raise RuntimeError("the engine's plan does not make the tables an update writes")
     if len(_PLANS) > 8:
         _PLANS.clear()
@@ -328,10 +328,10 @@ def _update(ws: Workspace, persons: list[str], loads, own_transaction: bool,
             casts = ", ".join(f"CAST(s.{ident(c)} AS {t.replace(' NOT NULL', '')})"
                               for c, (t, _) in COLUMN_DOCS[table].items())
             con.execute(f"INSERT INTO {ident(table)} ({cols}) SELECT {casts} "
-                        f"FROM {_TEMPS[table]} s")
+                        f"FROM {_WORKING[table]} s")
         # the rules read the rows just derived (exactly these persons'), not the
         # stored tables: a scan of those grows with the workspace (~200 ms at 1M events)
-        fired = fire_actions(ws, _PERSONS, {"events": _EVENTS, **_TEMPS})
+        fired = fire_actions(ws, _PERSONS, {"events": _EVENTS, **_WORKING})
         for load in loads:
             con.execute(f"INSERT INTO live_loads VALUES ({literal(load)}, now())")
         # emptied in the transaction that filled them: their rows are never written
