@@ -11,18 +11,24 @@ one rule that fires on every purchase (as ``bench/service.py``).
 cycle runs on a workspace of that size; ``--customers returning`` posts events of
 those customers (their earlier events and journeys are re-derived) instead of new
 ones. Groups of up to ``SMALL_GROUP`` events run on one DuckDB thread, as in the
-service.
+service. ``--statements`` also times every statement of the measured cycles (the
+workspace's connection wrapped in this process; nothing in ``src/`` changes) and
+prints the costliest per cycle, by their first 90 characters:
+
+    python bench/service_cycle.py --sizes 20 --repeat 15 --statements
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import statistics
 import sys
 import tempfile
 import time
+from collections import defaultdict
 from pathlib import Path
 
 RULE = """
@@ -39,6 +45,8 @@ def main(argv=None) -> int:
     ap.add_argument("--repeat", type=int, default=9)
     ap.add_argument("--preload", type=int, default=0)
     ap.add_argument("--customers", choices=["new", "returning"], default="new")
+    ap.add_argument("--statements", action="store_true",
+                    help="time each statement of the measured cycles; print the costliest")
     args = ap.parse_args(argv)
     if args.customers == "returning" and not args.preload:
         ap.error("--customers returning needs --preload")
@@ -76,9 +84,14 @@ def main(argv=None) -> int:
             ws, r.load_id, merged=r.identifiers_relinked > 0))
         warm_up(ws)  # as the service does after each load (a lookup once prepared)
 
+    spent: dict[str, list[float]] = defaultdict(list)
+    if args.statements:  # (before the warm-up: the steps are prepared per connection)
+        ws.con = _Timed(ws.con, spent)
     for _ in range(3):  # warm up: the engine plan is compiled once
         cycle(batch(20))
+    spent.clear()
     print(f"load average {os.getloadavg()[0]:.2f}")
+    cycles = 0
     for size in (int(s) for s in args.sizes.split(",")):
         times = []
         for _ in range(args.repeat):
@@ -86,11 +99,35 @@ def main(argv=None) -> int:
             t = time.perf_counter()
             cycle(events)
             times.append(time.perf_counter() - t)
+            cycles += 1
         print(f"{size:6d} events: cycle median {statistics.median(times) * 1000:7.1f} ms "
               f"(min {min(times) * 1000:.1f}, max {max(times) * 1000:.1f})")
+    if args.statements:
+        total = sum(sum(v) for v in spent.values())
+        print(f"\n{total / cycles * 1000:.1f} ms of statements per cycle "
+              f"({sum(len(v) for v in spent.values()) / cycles:.0f} statements); the costliest:")
+        for sql, took in sorted(spent.items(), key=lambda kv: -sum(kv[1]))[:30]:
+            print(f"{sum(took) / cycles * 1000:7.1f} ms  x{len(took) / cycles:.1f}  {sql}")
+        ws.con = ws.con.real
     ws.close()
     shutil.rmtree(root, ignore_errors=True)
     return 0
+
+
+class _Timed:
+    """The workspace's connection with each ``execute`` timed into ``spent``."""
+
+    def __init__(self, real, spent: dict[str, list[float]]) -> None:
+        self.real, self.spent = real, spent
+
+    def execute(self, sql, *args):
+        t = time.perf_counter()
+        out = self.real.execute(sql, *args)
+        self.spent[re.sub(r"\s+", " ", sql).strip()[:90]].append(time.perf_counter() - t)
+        return out
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
 
 
 if __name__ == "__main__":
