@@ -16,6 +16,13 @@ workspace's connection wrapped in this process; nothing in ``src/`` changes) and
 prints the costliest per cycle, by their first 90 characters:
 
     python bench/service_cycle.py --sizes 20 --repeat 15 --statements
+
+``--busy PERCENT`` runs a Python thread beside the cycles that computes PERCENT% of
+the time (1 ms bursts): in the service the HTTP loop and the delivery thread do
+Python work while a cycle runs, and a cycle takes the GIL back after each of its
+~80 DuckDB statements:
+
+    python bench/service_cycle.py --sizes 20 --repeat 15 --busy 5
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import shutil
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -45,6 +53,8 @@ def main(argv=None) -> int:
     ap.add_argument("--repeat", type=int, default=9)
     ap.add_argument("--preload", type=int, default=0)
     ap.add_argument("--customers", choices=["new", "returning"], default="new")
+    ap.add_argument("--busy", type=float, default=0.0,
+                    help="percent of the time a Python thread beside the cycles computes")
     ap.add_argument("--statements", action="store_true",
                     help="time each statement of the measured cycles; print the costliest")
     args = ap.parse_args(argv)
@@ -90,6 +100,9 @@ def main(argv=None) -> int:
     for _ in range(3):  # warm up: the engine plan is compiled once
         cycle(batch(20))
     spent.clear()
+    halt = threading.Event()
+    if args.busy > 0:
+        threading.Thread(target=_busy, args=(args.busy, halt), daemon=True).start()
     print(f"load average {os.getloadavg()[0]:.2f}")
     cycles = 0
     for size in (int(s) for s in args.sizes.split(",")):
@@ -102,6 +115,7 @@ def main(argv=None) -> int:
             cycles += 1
         print(f"{size:6d} events: cycle median {statistics.median(times) * 1000:7.1f} ms "
               f"(min {min(times) * 1000:.1f}, max {max(times) * 1000:.1f})")
+    halt.set()
     if args.statements:
         total = sum(sum(v) for v in spent.values())
         print(f"\n{total / cycles * 1000:.1f} ms of statements per cycle "
@@ -112,6 +126,17 @@ def main(argv=None) -> int:
     ws.close()
     shutil.rmtree(root, ignore_errors=True)
     return 0
+
+
+def _busy(percent: float, halt: threading.Event) -> None:
+    """Compute 1 ms, then sleep so that computing takes ``percent``% of the time."""
+    rest = 0.001 * (100.0 / min(percent, 100.0) - 1.0)
+    while not halt.is_set():
+        end = time.perf_counter() + 0.001
+        while time.perf_counter() < end:
+            pass
+        if rest:
+            time.sleep(rest)
 
 
 class _Timed:
