@@ -97,7 +97,6 @@ def summarize_journeys(je: ir.Table, journeys: JourneysConfig, types: list[Journ
     can exhaust a small memory limit where each alone spills)."""
     if typical is not None and inline_p90:  # pragma: no cover - a caller's mistake
         raise ValueError("typical durations are given as a table only to a plan not inlined")
-    typical_given = typical
     ends = {t.name: t.end for t in types if t.end}
     starts = {t.name: t.start for t in types if t.start}
 
@@ -189,21 +188,21 @@ def summarize_journeys(je: ir.Table, journeys: JourneysConfig, types: list[Journ
     if materialize is not None:
         n = materialize("_km_jnext", n)
 
-    typical = (j.filter(j.has_end).group_by("journey_type")
+    own = (j.filter(j.has_end).group_by("journey_type")
                .aggregate(_p90=j.duration_s.quantile(0.9)))
     if inline_p90:
         # one number per journey type: read them and write them into the expression
         # (a join, even of three rows, next to the journey-sized join below makes
         # DuckDB hold both hash tables in memory)
-        p90 = {r["journey_type"]: r["_p90"] for r in typical.to_pyarrow().to_pylist()
+        p90 = {r["journey_type"]: r["_p90"] for r in own.to_pyarrow().to_pylist()
                if r["_p90"] is not None}
         null_f = ibis.null().cast(_F)
         j = j.mutate(_p90=ibis.cases(*[(j.journey_type == t, ibis.literal(float(v), type=_F))
                                        for t, v in p90.items()], else_=null_f) if p90 else null_f)
     else:
-        own = typical.select(_t=typical.journey_type, _p90=typical._p90)
-        if typical_given is not None:
-            given = typical_given.select(_g=typical_given.journey_type, _gp90=typical_given.p90)
+        own = own.select(_t=own.journey_type, _p90=own._p90)
+        if typical is not None:
+            given = typical.select(_g=typical.journey_type, _gp90=typical.p90)
             own = own.outer_join(given, own._t == given._g).select(
                 _t=ibis.coalesce(own._t, given._g), _p90=ibis.coalesce(given._gp90, own._p90))
         j = j.left_join(own, j.journey_type == own._t).drop("_t")

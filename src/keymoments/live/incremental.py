@@ -196,7 +196,7 @@ def _statement(i: int) -> str:
     return f"_km_live_step{i}"
 
 
-def _prepare(ws: Workspace, types, scorer_name: str) -> list[tuple[str, str]]:
+def _prepare(ws: Workspace, types, scorer_name: str) -> None:
     """Make the plan's working tables and PREPARE its steps on this connection.
 
     Only outside a transaction: a statement prepared inside one records the
@@ -205,7 +205,7 @@ def _prepare(ws: Workspace, types, scorer_name: str) -> list[tuple[str, str]]:
     steps = _plan(ws, types, scorer_name)
     con, key = ws.con, _plan_key(ws, types, scorer_name)
     if _PREPARED.get(con) == key:
-        return steps
+        return
     _PREPARED.pop(con, None)
     _create_tables(con, steps)
     off = con.execute("SELECT current_setting('disabled_optimizers')").fetchone()[0]
@@ -219,7 +219,6 @@ def _prepare(ws: Workspace, types, scorer_name: str) -> list[tuple[str, str]]:
     finally:
         con.execute(f"SET disabled_optimizers = {literal(off)}")
     _PREPARED[con] = key
-    return steps
 
 
 def warm_up(ws: Workspace) -> None:
@@ -234,16 +233,14 @@ def warm_up(ws: Workspace) -> None:
 def _run_steps(ws: Workspace, types, scorer_name: str, as_of: str, prepared: bool) -> None:
     """Fill the (empty) working tables of the steps: the prepared steps, or, in a
     transaction that finds them not prepared, the compiled SQL itself."""
-    con = ws.con
-    steps = _plan(ws, types, scorer_name)
-    for i, (table, sql) in enumerate(steps):
+    con, sentinel = ws.con, _timestamp_sql(_SENTINEL)
+    for i, (table, sql) in enumerate(_plan(ws, types, scorer_name)):
         if prepared:
-            reads_as_of = _timestamp_sql(_SENTINEL) in sql
-            con.execute(f"EXECUTE {_statement(i)}({as_of})" if reads_as_of
+            con.execute(f"EXECUTE {_statement(i)}({as_of})" if sentinel in sql
                         else f"EXECUTE {_statement(i)}")
         else:
             con.execute(f"INSERT INTO {ident(table)} SELECT * FROM "
-                        f"({sql.replace(_timestamp_sql(_SENTINEL), as_of)})")
+                        f"({sql.replace(sentinel, as_of)})")
 
 
 def update_persons(ws: Workspace, persons: list[str], loads: list[str] = ()) -> dict:
