@@ -52,6 +52,9 @@ def main(argv=None) -> int:
     ap.add_argument("--sizes", default="1,20,50,100,400")
     ap.add_argument("--repeat", type=int, default=9)
     ap.add_argument("--preload", type=int, default=0)
+    ap.add_argument("--no-cluster", action="store_true",
+                    help="leave the preloaded tables in arrival order (the service orders "
+                         "them by person at start)")
     ap.add_argument("--customers", choices=["new", "returning"], default="new")
     ap.add_argument("--busy", type=float, default=0.0,
                     help="percent of the time a Python thread beside the cycles computes")
@@ -72,6 +75,13 @@ def main(argv=None) -> int:
 
     returning = _data.preload(root, args.preload, RULE)
     ws = km.open(root)
+    if not args.no_cluster:  # as the service does at start
+        from keymoments.store.cluster import cluster_stale
+
+        started = time.perf_counter()
+        ordered = cluster_stale(ws, ws.config.service.cluster_above)
+        if ordered:
+            print(f"ordered by person: {ordered} in {time.perf_counter() - started:.1f} s")
     threads = ws.con.execute("SELECT current_setting('threads')").fetchone()[0]
     n = 0
 

@@ -10,6 +10,8 @@ import time
 import pytest
 
 import keymoments as km
+import keymoments.sql
+from keymoments.store.cluster import CLUSTERED, cluster, unordered_share
 from keymoments.live.events import PostedEvent, load_events
 from keymoments.live import incremental
 from keymoments.live.incremental import pending_loads, process_load, process_pending, warm_up
@@ -80,14 +82,18 @@ def _snapshot(ws) -> dict[str, list[tuple]]:
     return out
 
 
-@pytest.mark.parametrize("path", ["processor", "load_transaction", "service"])
-def test_streamed_updates_equal_a_full_build(tmp_path, path):
+@pytest.mark.parametrize("path", ["processor", "load_transaction", "service", "clustered"])
+def test_streamed_updates_equal_a_full_build(tmp_path, path, monkeypatch):
     """Both update paths: the processor's (``process_pending`` after the load) and the
     service's (``process_load`` inside the load's transaction, which reads a person
     with no earlier event from the load alone), the latter with the engine's steps
     run as compiled (nothing prepared them) and, as the service runs them, prepared
     outside the transaction (``warm_up`` after each load) and reused by every update
-    that follows on other data."""
+    that follows on other data. ``clustered``: the service's path with the tables
+    ordered by person mid-stream (later rows appended after the ordered ones), and
+    persons written out as lists only up to 3 (larger updates take the semi-join)."""
+    if path == "clustered":
+        monkeypatch.setattr(keymoments.sql, "MEMBER_LIST_MAX", 3)
     ws = km.init(tmp_path)
     with open(tmp_path / "keymoments.yaml", "a") as fh:
         fh.write(CONFIG)
@@ -110,8 +116,11 @@ def test_streamed_updates_equal_a_full_build(tmp_path, path):
             load_events(ws, posted, before_commit=lambda r: got.update(
                 process_load(ws, r.load_id, merged=r.identifiers_relinked > 0)))
             assert got["persons"] >= 1
-            if path == "service":
+            if path in ("service", "clustered"):
                 warm_up(ws)
+        if path == "clustered" and updates == 2:
+            assert set(cluster(ws)) == set(CLUSTERED)
+            assert set(unordered_share(ws).values()) == {0.0}
         prepared = incremental._PREPARED.get(ws.con) is not None
         assert prepared == (path != "load_transaction")
         updates += 1

@@ -31,7 +31,7 @@ def _evaluate(entries, value_type):
 
 
 @settings(max_examples=150, deadline=None)
-@given(_entries(st.text(min_size=0, max_size=4)))
+@given(_entries(st.text(st.characters(exclude_characters="\x00"), max_size=4)))  # (SQL text)
 def test_text_maps_hold_the_present_values(entries):
     got, kind = _evaluate(entries, "VARCHAR")
     assert kind == "MAP(VARCHAR, VARCHAR)"

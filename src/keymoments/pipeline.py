@@ -25,6 +25,7 @@ from .journey.assign import assign_journeys
 from .journey.summary import channel_vocabulary, summarize_journeys
 from .moment.extract import extract_moments
 from .sql import ident, literal
+from .store.cluster import forget_order
 from .store.schema import COLUMN_DOCS, column_ddl
 from .valence.cache import update_text_scores
 from .valence.rules import add_window_inputs, effective_rules
@@ -241,6 +242,7 @@ def build(ws: Workspace, progress: Callable[[int, int], None] | None = None) -> 
             for table in _STORED.values():
                 con.execute(f"DROP TABLE IF EXISTS {ident(table)}")
                 con.execute(f"ALTER TABLE {ident(table + '__new')} RENAME TO {ident(table)}")
+            forget_order(con, _STORED.values())  # (new tables, in the build's order)
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")

@@ -13,8 +13,12 @@ string formatting alone.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
-__all__ = ["ident", "literal"]
+__all__ = ["ident", "literal", "member_of", "few_values", "MEMBER_LIST_MAX"]
+
+#: up to this many values, :func:`member_of` writes them out
+MEMBER_LIST_MAX = 512
 
 
 def ident(name: str) -> str:
@@ -40,3 +44,49 @@ def literal(value: object) -> str:
     if "\x00" in text:
         raise ValueError("a value cannot contain a NUL character")
     return "'" + text.replace("'", "''") + "'"
+
+
+def member_of(column: str, values: Sequence[str] | None, subquery: str) -> str:
+    """A predicate: ``column`` (an SQL expression) is one of ``values``, or, when
+    there are more than :data:`MEMBER_LIST_MAX` of them (or ``values`` is None), one
+    of the rows of ``subquery``.
+
+    A few values are written out twice, for two reasons: an ``IN`` list lets DuckDB
+    skip the row groups whose min/max exclude every value (zone maps: a table ordered
+    by the column then reads only the groups holding the values), and
+    ``list_contains`` over a constant list is evaluated once per distinct value of a
+    dictionary-compressed column, not once per row as the ``IN`` list's comparisons
+    are. Reading 20 persons' events out of 1M (see docs/benchmarks.md, "Service"): a
+    semi-join with a table of the persons 130-220 ms, this predicate ~100 ms, and
+    ~22 ms once the table is ordered by person (:mod:`keymoments.store.cluster`).
+
+    >>> member_of("person_id", ["a", "b'"], "SELECT person_id FROM t")
+    "(person_id IN ('a', 'b''') AND list_contains(['a', 'b'''], person_id))"
+    >>> member_of("person_id", None, "SELECT person_id FROM t")
+    'person_id IN (SELECT person_id FROM t)'
+    >>> member_of("person_id", [], "SELECT person_id FROM t")
+    'false'
+    >>> member_of("person_id", ["a\\x00"], "SELECT person_id FROM t")
+    'person_id IN (SELECT person_id FROM t)'
+    """
+    if (values is None or len(values) > MEMBER_LIST_MAX
+            or any(isinstance(v, str) and "\x00" in v for v in values)):  # (no NUL in SQL text)
+        return f"{column} IN ({subquery})"
+    if not values:
+        return "false"
+    items = ", ".join(literal(v) for v in values)
+    return f"({column} IN ({items}) AND list_contains([{items}], {column}))"
+
+
+def few_values(con, query: str) -> list | None:
+    """The values of ``query`` (one column) when there are at most
+    :data:`MEMBER_LIST_MAX` of them, else None: the ``values`` of :func:`member_of`.
+
+    >>> import duckdb
+    >>> few_values(duckdb.connect(), "SELECT * FROM range(3)")
+    [0, 1, 2]
+    >>> few_values(duckdb.connect(), f"SELECT * FROM range({MEMBER_LIST_MAX + 1})") is None
+    True
+    """
+    rows = con.execute(f"{query} LIMIT {MEMBER_LIST_MAX + 1}").fetchall()
+    return [r[0] for r in rows] if len(rows) <= MEMBER_LIST_MAX else None

@@ -123,15 +123,16 @@ def _insert(ws: Workspace, rows: list[tuple]) -> None:
         ws.con.unregister("_km_outbox_new")
 
 
-def fire_actions(ws: Workspace, persons_table: str, tables: dict[str, str] | None = None) -> int:
+def fire_actions(ws: Workspace, persons_table: str, tables: dict[str, str] | None = None,
+                 as_of=None) -> int:
     """Decide the actions of the persons in ``persons_table`` and write them to the
-    outbox (the caller holds the transaction); returns the rows written. ``tables``:
-    see :func:`keymoments.live.rules.candidates`."""
+    outbox (the caller holds the transaction); returns the rows written. ``tables``
+    and ``as_of``: see :func:`keymoments.live.rules.candidates`."""
     from .rules import candidates
 
     actions = ws.config.actions
     rules = {r.name: r for r in actions.rules}
-    found = candidates(ws, persons_table, tables=tables)
+    found = candidates(ws, persons_table, tables=tables, as_of=as_of)
     if not found:
         return 0
     hist = _History(ws, persons_table)

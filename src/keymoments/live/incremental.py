@@ -47,7 +47,7 @@ import pyarrow as pa
 import ibis
 
 from ..pipeline import derive, journey_types, resolve_as_of
-from ..sql import ident, literal
+from ..sql import ident, literal, member_of
 from ..store.schema import COLUMN_DOCS
 from ..valence.cache import update_text_scores
 from ..valence.text import get_scorer
@@ -258,18 +258,22 @@ def process_load(ws: Workspace, load_id: str, merged: bool = True) -> dict:
     # per person: are all its events in this load (a new customer)? then its events
     # are read from the load alone (its rows are together, not spread over the
     # table: no scan of every event) and it has no derived rows to delete
-    rows = ws.con.execute(
-        "SELECT l.person_id, coalesce(l.n = p.n_events, false) FROM (SELECT person_id, "
-        "count(*) AS n FROM events WHERE load_id = ? AND person_id IS NOT NULL GROUP BY 1) l "
-        "LEFT JOIN people p USING (person_id) ORDER BY 1", [load_id]).fetchall()
-    persons = [r[0] for r in rows]
-    only_this_load = all(r[1] for r in rows)  # (no person: nothing to read or delete)
+    counts = dict(ws.con.execute(
+        "SELECT person_id, count(*) FROM events WHERE load_id = ? AND person_id IS NOT NULL "
+        "GROUP BY 1 ORDER BY 1", [load_id]).fetchall())
+    persons = list(counts)
+    stored = dict(ws.con.execute(  # (a few persons written out: see member_of)
+        "SELECT person_id, n_events FROM people WHERE "
+        + member_of("person_id", persons, "SELECT DISTINCT person_id FROM events WHERE "
+                    f"load_id = {literal(load_id)}")).fetchall())
+    # (no person: nothing to read or delete)
+    only_this_load = all(stored.get(p) == n for p, n in counts.items())
     return _update(ws, persons, [load_id], own_transaction=False,
                    new_in=load_id if only_this_load else None, orphans=merged)
 
 
 def _derive(ws: Workspace, scorer, types, persons: list[str], new_in: str | None,
-            prepared: bool) -> float:
+            prepared: bool, as_of) -> float:
     """Fill the working tables for ``persons`` (the working tables are empty);
     returns the time it ended."""
     con = ws.con
@@ -280,8 +284,8 @@ def _derive(ws: Workspace, scorer, types, persons: list[str], new_in: str | None
     # the persons' events, read once (the engine reads its input several times)
     # (a load's rows are appended together: reading them skips the rest of the table)
     where = f"load_id = {literal(new_in)} AND " if new_in else ""
-    con.execute(f"INSERT INTO {_EVENTS} SELECT {_LIVE_COLUMNS} FROM events "
-                f"WHERE {where}person_id IN (SELECT person_id FROM {_PERSONS})")
+    con.execute(f"INSERT INTO {_EVENTS} SELECT {_LIVE_COLUMNS} FROM events WHERE {where}"
+                + member_of("person_id", persons, f"SELECT person_id FROM {_PERSONS}"))
     unscored = con.execute(
         f"SELECT count(*) FROM {_EVENTS} e WHERE text IS NOT NULL AND NOT EXISTS "
         "(SELECT 1 FROM text_scores s WHERE s.text_hash = md5(e.text) AND s.scorer = ?)",
@@ -289,7 +293,7 @@ def _derive(ws: Workspace, scorer, types, persons: list[str], new_in: str | None
     if unscored:
         update_text_scores(ws, scorer, events=_EVENTS)
     # (as_of: the literal a build uses)
-    _run_steps(ws, types, scorer.name, _timestamp_sql(resolve_as_of(ws)), prepared)
+    _run_steps(ws, types, scorer.name, _timestamp_sql(as_of), prepared)
     return time.perf_counter()
 
 
@@ -315,12 +319,13 @@ def _update(ws: Workspace, persons: list[str], loads, own_transaction: bool,
         if not prepared:  # (in the caller's transaction: see warm_up)
             _PREPARED.pop(con, None)  # (statements prepared for the tables replaced here)
             _create_tables(con, _plan(ws, types, scorer.name))
-        t_derive = _derive(ws, scorer, types, persons, new_in, prepared) - t0
+        as_of = resolve_as_of(ws)  # (once: the latest event's time is a scan of a column)
+        t_derive = _derive(ws, scorer, types, persons, new_in, prepared, as_of) - t0
         for table in _DERIVED:
             if not new_in:  # (new persons have nothing to delete: no scan)
                 gone = " OR person_id NOT IN (SELECT person_id FROM people)" if orphans else ""
-                con.execute(f"DELETE FROM {ident(table)} WHERE person_id IN "
-                            f"(SELECT person_id FROM {_PERSONS}){gone}")
+                mine = member_of("person_id", persons, f"SELECT person_id FROM {_PERSONS}")
+                con.execute(f"DELETE FROM {ident(table)} WHERE {mine}{gone}")
             cols = ", ".join(ident(c) for c in COLUMN_DOCS[table])
             casts = ", ".join(f"CAST(s.{ident(c)} AS {t.replace(' NOT NULL', '')})"
                               for c, (t, _) in COLUMN_DOCS[table].items())
@@ -328,7 +333,7 @@ def _update(ws: Workspace, persons: list[str], loads, own_transaction: bool,
                         f"FROM {_WORKING[table]} s")
         # the rules read the rows just derived (exactly these persons'), not the
         # stored tables: a scan of those grows with the workspace (~200 ms at 1M events)
-        fired = fire_actions(ws, _PERSONS, {"events": _EVENTS, **_WORKING})
+        fired = fire_actions(ws, _PERSONS, {"events": _EVENTS, **_WORKING}, as_of=as_of)
         for load in loads:
             con.execute(f"INSERT INTO live_loads VALUES ({literal(load)}, now())")
         # emptied in the transaction that filled them: their rows are never written

@@ -25,6 +25,7 @@ import threading
 import time
 from concurrent.futures import Future
 
+from ..store.cluster import cluster_stale
 from ..store.workspace import Workspace
 from .delivery import DeliveryWorker
 from .events import PostedEvent, load_events
@@ -54,12 +55,17 @@ class LiveRuntime:
         self._processor = threading.Thread(target=self._process_loop, name="keymoments-processor",
                                            daemon=True)
         self.last_error: str | None = None
+        #: rows ordered by person at start, per table (see keymoments.store.cluster)
+        self.ordered: dict[str, int] = {}
         self._last_sweep = time.monotonic()
 
     # ------------------------------------------------------------ life
     def start(self) -> None:
-        """Catch up on loads not yet processed (after a crash), then start the threads."""
+        """Order the tables a live update reads by person where needed
+        (``service.cluster_above``), catch up on loads not yet processed (after a
+        crash), then start the threads."""
         with self.lock:
+            self.ordered = cluster_stale(self.ws, self.ws.config.service.cluster_above)
             process_pending(self.ws)
             warm_up(self.ws)
         self._ingestor.start()
