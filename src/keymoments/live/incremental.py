@@ -258,16 +258,12 @@ def process_load(ws: Workspace, load_id: str, merged: bool = True) -> dict:
     # per person: are all its events in this load (a new customer)? then its events
     # are read from the load alone (its rows are together, not spread over the
     # table: no scan of every event) and it has no derived rows to delete
-    counts = dict(ws.con.execute(
-        "SELECT person_id, count(*) FROM events WHERE load_id = ? AND person_id IS NOT NULL "
-        "GROUP BY 1 ORDER BY 1", [load_id]).fetchall())
-    persons = list(counts)
-    stored = dict(ws.con.execute(  # (a few persons written out: see member_of)
-        "SELECT person_id, n_events FROM people WHERE "
-        + member_of("person_id", persons, "SELECT DISTINCT person_id FROM events WHERE "
-                    f"load_id = {literal(load_id)}")).fetchall())
-    # (no person: nothing to read or delete)
-    only_this_load = all(stored.get(p) == n for p, n in counts.items())
+    rows = ws.con.execute(
+        "SELECT l.person_id, coalesce(l.n = p.n_events, false) FROM (SELECT person_id, "
+        "count(*) AS n FROM events WHERE load_id = ? AND person_id IS NOT NULL GROUP BY 1) l "
+        "LEFT JOIN people p USING (person_id) ORDER BY 1", [load_id]).fetchall()
+    persons = [r[0] for r in rows]
+    only_this_load = all(r[1] for r in rows)  # (no person: nothing to read or delete)
     return _update(ws, persons, [load_id], own_transaction=False,
                    new_in=load_id if only_this_load else None, orphans=merged)
 

@@ -23,8 +23,6 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from ..sql import few_values, member_of
-
 __all__ = ["normalise_phone", "normalise_email", "person_id_for", "stitch"]
 
 
@@ -76,23 +74,20 @@ def stitch(con: duckdb.DuckDBPyConnection, new_events: str) -> tuple[int, bool]:
                      unnest(map_values(identifiers)) AS value, ts FROM {new_events})
         GROUP BY kind, value
     """)  # unnest in the projection: far cheaper than a lateral join over map entries
-    # a small load's identifiers are written out (see member_of): its lookups in the
-    # stored identifiers then skip most of the table instead of joining all of it
-    few = few_values(con, "SELECT identifier FROM _km_new_ids")
-    new_ids = member_of("i.identifier", few, "SELECT identifier FROM _km_new_ids")
     all_new = not con.execute(
-        f"SELECT EXISTS (SELECT 1 FROM identifiers i WHERE {new_ids})").fetchone()[0]
+        "SELECT EXISTS (SELECT 1 FROM identifiers i JOIN _km_new_ids n USING (identifier))"
+    ).fetchone()[0]
+    # (every identifier new: no stored one to skip or to update)
     known = "" if all_new else (
-        f" WHERE n.identifier NOT IN (SELECT i.identifier FROM identifiers i WHERE {new_ids})")
+        "WHERE NOT EXISTS (SELECT 1 FROM identifiers i WHERE i.identifier = n.identifier)")
     con.execute(f"""
         INSERT INTO identifiers (identifier, kind, value, person_id, first_seen)
-        SELECT n.identifier, n.kind, n.value, NULL, n.first_seen FROM _km_new_ids n{known}
+        SELECT n.identifier, n.kind, n.value, NULL, n.first_seen FROM _km_new_ids n {known}
     """)
-    if not all_new:  # (else every one was just written with its first time)
-        con.execute(f"""
+    if not all_new:
+        con.execute("""
             UPDATE identifiers SET first_seen = n.first_seen FROM _km_new_ids n
             WHERE identifiers.identifier = n.identifier AND n.first_seen < identifiers.first_seen
-              AND {new_ids.replace("i.identifier", "identifiers.identifier")}
         """)
     # edges: each event links its anchor to each of its other identifiers
     con.execute(f"""
@@ -121,19 +116,18 @@ def stitch(con: duckdb.DuckDBPyConnection, new_events: str) -> tuple[int, bool]:
     con.execute("INSERT INTO identity_links SELECT a, b, event_id, source, ts FROM _km_new_links")
     # the identifiers whose person may change: new ones, those on new links, and every
     # identifier of the persons those already belong to
-    # (a new link joins two identifiers of one new event: both are new identifiers)
-    persons = "SELECT DISTINCT i.person_id FROM identifiers i WHERE " + new_ids.replace(
-        "IN (SELECT identifier FROM _km_new_ids)",
-        "IN (SELECT identifier FROM _km_new_ids UNION SELECT a FROM _km_new_links "
-        "UNION SELECT b FROM _km_new_links)")
-    few_persons = None if few is None else few_values(con, f"{persons} AND i.person_id IS NOT NULL")
-    con.execute(f"""
+    con.execute("""
         CREATE OR REPLACE TEMP TABLE _km_touched AS
-        SELECT identifier FROM _km_new_ids
-        UNION SELECT a FROM _km_new_links UNION SELECT b FROM _km_new_links
+        WITH seed AS (
+            SELECT identifier FROM _km_new_ids
+            UNION SELECT a FROM _km_new_links UNION SELECT b FROM _km_new_links
+        ), persons AS (
+            SELECT DISTINCT i.person_id FROM identifiers i JOIN seed USING (identifier)
+            WHERE i.person_id IS NOT NULL
+        )
+        SELECT identifier FROM seed
         UNION
-        SELECT i.identifier FROM identifiers i
-        WHERE {member_of("i.person_id", few_persons, persons)}
+        SELECT i.identifier FROM identifiers i JOIN persons USING (person_id)
     """)
     nodes = con.execute(
         "SELECT identifier FROM _km_touched ORDER BY identifier"
@@ -142,12 +136,9 @@ def stitch(con: duckdb.DuckDBPyConnection, new_events: str) -> tuple[int, bool]:
         return 0, all_new
     con.register("_km_nodes", pa.table({"identifier": nodes,
                                         "ix": pa.array(np.arange(len(nodes), dtype=np.int64))}))
-    # (a few nodes written out spare a join with every stored link and identifier)
-    small = few_values(con, "SELECT identifier FROM _km_nodes")
-    edges = con.execute(f"""
+    edges = con.execute("""
         SELECT na.ix, nb.ix FROM identity_links l
         JOIN _km_nodes na ON na.identifier = l.a JOIN _km_nodes nb ON nb.identifier = l.b
-        WHERE {member_of("l.a", small, "SELECT identifier FROM _km_nodes")}
     """).fetchnumpy()
     labels = _components(len(nodes), edges["ix"], edges["ix_1"] if "ix_1" in edges else edges[list(edges)[1]])
     con.register("_km_labels", pa.table({"identifier": nodes, "label": pa.array(labels)}))
@@ -159,12 +150,11 @@ def stitch(con: duckdb.DuckDBPyConnection, new_events: str) -> tuple[int, bool]:
     """)
     con.unregister("_km_nodes")
     con.unregister("_km_labels")
-    con.execute(f"""
+    con.execute("""
         CREATE OR REPLACE TEMP TABLE _km_changed AS
         SELECT a.identifier, a.person_id, i.person_id IS NOT NULL AS relinked
         FROM _km_assign a JOIN identifiers i USING (identifier)
         WHERE i.person_id IS DISTINCT FROM a.person_id
-          AND {member_of("i.identifier", small, "SELECT identifier FROM _km_assign")}
     """)
     n_changed, n_relinked = con.execute(
         "SELECT count(*), count(*) FILTER (WHERE relinked) FROM _km_changed").fetchone()

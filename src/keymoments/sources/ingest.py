@@ -389,11 +389,6 @@ def _classify(con, one_event_per_row: bool = False, ts_in_id: bool = False) -> t
 
 def _write_events(con, source: str, load_id: str) -> int:
     cols = ", ".join(ident(c) for c in _EVENT_COLUMNS)
-    # a small load's anchors are written out (see member_of): no join with every identifier
-    anchors = few_values(con, "SELECT DISTINCT anchor FROM _km_new_events")
-    ids = "identifiers" if anchors is None else (
-        f"(SELECT identifier, person_id FROM identifiers WHERE "
-        f"{member_of('identifier', anchors, 'SELECT anchor FROM _km_new_events')})")
     con.execute(f"""
         INSERT INTO events ({cols})
         SELECT n.event_id, n.ts, i.person_id, n.anchor, n.identifiers, n.channel, n.event_type,
@@ -401,7 +396,7 @@ def _write_events(con, source: str, load_id: str) -> int:
                n.rating_min, n.rating_max, n.text, n.measures, n.expected_ts, n.expected_value,
                n.expectation_kind, n.attributes,
                {literal(source)}, n.{FILE_COLUMN}, n.{LINE_COLUMN}, {literal(load_id)}
-        FROM _km_new_events n LEFT JOIN {ids} i ON i.identifier = n.anchor
+        FROM _km_new_events n LEFT JOIN identifiers i ON i.identifier = n.anchor
         LEFT JOIN _km_tax t ON t.event_type = n.event_type
     """)
     return con.execute("SELECT count(*) FROM _km_new_events").fetchone()[0]
@@ -458,17 +453,16 @@ def _refresh_people(con, only_load: str | None = None, merged: bool = True) -> N
         SELECT DISTINCT i.person_id FROM identifiers i
         WHERE i.identifier IN (SELECT identifier FROM _km_touched)
     """)
-    # a few persons (a live request's) are written out: see member_of
-    touched = member_of("person_id", few_values(con, "SELECT person_id FROM _km_people_touched"),
-                        "SELECT person_id FROM _km_people_touched")
+    touched = "SELECT person_id FROM _km_people_touched"
     if only_load is None:
         gone = (" OR person_id NOT IN (SELECT DISTINCT person_id FROM identifiers "
                 "WHERE person_id IS NOT NULL)") if merged else ""
-        con.execute(f"DELETE FROM people WHERE {touched}{gone}")
+        con.execute(f"DELETE FROM people WHERE person_id IN ({touched}){gone}")
     # the load's events are exactly those of its persons when they are all new: no
     # semi-join of every event with the touched persons (millions on a first load)
+    # (a few persons, a live request's, are written out for the events: see member_of)
     which = (f"load_id = {literal(only_load)} AND person_id IS NOT NULL" if only_load else
-             touched)
+             member_of("person_id", few_values(con, touched), touched))
     # one pass over the events of the touched persons, grouped by person and channel
     # (a few groups per person), then rolled up per person: no list of every event's
     # channel per person, so a large load can spill to disk instead of failing
@@ -485,7 +479,7 @@ def _refresh_people(con, only_load: str | None = None, merged: bool = True) -> N
             FROM pc GROUP BY person_id
         ), ids AS (
             SELECT person_id, count(*) AS n FROM identifiers
-            WHERE {touched} GROUP BY person_id
+            WHERE person_id IN ({touched}) GROUP BY person_id
         )
         SELECT ev.person_id, coalesce(ids.n, 0), ev.n, ev.first_seen, ev.last_seen,
                coalesce(ev.channels, []::VARCHAR[])
