@@ -14,7 +14,8 @@ import keymoments.sql
 import keymoments.store.cluster as clustering
 from keymoments.demo.generator import generate_demo
 from keymoments.sql import MEMBER_LIST_MAX, member_of
-from keymoments.store.cluster import CLUSTERED, cluster, cluster_stale, unordered_share
+from keymoments.store.cluster import (CLUSTERED, INDEXES, cluster, cluster_stale,
+                                      unordered_share)
 
 
 @pytest.fixture(scope="module")
@@ -105,6 +106,10 @@ def test_the_service_orders_the_tables_at_start(built, tmp_path, monkeypatch):
     rt.start()
     try:
         assert set(rt.ordered) == set(CLUSTERED)
+        with rt.lock:  # (the connection is shared with the service's threads)
+            names = {r[0] for r in
+                     rt.ws.con.execute("SELECT index_name FROM duckdb_indexes()").fetchall()}
+        assert names == set(INDEXES)
         out = rt.ingest([{"ts": "2026-03-01T10:00:00Z", "event_type": "order_placed",
                           "identifiers": {"customer_id": "c-new"}, "refs": {"order": "o-new"}}],
                         wait=True)
@@ -123,9 +128,11 @@ def test_cluster_command(built, tmp_path):
     first = runner.invoke(main, ["-w", str(tmp_path / "ws"), "cluster"])
     assert first.exit_code == 0, first.output
     assert "events: " in first.output and "rows ordered" in first.output
+    assert "index identifiers_identifier created" in first.output
     again = runner.invoke(main, ["-w", str(tmp_path / "ws"), "cluster"])
     assert again.exit_code == 0 and "rows ordered" not in again.output
     assert again.output.count("already in order") == len(CLUSTERED)
+    assert "index" not in again.output
 
 
 _values = st.text(alphabet=st.sampled_from("ab'\"é ,()%_\\\x00"), max_size=4)

@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import keymoments as km
+from keymoments.store.cluster import INDEXES, ensure_indexes
 
 
 def pid(smallest_identifier: str) -> str:
@@ -358,7 +359,7 @@ def identifiers_of(e: dict) -> list[str]:
     return [f"{kind}:{kind[0]}{n}" for kind, n in e["ids"].items()]
 
 
-@settings(max_examples=12, deadline=None, derandomize=True,
+@settings(max_examples=16, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(events=st.lists(event, min_size=1, max_size=14), data=st.data())
 def test_persons_are_the_connected_components(events, data):
@@ -378,10 +379,15 @@ def test_persons_are_the_connected_components(events, data):
     component_of = {i: c for c in components for i in c}
     distinct = {(e["ts"], frozenset(identifiers_of(e))) for e in events}
 
+    # the live service's index on identifiers (keymoments.store.cluster) changes nothing
+    indexed = data.draw(st.booleans(), label="identifiers indexed")
+
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         (root / "keymoments.yaml").write_text(RANDOM_YAML, encoding="utf-8")
         with km.open(root) as ws:
+            if indexed:
+                assert ensure_indexes(ws) == list(INDEXES)
             for batch in batches:
                 (root / "batch.jsonl").write_text(
                     "".join(json.dumps(as_row(e)) + "\n" for e in batch), encoding="utf-8")

@@ -235,15 +235,18 @@ def build(ctx: click.Context) -> None:
 def cluster(ctx: click.Context, every: bool) -> None:
     """Order the person-keyed tables by person (fast reads of one customer's rows,
     as the live service makes; it does this itself at start when needed)."""
-    from .store.cluster import CLUSTERED, cluster as order, unordered_share
+    from .store.cluster import CLUSTERED, cluster as order, ensure_indexes, unordered_share
 
     with _workspace(ctx) as ws:
         share = unordered_share(ws)
         tables = [t for t in CLUSTERED if every or share[t] > 0]
         done = order(ws, tables) if tables else {}
+        made = ensure_indexes(ws)
     for table in CLUSTERED:
         what = f"{done[table]:,} rows ordered" if table in done else "already in order"
         console.print(f"{table}: {what}")
+    for name in made:
+        console.print(f"index {name} created")
 
 
 @main.command()

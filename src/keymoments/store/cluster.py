@@ -43,11 +43,21 @@ from .schema import COLUMN_DOCS, column_ddl
 if TYPE_CHECKING:
     from .workspace import Workspace
 
-__all__ = ["CLUSTERED", "MIN_ROWS", "cluster", "cluster_stale", "unordered_share",
-           "forget_order"]
+__all__ = ["CLUSTERED", "INDEXES", "MIN_ROWS", "cluster", "cluster_stale", "ensure_indexes",
+           "unordered_share", "forget_order"]
 
 #: fewer unordered rows than this are read quickly enough as they are
 MIN_ROWS = 10_000
+
+#: indexes for looking up a few rows by a column of unique values, where ordering does
+#: not help (name: (table, column)). Stitching a request's events looks up its
+#: identifiers: on a 10M-event store (~1M identifiers) 77-92 ms per lookup of 20
+#: without, 3-8 ms with. Made with the ordering, not by every store: a bulk load of new
+#: identifiers keeps the index up to date, ~0.8 s more per 1M events (100k identifiers)
+#: in ``bench/ingest.py`` (docs/benchmarks.md, "Service").
+INDEXES: dict[str, tuple[str, str]] = {
+    "identifiers_identifier": ("identifiers", "identifier"),
+}
 
 #: the tables a live update reads or rewrites by person, with their order
 CLUSTERED: dict[str, str] = {
@@ -81,11 +91,25 @@ def forget_order(con, tables) -> None:
     con.execute("DELETE FROM km_meta WHERE list_contains(?, key)", [[_key(t) for t in tables]])
 
 
+def ensure_indexes(ws: Workspace) -> list[str]:
+    """Create the indexes of :data:`INDEXES` that are missing; returns their names."""
+    con = ws.con
+    have = {r[0] for r in con.execute("SELECT index_name FROM duckdb_indexes()").fetchall()}
+    made = []
+    for name, (table, column) in INDEXES.items():
+        if name not in have:
+            con.execute(f"CREATE INDEX {ident(name)} ON {ident(table)} ({ident(column)})")
+            made.append(name)
+    return made
+
+
 def cluster_stale(ws: Workspace, above: float) -> dict[str, int]:
     """Order the tables of :data:`CLUSTERED` of which more than ``above`` of the rows
-    (and at least :data:`MIN_ROWS` rows) came after their last ordering."""
+    (and at least :data:`MIN_ROWS` rows) came after their last ordering, and create
+    the missing :data:`INDEXES` (none of this when ``above`` is 1)."""
     if above >= 1.0:
         return {}
+    ensure_indexes(ws)
     share = unordered_share(ws)
     stale = [t for t, s in share.items()
              if s > above and s * ws.con.execute(f"SELECT count(*) FROM {ident(t)}").fetchone()[0]

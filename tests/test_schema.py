@@ -1,0 +1,50 @@
+"""Schema migrations: an older store is brought forward once, keeping its rows; a
+newer one is refused."""
+
+from __future__ import annotations
+
+import duckdb
+import pytest
+
+import keymoments as km
+from keymoments.errors import KeymomentsError
+from keymoments.store import schema
+
+
+def _store_at(path, version: int) -> None:
+    con = duckdb.connect(str(path))
+    for migration in schema.MIGRATIONS[:version]:
+        migration(con)
+    con.execute("INSERT INTO km_meta VALUES ('schema_version', ?)", [str(version)])
+    con.execute("INSERT INTO identifiers (identifier, kind, value, person_id, first_seen) "
+                "VALUES ('email:a@x.example', 'email', 'a@x.example', 'p-1', now())")
+    con.close()
+
+
+def test_an_older_store_is_brought_forward_once(tmp_path):
+    ws = km.init(tmp_path)
+    db = ws.root / ws.config.database
+    ws.close()
+    db.unlink()
+    _store_at(db, 1)
+    ws = km.open(tmp_path)
+    assert schema.current_version(ws.con) == schema.SCHEMA_VERSION
+    tables = {r[0] for r in ws.con.execute("SHOW TABLES").fetchall()}
+    assert set(schema.TABLES) <= tables
+    assert ws.con.execute("SELECT person_id FROM identifiers WHERE identifier = "
+                          "'email:a@x.example'").fetchall() == [("p-1",)]
+    ws.close()
+    ws = km.open(tmp_path)  # (once: opening again changes nothing)
+    assert schema.current_version(ws.con) == schema.SCHEMA_VERSION
+    ws.close()
+
+
+def test_a_newer_store_is_refused(tmp_path):
+    db = tmp_path / "new.duckdb"
+    _store_at(db, schema.SCHEMA_VERSION)
+    con = duckdb.connect(str(db))
+    con.execute("UPDATE km_meta SET value = ? WHERE key = 'schema_version'",
+                [str(schema.SCHEMA_VERSION + 1)])
+    with pytest.raises(KeymomentsError, match="upgrade keymoments"):
+        schema.migrate(con)
+    con.close()
