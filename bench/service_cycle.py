@@ -67,6 +67,7 @@ def main(argv=None) -> int:
     from keymoments.live.events import PostedEvent, load_events
     from keymoments.live.incremental import process_load, warm_up
     from keymoments.live.runtime import SMALL_GROUP
+    from keymoments.sources.ingest import NEW_EVENTS
 
     root = tempfile.mkdtemp(prefix="km-cycle-")
     km.init(root).close()
@@ -101,7 +102,7 @@ def main(argv=None) -> int:
     def cycle(events) -> None:
         ws.con.execute(f"SET threads = {1 if len(events) <= SMALL_GROUP else int(threads)}")
         load_events(ws, events, before_commit=lambda r: process_load(
-            ws, r.load_id, merged=r.identifiers_relinked > 0))
+            ws, r.load_id, merged=r.identifiers_relinked > 0, new_events=NEW_EVENTS))
         warm_up(ws)  # as the service does after each load (a lookup once prepared)
 
     spent: dict[str, list[float]] = defaultdict(list)

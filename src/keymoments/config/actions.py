@@ -199,5 +199,6 @@ class ServiceConfig(Strict):
     #: seconds between sweeps of time-based triggers (stalled journeys)
     sweep_every: Duration = 60.0
     #: at start, order a person-keyed table (events, journeys...) by person when more
-    #: than this share of its rows came after its last ordering (1 never orders)
+    #: than this share of its rows came after its last ordering, and index identifiers
+    #: (1: neither; see docs/service.md)
     cluster_above: float = Field(default=0.25, ge=0.0, le=1.0)

@@ -249,19 +249,28 @@ def update_persons(ws: Workspace, persons: list[str], loads: list[str] = ()) -> 
     return _update(ws, persons, loads, own_transaction=True)
 
 
-def process_load(ws: Workspace, load_id: str, merged: bool = True) -> dict:
+def process_load(ws: Workspace, load_id: str, merged: bool = True,
+                 new_events: str | None = None) -> dict:
     """Update the persons of ``load_id`` inside the caller's open transaction (the
     load's own, so its events and the actions they cause commit together).
     ``merged``: whether the load re-linked identifiers (its report's
     ``identifiers_relinked``); without a merge no person was merged away, so no
-    derived row can be left without its person and none is looked for."""
+    derived row can be left without its person and none is looked for.
+    ``new_events``: the load's table of its new events
+    (:data:`keymoments.sources.ingest.NEW_EVENTS`, from ``before_commit``): their
+    persons are found from their anchors, not by a scan of every event's load id
+    (which zone maps cannot skip: ids share their first 8 bytes)."""
     # per person: are all its events in this load (a new customer)? then its events
     # are read from the load alone (its rows are together, not spread over the
     # table: no scan of every event) and it has no derived rows to delete
+    load = (f"SELECT i.person_id, count(*) AS n FROM {ident(new_events)} e JOIN identifiers i "
+            "ON i.identifier = e.anchor WHERE i.person_id IS NOT NULL GROUP BY 1"
+            if new_events else
+            "SELECT person_id, count(*) AS n FROM events "
+            f"WHERE load_id = {literal(load_id)} AND person_id IS NOT NULL GROUP BY 1")
     rows = ws.con.execute(
-        "SELECT l.person_id, coalesce(l.n = p.n_events, false) FROM (SELECT person_id, "
-        "count(*) AS n FROM events WHERE load_id = ? AND person_id IS NOT NULL GROUP BY 1) l "
-        "LEFT JOIN people p USING (person_id) ORDER BY 1", [load_id]).fetchall()
+        f"SELECT l.person_id, coalesce(l.n = p.n_events, false) FROM ({load}) l "
+        "LEFT JOIN people p USING (person_id) ORDER BY 1").fetchall()
     persons = [r[0] for r in rows]
     only_this_load = all(r[1] for r in rows)  # (no person: nothing to read or delete)
     return _update(ws, persons, [load_id], own_transaction=False,

@@ -25,6 +25,7 @@ import threading
 import time
 from concurrent.futures import Future
 
+from ..sources.ingest import NEW_EVENTS
 from ..store.cluster import cluster_stale
 from ..store.workspace import Workspace
 from .delivery import DeliveryWorker
@@ -143,7 +144,8 @@ class LiveRuntime:
                 # the actions they cause (the outbox rows) commit together
                 done: dict = {}
                 report = load_events(self.ws, events, before_commit=lambda r: done.update(
-                    process_load(self.ws, r.load_id, merged=r.identifiers_relinked > 0)))
+                    process_load(self.ws, r.load_id, merged=r.identifiers_relinked > 0,
+                                 new_events=NEW_EVENTS)))
                 fired = done.get("actions", 0)
                 processed = True
             except Exception as exc:  # noqa: BLE001 - the events are stored all the same

@@ -38,9 +38,11 @@ from .readers import FILE_COLUMN, LINE_COLUMN, Progress, expand_paths, stage_fil
 if TYPE_CHECKING:
     from ..store.workspace import Workspace
 
-__all__ = ["LoadReport", "ingest_source", "event_id_scheme"]
+__all__ = ["LoadReport", "NEW_EVENTS", "ingest_source", "event_id_scheme"]
 
 SCHEME_KEY = "event_id_scheme"  # in km_meta
+#: the temporary table of a load's new events (see ``before_commit``)
+NEW_EVENTS = "_km_new_events"
 
 _EVENT_COLUMNS = (
     "event_id", "ts", "person_id", "anchor", "identifiers", "channel", "event_type", "stage",
@@ -90,7 +92,8 @@ def ingest_source(ws: Workspace, name: str, progress: Progress | None = None,
     ``before_commit(report)`` runs inside the load's transaction, after its events
     are written (the live service derives their journeys and actions there, so the
     events and the actions they cause commit together); if it raises, nothing of
-    the load is stored."""
+    the load is stored. While it runs, the temporary table :data:`NEW_EVENTS` holds
+    the events the load wrote (their ``event_id``, ``ts``, ``anchor``...)."""
     started = time.perf_counter()
     if name not in ws.config.sources:
         import difflib

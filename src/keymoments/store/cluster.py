@@ -18,8 +18,12 @@ replaces the derived tables, unordered, and forgets their keys. The live service
 orders what needs it when it starts (``service.cluster_above``); ``keymoments
 cluster`` does it on demand.
 
-The order is a storage layout of the DuckDB workspace only: results never depend
-on it (a Spark run reads the same rows in any order).
+Ordering helps where a value repeats (a person's rows); for a column of unique values
+looked up a few at a time (a request's identifiers) :data:`INDEXES` lists the DuckDB
+indexes made with the ordering (:func:`ensure_indexes`).
+
+The order and the indexes are a storage layout of the DuckDB workspace only: results
+never depend on them (a Spark run reads the same rows in any order).
 
 >>> import tempfile, keymoments as km
 >>> ws = km.init(tempfile.mkdtemp())
