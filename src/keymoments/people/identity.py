@@ -78,8 +78,11 @@ def stitch(con: duckdb.DuckDBPyConnection, new_events: str) -> tuple[int, bool]:
         "SELECT EXISTS (SELECT 1 FROM identifiers i JOIN _km_new_ids n USING (identifier))"
     ).fetchone()[0]
     # (every identifier new: no stored one to skip or to update)
+    # (the stored ones found by a join from the load's side, which an index on
+    # identifiers.identifier answers by lookups; an anti-join scans every identifier)
     known = "" if all_new else (
-        "WHERE NOT EXISTS (SELECT 1 FROM identifiers i WHERE i.identifier = n.identifier)")
+        "WHERE n.identifier NOT IN (SELECT i.identifier FROM identifiers i "
+        "JOIN _km_new_ids k USING (identifier))")
     con.execute(f"""
         INSERT INTO identifiers (identifier, kind, value, person_id, first_seen)
         SELECT n.identifier, n.kind, n.value, NULL, n.first_seen FROM _km_new_ids n {known}
