@@ -77,9 +77,9 @@ def stitch(con: duckdb.DuckDBPyConnection, new_events: str) -> tuple[int, bool]:
     all_new = not con.execute(
         "SELECT EXISTS (SELECT 1 FROM identifiers i JOIN _km_new_ids n USING (identifier))"
     ).fetchone()[0]
-    # (every identifier new: no stored one to skip or to update)
-    # (the stored ones found by a join from the load's side, which an index on
-    # identifiers.identifier answers by lookups; an anti-join scans every identifier)
+    # every identifier new: no stored one to skip or to update; else the stored ones
+    # are found by a join from the load's side, which an index on identifiers.identifier
+    # (made for the live service) answers by lookups, where an anti-join scans them all
     known = "" if all_new else (
         "WHERE n.identifier NOT IN (SELECT i.identifier FROM identifiers i "
         "JOIN _km_new_ids k USING (identifier))")
