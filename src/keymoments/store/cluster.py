@@ -77,17 +77,21 @@ def _key(table: str) -> str:
     return f"ordered_rows:{table}"
 
 
-def unordered_share(ws: Workspace, tables=None) -> dict[str, float]:
-    """Per table, the share of its rows appended after it was last ordered (1.0 for
-    a table never ordered; 0.0 for an empty one)."""
+def _unordered_rows(ws: Workspace, tables=None) -> dict[str, tuple[int, int]]:
+    """Per table, (rows, rows appended after it was last ordered)."""
     con = ws.con
     out = {}
     for table in tables or CLUSTERED:
         rows = con.execute(f"SELECT count(*) FROM {ident(table)}").fetchone()[0]
         got = con.execute("SELECT value FROM km_meta WHERE key = ?", [_key(table)]).fetchone()
-        ordered = int(got[0]) if got else 0
-        out[table] = 0.0 if not rows else max(0, rows - ordered) / rows
+        out[table] = (rows, max(0, rows - (int(got[0]) if got else 0)))
     return out
+
+
+def unordered_share(ws: Workspace, tables=None) -> dict[str, float]:
+    """Per table, the share of its rows appended after it was last ordered (1.0 for
+    a table never ordered; 0.0 for an empty one)."""
+    return {t: late / n if n else 0.0 for t, (n, late) in _unordered_rows(ws, tables).items()}
 
 
 def forget_order(con, tables) -> None:
@@ -114,10 +118,8 @@ def cluster_stale(ws: Workspace, above: float) -> dict[str, int]:
     if above >= 1.0:
         return {}
     ensure_indexes(ws)
-    share = unordered_share(ws)
-    stale = [t for t, s in share.items()
-             if s > above and s * ws.con.execute(f"SELECT count(*) FROM {ident(t)}").fetchone()[0]
-             >= MIN_ROWS]
+    stale = [t for t, (n, late) in _unordered_rows(ws).items()
+             if n and late / n > above and late >= MIN_ROWS]
     return cluster(ws, stale) if stale else {}
 
 
