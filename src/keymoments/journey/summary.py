@@ -210,8 +210,9 @@ def summarize_journeys(je: ir.Table, journeys: JourneysConfig, types: list[Journ
     abandon = {t.name: t.abandon_after for t in types}
     stall_after = ibis.cases(*[(j.journey_type == n, ibis.literal(v)) for n, v in stall_cfg.items()],
                              else_=j._p90) if stall_cfg else j._p90
+    catch_all_gap = ibis.literal(float(journeys.catch_all_gap))
     abandon_after = ibis.cases(*[(j.journey_type == n, ibis.literal(v)) for n, v in abandon.items()],
-                               else_=ibis.literal(float(journeys.catch_all_gap)))
+                               else_=catch_all_gap) if abandon else catch_all_gap  # (no types)
     catch_all = j.journey_type == journeys.catch_all
     status = ibis.cases(
         (j.has_end, "completed"),
