@@ -160,6 +160,9 @@ def main(argv=None) -> int:
                          "service runs on a workspace of that size")
     ap.add_argument("--customers", choices=["new", "returning"], default="new",
                     help="latency step: events of new customers, or of the preloaded ones")
+    ap.add_argument("--engine", choices=["python", "sql"], default="python",
+                    help="derive small updates with the engine in Python (the default) or "
+                         "always with the engine's SQL (service.python_engine_max_events: 0)")
     args = ap.parse_args(argv)
     if args.customers == "returning" and not args.preload:
         ap.error("--customers returning needs --preload")
@@ -171,7 +174,9 @@ def main(argv=None) -> int:
     sys.path.insert(0, str(Path(__file__).parent))
     import _data
 
-    RETURNING.extend(_data.preload(root, args.preload, RULE))
+    rule = RULE if args.engine == "python" else RULE.replace(
+        "service: {", "service: {python_engine_max_events: 0, ")
+    RETURNING.extend(_data.preload(root, args.preload, rule))
     with km.open(root) as ws:
         token = create_key(ws, "bench", ["write"]).token
     port = _port()

@@ -46,6 +46,9 @@ actions:
     - {name: thanks, trigger: {on: purchase_completed}, action: {kind: file}, holdout: 0.1}
 """
 
+#: --engine: the service's setting for which engine derives small updates
+ENGINE = {"python": "", "sql": "service: {python_engine_max_events: 0}\n"}
+
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -56,6 +59,9 @@ def main(argv=None) -> int:
                     help="leave the preloaded tables in arrival order (the service orders "
                          "them by person at start)")
     ap.add_argument("--customers", choices=["new", "returning"], default="new")
+    ap.add_argument("--engine", choices=["python", "sql"], default="python",
+                    help="derive small updates with the engine in Python (the default) or "
+                         "always with the engine's SQL (service.python_engine_max_events: 0)")
     ap.add_argument("--busy", type=float, default=0.0,
                     help="percent of the time a Python thread beside the cycles computes")
     ap.add_argument("--statements", action="store_true",
@@ -74,7 +80,7 @@ def main(argv=None) -> int:
     sys.path.insert(0, str(Path(__file__).parent))
     import _data
 
-    returning = _data.preload(root, args.preload, RULE)
+    returning = _data.preload(root, args.preload, RULE + ENGINE[args.engine])
     ws = km.open(root)
     if not args.no_cluster:  # as the service does at start
         from keymoments.store.cluster import cluster_stale

@@ -19,7 +19,7 @@ import keymoments as km
 from keymoments.demo import generate_demo
 from keymoments.engine.small import derive_small, duck_round, duck_str
 from keymoments.live import incremental
-from keymoments.pipeline import _EVENT_COLS, journey_types
+from keymoments.pipeline import ENGINE_EVENT_COLUMNS, journey_types
 from keymoments.store.schema import COLUMN_DOCS
 from keymoments.valence.cache import text_hash
 from keymoments.valence.text import get_scorer
@@ -250,7 +250,7 @@ def test_planted_demo_data_equals_a_full_build(tmp_path):
     ws.build()
     con = ws.con
     as_of = incremental.resolve_as_of(ws)
-    cols = ", ".join(_EVENT_COLS)
+    cols = ", ".join(ENGINE_EVENT_COLUMNS)
     rows = _rows(con, f"(SELECT {cols} FROM events)")
     scorer = get_scorer(ws.config.valence.text_scorer)
     scores = {h: (v, c) for h, v, c in con.execute(

@@ -83,8 +83,15 @@ def _snapshot(ws) -> dict[str, list[tuple]]:
     return out
 
 
+#: the engine's SQL for every live update (else small ones derive in Python)
+SQL_ENGINE = """
+service: {python_engine_max_events: 0}
+"""
+
+
+@pytest.mark.parametrize("engine", ["python", "sql"])
 @pytest.mark.parametrize("path", ["processor", "load_transaction", "service", "clustered"])
-def test_streamed_updates_equal_a_full_build(tmp_path, path, monkeypatch):
+def test_streamed_updates_equal_a_full_build(tmp_path, path, engine, monkeypatch):
     """Both update paths: the processor's (``process_pending`` after the load) and the
     service's (``process_load`` inside the load's transaction, which reads a person
     with no earlier event from the load alone), the latter with the engine's steps
@@ -92,13 +99,20 @@ def test_streamed_updates_equal_a_full_build(tmp_path, path, monkeypatch):
     outside the transaction (``warm_up`` after each load) and reused by every update
     that follows on other data. ``clustered``: the service's path with the tables
     ordered by person mid-stream (later rows appended after the ordered ones), and
-    persons written out as lists only up to 3 (larger updates take the semi-join)."""
+    persons written out as lists only up to 3 (larger updates take the semi-join).
+    ``engine``: the update derives with the engine in Python (up to 5,000 events, the
+    last batch of the stream excepted: more) or always with the engine's SQL."""
     if path == "clustered":
         monkeypatch.setattr(keymoments.sql, "MEMBER_LIST_MAX", 3)
     ws = km.init(tmp_path)
     with open(tmp_path / "keymoments.yaml", "a") as fh:
-        fh.write(CONFIG)
+        fh.write(CONFIG + (SQL_ENGINE if engine == "sql" else
+                           "\nservice: {python_engine_max_events: 100}\n"))
     ws.reload_config()
+    used = {"python": 0, "sql": 0}
+    for name, fn in (("python", incremental._derive_in_python), ("sql", incremental._run_steps)):
+        monkeypatch.setattr(incremental, fn.__name__, lambda *a, _f=fn, _n=name, **k: (
+            used.__setitem__(_n, used[_n] + 1), _f(*a, **k))[1])
     events = stream(40, seed=11)
     sizes = [1, 5, 30, 12, 60, 2, len(events)]
     at, updates = 0, 0
@@ -128,6 +142,8 @@ def test_streamed_updates_equal_a_full_build(tmp_path, path, monkeypatch):
         assert prepared == (path != "load_transaction")
         updates += 1
     assert at >= len(events) and updates >= 5 and not pending_loads(ws)
+    assert used["sql"] >= 1 and (used["python"] >= 3 if engine == "python" else
+                                 used["python"] == 0), used
     merged = ws.con.execute("SELECT count(DISTINCT person_id) FROM events").fetchone()[0]
     assert merged == 40  # every person's identifiers were stitched into one person
     streamed = _snapshot(ws)
@@ -206,14 +222,16 @@ def test_typical_durations_are_reread_at_most_every_p90_every(tmp_path, monkeypa
     ws.close()
 
 
-def test_a_stored_typical_duration_decides_a_live_journeys_stall(tmp_path, monkeypatch):
+@pytest.mark.parametrize("engine", ["python", "sql"])
+def test_a_stored_typical_duration_decides_a_live_journeys_stall(tmp_path, monkeypatch, engine):
     """Hand case: one open purchase journey, idle 3 days at ``as_of``; the stored
     typical purchase takes 1 day (stalled) or 10 days (open)."""
     monkeypatch.setattr(incremental, "P90_EVERY", 0.0)
     ws = km.init(tmp_path)
     with open(tmp_path / "keymoments.yaml", "a") as fh:
         fh.write(CONFIG.replace(", stall_after: 5d", "")
-                 .replace('as_of: "2026-06-01T00:00:00Z"', 'as_of: "2026-03-10T00:00:00Z"'))
+                 .replace('as_of: "2026-06-01T00:00:00Z"', 'as_of: "2026-03-10T00:00:00Z"')
+                 + (SQL_ENGINE if engine == "sql" else ""))
     ws.reload_config()
     done = [{"ts": f"2026-01-0{d}T10:00:00Z", "event_type": t, "channel": "web",
              "identifiers": {"customer_id": "old"}, "refs": {"order": "o1"}}
@@ -248,7 +266,7 @@ def test_a_configuration_change_mid_stream_prepares_again(tmp_path):
     ws = km.init(tmp_path)
     path = tmp_path / "keymoments.yaml"
     with open(path, "a") as fh:
-        fh.write(CONFIG)
+        fh.write(CONFIG + SQL_ENGINE)  # (the plans are the engine's SQL)
     config_a = path.read_text()
     config_b = config_a + """
 valence:

@@ -37,9 +37,10 @@ if TYPE_CHECKING:
 
 __all__ = ["BuildReport", "Derived", "build", "derive", "journey_types", "resolve_as_of"]
 
-_EVENT_COLS = ["event_id", "ts", "person_id", "event_type", "stage", "moment", "channel", "agent",
-               "language", "refs", "rating", "rating_scale", "rating_min", "rating_max", "text",
-               "measures", "expected_ts", "expected_value"]
+#: the events' columns the engine reads
+ENGINE_EVENT_COLUMNS = ["event_id", "ts", "person_id", "event_type", "stage", "moment", "channel",
+                        "agent", "language", "refs", "rating", "rating_scale", "rating_min",
+                        "rating_max", "text", "measures", "expected_ts", "expected_value"]
 
 
 @dataclass
@@ -170,7 +171,7 @@ def derive(events, config: Config, types: list[JourneyType], as_of, text_scores,
     the stored journeys).
     """
     timings = {} if timings is None else timings
-    events = events.filter(events.person_id.notnull()).select(*_EVENT_COLS)
+    events = events.filter(events.person_id.notnull()).select(*ENGINE_EVENT_COLUMNS)
     t = time.perf_counter()
     assigned = assign_journeys(events, config.journeys, types)
     narrow = materialize("_km_jn", assigned)

@@ -202,3 +202,7 @@ class ServiceConfig(Strict):
     #: than this share of its rows came after its last ordering, and index identifiers
     #: (1: neither; see docs/service.md)
     cluster_above: float = Field(default=0.25, ge=0.0, le=1.0)
+    #: a live update that reads at most this many events derives their journeys and
+    #: moments with the engine in Python (the same rows without SQL planning, see
+    #: keymoments.engine.small); 0: always with the engine's SQL
+    python_engine_max_events: int = Field(default=5000, ge=0)

@@ -46,10 +46,11 @@ import pyarrow as pa
 
 import ibis
 
-from ..pipeline import derive, journey_types, resolve_as_of
+from ..engine.small import derive_small
+from ..pipeline import ENGINE_EVENT_COLUMNS, derive, journey_types, resolve_as_of
 from ..sql import ident, literal, member_of
 from ..store.schema import COLUMN_DOCS
-from ..valence.cache import update_text_scores
+from ..valence.cache import text_hash, update_text_scores
 from ..valence.text import get_scorer
 
 if TYPE_CHECKING:
@@ -291,15 +292,46 @@ def _derive(ws: Workspace, scorer, types, persons: list[str], new_in: str | None
     where = f"load_id = {literal(new_in)} AND " if new_in else ""
     con.execute(f"INSERT INTO {_EVENTS} SELECT {_LIVE_COLUMNS} FROM events WHERE {where}"
                 + member_of("person_id", persons, f"SELECT person_id FROM {_PERSONS}"))
-    unscored = con.execute(
-        f"SELECT count(*) FROM {_EVENTS} e WHERE text IS NOT NULL AND NOT EXISTS "
-        "(SELECT 1 FROM text_scores s WHERE s.text_hash = md5(e.text) AND s.scorer = ?)",
-        [scorer.name]).fetchone()[0]
+    n, unscored = con.execute(
+        f"SELECT count(*), count(*) FILTER (WHERE text IS NOT NULL AND NOT EXISTS "
+        "(SELECT 1 FROM text_scores s WHERE s.text_hash = md5(e.text) AND s.scorer = ?)) "
+        f"FROM {_EVENTS} e", [scorer.name]).fetchone()
     if unscored:
         update_text_scores(ws, scorer, events=_EVENTS)
-    # (as_of: the literal a build uses)
-    _run_steps(ws, types, scorer.name, _timestamp_sql(as_of), prepared)
+    if n <= ws.config.service.python_engine_max_events:
+        _derive_in_python(ws, scorer, types, as_of)
+    else:  # (as_of: the literal a build uses)
+        _run_steps(ws, types, scorer.name, _timestamp_sql(as_of), prepared)
     return time.perf_counter()
+
+
+_ENGINE_COLUMNS = ", ".join(ident(c) for c in ENGINE_EVENT_COLUMNS)
+
+
+def _derive_in_python(ws: Workspace, scorer, types, as_of) -> None:
+    """Fill the working tables of the journey events, journeys and moments with the
+    engine in Python (:func:`keymoments.engine.small.derive_small`): a few events
+    take milliseconds there, against ~75 ms for the SQL steps (planning and
+    building their operators, whatever the rows)."""
+    con = ws.con
+    cur = con.execute(f"SELECT {_ENGINE_COLUMNS} FROM {_EVENTS} WHERE person_id IS NOT NULL")
+    names = [d[0] for d in cur.description]
+    rows = [dict(zip(names, r)) for r in cur.fetchall()]
+    texts = sorted({r["text"] for r in rows if r["text"] is not None})
+    scores = {}
+    if texts:
+        hashes = [text_hash(t) for t in texts]
+        scores = {h: (v, c) for h, v, c in con.execute(
+            "SELECT text_hash, valence, confidence FROM text_scores WHERE scorer = ? AND "
+            "list_contains(?, text_hash)", [scorer.name, hashes]).fetchall()}
+    typical = dict(con.execute(f"SELECT journey_type, p90 FROM {_P90}").fetchall())
+    derived = derive_small(rows, ws.config, types, as_of, scores, typical)
+    for table in _DERIVED:
+        con.register("_km_live_small", derived.arrow(table))
+        try:
+            con.execute(f"INSERT INTO {_WORKING[table]} BY NAME SELECT * FROM _km_live_small")
+        finally:
+            con.unregister("_km_live_small")
 
 
 def _update(ws: Workspace, persons: list[str], loads, own_transaction: bool,
