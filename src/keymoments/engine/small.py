@@ -112,12 +112,18 @@ def _div(a: float | None, b: float | None) -> float | None:
     return a / b
 
 
+def _order(x: float) -> tuple:
+    """DuckDB's order of doubles: NaN equals NaN and is above every number."""
+    return (True, 0.0) if math.isnan(x) else (False, x)
+
+
 def _gt(a, b) -> bool:
-    return a is not None and b is not None and a > b
+    """``a > b`` in SQL: not true when either is NULL; DuckDB's NaN order."""
+    return a is not None and b is not None and _order(a) > _order(b)
 
 
 def _ge(a, b) -> bool:
-    return a is not None and b is not None and a >= b
+    return a is not None and b is not None and _order(a) >= _order(b)
 
 
 def _least(bound: float, x: float | None) -> float | None:
@@ -188,7 +194,8 @@ _R_DOT0 = re.compile(r"\.0$")
 
 def _redact(text: str) -> str:
     """:func:`keymoments.text.redact.redact_expr` (the coarse SQL redaction)."""
-    text = _R_EMAIL.sub("[email]", text)
+    if "@" in text:  # (the pattern needs one; Python's re backtracks long texts)
+        text = _R_EMAIL.sub("[email]", text)
     text = _R_PHONE.sub("[phone]", text)
     return _R_ID.sub("[id]", text)
 
@@ -202,7 +209,8 @@ def _quantile_cont(values: list[float], q: float) -> float | None:
     lo, hi = math.floor(rn), math.ceil(rn)
     if lo == hi:
         return v[lo]
-    return v[lo] + (rn - lo) * (v[hi] - v[lo])
+    d = rn - lo  # (as DuckDB 1.5 interpolates: to the last bit, it decides a status)
+    return v[lo] * (1 - d) + v[hi] * d
 
 
 # ------------------------------------------------------------ journey assignment
@@ -328,10 +336,10 @@ def _rule(e: dict, i: int, rule: ValenceRule, windows: dict) -> tuple[float | No
         tol, full = rule.tolerance, float(rule.full_at)
         early_by = tol if rule.early_by is None else rule.early_by
         start = rule.late_start
-        if gap > tol:
+        if _gt(gap, tol):
             late = _least(1.0, start + _div((1 - start) * (gap - tol), full - tol))
             v, word = _greatest(rule.late_floor, -late), " late"
-        elif gap < -early_by:
+        elif _gt(-early_by, gap):
             v, word = rule.early_valence, " early"
         else:
             v, word = rule.on_time_valence, " (on time)"
@@ -400,7 +408,7 @@ def _score(events: list[dict], config: Config,
             vt = valence if _gt(confidence, 0) else None
         why_t = None
         if vt is not None:
-            tone = "positive" if vt > 0.2 else "negative" if vt < -0.2 else "neutral"
+            tone = "positive" if _gt(vt, 0.2) else "negative" if _gt(-0.2, vt) else "neutral"
             why_t = f"text reads {tone}: '{_redact(text)[:60]}'"
         num = ((0.0 if vf is None else vf) * wf + (0.0 if vr is None else vr) * wr
                + (0.0 if vt is None else vt) * wt)
