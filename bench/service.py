@@ -161,8 +161,8 @@ def main(argv=None) -> int:
     ap.add_argument("--customers", choices=["new", "returning"], default="new",
                     help="latency step: events of new customers, or of the preloaded ones")
     ap.add_argument("--engine", choices=["python", "sql"], default="python",
-                    help="derive small updates with the engine in Python (the default) or "
-                         "always with the engine's SQL (service.python_engine_max_events: 0)")
+                    help="load and derive small groups in Python (the default) or always in "
+                         "SQL (service.python_load_max_events and python_engine_max_events 0)")
     args = ap.parse_args(argv)
     if args.customers == "returning" and not args.preload:
         ap.error("--customers returning needs --preload")
@@ -175,7 +175,7 @@ def main(argv=None) -> int:
     import _data
 
     rule = RULE if args.engine == "python" else RULE.replace(
-        "service: {", "service: {python_engine_max_events: 0, ")
+        "service: {", "service: {python_engine_max_events: 0, python_load_max_events: 0, ")
     RETURNING.extend(_data.preload(root, args.preload, rule))
     with km.open(root) as ws:
         token = create_key(ws, "bench", ["write"]).token

@@ -46,8 +46,10 @@ actions:
     - {name: thanks, trigger: {on: purchase_completed}, action: {kind: file}, holdout: 0.1}
 """
 
-#: --engine: the service's setting for which engine derives small updates
-ENGINE = {"python": "", "sql": "service: {python_engine_max_events: 0}\n"}
+#: --engine: the service's settings for small loads and updates in Python (the
+#: default) or always in SQL
+ENGINE = {"python": "",
+          "sql": "service: {python_engine_max_events: 0, python_load_max_events: 0}\n"}
 
 
 def main(argv=None) -> int:
@@ -60,8 +62,8 @@ def main(argv=None) -> int:
                          "them by person at start)")
     ap.add_argument("--customers", choices=["new", "returning"], default="new")
     ap.add_argument("--engine", choices=["python", "sql"], default="python",
-                    help="derive small updates with the engine in Python (the default) or "
-                         "always with the engine's SQL (service.python_engine_max_events: 0)")
+                    help="load and derive small groups in Python (the default) or always in "
+                         "SQL (service.python_load_max_events and python_engine_max_events 0)")
     ap.add_argument("--busy", type=float, default=0.0,
                     help="percent of the time a Python thread beside the cycles computes")
     ap.add_argument("--statements", action="store_true",

@@ -194,10 +194,14 @@ def load_events(ws: Workspace, events: list[PostedEvent],
     """Store posted events as a load of the ``api`` source (one transaction;
     ``before_commit`` runs inside it, see :func:`keymoments.sources.ingest.ingest_source`)."""
     from ..sources.ingest import ingest_source
+    from .small_load import load_small
 
     if API_SOURCE in ws.config.sources:
         raise ConfigError(f"the source name {API_SOURCE!r} is reserved for posted events; "
                           "rename that source in keymoments.yaml", key=f"sources.{API_SOURCE}")
+    small = load_small(ws, events, before_commit)  # (None: this batch needs the SQL load)
+    if small is not None:
+        return small
     slots = {s: i for i, s in enumerate(sorted({_slot(e) for e in events}))}
     records = [_row(e, slots[_slot(e)]) for e in events]  # as a JSON lines export would read
     spec = api_source_spec(f"posted:{uuid.uuid4().hex}", events)

@@ -441,22 +441,26 @@ def _write_quarantine(con, source: str, load_id: str, raw_cols: list[str], rejec
     """)
 
 
-def _refresh_people(con, only_load: str | None = None, merged: bool = True) -> None:
+def _refresh_people(con, only_load: str | None = None, merged: bool = True,
+                    persons: str | None = None) -> None:
     """Rebuild the rows of ``people`` for every person with changed events.
 
     ``only_load``: the load holds every event of those persons (every identifier of
     its events was new): their events are read from the load's rows (appended
     together, so the rest of the table is skipped) and there is no row to delete.
     ``merged``: identifiers were re-linked, so persons merged away are deleted too
-    (without a merge there are none, and the table is not scanned for them)."""
-    # _km_touched (from stitch) holds every identifier of the new events, so their
-    # anchors too: no semi-join with a row per new event
-    con.execute("""
-        CREATE OR REPLACE TEMP TABLE _km_people_touched AS
-        SELECT DISTINCT i.person_id FROM identifiers i
-        WHERE i.identifier IN (SELECT identifier FROM _km_touched)
-    """)
-    touched = "SELECT person_id FROM _km_people_touched"
+    (without a merge there are none, and the table is not scanned for them).
+    ``persons``: a table (``person_id``) of the persons whose identifiers the load
+    touched, when the caller knows them (else found from stitching's ``_km_touched``)."""
+    if persons is None:
+        # _km_touched (from stitch) holds every identifier of the new events, so their
+        # anchors too: no semi-join with a row per new event
+        con.execute("""
+            CREATE OR REPLACE TEMP TABLE _km_people_touched AS
+            SELECT DISTINCT i.person_id FROM identifiers i
+            WHERE i.identifier IN (SELECT identifier FROM _km_touched)
+        """)
+    touched = f"SELECT person_id FROM {ident(persons or '_km_people_touched')}"
     if only_load is None:
         gone = (" OR person_id NOT IN (SELECT DISTINCT person_id FROM identifiers "
                 "WHERE person_id IS NOT NULL)") if merged else ""
