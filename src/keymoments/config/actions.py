@@ -205,8 +205,8 @@ class ServiceConfig(Strict):
     #: a live update that reads at most this many events derives their journeys and
     #: moments with the engine in Python (the same rows without SQL planning, see
     #: keymoments.engine.small); 0: always with the engine's SQL
-    python_engine_max_events: int = Field(default=5000, ge=0)
+    python_engine_max_events: int = Field(default=500, ge=0)
     #: a posted batch of at most this many events is mapped, stitched and written in
     #: Python (the rows of the SQL load, see keymoments.live.small_load) when the SQL
     #: load would quarantine none of it; 0: always the SQL load
-    python_load_max_events: int = Field(default=1000, ge=0)
+    python_load_max_events: int = Field(default=500, ge=0)
