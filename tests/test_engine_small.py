@@ -19,6 +19,7 @@ import keymoments as km
 from keymoments.demo import generate_demo
 from keymoments.engine.small import derive_small, duck_round, duck_str
 from keymoments.live import incremental
+from keymoments.live.rules import candidates, candidates_small
 from keymoments.pipeline import ENGINE_EVENT_COLUMNS, journey_types
 from keymoments.store.schema import COLUMN_DOCS
 from keymoments.valence.cache import text_hash
@@ -55,7 +56,19 @@ BARE = """
 journeys: {as_of: "2026-03-20T00:00:00Z", types: []}
 valence: {use_default_rules: false, weights: {text: 0.0}}
 """
-CONFIGS = {"default": DEFAULT, "custom": CUSTOM, "bare": BARE}
+#: action rules of every trigger and condition (the rules in Python against SQL)
+ACTIONS = """
+actions:
+  rules:
+    - {name: r_peak, trigger: {on: peak, valence_above: 0.1}, action: {kind: file}}
+    - {name: r_valley, trigger: {on: valley, valence_below: 0.0, journey_types: [purchase, wander, visit]}, when: {segments: [gold]}, action: {kind: file}}
+    - {name: r_purchase, trigger: {on: purchase_completed, within: 5d}, when: {min_value: 1}, action: {kind: case}}
+    - {name: r_repeat, trigger: {on: repeat_purchase, n: 1}, when: {languages: [pt]}, action: {kind: file}}
+    - {name: r_stalled, trigger: {on: stalled, idle: 1h}, when: {channels: [web, app]}, action: {kind: file}}
+    - {name: r_unresolved, trigger: {on: ended_unresolved, journey_types: [issue_resolution, purchase]}, when: {max_value: 50}, action: {kind: file}}
+    - {name: r_unresolved_default, trigger: {on: ended_unresolved}, action: {kind: file}}
+"""
+CONFIGS = {"default": DEFAULT + ACTIONS, "custom": CUSTOM + ACTIONS, "bare": BARE}
 
 T0 = datetime(2026, 3, 1, tzinfo=timezone.utc)
 EVENT_TYPES = ["page_view", "signup", "activated", "order_placed", "order_delivered",
@@ -101,6 +114,8 @@ def events(draw):
                                                    {"wait_seconds": 3000.0},
                                                    {"wait_seconds": 90.0, "amount": 5.0}])),
                  "expected_value": draw(st.sampled_from([None, 0.0, 1.5, 10.0])),
+                 "attributes": draw(st.sampled_from([None, {}, {"segment": "gold"},
+                                                     {"segment": "silver", "x": "y"}])),
                  "expected_ts": draw(st.sampled_from([None, ts - timedelta(days=3),
                                                       ts + timedelta(hours=5), ts])),
                  }
@@ -213,6 +228,34 @@ def _check(ws, rows, as_of, typical=None):
     got = _python_rows(ws, rows, as_of, typical)
     for table in expected:
         assert_same_rows(table, expected[table], got[table])
+
+
+@pytest.mark.parametrize("config", ["default", "custom"])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture])
+@given(rows=events(), late=st.sampled_from([0, 3600, 5 * 86400, 30 * 86400]))
+def test_python_rules_equal_the_sql_rules(workspaces, config, rows, late):
+    """The action rules evaluated on rows in memory (``candidates_small``) give the
+    candidates of the rules' SQL over the same derived rows, in the same order.
+    (Times made distinct per person: the latest language or segment of events at the
+    same time is any of them in SQL.)"""
+    ws = workspaces[config]
+    rows = [{**r, "ts": r["ts"] + timedelta(microseconds=i)} for i, r in enumerate(rows)]
+    as_of = max(r["ts"] for r in rows) + timedelta(seconds=late)
+    _sql_derive(ws, rows, as_of, {})
+    con = ws.con
+    con.execute(f"DELETE FROM {incremental._PERSONS}")
+    for p in sorted({r["person_id"] for r in rows}):
+        con.execute(f"INSERT INTO {incremental._PERSONS} VALUES (?)", [p])
+    expected = candidates(ws, incremental._PERSONS, as_of=as_of,
+                          tables={"events": incremental._EVENTS, **incremental._WORKING})
+    small = derive_small(rows, ws.config, journey_types(ws), as_of, SCORES)
+    got = candidates_small(ws.config, rows, small, as_of)
+    assert [(c["rule"], c["journey_id"]) for c in got] == [
+        (c["rule"], c["journey_id"]) for c in expected]
+    for a, b in zip(expected, got):
+        for key in a:
+            assert _same(a[key], b[key]), (key, a, b)
 
 
 def _event(i: int, hours: float, event_type: str, **more) -> dict:

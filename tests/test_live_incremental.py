@@ -110,7 +110,7 @@ def test_streamed_updates_equal_a_full_build(tmp_path, path, engine, monkeypatch
                            "\nservice: {python_engine_max_events: 100}\n"))
     ws.reload_config()
     used = {"python": 0, "sql": 0}
-    for name, fn in (("python", incremental._derive_in_python), ("sql", incremental._run_steps)):
+    for name, fn in (("python", incremental._write_small), ("sql", incremental._run_steps)):
         monkeypatch.setattr(incremental, fn.__name__, lambda *a, _f=fn, _n=name, **k: (
             used.__setitem__(_n, used[_n] + 1), _f(*a, **k))[1])
     events = stream(40, seed=11)

@@ -92,11 +92,11 @@ def test_a_database_error_inside_the_update_is_the_error_reported(tmp_path, monk
     real = actions_module.fire_actions
     calls = {"n": 0}
 
-    def failing(ws, persons_table, tables=None, as_of=None):
+    def failing(ws, persons_table, tables=None, as_of=None, found=None):
         calls["n"] += 1
         if calls["n"] == 1:
             ws.con.execute("SELECT CAST('no_such_number_here' AS INTEGER)")
-        return real(ws, persons_table, tables, as_of)
+        return real(ws, persons_table, tables, as_of, found)
 
     monkeypatch.setattr(actions_module, "fire_actions", failing)
     rt = LiveRuntime(_workspace(tmp_path))

@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     from ..config.analysis import JourneyType, ValenceRule
     from ..config.models import Config
 
-__all__ = ["SmallDerived", "derive_small", "duck_round", "duck_str"]
+__all__ = ["SmallDerived", "derive_small", "duck_round", "duck_str", "epoch_seconds"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MICRO = timedelta(microseconds=1)
@@ -96,7 +96,7 @@ _ARROW = _LazyTypes()
 # ---------------------------------------------------------------- SQL semantics
 
 
-def _epoch(ts: datetime | None) -> float | None:
+def epoch_seconds(ts: datetime | None) -> float | None:
     """``epoch(ts)`` in DuckDB: seconds with microseconds, as a double."""
     return None if ts is None else ((ts - _EPOCH) // _MICRO) / 1e6
 
@@ -251,9 +251,9 @@ def _assign(events: list[dict], config: Config, types: Sequence[JourneyType]) ->
         run = run_start = 0
         prev = None
         for rn, e in enumerate(rows):
-            epoch = _epoch(e["ts"])
+            epoch = epoch_seconds(e["ts"])
             new = (prev is None
-                   or (gap is not None and epoch - _epoch(prev["ts"]) > gap)
+                   or (gap is not None and epoch - epoch_seconds(prev["ts"]) > gap)
                    or e["event_type"] in starts.get(jtype, ())
                    or (prev["event_type"] in ends.get(jtype, ())))
             if new:
@@ -289,7 +289,7 @@ def _window_inputs(events: list[dict], rules: list[ValenceRule]) -> dict[int, di
             rows.sort(key=lambda r: (r["ts"], r["event_id"]))
             if rule.kind == "repeat_contact":
                 for prev, e in zip(rows, rows[1:]):
-                    got[e["event_id"]] = _epoch(prev["ts"])
+                    got[e["event_id"]] = epoch_seconds(prev["ts"])
             else:
                 count = 0
                 for e in rows:
@@ -320,7 +320,7 @@ def _rule(e: dict, i: int, rule: ValenceRule, windows: dict) -> tuple[float | No
         return float(rule.valence), _reason(rule, rule.name)
     if rule.kind == "expectation_gap":
         if rule.measure is None:
-            actual, promised = _epoch(e["ts"]), _epoch(e.get("expected_ts"))
+            actual, promised = epoch_seconds(e["ts"]), epoch_seconds(e.get("expected_ts"))
         else:
             m, ev = measures.get(rule.measure), e.get("expected_value")
             actual = None if m is None else m * UNIT_SECONDS[rule.measure_unit]
@@ -353,7 +353,7 @@ def _rule(e: dict, i: int, rule: ValenceRule, windows: dict) -> tuple[float | No
         return float(rule.valence), _reason(rule, rule.name, value=_fmt(m))
     if rule.kind == "repeat_contact":
         prev = windows[i].get(e["event_id"])
-        if prev is None or not (_epoch(e["ts"]) - prev <= rule.window):
+        if prev is None or not (epoch_seconds(e["ts"]) - prev <= rule.window):
             return None, None
         return float(rule.valence), _reason(rule, rule.name)
     # first_contact_resolution
@@ -447,7 +447,7 @@ def _summarize(by_journey: dict[str, list[dict]], events: list[dict], config: Co
         last[p] = max(last[p], e["ts"]) if p in last else e["ts"]
         if e.get("stage") == "churn":
             churn[p] = min(churn[p], e["ts"]) if p in churn else e["ts"]
-    as_of_s = _epoch(as_of)
+    as_of_s = epoch_seconds(as_of)
     out = []
     for jid, rows in by_journey.items():
         first = rows[0]
@@ -487,8 +487,8 @@ def _summarize(by_journey: dict[str, list[dict]], events: list[dict], config: Co
             j.update(first_v=None, end_v=None, peak_v=None, valley_v=None, mean_v=None,
                      trend_v=None, remembered=None)
         j["remembered_model"] = "peak_end"
-        j["duration_s"] = _epoch(end_ts) - _epoch(start_ts)
-        j["idle_s"] = as_of_s - _epoch(end_ts)
+        j["duration_s"] = epoch_seconds(end_ts) - epoch_seconds(start_ts)
+        j["idle_s"] = as_of_s - epoch_seconds(end_ts)
         j["as_of"] = as_of
         out.append(j)
 
@@ -530,17 +530,17 @@ def _summarize(by_journey: dict[str, list[dict]], events: list[dict], config: Co
         j["status"] = status
         nxt = j.pop("_next")
         rep = oc.repurchase_within
-        if nxt is not None and _epoch(nxt) - _epoch(j["end_ts"]) <= rep:
+        if nxt is not None and epoch_seconds(nxt) - epoch_seconds(j["end_ts"]) <= rep:
             j["repurchased"] = True
         else:
             j["repurchased"] = False if idle >= rep else None
         person = j["person_id"]
         pchurn, plast = churn.get(person), last.get(person)
-        after = None if pchurn is None else _epoch(pchurn) - _epoch(j["start_ts"])
+        after = None if pchurn is None else epoch_seconds(pchurn) - epoch_seconds(j["start_ts"])
         if after is not None and 0 <= after <= oc.churn_within:
             j["churned"] = True
         elif (plast is not None and plast <= j["end_ts"]
-              and as_of_s - _epoch(plast) >= oc.inactive_churn_after):
+              and as_of_s - epoch_seconds(plast) >= oc.inactive_churn_after):
             j["churned"] = True
         else:
             j["churned"] = False if idle >= oc.churn_within else None

@@ -124,15 +124,18 @@ def _insert(ws: Workspace, rows: list[tuple]) -> None:
 
 
 def fire_actions(ws: Workspace, persons_table: str, tables: dict[str, str] | None = None,
-                 as_of=None) -> int:
+                 as_of=None, found: list[dict] | None = None) -> int:
     """Decide the actions of the persons in ``persons_table`` and write them to the
     outbox (the caller holds the transaction); returns the rows written. ``tables``
-    and ``as_of``: see :func:`keymoments.live.rules.candidates`."""
+    and ``as_of``: see :func:`keymoments.live.rules.candidates`; ``found``: the
+    candidates when the caller has them (the rules evaluated on rows in memory,
+    :func:`keymoments.live.rules.candidates_small`)."""
     from .rules import candidates
 
     actions = ws.config.actions
     rules = {r.name: r for r in actions.rules}
-    found = candidates(ws, persons_table, tables=tables, as_of=as_of)
+    if found is None:
+        found = candidates(ws, persons_table, tables=tables, as_of=as_of)
     if not found:
         return 0
     hist = _History(ws, persons_table)

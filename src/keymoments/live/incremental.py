@@ -178,8 +178,9 @@ def _create_inputs(con) -> None:
                 "FROM events WHERE false")
 
 
-def _create_tables(con, steps) -> None:
-    _create_inputs(con)
+def _create_tables(con, steps, inputs: bool = True) -> None:
+    if inputs:
+        _create_inputs(con)
     for table, sql in steps:  # (each step reads the tables made before it)
         con.execute(f"CREATE OR REPLACE TABLE {ident(table)} AS SELECT * FROM ({sql}) LIMIT 0")
 
@@ -278,60 +279,112 @@ def process_load(ws: Workspace, load_id: str, merged: bool = True,
                    new_in=load_id if only_this_load else None, orphans=merged)
 
 
-def _derive(ws: Workspace, scorer, types, persons: list[str], new_in: str | None,
-            prepared: bool, as_of) -> float:
-    """Fill the working tables for ``persons`` (the working tables are empty);
-    returns the time it ended."""
-    con = ws.con
-    _refresh_typical(ws, types)
-    con.register("_km_live_arrow", pa.table({"person_id": pa.array(persons, pa.string())}))
-    con.execute(f"INSERT INTO {_PERSONS} SELECT * FROM _km_live_arrow")
-    con.unregister("_km_live_arrow")
-    # the persons' events, read once (the engine reads its input several times)
+def _persons_events(ws: Workspace, persons: list[str], new_in: str | None) -> str:
+    """The condition on ``events`` that selects the persons' events."""
     # (a load's rows are appended together: reading them skips the rest of the table)
     where = f"load_id = {literal(new_in)} AND " if new_in else ""
-    con.execute(f"INSERT INTO {_EVENTS} SELECT {_LIVE_COLUMNS} FROM events WHERE {where}"
-                + member_of("person_id", persons, f"SELECT person_id FROM {_PERSONS}"))
-    n, unscored = con.execute(
-        f"SELECT count(*), count(*) FILTER (WHERE text IS NOT NULL AND NOT EXISTS "
-        "(SELECT 1 FROM text_scores s WHERE s.text_hash = md5(e.text) AND s.scorer = ?)) "
-        f"FROM {_EVENTS} e", [scorer.name]).fetchone()
+    return where + member_of("person_id", persons, f"SELECT person_id FROM {_PERSONS}")
+
+
+def _derive(ws: Workspace, scorer, types, persons: list[str], new_in: str | None,
+            prepared: bool, as_of) -> None:
+    """Fill the working tables for ``persons`` with the engine's SQL steps (the
+    working tables are empty)."""
+    con = ws.con
+    # the persons' events, read once (the engine reads its input several times)
+    con.execute(f"INSERT INTO {_EVENTS} SELECT {_LIVE_COLUMNS} FROM events WHERE "
+                + _persons_events(ws, persons, new_in))
+    unscored = con.execute(
+        f"SELECT count(*) FROM {_EVENTS} e WHERE text IS NOT NULL AND NOT EXISTS "
+        "(SELECT 1 FROM text_scores s WHERE s.text_hash = md5(e.text) AND s.scorer = ?)",
+        [scorer.name]).fetchone()[0]
     if unscored:
         update_text_scores(ws, scorer, events=_EVENTS)
-    if n <= ws.config.service.python_engine_max_events:
-        _derive_in_python(ws, scorer, types, as_of)
-    else:  # (as_of: the literal a build uses)
-        _run_steps(ws, types, scorer.name, _timestamp_sql(as_of), prepared)
-    return time.perf_counter()
+    # (as_of: the literal a build uses)
+    _run_steps(ws, types, scorer.name, _timestamp_sql(as_of), prepared)
 
 
-_ENGINE_COLUMNS = ", ".join(ident(c) for c in ENGINE_EVENT_COLUMNS)
+#: the events' columns the engine in Python and the action rules read
+_SMALL_COLUMNS = ", ".join(ident(c) for c in [*ENGINE_EVENT_COLUMNS, "attributes"])
 
 
-def _derive_in_python(ws: Workspace, scorer, types, as_of) -> None:
-    """Fill the working tables of the journey events, journeys and moments with the
-    engine in Python (:func:`keymoments.engine.small.derive_small`): a few events
-    take milliseconds there, against ~75 ms for the SQL steps (planning and
-    building their operators, whatever the rows)."""
-    con = ws.con
-    cur = con.execute(f"SELECT {_ENGINE_COLUMNS} FROM {_EVENTS} WHERE person_id IS NOT NULL")
+def _small_rows(ws: Workspace, persons: list[str], new_in: str | None) -> list[dict] | None:
+    """The persons' events as dicts, or None when there are more than
+    ``service.python_engine_max_events`` (then the SQL steps derive them)."""
+    limit = ws.config.service.python_engine_max_events
+    if not limit:
+        return None
+    cur = ws.con.execute(f"SELECT {_SMALL_COLUMNS} FROM events WHERE "
+                         f"{_persons_events(ws, persons, new_in)} LIMIT {int(limit) + 1}")
+    rows = cur.fetchall()
+    if len(rows) > limit:
+        return None
     names = [d[0] for d in cur.description]
-    rows = [dict(zip(names, r)) for r in cur.fetchall()]
-    texts = sorted({r["text"] for r in rows if r["text"] is not None})
-    scores = {}
-    if texts:
-        hashes = [text_hash(t) for t in texts]
-        scores = {h: (v, c) for h, v, c in con.execute(
+    return [dict(zip(names, r)) for r in rows]
+
+
+def _text_scores(ws: Workspace, scorer, rows: list[dict]) -> dict[str, tuple]:
+    """``md5(text) -> (valence, confidence)`` of the rows' texts, scoring those the
+    scorer has not scored yet."""
+    con = ws.con
+    texts = {text_hash(r["text"]): r for r in rows if r["text"] is not None}
+    if not texts:
+        return {}
+
+    def stored():
+        return {h: (v, c) for h, v, c in con.execute(
             "SELECT text_hash, valence, confidence FROM text_scores WHERE scorer = ? AND "
-            "list_contains(?, text_hash)", [scorer.name, hashes]).fetchall()}
+            "list_contains(?, text_hash)", [scorer.name, sorted(texts)]).fetchall()}
+
+    scores = stored()
+    if len(scores) < len(texts):
+        todo = [r for h, r in texts.items() if h not in scores]
+        con.register("_km_live_texts", pa.table({
+            "text": pa.array([r["text"] for r in todo], pa.string()),
+            "language": pa.array([r["language"] for r in todo], pa.string())}))
+        try:
+            update_text_scores(ws, scorer, events="_km_live_texts")
+        finally:
+            con.unregister("_km_live_texts")
+        scores = stored()
+    return scores
+
+
+def _write_small(ws: Workspace, rows: list[dict], scorer, types, persons: list[str],
+                 new_in: str | None, orphans: bool, as_of) -> int:
+    """Derive the persons' rows with the engine in Python
+    (:func:`keymoments.engine.small.derive_small`), replace their stored rows and fire
+    their actions (rules evaluated on the rows in memory); returns the actions
+    written. A few events take milliseconds here, against ~75 ms for the SQL steps
+    (planning and building their operators, whatever the rows)."""
+    from .actions import fire_actions
+    from .rules import candidates_small
+
+    con = ws.con
     typical = dict(con.execute(f"SELECT journey_type, p90 FROM {_P90}").fetchall())
-    derived = derive_small(rows, ws.config, types, as_of, scores, typical)
+    derived = derive_small(rows, ws.config, types, as_of, _text_scores(ws, scorer, rows),
+                           typical)
     for table in _DERIVED:
+        _replace(ws, table, persons, new_in, orphans)
+        cols = ", ".join(ident(c) for c in COLUMN_DOCS[table])
         con.register("_km_live_small", derived.arrow(table))
         try:
-            con.execute(f"INSERT INTO {_WORKING[table]} BY NAME SELECT * FROM _km_live_small")
+            con.execute(f"INSERT INTO {ident(table)} ({cols}) SELECT {cols} FROM _km_live_small")
         finally:
             con.unregister("_km_live_small")
+    found = candidates_small(ws.config, rows, derived, as_of)
+    return fire_actions(ws, _PERSONS, as_of=as_of, found=found)
+
+
+def _replace(ws: Workspace, table: str, persons: list[str], new_in: str | None,
+             orphans: bool) -> None:
+    """Delete the persons' rows of a derived table (and, after a merge, the rows of
+    persons merged away), before their new rows are inserted."""
+    if new_in:  # (new persons have nothing to delete: no scan)
+        return
+    gone = " OR person_id NOT IN (SELECT person_id FROM people)" if orphans else ""
+    mine = member_of("person_id", persons, f"SELECT person_id FROM {_PERSONS}")
+    ws.con.execute(f"DELETE FROM {ident(table)} WHERE {mine}{gone}")
 
 
 def _update(ws: Workspace, persons: list[str], loads, own_transaction: bool,
@@ -355,26 +408,37 @@ def _update(ws: Workspace, persons: list[str], loads, own_transaction: bool,
     try:
         if not prepared:  # (in the caller's transaction: see warm_up)
             _PREPARED.pop(con, None)  # (statements prepared for the tables replaced here)
-            _create_tables(con, _plan(ws, types, scorer.name))
+            _create_inputs(con)
         as_of = resolve_as_of(ws)  # (once: the latest event's time is a scan of a column)
-        t_derive = _derive(ws, scorer, types, persons, new_in, prepared, as_of) - t0
-        for table in _DERIVED:
-            if not new_in:  # (new persons have nothing to delete: no scan)
-                gone = " OR person_id NOT IN (SELECT person_id FROM people)" if orphans else ""
-                mine = member_of("person_id", persons, f"SELECT person_id FROM {_PERSONS}")
-                con.execute(f"DELETE FROM {ident(table)} WHERE {mine}{gone}")
-            cols = ", ".join(ident(c) for c in COLUMN_DOCS[table])
-            casts = ", ".join(f"CAST(s.{ident(c)} AS {t.replace(' NOT NULL', '')})"
-                              for c, (t, _) in COLUMN_DOCS[table].items())
-            con.execute(f"INSERT INTO {ident(table)} ({cols}) SELECT {casts} "
-                        f"FROM {_WORKING[table]} s")
-        # the rules read the rows just derived (exactly these persons'), not the
-        # stored tables: a scan of those grows with the workspace (~200 ms at 1M events)
-        fired = fire_actions(ws, _PERSONS, {"events": _EVENTS, **_WORKING}, as_of=as_of)
+        _refresh_typical(ws, types)
+        con.register("_km_live_arrow", pa.table({"person_id": pa.array(persons, pa.string())}))
+        con.execute(f"INSERT INTO {_PERSONS} SELECT * FROM _km_live_arrow")
+        con.unregister("_km_live_arrow")
+        rows = _small_rows(ws, persons, new_in)
+        filled = [_PERSONS]
+        if rows is not None:
+            fired = _write_small(ws, rows, scorer, types, persons, new_in, orphans, as_of)
+            t_derive = time.perf_counter() - t0
+        else:
+            if not prepared:
+                _create_tables(con, _plan(ws, types, scorer.name), inputs=False)
+            _derive(ws, scorer, types, persons, new_in, prepared, as_of)
+            t_derive = time.perf_counter() - t0
+            for table in _DERIVED:
+                _replace(ws, table, persons, new_in, orphans)
+                cols = ", ".join(ident(c) for c in COLUMN_DOCS[table])
+                casts = ", ".join(f"CAST(s.{ident(c)} AS {t.replace(' NOT NULL', '')})"
+                                  for c, (t, _) in COLUMN_DOCS[table].items())
+                con.execute(f"INSERT INTO {ident(table)} ({cols}) SELECT {casts} "
+                            f"FROM {_WORKING[table]} s")
+            # the rules read the rows just derived (exactly these persons'), not the
+            # stored tables: a scan of those grows with the workspace (~200 ms at 1M)
+            fired = fire_actions(ws, _PERSONS, {"events": _EVENTS, **_WORKING}, as_of=as_of)
+            filled += [_EVENTS, *(t for t, _ in _plan(ws, types, scorer.name))]
         for load in loads:
             con.execute(f"INSERT INTO live_loads VALUES ({literal(load)}, now())")
         # emptied in the transaction that filled them: their rows are never written
-        for table in [_PERSONS, _EVENTS, *(t for t, _ in _plan(ws, types, scorer.name))]:
+        for table in filled:
             con.execute(f"DELETE FROM {ident(table)}")
         if own_transaction:
             con.execute("COMMIT")

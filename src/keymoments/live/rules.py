@@ -18,7 +18,7 @@ from ..sql import ident, literal
 if TYPE_CHECKING:
     from ..store.workspace import Workspace
 
-__all__ = ["candidates"]
+__all__ = ["candidates", "candidates_small"]
 
 _UNRESOLVED_TYPES = ("issue_resolution", "case")
 
@@ -144,3 +144,112 @@ def candidates(ws: Workspace, persons_table: str, rules: list[ActionRule] | None
     cur = ws.con.execute(sql)
     names = [d[0] for d in cur.description]
     return [dict(zip(names, row)) for row in cur.fetchall()]
+
+
+def _latest(rows, value) -> object:
+    """``arg_max(value, ts) FILTER (WHERE value IS NOT NULL)``."""
+    best = None
+    for r in rows:
+        v = value(r)
+        if v is not None and (best is None or r["ts"] > best[0]):
+            best = (r["ts"], v)
+    return None if best is None else best[1]
+
+
+def candidates_small(config, events: list[dict], derived, as_of,
+                     rules: list[ActionRule] | None = None) -> list[dict]:
+    """:func:`candidates` over rows in memory: ``events`` (the persons' events, with
+    ``attributes``, ``language`` and ``measures``) and ``derived`` (their journey
+    events, journeys and moments, :class:`keymoments.engine.small.SmallDerived`),
+    for the live service's updates derived in Python. The same rows, in the same
+    order (``tests/test_live_rules_small.py``)."""
+    rules = [r for r in (rules if rules is not None else config.actions.rules) if r.enabled]
+    if not rules:
+        return []
+    from datetime import timedelta
+
+    from ..engine.small import epoch_seconds
+
+    by_person: dict[str, list[dict]] = {}
+    for e in events:
+        if e["person_id"] is not None:
+            by_person.setdefault(e["person_id"], []).append(e)
+    measures = sorted({r.when.value_measure for r in rules})
+    facts = {}
+    for person, rows in by_person.items():
+        values = {}
+        for m in measures:
+            got = [(e["measures"] or {}).get(m) for e in rows]
+            got = [v for v in got if v is not None]
+            values[m] = sum(got) if got else None
+        facts[person] = {"segment": _latest(rows, lambda e: (e.get("attributes") or {}).get(
+            "segment")), "language": _latest(rows, lambda e: e["language"]), "values": values}
+    lang: dict[str, list[dict]] = {}
+    for e in derived.journey_events:
+        lang.setdefault(e["journey_id"], []).append(e)
+    journey_lang = {j: _latest(rows, lambda e: e["language"]) for j, rows in lang.items()}
+    journeys = {j["journey_id"]: j for j in derived.journeys}
+    resolved = {m["journey_id"] for m in derived.moments if m["kind"] == "resolution"}
+    as_of_s = epoch_seconds(as_of)
+    out = []
+    for order, rule in enumerate(rules):
+        t, w = rule.trigger, rule.when
+        types = set(t.journey_types)
+        fired: list[tuple[str, str | None, object]] = []  # (journey, event, trigger_ts)
+        if t.on in ("peak", "valley", "purchase_completed"):
+            kind = {"peak": "peak", "valley": "valley", "purchase_completed": "purchase"}[t.on]
+            for m in derived.moments:
+                if m["kind"] != kind or (types and m["journey_type"] not in types):
+                    continue
+                v = m["valence"]
+                if (t.on == "peak" and not (v is not None and v >= t.valence_above)) or (
+                        t.on == "valley" and not (v is not None and v < t.valence_below)):
+                    continue
+                fired.append((m["journey_id"], m["event_id"], m["ts"]))
+        elif t.on == "repeat_purchase":
+            per: dict[str, list[dict]] = {}
+            for m in derived.moments:
+                if m["kind"] == "repeat_purchase" and not (types and m["journey_type"] not in types):
+                    per.setdefault(m["person_id"], []).append(m)
+            for ms in per.values():
+                ms.sort(key=lambda m: (m["ts"], m["event_id"]))
+                if len(ms) >= t.n:
+                    m = ms[t.n - 1]
+                    fired.append((m["journey_id"], m["event_id"], m["ts"]))
+        elif t.on == "stalled":
+            for j in derived.journeys:
+                if (not j["has_end"] and j["status"] in ("open", "stalled")
+                        and as_of_s - epoch_seconds(j["end_ts"]) >= float(t.idle)
+                        and j["journey_type"] != config.journeys.catch_all
+                        and not (types and j["journey_type"] not in types)):
+                    fired.append((j["journey_id"], None,
+                                  j["end_ts"] + timedelta(microseconds=int(t.idle * 1e6))))
+        else:  # ended_unresolved
+            types = types or set(_UNRESOLVED_TYPES)
+            for j in derived.journeys:
+                if j["journey_type"] in types and (j["status"] == "abandoned" or (
+                        j["status"] == "completed" and j["journey_id"] not in resolved)):
+                    fired.append((j["journey_id"], None, j["end_ts"]))
+        for journey_id, event_id, ts in fired:
+            j = journeys.get(journey_id)
+            p = facts.get(j["person_id"]) if j is not None else None
+            if p is None:
+                continue
+            language = journey_lang.get(journey_id) or p["language"]
+            value = p["values"][w.value_measure]
+            if ((w.segments and p["segment"] not in w.segments)
+                    or (w.languages and language not in w.languages)
+                    or (w.channels and not set(j["channels"] or ()) & set(w.channels))
+                    or (w.min_value is not None and not (value or 0) >= w.min_value)
+                    or (w.max_value is not None and not (value or 0) <= w.max_value)
+                    or (t.within is not None and not as_of_s - epoch_seconds(ts) <= float(t.within))):
+                continue
+            out.append({"rule_order": order, "rule": rule.name, "event_id": event_id,
+                        "trigger_ts": ts, "journey_id": journey_id,
+                        "journey_type": j["journey_type"], "journey_key": j["journey_key"],
+                        "person_id": j["person_id"], "status": j["status"],
+                        "start_ts": j["start_ts"], "end_ts": j["end_ts"],
+                        "channels": j["channels"], "remembered": j["remembered"],
+                        "language": language, "segment": p["segment"], "value": value})
+    out.sort(key=lambda c: (c["trigger_ts"], c["person_id"], c["rule_order"], c["journey_id"]))
+    return out
