@@ -131,7 +131,8 @@ def test_streamed_updates_equal_a_full_build(tmp_path, path, engine, monkeypatch
             # (the service finds the persons from the load's table of new events)
             new = NEW_EVENTS if path in ("service", "clustered") else None
             load_events(ws, posted, before_commit=lambda r: got.update(
-                process_load(ws, r.load_id, merged=r.identifiers_relinked > 0, new_events=new)))
+                process_load(ws, r.load_id, merged=r.identifiers_relinked > 0, new_events=new,
+                             new_persons=r.new_persons if new else None)))
             assert got["persons"] >= 1
             if path in ("service", "clustered"):
                 warm_up(ws)

@@ -59,10 +59,10 @@ def test_a_failed_update_stores_the_events_and_the_processor_finishes_them(tmp_p
     real = incremental.process_load
     calls = {"n": 0}
 
-    def broken(ws, load_id, merged=True, new_events=None):
+    def broken(ws, load_id, merged=True, new_events=None, new_persons=None):
         calls["n"] += 1
         # writes inside the transaction ... then fails: all rolled back
-        real(ws, load_id, merged, new_events)
+        real(ws, load_id, merged, new_events, new_persons)
         raise RuntimeError("engine broke")
 
     import keymoments.live.runtime as runtime_module
@@ -125,9 +125,9 @@ def test_a_small_group_runs_on_one_thread_and_the_setting_comes_back(tmp_path, m
     seen: list[int] = []
     real = runtime_module.process_load
 
-    def spy(ws, load_id, merged=True, new_events=None):
+    def spy(ws, load_id, merged=True, new_events=None, new_persons=None):
         seen.append(int(ws.con.execute("SELECT current_setting('threads')").fetchone()[0]))
-        return real(ws, load_id, merged, new_events)
+        return real(ws, load_id, merged, new_events, new_persons)
 
     monkeypatch.setattr(runtime_module, "process_load", spy)
     rt = LiveRuntime(_workspace(tmp_path))

@@ -252,7 +252,8 @@ def update_persons(ws: Workspace, persons: list[str], loads: list[str] = ()) -> 
 
 
 def process_load(ws: Workspace, load_id: str, merged: bool = True,
-                 new_events: str | None = None) -> dict:
+                 new_events: str | None = None,
+                 new_persons: tuple[str, ...] | None = None) -> dict:
     """Update the persons of ``load_id`` inside the caller's open transaction (the
     load's own, so its events and the actions they cause commit together).
     ``merged``: whether the load re-linked identifiers (its report's
@@ -261,7 +262,12 @@ def process_load(ws: Workspace, load_id: str, merged: bool = True,
     ``new_events``: the load's table of its new events
     (:data:`keymoments.sources.ingest.NEW_EVENTS`, from ``before_commit``): their
     persons are found from their anchors, not by a scan of every event's load id
-    (which zone maps cannot skip: ids share their first 8 bytes)."""
+    (which zone maps cannot skip: ids share their first 8 bytes).
+    ``new_persons``: the load's persons when the load knows each is new (its report's
+    ``new_persons``): nothing to look up."""
+    if new_persons is not None:
+        return _update(ws, sorted(new_persons), [load_id], own_transaction=False,
+                       new_in=load_id, orphans=False)
     # per person: are all its events in this load (a new customer)? then its events
     # are read from the load alone (its rows are together, not spread over the
     # table: no scan of every event) and it has no derived rows to delete

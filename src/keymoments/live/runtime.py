@@ -145,7 +145,7 @@ class LiveRuntime:
                 done: dict = {}
                 report = load_events(self.ws, events, before_commit=lambda r: done.update(
                     process_load(self.ws, r.load_id, merged=r.identifiers_relinked > 0,
-                                 new_events=NEW_EVENTS)))
+                                 new_events=NEW_EVENTS, new_persons=r.new_persons)))
                 fired = done.get("actions", 0)
                 processed = True
             except Exception as exc:  # noqa: BLE001 - the events are stored all the same

@@ -354,6 +354,29 @@ def _insert(con, table: str, data: pa.Table) -> None:
         con.unregister("_km_small_rows")
 
 
+def _new_people(stitched: _Stitched, events: list[dict]) -> pa.Table:
+    """The ``people`` rows of persons whose every event and identifier is new (what
+    :func:`keymoments.sources.ingest._refresh_people` computes from the events)."""
+    ids: dict[str, int] = defaultdict(int)
+    for person in stitched.person.values():
+        ids[person] += 1
+    rows: dict[str, list] = {}
+    for e in events:
+        p = stitched.person[e["anchor"]]
+        row = rows.setdefault(p, [0, e["ts"], e["ts"], set()])
+        row[0] += 1
+        row[1], row[2] = min(row[1], e["ts"]), max(row[2], e["ts"])
+        if e["channel"] is not None:
+            row[3].add(e["channel"])
+    persons = sorted(rows)
+    return pa.table({
+        "person_id": persons, "n_identifiers": pa.array([ids[p] for p in persons], pa.int64()),
+        "n_events": pa.array([rows[p][0] for p in persons], pa.int64()),
+        "first_seen": pa.array([rows[p][1] for p in persons], _TS),
+        "last_seen": pa.array([rows[p][2] for p in persons], _TS),
+        "channels": pa.array([sorted(rows[p][3]) for p in persons], pa.list_(pa.string()))})
+
+
 _MAPS = {"identifiers": _STR_MAP, "refs": _STR_MAP, "attributes": _STR_MAP,
          "measures": pa.map_(pa.string(), pa.float64())}
 _TYPES = {"ts": _TS, "expected_ts": _TS, "rating": pa.float64(), "rating_min": pa.float64(),
@@ -411,16 +434,19 @@ def load_small(ws: Workspace, events: list[PostedEvent],
         data = pa.table({c: pa.array(v, _TYPES.get(c, pa.string())) for c, v in out.items()})
         if new:
             _insert(con, "events", data)
-        con.register("_km_small_people", pa.table({"person_id": pa.array(stitched.persons,
-                                                                          pa.string())}))
-        registered.append("_km_small_people")
-        _refresh_people(con, load_id if stitched.all_new else None,
-                        merged=stitched.relinked > 0, persons="_km_small_people")
+        if stitched.all_new:  # (their events are this load's: their rows from memory)
+            _insert(con, "people", _new_people(stitched, [r.event for r in new]))
+        else:
+            con.register("_km_small_people", pa.table({"person_id": pa.array(
+                stitched.persons, pa.string())}))
+            registered.append("_km_small_people")
+            _refresh_people(con, None, merged=stitched.relinked > 0, persons="_km_small_people")
         report = LoadReport(
             source=API_SOURCE, load_id=load_id, files=(path,), rows_read=len(events),
             rows_loaded=len(new), rows_quarantined=0, rows_duplicate=len(events) - len(new),
             events_loaded=len(new), identifiers_relinked=stitched.relinked,
-            seconds=time.perf_counter() - started)
+            seconds=time.perf_counter() - started,
+            new_persons=tuple(stitched.persons) if stitched.all_new else None)
         con.execute(
             "INSERT INTO loads VALUES (?, ?, ?, to_timestamp(?), now(), ?, ?, ?, ?, ?)",
             [load_id, API_SOURCE, [path], time.time() - report.seconds, report.rows_read,

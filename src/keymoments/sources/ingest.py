@@ -19,7 +19,7 @@ import os
 import sys
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -66,10 +66,16 @@ class LoadReport:
     events_loaded: int
     identifiers_relinked: int
     seconds: float
+    #: the persons of the new events when every one of them is new (all their
+    #: identifiers were): a live update then looks nothing up (set by the Python load
+    #: of a small posted batch; None: not known)
+    new_persons: tuple[str, ...] | None = field(default=None, repr=False, compare=False)
 
     def as_dict(self) -> dict:
         """Plain dictionary (for JSON)."""
-        return asdict(self)
+        out = asdict(self)
+        out.pop("new_persons")
+        return out
 
 
 def _fault(point: str) -> None:
