@@ -209,7 +209,7 @@ def candidates_small(config, events: list[dict], derived, as_of,
         elif t.on == "repeat_purchase":
             per: dict[str, list[dict]] = {}
             for m in derived.moments:
-                if m["kind"] == "repeat_purchase" and not (types and m["journey_type"] not in types):
+                if m["kind"] == "repeat_purchase" and (not types or m["journey_type"] in types):
                     per.setdefault(m["person_id"], []).append(m)
             for ms in per.values():
                 ms.sort(key=lambda m: (m["ts"], m["event_id"]))
@@ -242,7 +242,8 @@ def candidates_small(config, events: list[dict], derived, as_of,
                     or (w.channels and not set(j["channels"] or ()) & set(w.channels))
                     or (w.min_value is not None and not (value or 0) >= w.min_value)
                     or (w.max_value is not None and not (value or 0) <= w.max_value)
-                    or (t.within is not None and not as_of_s - epoch_seconds(ts) <= float(t.within))):
+                    or (t.within is not None
+                        and not as_of_s - epoch_seconds(ts) <= float(t.within))):
                 continue
             out.append({"rule_order": order, "rule": rule.name, "event_id": event_id,
                         "trigger_ts": ts, "journey_id": journey_id,
