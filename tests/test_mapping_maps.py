@@ -23,15 +23,18 @@ def _entries(draw, value):
 
 
 def _evaluate(entries, value_type):
-    values = [(k, f"CAST({'NULL' if v is None else literal(v)} AS {value_type})")
-              for k, v in entries]
+    # (a float as text: DuckDB reads a numeric literal of up to 18 digits as a DECIMAL,
+    # whose cast to DOUBLE can differ from the float in the last bit)
+    values = [(k, f"CAST({'NULL' if v is None else literal(repr(v) if isinstance(v, float) else v)}"
+                  f" AS {value_type})") for k, v in entries]
     sql = _map(values, value_type) if values else f"MAP([]::VARCHAR[], []::{value_type}[])"
     row = duckdb.connect().execute(f"SELECT {sql} AS m, typeof(m)").fetchone()
     return row[0], row[1]
 
 
 @settings(max_examples=150, deadline=None)
-@given(_entries(st.text(st.characters(exclude_characters="\x00"), max_size=4)))  # (SQL text)
+@given(_entries(st.text(st.characters(exclude_characters="\x00", exclude_categories=("Cs",)),
+                               max_size=4)))  # (SQL text: no NUL, no lone surrogate)
 def test_text_maps_hold_the_present_values(entries):
     got, kind = _evaluate(entries, "VARCHAR")
     assert kind == "MAP(VARCHAR, VARCHAR)"
