@@ -13,9 +13,10 @@ string formatting alone.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
-__all__ = ["ident", "literal", "member_of", "few_values", "MEMBER_LIST_MAX"]
+__all__ = ["ident", "literal", "member_of", "few_values", "registered", "MEMBER_LIST_MAX"]
 
 #: up to this many values, :func:`member_of` writes them out
 MEMBER_LIST_MAX = 512
@@ -93,3 +94,23 @@ def few_values(con, query: str) -> list | None:
     """
     rows = con.execute(f"{query} LIMIT {MEMBER_LIST_MAX + 1}").fetchall()
     return [r[0] for r in rows] if len(rows) <= MEMBER_LIST_MAX else None
+
+
+@contextmanager
+def registered(con, name: str, table) -> Iterator[str]:
+    """``table`` (Arrow, pandas) readable in SQL as ``name`` while the block runs.
+
+    (Not DuckDB's replacement scans of Python variables: Ibis turns them off on the
+    connection it shares.)
+
+    >>> import duckdb, pyarrow as pa
+    >>> con = duckdb.connect()
+    >>> with registered(con, "_t", pa.table({"a": [1, 2]})) as t:
+    ...     con.execute(f"SELECT sum(a) FROM {t}").fetchone()
+    (3,)
+    """
+    con.register(name, table)
+    try:
+        yield name
+    finally:
+        con.unregister(name)

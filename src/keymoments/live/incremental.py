@@ -48,7 +48,7 @@ import ibis
 
 from ..engine.small import derive_small
 from ..pipeline import ENGINE_EVENT_COLUMNS, derive, journey_types, resolve_as_of
-from ..sql import ident, literal, member_of
+from ..sql import ident, literal, member_of, registered
 from ..store.schema import COLUMN_DOCS
 from ..valence.cache import text_hash, update_text_scores
 from ..valence.text import get_scorer
@@ -345,13 +345,10 @@ def _text_scores(ws: Workspace, scorer, rows: list[dict]) -> dict[str, tuple]:
     scores = stored()
     if len(scores) < len(texts):
         todo = [r for h, r in texts.items() if h not in scores]
-        con.register("_km_live_texts", pa.table({
+        with registered(con, "_km_live_texts", pa.table({
             "text": pa.array([r["text"] for r in todo], pa.string()),
-            "language": pa.array([r["language"] for r in todo], pa.string())}))
-        try:
+            "language": pa.array([r["language"] for r in todo], pa.string())})):
             update_text_scores(ws, scorer, events="_km_live_texts")
-        finally:
-            con.unregister("_km_live_texts")
         scores = stored()
     return scores
 
@@ -373,11 +370,8 @@ def _write_small(ws: Workspace, rows: list[dict], scorer, types, persons: list[s
     for table in _DERIVED:
         _replace(ws, table, persons, new_in, orphans)
         cols = ", ".join(ident(c) for c in COLUMN_DOCS[table])
-        con.register("_km_live_small", derived.arrow(table))
-        try:
+        with registered(con, "_km_live_small", derived.arrow(table)):
             con.execute(f"INSERT INTO {ident(table)} ({cols}) SELECT {cols} FROM _km_live_small")
-        finally:
-            con.unregister("_km_live_small")
     found = candidates_small(ws.config, rows, derived, as_of)
     return fire_actions(ws, _PERSONS, as_of=as_of, found=found)
 

@@ -34,7 +34,7 @@ import pyarrow as pa
 from ..config.base import RATING_SCALES
 from ..engine.small import duck_str
 from ..people.identity import normalise_phone, person_id_for
-from ..sql import literal
+from ..sql import registered
 from ..taxonomy import resolve_taxonomy
 from ..valence.cache import text_hash
 
@@ -186,13 +186,10 @@ def _dedupe(con, rows: list[_Row]) -> list[_Row]:
         return []
     probe = pa.table({"event_id": list(first),
                       "ts": pa.array([r.event["ts"] for r in first.values()], _TS)})
-    con.register("_km_small_ids", probe)
-    try:
+    with registered(con, "_km_small_ids", probe):
         stored = {r[0] for r in con.execute(
             "SELECT n.event_id FROM _km_small_ids n JOIN events e "
             "ON e.event_id = n.event_id AND e.ts = n.ts").fetchall()}
-    finally:
-        con.unregister("_km_small_ids")
     return [r for i, r in first.items() if i not in stored]
 
 
@@ -234,13 +231,10 @@ def _stitch(con, new: list[dict]) -> _Stitched:
                 ids[key] = (kind, value, e["ts"])
     stored: dict[str, tuple[str | None, datetime | None]] = {}
     if ids:
-        con.register("_km_small_keys", pa.table({"identifier": list(ids)}))
-        try:
+        with registered(con, "_km_small_keys", pa.table({"identifier": list(ids)})):
             stored = {i: (p, f) for i, p, f in con.execute(
                 "SELECT i.identifier, i.person_id, i.first_seen FROM identifiers i "
                 "JOIN _km_small_keys k USING (identifier)").fetchall()}
-        finally:
-            con.unregister("_km_small_keys")
     all_new = not stored
     # links: per (anchor, identifiers) of events with more than one identifier, its
     # earliest event; each pair keeps its earliest (time, event id)
@@ -261,37 +255,28 @@ def _stitch(con, new: list[dict]) -> _Stitched:
                 links[pair] = (e["ts"], e["event_id"])
     if links and not all_new:
         pairs = pa.table({"a": [a for a, _ in links], "b": [b for _, b in links]})
-        con.register("_km_small_pairs", pairs)
-        try:
+        with registered(con, "_km_small_pairs", pairs):
             for a, b, ts, event_id in con.execute(
                     "SELECT l.a, l.b, l.ts, l.event_id FROM identity_links l "
                     "JOIN _km_small_pairs p ON l.a = p.a AND l.b = p.b").fetchall():
                 if ts is not None and (ts, event_id) <= links[(a, b)]:
                     del links[(a, b)]  # the stored link is earlier: kept
-        finally:
-            con.unregister("_km_small_pairs")
     seed = set(ids) | {x for pair in links for x in pair}
     old: dict[str, str | None] = {i: stored[i][0] if i in stored else None for i in seed}
     persons = sorted({p for p in old.values() if p is not None})
     if persons:
-        con.register("_km_small_persons", pa.table({"person_id": persons}))
-        try:
+        with registered(con, "_km_small_persons", pa.table({"person_id": persons})):
             old.update(dict(con.execute(
                 "SELECT i.identifier, i.person_id FROM identifiers i "
                 "JOIN _km_small_persons p USING (person_id)").fetchall()))
-        finally:
-            con.unregister("_km_small_persons")
     nodes = sorted(old)
     edges = list(links)
     if not all_new:  # (stored links only join stored identifiers)
-        con.register("_km_small_nodes", pa.table({"identifier": nodes}))
-        try:
+        with registered(con, "_km_small_nodes", pa.table({"identifier": nodes})):
             edges += con.execute(
                 "SELECT l.a, l.b FROM identity_links l "
                 "JOIN _km_small_nodes na ON na.identifier = l.a "
                 "JOIN _km_small_nodes nb ON nb.identifier = l.b").fetchall()
-        finally:
-            con.unregister("_km_small_nodes")
     label = _components(nodes, edges)
     person = {n: person_id_for(label[n]) for n in nodes}
     # writes: new identifiers with their person, earlier first sightings, changed
@@ -309,49 +294,37 @@ def _stitch(con, new: list[dict]) -> _Stitched:
     targets = sorted(set(changed) | earlier)
     if targets:
         moved = set(changed)
-        con.register("_km_small_updates", pa.table({
+        with registered(con, "_km_small_updates", pa.table({
             "identifier": targets,
             "person_id": [person[n] if n in moved else None for n in targets],
-            "first_seen": pa.array([ids[n][2] if n in earlier else None for n in targets], _TS)}))
-        try:
+            "first_seen": pa.array([ids[n][2] if n in earlier else None for n in targets], _TS)})):
             con.execute("UPDATE identifiers SET person_id = coalesce(u.person_id, "
                         "identifiers.person_id), first_seen = coalesce(u.first_seen, "
                         "identifiers.first_seen) FROM _km_small_updates u "
                         "WHERE identifiers.identifier = u.identifier")
-        finally:
-            con.unregister("_km_small_updates")
     relinked = [n for n in changed if old[n] is not None]
     if relinked:
-        con.register("_km_small_relinked", pa.table({
-            "identifier": relinked, "person_id": [person[n] for n in relinked]}))
-        try:
+        with registered(con, "_km_small_relinked", pa.table({
+            "identifier": relinked, "person_id": [person[n] for n in relinked]})):
             con.execute("UPDATE events SET person_id = r.person_id FROM _km_small_relinked r "
                         "WHERE events.anchor = r.identifier")
-        finally:
-            con.unregister("_km_small_relinked")
     if links:
         table = pa.table({"a": [a for a, _ in links], "b": [b for _, b in links],
                           "event_id": [v[1] for v in links.values()],
                           "source": ["api"] * len(links),
                           "ts": pa.array([v[0] for v in links.values()], _TS)})
         if not all_new:
-            con.register("_km_small_links", table)
-            try:
+            with registered(con, "_km_small_links", table):
                 con.execute("DELETE FROM identity_links l USING _km_small_links n "
                             "WHERE l.a = n.a AND l.b = n.b")
-            finally:
-                con.unregister("_km_small_links")
         _insert(con, "identity_links", table)
     return _Stitched(person, len(relinked), all_new, sorted(set(person.values())))
 
 
 def _insert(con, table: str, data: pa.Table) -> None:
-    con.register("_km_small_rows", data)
-    try:
+    with registered(con, "_km_small_rows", data):
         con.execute(f"INSERT INTO {table} ({', '.join(data.column_names)}) "
                     f"SELECT * FROM _km_small_rows")
-    finally:
-        con.unregister("_km_small_rows")
 
 
 def _new_people(stitched: _Stitched, events: list[dict]) -> pa.Table:

@@ -137,7 +137,7 @@ def redact_table_column(con, table: str, column: str = "text") -> int:
     """
     import pyarrow as pa
 
-    from ..sql import ident
+    from ..sql import ident, registered
 
     t, c = ident(table), ident(column)
     values = [v for (v,) in con.execute(
@@ -147,10 +147,7 @@ def redact_table_column(con, table: str, column: str = "text") -> int:
     if not pairs:
         return 0
     changes = pa.table({"original": [p[0] for p in pairs], "redacted": [p[1] for p in pairs]})
-    con.register("_km_redactions", changes)
-    try:
+    with registered(con, "_km_redactions", changes):
         con.execute(f"UPDATE {t} SET {c} = r.redacted FROM _km_redactions r "
                     f"WHERE {t}.{c} = r.original")
-    finally:
-        con.unregister("_km_redactions")
     return len(pairs)

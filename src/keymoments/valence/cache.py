@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
-from ..sql import ident
+from ..sql import ident, registered
 from .text import TextScorer
 
 if TYPE_CHECKING:
@@ -60,12 +60,9 @@ def update_text_scores(ws: Workspace, scorer: TextScorer,
             "valence": pa.array([float(v) for v, _ in scores], pa.float64()),
             "confidence": pa.array([float(c) for _, c in scores], pa.float64()),
         })
-        con.register("_km_text_batch", table)
-        try:
+        with registered(con, "_km_text_batch", table):
             con.execute("INSERT INTO text_scores SELECT text_hash, scorer, valence, confidence, now() "
                         "FROM _km_text_batch")
-        finally:
-            con.unregister("_km_text_batch")
         if progress:
             progress(min(start + batch, len(todo)), len(todo))
     return len(todo)
