@@ -30,7 +30,6 @@ from zero, ``row_number`` is 0-based, and strings order by code point.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import re
 from collections import defaultdict
@@ -39,12 +38,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 
+import pyarrow as pa
+
 from ..config.analysis import UNIT_SECONDS
+from ..valence.cache import text_hash
 from ..valence.rules import WINDOW_KINDS, effective_rules
 
 if TYPE_CHECKING:
-    import pyarrow as pa
-
     from ..config.analysis import JourneyType, ValenceRule
     from ..config.models import Config
 
@@ -66,31 +66,17 @@ class SmallDerived:
 
     def arrow(self, table: str) -> pa.Table:
         """One of the three as an Arrow table with the stored columns and types."""
-        import pyarrow as pa
-
         from ..store.schema import COLUMN_DOCS
 
-        cols = COLUMN_DOCS[table]
         rows = getattr(self, table)
-        return pa.table({c: pa.array([r[c] for r in rows], _ARROW[t.replace(" NOT NULL", "")]())
-                         for c, (t, _) in cols.items()})
+        return pa.table({c: pa.array([r[c] for r in rows], _ARROW[t.replace(" NOT NULL", "")])
+                         for c, (t, _) in COLUMN_DOCS[table].items()})
 
 
-def _arrow_types() -> dict:
-    import pyarrow as pa
-
-    return {"VARCHAR": pa.string, "BIGINT": pa.int64, "DOUBLE": pa.float64,
-            "BOOLEAN": pa.bool_, "TIMESTAMPTZ": lambda: pa.timestamp("us", tz="UTC"),
-            "VARCHAR[]": lambda: pa.list_(pa.string())}
-
-
-class _LazyTypes(dict):
-    def __missing__(self, key):
-        self.update(_arrow_types())
-        return self[key]
-
-
-_ARROW = _LazyTypes()
+#: the stored tables' column types as Arrow types
+_ARROW = {"VARCHAR": pa.string(), "BIGINT": pa.int64(), "DOUBLE": pa.float64(),
+          "BOOLEAN": pa.bool_(), "TIMESTAMPTZ": pa.timestamp("us", tz="UTC"),
+          "VARCHAR[]": pa.list_(pa.string())}
 
 
 # ---------------------------------------------------------------- SQL semantics
@@ -181,10 +167,6 @@ def _join_reasons(parts: Iterable[str | None]) -> str | None:
     return "; ".join(p for p in parts if p is not None) or None
 
 
-def _md5(text: str) -> str:
-    return hashlib.md5(text.encode("utf-8")).hexdigest()
-
-
 # RE2 (DuckDB's regexp_replace) has ASCII \w and \d: hence re.ASCII
 _R_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+", re.ASCII)
 _R_PHONE = re.compile(r"\+?(\(?\d{1,4}\)?[ .-]?)?\d{2,5}[ .-]\d{3,5}([ .-]?\d{2,5})+", re.ASCII)
@@ -259,7 +241,7 @@ def _assign(events: list[dict], config: Config, types: Sequence[JourneyType]) ->
             if new:
                 run, run_start = run + 1, rn
             e["seq"] = rn - run_start
-            e["journey_id"] = _md5(f"{jtype}|{person}|{key or ''}|{run}")[:20]
+            e["journey_id"] = text_hash(f"{jtype}|{person}|{key or ''}|{run}")[:20]
             pc = prev["channel"] if prev is not None else None
             e["channel_switch"] = int(e["seq"] > 0 and e.get("channel") is not None
                                       and pc is not None and e["channel"] != pc)
@@ -404,7 +386,7 @@ def _score(events: list[dict], config: Config,
         text = e.get("text")
         vt = None
         if text is not None:
-            valence, confidence = text_scores.get(_md5(text), (None, None))
+            valence, confidence = text_scores.get(text_hash(text), (None, None))
             vt = valence if _gt(confidence, 0) else None
         why_t = None
         if vt is not None:

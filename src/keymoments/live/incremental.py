@@ -285,7 +285,7 @@ def process_load(ws: Workspace, load_id: str, merged: bool = True,
                    new_in=load_id if only_this_load else None, orphans=merged)
 
 
-def _persons_events(ws: Workspace, persons: list[str], new_in: str | None) -> str:
+def _persons_events(persons: list[str], new_in: str | None) -> str:
     """The condition on ``events`` that selects the persons' events."""
     # (a load's rows are appended together: reading them skips the rest of the table)
     where = f"load_id = {literal(new_in)} AND " if new_in else ""
@@ -299,7 +299,7 @@ def _derive(ws: Workspace, scorer, types, persons: list[str], new_in: str | None
     con = ws.con
     # the persons' events, read once (the engine reads its input several times)
     con.execute(f"INSERT INTO {_EVENTS} SELECT {_LIVE_COLUMNS} FROM events WHERE "
-                + _persons_events(ws, persons, new_in))
+                + _persons_events(persons, new_in))
     unscored = con.execute(
         f"SELECT count(*) FROM {_EVENTS} e WHERE text IS NOT NULL AND NOT EXISTS "
         "(SELECT 1 FROM text_scores s WHERE s.text_hash = md5(e.text) AND s.scorer = ?)",
@@ -321,7 +321,7 @@ def _small_rows(ws: Workspace, persons: list[str], new_in: str | None) -> list[d
     if not limit:
         return None
     cur = ws.con.execute(f"SELECT {_SMALL_COLUMNS} FROM events WHERE "
-                         f"{_persons_events(ws, persons, new_in)} LIMIT {int(limit) + 1}")
+                         f"{_persons_events(persons, new_in)} LIMIT {int(limit) + 1}")
     rows = cur.fetchall()
     if len(rows) > limit:
         return None

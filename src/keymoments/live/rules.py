@@ -10,6 +10,7 @@ The SQL is plain (no DuckDB-only functions beyond list helpers that Spark has as
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from ..config.actions import ActionRule
@@ -166,8 +167,6 @@ def candidates_small(config, events: list[dict], derived, as_of,
     rules = [r for r in (rules if rules is not None else config.actions.rules) if r.enabled]
     if not rules:
         return []
-    from datetime import timedelta
-
     from ..engine.small import epoch_seconds
 
     by_person: dict[str, list[dict]] = {}
