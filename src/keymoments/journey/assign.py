@@ -16,6 +16,7 @@ import ibis
 import ibis.expr.types as ir
 
 from ..config.analysis import JourneysConfig, JourneyType
+from ..engine.expr import epoch_seconds
 
 __all__ = ["assign_journeys"]
 
@@ -55,7 +56,7 @@ def assign_journeys(events: ir.Table, config: JourneysConfig, types: list[Journe
     null_str = ibis.null().cast("string")
     jkey = (ibis.cases(*[(e.journey_type == t.name, e[f"_ref_{t.key}"]) for t in keyed],
                        else_=null_str) if keyed else null_str)
-    e = e.mutate(journey_key=jkey, _epoch=e.ts.epoch_seconds())
+    e = e.mutate(journey_key=jkey, _epoch=epoch_seconds(e.ts))
 
     gap_of = {t.name: t.gap for t in types}
     gap_of[config.catch_all] = config.catch_all_gap

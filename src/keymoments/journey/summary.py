@@ -21,6 +21,7 @@ import ibis
 import ibis.expr.types as ir
 
 from ..config.analysis import JourneysConfig, JourneyType, MomentsConfig, OutcomesConfig
+from ..engine.expr import epoch_seconds
 
 __all__ = ["summarize_journeys", "moment_candidates", "channel_vocabulary", "MAX_CHANNEL_FLAGS"]
 
@@ -167,8 +168,8 @@ def summarize_journeys(je: ir.Table, journeys: JourneysConfig, types: list[Journ
     j = j.mutate(remembered=((intense + j.end_v) / 2), remembered_model=ibis.literal("peak_end"))
 
     # status
-    dur = j.end_ts.epoch_seconds() - j.start_ts.epoch_seconds()
-    idle = as_of.epoch_seconds() - j.end_ts.epoch_seconds()
+    dur = epoch_seconds(j.end_ts) - epoch_seconds(j.start_ts)
+    idle = epoch_seconds(as_of) - epoch_seconds(j.end_ts)
     j = j.mutate(duration_s=dur.cast(_F), idle_s=idle.cast(_F), as_of=as_of)
     if materialize is not None:
         j = materialize("_km_jbase", j)
@@ -226,15 +227,15 @@ def summarize_journeys(je: ir.Table, journeys: JourneysConfig, types: list[Journ
 
     # outcomes: repurchase and churn
     j = j.left_join(n, j.journey_id == n._nj).drop("_nj")
-    gap_next = j._next.epoch_seconds() - j.end_ts.epoch_seconds()
+    gap_next = epoch_seconds(j._next) - epoch_seconds(j.end_ts)
     rep = outcomes.repurchase_within
     repurchased = ibis.cases(
         (j._next.notnull() & (gap_next <= rep), True),
         (j.idle_s >= rep, False),
         else_=ibis.null().cast("boolean"),
     )
-    after_churn = j._churn_ts.epoch_seconds() - j.start_ts.epoch_seconds()
-    quiet = as_of.epoch_seconds() - j._last.epoch_seconds()
+    after_churn = epoch_seconds(j._churn_ts) - epoch_seconds(j.start_ts)
+    quiet = epoch_seconds(as_of) - epoch_seconds(j._last)
     churned = ibis.cases(
         (j._churn_ts.notnull() & (after_churn >= 0) & (after_churn <= outcomes.churn_within), True),
         ((j._last <= j.end_ts) & (quiet >= outcomes.inactive_churn_after), True),

@@ -18,6 +18,7 @@ import ibis
 import pyarrow as pa
 
 from ..config.paths import DesignedJourney
+from ..engine.expr import epoch_seconds
 from ..errors import KeymomentsError
 from ..results import Result
 from .designed import KINDS, check
@@ -111,7 +112,7 @@ def conformance(ws: Workspace, design: str | DesignedJourney | dict, *,
     j = select_journeys(ws, flt).select("journey_id", "outcome_valence", "status", "duration_s",
                                         "end_ts", "remembered")
     x = pv.join(j, "journey_id")
-    x = x.mutate(_after_s=(x.end_ts.epoch_seconds() - x._dev_ts.epoch_seconds()).cast("float64"))
+    x = x.mutate(_after_s=(epoch_seconds(x.end_ts) - epoch_seconds(x._dev_ts)).cast("float64"))
     n_total = int(x.count().to_pyarrow().as_py())
 
     def agg(keys: list[str]) -> pa.Table:

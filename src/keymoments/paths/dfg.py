@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 import ibis
 
+from ..engine.expr import epoch_seconds
 from ..errors import KeymomentsError
 from ..results import Result
 from .selection import JourneyFilter, Level, activity, journey_events
@@ -100,7 +101,7 @@ def edges_expr(je, level: Level = "event_type", collapse: bool = False, *, _labe
     """Directly-follows edges: ``source, target, count, journeys, median_s, p90_s, mean_s``."""
     t = _labelled if _labelled is not None else labelled(je, level, collapse)
     pairs = t.filter(~t.first)
-    secs = (t.ts.epoch_seconds() - t.prev_ts.epoch_seconds()).cast("float64")
+    secs = (epoch_seconds(t.ts) - epoch_seconds(t.prev_ts)).cast("float64")
     pairs = pairs.mutate(_s=secs)
     return pairs.group_by(source=pairs.prev, target=pairs.activity).aggregate(
         count=pairs.count(), journeys=pairs.journey_id.nunique(),

@@ -21,6 +21,7 @@ import ibis
 import pyarrow as pa
 
 from ..engine import backend
+from ..engine.expr import epoch_seconds
 from ..results import Result
 from .dfg import _filter, edges_expr, labelled
 from .selection import JourneyFilter, journey_events, select_journeys
@@ -76,8 +77,8 @@ def contacts_expr(ws: Workspace, journey_types: list[str], subject_ref: str | No
                  prev_channel=c.channel.lag().over(wp), prev_end=c.end_ts.lag().over(wp),
                  prev_resolved=c.resolved.lag().over(wp), prev_subject=c.subject.lag().over(wp)
                  ).drop("_topic")
-    gap_next = c.next_start.epoch_seconds() - c.end_ts.epoch_seconds()
-    gap_prev = c.start_ts.epoch_seconds() - c.prev_end.epoch_seconds()
+    gap_next = epoch_seconds(c.next_start) - epoch_seconds(c.end_ts)
+    gap_prev = epoch_seconds(c.start_ts) - epoch_seconds(c.prev_end)
     follows = c.next_start.notnull() & (gap_next <= window)
     switch = (follows & (c.next_channel != c.channel)).fill_null(False)
     same = (c.subject == c.next_subject) if subject_ref else ibis.literal(True)

@@ -26,6 +26,7 @@ import ibis.expr.types as ir
 from ruamel.yaml import YAML
 
 from ..config.analysis import UNIT_SECONDS, ValenceConfig, ValenceRule
+from ..engine.expr import epoch_seconds
 
 __all__ = ["gap_valence", "rule_inputs", "rule_outputs", "rule_window_inputs", "window_columns",
            "effective_rules", "default_rules", "WINDOW_KINDS", "add_window_inputs"]
@@ -99,8 +100,8 @@ def rule_inputs(e: ir.Table, i: int, rule: ValenceRule) -> dict[str, ir.Value]:
     if rule.kind == "expectation_gap":
         unit = UNIT_SECONDS[rule.unit]
         if rule.measure is None:
-            actual = e.ts.epoch_seconds().cast(_F)
-            promised = e.expected_ts.epoch_seconds().cast(_F)
+            actual = epoch_seconds(e.ts).cast(_F)
+            promised = epoch_seconds(e.expected_ts).cast(_F)
         else:
             actual = e.measures.get(rule.measure) * UNIT_SECONDS[rule.measure_unit]
             promised = e.expected_value * UNIT_SECONDS[rule.expected_unit]
@@ -109,7 +110,7 @@ def rule_inputs(e: ir.Table, i: int, rule: ValenceRule) -> dict[str, ir.Value]:
     elif rule.kind == "measure_above":
         cols[f"_g{i}"] = e.measures.get(rule.measure)
     elif rule.kind == "repeat_contact":
-        cols[f"_g{i}"] = e.ts.epoch_seconds()
+        cols[f"_g{i}"] = epoch_seconds(e.ts)
     if rule.kind in WINDOW_KINDS and not all(c in e.columns for c in window_columns(i, rule)):
         cols.update(rule_window_inputs(e, i, rule))
     return cols
@@ -131,7 +132,7 @@ def rule_window_inputs(e: ir.Table, i: int, rule: ValenceRule) -> dict[str, ir.V
     if rule.kind == "repeat_contact":
         applies = e.event_type.isin(rule.event_types)
         w = ibis.window(group_by=[e.person_id, applies], order_by=[e.ts, e.event_id])
-        return {f"_p{i}": e.ts.epoch_seconds().lag().over(w)}
+        return {f"_p{i}": epoch_seconds(e.ts).lag().over(w)}
     if rule.kind == "first_contact_resolution":
         w = ibis.window(group_by=e.journey_id, order_by=[e.ts, e.event_id], following=0)
         return {f"_x{i}": e.event_type.isin(rule.interrupting).cast("int64").sum().over(w)}
@@ -156,7 +157,7 @@ def add_window_inputs(e: ir.Table, rules: list[ValenceRule]) -> ir.Table:
         if rule.kind == "repeat_contact":
             member = sub.event_type.isin(rule.event_types)
             w = ibis.window(group_by=[sub.person_id, member], order_by=[sub.ts, sub.event_id])
-            value = sub.ts.epoch_seconds().lag().over(w)
+            value = epoch_seconds(sub.ts).lag().over(w)
             cols[f"_p{i}"] = ibis.cases((member, value), else_=ibis.null().cast(value.type()))
         else:  # first_contact_resolution
             member = sub.event_type.isin([*rule.event_types, *rule.interrupting])

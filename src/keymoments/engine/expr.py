@@ -1,0 +1,52 @@
+"""Expressions whose best form differs between engines, written once here.
+
+An analysis calls these instead of the Ibis method when the method's portable SQL
+is slow on one engine. Each returns the same values on every engine.
+
+>>> import ibis
+>>> t = ibis.duckdb.connect().create_table("t", schema={"ts": "timestamp('UTC')"})
+>>> print(ibis.to_sql(epoch_seconds(t.ts).name("s")))
+SELECT
+  EPOCH_US("t0"."ts") / 1000000.0 AS "s"
+FROM "memory"."main"."t" AS "t0"
+>>> u = ibis.table({"ts": "timestamp('UTC')"}, name="u")   # unbound: the portable form
+>>> print(ibis.to_sql(epoch_seconds(u.ts).name("s"), dialect="duckdb"))
+SELECT
+  EPOCH(CAST("t0"."ts" AS TIMESTAMP)) AS "s"
+FROM "u" AS "t0"
+"""
+
+from __future__ import annotations
+
+import ibis
+import ibis.expr.datatypes as dt
+
+__all__ = ["engine_of", "epoch_seconds"]
+
+
+def engine_of(expr) -> str | None:
+    """The name of the backend ``expr`` is bound to (``duckdb``, ``pyspark``), or
+    None for an expression over unbound tables or literals only."""
+    try:
+        return expr._find_backend(use_default=False).name
+    except Exception:  # unbound: no backend to ask
+        return None
+
+
+@ibis.udf.scalar.builtin(name="epoch_us")
+def _epoch_us(ts: dt.Timestamp(timezone="UTC")) -> dt.int64:  # type: ignore[empty-body]
+    """DuckDB's ``epoch_us``: microseconds since 1970-01-01 UTC of an instant."""
+
+
+def epoch_seconds(ts):
+    """Seconds since 1970-01-01 UTC of a time column, with its fraction.
+
+    Ibis writes ``ts.epoch_seconds()`` for DuckDB as ``EPOCH(CAST(ts AS TIMESTAMP))``:
+    the cast of a ``TIMESTAMPTZ`` goes through ICU's calendar, ~25x the cost of
+    ``epoch_us(ts)`` (3.0 against 0.12 s per 10M rows), and it appears a dozen times
+    per event in a build. Both give the same double in the workspace's UTC session.
+    Other engines (and unbound expressions) keep Ibis's portable form.
+    """
+    if engine_of(ts) == "duckdb":
+        return _epoch_us(ts) / 1e6
+    return ts.epoch_seconds()
