@@ -419,9 +419,9 @@ def utc(local: datetime, zone=AMS) -> datetime:
     return local.replace(tzinfo=zone).astimezone(timezone.utc)
 
 
-def ts_workspace(make_workspace, values: list[str], extra: str):
+def ts_workspace(make_workspace, values: list[str], extra: str, folder: str = "ws"):
     text = "id,when\n" + "".join(f"c{i},{v}\n" for i, v in enumerate(values))
-    ws = make_workspace(source("d.csv", extra, text="id"), {"d.csv": text})
+    ws = make_workspace(source("d.csv", extra, text="id"), {"d.csv": text}, folder=folder)
     rep = ws.ingest("s")
     assert rep.rows_quarantined == 0, ws.quarantine().to_pylist()
     rows = ws.con.execute("SELECT source_line, ts FROM events ORDER BY source_line").fetchall()
@@ -481,3 +481,41 @@ def test_explicit_format_with_zone(make_workspace):
     got = ts_workspace(make_workspace, values,
                        "timestamps: {format: '%d/%m/%Y %H:%M', timezone: Europe/Amsterdam}")
     assert got == [utc(datetime.strptime(v, "%d/%m/%Y %H:%M")) for v in values]
+
+
+def test_naive_times_in_utc_keep_every_microsecond(make_workspace):
+    # UTC needs no calendar (make_timestamptz of the microseconds): the same instants
+    # as Python's reading, before 1970, at leap days and with fractions
+    values = ["2024-02-29 23:59:59.999999", "1969-12-31 23:59:59.5", "1900-01-01 00:00:00",
+              "2024-03-31 02:30:00", "2000-01-01T00:00:00.000001", "2024-07-01"]
+    got = ts_workspace(make_workspace, values, "")
+    assert got == [datetime.fromisoformat(v).replace(tzinfo=timezone.utc) for v in values]
+    fmt = ts_workspace(make_workspace, ["31/12/1969 23:59", "29/02/2024 12:00"],
+                       "timestamps: {format: '%d/%m/%Y %H:%M'}", folder="fmt")
+    assert fmt == [datetime(1969, 12, 31, 23, 59, tzinfo=timezone.utc),
+                   datetime(2024, 2, 29, 12, tzinfo=timezone.utc)]
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Europe/Amsterdam"])
+def test_an_infinite_time_is_quarantined(make_workspace, tmp_path, zone):
+    text = "id,when\nc1,infinity\nc2,2024-01-01 10:00:00\nc3,-infinity\n"
+    ws = make_workspace(source("d.csv", f"timestamps: {{timezone: {zone}}}", text="id"),
+                        {"d.csv": text})
+    rep = ws.ingest("s")
+    assert (rep.rows_loaded, rep.rows_quarantined) == (1, 2)
+    q = sorted((r["line"], r["field"], r["value"]) for r in ws.quarantine().to_pylist())
+    assert q == [(2, "ts", "infinity"), (4, "ts", "-infinity")]
+    # a naive TIMESTAMP column (Parquet written by DuckDB, which can store infinity)
+    import duckdb
+
+    naive = [datetime(2024, 1, 1, 10), datetime(2024, 7, 2, 10, 0, 0, 7)]
+    path = tmp_path / "d.parquet"
+    duckdb.sql("SELECT * FROM (VALUES (1, TIMESTAMP 'infinity'), (2, ?::TIMESTAMP), "
+               "(3, ?::TIMESTAMP)) v(id, \"when\")", params=naive).write_parquet(str(path))
+    ws2 = make_workspace(source("d.parquet", f"timestamps: {{timezone: {zone}}}", text="id"),
+                         {"d.parquet": path.read_bytes()}, folder="pq")
+    rep = ws2.ingest("s")
+    assert (rep.rows_loaded, rep.rows_quarantined) == (2, 1)
+    assert [(r["line"], r["field"]) for r in ws2.quarantine().to_pylist()] == [(1, "ts")]
+    got = [ts for (ts,) in ws2.con.execute("SELECT ts FROM events ORDER BY source_line").fetchall()]
+    assert got == [t.replace(tzinfo=ZoneInfo(zone)).astimezone(timezone.utc) for t in naive]

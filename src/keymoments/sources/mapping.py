@@ -126,8 +126,12 @@ class _Slot:
             parsed = ident(spec.column)
             return parsed, f"{parsed} IS NOT NULL"
         if spec.column is not None and not spec.map and col_type in _TIME_TYPES:
-            parsed = f"timezone({literal(tz)}, CAST({ident(spec.column)} AS TIMESTAMP))"
-            return parsed, f"{ident(spec.column)} IS NOT NULL"
+            col = ident(spec.column)
+            parsed = _at_zone(tz, f"CAST({col} AS TIMESTAMP)")
+            self.checks.append(_Check(
+                f"{col} IS NOT NULL AND {parsed} IS NULL", field, f"CAST({col} AS VARCHAR)",
+                "an infinite time is not when something happened"))
+            return parsed, f"{col} IS NOT NULL"
         text = self.text(spec)
         where = _in_column(spec)
         if unit:
@@ -139,7 +143,7 @@ class _Slot:
             if "%z" in fmt or "%Z" in fmt:
                 parsed = f"CAST(try_strptime({text}, {literal(fmt)}) AS TIMESTAMPTZ)"
             else:
-                parsed = f"timezone({literal(tz)}, try_strptime({text}, {literal(fmt)}))"
+                parsed = _at_zone(tz, f"try_strptime({text}, {literal(fmt)})")
             expected = f"format {fmt!r}{where}"
         else:
             # a time with a zone (Z, UTC, GMT, +02:00) keeps it; the TIMESTAMP cast
@@ -150,8 +154,8 @@ class _Slot:
                       f"(Z|UTC|GMT|[+-][0-9][0-9](:?[0-9][0-9])?)$')")
             zoned = f"regexp_replace({text}, ' ([+-][0-9][0-9](:?[0-9][0-9])?)$', '\\1')"
             parsed = (f"(CASE WHEN {offset} THEN TRY_CAST({zoned} AS TIMESTAMPTZ) "
-                      f"ELSE coalesce(timezone({literal(tz)}, TRY_CAST({text} AS TIMESTAMP)), "
-                      f"TRY_CAST({text} AS TIMESTAMPTZ)) END)")
+                      f"ELSE coalesce({_at_zone(tz, f'TRY_CAST({text} AS TIMESTAMP)')}, "
+                      f"make_timestamptz(epoch_us(TRY_CAST({text} AS TIMESTAMPTZ)))) END)")
             expected = (f"ISO 8601{where} (set 'format' for other layouts, "
                         f"e.g. '%d/%m/%Y %H:%M')")
         self.checks.append(_Check(
@@ -347,6 +351,21 @@ def _map(values: list[tuple[str, str]], value_type: str = "VARCHAR") -> str:
 
 def _finite(num: str) -> str:
     return f"(CASE WHEN isfinite({num}) THEN {num} END)"
+
+
+def _at_zone(tz: str, naive: str) -> str:
+    """The instant of a naive ``TIMESTAMP`` read as wall time in ``tz``, NULL for an
+    infinite one (``'infinity'`` is no time an event happened: quarantined). UTC (the
+    default) needs no calendar: the microseconds are the instant's, and
+    ``make_timestamptz`` takes them at ~a third of ``timezone()``'s cost (ICU).
+
+    >>> _at_zone("UTC", "x")
+    'make_timestamptz(epoch_us(x))'
+    >>> _at_zone("Europe/Paris", "x")
+    "make_timestamptz(epoch_us(timezone('Europe/Paris', x)))"
+    """
+    zoned = naive if tz == "UTC" else f"timezone({literal(tz)}, {naive})"
+    return f"make_timestamptz(epoch_us({zoned}))"  # epoch_us(infinity) is NULL
 
 
 def _in_column(spec: FieldSpec) -> str:
