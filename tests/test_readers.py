@@ -519,3 +519,19 @@ def test_an_infinite_time_is_quarantined(make_workspace, tmp_path, zone):
     assert [(r["line"], r["field"]) for r in ws2.quarantine().to_pylist()] == [(1, "ts")]
     got = [ts for (ts,) in ws2.con.execute("SELECT ts FROM events ORDER BY source_line").fetchall()]
     assert got == [t.replace(tzinfo=ZoneInfo(zone)).astimezone(timezone.utc) for t in naive]
+
+
+def test_an_infinite_instant_is_quarantined(make_workspace, tmp_path):
+    import duckdb
+
+    path = tmp_path / "d.parquet"
+    duckdb.sql("SELECT * FROM (VALUES (1, TIMESTAMPTZ '2024-01-01 10:00:00.5+02'), "
+               "(2, TIMESTAMPTZ '-infinity')) v(id, \"when\")").write_parquet(str(path))
+    ws = make_workspace(source("d.parquet", "timestamps: {timezone: Asia/Tokyo}", text="id"),
+                        {"d.parquet": path.read_bytes()})
+    rep = ws.ingest("s")
+    assert (rep.rows_loaded, rep.rows_quarantined) == (1, 1)
+    assert [(r["line"], r["field"]) for r in ws.quarantine().to_pylist()] == [(2, "ts")]
+    # an instant stays the instant it is, whatever the configured zone
+    assert ws.con.execute("SELECT ts FROM events").fetchall() == [
+        (datetime(2024, 1, 1, 8, 0, 0, 500000, tzinfo=timezone.utc),)]

@@ -122,12 +122,13 @@ class _Slot:
         tz = spec.timezone or (base.timezone if base else None) or "UTC"
         unit = spec.unit or (base.unit if base else None)
         col_type = self.c.types.get(spec.column or "", "VARCHAR")
-        if spec.column is not None and not spec.map and col_type.startswith("TIMESTAMP WITH"):
-            parsed = ident(spec.column)
-            return parsed, f"{parsed} IS NOT NULL"
-        if spec.column is not None and not spec.map and col_type in _TIME_TYPES:
+        if spec.column is not None and not spec.map and (
+                col_type.startswith("TIMESTAMP WITH") or col_type in _TIME_TYPES):
             col = ident(spec.column)
-            parsed = _at_zone(tz, f"CAST({col} AS TIMESTAMP)")
+            if col_type.startswith("TIMESTAMP WITH"):  # an instant: no zone applies
+                parsed = f"make_timestamptz(epoch_us({col}))"  # NULL if infinite
+            else:
+                parsed = _at_zone(tz, f"CAST({col} AS TIMESTAMP)")
             self.checks.append(_Check(
                 f"{col} IS NOT NULL AND {parsed} IS NULL", field, f"CAST({col} AS VARCHAR)",
                 "an infinite time is not when something happened"))
