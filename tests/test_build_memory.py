@@ -39,26 +39,65 @@ def demo(tmp_path_factory):
     ws.close()
 
 
-def test_build_under_a_small_memory_limit_gives_the_same_tables(demo, monkeypatch):
+@pytest.mark.parametrize("steps", ["in memory", "in the scratch file"])
+def test_build_under_a_small_memory_limit_gives_the_same_tables(demo, monkeypatch, steps):
+    from keymoments import pipeline
+
     ws, out = demo
     free = _snapshot(ws)
     assert len(free["journeys"]) > 1000 and len(free["moments"]) > 1000
     con = ws.con
     limit = con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
-    # a configured limit: intermediate steps as stored scratch tables
+    # a configured limit: the steps in memory while the events' fit (20k events: 5 MB
+    # against 96 MB), else stored in the scratch file
     monkeypatch.setattr(ws, "config", ws.config.model_copy(update={"memory_limit": "96MB"}))
+    if steps == "in the scratch file":
+        monkeypatch.setattr(pipeline, "STEP_BYTES_PER_EVENT", 10_000)  # 200 MB: over
+    used = []
+    real = pipeline._materialize
+    monkeypatch.setattr(pipeline, "_materialize",
+                        lambda *a: used.append(a[-1]) or real(*a))
     con.execute("SET memory_limit = '96MB'")
     con.execute(f"SET temp_directory = '{out / 'spill'}'")
     con.execute("SET threads = 1")
     try:
-        ws.build()
+        report = ws.build()
         limited = _snapshot(ws)
     finally:
         con.execute(f"SET memory_limit = '{limit}'")
         con.execute("RESET threads")
+    assert set(used) == {steps == "in memory"} and "retry" not in report.seconds
     for table in TABLES:
         assert limited[table] == free[table], table
     assert _scratch_tables(ws) == []
+
+
+def test_a_build_out_of_memory_with_its_steps_in_memory_runs_again_from_the_file(
+        demo, monkeypatch):
+    import duckdb
+
+    from keymoments import pipeline
+
+    ws, _ = demo
+    free = _snapshot(ws)
+    monkeypatch.setattr(ws, "config", ws.config.model_copy(update={"memory_limit": "8GB"}))
+    used = []
+    real = pipeline._materialize
+
+    def materialize(ws_, name, expr, backend, in_memory):
+        used.append((name, in_memory))
+        if in_memory and name == "_km_jbase":  # as DuckDB does past its limit
+            raise duckdb.OutOfMemoryException("Out of Memory Error: (planted)")
+        return real(ws_, name, expr, backend, in_memory)
+
+    monkeypatch.setattr(pipeline, "_materialize", materialize)
+    report = ws.build()
+    assert used[:2] == [("_km_jn", True), ("_km_jbase", True)]
+    assert used[2:] and all(not in_memory for _, in_memory in used[2:])
+    assert "retry" in report.seconds
+    assert _snapshot(ws) == free
+    assert _scratch_tables(ws) == []
+    assert not pipeline.scratch_path(ws).exists()
 
 
 def test_a_build_out_of_memory_leaves_no_scratch_tables_and_keeps_the_old(demo):
@@ -171,29 +210,43 @@ def test_a_temp_table_left_on_the_connection_does_not_hide_a_scratch_table(demo,
 
 
 def test_scratch_steps_live_in_their_own_file_deleted_after_the_build(demo, monkeypatch):
-    """Under a limit the intermediate steps are tables of an attached scratch
-    database, never of the workspace's file (whose freed blocks would stay in it);
-    the scratch file is gone after the build, and the tables are unchanged."""
+    """Under a limit the events' steps do not fit in (here: forced), the intermediate
+    steps are tables of an attached scratch database, never of the workspace's file
+    (whose freed blocks would stay in it); each is dropped once the table it feeds
+    is written, and the scratch file is gone after the build, the tables unchanged."""
     import keymoments.pipeline as pipeline
 
     ws, _ = demo
     before = _snapshot(ws)
-    seen: dict[str, object] = {}
-    real_detach = pipeline._detach_scratch
+    seen: dict[str, object] = {"scratch": set(), "drops": []}
+    real_detach, real_drop = pipeline._detach_scratch, pipeline._drop_steps
+
+    def scratch_tables(w):
+        return {r[0] for r in w.con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_catalog = ?",
+            [pipeline.SCRATCH]).fetchall()}
+
+    def drop(w, names):  # the steps at each drop, before it
+        seen["scratch"] |= scratch_tables(w)
+        seen["drops"].append(sorted(names))
+        real_drop(w, names)
 
     def detach(w):  # what the build left just before it cleans up
         seen["exists"] = pipeline.scratch_path(w).exists()
-        seen["scratch"] = sorted(r[0] for r in w.con.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_catalog = ?",
-            [pipeline.SCRATCH]).fetchall())
+        seen["left"] = scratch_tables(w)
         seen["main"] = _scratch_tables(w)
         real_detach(w)
 
     monkeypatch.setattr(pipeline, "_detach_scratch", detach)
+    monkeypatch.setattr(pipeline, "_drop_steps", drop)
+    monkeypatch.setattr(pipeline, "STEP_BYTES_PER_EVENT", 10**6)  # 20 GB: over the limit
     monkeypatch.setattr(ws, "config", ws.config.model_copy(update={"memory_limit": "2GB"}))
     ws.build()
     assert seen["exists"] is True
-    assert {"_km_jn", "_km_jbase", "_km_jnext"} <= set(seen["scratch"])
+    assert {"_km_jn", "_km_jbase", "_km_jnext"} <= seen["scratch"]
+    # _km_jn fed journey_events, _km_jbase and _km_jnext the journeys; none the moments
+    assert seen["drops"][:3] == [["_km_jn"], ["_km_jbase", "_km_jnext"], []]
+    assert seen["left"] == set()
     assert seen["main"] == []  # the swap already renamed the __new tables
     assert not pipeline.scratch_path(ws).exists()
     assert ws.con.execute("SELECT count(*) FROM duckdb_databases() WHERE database_name = ?",

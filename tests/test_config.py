@@ -234,3 +234,18 @@ def test_mapping_a_missing_column_fails_at_ingest_naming_the_closest(
     # nothing was written
     assert ws.con.execute("SELECT count(*) FROM events").fetchone()[0] == 0
     assert ws.con.execute("SELECT count(*) FROM loads").fetchone()[0] == 0
+
+
+@pytest.mark.parametrize("value", ["50%", "lots", "4 G B"])
+def test_a_memory_limit_duckdb_cannot_read_is_a_config_error(value):
+    err = config_error(f"name: shop\nmemory_limit: '{value}'\n")
+    assert (err.line, err.key) == (2, "memory_limit")
+    assert "not a memory size" in str(err) and "4GB" in str(err)
+
+
+@pytest.mark.parametrize("value", ["4GB", "3.5GiB", "512 mb", "3g"])
+def test_every_memory_limit_accepted_is_one_duckdb_reads(value):
+    import duckdb
+
+    assert load_config_text(f"memory_limit: '{value}'\n").memory_limit == value
+    duckdb.connect().execute(f"SET memory_limit = '{value}'")  # raises if not

@@ -17,6 +17,7 @@ either a column name (a plain string) or a mapping with ``column`` or ``value``:
 
 from __future__ import annotations
 
+import re
 from pathlib import PurePath
 from typing import Any, Literal
 
@@ -358,7 +359,7 @@ class Config(Strict):
     version: Literal[1] = 1
     name: str = "keymoments"
     database: str = "keymoments.duckdb"
-    #: DuckDB memory limit (e.g. ``4GB`` or ``50%``); past it DuckDB spills to
+    #: DuckDB memory limit (e.g. ``4GB`` or ``3.5GiB``); past it DuckDB spills to
     #: ``temp_directory``. Unset: DuckDB's default (80% of RAM).
     memory_limit: str | None = None
     #: where DuckDB spills (relative to the workspace); unset: next to the database
@@ -377,11 +378,17 @@ class Config(Strict):
     paths: PathsConfig = Field(default_factory=PathsConfig)
     text: TextConfig = Field(default_factory=TextConfig)
 
+    @field_validator("memory_limit")
+    @classmethod
+    def _memory_size(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(
+                r"\s*[0-9]*\.?[0-9]+\s*([kmgt]i?b?|b)\s*", value, re.IGNORECASE):
+            raise ValueError(f"not a memory size: {value!r}; write it like 4GB, 3.5GiB or 512MB")
+        return value
+
     @field_validator("sources")
     @classmethod
     def _source_names(cls, v: dict[str, SourceSpec]) -> dict[str, SourceSpec]:
-        import re
-
         for name in v:
             if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
                 raise ValueError(f"source name {name!r}: use letters, digits, '_', '-', '.'")
