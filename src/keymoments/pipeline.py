@@ -47,7 +47,9 @@ ENGINE_EVENT_COLUMNS = ["event_id", "ts", "person_id", "event_type", "stage", "m
 
 @dataclass
 class BuildReport:
-    """What a build produced and how long each step took."""
+    """What a build produced and how long each step took (``seconds``; with
+    ``retry``, the seconds spent before it ran out of memory with its steps in
+    memory and ran again with them in the scratch file)."""
 
     journeys: int
     events: int
@@ -85,7 +87,7 @@ def scratch_path(ws: Workspace) -> Path:
 
 #: memory allowed per event for keeping a build's intermediate steps in memory (see
 #: :func:`steps_in_memory`): 10M events under a 3GB limit keep them there (measured:
-#: peak RSS 3,411 MB); 50M go to the scratch file, as every limited build did before
+#: peak RSS 3,399-3,436 MB); 50M go to the scratch file, as every limited build did
 STEP_BYTES_PER_EVENT = 250
 
 _SIZE = re.compile(r"^\s*([0-9.]+)\s*([kmgt]?i?b)?\s*$", re.IGNORECASE)
@@ -110,8 +112,8 @@ def steps_in_memory(ws: Workspace) -> bool:
     rather than in a scratch database file (:func:`scratch_path`): without a
     ``memory_limit``, always; with one, when the events' steps fit in it
     (:data:`STEP_BYTES_PER_EVENT`). In memory they cost no compression and no
-    writes: 10M events under a 3GB limit built in 108 s against 141 s with the
-    steps in the scratch file (peak RSS 3,411 against 3,356 MB). A build that runs
+    writes: 10M events under a 3GB limit built in 110 s against 141 s with the
+    steps in the scratch file (peak RSS 3,399 against 3,356 MB). A build that runs
     out of memory with its steps in memory is run again with them in the file."""
     if not ws.config.memory_limit:
         return True
