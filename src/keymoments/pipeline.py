@@ -8,7 +8,6 @@ tables or the new ones, never a mix.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ import duckdb
 import ibis
 
 from .config.analysis import JourneyType
-from .config.models import Config
+from .config.models import Config, memory_bytes
 from .engine import backend
 from .journey.assign import assign_journeys
 from .journey.summary import channel_vocabulary, summarize_journeys
@@ -90,23 +89,6 @@ def scratch_path(ws: Workspace) -> Path:
 #: peak RSS 3,399-3,436 MB); 50M go to the scratch file, as every limited build did
 STEP_BYTES_PER_EVENT = 250
 
-_SIZE = re.compile(r"^\s*([0-9.]+)\s*([kmgt]?i?b)?\s*$", re.IGNORECASE)
-_UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
-          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
-
-
-def size_bytes(text: str) -> int | None:
-    """A size as DuckDB writes or reads it, in bytes (None when it is not one).
-
-    >>> size_bytes("3GB"), size_bytes("2.5 GiB"), size_bytes("80%")
-    (3000000000, 2684354560, None)
-    """
-    m = _SIZE.match(text)
-    if not m:
-        return None
-    return int(float(m.group(1)) * _UNITS[(m.group(2) or "b").lower()])
-
-
 def steps_in_memory(ws: Workspace) -> bool:
     """Whether the build keeps its intermediate steps as TEMP tables (in memory)
     rather than in a scratch database file (:func:`scratch_path`): without a
@@ -118,7 +100,8 @@ def steps_in_memory(ws: Workspace) -> bool:
     if not ws.config.memory_limit:
         return True
     # the limit in effect, as DuckDB shows it ('2.7 GiB')
-    limit_bytes = size_bytes(ws.con.execute("SELECT current_setting('memory_limit')").fetchone()[0])
+    shown = ws.con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+    limit_bytes = memory_bytes(shown)
     n = ws.con.execute("SELECT count(*) FROM events").fetchone()[0]
     return limit_bytes is not None and n * STEP_BYTES_PER_EVENT <= limit_bytes
 

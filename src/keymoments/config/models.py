@@ -353,6 +353,25 @@ from .paths import PathsConfig  # noqa: E402
 from .analysis import TextConfig  # noqa: E402
 
 
+_MEMORY = re.compile(r"\s*([0-9]*\.?[0-9]+)\s*(?:([kmgt])(i?)b?|b)\s*", re.IGNORECASE)
+
+
+def memory_bytes(text: str) -> int | None:
+    """A memory size as DuckDB reads and shows it (``4GB``, ``3g``, ``2.7 GiB``), in
+    bytes; None when DuckDB would not read it.
+
+    >>> memory_bytes("3GB"), memory_bytes("2.5 GiB"), memory_bytes("3g"), memory_bytes("80%")
+    (3000000000, 2684354560, 3000000000, None)
+    """
+    m = _MEMORY.fullmatch(text)
+    if not m:
+        return None
+    if not m.group(2):
+        return int(float(m.group(1)))
+    base = 1024 if m.group(3) else 1000
+    return int(float(m.group(1)) * base ** ("kmgt".index(m.group(2).lower()) + 1))
+
+
 class Config(Strict):
     """The whole of ``keymoments.yaml``."""
 
@@ -381,8 +400,7 @@ class Config(Strict):
     @field_validator("memory_limit")
     @classmethod
     def _memory_size(cls, value: str | None) -> str | None:
-        if value is not None and not re.fullmatch(
-                r"\s*[0-9]*\.?[0-9]+\s*([kmgt]i?b?|b)\s*", value, re.IGNORECASE):
+        if value is not None and memory_bytes(value) is None:
             raise ValueError(f"not a memory size: {value!r}; write it like 4GB, 3.5GiB or 512MB")
         return value
 

@@ -126,7 +126,7 @@ class _Slot:
                 col_type.startswith("TIMESTAMP WITH") or col_type in _TIME_TYPES):
             col = ident(spec.column)
             if col_type.startswith("TIMESTAMP WITH"):  # an instant: no zone applies
-                parsed = f"make_timestamptz(epoch_us({col}))"  # NULL if infinite
+                parsed = _instant(col)
             else:
                 parsed = _at_zone(tz, f"CAST({col} AS TIMESTAMP)")
             self.checks.append(_Check(
@@ -156,7 +156,7 @@ class _Slot:
             zoned = f"regexp_replace({text}, ' ([+-][0-9][0-9](:?[0-9][0-9])?)$', '\\1')"
             parsed = (f"(CASE WHEN {offset} THEN TRY_CAST({zoned} AS TIMESTAMPTZ) "
                       f"ELSE coalesce({_at_zone(tz, f'TRY_CAST({text} AS TIMESTAMP)')}, "
-                      f"make_timestamptz(epoch_us(TRY_CAST({text} AS TIMESTAMPTZ)))) END)")
+                      f"{_instant(f'TRY_CAST({text} AS TIMESTAMPTZ)')}) END)")
             expected = (f"ISO 8601{where} (set 'format' for other layouts, "
                         f"e.g. '%d/%m/%Y %H:%M')")
         self.checks.append(_Check(
@@ -365,8 +365,13 @@ def _at_zone(tz: str, naive: str) -> str:
     >>> _at_zone("Europe/Paris", "x")
     "make_timestamptz(epoch_us(timezone('Europe/Paris', x)))"
     """
-    zoned = naive if tz == "UTC" else f"timezone({literal(tz)}, {naive})"
-    return f"make_timestamptz(epoch_us({zoned}))"  # epoch_us(infinity) is NULL
+    return _instant(naive if tz == "UTC" else f"timezone({literal(tz)}, {naive})")
+
+
+def _instant(ts: str) -> str:
+    """``ts`` (a ``TIMESTAMP`` read as UTC, or a ``TIMESTAMPTZ``) as an instant, NULL
+    when infinite (``epoch_us`` of infinity is NULL)."""
+    return f"make_timestamptz(epoch_us({ts}))"
 
 
 def _in_column(spec: FieldSpec) -> str:
