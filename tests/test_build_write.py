@@ -89,20 +89,28 @@ def test_rebuild_swaps_the_tables_and_leaves_nothing_behind(ws):
     assert len(_journeys(ws)) == 5
 
 
-def test_a_failed_build_keeps_the_old_tables(ws, monkeypatch):
+@pytest.mark.parametrize("when", ["before the moments", "between two parts of the moments"])
+def test_a_failed_build_keeps_the_old_tables(ws, monkeypatch, when):
+    import duckdb
+
     import keymoments.pipeline as pipeline
 
     old = ws.con.execute("SELECT count(*) FROM journeys").fetchone()[0]
-    real = pipeline.extract_moments
+    real = pipeline.moment_parts
 
     def broken(*args, **kwargs):
-        raise RuntimeError("boom")
+        if when == "before the moments":
+            raise RuntimeError("boom")
+        parts = real(*args, **kwargs)
+        # the first part is written, then the second fails in DuckDB ('purchase', ...)
+        return [parts[0], parts[1].mutate(kind=parts[1].kind.cast("int64")), *parts[2:]]
 
     # fail after journey_events__new and journeys__new have been written
-    monkeypatch.setattr(pipeline, "extract_moments", broken)
-    with pytest.raises(RuntimeError, match="boom"):
+    monkeypatch.setattr(pipeline, "moment_parts", broken)
+    with pytest.raises(RuntimeError if when == "before the moments"
+                       else duckdb.ConversionException):
         ws.build()
-    monkeypatch.setattr(pipeline, "extract_moments", real)
+    monkeypatch.setattr(pipeline, "moment_parts", real)
     assert ws.con.execute("SELECT count(*) FROM journeys").fetchone()[0] == old == 5
     assert not [t for t in _derived_tables(ws) if t.endswith("__new")]
     assert ws.con.execute("SELECT count(*) FROM moments").fetchone()[0] > 0

@@ -24,7 +24,7 @@ from .config.models import Config, memory_bytes
 from .engine import backend
 from .journey.assign import assign_journeys
 from .journey.summary import channel_vocabulary, summarize_journeys
-from .moment.extract import extract_moments
+from .moment.extract import extract_moments, moment_parts
 from .sql import ident, literal
 from .store.cluster import forget_order
 from .store.schema import COLUMN_DOCS, column_ddl
@@ -189,7 +189,7 @@ class Derived:
 def derive(events, config: Config, types: list[JourneyType], as_of, text_scores,
            materialize: Callable[[str, object], object],
            timings: dict[str, float] | None = None, *, inline_stats: bool = False,
-           typical=None) -> Derived:
+           typical=None, moments_in_parts: bool = False) -> Derived:
     """The whole engine as Ibis expressions over ``events`` (a table with the
     events' columns), on any backend. ``materialize(name, expr)`` stores an
     intermediate result and returns a table expression over it (DuckDB: a table;
@@ -204,6 +204,9 @@ def derive(events, config: Config, types: list[JourneyType], as_of, text_scores,
     ``typical`` (a table ``journey_type, p90``): typical durations that replace
     the ones of ``events``' journeys for the types it lists (live updates: those of
     the stored journeys).
+    ``moments_in_parts`` hands ``materialize`` the moments as a list of tables
+    (:func:`~keymoments.moment.extract.moment_parts`; the table is their union),
+    to be written one statement each.
     """
     timings = {} if timings is None else timings
     events = events.filter(events.person_id.notnull()).select(*ENGINE_EVENT_COLUMNS)
@@ -230,7 +233,10 @@ def derive(events, config: Config, types: list[JourneyType], as_of, text_scores,
     journeys = materialize("_km_journeys", journeys)
     timings["journeys"] = time.perf_counter() - t
     t = time.perf_counter()
-    moments = materialize("_km_moments", extract_moments(je, config.moments, config.outcomes))
+    if moments_in_parts:
+        moments = materialize("_km_moments", moment_parts(je, config.moments, config.outcomes))
+    else:
+        moments = materialize("_km_moments", extract_moments(je, config.moments, config.outcomes))
     timings["moments"] = time.perf_counter() - t
     return Derived(je, journeys, moments)
 
@@ -268,14 +274,15 @@ def build(ws: Workspace, progress: Callable[[int, int], None] | None = None) -> 
                 table = _materialize(ws, name, expr, b, in_memory)
                 temps.append(name)
                 return table
-            _write_new(ws, stored, ibis.to_sql(expr, dialect="duckdb"))
+            parts = expr if isinstance(expr, list) else [expr]
+            _write_new(ws, stored, [ibis.to_sql(p, dialect="duckdb") for p in parts])
             # the steps stored so far fed this table and nothing after it (see
             # derive): dropped now, their memory goes to the next steps
             _drop_steps(ws, temps)
             return b.table(f"{stored}__new")
 
         derive(b.table("events"), cfg, journey_types(ws), resolve_as_of(ws), texts, materialize,
-               timings, inline_stats=True)
+               timings, inline_stats=True, moments_in_parts=True)
         t = time.perf_counter()
         con.execute("BEGIN TRANSACTION")
         try:
@@ -313,13 +320,15 @@ def build(ws: Workspace, progress: Callable[[int, int], None] | None = None) -> 
     return BuildReport(counts[0], counts[1], counts[2], scored_texts, timings)
 
 
-def _write_new(ws: Workspace, table: str, select: str) -> None:
-    """Write ``select`` as ``<table>__new``, with the documented columns, types and
-    storage hints (:data:`~keymoments.store.schema.ID_COMPRESSION`)."""
+def _write_new(ws: Workspace, table: str, selects: list[str]) -> None:
+    """Write the rows of ``selects`` (one statement each) as ``<table>__new``, with
+    the documented columns, types and storage hints
+    (:data:`~keymoments.store.schema.ID_COMPRESSION`)."""
     cols = ", ".join(
         f"CAST(s.{ident(c)} AS {t.replace(' NOT NULL', '')})"
         for c, (t, _) in COLUMN_DOCS[table].items()
     )
     new = ident(table + "__new")
     ws.con.execute(f"CREATE OR REPLACE TABLE {new} ({column_ddl(table, not_null=False)})")
-    ws.con.execute(f"INSERT INTO {new} SELECT {cols} FROM ({select}) s")
+    for select in selects:
+        ws.con.execute(f"INSERT INTO {new} SELECT {cols} FROM ({select}) s")
