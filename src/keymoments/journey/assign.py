@@ -40,15 +40,18 @@ def _by_type(jtype: ir.StringValue, types: list[JourneyType], value, default):
     return ibis.cases(*cases, else_=default)
 
 
-def assign_journeys(events: ir.Table, config: JourneysConfig, types: list[JourneyType]) -> ir.Table:
-    """Narrow rows (``event_id, ts, person_id, event_type, stage``) with
-    ``journey_type``, ``journey_key``, ``journey_id``, ``seq`` (0-based position in
-    the journey, by time then event id) and ``channel_switch`` (1 when the channel
-    differs from the previous event's); join them back to the events for more."""
+def assign_journeys(events: ir.Table, config: JourneysConfig, types: list[JourneyType],
+                    carry: tuple[str, ...] = ()) -> ir.Table:
+    """Narrow rows (``event_id, ts, person_id, event_type, stage`` and the columns
+    ``carry`` names) with ``journey_type``, ``journey_key``, ``journey_id``, ``seq``
+    (0-based position in the journey, by time then event id) and
+    ``channel_switch`` (1 when the channel differs from the previous event's); join
+    them back to the events for more."""
     keyed = [t for t in types if t.key is not None]
     # narrow rows: sorting them is far cheaper than sorting whole events
     refs = {t.key: events.refs.get(t.key) for t in keyed}
-    e = events.select("event_id", "ts", "person_id", "event_type", "stage", "channel",
+    carried = [c for c in carry if c != "channel"]
+    e = events.select("event_id", "ts", "person_id", "event_type", "stage", "channel", *carried,
                       **{f"_ref_{k}": v for k, v in refs.items()})
     claims = [(_member(e, t), t.name) for t in types]
     jtype = ibis.cases(*claims, else_=config.catch_all) if claims else ibis.literal(config.catch_all)
@@ -78,7 +81,7 @@ def assign_journeys(events: ir.Table, config: JourneysConfig, types: list[Journe
     # save them the second sort, cost more than it saved on DuckDB 1.5: the branch
     # filters on the journey type were pushed into the shared subquery with the type
     # expression inlined into every IN item, ~20% of this step's CPU at 1M events.)
-    e = _runs(e)
+    e = _runs(e, carried)
     jid = (
         e.journey_type.concat("|", e.person_id, "|", e.journey_key.fill_null(""), "|",
                               e._run.cast("string"))
@@ -87,14 +90,14 @@ def assign_journeys(events: ir.Table, config: JourneysConfig, types: list[Journe
     switch = ((e.seq > 0) & e.channel.notnull() & e._prev_channel.notnull()
               & (e.channel != e._prev_channel))
     e = e.mutate(journey_id=jid.substr(0, 20), channel_switch=switch.cast("int64"))
-    return e.drop("_run", "_prev_channel", "channel")
+    return e.drop("_run", "_prev_channel", *([] if "channel" in carry else ["channel"]))
 
 
 _OUT = ["event_id", "ts", "person_id", "event_type", "stage", "channel", "journey_type",
         "journey_key"]
 
 
-def _runs(e: ir.Table) -> ir.Table:
+def _runs(e: ir.Table, carried: list[str]) -> ir.Table:
     """Rows cut into runs at start events, after end events and after gaps."""
     w = ibis.window(group_by=[e.person_id, e.journey_type, e.journey_key],
                     order_by=[e.ts, e.event_id])
@@ -115,4 +118,5 @@ def _runs(e: ir.Table) -> ir.Table:
     e = e.mutate(_run=e._new.sum().over(cumulative),
                  _run_rn=ibis.cases((e._new == 1, e._rn), else_=ibis.null().cast("int64"))
                  .max().over(cumulative))
-    return e.select(*_OUT, _run=e._run, seq=e._rn - e._run_rn, _prev_channel=e._prev_channel)
+    return e.select(*_OUT, *carried, _run=e._run, seq=e._rn - e._run_rn,
+                    _prev_channel=e._prev_channel)
