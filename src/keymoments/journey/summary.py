@@ -111,15 +111,13 @@ def summarize_journeys(je: ir.Table, journeys: JourneysConfig, types: list[Journ
         _end=flag(ends), _start=flag(starts),
         _fb=is_fb, _churn=churn_ev.fill_null(False),
     )
-    # the journey id determines its type, key and person: group by it alone
     if channel_vocab is not None:
         channels = _channel_flags(je, channel_vocab)
     else:
         channels = {"channels": je.channel.collect().unique().sort()}
-    base = je.group_by("journey_id").aggregate(
-        journey_type=je.journey_type.arbitrary(),
-        journey_key=je.journey_key.arbitrary(),
-        person_id=je.person_id.arbitrary(),
+    # the journey id determines its type, key and person: grouping by them too
+    # gives the same groups
+    base = je.group_by(["journey_id", "journey_type", "journey_key", "person_id"]).aggregate(
         start_ts=je.ts.min(),
         end_ts=je.ts.max(),
         n_events=je.count(),
