@@ -223,7 +223,7 @@ def derive(events, config: Config, types: list[JourneyType], as_of, text_scores,
     narrow = add_window_inputs(narrow, effective_rules(config.valence))
     # the scoring inputs, joined only to the events that have one: joining every
     # event's wide row spills under a memory limit (10M events under 3GB: assignment
-    # and scoring 35.5 -> 30.8 s, medians of 2; the same at 1M without a limit)
+    # and scoring 35.5 -> 30.8 s, medians of 2; no change at 1M without a limit)
     inputs = events.select("event_id", *SCORING_COLUMNS)
     inputs = inputs.filter(ibis.or_(*[inputs[c].notnull() for c in SCORING_COLUMNS
                                       if c != "measures"], inputs.measures.length() > 0))
