@@ -237,3 +237,21 @@ def test_moment_summary_across_journeys(built):
     assert rows["peak"]["share_positive"] == pytest.approx(1 / 4)
     with pytest.raises(km.KeymomentsError):
         km.moment_summary(built, by=("kind; DROP TABLE events",))
+
+
+def test_a_measure_alone_scores_its_event(make_workspace):
+    # Fay waited 40 minutes for a chat and gave nothing else (no rating, text or
+    # promise): the default long_wait rule alone scores it, 2400 s > 1800 s -> -0.5.
+    # Gil waited one minute: below the threshold, no valence.
+    rows = [ev("fay", "2024-02-12T10:00:00Z", "chat_started", channel="chat", ticket_id="T9",
+               wait_seconds=2400),
+            ev("gil", "2024-02-12T11:00:00Z", "chat_started", channel="chat", ticket_id="T8",
+               wait_seconds=60)]
+    ws = make_workspace(CONFIG, {"events.jsonl": write(rows)}, folder="measure-alone")
+    ws.ingest("events")
+    ws.build()
+    got = dict(ws.con.execute(
+        "SELECT journey_key, [v_rules, valence, v_feedback, v_text] FROM journey_events").fetchall())
+    assert got == {"T9": [-0.5, -0.5, None, None], "T8": [None, None, None, None]}
+    reason = ws.con.execute("SELECT valence_reason FROM journey_events WHERE journey_key = 'T9'")
+    assert "waited 2400" in reason.fetchone()[0]
