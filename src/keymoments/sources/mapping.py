@@ -122,10 +122,10 @@ class _Slot:
         tz = spec.timezone or (base.timezone if base else None) or "UTC"
         unit = spec.unit or (base.unit if base else None)
         col_type = self.c.types.get(spec.column or "", "VARCHAR")
-        if spec.column is not None and not spec.map and (
-                col_type.startswith("TIMESTAMP WITH") or col_type in _TIME_TYPES):
+        instant = col_type.startswith("TIMESTAMP WITH")  # an instant: no zone applies
+        if spec.column is not None and not spec.map and (instant or col_type in _TIME_TYPES):
             col = ident(spec.column)
-            if col_type.startswith("TIMESTAMP WITH"):  # an instant: no zone applies
+            if instant:
                 parsed = _instant(col)
             else:
                 parsed = _at_zone(tz, f"CAST({col} AS TIMESTAMP)")
