@@ -22,6 +22,13 @@ assignment, seq, valence, experience moments), and with ``--profile`` another on
 rebuilds with DuckDB's JSON profiling on every build statement and prints the
 costliest operators.
 
+``--data shop`` runs the same on a demo shop's events instead of the bench export
+(``keymoments.demo.write_flat_events_parquet``: one Parquet file of a simulated
+shop's events, with orders, tickets and browsing sessions as references and the
+demo's journey types; ~4 events per journey where the bench export, whose events
+are drawn independently, has ~1.1): realistic journeys. The pandas baseline and its
+check are written for the bench export, so they do not run on it.
+
 ``--keep-workspace`` keeps the first repeat's ingested workspace (as
 ``bench/out/work/ws-<size>-s<seed>``, with its ingest result) and
 ``--reuse-workspace`` builds on it instead of ingesting again (the 50M ingest takes
@@ -89,7 +96,14 @@ def _child_floor(job: dict) -> dict:
 
 
 def _mapping(job: dict) -> str:
-    text = _data.mapping_yaml(job["file"], SOURCE)
+    if job.get("data") == "shop":
+        from keymoments.demo.mapping import flat_mapping, journeys_config, to_yaml
+
+        text = to_yaml({"version": 1, "name": "bench-shop", "database": "keymoments.duckdb",
+                        "sources": {SOURCE: flat_mapping(job["file"])},
+                        "journeys": journeys_config()})
+    else:
+        text = _data.mapping_yaml(job["file"], SOURCE)
     if job.get("memory_limit"):
         text = text.replace("database: keymoments.duckdb\n",
                             f"database: keymoments.duckdb\nmemory_limit: {job['memory_limit']}\n"
@@ -376,6 +390,19 @@ def child(job_json: str) -> None:
 # -------------------------------------------------------------------- parent
 
 
+def _shop_file(size: int, seed: int) -> dict[str, Path]:
+    """Write (or reuse) ``bench/out/shop-<size>-s<seed>.parquet``: a demo shop's events."""
+    path = _data.OUT / f"shop-{size}-s{seed}.parquet"
+    if not path.exists():
+        from keymoments.demo import write_flat_events_parquet
+
+        _data.OUT.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        write_flat_events_parquet(tmp, size, seed=seed)
+        os.replace(tmp, path)
+    return {"parquet": path}
+
+
 def _run_child(job: dict, timeout: float) -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(job)]
     started = time.perf_counter()
@@ -485,6 +512,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sizes", type=int, nargs="+", default=[1_000_000])
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--seed", type=int, default=_data.SEED)
+    ap.add_argument("--data", choices=["export", "shop"], default="export",
+                    help="the bench export (default) or a demo shop's events (realistic journeys)")
     ap.add_argument("--memory-limit", default="3GB",
                     help="workspace memory_limit (default 3GB: DuckDB's buffer pool; the process "
                          "needs ~0.6 GiB more, so this keeps it under 4 GiB)")
@@ -540,15 +569,16 @@ def main(argv: list[str] | None = None) -> int:
 
     for size in args.sizes:
         started = time.perf_counter()
-        files = _data.generate(size, args.seed)
+        files = (_shop_file(size, args.seed) if args.data == "shop"
+                 else _data.generate(size, args.seed))
         if time.perf_counter() - started > 1:
             print(f"generated {size:,} rows in {time.perf_counter() - started:.0f} s", flush=True)
         limit = args.memory_limit if size >= args.memory_limit_from else None
         trace = size >= args.trace_from
-        kept = WORK / f"ws-{size}-s{args.seed}"
+        kept = WORK / f"ws-{'shop-' if args.data == 'shop' else ''}{size}-s{args.seed}"
         for rep in range(args.repeat):
             tmp = Path(tempfile.mkdtemp(prefix=f"engine-{size}-", dir=WORK))
-            base = {"size": size, "repeat": rep, "file": str(files["parquet"])}
+            base = {"size": size, "repeat": rep, "file": str(files["parquet"]), "data": args.data}
             ws_dir = tmp / "ws"
             reused = args.reuse_workspace and (kept / "ingest-result.json").exists()
             if reused or (args.keep_workspace and rep == 0):
@@ -559,7 +589,7 @@ def main(argv: list[str] | None = None) -> int:
                              trace=trace),
                         dict(base, mode="build", workspace=str(ws_dir), memory_limit=limit,
                              trace=trace)]
-                if size <= args.pandas_max:
+                if size <= args.pandas_max and args.data == "export":
                     jobs.append(dict(base, mode="pandas"))
                 jobs = [j for j in jobs if j["mode"] not in args.skip]
                 for job in jobs:
@@ -587,7 +617,7 @@ def main(argv: list[str] | None = None) -> int:
                     if "error" in res and job["mode"] == "ingest":
                         break  # nothing to build
                 ws_ok = all("error" not in r for r in runs[-len(jobs):])
-                if rep == 0 and size == args.check_size and ws_ok:
+                if rep == 0 and size == args.check_size and ws_ok and args.data == "export":
                     res = _run_child(dict(base, mode="check", workspace=str(ws_dir)), args.timeout)
                     extra["check"] = res
                     print("check: " + json.dumps(res, indent=1, default=str), flush=True)
