@@ -207,3 +207,25 @@ def test_a_header_in_the_wrong_encoding_is_a_clear_error(make_workspace):
     with pytest.raises(km.SourceError, match=r"header \(line 1\).*csv.encoding"):
         ws.ingest("s")
     assert ws.con.execute("SELECT count(*) FROM loads").fetchone()[0] == 0
+
+
+def test_a_language_that_is_not_a_code_is_quarantined(make_workspace):
+    """A language goes into a webhook's Content-Language header: a value with a line
+    break (a header injection) or in another script is rejected with its row."""
+    text = ("id,email,when,score,note,amount,lang\n"
+            "1,,2024-01-01,3,x,1,pt\n"                        # 2 loads
+            '2,,2024-01-01,3,x,1,"pt\r\nX-Injected: yes"\n'   # 3 (2 lines)
+            "3,,2024-01-01,3,x,1,pt-BR\n"                     # 5 loads, lower-cased
+            "4,,2024-01-01,3,x,1,日本語\n"                    # 6
+            "5,,2024-01-01,3,x,1,Portuguese\n"                # 7
+            "6,,2024-01-01,3,x,1,\n")                         # 8 no language: loads
+    ws = make_workspace(cfg(extra="language: lang"), {"data.csv": text})
+    rep = ws.ingest("s")
+    assert (rep.rows_read, rep.rows_loaded, rep.rows_quarantined) == (6, 3, 3)
+    q = quarantine(ws)
+    assert sorted(q) == [3, 6, 7]
+    assert {(r["field"], r["value"]) for r in q.values()} == {
+        ("language", "pt\r\nX-Injected: yes"), ("language", "日本語"), ("language", "Portuguese")}
+    assert all("ISO 639" in r["reason"] for r in q.values())
+    langs = ws.con.execute("SELECT language FROM events ORDER BY source_line").fetchall()
+    assert langs == [("pt",), ("pt-br",), (None,)]

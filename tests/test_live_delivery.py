@@ -293,3 +293,20 @@ actions:
     assert only[1] == "a"  # the app channel and German: only customer a
     pid = json.loads(only[4])["text"].split(" ")[0]
     assert pid.startswith("p-") and json.loads(only[4]) == {"text": pid + ' " }, {'}
+
+
+def test_a_stored_language_that_is_no_code_does_not_block_delivery(tmp_path):
+    """Events stored before languages were checked may hold any text: it is left out
+    of the Content-Language header instead of failing every attempt (a line break or
+    a non-Latin-1 character cannot go into an HTTP header)."""
+    rx = FlakyReceiver()
+    rx.failing = False
+    ws = _workspace(tmp_path, rx.url)
+    load_events(ws, [PostedEvent.model_validate(e) for e in _events("c1", 1_780_000_000)])
+    process_pending(ws)
+    ws.con.execute("UPDATE outbox SET language = 'pt\r\nX-Injected: yes' WHERE rule = 'thanks'")
+    ws.con.execute("UPDATE outbox SET language = '日本語' WHERE rule = 'recover'")
+    _drain(ws)
+    acts = {a["rule"]: a for a in list_actions(ws).to_pylist()}
+    assert acts["thanks"]["status"] == acts["recover"]["status"] == "delivered"
+    assert [code for _, code, _ in rx.log] == [200, 200]

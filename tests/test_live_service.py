@@ -154,6 +154,7 @@ def test_x_api_key_header_works(live):
     (json.dumps({**EVENT, "identifiers": {}}).encode(), 422, "identifier"),
     (json.dumps({**EVENT, "rating": 9, "rating_scale": "csat5"}).encode(), 422, "outside"),
     (json.dumps({**EVENT, "surprise": 1}).encode(), 422, "surprise"),
+    (json.dumps({**EVENT, "language": "pt\r\nX-Injected: yes"}).encode(), 422, "language"),
 ])
 def test_bad_events_get_a_clear_4xx_and_store_nothing(live, raw, status, words):
     server, keys = live

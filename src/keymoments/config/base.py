@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
-__all__ = ["STAGES", "KEY_MOMENTS", "RATING_SCALES", "Strict", "require_unique_names"]
+__all__ = ["STAGES", "KEY_MOMENTS", "RATING_SCALES", "LANGUAGE_TAG", "Strict", "require_unique_names"]
 
 #: Journey stages an event can belong to, in funnel order.
 STAGES = (
@@ -30,6 +30,11 @@ KEY_MOMENTS = (
     "repeat_purchase",
     "loyalty",
 )
+
+#: a language code as the events table keeps it: ISO 639 (``en``, ``pt``), optionally
+#: with a region or script (``pt-BR``, ``zh_Hant``); anything else is quarantined, as it
+#: would go into a webhook's ``Content-Language`` header
+LANGUAGE_TAG = r"[A-Za-z]{2,3}([-_][A-Za-z0-9]{1,8})*"
 
 #: Built-in rating scales: name -> (min, max).
 RATING_SCALES: dict[str, tuple[float, float]] = {

@@ -12,6 +12,7 @@ it stays visible and can be replayed).
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 import urllib.error
@@ -21,6 +22,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..config.base import LANGUAGE_TAG
 from ..io import atomic_write_text
 
 if TYPE_CHECKING:
@@ -48,7 +50,8 @@ def _send(ws: Workspace, row: dict) -> None:
         req = urllib.request.Request(rule.action.url, data=body.encode("utf-8"), method="POST")
         req.add_header("Content-Type", "application/json")
         req.add_header("Idempotency-Key", row["action_id"])
-        req.add_header("Content-Language", row["language"] or "")
+        if row["language"] and re.fullmatch(LANGUAGE_TAG, row["language"]):
+            req.add_header("Content-Language", row["language"])
         for k, v in rule.action.headers.items():
             req.add_header(k, v)
         with urllib.request.urlopen(req, timeout=ws.config.actions.delivery.timeout) as resp:

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ..config.base import RATING_SCALES, STAGES
+from ..config.base import LANGUAGE_TAG, RATING_SCALES, STAGES
 from ..config.models import SourceSpec
 from ..errors import ConfigError
 
@@ -76,7 +76,8 @@ class PostedEvent(BaseModel):
     channel: str | None = None
     stage: str | None = None
     agent: str | None = None
-    language: str | None = Field(default=None, description="ISO 639-1 code")
+    language: str | None = Field(default=None, pattern=f"^{LANGUAGE_TAG}$",
+                                 description="ISO 639 code, such as en or pt-BR")
     rating: float | None = None
     rating_scale: str | None = Field(default=None, description="csat5, nps10, ces7 or stars5")
     text: str | None = Field(default=None, max_length=20000)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass
 
+from ..config.base import LANGUAGE_TAG
 from ..config.models import (
     STAGES,
     EventSpec,
@@ -234,6 +235,9 @@ class _Slot:
             exp_kind = (f"CASE WHEN {exp_ts} IS NULL AND {exp_value} IS NULL THEN NULL "
                         f"ELSE {literal(expectation.kind)} END")
         language = self.text(self.pick("language"))
+        self.checks.append(_Check(
+            f"{language} IS NOT NULL AND NOT regexp_full_match({language}, {literal(LANGUAGE_TAG)})",
+            "language", language, "not a language code; use ISO 639, such as en or pt-BR"))
         cols = {
             "ts": ts,
             "anchor": anchor,
