@@ -233,6 +233,29 @@ sources:
         km.export_log(ws, tmp_path / "log.txt")
 
 
+@pytest.mark.parametrize("name", ["log.xes", "log.csv"])
+def test_an_export_that_fails_half_way_leaves_the_previous_file(ws, tmp_path, monkeypatch, name):
+    from keymoments.paths import export
+
+    path = tmp_path / name
+    km.export_log(ws, path)
+    before = path.read_bytes()
+    calls = {"n": 0}
+    real = export._iso
+
+    def fail_after_some(ts):
+        calls["n"] += 1
+        if calls["n"] > 3:
+            raise RuntimeError("the disk went away")
+        return real(ts)
+
+    monkeypatch.setattr(export, "_iso", fail_after_some)
+    with pytest.raises(RuntimeError, match="disk went away"):
+        km.export_log(ws, path)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]  # no temporary file left
+
+
 def test_cli_path_commands_are_a_thin_shell(ws, tmp_path):
     from click.testing import CliRunner
 

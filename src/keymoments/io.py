@@ -8,26 +8,45 @@ the umask), not the private 0600 of a temporary file.
 >>> atomic_write_text(p, "<p>hi</p>")
 >>> p.read_text()
 '<p>hi</p>'
+
+A file written piece by piece (an export of millions of rows) goes through
+:func:`atomic_open`: if the writer fails half-way, the previous file is still there.
+
+>>> with atomic_open(p, "w") as fh:
+...     _ = fh.write("<p>new</p>")
+...     raise RuntimeError("the export failed")
+Traceback (most recent call last):
+RuntimeError: the export failed
+>>> p.read_text()
+'<p>hi</p>'
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import IO, Any
 
-__all__ = ["atomic_write_text", "atomic_write_bytes"]
+__all__ = ["atomic_open", "atomic_write_text", "atomic_write_bytes"]
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Replace ``path`` with ``data`` atomically."""
+@contextmanager
+def atomic_open(path: str | os.PathLike[str], mode: str = "w", **kwargs: Any) -> Iterator[IO[Any]]:
+    """Open a temporary file next to ``path`` for writing (``mode`` "w" or "wb", with
+    ``open``'s other arguments); when the block ends without an exception, it replaces
+    ``path``; otherwise it is removed and ``path`` is left as it was."""
+    if mode not in ("w", "wb"):
+        raise ValueError(f"atomic_open writes a whole file: mode 'w' or 'wb', not {mode!r}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, _mode_for(path))
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+        with os.fdopen(fd, mode, **kwargs) as fh:
+            yield fh
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -37,6 +56,12 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
         except FileNotFoundError:
             pass
         raise
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Replace ``path`` with ``data`` atomically."""
+    with atomic_open(path, "wb") as fh:
+        fh.write(data)
 
 
 def _mode_for(path: Path) -> int:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 import pyarrow as pa
@@ -26,6 +27,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
+from ..io import atomic_open
 from .columns import iso_timestamps
 
 __all__ = ["FORMATS", "EXTENSIONS", "write_table"]
@@ -38,14 +40,15 @@ _ESCAPES = (("\\", "\\\\"), ('"', '\\"'), ("\n", "\\n"), ("\r", "\\r"), ("\t", "
 
 def write_table(table: pa.Table, path: str | Path, fmt: str) -> None:
     """Write ``table`` to ``path`` in ``fmt`` (csv, parquet or jsonl)."""
-    if fmt == "parquet":
-        pq.write_table(_timestamps_as(table, "parquet"), path, compression="zstd")
-    elif fmt == "csv":
-        pcsv.write_csv(_timestamps_as(table, "csv"), path)
-    elif fmt == "jsonl":
-        _write_jsonl(table, Path(path))
-    else:
+    if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
+    with atomic_open(path, "wb") as fh:
+        if fmt == "parquet":
+            pq.write_table(_timestamps_as(table, "parquet"), fh, compression="zstd")
+        elif fmt == "csv":
+            pcsv.write_csv(_timestamps_as(table, "csv"), fh)
+        else:
+            _write_jsonl(table, fh)
 
 
 def _seconds(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
@@ -97,19 +100,18 @@ def _json_values(col: pa.Array) -> pa.Array:
     return pc.fill_null(out, "null")
 
 
-def _write_jsonl(table: pa.Table, path: Path) -> None:
+def _write_jsonl(table: pa.Table, fh: IO[bytes]) -> None:
     keys = [json.dumps(name, ensure_ascii=False) for name in table.column_names]
-    with open(path, "wb") as fh:
-        for start in range(0, max(table.num_rows, 1), _BATCH):
-            part = table.slice(start, _BATCH).combine_chunks()
-            if part.num_rows == 0:
-                break
-            pieces: list = []
-            for i, key in enumerate(keys):
-                pieces += [("{" if i == 0 else ",") + key + ":", _json_values(part.column(i).chunk(0))]
-            pieces.append("}\n")
-            lines = pc.binary_join_element_wise(*pieces, "").cast(pa.large_string())
-            # the lines are contiguous in the array's data buffer: write it in one go
-            offsets = np.frombuffer(lines.buffers()[1], dtype=np.int64)
-            first, last = offsets[lines.offset], offsets[lines.offset + len(lines)]
-            fh.write(memoryview(lines.buffers()[2])[first:last])
+    for start in range(0, max(table.num_rows, 1), _BATCH):
+        part = table.slice(start, _BATCH).combine_chunks()
+        if part.num_rows == 0:
+            break
+        pieces: list = []
+        for i, key in enumerate(keys):
+            pieces += [("{" if i == 0 else ",") + key + ":", _json_values(part.column(i).chunk(0))]
+        pieces.append("}\n")
+        lines = pc.binary_join_element_wise(*pieces, "").cast(pa.large_string())
+        # the lines are contiguous in the array's data buffer: write it in one go
+        offsets = np.frombuffer(lines.buffers()[1], dtype=np.int64)
+        first, last = offsets[lines.offset], offsets[lines.offset + len(lines)]
+        fh.write(memoryview(lines.buffers()[2])[first:last])

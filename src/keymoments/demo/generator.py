@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..io import atomic_open, atomic_write_text
 from .columns import codes_to_strings
 from .comments import LANGUAGES, comment_pool
 from .events import CHANNELS, event_log
@@ -109,7 +110,7 @@ def generate_demo(
     files = {name: mappings[name]["path"] for name in tables}
     for name, table in tables.items():
         write_table(table, out / files[name], fmt)
-    (out / CONFIG_NAME).write_text(config_yaml(mappings), encoding="utf-8")
+    atomic_write_text(out / CONFIG_NAME, config_yaml(mappings))
     rows = {name: t.num_rows for name, t in tables.items()}
     return build_truth(world, labels, rows, files, fmt, out)
 
@@ -161,5 +162,6 @@ def write_flat_events_parquet(out_path: str | Path, n_events: int, seed: int = 7
         "amount": pa.array(g["amount"], mask=np.isnan(g["amount"])),
         "carrier": codes_to_strings(g["carrier"], CARRIERS),
     })  # fmt: skip
-    pq.write_table(table, out_path, compression="zstd")
+    with atomic_open(out_path, "wb") as fh:
+        pq.write_table(table, fh, compression="zstd")
     return flat_mapping(out_path.name)

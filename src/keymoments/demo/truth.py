@@ -20,6 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..io import atomic_open, atomic_write_text
 from .columns import iso_timestamps
 from .journeys import journey_table
 from .moments import WEIGHTS
@@ -102,7 +103,7 @@ class DemoTruth:
 
     def write(self, path: str | Path) -> None:
         text = json.dumps(self.to_dict(), indent=1, ensure_ascii=False, allow_nan=False)
-        Path(path).write_text(text + "\n", encoding="utf-8")
+        atomic_write_text(path, text + "\n")
 
     @classmethod
     def load(cls, out_dir: str | Path) -> DemoTruth:
@@ -292,7 +293,8 @@ def build_truth(
     """Compute the truth, write ``truth_journeys.parquet`` and ``truth.json``, return it."""
     p, o = world.params, world.orders
     journeys = journey_table(world, lab)
-    pq.write_table(journeys, out_dir / JOURNEYS_FILE, compression="zstd")
+    with atomic_open(out_dir / JOURNEYS_FILE, "wb") as fh:
+        pq.write_table(journeys, fh, compression="zstd")
     listed, valleys = _listed(journeys)
     delivered = o["delivered"] >= 0
     late = delivered & (o["delivered"] > o["estimate"])

@@ -9,6 +9,8 @@ from functools import wraps
 
 import click
 
+from ..io import atomic_write_text
+
 __all__ = ["register"]
 
 _OUTCOMES = ["detractor", "promoter", "passive", "negative", "positive", "no_feedback",
@@ -65,8 +67,7 @@ def register(main: click.Group) -> None:
             pm = process_map(ws, level=level, filter=flt, min_edge_count=min_edge_count,
                              top_variants=top_variants, collapse=collapse)
         if dot:
-            with open(dot, "w", encoding="utf-8") as fh:
-                fh.write(pm.to_dot())
+            atomic_write_text(dot, pm.to_dot())
         if as_json:
             _json_rows(pm.edges)
             return

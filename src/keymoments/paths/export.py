@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from ..errors import KeymomentsError
+from ..io import atomic_open
 from .dfg import _filter
 from .selection import JourneyFilter, Level, activity, journey_events, select_journeys
 
@@ -96,7 +97,7 @@ def export_log(ws: Workspace, path: str | Path, *, fmt: Literal["xes", "csv"] | 
 def _write_xes(batches, path: Path) -> dict:
     traces = events = 0
     current = None
-    with open(path, "w", encoding="utf-8", newline="\n") as fh:
+    with atomic_open(path, "w", encoding="utf-8", newline="\n") as fh:
         fh.write(_HEAD)
         for batch in batches:
             for r in batch.to_pylist():
@@ -134,7 +135,7 @@ def _write_csv(batches, path: Path) -> dict:
     events = 0
     writer = None
     schema = pa.schema([(c, pa.float64() if c == "valence" else pa.string()) for c in CSV_COLUMNS])
-    with open(path, "wb") as fh:
+    with atomic_open(path, "wb") as fh:
         for batch in batches:
             d = batch.to_pydict()
             n = batch.num_rows
