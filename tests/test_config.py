@@ -92,11 +92,43 @@ def test_no_close_key_lists_the_valid_ones():
                  "purchase", id="source-stage-constant"),
     pytest.param(SOURCE + "    stage: {column: kind, map: {buy: purchase, help: suport}}\n", 8,
                  "sources.orders.stage", "support", id="source-stage-map"),
+    pytest.param(SOURCE + "    timestamps: {timezone: Europe/Amsterdm}\n", 8,
+                 "sources.orders.timestamps.timezone", "Europe/Amsterdam", id="source-timezone"),
+    pytest.param(SOURCE.replace("placed_at", "{column: placed_at, timezone: America/Sao_Paolo}"), 7,
+                 "sources.orders.ts.timezone", "America/Sao_Paulo", id="field-timezone"),
 ])
 def test_wrong_value_suggests_the_closest(text, line, key, suggestion):
     err = config_error(text)
     assert (err.line, err.key) == (line, key)
     assert f"did you mean {suggestion!r}?" in str(err)
+
+
+def test_every_time_zone_accepted_is_one_duckdb_converts_with():
+    """The oracle is DuckDB itself: a name the config accepts converts a time."""
+    import duckdb
+
+    from keymoments.config.models import _known_timezone
+
+    con = duckdb.connect()
+    for name in ("UTC", "Europe/Amsterdam", "america/sao_paulo", "Asia/Kolkata", "EST"):
+        assert _known_timezone(name) == name
+        con.execute("SELECT timezone(?, TIMESTAMP '2024-01-01 10:00')", [name]).fetchone()
+    with pytest.raises(duckdb.Error):  # and one it refuses, DuckDB cannot use either
+        con.execute("SELECT timezone('Europe/Amsterdm', TIMESTAMP '2024-01-01 10:00')").fetchone()
+
+
+@pytest.mark.parametrize("region, ok", [("US", True), ("gb", True), ("BR", True), ("ZZ", False),
+                                        ("USA", False), ("", False)])
+def test_a_phone_region_must_be_one_libphonenumber_knows(region, ok):
+    text = f"identity:\n  phone_region: {region!r}\n"
+    if ok:
+        from keymoments.config.loader import load_config_text
+
+        assert load_config_text(text).identity.phone_region == region.upper()
+    else:
+        err = config_error(text)
+        assert (err.line, err.key) == (2, "identity.phone_region")
+        assert "two-letter country code" in str(err)
 
 
 def test_a_stage_from_a_column_is_checked_per_row_not_here():

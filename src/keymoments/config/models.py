@@ -17,6 +17,8 @@ either a column name (a plain string) or a mapping with ``column`` or ``value``:
 
 from __future__ import annotations
 
+import difflib
+import functools
 import re
 from pathlib import PurePath
 from typing import Any, Literal
@@ -79,8 +81,6 @@ def _known_stage(spec: FieldSpec | None) -> FieldSpec | None:
     one of :data:`STAGES`: caught here, not by quarantining every row at ingest."""
     if spec is None:
         return spec
-    import difflib
-
     given = [spec.value, spec.default, *(spec.map or {}).values()]
     for stage in given:
         if stage is not None and str(stage).lower() not in STAGES:
@@ -90,12 +90,41 @@ def _known_stage(spec: FieldSpec | None) -> FieldSpec | None:
     return spec
 
 
+@functools.cache
+def _time_zones() -> dict[str, str]:
+    """The zone names DuckDB knows (IANA and a few aliases), by lower-cased name."""
+    import duckdb
+
+    with duckdb.connect() as con:
+        names = con.execute("SELECT name FROM pg_timezone_names()").fetchall()
+    return {name.lower(): name for (name,) in names}
+
+
+def _known_timezone(value: str | None) -> str | None:
+    """A time zone the SQL can convert with, else an error naming the closest ones.
+
+    >>> _known_timezone("Europe/Amsterdam")
+    'Europe/Amsterdam'
+    >>> _known_timezone("Europe/Amsterdm")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ValueError: unknown time zone 'Europe/Amsterdm': did you mean 'Europe/Amsterdam'? (an IANA ...
+    """
+    if value is None or value.lower() in _time_zones():
+        return value
+    close = difflib.get_close_matches(value.lower(), list(_time_zones()), n=1, cutoff=0.7)
+    hint = f"did you mean {_time_zones()[close[0]]!r}? " if close else ""
+    raise ValueError(f"unknown time zone {value!r}: {hint}(an IANA name such as Europe/Paris, "
+                     "America/Sao_Paulo or UTC)")
+
+
 class TimestampDefaults(Strict):
     """Source-wide timestamp settings, used where a timestamp field gives none."""
 
     format: str | None = None
     timezone: str | None = None
     unit: Literal["s", "ms"] | None = None
+
+    _timezone = field_validator("timezone")(_known_timezone)
 
 
 class TimestampSpec(FieldSpec):
@@ -108,6 +137,8 @@ class TimestampSpec(FieldSpec):
     format: str | None = None
     timezone: str | None = None
     unit: Literal["s", "ms"] | None = None
+
+    _timezone = field_validator("timezone")(_known_timezone)
 
 
 class RatingSpec(FieldSpec):
@@ -345,6 +376,16 @@ class IdentityConfig(Strict):
     normalise: dict[str, Literal["email", "phone", "lower", "strip", "none"]] = Field(
         default_factory=lambda: {"email": "email", "phone": "phone"}
     )
+
+    @field_validator("phone_region")
+    @classmethod
+    def _known_region(cls, value: str) -> str:
+        import phonenumbers
+
+        if value.upper() in phonenumbers.SUPPORTED_REGIONS:
+            return value.upper()
+        raise ValueError(f"unknown phone region {value!r}: a two-letter country code (ISO 3166) "
+                         "such as US, GB, BR or NL, for numbers written without +country code")
 
 
 from .analysis import JourneysConfig, MomentsConfig, OutcomesConfig, ValenceConfig  # noqa: E402
