@@ -253,3 +253,24 @@ def test_installed_console_script(tmp_path):
     assert debug.returncode == 1
     assert "Traceback (most recent call last)" in debug.stderr
     assert "NotFoundError: no source 'wbe'" in debug.stderr
+
+
+def test_json_output_is_strict_json_when_a_number_is_undefined(capsys):
+    """A hazard rate of nobody or a rate of zero journeys is NaN; ``--json`` writes it
+    as null, since a bare NaN is not JSON (strict readers such as ``jq`` refuse it)."""
+    import pyarrow as pa
+
+    from keymoments.insights.commands import _emit
+    from keymoments.results import Result
+
+    def strict(text):
+        def refuse(name):
+            raise ValueError(f"not JSON: {name}")
+        return json.loads(text, parse_constant=refuse)
+
+    _emit(Result(pa.table({"segment": ["a", "b"], "hazard_rate": [float("nan"), 0.5]}),
+                 {"hr": float("inf"), "n": 2}), as_json=True)
+    got = strict(capsys.readouterr().out)
+    assert got == {"rows": [{"segment": "a", "hazard_rate": None},
+                            {"segment": "b", "hazard_rate": 0.5}],
+                   "meta": {"hr": None, "n": 2}}

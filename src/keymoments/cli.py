@@ -6,7 +6,6 @@ unexpected exits 2; ``--debug`` (or ``KEYMOMENTS_DEBUG=1``) shows the traceback.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -16,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .errors import KeymomentsError
+from .results import json_text
 
 # piped output (files, CI logs) is not cut at 80 columns
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
@@ -108,7 +108,7 @@ def ingest(ctx: click.Context, sources: tuple[str, ...], as_json: bool) -> None:
     finally:
         ws.close()
     if as_json:
-        click.echo(json.dumps([r.as_dict() for r in reports], indent=2))
+        click.echo(json_text([r.as_dict() for r in reports], indent=2))
         return
     table = Table("source", "read", "loaded", "quarantined", "duplicate", "events", "seconds",
                   title="ingest")
@@ -165,7 +165,7 @@ def quarantine(ctx: click.Context, source: str | None, limit: int, as_json: bool
         root = ws.root
     if as_json:
         for row in result.to_pylist():
-            click.echo(json.dumps(row, default=str, ensure_ascii=False))
+            click.echo(json_text(row))
         return
     # the file's name (relative to the workspace) and the whole reason, which says what to
     # do, are what a reader needs: neither is cut short
@@ -183,12 +183,12 @@ def person(ctx: click.Context, key: str, as_json: bool) -> None:
     with _workspace(ctx, read_only=True) as ws:
         profile = ws.person(key)
     if as_json:
-        click.echo(json.dumps({
+        click.echo(json_text({
             "person_id": profile.person_id,
             "identifiers": profile.identifiers.to_pylist(),
             "why": profile.explain(),
             "timeline": profile.timeline.to_pylist(),
-        }, default=str, ensure_ascii=False, indent=2))
+        }, indent=2))
         return
     console.print(f"[bold]person {profile.person_id}[/]")
     _print_result(profile.identifiers, title="identifiers")
@@ -263,7 +263,7 @@ def journeys(ctx: click.Context, journey_type, status, person_key, limit: int, a
                              limit=limit)
     if as_json:
         for row in result.to_pylist():
-            click.echo(json.dumps(row, default=str, ensure_ascii=False))
+            click.echo(json_text(row))
         return
     _print_result(result, columns=["journey_type", "journey_key", "status", "start_ts",
                                    "duration_s", "n_events", "channels", "outcome_rating",

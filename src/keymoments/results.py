@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +18,29 @@ import pyarrow as pa
 
 from .errors import MissingExtraError
 
-__all__ = ["Result"]
+__all__ = ["Result", "json_text"]
+
+
+def json_text(obj: Any, indent: int | None = None) -> str:
+    """``obj`` as strict JSON: a NaN or infinite number (an undefined rate, a hazard
+    of nobody) becomes ``null``, which every JSON reader takes; other values that are
+    not JSON types (times, decimals) as their text.
+
+    >>> json_text({"hazard_rate": float("nan"), "n": [1, float("inf")], "who": "Zoë"})
+    '{"hazard_rate": null, "n": [1, null], "who": "Zoë"}'
+    """
+    return json.dumps(_finite(obj), default=str, ensure_ascii=False, allow_nan=False,
+                      indent=indent)
+
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
 
 
 @dataclass(frozen=True)

@@ -4,9 +4,9 @@ registered on the main group by :func:`register`."""
 
 from __future__ import annotations
 
-import json
-
 import click
+
+from ..results import json_text
 
 __all__ = ["register"]
 
@@ -16,8 +16,7 @@ def _emit(result, as_json: bool, columns: list[str] | None = None, limit: int | 
     from ..cli import _print_result, console
 
     if as_json:
-        click.echo(json.dumps({"rows": result.to_pylist(), "meta": result.meta}, default=str,
-                              ensure_ascii=False))
+        click.echo(json_text({"rows": result.to_pylist(), "meta": result.meta}))
         return
     table = result.data
     cols = [c for c in (columns or table.column_names) if c in table.column_names]

@@ -6,9 +6,9 @@ runs, manage keys and replays through its API (``/v1/keys``, ``/v1/actions/repla
 
 from __future__ import annotations
 
-import json
-
 import click
+
+from ..results import json_text
 
 __all__ = ["register"]
 
@@ -47,7 +47,7 @@ def register(main: click.Group) -> None:
             r = list_actions(ws, status=status, rule=rule, limit=limit)
         if as_json:
             for row in r.to_pylist():
-                click.echo(json.dumps(row, default=str))
+                click.echo(json_text(row))
             return
         console.print("actions: " + ", ".join(f"{k} {v}" for k, v in r.meta["counts"].items()))
         _print_result(r, ["action_id", "rule", "kind", "person_id", "language", "status",

@@ -4,12 +4,12 @@ and ``export-log``. :func:`register` adds them to the main group."""
 
 from __future__ import annotations
 
-import json
 from functools import wraps
 
 import click
 
 from ..io import atomic_write_text
+from ..results import json_text
 
 __all__ = ["register"]
 
@@ -39,7 +39,7 @@ def _filters(f):
 
 def _json_rows(result) -> None:
     for row in result.to_pylist():
-        click.echo(json.dumps(row, default=str, ensure_ascii=False))
+        click.echo(json_text(row))
 
 
 def register(main: click.Group) -> None:
