@@ -274,3 +274,28 @@ def test_json_output_is_strict_json_when_a_number_is_undefined(capsys):
     assert got == {"rows": [{"segment": "a", "hazard_rate": None},
                             {"segment": "b", "hazard_rate": 0.5}],
                    "meta": {"hr": None, "n": 2}}
+
+
+def test_moments_of_a_journey_by_its_key_and_a_hint_for_a_misspelt_kind(runner, ws_dir):
+    """`journeys` shows a journey's key (the order id) and id; `moments --journey`
+    takes either. A kind that no moment has lists the kinds there are."""
+    with open(ws_dir / "keymoments.yaml", "a", encoding="utf-8") as fh:
+        fh.write("  orders:\n    path: orders.csv\n    identifiers: {customer_id: cid}\n"
+                 "    event_type: event\n    ts: ts\n    refs: {order: order_id}\n")
+    (ws_dir / "orders.csv").write_text(
+        "cid,event,ts,order_id\nC1,order_placed,2024-03-03T10:00:00Z,O-1\n"
+        "C1,order_delivered,2024-03-05T10:00:00Z,O-1\n", encoding="utf-8")
+    ok(km(runner, ws_dir, "ingest"))
+    ok(km(runner, ws_dir, "build"))
+    rows = [json.loads(line) for line in
+            ok(km(runner, ws_dir, "journeys", "--json")).stdout.splitlines()]
+    order = [r for r in rows if r["journey_key"] == "O-1"]
+    assert len(order) == 1 and order[0]["journey_type"] == "purchase"
+    by_id = ok(km(runner, ws_dir, "moments", "--journey", order[0]["journey_id"])).stdout
+    by_key = ok(km(runner, ws_dir, "moments", "--journey", "O-1")).stdout
+    assert by_key == by_id and "purchase" in by_id and "(none)" not in by_id
+    assert order[0]["journey_id"][:12] in ok(km(runner, ws_dir, "journeys")).stdout
+    typo = ok(km(runner, ws_dir, "moments", "--kind", "purchse")).stdout
+    assert "(none)" in typo and "did you mean 'purchase'?" in typo
+    nothing = ok(km(runner, ws_dir, "journeys", "--type", "purchse")).stdout
+    assert "did you mean 'purchase'?" in nothing

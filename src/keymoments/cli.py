@@ -265,13 +265,13 @@ def journeys(ctx: click.Context, journey_type, status, person_key, limit: int, a
         for row in result.to_pylist():
             click.echo(json_text(row))
         return
-    _print_result(result, columns=["journey_type", "journey_key", "status", "start_ts",
-                                   "duration_s", "n_events", "channels", "outcome_rating",
-                                   "remembered"])
+    _print_result(result, columns=["journey_id", "journey_type", "journey_key", "status",
+                                   "start_ts", "duration_s", "n_events", "channels",
+                                   "outcome_rating", "remembered"])
 
 
 @main.command()
-@click.option("--journey", help="Only this journey's moments.")
+@click.option("--journey", help="Only this journey's moments: its id, or its key (order, ticket).")
 @click.option("--kind", help="first_impression, peak, valley, farewell, purchase, support, ...")
 @click.option("--summary", is_flag=True,
               help="Across journeys: moment kinds by stage and channel, most negative first.")
@@ -446,7 +446,9 @@ def _print_result(result, columns: list[str] | None = None, limit: int | None = 
     columns; ``shown`` maps a column to a function that formats its values."""
     rows = result.to_pylist()
     if not rows:
-        console.print(f"{title + ': ' if title else ''}(none)")
+        hint = (getattr(result, "meta", None) or {}).get("hint")
+        console.print(f"{title + ': ' if title else ''}(none)" + (f": {hint}" if hint else ""),
+                      markup=False)
         return
     cols = columns or list(rows[0])
     shown = shown or {}

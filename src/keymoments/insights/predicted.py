@@ -73,7 +73,7 @@ def predicted_experience(ws: Workspace, metric: str = "csat", *, by: str | None 
     >>> km.predicted_experience(ws)
     Traceback (most recent call last):
     ...
-    keymoments.errors.KeymomentsError: only 0 journeys have a csat answer as their outcome; a prediction needs at least 50 (load surveys, build, or use metric='nps')
+    keymoments.errors.KeymomentsError: only 0 journeys have a csat answer as their outcome; a prediction needs at least 50 (load the surveys and build again, or predict nps if you have its answers)
     >>> ws.close()
     """
     from sklearn.linear_model import LogisticRegression
@@ -96,9 +96,10 @@ def predicted_experience(ws: Workspace, metric: str = "csat", *, by: str | None 
     rows = table.to_pydict()
     answered = np.array([s == scale for s in rows["outcome_scale"]])
     if answered.sum() < 50:
+        other = next(m for m in _SCALES if m != metric)
         raise KeymomentsError(f"only {int(answered.sum())} journeys have a {metric} answer as their "
-                              "outcome; a prediction needs at least 50 (load surveys, build, or use "
-                              "metric='nps')")
+                              "outcome; a prediction needs at least 50 (load the surveys and "
+                              f"build again, or predict {other} if you have its answers)")
     rating = np.array([r if r is not None else np.nan for r in rows["outcome_rating"]], dtype=float)
     if metric == "csat":
         y = (rating >= 4).astype(int)  # top two boxes of 5

@@ -4,6 +4,8 @@
 >>> ws = km.init(tempfile.mkdtemp())
 >>> len(km.journeys(ws)), km.journeys(ws, status="open").meta["filters"]
 (0, {'status': 'open'})
+>>> km.moments(ws, kind="vally").meta["hint"]
+"no moment kind 'vally' in moments: (moment kinds here: none: build first)"
 >>> ws.close()
 """
 
@@ -40,8 +42,36 @@ def _select(ws: Workspace, table: str, order: str, filters: dict[str, object],
     lim = f"LIMIT {int(limit)}" if limit is not None else ""
     data = ws.con.execute(f"SELECT * FROM {table} {where} ORDER BY {order} {lim}",
                           params).to_arrow_table()
-    return Result(data, {"filters": {k: v for k, v in filters.items() if v is not None},
-                         "n": data.num_rows})
+    meta = {"filters": {k: v for k, v in filters.items() if v is not None}, "n": data.num_rows}
+    if not data.num_rows:
+        hint = _unknown_value(ws, table, filters)
+        if hint:
+            meta["hint"] = hint
+    return Result(data, meta)
+
+
+#: filters whose values a typo makes match nothing: checked against the table's values
+_NAMED = {"journey_type": "journey type", "status": "status", "kind": "moment kind"}
+
+
+def _unknown_value(ws: Workspace, table: str, filters: dict[str, object]) -> str | None:
+    """Why nothing matched, when a named filter's value is not in ``table`` at all."""
+    import difflib
+
+    for col, what in _NAMED.items():
+        value = filters.get(col)
+        if value is None:
+            continue
+        known = [r[0] for r in ws.con.execute(
+            f'SELECT DISTINCT "{col}" FROM {table} WHERE "{col}" IS NOT NULL ORDER BY 1'
+        ).fetchall()]
+        for v in value if isinstance(value, (list, tuple)) else [value]:
+            if v not in known:
+                close = difflib.get_close_matches(str(v), known, n=1)
+                mean = f"did you mean {close[0]!r}? " if close else ""
+                listed = ", ".join(known) if known else "none: build first"
+                return f"no {what} {v!r} in {table}: {mean}({what}s here: {listed})"
+    return None
 
 
 def journeys(ws: Workspace, *, journey_type: str | list[str] | None = None,
@@ -55,10 +85,20 @@ def journeys(ws: Workspace, *, journey_type: str | list[str] | None = None,
 
 def moments(ws: Workspace, *, journey: str | None = None, kind: str | list[str] | None = None,
             person: str | None = None, limit: int | None = None) -> Result:
-    """Moments (first impression, peak, valley, farewell, business moments)."""
+    """Moments (first impression, peak, valley, farewell, business moments).
+
+    ``journey`` is a journey's id, or its key (the order or ticket id it follows:
+    the moments of every journey with that key)."""
     pid = ws.resolve_person(person) if person else None
+    journey_ids: str | list[str] | None = journey
+    if journey is not None and not ws.con.execute(
+            "SELECT 1 FROM journeys WHERE journey_id = ? LIMIT 1", [journey]).fetchone():
+        keyed = [r[0] for r in ws.con.execute(
+            "SELECT journey_id FROM journeys WHERE journey_key = ? ORDER BY 1", [journey]
+        ).fetchall()]
+        journey_ids = keyed or journey
     return _select(ws, "moments", "ts, journey_id, kind",
-                   {"journey_id": journey, "kind": kind, "person_id": pid}, limit)
+                   {"journey_id": journey_ids, "kind": kind, "person_id": pid}, limit)
 
 
 def moment_summary(ws: Workspace, by: tuple[str, ...] = ("kind", "stage", "channel")) -> Result:

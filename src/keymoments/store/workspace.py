@@ -233,7 +233,9 @@ def init(path: str | os.PathLike[str], name: str | None = None, *, exist_ok: boo
     root.mkdir(parents=True, exist_ok=True)
     cfg = root / CONFIG_FILE
     if cfg.exists() and not exist_ok:
-        raise WorkspaceError(f"{cfg} already exists: open it with km.open({str(root)!r})")
+        raise WorkspaceError(f"{cfg} already exists: use the workspace as it is (keymoments -w "
+                             f"{str(root)!r} ..., or km.open({str(root)!r}) in Python), or init "
+                             "another folder")
     if not cfg.exists():
         from ..io import atomic_write_text
 
