@@ -21,6 +21,7 @@ from keymoments.live.auth import create_key  # noqa: E402
 from keymoments.live.service import ROUTES, create_app  # noqa: E402
 
 LIMIT = 20_000
+FAILED_ACTION = "a_failed_0001"
 
 
 def free_port() -> int:
@@ -77,6 +78,11 @@ def live(tmp_path_factory):
 
     revoke_key(ws, revoked.key_id)
     keys["revoked"] = revoked.token
+    # one failed action, so a refused replay can be seen to leave it failed
+    ws.con.execute("INSERT INTO outbox (action_id, seq, rule, kind, trigger, person_id, "
+                   "journey_id, trigger_ts, payload, status, reason, attempts, created_at) "
+                   "VALUES (?, 1, 'r', 'webhook', 'valley', 'p', 'j', now(), '{}', 'failed', "
+                   "'HTTP 500', 5, now())", [FAILED_ACTION])
     ws.close()
     server = Server(root)
     yield server, keys
@@ -277,6 +283,100 @@ def test_keys_through_the_api(live):
     assert "token" not in json.dumps(listed) and made["token"] not in json.dumps(listed)
     assert server.request("DELETE", f"/v1/keys/{made['key_id']}", token=keys["admin"])[0] == 200
     assert server.request("GET", "/v1/people", token=made["token"])[0] == 401
+
+
+def _keys_listed(server, keys) -> list[dict]:
+    status, body, _ = server.request("GET", "/v1/keys", token=keys["admin"])
+    assert status == 200
+    return body["keys"]
+
+
+def _outbox(server, keys) -> tuple[list[dict], dict]:
+    status, body, _ = server.request("GET", "/v1/actions", token=keys["read"])
+    assert status == 200
+    return body["actions"], body["counts"]
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"action_ids": 5}, "action_ids"),  # was a 500 (TypeError iterating an int)
+    ({"action_ids": {FAILED_ACTION: 1}}, "action_ids"),  # was read as its keys: replayed
+    ({"action_ids": ["a", 1]}, "action_ids"),
+    ({"status": ["x"]}, "status"),  # was a 500 (DuckDB could not cast the list)
+    ({"status": "nonsense"}, "status"),
+    ({"status": "failed", "force": True}, "force"),
+])
+def test_a_replay_body_of_the_wrong_type_is_a_422_and_changes_nothing(live, body, field):
+    server, keys = live
+    before = _outbox(server, keys)
+    assert before[1] == {"failed": 1}
+    got, resp, _ = server.request("POST", "/v1/actions/replay", body, token=keys["admin"])
+    assert got == 422, resp
+    _is_envelope(resp, 422)
+    assert resp["error"]["details"][0]["loc"][:2] == ["body", field]
+    assert _outbox(server, keys) == before
+    # the key is still checked before the body
+    got, resp, _ = server.request("POST", "/v1/actions/replay", body, token=keys["read"])
+    assert got == 403, resp
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"name": "bot", "scopes": 5}, "scopes"),  # was a 500 (list(5))
+    ({"name": "bot", "scopes": "admin"}, "scopes"),  # was "unknown scope a, d, m, i, n"
+    ({"name": "bot", "scopes": ["read", "root"]}, "scopes"),
+    ({"name": "bot", "scopes": []}, "scopes"),
+    ({"name": "bot"}, "scopes"),
+    ({"name": {"a": 1}, "scopes": ["read"]}, "name"),  # was stored as "{'a': 1}"
+    ({"name": 7, "scopes": ["read"]}, "name"),
+    ({"name": "x" * 5000, "scopes": ["read"]}, "name"),  # was stored whole (under 413's limit)
+    ({"name": "", "scopes": ["read"]}, "name"),
+    ({"scopes": ["read"]}, "name"),
+    ({"name": "bot", "scopes": ["read"], "expires": "never"}, "expires"),
+])
+def test_a_key_body_of_the_wrong_type_is_a_422_and_creates_no_key(live, body, field):
+    server, keys = live
+    before = _keys_listed(server, keys)
+    got, resp, _ = server.request("POST", "/v1/keys", body, token=keys["admin"])
+    assert got == 422, resp
+    _is_envelope(resp, 422)
+    assert resp["error"]["details"][0]["loc"][:2] == ["body", field]
+    assert _keys_listed(server, keys) == before
+
+
+def test_an_offset_beyond_bigint_is_a_422(live):
+    server, keys = live
+    got, body, _ = server.request("GET", "/v1/people?offset=99999999999999999999",
+                                  token=keys["read"])
+    assert got == 422, body  # was a 500 (DuckDB could not cast it to BIGINT)
+    _is_envelope(body, 422)
+    assert body["error"]["details"][0]["loc"] == ["query", "offset"]
+    got, body, _ = server.request("GET", f"/v1/people?offset={2**63 - 1}", token=keys["read"])
+    assert got == 200 and body == {"people": []}
+
+
+def test_openapi_describes_the_admin_bodies_and_the_offset_bound(live):
+    from keymoments.live.auth import SCOPES
+    from keymoments.live.outbox import STATUSES
+
+    server, _ = live
+    got, spec, _ = server.request("GET", "/openapi.json")
+    assert got == 200
+    schemas = spec["components"]["schemas"]
+
+    def body_of(path):
+        ref = spec["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]
+        return schemas[ref["$ref"].rsplit("/", 1)[1]]
+
+    replay = body_of("/v1/actions/replay")
+    assert replay["additionalProperties"] is False
+    (status,) = [s for s in replay["properties"]["status"]["anyOf"] if "enum" in s]
+    assert tuple(status["enum"]) == STATUSES
+    key = body_of("/v1/keys")
+    assert key["additionalProperties"] is False and key["required"] == ["name", "scopes"]
+    assert key["properties"]["name"]["maxLength"] == 200
+    assert tuple(key["properties"]["scopes"]["items"]["enum"]) == SCOPES
+    (offset,) = [p for p in spec["paths"]["/v1/people"]["get"]["parameters"]
+                 if p["name"] == "offset"]
+    assert offset["schema"]["maximum"] == 2**63 - 1
 
 
 def test_rate_limit_answers_429_with_retry_after(tmp_path):

@@ -4,6 +4,7 @@ small named personas, every expected figure computed by hand in the comments."""
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -109,6 +110,90 @@ def test_process_map_counts_and_durations(ws):
     assert "digraph" in pm.to_dot()
     with pytest.raises(KeymomentsError):
         km.process_map(ws, level="colour")
+
+
+def _dot_tokens(text: str) -> list[tuple[str, str]]:
+    """DOT tokens as Graphviz's lexer reads them, written from the DOT grammar (not from
+    the code under test): a quoted string runs to the first ``"`` that is not part of a
+    ``\\"`` or ``\\\\`` pair, and is kept raw; an unterminated one is an error."""
+    tokens, i = [], 0
+    while i < len(text):
+        if text[i].isspace():
+            i += 1
+        elif text[i] == '"':
+            j = i + 1
+            while j < len(text) and text[j] != '"':
+                j += 2 if text[j] == "\\" and text[j + 1:j + 2] in ('"', "\\") else 1
+            assert j < len(text), f"unterminated string from {text[i:i + 40]!r}"
+            tokens.append(("string", text[i + 1:j]))
+            i = j + 1
+        elif text.startswith("->", i):
+            tokens.append(("->", "->"))
+            i += 2
+        elif text[i] in "{}[];=":
+            tokens.append((text[i], text[i]))
+            i += 1
+        else:
+            word = re.match(r"[A-Za-z_][A-Za-z_0-9]*", text[i:])
+            assert word, f"not a DOT token at {text[i:i + 40]!r}"
+            tokens.append(("id", word.group()))
+            i += word.end()
+    return tokens
+
+
+def _dot_unescape(raw: str) -> str:
+    """The text of a quoted DOT string as Graphviz draws it (``\\\\``, ``\\"``, ``\\n``);
+    any other escape here would be a stray backslash read as a Graphviz escape."""
+    assert "\n" not in raw, f"a raw line break in {raw!r}"
+    out, i = [], 0
+    while i < len(raw):
+        if raw[i] == "\\":
+            assert raw[i + 1:i + 2] in ("\\", '"', "n"), f"stray backslash in {raw!r}"
+            out.append({"n": "\n"}.get(raw[i + 1], raw[i + 1]))
+            i += 2
+        else:
+            out.append(raw[i])
+            i += 1
+    return "".join(out)
+
+
+def test_process_map_dot_parses_with_backslashes_quotes_and_line_breaks(tmp_path):
+    # a trailing backslash escaped the closing quote: '"back\slash\" [label=...' ran on
+    odd = ["back\\slash\\", 'say "hi"', "two\nlines"]
+    root = tmp_path / "odd"
+    root.mkdir()
+    rows = [ev("cy", "09:00:00", "ticket_opened", "chat", "T9"),
+            *(ev("cy", f"09:0{i + 1}:00", t, "chat", "T9") for i, t in enumerate(odd)),
+            ev("cy", "09:30:00", "ticket_resolved", "chat", "T9")]
+    (root / "events.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n",
+                                       encoding="utf-8")
+    (root / "keymoments.yaml").write_text(CONFIG, encoding="utf-8")
+    with km.open(root) as w:
+        w.ingest()
+        w.build()
+        pm = km.process_map(w)
+    (root / "map.dot").write_text(pm.to_dot(), encoding="utf-8")
+    tokens = _dot_tokens((root / "map.dot").read_text(encoding="utf-8"))
+    assert [v for _, v in tokens[:6]] == ["digraph", "process_map", "{", "rankdir", "=", "LR"]
+    assert tokens[-1] == ("}", "}")
+    body, statements = tokens[7:-1], []
+    while body:
+        end = body.index((";", ";"))
+        statements.append(body[:end])
+        body = body[end + 1:]
+    nodes, dot_edges = {}, set()
+    for st in statements:
+        kinds, text = [k for k, _ in st], [_dot_unescape(v) if k == "string" else v for k, v in st]
+        if kinds == ["string", "[", "id", "=", "string", "]"] and text[2] == "label":
+            nodes[text[0]] = text[4]
+        elif kinds == ["string", "->", "string", "[", "id", "=", "string", "]"]:
+            dot_edges.add((text[0], text[2]))
+        else:
+            pytest.fail(f"not a node or an edge statement: {st}")
+    assert nodes == {n["activity"]: f"{n['activity']} ({n['events']})"
+                     for n in pm.nodes.to_pylist()}
+    assert set(nodes) == {"ticket_opened", "ticket_resolved", *odd}
+    assert dot_edges == set(edges(pm)) and len(dot_edges) == 4
 
 
 def test_variants_around_and_flows(ws):

@@ -57,6 +57,8 @@ def replay(ws: Workspace, action_ids: list[str] | None = None, *, status: str | 
     actions whose payload template failed (fix the rule; its next journeys act)."""
     if not action_ids and status is None:
         raise KeymomentsError("name the actions to replay, or a status (e.g. failed)")
+    if status is not None and status not in STATUSES:  # else DuckDB fails on a non-text one
+        raise KeymomentsError(f"unknown status {status!r} (use {', '.join(STATUSES)})")
     if action_ids:
         for aid in action_ids:
             get_action(ws, aid)

@@ -14,7 +14,7 @@ import json
 import threading
 import time
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Literal
 
 from ..errors import KeymomentsError, MissingExtraError, NotFoundError
 
@@ -26,13 +26,19 @@ try:
 except ImportError:  # pragma: no cover - exercised by a test that hides fastapi
     raise MissingExtraError("fastapi", "serve") from None
 
-from .auth import (ForbiddenError, KeyCache, UnauthorizedError, create_key, list_keys,
+from pydantic import BaseModel, ConfigDict, Field
+
+from .auth import (SCOPES, ForbiddenError, KeyCache, UnauthorizedError, create_key, list_keys,
                    revoke_key)
 from .envelope import ServiceError, error_body
 from .events import EventBatch, PostedEvent
+from .outbox import STATUSES
 from .runtime import LiveRuntime
 
-__all__ = ["create_app", "serve", "ROUTES"]
+__all__ = ["create_app", "serve", "ROUTES", "ReplayRequest", "KeyRequest"]
+
+#: The largest DuckDB BIGINT: a larger ``offset`` fails the query's cast (a 500).
+BIGINT_MAX = 2**63 - 1
 
 #: (method, path, scope) of every route, for the docs and the auth tests.
 ROUTES = [
@@ -54,6 +60,29 @@ ROUTES = [
     ("POST", "/v1/keys", "admin"),
     ("DELETE", "/v1/keys/{key_id}", "admin"),
 ]
+
+
+class ReplayRequest(BaseModel):
+    """The body of ``POST /v1/actions/replay``, typed so a wrong type is a 422, not a
+    crash in the outbox (a number as ``action_ids``) or in DuckDB (a list as ``status``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    action_ids: list[str] | None = Field(default=None, description="actions to queue again")
+    status: Literal[STATUSES] | None = Field(  # type: ignore[valid-type]
+        default=None, description="or every action of this status (held_out and suppressed "
+                                  "ones are never delivered, so none of them is queued)")
+
+
+class KeyRequest(BaseModel):
+    """The body of ``POST /v1/keys``: a name as text (not an object's repr, not 150 KB)
+    and a list of scopes (not a string read letter by letter)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    scopes: list[Literal[SCOPES]] = Field(  # type: ignore[valid-type]
+        min_length=1, description="read, write or admin (admin implies write, write read)")
 
 
 def _plain(value: Any) -> Any:
@@ -281,7 +310,7 @@ def create_app(path: str = ".", runtime: LiveRuntime | None = None) -> FastAPI:
         return {"load_id": load_id, "processed": rt().is_processed(load_id)}
 
     @app.get("/v1/people", tags=["query"])
-    def people(limit: int = Query(100, ge=1, le=10000), offset: int = Query(0, ge=0),
+    def people(limit: int = Query(100, ge=1, le=10000), offset: int = Query(0, ge=0, le=BIGINT_MAX),
                key=require("read")):
         """People, by id."""
         with rt().lock:
@@ -362,12 +391,12 @@ def create_app(path: str = ".", runtime: LiveRuntime | None = None) -> FastAPI:
         return {"effect": rows(r.data), "meta": r.meta}
 
     @app.post("/v1/actions/replay", tags=["actions"])
-    def replay_actions(body: dict, key=require("admin")):
+    def replay_actions(body: ReplayRequest, key=require("admin")):
         """Queue actions again: ``{"action_ids": [...]}`` or ``{"status": "failed"}``."""
         from .outbox import replay
 
         with rt().lock:
-            n = replay(rt().ws, body.get("action_ids"), status=body.get("status"))
+            n = replay(rt().ws, body.action_ids, status=body.status)
         rt().delivery.wake.set()
         return {"replayed": n}
 
@@ -383,10 +412,10 @@ def create_app(path: str = ".", runtime: LiveRuntime | None = None) -> FastAPI:
             return {"keys": list_keys(rt().ws)}
 
     @app.post("/v1/keys", status_code=201, tags=["keys"])
-    def new_key(request: Request, body: dict, key=require("admin")):
+    def new_key(request: Request, body: KeyRequest, key=require("admin")):
         """Create a key: ``{"name": "...", "scopes": ["read"]}``; the token is shown once."""
         with rt().lock:
-            k = create_key(rt().ws, str(body.get("name", "")), list(body.get("scopes", [])))
+            k = create_key(rt().ws, body.name, body.scopes)
         request.app.state.keys.invalidate()
         return {"key_id": k.key_id, "name": k.name, "scopes": list(k.scopes), "token": k.token}
 
