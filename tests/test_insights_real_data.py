@@ -28,13 +28,15 @@ DATA = Path(os.environ.get("KEYMOMENTS_SHARED_DATA", ROOT.parent / "shared" / "d
 def guide_workspace(root: Path, *names: str):
     """A workspace at ``root`` with the sources of docs/mapping.md named ``names``."""
     guide = (ROOT / "docs" / "mapping.md").read_text(encoding="utf-8")
-    sources = {}
+    sources, rest = {}, {}
     for block in re.findall(r"```yaml\n(.*?)```", guide, flags=re.S):
-        for name, spec in (YAML(typ="safe").load(block).get("sources") or {}).items():
-            if name in names:
-                sources[name] = spec
+        data = YAML(typ="safe").load(block)
+        mine = {n: s for n, s in (data.get("sources") or {}).items() if n in names}
+        sources.update(mine)
+        if mine:  # the block's other settings (journeys) go with its sources
+            rest.update({k: v for k, v in data.items() if k != "sources"})
     buf = io.StringIO()
-    YAML().dump({"sources": sources}, buf)
+    YAML().dump({"sources": sources, **rest}, buf)
     root.mkdir(parents=True, exist_ok=True)
     (root / "keymoments.yaml").write_text("name: real\n" + buf.getvalue().replace("../shared/data", str(DATA)))
     return km.open(root)
@@ -75,6 +77,36 @@ def test_cdnow_probability_alive_matches_lifetimes(tmp_path, shared_data):
     exp_want = ref.conditional_expected_number_of_purchases_up_to_time(90, freq, rec, age)
     exp_have = np.array([got[pid[i]]["expected_purchases"] for i in ids])
     assert np.max(np.abs(exp_have - exp_want)) < 1e-3
+    ws.close()
+
+
+def test_cdnow_repeat_purchases_with_the_guides_journeys_match_a_hand_count(tmp_path, shared_data):
+    """The guide's CDNOW journeys (a customer's purchases of a day) and the default 90
+    days: a purchase day is repurchased when the customer buys again within 90 days,
+    unknown when not and the file ends before the 90 days are over."""
+    ws = guide_workspace(tmp_path / "cdnow", "cdnow")
+    ws.ingest("cdnow")
+    ws.build()
+    days: dict[str, list] = {}
+    for line in (shared_data / "cdnow/CDNOW_master.txt").read_text().splitlines()[1:]:
+        cid, date = line.split()[:2]
+        days.setdefault(cid, []).append(datetime.strptime(date, "%Y%m%d").toordinal())
+    end = max(max(v) for v in days.values())
+    repeat = known = n_days = 0
+    for seen in days.values():
+        seen = sorted(set(seen))
+        n_days += len(seen)
+        for i, d in enumerate(seen):
+            again = i + 1 < len(seen) and seen[i + 1] - d <= 90
+            if again or d + 90 <= end:
+                known += 1
+                repeat += again
+    journeys = ws.con.execute(
+        "SELECT count(*) FROM journeys WHERE journey_type = 'purchase'").fetchone()[0]
+    assert journeys == n_days == 67591
+    r = km.metrics(ws, "repeat_purchase")
+    assert r.meta["n"] == known == 64290
+    assert r.to_pylist()[0]["value"] == pytest.approx(repeat / known, abs=1e-9)
     ws.close()
 
 
@@ -170,4 +202,29 @@ def test_marketplace_late_delivery_is_a_top_root_cause_of_low_reviews(tmp_path):
     assert np.mean(hit) < np.mean(miss) - 1.5
     # stars 1..5 map to valence -1..1: the engine's effect is the same gap, halved
     assert late["mean_with"] == pytest.approx((np.mean(hit) - 3) / 2, abs=0.1)
+    ws.close()
+
+
+def test_the_guides_seller_funnel_joins_each_lead_to_its_deal(tmp_path, shared_data):
+    """With the guide's lead journeys, a deal follows its lead's first contact in one
+    journey: the directly-follows edges counted by hand from the two CSV files."""
+    ws = guide_workspace(tmp_path / "funnel", "leads", "deals")
+    ws.ingest("leads")
+    ws.ingest("deals")
+    ws.build()
+    folder = shared_data / "olist-funnel"
+    with open(folder / "olist_marketing_qualified_leads_dataset.csv", newline="") as fh:
+        first = {r["mql_id"]: datetime.strptime(r["first_contact_date"], "%m/%d/%Y")
+                 for r in csv.DictReader(fh)}
+    with open(folder / "olist_closed_deals_dataset.csv", newline="") as fh:
+        won = {r["mql_id"]: datetime.strptime(r["won_date"], "%m/%d/%Y %H:%M")
+               for r in csv.DictReader(fh)}
+    after = sum(1 for lead, at in won.items() if at > first[lead])
+    before = sum(1 for lead, at in won.items() if at < first[lead])
+    edges = {(e["source"], e["target"]): e["count"]
+             for e in km.process_map(ws).edges.to_pylist()}
+    assert edges == {("lead_created", "deal_won"): after, ("deal_won", "lead_created"): before}
+    assert (after, before) == (379, 1)
+    n = ws.con.execute("SELECT count(*) FROM journeys WHERE journey_type = 'seller_acquisition'")
+    assert n.fetchone()[0] == len(first) == 8000
     ws.close()
