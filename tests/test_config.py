@@ -246,12 +246,14 @@ def test_missing_extra_names_the_pip_extra():
     assert "pip install 'keymoments[polars]'" in str(err)
 
 
-@pytest.mark.parametrize("field, typo, closest", [
-    ("identifiers: {customer_id: custmer_id}", "custmer_id", "customer_id"),
-    ("ts: placed", "placed", "placed_at"),
+@pytest.mark.parametrize("field, typo, closest, key, line", [
+    ("identifiers: {customer_id: custmer_id}", "custmer_id", "customer_id",
+     "sources.orders.identifiers.customer_id", 5),
+    ("ts: placed", "placed", "placed_at", "sources.orders.ts", 7),
+    ("ts: {column: placed, format: '%Y'}", "placed", "placed_at", "sources.orders.ts", 7),
 ])
 def test_mapping_a_missing_column_fails_at_ingest_naming_the_closest(
-        make_workspace, field, typo, closest):
+        make_workspace, field, typo, closest, key, line):
     text = SOURCE.replace("{customer_id: cid}", "{customer_id: customer_id}")
     mapped = ("identifiers: {customer_id: customer_id}" if "identifiers" in field
               else "ts: placed_at")
@@ -262,7 +264,10 @@ def test_mapping_a_missing_column_fails_at_ingest_naming_the_closest(
     message = str(info.value)
     assert f"no column {typo!r}" in message
     assert f"did you mean {closest!r}?" in message
-    assert "sources.orders" in message
+    # where: the file, the line the field is written on (counted in the text above), the key
+    assert (info.value.key, info.value.line) == (key, line)
+    assert info.value.file.endswith("keymoments.yaml")
+    assert text.splitlines()[line - 1].strip().startswith(key.split(".")[2])
     # nothing was written
     assert ws.con.execute("SELECT count(*) FROM events").fetchone()[0] == 0
     assert ws.con.execute("SELECT count(*) FROM loads").fetchone()[0] == 0
@@ -281,3 +286,63 @@ def test_every_memory_limit_accepted_is_one_duckdb_reads(value):
 
     assert load_config_text(f"memory_limit: '{value}'\n").memory_limit == value
     duckdb.connect().execute(f"SET memory_limit = '{value}'")  # raises if not
+
+
+def test_a_join_key_that_is_not_a_column_names_the_source_line_and_closest(make_workspace):
+    text = """\
+name: shop
+sources:
+  reviews:
+    path: reviews.csv
+    identifiers: {customer_id: cid}
+    event_type: {value: review_posted}
+    ts: at
+    joins:
+      - path: orders.csv
+        on: {orderid: order_id}
+        columns: [channel]
+"""
+    ws = make_workspace(text, {"reviews.csv": "cid,at,order_id\n1,2024-01-01T00:00:00Z,o1\n",
+                               "orders.csv": "order_id,channel\no1,web\n"})
+    with pytest.raises(km.ConfigError) as info:
+        ws.ingest("reviews")
+    err = info.value
+    assert (err.key, err.line) == ("sources.reviews.joins.0.on.orderid", 10)
+    assert "join key 'orderid' is not a column of the source" in str(err)
+    assert "did you mean 'order_id'?" in str(err) and err.file.endswith("keymoments.yaml")
+
+
+def test_a_field_no_json_record_has_loads_with_a_warning_naming_the_line(make_workspace):
+    """JSON lines records may leave out empty fields, so a mapped field that no record
+    has is not an error; the load says so, with the closest field the records have."""
+    text = """\
+name: shop
+sources:
+  posts:
+    path: posts.jsonl
+    identifiers: {customer_id: cid}
+    event_type: type
+    ts: ts
+    agent: agnet
+    text: comment
+"""
+    rows = ('{"cid": "1", "type": "chat", "ts": "2024-01-01T00:00:00Z", "agent": "ana"}\n'
+            '{"cid": "2", "type": "chat", "ts": "2024-01-02T00:00:00Z"}\n')
+    ws = make_workspace(text, {"posts.jsonl": rows})
+    report = ws.ingest("posts")
+    assert report.rows_loaded == 2
+    assert len(report.warnings) == 2
+    agent, comment = report.warnings
+    assert "keymoments.yaml:8: sources.posts.agent: no record has 'agnet'" in agent
+    assert "did you mean 'agent'?" in agent
+    assert "keymoments.yaml:9: sources.posts.text: no record has 'comment'" in comment
+    assert ws.con.execute("SELECT count(agent) FROM events").fetchone()[0] == 0
+
+
+@pytest.mark.parametrize("sep, shown", [(";", ";"), ("\t", "\\t"), ("|", "|")])
+def test_a_header_read_as_one_column_suggests_the_delimiter(make_workspace, sep, shown):
+    data = sep.join(["cid", "placed_at"]) + "\n" + sep.join(["1", "2024-01-01T00:00:00Z"]) + "\n"
+    ws = make_workspace(SOURCE, {"orders.csv": data})
+    with pytest.raises(km.ConfigError) as info:
+        ws.ingest("orders")
+    assert f"set csv: {{delimiter: '{shown}'}} on the source" in str(info.value)

@@ -117,6 +117,8 @@ def ingest(ctx: click.Context, sources: tuple[str, ...], as_json: bool) -> None:
                       f"{r.rows_quarantined:,}", f"{r.rows_duplicate:,}",
                       f"{r.events_loaded:,}", f"{r.seconds:.2f}")
     console.print(table)
+    for warning in (w for r in reports for w in r.warnings):
+        err_console.print(f"warning: {warning}", markup=False, highlight=False, soft_wrap=True)
     if any(r.rows_quarantined for r in reports):
         console.print("some rows were quarantined: see 'keymoments quarantine'")
 

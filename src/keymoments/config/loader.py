@@ -117,6 +117,26 @@ def _to_plain(node: Any) -> Any:
     return node
 
 
+def key_line(path: str | Path, key: str) -> int | None:
+    r"""The line of ``key`` (dotted: ``sources.orders.agent``; a list index as a number)
+    in the YAML file at ``path``, or of its deepest part written there; None when the
+    file cannot be read. For errors found after loading (a mapped column missing from
+    the data), which should still name the line.
+
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "keymoments.yaml"
+    >>> _ = p.write_text("sources:\n  orders:\n    path: o.csv\n    agent: clerk\n")
+    >>> key_line(p, "sources.orders.agent"), key_line(p, "sources.orders.agent.column")
+    (4, 4)
+    """
+    try:
+        data = YAML(typ="rt").load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, YAMLError):
+        return None
+    parts = tuple(int(p) if p.isdigit() else p for p in key.split("."))
+    return _line_of(data, parts)
+
+
 def _line_of(data: Any, loc: tuple[Any, ...]) -> int | None:
     """The 1-based line of the deepest key of ``loc`` present in the parsed YAML."""
     node, line = data, None

@@ -28,7 +28,8 @@ import pyarrow as pa
 from pydantic import BaseModel
 
 from ..config.models import FieldSpec, JoinSpec, SourceSpec
-from ..errors import NotFoundError
+from ..config.loader import CONFIG_FILE, key_line
+from ..errors import ConfigError, NotFoundError
 from ..people.identity import normalise_phone, stitch
 from ..sql import few_values, ident, literal, member_of
 from ..taxonomy import resolve_taxonomy
@@ -70,6 +71,10 @@ class LoadReport:
     #: identifiers were): a live update then looks nothing up (set by the Python load
     #: of a small posted batch; None: not known)
     new_persons: tuple[str, ...] | None = field(default=None, repr=False, compare=False)
+    #: what may be wrong without stopping the load: a mapped field that no record of a
+    #: JSON lines or XES file has (a typo there is not an error: a record may leave
+    #: out an empty field, so a column may be missing from a whole file)
+    warnings: tuple[str, ...] = ()
 
     def as_dict(self) -> dict:
         """Plain dictionary (for JSON)."""
@@ -100,7 +105,6 @@ def ingest_source(ws: Workspace, name: str, progress: Progress | None = None,
     events and the actions they cause commit together); if it raises, nothing of
     the load is stored. While it runs, the temporary table :data:`NEW_EVENTS` holds
     the events the load wrote (their ``event_id``, ``ts``, ``anchor``...)."""
-    started = time.perf_counter()
     if name not in ws.config.sources:
         import difflib
 
@@ -108,6 +112,18 @@ def ingest_source(ws: Workspace, name: str, progress: Progress | None = None,
         hint = f"; did you mean {close[0]!r}?" if close else ""
         known = ", ".join(sorted(ws.config.sources)) or "none yet"
         raise NotFoundError(f"no source {name!r} in keymoments.yaml (sources: {known}){hint}")
+    try:
+        return _ingest_source(ws, name, progress, before_commit, records)
+    except ConfigError as exc:
+        if exc.file is not None or not (exc.key or "").startswith("sources."):
+            raise
+        path = ws.root / CONFIG_FILE
+        raise ConfigError(exc.message, file=str(path), line=key_line(path, exc.key),
+                          key=exc.key, hint=exc.hint) from None
+
+
+def _ingest_source(ws: Workspace, name: str, progress, before_commit, records) -> LoadReport:
+    started = time.perf_counter()
     spec = ws.config.sources[name]
     con = ws.con
     load_id = f"load-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
@@ -122,8 +138,9 @@ def ingest_source(ws: Workspace, name: str, progress: Progress | None = None,
         # from; give the staging table the mapped columns so the load reads 0 rows
         for column in _mapped_columns(spec):
             con.execute(f"ALTER TABLE {ident(staged.table)} ADD COLUMN {ident(column)} VARCHAR")
-    table = _apply_joins(ws, spec, staged.table)
+    table = _apply_joins(ws, name, spec, staged.table)
     types = {r[0]: r[1] for r in con.execute(f"DESCRIBE {ident(table)}").fetchall()}
+    warnings = _absent_columns(ws, name, spec, types) if records is None else ()
     for bookkeeping in (LINE_COLUMN, FILE_COLUMN):
         types.pop(bookkeeping, None)
     _stage_phones(ws, spec, name, types, table)
@@ -159,6 +176,7 @@ def ingest_source(ws: Workspace, name: str, progress: Progress | None = None,
             rows_loaded=counts[0], rows_quarantined=counts[1] + len(staged.rejects),
             rows_duplicate=counts[2], events_loaded=events_loaded,
             identifiers_relinked=relinked, seconds=time.perf_counter() - started,
+            warnings=warnings,
         )
         con.execute(
             "INSERT INTO loads VALUES (?, ?, ?, to_timestamp(?), now(), ?, ?, ?, ?, ?)",
@@ -176,6 +194,31 @@ def ingest_source(ws: Workspace, name: str, progress: Progress | None = None,
     finally:
         _drop_temps(con)
     return report
+
+
+def _absent_columns(ws: Workspace, name: str, spec: SourceSpec,
+                    types: dict[str, str]) -> tuple[str, ...]:
+    """Warnings for the mapped columns that no record has, in the formats whose
+    records may leave fields out (a CSV or Parquet file without a mapped column is
+    a config error instead)."""
+    import difflib
+
+    from .mapping import field_naming
+
+    if spec.resolved_format() not in ("jsonl", "xes") or not types:
+        return ()
+    have = [c for c in types if c not in (FILE_COLUMN, LINE_COLUMN)]
+    path = ws.root / CONFIG_FILE
+    out = []
+    for column in _mapped_columns(spec):
+        if column in types:
+            continue
+        key = f"sources.{name}." + ".".join(str(p) for p in field_naming(spec, column) or ())
+        close = difflib.get_close_matches(column, have, n=1)
+        mean = f"; did you mean {close[0]!r}?" if close else ""
+        out.append(f"{path}:{key_line(path, key)}: {key}: no record has {column!r}, so the "
+                   f"field is empty in every event{mean}")
+    return tuple(out)
 
 
 def event_id_scheme(con) -> tuple[int, bool]:
@@ -228,7 +271,7 @@ def _mapped_columns(spec: SourceSpec) -> list[str]:
     return list(found)
 
 
-def _apply_joins(ws: Workspace, spec: SourceSpec, table: str) -> str:
+def _apply_joins(ws: Workspace, name: str, spec: SourceSpec, table: str) -> str:
     """Left-join each side table (first row per key wins); returns the joined view."""
     con = ws.con
     current = table
@@ -238,7 +281,7 @@ def _apply_joins(ws: Workspace, spec: SourceSpec, table: str) -> str:
         fmt = join.format or SourceSpec(path=join.path, identifiers={"x": {"value": "x"}},
                                         event_type={"value": "x"}, ts="x").resolved_format()
         stage_file(con, files, fmt, join.csv, side)
-        _check_join_columns(con, join, side, current)
+        _check_join_columns(con, join, side, current, f"sources.{name}.joins.{i}")
         keys = [ident(r) for r in join.on.values()]
         picked = ", ".join(f"{ident(src)} AS {ident(dst)}" for src, dst in join.column_map().items())
         cond = " AND ".join(f"j.{ident(left)} = s.{ident(right)}" for left, right in join.on.items())
@@ -259,19 +302,30 @@ def _apply_joins(ws: Workspace, spec: SourceSpec, table: str) -> str:
     return current
 
 
-def _check_join_columns(con, join: JoinSpec, side: str, current: str) -> None:
+def _check_join_columns(con, join: JoinSpec, side: str, current: str, at: str) -> None:
+    import difflib
+
     from ..errors import ConfigError
+
+    def closest(name: str, cols: set[str]) -> str | None:
+        close = difflib.get_close_matches(name, sorted(cols), n=1)
+        return f"did you mean {close[0]!r}?" if close else None
 
     side_cols = {r[0] for r in con.execute(f"DESCRIBE {ident(side)}").fetchall()}
     own_cols = {r[0] for r in con.execute(f"DESCRIBE {ident(current)}").fetchall()}
+    own_cols -= {FILE_COLUMN, LINE_COLUMN}
+    side_cols -= {FILE_COLUMN, LINE_COLUMN}
     for left, right in join.on.items():
         if left not in own_cols:
-            raise ConfigError(f"join key {left!r} is not a column of the source", key="joins.on")
+            raise ConfigError(f"join key {left!r} is not a column of the source",
+                              key=f"{at}.on.{left}", hint=closest(left, own_cols))
         if right not in side_cols:
-            raise ConfigError(f"join key {right!r} is not a column of {join.path}", key="joins.on")
+            raise ConfigError(f"join key {right!r} is not a column of {join.path}",
+                              key=f"{at}.on.{left}", hint=closest(right, side_cols))
     for src, dst in join.column_map().items():
         if src not in side_cols:
-            raise ConfigError(f"no column {src!r} in {join.path}", key="joins.columns")
+            raise ConfigError(f"no column {src!r} in {join.path}", key=f"{at}.columns",
+                              hint=closest(src, side_cols))
         if dst in own_cols:
             raise ConfigError(f"joined column {dst!r} already exists in the source; rename it "
                               f"with columns: {{{src}: new_name}}", key="joins.columns")

@@ -18,6 +18,8 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass
 
+from pydantic import BaseModel
+
 from ..config.base import LANGUAGE_TAG
 from ..config.models import (
     STAGES,
@@ -383,6 +385,35 @@ def _in_column(spec: FieldSpec) -> str:
     return f" in column {spec.column!r}" if spec.column is not None else ""
 
 
+def field_naming(spec: object, column: str, at: tuple = ()) -> tuple | None:
+    """The key path, within a source's mapping, of the first field that reads
+    ``column`` (for an error's line): ``("agent",)``, ``("events", 0, "ts")``.
+
+    >>> from keymoments.config.models import SourceSpec
+    >>> spec = SourceSpec.model_validate({"path": "o.csv", "identifiers": {"customer_id": "cid"},
+    ...                                   "event_type": "kind", "ts": "at", "agent": "clerk"})
+    >>> field_naming(spec, "clerk"), field_naming(spec, "cid"), field_naming(spec, "nope")
+    (('agent',), ('identifiers', 'customer_id'), None)
+    """
+    if isinstance(spec, FieldSpec):
+        return at if spec.column == column else None
+    if isinstance(spec, BaseModel):
+        items = [(name, getattr(spec, name)) for name in type(spec).model_fields]
+    elif isinstance(spec, dict):
+        items = list(spec.items())
+    elif isinstance(spec, list):
+        items = list(enumerate(spec))
+    else:
+        return None
+    for name, value in items:
+        if value == column and name != "path":  # a key list, or a join's ``on``
+            return at + (name,)
+        found = field_naming(value, column, at + (name,))
+        if found is not None:
+            return found
+    return None
+
+
 class _Compiler:
     def __init__(self, source: SourceSpec, name: str, types: dict[str, str],
                  identity: IdentityConfig, event_id_scheme: int = LATEST_EVENT_ID_SCHEME) -> None:
@@ -404,8 +435,16 @@ class _Compiler:
             close = difflib.get_close_matches(column, list(self.types), n=1)
             hint = f"did you mean {close[0]!r}?" if close else (
                 "columns: " + ", ".join(sorted(self.types))[:300])
+            only = next(iter(self.types)) if len(self.types) == 1 else ""
+            sep = next((s for s in (";", "\t", "|") if s in only), None)
+            if sep is not None:  # the header read as one column: another delimiter
+                shown = {"\t": "\\t"}.get(sep, sep)
+                hint = (f"the header was read as one column {only[:60]!r}: set "
+                        f"csv: {{delimiter: '{shown}'}} on the source")
+            where = ".".join(field_naming(self.source, column) or ())
             raise ConfigError(f"no column {column!r} in the source's data",
-                              key=f"sources.{self.name}", hint=hint)
+                              key=f"sources.{self.name}" + (f".{where}" if where else ""),
+                              hint=hint)
 
     def is_numeric(self, column: str) -> bool:
         self.check_column(column)
