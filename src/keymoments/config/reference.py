@@ -530,8 +530,10 @@ before the command: `keymoments -w shop ingest orders`.
   variable `KEYMOMENTS_WORKSPACE` names another.
 * Exit status: `0` success; `1` a problem keymoments explains in one red line (a
   config error with file, line and key; a missing workspace; an unknown person);
-  `2` an unexpected internal error. `--debug` (or `KEYMOMENTS_DEBUG=1`) shows the
-  traceback instead.
+  `2` a command line keymoments cannot read (an unknown option or command, a missing
+  argument: click's usage error, with the command's usage) or an unexpected internal
+  error (`internal error: ...`; `--debug` or `KEYMOMENTS_DEBUG=1` shows the traceback
+  instead).
 * Commands that only read open the store read-only. A store can be open for
   writing by one process at a time, or for reading by several: a command that
   cannot open it says so ("is another keymoments using it?") instead of waiting.
