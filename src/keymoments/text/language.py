@@ -108,7 +108,10 @@ def preferred_languages(rows: pa.Table, detector: LanguageDetector | None = None
 
     ``rows`` has ``person_id``, ``ts`` and ``text``, and optionally
     ``preferred_language`` (an explicit value from a source, e.g. the events'
-    ``attributes['preferred_language']``). Returns ``person_id``,
+    ``attributes['preferred_language']``) and ``language`` (the language a source
+    gives for the event: a text's declared language is taken as it is, and only the
+    texts without one are identified, so a two-word review mapped as Portuguese does
+    not count as Arabic). Returns ``person_id``,
     ``preferred_language``, ``basis`` ('explicit' or 'written'), ``n_texts`` and
     ``share`` (of their identified texts in that language).
 
@@ -120,10 +123,19 @@ def preferred_languages(rows: pa.Table, detector: LanguageDetector | None = None
     >>> r = preferred_languages(rows)
     >>> [(x["person_id"], x["preferred_language"], x["basis"]) for x in r.to_pylist()]
     [('a', 'pt', 'written'), ('b', 'fr', 'explicit')]
+    >>> short = pa.table({"person_id": ["c", "c"], "ts": t[:2], "text": ["Bom", "Recebi"]})
+    >>> detect_languages(short.column("text").to_pylist())  # too short to tell
+    ['ar', 'tr']
+    >>> short = short.append_column("language", pa.array(["pt", "PT"]))
+    >>> preferred_languages(short).to_pylist()[0]["preferred_language"]
+    'pt'
     """
     detector = detector or LanguageDetector()
     data = rows.sort_by([("person_id", "ascending"), ("ts", "ascending")]).to_pylist()
-    langs = detector.detect([r["text"] for r in data])
+    declared = [str(r["language"]).lower() if r.get("language") and r["text"] else None
+                for r in data]
+    found = iter(detector.detect([r["text"] for r, d in zip(data, declared) if d is None]))
+    langs = [(d, 1.0) if d is not None else next(found) for d in declared]
     explicit: dict[str, str] = {}
     written: dict[str, list[str]] = {}
     for r, (lang, _) in zip(data, langs):
