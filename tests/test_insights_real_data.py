@@ -168,6 +168,18 @@ def test_telco_survival_by_contract_type(telco):
     assert r.meta["logrank"]["p_value"] < 1e-10
 
 
+def test_telco_churn_without_a_tenure_says_why_instead_of_a_result(telco):
+    """A snapshot has every event at one date: followed from their first event, every
+    customer is observed for no time, so survival and hazards would be meaningless
+    (NaN hazard rates, hazard ratios from ties at 0). It is refused, naming the fix."""
+    ws, _ = telco
+    for run in (lambda: km.churn(ws, by="segment"), lambda: churn_drivers(ws)):
+        with pytest.raises(km.KeymomentsError, match="followed for no time.*tenure_measure"):
+            run()
+    with pytest.raises(km.KeymomentsError, match="in its own unit"):
+        km.churn(ws, tenure_measure="tenure_months", unit_days=30)
+
+
 def test_telco_churn_drivers(telco):
     ws, rows = telco
     d = churn_drivers(ws, tenure_measure="tenure_months")

@@ -9,7 +9,8 @@ Each person is followed from their first event. Churn is, by ``kind``:
   others are censored.
 
 With ``tenure_measure`` the time comes from a measure instead (a snapshot table with
-``tenure_months``, for example), and churn is the contractual event.
+``tenure_months``, for example), in the measure's own unit (``unit_days`` is for
+times from events), and churn is the contractual event.
 
 Groups (``by``): ``segment``, ``discovery``, ``attr:<key>`` (the person's latest
 value), ``first_valley`` (whether the person's first keyed journey, an order or a
@@ -31,6 +32,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..errors import KeymomentsError, MissingExtraError
 from ..results import Result
@@ -66,13 +68,17 @@ def churn_table(ws: Workspace, *, by: str | None = None, kind: str = "contractua
     taxonomy also gives order cancellations)."""
     if kind not in ("contractual", "inactivity"):
         raise KeymomentsError(f"unknown churn kind {kind!r}; use contractual or inactivity")
+    if tenure_measure and unit_days != 1.0:
+        raise KeymomentsError(
+            f"a tenure measure is read in its own unit (months for a measure of months), so "
+            f"unit_days ({unit_days:g}) does not apply to {tenure_measure!r}: leave it out")
     days = f"86400.0 / {float(unit_days)}"
     is_churn = (f"e.event_type IN ({', '.join(_q(t) for t in churn_events)})" if churn_events
                 else "e.stage = 'churn'")
     end = "(SELECT max(ts) FROM events)"
     if tenure_measure:
         m = _q(tenure_measure)
-        dur = f"max(e.measures[{m}]) / {float(unit_days)}"
+        dur = f"max(e.measures[{m}])"
         ev = f"max(CASE WHEN {is_churn} THEN 1 ELSE 0 END)"
         base = (f"SELECT e.person_id, {dur} AS duration, {ev} AS churned FROM events e "
                 f"WHERE e.person_id IS NOT NULL GROUP BY e.person_id "
@@ -120,10 +126,16 @@ def churn_table(ws: Workspace, *, by: str | None = None, kind: str = "contractua
             joins = ("LEFT JOIN (SELECT person_id, min_by(journey_id, start_ts) AS journey_id "
                      "FROM journeys GROUP BY person_id) f ON f.person_id = b.person_id "
                      f"LEFT JOIN ({dsql}) fd ON fd.journey_id = f.journey_id")
-    return ws.con.execute(f"""
+    table = ws.con.execute(f"""
         SELECT b.person_id, coalesce(CAST({grp} AS VARCHAR), '(none)') AS "group",
                b.duration, b.churned
         FROM ({base}) b {joins} WHERE b.duration IS NOT NULL ORDER BY b.person_id""").to_arrow_table()
+    if table.num_rows and not (pc.max(table.column("duration")).as_py() or 0) > 0:
+        raise KeymomentsError(
+            f"every one of the {table.num_rows:,} people is followed for no time: all their "
+            "events are at one time (a snapshot export?). Take the time from a measure of "
+            "tenure (tenure_measure, --tenure-measure), or load events over time")
+    return table
 
 
 def churn(ws: Workspace, *, by: str | None = None, kind: str = "contractual",

@@ -130,8 +130,10 @@ def register(main: click.Group) -> None:
     @click.option("--kind", type=click.Choice(["contractual", "inactivity"]), default="contractual",
                   show_default=True)
     @click.option("--inactive-days", default=90.0, show_default=True)
-    @click.option("--tenure-measure", help="Take the time from this measure (e.g. tenure_months).")
-    @click.option("--unit-days", default=1.0, show_default=True, help="Days per time unit.")
+    @click.option("--tenure-measure",
+                  help="Take the time from this measure, in its own unit (e.g. tenure_months).")
+    @click.option("--unit-days", default=1.0, show_default=True,
+                  help="Days per time unit, for times from events (not with --tenure-measure).")
     @click.option("--churn-event", "churn_events", multiple=True,
                   help="Event type that ends a contract (repeatable; default: churn-stage events).")
     @click.option("--curves", is_flag=True, help="Print the survival curves, not the summary.")
