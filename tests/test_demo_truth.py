@@ -233,3 +233,18 @@ def test_remembered_score_recovers_the_planted_weights(big):
         assert abs(got[f] - w) <= TOLERANCE[f], (f, got)
     assert abs(four.intercept_) < 0.1
     assert four.scores_["learned"].score > learned.score - 0.02  # the four carry the signal
+    assert model.note_ is None and four.note_ is None
+
+
+def test_one_scored_moment_per_journey_gives_no_best_model():
+    """First = peak = valley = end for every journey (each has one scored event, as in
+    the marketplace data): the models see one number, and no best model is named."""
+    rng = np.random.default_rng(3)
+    v = rng.uniform(-1, 1, 200)
+    X = {f: v.copy() for f in FEATURES}
+    X["trend_v"] = np.zeros(200)
+    fit = RememberedScore(n_boot=20).fit_arrays(X, np.clip(v + rng.normal(0, 0.3, 200), -1, 1))
+    assert fit.note_ and "single scored moment" in fit.note_
+    assert fit.summary().meta["note"] == fit.note_
+    X["end_v"] = np.roll(v, 1)  # ends that differ from the first moments: comparable
+    assert RememberedScore(n_boot=20).fit_arrays(X, v).note_ is None

@@ -307,7 +307,10 @@ def remembered(ctx: click.Context, outcome: str, folds: int) -> None:
 
     _print_result(Result(pa.Table.from_pylist(summary.meta["weights"])),
                   title="learned weights (95% bootstrap interval)")
-    console.print(f"best: {model.best_}")
+    if model.note_:
+        console.print(f"no best model: {model.note_}", markup=False)
+    else:
+        console.print(f"best: {model.best_}")
 
 
 @main.group()

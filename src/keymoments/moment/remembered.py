@@ -78,6 +78,8 @@ class RememberedScore:
     intercept_: float = 0.0
     scores_: dict[str, ModelScore] = field(default_factory=dict)
     best_: str | None = None
+    #: why the comparison says nothing (every journey has one scored moment), or None
+    note_: str | None = None
     n_: int = 0
 
     # ------------------------------------------------------------------ data
@@ -130,6 +132,13 @@ class RememberedScore:
         metric = "auc" if binary else "r2"
         self.scores_ = {name: self._score(name, y, preds[name], metric, rng) for name in MODELS}
         self.best_ = max(self.scores_, key=lambda n: self.scores_[n].score)
+        # with one scored moment per journey, first = peak = valley = end = mean: every
+        # model sees the same number, so the comparison cannot pick one
+        moments = m[:, [FEATURES.index(f) for f in ("first_v", "peak_v", "valley_v", "end_v")]]
+        self.note_ = None if (moments != moments[:, :1]).any() else (
+            "every journey has a single scored moment (first = peak = valley = end), so the "
+            "models cannot differ and none is better: score more events (valence rules, "
+            "text) to compare them")
         full = self._fit_one("learned", m, y, binary)
         boots = []
         for _ in range(self.n_boot):
@@ -212,6 +221,7 @@ class RememberedScore:
                    for f, (w, lo, hi) in self.weights_.items()]
         return Result(pa.Table.from_pylist(rows), {
             "outcome": self.outcome, "n": self.n_, "best": self.best_, "folds": self.folds,
+            "note": self.note_,
             "weights": weights, "intercept": self.intercept_,
             "method": "k-fold cross-validation; 95% bootstrap intervals"})
 
