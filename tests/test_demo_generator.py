@@ -405,3 +405,20 @@ def test_flat_events_parquet(tmp_path):
 def test_unknown_format_is_refused(tmp_path):
     with pytest.raises(ValueError, match="unknown format"):
         generate_demo(tmp_path, n_events=1_000, fmt="xlsx")
+
+
+def test_a_demo_folder_with_other_files_is_not_replaced(tmp_path):
+    """The demo replaces the folder of an earlier demo, but not a folder that also
+    holds files it did not write: those would be lost."""
+    from keymoments.demo.run import run_demo
+    from keymoments.errors import KeymomentsError
+
+    generate_demo(tmp_path, n_events=1_000)
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(KeymomentsError, match="other files \\(notes.txt\\)"):
+        run_demo(tmp_path, n_events=1_000)
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+    assert (tmp_path / "truth.json").exists()
+    (tmp_path / "notes.txt").unlink()
+    summary = run_demo(tmp_path, n_events=1_000)  # only its own files: replaced
+    assert (tmp_path / "report.html").exists() and summary is not None

@@ -90,6 +90,20 @@ def engine_sections(ws, model=None) -> list[dict]:
     return sections
 
 
+def _demo_file(name: str) -> bool:
+    """Whether a demo run writes a file of this name (exports in any format, its
+    config, store, truth and report; the store's WAL and spill)."""
+    from .files import EXTENSIONS
+    from .generator import CONFIG_NAME
+    from .mapping import source_mappings
+
+    exports = {Path(m["path"]).name for ext in set(EXTENSIONS.values())
+               for m in source_mappings(ext).values()}
+    made = {CONFIG_NAME, "truth.json", "truth_journeys.parquet", "report.html",
+            "keymoments.duckdb", "keymoments.duckdb.wal", "spill"}
+    return name in exports or name in made or (name.startswith(".") and name.endswith(".tmp"))
+
+
 def run_demo(directory: str | Path, n_events: int = 20_000, seed: int = 7, fmt: str = "csv",
              ingest: Callable | None = None) -> DemoSummary:
     """Generate, load, build and report; ``directory`` is replaced if it holds an
@@ -101,7 +115,14 @@ def run_demo(directory: str | Path, n_events: int = 20_000, seed: int = 7, fmt: 
     started = time.perf_counter()
     root = Path(directory)
     if root.exists() and (root / "truth.json").exists():
-        shutil.rmtree(root)  # an earlier demo: start clean so the run is reproducible
+        # an earlier demo: start clean so the run is reproducible, unless the folder
+        # also holds something the demo did not write
+        others = sorted(p.name for p in root.iterdir() if not _demo_file(p.name))
+        if others:
+            raise KeymomentsError(
+                f"{root} holds an earlier demo and other files ({', '.join(others[:5])}): "
+                "the demo replaces its folder, so choose another one or move them")
+        shutil.rmtree(root)
     root.mkdir(parents=True, exist_ok=True)
     generate_demo(root, n_events=n_events, seed=seed, fmt=fmt)
     ws = Workspace.open(root)
