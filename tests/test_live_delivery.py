@@ -310,3 +310,33 @@ def test_a_stored_language_that_is_no_code_does_not_block_delivery(tmp_path):
     acts = {a["rule"]: a for a in list_actions(ws).to_pylist()}
     assert acts["thanks"]["status"] == acts["recover"]["status"] == "delivered"
     assert [code for _, code, _ in rx.log] == [200, 200]
+
+
+def test_a_halted_pass_sends_nothing_more_and_marks_what_was_sent(tmp_path, monkeypatch):
+    """Stopping the service halts delivery between two sends: the action the receiver
+    acknowledged is marked delivered (not sent again after a restart), and no other
+    action is sent once the halt is set."""
+    import keymoments.live.delivery as delivery
+
+    rx = FlakyReceiver()
+    rx.failing = False
+    ws = _workspace(tmp_path, rx.url)
+    for i in range(3):
+        load_events(ws, [PostedEvent.model_validate(e) for e in _events(f"c{i}", 1_780_000_000)])
+    process_pending(ws)
+    pending = [a for a in list_actions(ws).to_pylist()
+               if a["status"] == "pending" and a["kind"] == "webhook"]
+    assert len(pending) >= 3
+    halt, sent, real_send = threading.Event(), [], delivery._send
+
+    def send_then_halt(ws_, row):
+        real_send(ws_, row)
+        sent.append(row["action_id"])
+        halt.set()  # the service is asked to stop while this action is out
+
+    monkeypatch.setattr(delivery, "_send", send_then_halt)
+    done = deliver_due(ws, halt=halt)
+    assert done["delivered"] == len(sent) == len(rx.log) == 1
+    status = {a["action_id"]: a["status"] for a in list_actions(ws).to_pylist()}
+    assert status[sent[0]] == "delivered"
+    assert sum(1 for a in pending if status[a["action_id"]] == "pending") == len(pending) - 1

@@ -81,10 +81,13 @@ def _due(ws: Workspace, limit: int) -> list[dict]:
     return [dict(zip(names, r)) for r in cur.fetchall()]
 
 
-def deliver_due(ws: Workspace, lock=None, limit: int = 200) -> dict:
+def deliver_due(ws: Workspace, lock=None, limit: int = 200,
+                halt: threading.Event | None = None) -> dict:
     """One pass: deliver the due actions; returns counts. ``lock`` guards the
     database (the service shares one connection between threads); sending happens
-    outside it."""
+    outside it. Once ``halt`` is set, no further action is sent, and those already
+    acknowledged are marked delivered before returning (else a restart sends them
+    again)."""
     lock = lock or nullcontext()
     cfg = ws.config.actions.delivery
     with lock:
@@ -92,6 +95,8 @@ def deliver_due(ws: Workspace, lock=None, limit: int = 200) -> dict:
     done = {"delivered": 0, "retry": 0, "failed": 0}
     delivered: list[str] = []
     for row in due:
+        if halt is not None and halt.is_set():
+            break
         try:
             _send(ws, row)
             error = None
@@ -148,7 +153,7 @@ class DeliveryWorker(threading.Thread):
         poll = self.ws.config.actions.delivery.poll
         while not self._halt.is_set():
             try:
-                done = deliver_due(self.ws, self.lock)
+                done = deliver_due(self.ws, self.lock, halt=self._halt)
             except Exception:  # noqa: BLE001 - keep delivering; the error is on the row
                 done = {"delivered": 0}
             if not done["delivered"]:
@@ -158,6 +163,7 @@ class DeliveryWorker(threading.Thread):
                 time.sleep(0.002)  # let the processor and requests take the lock
 
     def stop(self) -> None:
+        """Stop after the action being sent (at most one send's timeout)."""
         self._halt.set()
         self.wake.set()
-        self.join(timeout=10)
+        self.join(timeout=self.ws.config.actions.delivery.timeout + 10)

@@ -85,7 +85,8 @@ class LiveRuntime:
             self._processor.join(timeout=30)
         if self.delivery.is_alive():
             self.delivery.stop()
-        self.ws.close()
+        with self.lock:  # a thread still running (past its join timeout) waits for it
+            self.ws.close()
 
     # ------------------------------------------------------------ work
     def ingest(self, events: list[PostedEvent | dict], wait: bool = False,
