@@ -149,6 +149,11 @@ def test_failures_are_visible_and_replayable(tmp_path):
     keys = [k for k, code, _ in rx.log if code == 200]
     assert sorted(keys) == sorted(a["action_id"] for a in failed)
     assert replay(ws, [failed[0]["action_id"]]) == 1  # a delivered one can be sent again
+    assert replay(ws, failed[1]["action_id"]) == 1  # one id given alone, not its characters
+    from keymoments.live.auth import create_key, list_keys
+
+    assert create_key(ws, "bot", "admin").scopes == ("admin",)  # one scope, not its letters
+    assert [k["scopes"] for k in list_keys(ws) if k["name"] == "bot"] == [["admin"]]
     ws.close()
 
 

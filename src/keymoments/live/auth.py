@@ -71,8 +71,10 @@ def _hash(salt: str, secret: str) -> str:
     return hashlib.sha256(f"{salt}:{secret}".encode()).hexdigest()
 
 
-def create_key(ws: Workspace, name: str, scopes: list[str] | tuple[str, ...]) -> NewKey:
-    """Create a key with ``scopes`` (read, write, admin); returns its token once."""
+def create_key(ws: Workspace, name: str, scopes: str | list[str] | tuple[str, ...]) -> NewKey:
+    """Create a key with ``scopes`` (read, write, admin: one, or a list); returns its
+    token once."""
+    scopes = [scopes] if isinstance(scopes, str) else list(scopes)
     bad = [s for s in scopes if s not in SCOPES]
     if bad or not scopes:
         raise ConfigError(f"unknown scope {', '.join(bad) or '(none given)'}: use read, write or admin")

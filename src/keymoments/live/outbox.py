@@ -50,11 +50,14 @@ def get_action(ws: Workspace, action_id: str) -> dict:
     return dict(zip([d[0] for d in cur.description], row))
 
 
-def replay(ws: Workspace, action_ids: list[str] | None = None, *, status: str | None = None) -> int:
+def replay(ws: Workspace, action_ids: str | list[str] | None = None, *,
+           status: str | None = None) -> int:
     """Queue actions for delivery again (by id, or every action of ``status``, e.g.
     ``failed``); they keep their id, so a receiver that honours the idempotency key
     does not act twice. Held-out and suppressed actions are never delivered, nor
     actions whose payload template failed (fix the rule; its next journeys act)."""
+    if isinstance(action_ids, str):  # one id, not its characters
+        action_ids = [action_ids]
     if not action_ids and status is None:
         raise KeymomentsError("name the actions to replay, or a status (e.g. failed)")
     if status is not None and status not in STATUSES:  # else DuckDB fails on a non-text one
