@@ -108,6 +108,11 @@ def _gt(a, b) -> bool:
     return a is not None and b is not None and _order(a) > _order(b)
 
 
+def _lt(a, b) -> bool:
+    """``a < b`` in SQL: not true when either is NULL; DuckDB's NaN order."""
+    return a is not None and b is not None and _order(a) < _order(b)
+
+
 def _ge(a, b) -> bool:
     return a is not None and b is not None and _order(a) >= _order(b)
 
@@ -512,20 +517,24 @@ def _summarize(by_journey: dict[str, list[dict]], events: list[dict], config: Co
         j["status"] = status
         nxt = j.pop("_next")
         rep = oc.repurchase_within
-        if nxt is not None and epoch_seconds(nxt) - epoch_seconds(j["end_ts"]) <= rep:
-            j["repurchased"] = True
+        # both outcomes are known once their whole window has passed (as in the SQL)
+        if _lt(idle, rep):
+            j["repurchased"] = None
         else:
-            j["repurchased"] = False if idle >= rep else None
+            j["repurchased"] = (nxt is not None
+                                and epoch_seconds(nxt) - epoch_seconds(j["end_ts"]) <= rep)
         person = j["person_id"]
         pchurn, plast = churn.get(person), last.get(person)
         after = None if pchurn is None else epoch_seconds(pchurn) - epoch_seconds(j["start_ts"])
-        if after is not None and 0 <= after <= oc.churn_within:
+        if _lt(idle, oc.churn_within):
+            j["churned"] = None
+        elif after is not None and 0 <= after <= oc.churn_within:
             j["churned"] = True
         elif (plast is not None and plast <= j["end_ts"]
               and as_of_s - epoch_seconds(plast) >= oc.inactive_churn_after):
             j["churned"] = True
         else:
-            j["churned"] = False if idle >= oc.churn_within else None
+            j["churned"] = False
     return out
 
 

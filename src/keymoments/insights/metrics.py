@@ -19,9 +19,11 @@ metric                 unit                             value
                                                         (contractual) or, with
                                                         ``inactive_days``, no activity for that
                                                         long before the data's end
-``repeat_purchase``    purchase journeys (known)        ``journeys.repurchased``
+``repeat_purchase``    purchase journeys whose          another purchase within
+                       repurchase window has passed     ``outcomes.repurchase_within``
 ``conversion``         browsing journeys                a purchase journey began during the
-                                                        session or within a day of its end
+                                                        session or within a day of its end,
+                                                        before the person's next session
 ``fcr``                completed issue journeys         resolved with no transfer or reopening
 ``first_response``     issue journeys with a reply      hours to the first agent event (median)
 ``resolution_time``    resolved issue journeys          hours from opening to the first end event
@@ -67,9 +69,10 @@ METRICS = {m.name: m for m in (
     Metric("ces", "mean", "mean CES answer (1-7, 7 = very easy); share_easy = answers 5-7", "answers"),
     Metric("churn", "proportion", "share of people who churned", "people"),
     Metric("repeat_purchase", "proportion", "share of purchase journeys followed by another purchase "
-           "within the repurchase window", "journeys"),
+           "within the repurchase window, of those whose window has passed", "journeys"),
     Metric("conversion", "proportion", "share of browsing journeys with a purchase journey started "
-           "during the session or within a day of its end", "journeys"),
+           "during the session or within a day of its end, before the person's next session",
+           "journeys"),
     Metric("fcr", "proportion", "share of completed issue journeys resolved with no transfer or "
            "reopening (first-contact resolution)", "journeys"),
     Metric("first_response", "median", "hours from opening to the first agent event", "journeys"),
@@ -79,15 +82,21 @@ METRICS = {m.name: m for m in (
 
 
 def _interrupting(ws: Workspace) -> tuple[str, ...]:
+    """The events that make a resolution not first-contact: transfers and reopenings
+    (the metric's definition), and those the workspace's first-contact rule adds. The
+    rule's own list alone may leave transfers out (a valence choice), which would
+    count transferred tickets as resolved on first contact."""
+    extra: tuple[str, ...] = ()
     try:
         from ..valence.rules import effective_rules
 
         for rule in effective_rules(ws.config.valence):
             if getattr(rule, "kind", None) == "first_contact_resolution" and rule.interrupting:
-                return tuple(rule.interrupting)
+                extra = tuple(rule.interrupting)
+                break
     except Exception:  # noqa: BLE001 (the documented default applies)
         pass
-    return _INTERRUPTING
+    return tuple(dict.fromkeys(_INTERRUPTING + extra))
 
 
 def _lit(values) -> str:
@@ -126,12 +135,21 @@ def unit_sql(ws: Workspace, metric: str, dims: list[str], *, inactive_days: floa
                 f"LEFT JOIN ({dsql}) d ON d.journey_id = f.journey_id"), dims
     base = f"FROM ({dsql}) d JOIN journeys j ON j.journey_id = d.journey_id"
     if metric == "repeat_purchase":
+        # only journeys whose whole window has passed: a recent purchase is known as
+        # repurchased as soon as the next one comes, but not as "not repurchased"
+        # until the window is over, so counting the known ones would favour repeats
+        window = float(ws.config.outcomes.repurchase_within)
         return (f"SELECT {cols}j.start_ts AS _ts, CASE WHEN j.repurchased THEN 1.0 ELSE 0.0 END AS y "
-                f"{base} WHERE j.journey_type = 'purchase' AND j.repurchased IS NOT NULL"), dims
+                f"{base} WHERE j.journey_type = 'purchase' AND j.idle_s >= {window}"), dims
     if metric == "conversion":
+        # a purchase is credited to the person's last session that began before it
+        # (and ended at most a day before it), not to every earlier session
         y = ("CASE WHEN EXISTS (SELECT 1 FROM journeys p WHERE p.person_id = j.person_id "
              "AND p.journey_type = 'purchase' AND p.start_ts >= j.start_ts "
-             "AND p.start_ts <= j.end_ts + INTERVAL '1 day') THEN 1.0 ELSE 0.0 END")
+             "AND p.start_ts <= j.end_ts + INTERVAL '1 day' "
+             "AND NOT EXISTS (SELECT 1 FROM journeys b WHERE b.person_id = j.person_id "
+             "AND b.journey_type = 'browsing' AND b.start_ts > j.start_ts "
+             "AND b.start_ts <= p.start_ts)) THEN 1.0 ELSE 0.0 END")
         return f"SELECT {cols}j.start_ts AS _ts, {y} AS y {base} WHERE j.journey_type = 'browsing'", dims
     issue = f"j.journey_type = '{issue_type}'"
     if metric == "fcr":

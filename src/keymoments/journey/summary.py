@@ -227,18 +227,21 @@ def summarize_journeys(je: ir.Table, journeys: JourneysConfig, types: list[Journ
     j = j.left_join(n, j.journey_id == n._nj).drop("_nj")
     gap_next = epoch_seconds(j._next) - epoch_seconds(j.end_ts)
     rep = outcomes.repurchase_within
+    # known once the whole window has passed, either way: a recent journey already
+    # followed by a purchase is not marked before the others, or a share of the known
+    # ones would favour repurchases (the recent non-repurchased are all unknown)
     repurchased = ibis.cases(
+        (j.idle_s < rep, ibis.null().cast("boolean")),
         (j._next.notnull() & (gap_next <= rep), True),
-        (j.idle_s >= rep, False),
-        else_=ibis.null().cast("boolean"),
+        else_=False,
     )
     after_churn = epoch_seconds(j._churn_ts) - epoch_seconds(j.start_ts)
     quiet = epoch_seconds(as_of) - epoch_seconds(j._last)
-    churned = ibis.cases(
+    churned = ibis.cases(  # known once churn_within has passed, as repurchased
+        (j.idle_s < outcomes.churn_within, ibis.null().cast("boolean")),
         (j._churn_ts.notnull() & (after_churn >= 0) & (after_churn <= outcomes.churn_within), True),
         ((j._last <= j.end_ts) & (quiet >= outcomes.inactive_churn_after), True),
-        (j.idle_s >= outcomes.churn_within, False),
-        else_=ibis.null().cast("boolean"),
+        else_=False,
     )
     j = j.mutate(repurchased=repurchased, churned=churned)
     return j.drop("_next", "_last", "_churn_ts", "outcome_seq", "churn_ts")

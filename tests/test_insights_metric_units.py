@@ -1,0 +1,96 @@
+"""Which units a metric counts, on hand-made journeys whose answer is known without
+keymoments: first-contact resolution (a transfer is not first contact, whatever the
+valence rule lists), repeat purchase (only purchases whose window has passed) and
+conversion (a purchase credited to the last session before it)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import keymoments as km
+
+CONFIG = """
+name: units
+journeys:
+  as_of: "2024-06-30T00:00:00Z"
+  types:
+    - {name: issue_resolution, key: ticket, start: [ticket_opened], end: [ticket_resolved]}
+    - {name: purchase, key: order, start: [order_placed], end: [order_delivered]}
+    - {name: browsing, key: session, start: [page_view], end: [add_to_cart]}
+outcomes:
+  repurchase_within: 30d
+valence:
+  use_default_rules: false
+  rules:
+    # as in the demo: only a reopening lowers the resolution's valence
+    - {name: resolution, kind: first_contact_resolution, event_types: [ticket_resolved],
+       interrupting: [ticket_reopened], valence: 0.8, else_valence: 0.5}
+sources:
+  events:
+    path: events.jsonl
+    identifiers: {customer_id: customer}
+    refs: {order: order_id, ticket: ticket_id, session: session_id}
+    event_type: event_type
+    ts: ts
+"""
+
+
+def ev(customer, ts, event_type, **refs):
+    return {"customer": customer, "ts": ts, "event_type": event_type, **refs}
+
+
+EVENTS = [
+    # tickets: T1 resolved at once, T2 transferred then resolved, T3 reopened: 1 of 3
+    ev("a", "2024-01-02T09:00:00Z", "ticket_opened", ticket_id="T1"),
+    ev("a", "2024-01-02T09:30:00Z", "ticket_resolved", ticket_id="T1"),
+    ev("b", "2024-01-02T09:00:00Z", "ticket_opened", ticket_id="T2"),
+    ev("b", "2024-01-02T09:10:00Z", "transferred", ticket_id="T2"),
+    ev("b", "2024-01-02T09:40:00Z", "ticket_resolved", ticket_id="T2"),
+    ev("c", "2024-01-02T09:00:00Z", "ticket_opened", ticket_id="T3"),
+    ev("c", "2024-01-02T09:20:00Z", "ticket_reopened", ticket_id="T3"),
+    ev("c", "2024-01-02T09:50:00Z", "ticket_resolved", ticket_id="T3"),
+    # orders, as_of 2024-06-30, window 30 days: O1 (ends 01-05) is followed by O2 on
+    # 01-20: repurchased. O2 (ends 01-22) is not followed within 30 days: not. O3
+    # (ends 06-20, 10 days before as_of) is followed by O4 on 06-25, but its window
+    # has not passed, and neither has O4's: neither is counted. With O5 below (e's
+    # order of 03-01, no other order after it): 1 of 3
+    ev("d", "2024-01-03T10:00:00Z", "order_placed", order_id="O1"),
+    ev("d", "2024-01-05T10:00:00Z", "order_delivered", order_id="O1"),
+    ev("d", "2024-01-20T10:00:00Z", "order_placed", order_id="O2"),
+    ev("d", "2024-01-22T10:00:00Z", "order_delivered", order_id="O2"),
+    ev("d", "2024-06-18T10:00:00Z", "order_placed", order_id="O3"),
+    ev("d", "2024-06-20T10:00:00Z", "order_delivered", order_id="O3"),
+    ev("d", "2024-06-25T10:00:00Z", "order_placed", order_id="O4"),
+    # sessions: e browses twice (S1, S2) in a morning and orders after the second:
+    # the order is S2's, not S1's as well; S3 (another day, no order) does not convert
+    ev("e", "2024-03-01T09:00:00Z", "page_view", session_id="S1"),
+    ev("e", "2024-03-01T10:00:00Z", "page_view", session_id="S2"),
+    ev("e", "2024-03-01T10:05:00Z", "order_placed", order_id="O5"),
+    ev("e", "2024-03-05T10:00:00Z", "page_view", session_id="S3"),
+]
+
+
+@pytest.fixture
+def ws(make_workspace):
+    ws = make_workspace(CONFIG, {"events.jsonl": "".join(json.dumps(e) + "\n" for e in EVENTS)})
+    ws.ingest("events")
+    ws.build()
+    return ws
+
+
+@pytest.mark.parametrize("metric, value, n", [
+    ("fcr", 1 / 3, 3),
+    ("repeat_purchase", 1 / 3, 3),
+    ("conversion", 1 / 3, 3),
+])
+def test_metric_counts_the_right_units(ws, metric, value, n):
+    (row,) = km.metrics(ws, metric, min_n=1).to_pylist()
+    assert (row["value"], row["n"]) == (pytest.approx(value), n)
+
+
+def test_an_outcome_is_known_once_its_window_has_passed(ws):
+    got = dict(ws.con.execute(
+        "SELECT journey_key, repurchased FROM journeys WHERE journey_type = 'purchase'").fetchall())
+    assert got == {"O1": True, "O2": False, "O3": None, "O4": None, "O5": False}
