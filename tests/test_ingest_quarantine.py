@@ -229,3 +229,20 @@ def test_a_language_that_is_not_a_code_is_quarantined(make_workspace):
     assert all("ISO 639" in r["reason"] for r in q.values())
     langs = ws.con.execute("SELECT language FROM events ORDER BY source_line").fetchall()
     assert langs == [("pt",), ("pt-br",), (None,)]
+
+
+def test_a_quoted_field_longer_than_the_csv_modules_limit_loads_whole(make_workspace):
+    """Python's csv refuses fields over 131,072 characters: the record was rejected as
+    an unbalanced quote and the lines inside its quotes read as records (an event
+    for customer 9 that the file does not have). The blank line sends the file to
+    the Python reader."""
+    long = "x" * 140_000
+    text = (HEADER + f'1,,2024-01-01,3,"start\n9,,2024-06-06,3,fabricated,1\n{long}",1\n'
+            "\n" + "3,,2024-01-03,3,y,1\n")
+    ws = make_workspace(cfg(), {"data.csv": text})
+    rep = ws.ingest("s")
+    assert (rep.rows_read, rep.rows_loaded, rep.rows_quarantined) == (2, 2, 0)
+    got = ws.con.execute("SELECT identifiers['customer_id'], length(text) FROM events "
+                         "ORDER BY ts").fetchall()
+    note = next(csv.DictReader(io.StringIO(text, newline="")))["note"]  # the oracle
+    assert got == [("1", len(note)), ("3", 1)]

@@ -48,6 +48,12 @@ LINE_COLUMN = "_km_line"
 FILE_COLUMN = "_km_file"
 Progress = Callable[[int], None]
 
+# The csv module refuses a field over 131,072 characters ("field larger than field
+# limit"), which read as a broken quote: the record was rejected and the lines of its
+# quoted text read again as records of their own. A long comment or transcript is a
+# field like another; the limit is raised once, for the process (it only ever grows).
+csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))
+
 
 @dataclass(frozen=True)
 class Reject:
