@@ -246,3 +246,51 @@ def test_a_quoted_field_longer_than_the_csv_modules_limit_loads_whole(make_works
                          "ORDER BY ts").fetchall()
     note = next(csv.DictReader(io.StringIO(text, newline="")))["note"]  # the oracle
     assert got == [("1", len(note)), ("3", 1)]
+
+
+def test_a_time_outside_the_years_1_to_9999_is_quarantined(make_workspace):
+    """DuckDB reads year 10000 and 1 BC, Python and Arrow do not: such a row loaded,
+    then every build failed. 'epoch' is a placeholder DuckDB reads as 1970."""
+    text = (HEADER + "1,,2024-01-01,3,x,1\n"   # 2 loads
+            "2,,10000-01-01,3,x,1\n"            # 3
+            "3,,0000-01-01,3,x,1\n"             # 4: 1 BC
+            "4,,epoch,3,x,1\n"                  # 5
+            "5,,9999-12-31T23:59:59Z,3,x,1\n")  # 6 loads: the last second of 9999
+    ws = make_workspace(cfg(), {"data.csv": text})
+    rep = ws.ingest("s")
+    assert (rep.rows_read, rep.rows_loaded, rep.rows_quarantined) == (5, 2, 3)
+    q = quarantine(ws)
+    assert sorted(q) == [3, 4, 5]
+    assert "outside the years 1 to 9999" in q[3]["reason"] and q[3]["value"] == "10000-01-01"
+    assert "outside the years 1 to 9999" in q[4]["reason"]
+    assert "cannot read the value as a timestamp" in q[5]["reason"]
+    ws.build()  # the loaded times are ones every reader can hold
+    assert [r[0].year for r in ws.con.execute("SELECT ts FROM events ORDER BY ts").fetchall()] \
+        == [2024, 9999]
+
+
+@pytest.mark.parametrize("ts_field", ["when", "{column: when, format: '%Y-%m-%d %H:%M'}"])
+def test_a_wall_time_the_clocks_skip_is_quarantined_not_merged(make_workspace, ts_field):
+    """New York skips 02:00-03:00 on 2024-03-10: 02:30 read as 03:30 made it the same
+    instant as the real 03:30 event, and one of the two was dropped as a duplicate.
+    The oracle is zoneinfo: a wall time exists when it survives the round trip."""
+    from datetime import datetime, timezone
+    from zoneinfo import ZoneInfo
+
+    ny = ZoneInfo("America/New_York")
+    times = ["2024-03-10 01:59", "2024-03-10 02:00", "2024-03-10 02:30", "2024-03-10 03:30",
+             "2024-11-03 01:30", "2024-06-01 12:00"]
+
+    def exists(text):
+        wall = datetime.strptime(text, "%Y-%m-%d %H:%M").replace(tzinfo=ny)
+        back = wall.astimezone(timezone.utc).astimezone(ny)
+        return back.replace(tzinfo=None) == wall.replace(tzinfo=None)
+
+    text = HEADER + "".join(f"1,,{t},3,x,1\n" for t in times)
+    extra = "timestamps: {timezone: America/New_York}"
+    ws = make_workspace(cfg(ts=ts_field, extra=extra), {"data.csv": text})
+    rep = ws.ingest("s")
+    skipped = [i + 2 for i, t in enumerate(times) if not exists(t)]
+    assert skipped == [3, 4]
+    assert sorted(quarantine(ws)) == skipped
+    assert (rep.rows_loaded, rep.rows_duplicate) == (len(times) - 2, 0)

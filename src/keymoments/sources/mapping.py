@@ -61,6 +61,19 @@ CANONICAL_COLUMNS = (
 )
 
 
+#: the instants the store and its readers (Python, Arrow, Spark) can all hold: the
+#: years 1 to 9999, as microseconds since 1970
+_FIRST_US, _LAST_US = -62_135_596_800_000_000, 253_402_300_799_999_999
+
+
+def _out_of_range(parsed: str, field: str, value: str) -> _Check:
+    """A time DuckDB reads but nothing after it can (year 10000, 1 BC): it would
+    load, then fail every build."""
+    return _Check(f"epoch_us({parsed}) NOT BETWEEN {_FIRST_US} AND {_LAST_US}", field, value,
+                  "a time outside the years 1 to 9999 is not when something happened (a "
+                  "placeholder, or epoch milliseconds read as seconds: check 'unit')")
+
+
 @dataclass
 class _Check:
     cond: str
@@ -132,9 +145,12 @@ class _Slot:
                 parsed = _instant(col)
             else:
                 parsed = _at_zone(tz, f"CAST({col} AS TIMESTAMP)")
+                self._no_gap(tz, f"CAST({col} AS TIMESTAMP)", parsed, field,
+                             f"CAST({col} AS VARCHAR)")
             self.checks.append(_Check(
                 f"{col} IS NOT NULL AND {parsed} IS NULL", field, f"CAST({col} AS VARCHAR)",
                 "an infinite time is not when something happened"))
+            self.checks.append(_out_of_range(parsed, field, f"CAST({col} AS VARCHAR)"))
             return parsed, f"{col} IS NOT NULL"
         text = self.text(spec)
         where = _in_column(spec)
@@ -147,7 +163,9 @@ class _Slot:
             if "%z" in fmt or "%Z" in fmt:
                 parsed = f"CAST(try_strptime({text}, {literal(fmt)}) AS TIMESTAMPTZ)"
             else:
-                parsed = _at_zone(tz, f"try_strptime({text}, {literal(fmt)})")
+                naive = f"try_strptime({text}, {literal(fmt)})"
+                parsed = _at_zone(tz, naive)
+                self._no_gap(tz, naive, parsed, field, text)
             expected = f"format {fmt!r}{where}"
         else:
             # a time with a zone (Z, UTC, GMT, +02:00) keeps it; the TIMESTAMP cast
@@ -160,12 +178,29 @@ class _Slot:
             parsed = (f"(CASE WHEN {offset} THEN TRY_CAST({zoned} AS TIMESTAMPTZ) "
                       f"ELSE coalesce({_at_zone(tz, f'TRY_CAST({text} AS TIMESTAMP)')}, "
                       f"{_instant(f'TRY_CAST({text} AS TIMESTAMPTZ)')}) END)")
+            self._no_gap(tz, f"TRY_CAST({text} AS TIMESTAMP)", parsed, field, text,
+                         unless=offset)
             expected = (f"ISO 8601{where} (set 'format' for other layouts, "
                         f"e.g. '%d/%m/%Y %H:%M')")
         self.checks.append(_Check(
-            f"{text} IS NOT NULL AND {parsed} IS NULL", field, text,
+            f"{text} IS NOT NULL AND ({parsed} IS NULL OR lower({text}) = 'epoch')", field, text,
             f"cannot read the value as a timestamp; expected {expected}"))
+        self.checks.append(_out_of_range(parsed, field, text))
         return parsed, f"{text} IS NOT NULL"
+
+    def _no_gap(self, tz: str, naive: str, parsed: str, field: str, value: str,
+                unless: str = "FALSE") -> None:
+        """Quarantine a wall time that does not exist in ``tz`` (the hour skipped when
+        clocks go forward): read as the hour after, it would be the same instant as a
+        real event of then, and one of the two lost as a duplicate. (A time the clocks
+        repeat, going back, is read as the later one, in standard time.)"""
+        if tz == "UTC":
+            return
+        self.checks.append(_Check(
+            f"NOT ({unless}) AND {naive} IS NOT NULL AND {parsed} IS NOT NULL "
+            f"AND timezone({literal(tz)}, {parsed}) <> {naive}", field, value,
+            f"this wall time does not exist in {tz} (the clocks skipped it); fix the "
+            "export, or give the times with their offset"))
 
     def string_map(self, specs: dict[str, FieldSpec], field: str) -> str:
         if not specs:
