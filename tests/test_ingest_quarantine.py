@@ -294,3 +294,59 @@ def test_a_wall_time_the_clocks_skip_is_quarantined_not_merged(make_workspace, t
     assert skipped == [3, 4]
     assert sorted(quarantine(ws)) == skipped
     assert (rep.rows_loaded, rep.rows_duplicate) == (len(times) - 2, 0)
+
+
+@pytest.mark.parametrize("python_reader", [False, True])
+def test_names_equal_but_for_case_are_one_column_across_files(make_workspace, python_reader):
+    """DuckDB's column names ignore case: two files with `note` and `Note` are one
+    column (as DuckDB's own union_by_name), in either reader (a blank line sends a
+    file to the Python one); before, the load failed or renamed one `note_1`."""
+    blank = "\n" if python_reader else ""
+    files = {"a.csv": f"id,when,note\n1,2024-01-01,first\n{blank}",
+             "b.csv": f"id,when,Note\n2,2024-01-02,second\n{blank}"}
+    text = """
+sources:
+  s:
+    path: "*.csv"
+    identifiers: {customer_id: id}
+    event_type: {value: visit}
+    ts: when
+    text: note
+"""
+    ws = make_workspace(text, files)
+    rep = ws.ingest("s")
+    assert (rep.rows_read, rep.rows_loaded) == (2, 2)
+    got = ws.con.execute("SELECT text FROM events ORDER BY ts").fetchall()
+    assert got == [("first",), ("second",)]
+
+
+def test_json_field_names_a_column_cannot_take_are_quarantined(make_workspace):
+    text = """
+sources:
+  s:
+    path: e.jsonl
+    identifiers: {customer_id: id}
+    event_type: {value: visit}
+    ts: when
+"""
+    rows = ['{"id": "1", "when": "2024-01-01"}',                 # 1 loads
+            '{"id": "2", "when": "2024-01-02", "": "x"}',        # 2 empty name
+            '{"id": "3", "when": "2024-01-03", "_km_line": 7}',  # 3 keymoments's own
+            '{"id": "4", "when": "2024-01-04", "a": 1, "A": 2}',  # 4 equal but for case
+            '{"id": "5", "When": "2024-01-05"}']                 # 5 loads: `when` itself
+    ws = make_workspace(text, {"e.jsonl": "\n".join(rows) + "\n"})
+    rep = ws.ingest("s")
+    assert (rep.rows_read, rep.rows_loaded, rep.rows_quarantined) == (5, 2, 3)
+    q = quarantine(ws)
+    assert sorted(q) == [2, 3, 4]
+    assert "empty name" in q[2]["reason"] and "keymoments's own" in q[3]["reason"]
+    assert "'a' and 'A' differ only in case" in q[4]["reason"]
+    assert ws.con.execute("SELECT count(*) FROM events WHERE source_line = 7").fetchone()[0] == 0
+
+
+def test_a_csv_column_named_like_keymomentss_own_is_refused(make_workspace):
+    ws = make_workspace(cfg(), {"data.csv": "id,email,when,score,note,amount,_km_line\n"
+                                            "1,,2024-01-01,3,x,1,99\n"})
+    with pytest.raises(km.KeymomentsError, match="'_km_line' is keymoments's own"):
+        ws.ingest("s")
+    assert ws.con.execute("SELECT count(*) FROM events").fetchone()[0] == 0

@@ -311,11 +311,13 @@ def stage_csv_fast(con: duckdb.DuckDBPyConnection, files: list[str], options: Cs
         if read is None:
             return None
         parts.append((path, names, read[0]))
-        columns += [n for n in names if n not in columns]
+        # combined by name, and names equal but for case are one (DuckDB's ignore it)
+        columns += [n for n in names if n.lower() not in {c.lower() for c in columns}]
         total += read[1]
     selects = []
     for path, names, query in parts:
-        picked = ", ".join(f"c{names.index(c)} AS {ident(c)}" if c in names
+        at = {n.lower(): k for k, n in enumerate(names)}
+        picked = ", ".join(f"c{at[c.lower()]} AS {ident(c)}" if c.lower() in at
                            else f"NULL::VARCHAR AS {ident(c)}" for c in columns)
         selects.append(f"SELECT {picked}, line::BIGINT AS {LINE_COLUMN}, "
                        f"{literal(path)} AS {FILE_COLUMN} FROM ({query})")

@@ -151,11 +151,30 @@ class _BatchSink:
         self.file = ""
         self._lines: list[int] = []
         self._values: dict[str, list[str | None]] = {}
+        self._canon: dict[str, str] = {}  # lower-cased name -> the column's name
         self._created = False
 
+    def clash(self, record: dict[str, str | None]) -> str | None:
+        """Why the record's field names cannot be columns (empty, reserved, or equal to
+        another but for case, as DuckDB's names ignore case), or None."""
+        known: dict[str, str] = {}
+        for name in record:
+            if not name:
+                return "a field has an empty name: name it in the export"
+            if name.lower() in (LINE_COLUMN, FILE_COLUMN):
+                return f"the field name {name!r} is keymoments's own: rename it in the export"
+            other = known.setdefault(name.lower(), name)
+            if other != name:
+                return (f"the fields {other!r} and {name!r} differ only in case, which column "
+                        "names ignore: rename one in the export")
+        return None
+
     def set_columns(self, names: list[str]) -> None:
+        """Add the columns not there yet; a name equal to a column's but for case is
+        that column (files combined by name, as DuckDB's names ignore case)."""
         for name in names:
-            if name not in self._values:
+            if name.lower() not in self._canon:
+                self._canon[name.lower()] = name
                 self.columns.append(name)
                 self._values[name] = [None] * len(self._lines)
                 if self._created:
@@ -165,8 +184,10 @@ class _BatchSink:
 
     def add(self, line: int, record: dict[str, str | None]) -> None:
         for name in record:
-            if name not in self._values:
+            if name.lower() not in self._canon:
                 self.set_columns([name])
+        if any(name not in self._values for name in record):
+            record = {self._canon[name.lower()]: value for name, value in record.items()}
         self._lines.append(line)
         for name, values in self._values.items():
             values.append(record.get(name))
@@ -350,11 +371,21 @@ class _Lines:
 
 
 def _unique_header(names: list[str]) -> list[str]:
+    """Column names for a header: blanks named by position, repeats numbered (names
+    equal but for case are repeats: DuckDB's names ignore case); keymoments's own
+    line and file columns are refused.
+
+    >>> _unique_header(["id", "ID", "", "id"])
+    ['id', 'ID_2', 'column_3', 'id_3']
+    """
     out: list[str] = []
     for i, name in enumerate(names):
         name = name.strip() or f"column_{i + 1}"
+        if name.lower() in (LINE_COLUMN, FILE_COLUMN):
+            raise SourceError(f"the column name {name!r} is keymoments's own (the line and "
+                              "file of each row): rename it in the export")
         base, k = name, 2
-        while name in out:
+        while name.lower() in {o.lower() for o in out}:
             name, k = f"{base}_{k}", k + 1
         out.append(name)
     return out
@@ -519,7 +550,12 @@ def _jsonl_rows(fh, options, sink: _BatchSink, rejects, path, progress) -> None:
             rejects.append(Reject(number, "a JSON lines record must be an object {...}",
                                   text.decode("utf-8", errors="replace"), path))
             continue
-        sink.add(number, _json_record(obj))
+        record = _json_record(obj)
+        clash = sink.clash(record)
+        if clash:
+            rejects.append(Reject(number, clash, shown, path))
+            continue
+        sink.add(number, record)
     if progress and done:
         progress(done)
 
