@@ -346,3 +346,10 @@ def test_a_header_read_as_one_column_suggests_the_delimiter(make_workspace, sep,
     with pytest.raises(km.ConfigError) as info:
         ws.ingest("orders")
     assert f"set csv: {{delimiter: '{shown}'}} on the source" in str(info.value)
+
+
+@pytest.mark.parametrize("quote", ["''", "'\"\"'"])
+def test_a_quote_is_one_character(quote):
+    err = config_error(SOURCE + f"    csv: {{quote: {quote}}}\n")
+    assert (err.line, err.key) == (8, "sources.orders.csv.quote")
+    assert "a quote is one character" in str(err)

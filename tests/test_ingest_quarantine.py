@@ -350,3 +350,37 @@ def test_a_csv_column_named_like_keymomentss_own_is_refused(make_workspace):
     with pytest.raises(km.KeymomentsError, match="'_km_line' is keymoments's own"):
         ws.ingest("s")
     assert ws.con.execute("SELECT count(*) FROM events").fetchone()[0] == 0
+
+
+def test_a_compressed_file_is_named_as_such(make_workspace, tmp_path):
+    """A gzip file read as text fails on its first byte (0x8b) as a wrong encoding;
+    the load says it is compressed instead, and writes nothing."""
+    import gzip
+
+    data = gzip.compress((HEADER + "1,,2024-01-01,3,x,1\n").encode())
+    ws = make_workspace(cfg(path="data.csv.gz"), {"data.csv.gz": data})
+    with pytest.raises(km.KeymomentsError, match="data.csv.gz is compressed.*decompress"):
+        ws.ingest("s")
+    assert ws.con.execute("SELECT count(*) FROM loads").fetchone()[0] == 0
+
+
+def test_a_list_column_mapped_as_a_measure_is_a_config_error(make_workspace):
+    """A Parquet list column has no single number per row: before, the load stopped
+    with DuckDB's conversion error; now the mapping is named with its line."""
+    table = pa.table({"id": ["1", "2"], "when": pa.array([0, 1], pa.timestamp("s", tz="UTC")),
+                      "amount": pa.array([[1, 2], [3]], pa.list_(pa.int64()))})
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    text = """
+sources:
+  s:
+    path: data.parquet
+    identifiers: {customer_id: id}
+    event_type: {value: visit}
+    ts: when
+    measures: {amount: amount}
+"""
+    ws = make_workspace(text, {"data.parquet": buf.getvalue()})
+    with pytest.raises(km.ConfigError, match=r"column 'amount' holds BIGINT\[\] values") as info:
+        ws.ingest("s")
+    assert info.value.key == "sources.s.measures.amount" and info.value.line == 8

@@ -225,6 +225,13 @@ class CsvOptions(Strict):
             raise ValueError("a delimiter is one character, or 'tab', 'whitespace'")
         return v
 
+    @field_validator("quote")
+    @classmethod
+    def _quote(cls, v: str) -> str:
+        if len(v) != 1:
+            raise ValueError("a quote is one character (\" by default, or ')")
+        return v
+
     @field_validator("encoding")
     @classmethod
     def _encoding(cls, v: str) -> str:

@@ -123,6 +123,12 @@ class _Slot:
             return "NULL::DOUBLE"
         # NaN and infinity are not numbers here (engines disagree on NaN): a typed
         # column's NaN is missing, a text 'nan' is quarantined as not a number
+        if spec.column is not None and self.c.is_nested(spec.column):
+            where = ".".join(str(p) for p in field_naming(self.c.source, spec.column) or ())
+            raise ConfigError(
+                f"column {spec.column!r} holds {self.c.types[spec.column]} values, not one "
+                "number per row: map a column of numbers (or one element of it, through a "
+                "view of the export)", key=f"sources.{self.c.name}" + (f".{where}" if where else ""))
         if spec.column is not None and not spec.map and self.c.is_numeric(spec.column):
             return _finite(f"CAST({ident(spec.column)} AS DOUBLE)")
         text = self.text(spec)
@@ -480,6 +486,12 @@ class _Compiler:
             raise ConfigError(f"no column {column!r} in the source's data",
                               key=f"sources.{self.name}" + (f".{where}" if where else ""),
                               hint=hint)
+
+    def is_nested(self, column: str) -> bool:
+        """A list, struct, map or union column (Parquet, JSON): no single value."""
+        self.check_column(column)
+        t = self.types[column]
+        return t.endswith("]") or t.startswith(("STRUCT", "MAP", "UNION"))
 
     def is_numeric(self, column: str) -> bool:
         self.check_column(column)

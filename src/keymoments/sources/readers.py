@@ -91,6 +91,11 @@ def expand_paths(path: str, base: Path) -> list[str]:
     return found
 
 
+#: file name endings of compressed files (read as text, their bytes look like a wrong
+#: encoding: say what they are instead)
+_COMPRESSED = (".gz", ".zip", ".bz2", ".xz", ".zst", ".7z")
+
+
 def stage_file(
     con: duckdb.DuckDBPyConnection,
     files: list[str],
@@ -100,6 +105,10 @@ def stage_file(
     progress: Progress | None = None,
 ) -> Staged:
     """Stage ``files`` of format ``fmt`` into the temporary table ``table``."""
+    packed = [f for f in files if f.lower().endswith(_COMPRESSED)]
+    if packed and fmt != "parquet":
+        raise SourceError(f"{packed[0]} is compressed: keymoments reads {fmt} files as they "
+                          "are, so decompress it first (gunzip, unzip ...)")
     if fmt == "parquet":
         return _stage_parquet(con, files, table, progress)
     if fmt == "csv" and FAST_CSV:
