@@ -384,3 +384,30 @@ sources:
     with pytest.raises(km.ConfigError, match=r"column 'amount' holds BIGINT\[\] values") as info:
         ws.ingest("s")
     assert info.value.key == "sources.s.measures.amount" and info.value.line == 8
+
+
+def test_parquet_files_that_disagree_on_a_columns_type_are_refused(make_workspace):
+    """Read together, an integer id in one file and a double in the other made every
+    id 1.0, so the first file's events got other ids once the second was beside it,
+    and a re-load stored them twice."""
+    def parquet(table):
+        buf = io.BytesIO()
+        pq.write_table(table, buf)
+        return buf.getvalue()
+
+    when = pa.array([0], pa.timestamp("s", tz="UTC"))
+    files = {"ex/a.parquet": parquet(pa.table({"id": pa.array([1], pa.int64()), "when": when})),
+             "ex/b.parquet": parquet(pa.table({"id": pa.array([2.0]), "when": when}))}
+    text = """
+sources:
+  s:
+    path: ex/*.parquet
+    identifiers: {customer_id: id}
+    event_type: {value: visit}
+    ts: when
+"""
+    ws = make_workspace(text, files)
+    with pytest.raises(km.KeymomentsError, match="'id' is BIGINT in .*a.parquet but DOUBLE in "
+                                                 ".*b.parquet"):
+        ws.ingest("s")
+    assert ws.con.execute("SELECT count(*) FROM events").fetchone()[0] == 0

@@ -132,7 +132,29 @@ def stage_file(
     return Staged(table, sink.columns, sink.rows, list(files), rejects)
 
 
+def _same_types(con, files: list[str]) -> None:
+    """Files of one source must give each column one type: read together, DuckDB
+    promotes the column (an integer id becomes 1.0, a local time is read as an
+    instant), so a row's values, hence its event id, would depend on the other files,
+    and a re-load after a file is added would store its events again."""
+    seen: dict[str, tuple[str, str]] = {}  # lower-cased name -> (type, file)
+    for path in files:
+        try:
+            described = con.execute("DESCRIBE SELECT * FROM read_parquet(?)", [path]).fetchall()
+        except duckdb.Error as exc:
+            raise SourceError(f"cannot read Parquet {path}: {exc}") from None
+        for name, kind, *_ in described:
+            first = seen.setdefault(name.lower(), (kind, path))
+            if first[0] != kind:
+                raise SourceError(
+                    f"column {name!r} is {first[0]} in {first[1]} but {kind} in {path}: "
+                    "export the files of a source with one type per column (read together, "
+                    "their values would change with the files beside them)")
+
+
 def _stage_parquet(con, files, table, progress) -> Staged:
+    if len(files) > 1:
+        _same_types(con, files)
     try:
         con.execute(
             f"CREATE OR REPLACE TEMP VIEW {ident(table)} AS SELECT * EXCLUDE (file_row_number), "
