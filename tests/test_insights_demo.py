@@ -148,3 +148,24 @@ def test_report_sections(demo, tmp_path):
     assert any(truth.late_carrier in r["cause"] for r in sections[1]["rows"][:3])
     html = write_report(ws, tmp_path / "r.html", extra={"sections": sections}).read_text(encoding="utf-8")
     assert "Root causes to fix first" in html and f"carrier={truth.late_carrier}" in html
+
+
+def test_a_cause_with_too_few_answers_gets_no_effect_or_rank(demo):
+    """An effect estimated on fewer than min_outcomes answers, or with an interval
+    wider than the outcome's range (-1..1 valence: differences within -2..2), is not
+    ranked by gain: two identical answers gave a falsely narrow interval."""
+    ws, _ = demo
+    rows = km.root_causes(ws, outcome="feedback").to_pylist()
+    for x in rows:
+        if x["n_outcome"] < 5:
+            assert x["effect"] is None and x["gain"] is None, x
+        if x["effect"] is not None:
+            assert -2 <= x["effect_low"] <= x["effect_high"] <= 2, x
+    ranked = [x for x in rows if x["gain"] is not None]
+    assert rows[:len(ranked)] == ranked  # the unranked come last
+    few = [x for x in rows if 0 < x["n_outcome"] < 5]
+    assert few, "the demo has causes with a few answers: the rule is exercised"
+    # with no floor, the same causes get an effect: the floor is what removes them
+    loose = {x["cause"]: x for x in km.root_causes(ws, outcome="feedback", min_outcomes=1)
+             .to_pylist()}
+    assert any(loose[x["cause"]]["effect"] is not None for x in few)

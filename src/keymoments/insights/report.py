@@ -38,7 +38,9 @@ def insight_sections(ws: Workspace) -> list[dict]:
         o = r.meta["overall"]
         if r.meta["n"] and o.get("value") is not None:
             rows.append({"metric": name, "value": _r(o["value"]), "low": _r(o["low"]),
-                         "high": _r(o["high"]), "n": o["n"], "definition": r.meta["definition"]})
+                         "high": _r(o["high"]), "n": o["n"],
+                         "sample": "small (under 30)" if o["n"] < 30 else "",
+                         "definition": r.meta["definition"]})
     sections = [{"title": "CX metrics (95% intervals)",
                  "text": "Wilson intervals for shares; NPS on -100..100 with its analytic interval.",
                  "rows": rows}]
@@ -46,10 +48,15 @@ def insight_sections(ws: Workspace) -> list[dict]:
         rc = root_causes(ws, limit=12)
         sections.append({
             "title": "Root causes to fix first",
-            "text": ("Valley causes ranked by the outcome points recovered if fixed "
-                     "(journeys x effect on feedback); repeat contacts mark causes not fixed."),
-            "rows": [{k: _r(x.get(k)) for k in ("rank", "cause", "journeys", "effect", "effect_low",
-                                                 "effect_high", "gain", "repeat_contact_rate")}
+            "text": ("Valley causes ranked by the feedback they go with: journeys x the "
+                     "difference in mean feedback valence (-1..1) between the journeys with "
+                     "the cause and the others of their type, estimated on the journeys with "
+                     "feedback (n_outcome; under 5, or an interval wider than the scale: not "
+                     "ranked). An association, not a proof of cause; causes may overlap. "
+                     "Repeat contacts mark causes not fixed."),
+            "rows": [{k: _r(x.get(k)) for k in ("rank", "cause", "journeys", "n_outcome", "effect",
+                                                 "effect_low", "effect_high", "gain",
+                                                 "repeat_contact_rate")}
                      for x in rc.to_pylist()]})
     except KeymomentsError as exc:
         sections.append({"title": "Root causes to fix first", "text": f"not computed: {exc}", "rows": []})

@@ -53,6 +53,11 @@ OUTCOMES = {
 }
 
 
+#: the widest a difference of two means of an outcome can be (valences in [-1, 1],
+#: shares in [0, 1])
+_BOUNDED = {"feedback": 2.0, "remembered": 2.0, "repurchase": 1.0, "churn": 1.0, "csat": 1.0}
+
+
 def outcome_sql(outcome: str) -> str:
     """The SQL of a named outcome: ``feedback`` (the first answer's valence, any
     scale), ``remembered``, ``repurchase``, ``churn`` (1/0, NULL while too early to
@@ -77,8 +82,15 @@ def _attribute_keys(ws: Workspace, threshold: float, max_values: int) -> list[st
 def root_causes(ws: Workspace, *, outcome: str = "feedback", threshold: float = 0.0,
                 attributes: list[str] | None = None, themes: dict[str, str] | bool = True,
                 within_days: float = 7.0,
-                min_journeys: int = 5, confidence: float = 0.95, limit: int | None = None) -> Result:
+                min_journeys: int = 5, min_outcomes: int = 5, confidence: float = 0.95,
+                limit: int | None = None) -> Result:
     """Valley causes ranked by the estimated gain if fixed (frequency x effect).
+
+    The effect is estimated on the journeys with the outcome (``n_outcome``, often
+    fewer than ``journeys``: not every customer answers); a cause with fewer than
+    ``min_outcomes`` of them gets no effect and no rank by gain (two answers give an
+    interval from the other journeys' spread alone, falsely narrow), nor does one
+    whose interval reaches past the outcome's range (too few answers to say).
 
     ``attributes``: attribute keys of the valley events to refine causes by (default:
     every key with 2 to 50 values on valley events). ``themes``: text themes (see
@@ -156,7 +168,10 @@ def root_causes(ws: Workspace, *, outcome: str = "feedback", threshold: float = 
             label = f"theme={r['value']}"
         else:
             label = f"{r['event_type']} · {r['dim'].removeprefix('attr:')}={r['value']}"
-        ok = not math.isnan(eff)
+        ok = not math.isnan(eff) and n1 >= min_outcomes
+        if ok and outcome in _BOUNDED and not (-_BOUNDED[outcome] <= low <= high
+                                               <= _BOUNDED[outcome]):
+            ok = False
         out.append({
             "cause": label, "journey_type": r["journey_type"], "event_type": r["event_type"],
             "dimension": r["dim"], "value": r["value"], "journeys": r["journeys"],
