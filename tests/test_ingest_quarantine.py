@@ -225,7 +225,8 @@ def test_a_language_that_is_not_a_code_is_quarantined(make_workspace):
     q = quarantine(ws)
     assert sorted(q) == [3, 6, 7]
     assert {(r["field"], r["value"]) for r in q.values()} == {
-        ("language", "pt\r\nX-Injected: yes"), ("language", "日本語"), ("language", "Portuguese")}
+        ("language", "pt\r\nX-Injected: yes"), ("language", "日本語"),
+        ("language", "Portuguese")}
     assert all("ISO 639" in r["reason"] for r in q.values())
     langs = ws.con.execute("SELECT language FROM events ORDER BY source_line").fetchall()
     assert langs == [("pt",), ("pt-br",), (None,)]

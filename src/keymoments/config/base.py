@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
-__all__ = ["STAGES", "KEY_MOMENTS", "RATING_SCALES", "LANGUAGE_TAG", "Strict", "require_unique_names"]
+__all__ = ["STAGES", "KEY_MOMENTS", "RATING_SCALES", "LANGUAGE_TAG", "Strict",
+           "require_unique_names"]
 
 #: Journey stages an event can belong to, in funnel order.
 STAGES = (

@@ -310,8 +310,8 @@ def create_app(path: str = ".", runtime: LiveRuntime | None = None) -> FastAPI:
         return {"load_id": load_id, "processed": rt().is_processed(load_id)}
 
     @app.get("/v1/people", tags=["query"])
-    def people(limit: int = Query(100, ge=1, le=10000), offset: int = Query(0, ge=0, le=BIGINT_MAX),
-               key=require("read")):
+    def people(limit: int = Query(100, ge=1, le=10000),
+               offset: int = Query(0, ge=0, le=BIGINT_MAX), key=require("read")):
         """People, by id."""
         with rt().lock:
             t = rt().ws.con.execute("SELECT * FROM people ORDER BY person_id LIMIT ? OFFSET ?",

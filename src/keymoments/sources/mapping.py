@@ -128,7 +128,8 @@ class _Slot:
             raise ConfigError(
                 f"column {spec.column!r} holds {self.c.types[spec.column]} values, not one "
                 "number per row: map a column of numbers (or one element of it, through a "
-                "view of the export)", key=f"sources.{self.c.name}" + (f".{where}" if where else ""))
+                "view of the export)",
+                key=f"sources.{self.c.name}" + (f".{where}" if where else ""))
         if spec.column is not None and not spec.map and self.c.is_numeric(spec.column):
             return _finite(f"CAST({ident(spec.column)} AS DOUBLE)")
         text = self.text(spec)
@@ -282,7 +283,8 @@ class _Slot:
                         f"ELSE {literal(expectation.kind)} END")
         language = self.text(self.pick("language"))
         self.checks.append(_Check(
-            f"{language} IS NOT NULL AND NOT regexp_full_match({language}, {literal(LANGUAGE_TAG)})",
+            f"{language} IS NOT NULL AND NOT "
+            f"regexp_full_match({language}, {literal(LANGUAGE_TAG)})",
             "language", language, "not a language code; use ISO 639, such as en or pt-BR"))
         cols = {
             "ts": ts,
