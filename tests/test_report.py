@@ -36,3 +36,6 @@ def test_report_escapes_data_and_loads_nothing_from_elsewhere(make_workspace, tm
     assert not re.search(r"<script|<link|src=|@import|https?://", html)
     # the figures shown are the store's
     assert ">7</b>events" in html.replace("\n", "").replace(" ", "")
+    # read by a person: the valence scale is explained, tables say what a column is
+    assert "from -1 (as bad as it gets) to 1" in html.replace("\n", " ")
+    assert "<th>mean valence (-1 to 1)</th>" in html and "<th>mean_valence</th>" not in html

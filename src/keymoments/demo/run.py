@@ -79,7 +79,8 @@ def engine_sections(ws, model=None) -> list[dict]:
         sections.append({
             "title": f"Remembered score: which moments predict {model.outcome} "
                      f"({model.n_:,} journeys, {model.folds}-fold cross-validation)",
-            "text": f"Best model: {model.best_}. Scores are cross-validated "
+            "text": (f"No best model: {model.note_}" if model.note_ else
+                     f"Best model: {model.best_}.") + " Scores are cross-validated "
                     f"{s.to_pylist()[0]['metric']} with 95% bootstrap intervals.",
             "rows": [{k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()}
                      for r in s.to_pylist()],

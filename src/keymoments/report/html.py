@@ -59,7 +59,23 @@ def report_context(ws: Workspace, extra: dict[str, Any] | None = None) -> dict[s
             SELECT source, file, line, field, value, reason FROM quarantine
             ORDER BY source, file, line LIMIT 50"""),
         "extra": extra or {},
+        "labels": LABELS,
     }
+
+
+#: column names of the report's tables as a reader reads them (others are shown as is)
+LABELS = {
+    "first_v": "first impression", "peak_v": "peak", "valley_v": "valley",
+    "end_v": "farewell", "mean_v": "mean valence", "trend_v": "valence trend per event",
+    "mean_valence": "mean valence (-1 to 1)", "mean_remembered": "mean remembered (-1 to 1)",
+    "share_negative": "share negative", "with_feedback": "journeys with feedback",
+    "median_hours": "median hours (first to last event, feedback included)",
+    "mean_events": "mean events", "share_switching": "share changing channel",
+    "n_outcome": "journeys with feedback", "effect": "effect (valence)",
+    "effect_low": "effect low", "effect_high": "effect high",
+    "gain": "journeys x effect", "repeat_contact_rate": "repeat contact rate",
+    "cv_score": "cross-validated score", "example_reason": "example reason",
+}
 
 
 def write_report(ws: Workspace, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
