@@ -135,12 +135,10 @@ def unit_sql(ws: Workspace, metric: str, dims: list[str], *, inactive_days: floa
                 f"LEFT JOIN ({dsql}) d ON d.journey_id = f.journey_id"), dims
     base = f"FROM ({dsql}) d JOIN journeys j ON j.journey_id = d.journey_id"
     if metric == "repeat_purchase":
-        # only journeys whose whole window has passed: a recent purchase is known as
-        # repurchased as soon as the next one comes, but not as "not repurchased"
-        # until the window is over, so counting the known ones would favour repeats
-        window = float(ws.config.outcomes.repurchase_within)
+        # ``repurchased`` is known (not NULL) only once the journey's whole window has
+        # passed, either way (journey.summary), so the known ones are an unbiased set
         return (f"SELECT {cols}j.start_ts AS _ts, CASE WHEN j.repurchased THEN 1.0 ELSE 0.0 END AS y "
-                f"{base} WHERE j.journey_type = 'purchase' AND j.idle_s >= {window}"), dims
+                f"{base} WHERE j.journey_type = 'purchase' AND j.repurchased IS NOT NULL"), dims
     if metric == "conversion":
         # a purchase is credited to the person's last session that began before it
         # (and ended at most a day before it), not to every earlier session
