@@ -144,8 +144,8 @@ def _drop_steps(ws: Workspace, names: list[str]) -> None:
 
 
 def _scratch_attached(ws: Workspace) -> bool:
-    return ws.con.execute("SELECT count(*) FROM duckdb_databases() WHERE database_name = ?",
-                          [SCRATCH]).fetchone()[0] > 0
+    return ws.con.execute("SELECT count(*) FROM duckdb_databases() "
+                          f"WHERE database_name = {literal(SCRATCH)}").fetchone()[0] > 0
 
 
 def _attach_scratch(ws: Workspace) -> None:
@@ -161,7 +161,8 @@ def _detach_scratch(ws: Workspace) -> None:
         # drop the steps first: detaching checkpoints the database, which would
         # write them out in full
         for (table,) in ws.con.execute(
-                "SELECT table_name FROM duckdb_tables() WHERE database_name = ?", [SCRATCH]).fetchall():
+                "SELECT table_name FROM duckdb_tables() "
+                f"WHERE database_name = {literal(SCRATCH)}").fetchall():
             ws.con.execute(f"DROP TABLE {SCRATCH}.main.{ident(table)}")
         ws.con.execute(f"DETACH {SCRATCH}")
         _remove_scratch_files(scratch_path(ws))

@@ -21,6 +21,7 @@ import ibis
 import ibis.expr.types as ir
 
 from ..config.analysis import JourneysConfig, JourneyType, MomentsConfig, OutcomesConfig
+from ..engine import small_result
 from ..engine.expr import epoch_seconds
 
 __all__ = ["summarize_journeys", "moment_candidates", "channel_vocabulary", "MAX_CHANNEL_FLAGS"]
@@ -37,7 +38,7 @@ def channel_vocabulary(je: ir.Table) -> list[str] | None:
     """The distinct channels of the journey events, sorted (code point order, as
     ``list_sort``/``array_sort`` order strings), or None when there are more than
     :data:`MAX_CHANNEL_FLAGS` (a small query on any backend)."""
-    col = je.select("channel").distinct().limit(MAX_CHANNEL_FLAGS + 2).to_pyarrow().column(0)
+    col = small_result(je.select("channel").distinct().limit(MAX_CHANNEL_FLAGS + 2)).column(0)
     names = sorted(v for v in col.to_pylist() if v is not None)
     return names if len(names) <= MAX_CHANNEL_FLAGS else None
 
@@ -193,7 +194,7 @@ def summarize_journeys(je: ir.Table, journeys: JourneysConfig, types: list[Journ
         # one number per journey type: read them and write them into the expression
         # (a join, even of three rows, next to the journey-sized join below makes
         # DuckDB hold both hash tables in memory)
-        p90 = {r["journey_type"]: r["_p90"] for r in own.to_pyarrow().to_pylist()
+        p90 = {r["journey_type"]: r["_p90"] for r in small_result(own).to_pylist()
                if r["_p90"] is not None}
         null_f = ibis.null().cast(_F)
         j = j.mutate(_p90=ibis.cases(*[(j.journey_type == t, ibis.literal(float(v), type=_F))

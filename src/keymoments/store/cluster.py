@@ -41,7 +41,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..sql import ident
+from ..sql import ident, literal
 from .schema import COLUMN_DOCS, column_ddl
 
 if TYPE_CHECKING:
@@ -83,7 +83,7 @@ def _unordered_rows(ws: Workspace, tables=None) -> dict[str, tuple[int, int]]:
     out = {}
     for table in tables or CLUSTERED:
         rows = con.execute(f"SELECT count(*) FROM {ident(table)}").fetchone()[0]
-        got = con.execute("SELECT value FROM km_meta WHERE key = ?", [_key(table)]).fetchone()
+        got = con.execute(f"SELECT value FROM km_meta WHERE key = {literal(_key(table))}").fetchone()
         out[table] = (rows, max(0, rows - (int(got[0]) if got else 0)))
     return out
 
@@ -96,7 +96,9 @@ def unordered_share(ws: Workspace, tables=None) -> dict[str, float]:
 
 def forget_order(con, tables) -> None:
     """Forget that ``tables`` were ordered (they were replaced)."""
-    con.execute("DELETE FROM km_meta WHERE list_contains(?, key)", [[_key(t) for t in tables]])
+    keys = ", ".join(literal(_key(t)) for t in tables)
+    if keys:  # (written out: binding values makes DuckDB import pandas, ~0.8 s)
+        con.execute(f"DELETE FROM km_meta WHERE key IN ({keys})")
 
 
 def ensure_indexes(ws: Workspace) -> list[str]:
@@ -142,7 +144,7 @@ def cluster(ws: Workspace, tables=None) -> dict[str, int]:
             con.execute(f"ALTER TABLE {new} RENAME TO {ident(table)}")
             rows = con.execute(f"SELECT count(*) FROM {ident(table)}").fetchone()[0]
             forget_order(con, [table])
-            con.execute("INSERT INTO km_meta VALUES (?, ?)", [_key(table), str(rows)])
+            con.execute(f"INSERT INTO km_meta VALUES ({literal(_key(table))}, {literal(str(rows))})")
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
