@@ -80,6 +80,8 @@ class _Check:
     field: str
     value: str
     reason: str
+    #: a SQL expression for the reason when it quotes the row's value (else ``reason``)
+    reason_sql: str | None = None
 
 
 class _Slot:
@@ -133,9 +135,19 @@ class _Slot:
         if spec.column is not None and not spec.map and self.c.is_numeric(spec.column):
             return _finite(f"CAST({ident(spec.column)} AS DOUBLE)")
         text = self.text(spec)
-        num = _finite(f"TRY_CAST(replace({text}, ',', '.') AS DOUBLE)")
+        decimal = self.c.source.decimal
+        num = _finite(_number(text, decimal))
+        where = _in_column(spec)
+        if decimal is None:
+            hint = (f"'{where}: its comma may group thousands or be the decimal mark; set "
+                    "the source's decimal to '.' (the comma groups thousands: 1,234.5) or "
+                    "',' (the comma is the decimal mark: 1.234,5)")
+            self.checks.append(_Check(_unclear_decimal(text), field, text, hint,
+                                      reason_sql=f"{literal(chr(39))} || {text} || "
+                                                 f"{literal(hint)}"))
+        mark = "" if decimal is None else f" with the decimal mark {decimal!r}"
         self.checks.append(_Check(f"{text} IS NOT NULL AND {num} IS NULL", field, text,
-                                  f"not a number{_in_column(spec)}"))
+                                  f"not a number{where}{mark}"))
         return num
 
     def timestamp(self, spec: TimestampSpec, field: str) -> tuple[str, str]:
@@ -361,7 +373,7 @@ class _Slot:
             return "NULL::STRUCT(f VARCHAR, v VARCHAR, r VARCHAR) AS _km_err"
         whens = " ".join(
             f"WHEN {ch.cond} THEN struct_pack(f := {literal(ch.field)}, "
-            f"v := CAST({ch.value} AS VARCHAR), r := {literal(ch.reason)})"
+            f"v := CAST({ch.value} AS VARCHAR), r := {ch.reason_sql or literal(ch.reason)})"
             for ch in self.checks
         )
         return f"CASE {whens} END AS _km_err"
@@ -400,6 +412,59 @@ def _map(values: list[tuple[str, str]], value_type: str = "VARCHAR") -> str:
                 f"ELSE {branch(tail, [*kept, (key, value)])} END)")
 
     return branch(values, [])
+
+
+#: a number whose commas group thousands (1,234,567.5), and one whose dots do
+#: (1.234.567,5): the only places a thousands separator is read
+_COMMA_GROUPS = "[+-]?[0-9]{1,3}(,[0-9]{3})+([.][0-9]+)?"
+_DOT_GROUPS = "[+-]?[0-9]{1,3}([.][0-9]{3})+(,[0-9]+)?"
+
+
+def _number(text: str, decimal: str | None) -> str:
+    """The DOUBLE a text reads as with the source's decimal mark (NULL: not a number).
+
+    Unset, a comma is the decimal mark (``12,5``); a value that may use it to group
+    thousands is quarantined by :func:`_unclear_decimal`. A value without a comma (most
+    of them) is cast as it is: this runs on every number of every row.
+
+    >>> import duckdb
+    >>> def read(value, decimal):
+    ...     return duckdb.sql(f"SELECT {_number(literal(value), decimal)}").fetchone()[0]
+    >>> [read(v, None) for v in ("12.5", "12,5", "-3", "1e3", "1.2.3")]
+    [12.5, 12.5, -3.0, 1000.0, None]
+    >>> [read(v, ".") for v in ("1,234", "1,234,567.5", "12,5", "1,23,456", "12.5")]
+    [1234.0, 1234567.5, None, None, 12.5]
+    >>> [read(v, ",") for v in ("1.234,56", "-1.234", "12,5", "12.5", "1.2345")]
+    [1234.56, -1234.0, 12.5, None, None]
+    """
+    plain = f"TRY_CAST({text} AS DOUBLE)"
+    if decimal == ".":
+        return (f"(CASE WHEN contains({text}, ',') THEN (CASE WHEN regexp_full_match({text}, "
+                f"{literal(_COMMA_GROUPS)}) THEN TRY_CAST(replace({text}, ',', '') AS DOUBLE) "
+                f"END) ELSE {plain} END)")
+    if decimal == ",":
+        return (f"(CASE WHEN contains({text}, '.') THEN (CASE WHEN regexp_full_match({text}, "
+                f"{literal(_DOT_GROUPS)}) THEN TRY_CAST(replace(replace({text}, '.', ''), ',', "
+                f"'.') AS DOUBLE) END) WHEN contains({text}, ',') THEN "
+                f"TRY_CAST(replace({text}, ',', '.') AS DOUBLE) ELSE {plain} END)")
+    return (f"(CASE WHEN contains({text}, ',') THEN TRY_CAST(replace({text}, ',', '.') "
+            f"AS DOUBLE) ELSE {plain} END)")
+
+
+def _unclear_decimal(text: str) -> str:
+    """With no decimal mark set, a text whose comma may group thousands (``1,234``:
+    1234 in a US export, 1.234 in a European one; ``1,234.5``) or that has both marks
+    (``1.234,5``): a number only once the source says which mark it uses.
+
+    >>> import duckdb
+    >>> values = ["1,234", "-1,234", "1,234,567", "1,234.5", "1.234,5", "12,5", "1,2345",
+    ...           "1234,567", "12.5", "1.234", "1,2.3"]
+    >>> [duckdb.sql(f"SELECT {_unclear_decimal(literal(v))}").fetchone()[0] for v in values]
+    [True, True, True, True, True, False, False, False, False, False, False]
+    """
+    return (f"(CASE WHEN contains({text}, ',') THEN regexp_full_match({text}, "
+            f"{literal(_COMMA_GROUPS)}) OR regexp_full_match({text}, {literal(_DOT_GROUPS)}) "
+            "ELSE false END)")
 
 
 def _finite(num: str) -> str:
