@@ -412,3 +412,42 @@ sources:
                                                  ".*b.parquet"):
         ws.ingest("s")
     assert ws.con.execute("SELECT count(*) FROM events").fetchone()[0] == 0
+
+
+@pytest.mark.parametrize("fmt", [None, "%Y-%m-%d %H:%M:%S %z"])
+def test_an_impossible_utc_offset_is_quarantined(make_workspace, fmt):
+    """No place is more than 14 hours from UTC, and an hour has 60 minutes; DuckDB
+    read '+25:00' as a day earlier and '+05:75' as +06:15. The expected instants are
+    worked out by hand."""
+    from datetime import datetime, timezone
+
+    utc = timezone.utc
+    values = [  # (as written, the instant or None for quarantined)
+        ("2024-01-05 10:00:00 +2500", None),
+        ("2024-01-05 10:00:00 -1401", None),
+        ("2024-01-05 10:00:00 +1500", None),
+        ("2024-01-05 10:00:00 +0575", None),
+        ("2024-01-05 10:00:00 +1400", datetime(2024, 1, 4, 20, tzinfo=utc)),
+        ("2024-01-05 10:00:00 -1400", datetime(2024, 1, 6, 0, tzinfo=utc)),
+        ("2024-01-05 10:00:00 +0545", datetime(2024, 1, 5, 4, 15, tzinfo=utc)),
+        ("2024-01-05 10:00:00 -0930", datetime(2024, 1, 5, 19, 30, tzinfo=utc)),
+    ]
+    if fmt is None:  # ISO 8601 also writes the offset with a colon, or the hours alone
+        values += [("2024-01-05T10:00:00+25:00", None), ("2024-01-05T10:00:00.5-14:30", None),
+                   ("2024-01-05T10:00:00+99", None),
+                   ("2024-01-05T10:00:00.5-14", datetime(2024, 1, 6, 0, 0, 0, 500000, utc)),
+                   ("2024-01-05T10:00:00+14:00", datetime(2024, 1, 4, 20, tzinfo=utc))]
+    ts = "when" if fmt is None else f"{{column: when, format: '{fmt}'}}"
+    text = HEADER + "".join(f"{i},,{v},3,x,1\n" for i, (v, _) in enumerate(values))
+    ws = make_workspace(cfg(ts=ts), {"data.csv": text})
+    rep = ws.ingest("s")
+    bad = [i + 2 for i, (_, want) in enumerate(values) if want is None]
+    assert (rep.rows_read, rep.rows_quarantined) == (len(values), len(bad))
+    q = quarantine(ws)
+    assert sorted(q) == bad
+    for line in bad:
+        assert (q[line]["field"], q[line]["value"]) == ("ts", values[line - 2][0])
+        assert q[line]["reason"].startswith("the UTC offset is impossible")
+    got = ws.con.execute("SELECT source_line, ts FROM events ORDER BY source_line").fetchall()
+    assert got == [(i + 2, want) for i, (_, want) in enumerate(values) if want is not None]
+

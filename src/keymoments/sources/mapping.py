@@ -66,6 +66,38 @@ CANONICAL_COLUMNS = (
 _FIRST_US, _LAST_US = -62_135_596_800_000_000, 253_402_300_799_999_999
 
 
+#: the end of a time before its zone: seconds (or minutes), maybe a fraction, a space
+_TIME_END = ":[0-9][0-9]([.][0-9]*)? ?"
+#: a UTC offset no place has, which DuckDB reads all the same ('+25:00' as a day
+#: earlier, '+05:75' as +06:15): more than 14 hours from UTC, or 60 minutes or more
+_BAD_OFFSET = ("[+-]((1[5-9]|[2-9][0-9])(:?[0-9][0-9])?|14:?(0[1-9]|[1-9][0-9])"
+               "|[0-9][0-9]:?[6-9][0-9])")
+_IMPOSSIBLE_OFFSET = ("the UTC offset is impossible (no place is more than 14 hours from UTC, "
+                      "and an hour has 60 minutes): fix the times' offsets in the export")
+
+
+def _strptime_pattern(fmt: str, codes: dict[str, str]) -> str:
+    """A regular expression (RE2) of the values of the strptime format ``fmt``, with
+    the pattern ``codes[c]`` for a ``%c`` and any text for the other codes.
+
+    >>> import re
+    >>> pattern = _strptime_pattern("%d/%m/%Y %H:%M%z (%%)", {"z": _BAD_OFFSET})
+    >>> [bool(re.fullmatch(pattern, v)) for v in ("05/01/2024 10:00+25:00 (%)",
+    ...     "05/01/2024 10:00-1430 (%)", "05/01/2024 10:00+14:00 (%)", "05/01/2024 10:00+05")]
+    [True, True, False, False]
+    """
+    out, i = [], 0
+    while i < len(fmt):
+        if fmt[i] == "%" and i + 1 < len(fmt):
+            code = fmt[i + 1] if fmt[i + 1] != "-" else fmt[i + 1:i + 3]  # %-d: unpadded
+            out.append("%" if code == "%" else codes.get(code, ".*"))
+            i += 1 + len(code)
+        else:
+            out.append("\\" + fmt[i] if fmt[i] in "\\.^$|?*+()[]{}" else fmt[i])
+            i += 1
+    return "".join(out)
+
+
 def _out_of_range(micros: str, field: str, value: str) -> _Check:
     """A time (``micros``: its microseconds since 1970) DuckDB reads but nothing after
     it can (year 10000, 1 BC): it would load, then fail every build."""
@@ -176,6 +208,7 @@ class _Slot:
             return parsed, f"{col} IS NOT NULL"
         text = self.text(spec)
         where = _in_column(spec)
+        checks: list[_Check] = []  # of a value read, but wrongly
         if unit:
             scale = 1000.0 if unit == "ms" else 1.0
             # try(): an epoch out of range (1e20, inf) is a bad value, not a failed load
@@ -184,6 +217,10 @@ class _Slot:
         elif fmt:
             if "%z" in fmt or "%Z" in fmt:
                 parsed = f"CAST(try_strptime({text}, {literal(fmt)}) AS TIMESTAMPTZ)"
+                if "%z" in fmt:  # %z reads any two digits of hours and of minutes
+                    pattern = _strptime_pattern(fmt, {"z": _BAD_OFFSET})
+                    checks.append(_Check(f"regexp_full_match({text}, {literal(pattern)})",
+                                         field, text, _IMPOSSIBLE_OFFSET))
             else:
                 naive = f"try_strptime({text}, {literal(fmt)})"
                 parsed = _at_zone(tz, naive)
@@ -204,9 +241,19 @@ class _Slot:
                          unless=offset)
             expected = (f"ISO 8601{where} (set 'format' for other layouts, "
                         f"e.g. '%d/%m/%Y %H:%M')")
+            # DuckDB reads '+25:00' as an offset. The regex runs only where a cheap
+            # test cannot rule it out (it would cost about as much as the parsing): an
+            # offset starts with '+', or with a '-' after a date and a time (at least
+            # 'Y-M-D H:MM', so from the 11th character on)
+            checks.append(_Check(
+                f"(CASE WHEN contains({text}, '+') OR contains(substr({text}, 9), '-') THEN "
+                f"regexp_matches({text}, {literal(_TIME_END + _BAD_OFFSET + '$')}) "
+                "ELSE false END)", field, text, _IMPOSSIBLE_OFFSET))
         self.checks.append(_Check(
             f"{text} IS NOT NULL AND ({parsed} IS NULL OR lower({text}) = 'epoch')", field, text,
             f"cannot read the value as a timestamp; expected {expected}"))
+        # (after the check above: a value they catch has been read)
+        self.checks.extend(checks)
         self.checks.append(_out_of_range(f"epoch_us({parsed})", field, text))
         return parsed, f"{text} IS NOT NULL"
 
