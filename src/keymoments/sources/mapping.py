@@ -241,10 +241,17 @@ class _Slot:
                          unless=offset)
             expected = (f"ISO 8601{where} (set 'format' for other layouts, "
                         f"e.g. '%d/%m/%Y %H:%M')")
-            # DuckDB reads '+25:00' as an offset. The regex runs only where a cheap
-            # test cannot rule it out (it would cost about as much as the parsing): an
-            # offset starts with '+', or with a '-' after a date and a time (at least
-            # 'Y-M-D H:MM', so from the 11th character on)
+            # DuckDB reads '24-01-05' as the year 24, and '+25:00' as an offset. Each
+            # regex runs only where a cheap test cannot rule it out (it would cost about
+            # as much as the parsing): a value starting with four digits has a year of
+            # four; an offset starts with '+', or with a '-' after a date and a time (at
+            # least 'Y-M-D H:MM', so from the 11th character on)
+            short_year = (f"(CASE WHEN {text} GLOB '[0-9][0-9][0-9][0-9]*' THEN false "
+                          f"ELSE regexp_matches({text}, '^[0-9]{{1,3}}[^0-9]') END)")
+            checks.append(_Check(short_year, field, text,
+                                 f"a year of fewer than four digits{where} is read as that "
+                                 "year (24, not 2024): set 'format' (e.g. '%y-%m-%d' for "
+                                 "two-digit years)"))
             checks.append(_Check(
                 f"(CASE WHEN contains({text}, '+') OR contains(substr({text}, 9), '-') THEN "
                 f"regexp_matches({text}, {literal(_TIME_END + _BAD_OFFSET + '$')}) "
