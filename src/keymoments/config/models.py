@@ -264,9 +264,11 @@ class JoinSpec(Strict):
 
 
 class SourceSpec(CanonicalFields):
-    """A declarative mapping from one export (CSV, Parquet, JSON lines, XES) to events."""
+    """A declarative mapping from one export (CSV, Parquet, JSON, XES) to events."""
 
     path: str
+    #: unset: from the file's extension. ``jsonl`` (also ``.json``, ``.ndjson``) reads
+    #: JSON lines, or a JSON array of objects when the file starts with ``[``.
     format: Literal["csv", "parquet", "jsonl", "xes"] | None = None
     csv: CsvOptions = Field(default_factory=CsvOptions)
     joins: list[JoinSpec] = Field(default_factory=list)
