@@ -434,7 +434,9 @@ def test_an_impossible_utc_offset_is_quarantined(make_workspace, fmt):
     ]
     if fmt is None:  # ISO 8601 also writes the offset with a colon, or the hours alone
         values += [("2024-01-05T10:00:00+25:00", None), ("2024-01-05T10:00:00.5-14:30", None),
-                   ("2024-01-05T10:00:00+99", None),
+                   ("2024-01-05T10:00:00+99", None), ("2024-01-05T10:00:00+25:00:00", None),
+                   ("2024-01-05T10:00:00+14:00:01", None), ("2024-01-05T10:00:00+02:00:60", None),
+                   ("2024-01-05T10:00:00-14:00:00", datetime(2024, 1, 6, 0, tzinfo=utc)),
                    ("2024-01-05T10:00:00.5-14", datetime(2024, 1, 6, 0, 0, 0, 500000, utc)),
                    ("2024-01-05T10:00:00+14:00", datetime(2024, 1, 4, 20, tzinfo=utc))]
     ts = "when" if fmt is None else f"{{column: when, format: '{fmt}'}}"

@@ -541,6 +541,18 @@ def test_explicit_offsets_keep_them_whatever_the_zone(make_workspace):
     assert got == want
 
 
+@pytest.mark.parametrize("zone", ["UTC", "Europe/Amsterdam"])
+def test_offsets_with_seconds_keep_them(make_workspace, zone):
+    """PostgreSQL writes a time before standard zones with its local mean time
+    ('+00:19:32' in Amsterdam before 1937): the TIMESTAMP cast dropped such an offset
+    and read the wall time in the configured zone. The oracle is Python's reading."""
+    values = ["1900-01-01 00:00:00+00:19:32", "2024-03-31T02:30:00+02:00:00",
+              "2024-01-05 10:00:00.25 -03:30:15", "2024-01-05T10:00:00Z"]
+    got = ts_workspace(make_workspace, values, f"timestamps: {{timezone: {zone}}}")
+    assert got == [datetime.fromisoformat(v.replace(" -", "-")).astimezone(timezone.utc)
+                   for v in values]
+
+
 @pytest.mark.parametrize("unit", ["s", "ms"])
 def test_epoch_numbers(make_workspace, unit):
     values = [0, 1_700_000_000, 1_711_846_800, 951_782_400, 4_102_444_800]  # incl. 2000-02-29

@@ -69,9 +69,11 @@ _FIRST_US, _LAST_US = -62_135_596_800_000_000, 253_402_300_799_999_999
 #: the end of a time before its zone: seconds (or minutes), maybe a fraction, a space
 _TIME_END = ":[0-9][0-9]([.][0-9]*)? ?"
 #: a UTC offset no place has, which DuckDB reads all the same ('+25:00' as a day
-#: earlier, '+05:75' as +06:15): more than 14 hours from UTC, or 60 minutes or more
-_BAD_OFFSET = ("[+-]((1[5-9]|[2-9][0-9])(:?[0-9][0-9])?|14:?(0[1-9]|[1-9][0-9])"
-               "|[0-9][0-9]:?[6-9][0-9])")
+#: earlier, '+05:75' as +06:15): more than 14 hours from UTC, or 60 minutes or seconds
+#: or more
+_BAD_OFFSET = ("[+-]((1[5-9]|[2-9][0-9])(:?[0-9][0-9])?(:[0-9][0-9])?"
+               "|14:?(0[1-9]|[1-9][0-9])(:[0-9][0-9])?|14:?00:(0[1-9]|[1-9][0-9])"
+               "|[0-9][0-9]:?[6-9][0-9](:[0-9][0-9])?|[0-9][0-9]:?[0-9][0-9]:[6-9][0-9])")
 _IMPOSSIBLE_OFFSET = ("the UTC offset is impossible (no place is more than 14 hours from UTC, "
                       "and an hour has 60 minutes): fix the times' offsets in the export")
 
@@ -227,13 +229,15 @@ class _Slot:
                 self._no_gap(tz, naive, parsed, field, text)
             expected = f"format {fmt!r}{where}"
         else:
-            # a time with a zone (Z, UTC, GMT, +02:00) keeps it; the TIMESTAMP cast
-            # would drop it silently. The zone must follow a time, or the day of a
-            # plain date ('2024-01-15') would read as an offset of -15. Named zones
-            # (CET, Europe/Paris) only parse as TIMESTAMPTZ, hence the fallback.
+            # a time with a zone (Z, UTC, GMT, +02:00, +00:19:32 as PostgreSQL writes
+            # local mean time) keeps it; the TIMESTAMP cast would drop it silently. The
+            # zone must follow a time, or the day of a plain date ('2024-01-15') would
+            # read as an offset of -15. Named zones (CET, Europe/Paris) only parse as
+            # TIMESTAMPTZ, hence the fallback.
+            hms = "[+-][0-9][0-9](:?[0-9][0-9])?(:[0-9][0-9])?"
             offset = (f"regexp_matches({text}, ':[0-9][0-9](\\.[0-9]*)? ?"
-                      f"(Z|UTC|GMT|[+-][0-9][0-9](:?[0-9][0-9])?)$')")
-            zoned = f"regexp_replace({text}, ' ([+-][0-9][0-9](:?[0-9][0-9])?)$', '\\1')"
+                      f"(Z|UTC|GMT|{hms})$')")
+            zoned = f"regexp_replace({text}, ' ({hms})$', '\\1')"
             parsed = (f"(CASE WHEN {offset} THEN TRY_CAST({zoned} AS TIMESTAMPTZ) "
                       f"ELSE coalesce({_at_zone(tz, f'TRY_CAST({text} AS TIMESTAMP)')}, "
                       f"{_instant(f'TRY_CAST({text} AS TIMESTAMPTZ)')}) END)")
