@@ -412,3 +412,71 @@ sources:
                                                  ".*b.parquet"):
         ws.ingest("s")
     assert ws.con.execute("SELECT count(*) FROM events").fetchone()[0] == 0
+
+
+@pytest.mark.parametrize("fmt", [None, "%Y-%m-%d %H:%M:%S %z"])
+def test_an_impossible_utc_offset_is_quarantined(make_workspace, fmt):
+    """No place is more than 14 hours from UTC, and an hour has 60 minutes; DuckDB
+    read '+25:00' as a day earlier and '+05:75' as +06:15. The expected instants are
+    worked out by hand."""
+    from datetime import datetime, timezone
+
+    utc = timezone.utc
+    values = [  # (as written, the instant or None for quarantined)
+        ("2024-01-05 10:00:00 +2500", None),
+        ("2024-01-05 10:00:00 -1401", None),
+        ("2024-01-05 10:00:00 +1500", None),
+        ("2024-01-05 10:00:00 +0575", None),
+        ("2024-01-05 10:00:00 +1400", datetime(2024, 1, 4, 20, tzinfo=utc)),
+        ("2024-01-05 10:00:00 -1400", datetime(2024, 1, 6, 0, tzinfo=utc)),
+        ("2024-01-05 10:00:00 +0545", datetime(2024, 1, 5, 4, 15, tzinfo=utc)),
+        ("2024-01-05 10:00:00 -0930", datetime(2024, 1, 5, 19, 30, tzinfo=utc)),
+    ]
+    if fmt is None:  # ISO 8601 also writes the offset with a colon, or the hours alone
+        values += [("2024-01-05T10:00:00+25:00", None), ("2024-01-05T10:00:00.5-14:30", None),
+                   ("2024-01-05T10:00:00+99", None), ("2024-01-05T10:00:00+25:00:00", None),
+                   ("2024-01-05T10:00:00+14:00:01", None), ("2024-01-05T10:00:00+02:00:60", None),
+                   ("2024-01-05T10:00:00-14:00:00", datetime(2024, 1, 6, 0, tzinfo=utc)),
+                   ("2024-01-05T10:00:00.5-14", datetime(2024, 1, 6, 0, 0, 0, 500000, utc)),
+                   ("2024-01-05T10:00:00+14:00", datetime(2024, 1, 4, 20, tzinfo=utc))]
+    ts = "when" if fmt is None else f"{{column: when, format: '{fmt}'}}"
+    text = HEADER + "".join(f"{i},,{v},3,x,1\n" for i, (v, _) in enumerate(values))
+    ws = make_workspace(cfg(ts=ts), {"data.csv": text})
+    rep = ws.ingest("s")
+    bad = [i + 2 for i, (_, want) in enumerate(values) if want is None]
+    assert (rep.rows_read, rep.rows_quarantined) == (len(values), len(bad))
+    q = quarantine(ws)
+    assert sorted(q) == bad
+    for line in bad:
+        assert (q[line]["field"], q[line]["value"]) == ("ts", values[line - 2][0])
+        assert q[line]["reason"].startswith("the UTC offset is impossible")
+    got = ws.con.execute("SELECT source_line, ts FROM events ORDER BY source_line").fetchall()
+    assert got == [(i + 2, want) for i, (_, want) in enumerate(values) if want is not None]
+
+
+def test_a_year_of_fewer_than_four_digits_is_quarantined(make_workspace):
+    """DuckDB reads '24-01-05' as 5 January of the year 24; with 'format' '%y-%m-%d'
+    it is 2024, as the reason suggests. A year of four digits is taken as written."""
+    from datetime import datetime, timezone
+
+    values = ["24-01-05", "24-01-05 10:00:00", "124-01-05", "1-01-05",
+              "24-01-05T10:00:00+02:00", "0024-01-05", "2024-01-05"]
+    text = HEADER + "".join(f"{i},,{v},3,x,1\n" for i, v in enumerate(values))
+    ws = make_workspace(cfg(), {"data.csv": text})
+    rep = ws.ingest("s")
+    assert (rep.rows_read, rep.rows_loaded, rep.rows_quarantined) == (7, 2, 5)
+    q = quarantine(ws)
+    assert sorted(q) == [2, 3, 4, 5, 6]
+    for line, row in q.items():
+        assert (row["field"], row["value"]) == ("ts", values[line - 2])
+        assert row["reason"].startswith("a year of fewer than four digits in column 'when'")
+        assert "set 'format' (e.g. '%y-%m-%d'" in row["reason"]
+    got = ws.con.execute("SELECT ts FROM events ORDER BY source_line").fetchall()
+    assert got == [(datetime(24, 1, 5, tzinfo=timezone.utc),),
+                   (datetime(2024, 1, 5, tzinfo=timezone.utc),)]
+    # the format the reason suggests reads the two-digit years of this century
+    ws2 = make_workspace(cfg(ts="{column: when, format: '%y-%m-%d'}"),
+                         {"data.csv": HEADER + "1,,24-01-05,3,x,1\n"}, folder="short")
+    assert ws2.ingest("s").rows_loaded == 1
+    assert ws2.con.execute("SELECT ts FROM events").fetchall() == [
+        (datetime(2024, 1, 5, tzinfo=timezone.utc),)]

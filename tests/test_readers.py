@@ -281,6 +281,83 @@ def test_json_lines(make_workspace):
     assert "\\xe9" in q[8]["raw"]
 
 
+JSON_ARRAY = """\ufeff[
+  {
+    "customer": {"id": "c1", "tier": "gold"},
+    "when": "2024-01-01",
+    "note": "a"
+  },
+  {"customer": {"id": "c2"}, "when": "2024-01-02", "note": "b"},
+  42,
+  {"customer": {"id": "c3"}, "when": "2024-01-03",
+   "note": "two\\nlines"},
+  null,
+  {"customer": {"id": "c4"}, "when": "2024-01-04", "": "no name"},
+  {"customer": {"id": "c5"}, "when": "2024-01-05", "note": "[1, {}]"}
+]
+"""
+
+
+def test_a_json_array_of_objects(make_workspace):
+    """A .json file that is one (pretty-printed) array: each element is a record, at
+    the line its first character is on (written by hand below); the elements that
+    are no objects are quarantined with their line. Before, the file was read as
+    JSON lines: only the lines that were whole objects loaded."""
+    ws = make_workspace(source("d.json", "attributes: {tier: customer.tier}",
+                               ids="{customer_id: customer.id}"), {"d.json": JSON_ARRAY})
+    rep = ws.ingest("s")
+    assert (rep.rows_read, rep.rows_loaded, rep.rows_quarantined) == (7, 4, 3)
+    got = ws.con.execute("""SELECT source_line, identifiers['customer_id'], text, attributes
+                            FROM events ORDER BY source_line""").fetchall()
+    elements = json.loads(JSON_ARRAY.lstrip("\ufeff"))  # the oracle of the values
+    assert got == [(2, "c1", "a", {"tier": "gold"}), (7, "c2", "b", {}),
+                   (9, "c3", "two\nlines", {}), (13, "c5", "[1, {}]", {})]
+    assert [e["customer"]["id"] for e in elements if isinstance(e, dict)] == [
+        "c1", "c2", "c3", "c4", "c5"]
+    q = {r["line"]: r for r in ws.quarantine().to_pylist()}
+    assert sorted(q) == [8, 11, 12]
+    assert q[8]["reason"] == "a JSON array element must be an object {...}"
+    assert q[8]["raw"] == "42" and q[11]["raw"] == "null"
+    assert "empty name" in q[12]["reason"]
+    assert json.loads(q[12]["raw"]) == elements[5]
+
+
+def test_an_empty_json_array_reads_no_row(make_workspace):
+    ws = make_workspace(source("d.json"), {"d.json": " \n[\n]\n"})
+    rep = ws.ingest("s")
+    assert (rep.rows_read, rep.rows_loaded, rep.rows_quarantined) == (0, 0, 0)
+
+
+@pytest.mark.parametrize("text, line, column, words", [
+    ('[\n {"id": "c1", "when": "2024-01-01"}\n {"id": "c2"}\n]\n', 3, 2, "',' delimiter"),
+    ('[\n {"id": "c1", "when": "2024-01-01"},\n]\n', 3, 1, "Expecting value"),
+    ('[\n {"id": "c1", "when": "2024-01-01"},\n {"id": "c2", "when: 1}\n]\n', 3, 24,
+     "Invalid control character;"),  # the line break inside the unclosed string
+    ('[\n {"id": "c1", "when": "2024-01-01"}\n]\n{"id": "c2"}\n', 4, 1, "Extra data"),
+    ('[\n {"id": "c1", "when": "2024-01-01"},\n', 3, 1, "Expecting value"),
+])
+def test_a_broken_json_array_is_an_error_naming_line_and_column(make_workspace, text, line,
+                                                               column, words):
+    """After a syntax error, where the next element starts cannot be known: the load
+    stops, naming the place, and nothing is stored."""
+    ws = make_workspace(source("d.json", text=None), {"d.json": text})
+    with pytest.raises(km.SourceError, match=rf"d\.json: not valid JSON at line {line}, "
+                                             rf"column {column}: .*{words}"):
+        ws.ingest("s")
+    assert ws.con.execute("SELECT count(*) FROM events").fetchone()[0] == 0
+    assert ws.con.execute("SELECT count(*) FROM loads").fetchone()[0] == 0
+
+
+def test_a_json_array_with_two_records_on_a_line_is_refused(make_workspace):
+    """Each record is known by its line (the quarantine, ``key: [_line]``): two on
+    one line (a compact array) would share it, so the load stops and says how to fix."""
+    text = '[{"id": "c1", "when": "2024-01-01"}, {"id": "c2", "when": "2024-01-02"}]\n'
+    ws = make_workspace(source("d.json", text=None), {"d.json": text})
+    with pytest.raises(km.SourceError, match=r"d\.json: line 1 holds more than one element"):
+        ws.ingest("s")
+    assert ws.con.execute("SELECT count(*) FROM events").fetchone()[0] == 0
+
+
 # ------------------------------------------------------------------------ Parquet
 
 
@@ -462,6 +539,18 @@ def test_explicit_offsets_keep_them_whatever_the_zone(make_workspace):
     # a plain date is local midnight in the configured zone
     want += [utc(datetime(2024, 7, 1)), utc(datetime(2024, 1, 1))]
     assert got == want
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Europe/Amsterdam"])
+def test_offsets_with_seconds_keep_them(make_workspace, zone):
+    """PostgreSQL writes a time before standard zones with its local mean time
+    ('+00:19:32' in Amsterdam before 1937): the TIMESTAMP cast dropped such an offset
+    and read the wall time in the configured zone. The oracle is Python's reading."""
+    values = ["1900-01-01 00:00:00+00:19:32", "2024-03-31T02:30:00+02:00:00",
+              "2024-01-05 10:00:00.25 -03:30:15", "2024-01-05T10:00:00Z"]
+    got = ts_workspace(make_workspace, values, f"timestamps: {{timezone: {zone}}}")
+    assert got == [datetime.fromisoformat(v.replace(" -", "-")).astimezone(timezone.utc)
+                   for v in values]
 
 
 @pytest.mark.parametrize("unit", ["s", "ms"])

@@ -264,9 +264,11 @@ class JoinSpec(Strict):
 
 
 class SourceSpec(CanonicalFields):
-    """A declarative mapping from one export (CSV, Parquet, JSON lines, XES) to events."""
+    """A declarative mapping from one export (CSV, Parquet, JSON, XES) to events."""
 
     path: str
+    #: unset: from the file's extension. ``jsonl`` (also ``.json``, ``.ndjson``) reads
+    #: JSON lines, or a JSON array of objects when the file starts with ``[``.
     format: Literal["csv", "parquet", "jsonl", "xes"] | None = None
     csv: CsvOptions = Field(default_factory=CsvOptions)
     joins: list[JoinSpec] = Field(default_factory=list)
@@ -278,6 +280,13 @@ class SourceSpec(CanonicalFields):
     ts: TimestampSpec | None = None
     events: list[EventSpec] | None = None
     timestamps: TimestampDefaults | None = None
+    #: the decimal mark of numbers written as text (ratings, measures, expectation
+    #: values): ``.`` (a comma may then group thousands: ``1,234.5``) or ``,`` (a dot may
+    #: then group thousands: ``1.234,5``). Unset: ``12.5`` and ``12,5`` both read as 12.5,
+    #: and a value whose comma may group thousands (``1,234``, ``1,234.5``) or that has
+    #: both marks is quarantined, asking for this setting. Typed numbers (Parquet) are
+    #: read as they are.
+    decimal: Literal[".", ","] | None = None
     #: remove emails, phone, card, IBAN and identity numbers from the ``text`` field
     #: before it is stored (they become ``[email]``, ``[phone]``...); the event id is
     #: computed before, so re-loading the same file still finds its duplicates.

@@ -66,6 +66,40 @@ CANONICAL_COLUMNS = (
 _FIRST_US, _LAST_US = -62_135_596_800_000_000, 253_402_300_799_999_999
 
 
+#: the end of a time before its zone: seconds (or minutes), maybe a fraction, a space
+_TIME_END = ":[0-9][0-9]([.][0-9]*)? ?"
+#: a UTC offset no place has, which DuckDB reads all the same ('+25:00' as a day
+#: earlier, '+05:75' as +06:15): more than 14 hours from UTC, or 60 minutes or seconds
+#: or more
+_BAD_OFFSET = ("[+-]((1[5-9]|[2-9][0-9])(:?[0-9][0-9])?(:[0-9][0-9])?"
+               "|14:?(0[1-9]|[1-9][0-9])(:[0-9][0-9])?|14:?00:(0[1-9]|[1-9][0-9])"
+               "|[0-9][0-9]:?[6-9][0-9](:[0-9][0-9])?|[0-9][0-9]:?[0-9][0-9]:[6-9][0-9])")
+_IMPOSSIBLE_OFFSET = ("the UTC offset is impossible (no place is more than 14 hours from UTC, "
+                      "and an hour has 60 minutes): fix the times' offsets in the export")
+
+
+def _strptime_pattern(fmt: str, codes: dict[str, str]) -> str:
+    """A regular expression (RE2) of the values of the strptime format ``fmt``, with
+    the pattern ``codes[c]`` for a ``%c`` and any text for the other codes.
+
+    >>> import re
+    >>> pattern = _strptime_pattern("%d/%m/%Y %H:%M%z (%%)", {"z": _BAD_OFFSET})
+    >>> [bool(re.fullmatch(pattern, v)) for v in ("05/01/2024 10:00+25:00 (%)",
+    ...     "05/01/2024 10:00-1430 (%)", "05/01/2024 10:00+14:00 (%)", "05/01/2024 10:00+05")]
+    [True, True, False, False]
+    """
+    out, i = [], 0
+    while i < len(fmt):
+        if fmt[i] == "%" and i + 1 < len(fmt):
+            code = fmt[i + 1] if fmt[i + 1] != "-" else fmt[i + 1:i + 3]  # %-d: unpadded
+            out.append("%" if code == "%" else codes.get(code, ".*"))
+            i += 1 + len(code)
+        else:
+            out.append("\\" + fmt[i] if fmt[i] in "\\.^$|?*+()[]{}" else fmt[i])
+            i += 1
+    return "".join(out)
+
+
 def _out_of_range(micros: str, field: str, value: str) -> _Check:
     """A time (``micros``: its microseconds since 1970) DuckDB reads but nothing after
     it can (year 10000, 1 BC): it would load, then fail every build."""
@@ -80,6 +114,8 @@ class _Check:
     field: str
     value: str
     reason: str
+    #: a SQL expression for the reason when it quotes the row's value (else ``reason``)
+    reason_sql: str | None = None
 
 
 class _Slot:
@@ -133,9 +169,19 @@ class _Slot:
         if spec.column is not None and not spec.map and self.c.is_numeric(spec.column):
             return _finite(f"CAST({ident(spec.column)} AS DOUBLE)")
         text = self.text(spec)
-        num = _finite(f"TRY_CAST(replace({text}, ',', '.') AS DOUBLE)")
+        decimal = self.c.source.decimal
+        num = _finite(_number(text, decimal))
+        where = _in_column(spec)
+        if decimal is None:
+            hint = (f"'{where}: its comma may group thousands or be the decimal mark; set "
+                    "the source's decimal to '.' (the comma groups thousands: 1,234.5) or "
+                    "',' (the comma is the decimal mark: 1.234,5)")
+            self.checks.append(_Check(_unclear_decimal(text), field, text, hint,
+                                      reason_sql=f"{literal(chr(39))} || {text} || "
+                                                 f"{literal(hint)}"))
+        mark = "" if decimal is None else f" with the decimal mark {decimal!r}"
         self.checks.append(_Check(f"{text} IS NOT NULL AND {num} IS NULL", field, text,
-                                  f"not a number{_in_column(spec)}"))
+                                  f"not a number{where}{mark}"))
         return num
 
     def timestamp(self, spec: TimestampSpec, field: str) -> tuple[str, str]:
@@ -164,6 +210,7 @@ class _Slot:
             return parsed, f"{col} IS NOT NULL"
         text = self.text(spec)
         where = _in_column(spec)
+        checks: list[_Check] = []  # of a value read, but wrongly
         if unit:
             scale = 1000.0 if unit == "ms" else 1.0
             # try(): an epoch out of range (1e20, inf) is a bad value, not a failed load
@@ -172,19 +219,25 @@ class _Slot:
         elif fmt:
             if "%z" in fmt or "%Z" in fmt:
                 parsed = f"CAST(try_strptime({text}, {literal(fmt)}) AS TIMESTAMPTZ)"
+                if "%z" in fmt:  # %z reads any two digits of hours and of minutes
+                    pattern = _strptime_pattern(fmt, {"z": _BAD_OFFSET})
+                    checks.append(_Check(f"regexp_full_match({text}, {literal(pattern)})",
+                                         field, text, _IMPOSSIBLE_OFFSET))
             else:
                 naive = f"try_strptime({text}, {literal(fmt)})"
                 parsed = _at_zone(tz, naive)
                 self._no_gap(tz, naive, parsed, field, text)
             expected = f"format {fmt!r}{where}"
         else:
-            # a time with a zone (Z, UTC, GMT, +02:00) keeps it; the TIMESTAMP cast
-            # would drop it silently. The zone must follow a time, or the day of a
-            # plain date ('2024-01-15') would read as an offset of -15. Named zones
-            # (CET, Europe/Paris) only parse as TIMESTAMPTZ, hence the fallback.
+            # a time with a zone (Z, UTC, GMT, +02:00, +00:19:32 as PostgreSQL writes
+            # local mean time) keeps it; the TIMESTAMP cast would drop it silently. The
+            # zone must follow a time, or the day of a plain date ('2024-01-15') would
+            # read as an offset of -15. Named zones (CET, Europe/Paris) only parse as
+            # TIMESTAMPTZ, hence the fallback.
+            hms = "[+-][0-9][0-9](:?[0-9][0-9])?(:[0-9][0-9])?"
             offset = (f"regexp_matches({text}, ':[0-9][0-9](\\.[0-9]*)? ?"
-                      f"(Z|UTC|GMT|[+-][0-9][0-9](:?[0-9][0-9])?)$')")
-            zoned = f"regexp_replace({text}, ' ([+-][0-9][0-9](:?[0-9][0-9])?)$', '\\1')"
+                      f"(Z|UTC|GMT|{hms})$')")
+            zoned = f"regexp_replace({text}, ' ({hms})$', '\\1')"
             parsed = (f"(CASE WHEN {offset} THEN TRY_CAST({zoned} AS TIMESTAMPTZ) "
                       f"ELSE coalesce({_at_zone(tz, f'TRY_CAST({text} AS TIMESTAMP)')}, "
                       f"{_instant(f'TRY_CAST({text} AS TIMESTAMPTZ)')}) END)")
@@ -192,9 +245,26 @@ class _Slot:
                          unless=offset)
             expected = (f"ISO 8601{where} (set 'format' for other layouts, "
                         f"e.g. '%d/%m/%Y %H:%M')")
+            # DuckDB reads '24-01-05' as the year 24, and '+25:00' as an offset. Each
+            # regex runs only where a cheap test cannot rule it out (it would cost about
+            # as much as the parsing): a value starting with four digits has a year of
+            # four; an offset starts with '+', or with a '-' after a date and a time (at
+            # least 'Y-M-D H:MM', so from the 11th character on)
+            short_year = (f"(CASE WHEN {text} GLOB '[0-9][0-9][0-9][0-9]*' THEN false "
+                          f"ELSE regexp_matches({text}, '^[0-9]{{1,3}}[^0-9]') END)")
+            checks.append(_Check(short_year, field, text,
+                                 f"a year of fewer than four digits{where} is read as that "
+                                 "year (24, not 2024): set 'format' (e.g. '%y-%m-%d' for "
+                                 "two-digit years)"))
+            checks.append(_Check(
+                f"(CASE WHEN contains({text}, '+') OR contains(substr({text}, 9), '-') THEN "
+                f"regexp_matches({text}, {literal(_TIME_END + _BAD_OFFSET + '$')}) "
+                "ELSE false END)", field, text, _IMPOSSIBLE_OFFSET))
         self.checks.append(_Check(
             f"{text} IS NOT NULL AND ({parsed} IS NULL OR lower({text}) = 'epoch')", field, text,
             f"cannot read the value as a timestamp; expected {expected}"))
+        # (after the check above: a value they catch has been read)
+        self.checks.extend(checks)
         self.checks.append(_out_of_range(f"epoch_us({parsed})", field, text))
         return parsed, f"{text} IS NOT NULL"
 
@@ -361,7 +431,7 @@ class _Slot:
             return "NULL::STRUCT(f VARCHAR, v VARCHAR, r VARCHAR) AS _km_err"
         whens = " ".join(
             f"WHEN {ch.cond} THEN struct_pack(f := {literal(ch.field)}, "
-            f"v := CAST({ch.value} AS VARCHAR), r := {literal(ch.reason)})"
+            f"v := CAST({ch.value} AS VARCHAR), r := {ch.reason_sql or literal(ch.reason)})"
             for ch in self.checks
         )
         return f"CASE {whens} END AS _km_err"
@@ -400,6 +470,59 @@ def _map(values: list[tuple[str, str]], value_type: str = "VARCHAR") -> str:
                 f"ELSE {branch(tail, [*kept, (key, value)])} END)")
 
     return branch(values, [])
+
+
+#: a number whose commas group thousands (1,234,567.5), and one whose dots do
+#: (1.234.567,5): the only places a thousands separator is read
+_COMMA_GROUPS = "[+-]?[0-9]{1,3}(,[0-9]{3})+([.][0-9]+)?"
+_DOT_GROUPS = "[+-]?[0-9]{1,3}([.][0-9]{3})+(,[0-9]+)?"
+
+
+def _number(text: str, decimal: str | None) -> str:
+    """The DOUBLE a text reads as with the source's decimal mark (NULL: not a number).
+
+    Unset, a comma is the decimal mark (``12,5``); a value that may use it to group
+    thousands is quarantined by :func:`_unclear_decimal`. A value without a comma (most
+    of them) is cast as it is: this runs on every number of every row.
+
+    >>> import duckdb
+    >>> def read(value, decimal):
+    ...     return duckdb.sql(f"SELECT {_number(literal(value), decimal)}").fetchone()[0]
+    >>> [read(v, None) for v in ("12.5", "12,5", "-3", "1e3", "1.2.3")]
+    [12.5, 12.5, -3.0, 1000.0, None]
+    >>> [read(v, ".") for v in ("1,234", "1,234,567.5", "12,5", "1,23,456", "12.5")]
+    [1234.0, 1234567.5, None, None, 12.5]
+    >>> [read(v, ",") for v in ("1.234,56", "-1.234", "12,5", "12.5", "1.2345")]
+    [1234.56, -1234.0, 12.5, None, None]
+    """
+    plain = f"TRY_CAST({text} AS DOUBLE)"
+    if decimal == ".":
+        return (f"(CASE WHEN contains({text}, ',') THEN (CASE WHEN regexp_full_match({text}, "
+                f"{literal(_COMMA_GROUPS)}) THEN TRY_CAST(replace({text}, ',', '') AS DOUBLE) "
+                f"END) ELSE {plain} END)")
+    if decimal == ",":
+        return (f"(CASE WHEN contains({text}, '.') THEN (CASE WHEN regexp_full_match({text}, "
+                f"{literal(_DOT_GROUPS)}) THEN TRY_CAST(replace(replace({text}, '.', ''), ',', "
+                f"'.') AS DOUBLE) END) WHEN contains({text}, ',') THEN "
+                f"TRY_CAST(replace({text}, ',', '.') AS DOUBLE) ELSE {plain} END)")
+    return (f"(CASE WHEN contains({text}, ',') THEN TRY_CAST(replace({text}, ',', '.') "
+            f"AS DOUBLE) ELSE {plain} END)")
+
+
+def _unclear_decimal(text: str) -> str:
+    """With no decimal mark set, a text whose comma may group thousands (``1,234``:
+    1234 in a US export, 1.234 in a European one; ``1,234.5``) or that has both marks
+    (``1.234,5``): a number only once the source says which mark it uses.
+
+    >>> import duckdb
+    >>> values = ["1,234", "-1,234", "1,234,567", "1,234.5", "1.234,5", "12,5", "1,2345",
+    ...           "1234,567", "12.5", "1.234", "1,2.3"]
+    >>> [duckdb.sql(f"SELECT {_unclear_decimal(literal(v))}").fetchone()[0] for v in values]
+    [True, True, True, True, True, False, False, False, False, False, False]
+    """
+    return (f"(CASE WHEN contains({text}, ',') THEN regexp_full_match({text}, "
+            f"{literal(_COMMA_GROUPS)}) OR regexp_full_match({text}, {literal(_DOT_GROUPS)}) "
+            "ELSE false END)")
 
 
 def _finite(num: str) -> str:

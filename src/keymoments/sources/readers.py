@@ -1,11 +1,12 @@
 """Readers: put the raw rows of an export into a DuckDB staging table, each row with
 the line it came from (``_km_line``), and collect what cannot be read as rejects.
 
-Text formats (CSV, JSON lines, XES) are read in Python so every record keeps its
-exact line number, even with quoted multi-line fields, and so one bad line (wrong
-encoding, broken quoting, wrong field count, invalid JSON) is rejected on its own
-while the rest of the file loads. Parquet is read by DuckDB directly, with its row
-number, and so is a well-formed CSV file when DuckDB reads it exactly as this reader
+Text formats (CSV, JSON lines or arrays, XES) are read in Python so every record
+keeps its exact line number, even with quoted multi-line fields, and so one bad line
+(wrong encoding, broken quoting, wrong field count, invalid JSON) is rejected on its
+own while the rest of the file loads (but for a JSON array, read whole: past a syntax
+error its next element cannot be found). Parquet is read by DuckDB directly, with its
+row number, and so is a well-formed CSV file when DuckDB reads it exactly as this reader
 would (see :mod:`keymoments.sources.csv_fast`).
 
 >>> import io
@@ -25,6 +26,7 @@ import glob
 import io
 import json
 import os
+import re
 import xml.sax
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -550,10 +552,13 @@ def _csv_rows(fh, options, sink: _BatchSink, rejects, path, progress) -> None:
     read_csv_records(fh, options, emit, rejects.append, path, progress, on_header)
 
 
-# --------------------------------------------------------------------- JSON lines
+# ------------------------------------------------------------ JSON lines and arrays
 
 
 def _jsonl_rows(fh, options, sink: _BatchSink, rejects, path, progress) -> None:
+    if _first_byte(fh) == b"[":
+        _json_array_rows(fh, sink, rejects, path, progress)
+        return
     done = 0
     for number, raw in enumerate(fh, start=1):
         done += len(raw)
@@ -589,6 +594,85 @@ def _jsonl_rows(fh, options, sink: _BatchSink, rejects, path, progress) -> None:
         sink.add(number, record)
     if progress and done:
         progress(done)
+
+
+def _first_byte(fh: IO[bytes]) -> bytes:
+    """The first byte of the file that is not blank, after a UTF-8 byte order mark
+    (b'' for a blank file); the file is read again from its start after."""
+    start = 3 if fh.read(3) == b"\xef\xbb\xbf" else 0
+    fh.seek(start)
+    found = b""
+    while not found and (chunk := fh.read(1 << 16)):
+        found = chunk.lstrip()[:1]
+    fh.seek(0)
+    return found
+
+
+_BLANKS = re.compile(r"[ \t\n\r]*")  # JSON's whitespace
+
+
+def _json_array_rows(fh, sink: _BatchSink, rejects, path, progress) -> None:
+    """A file that is one JSON array: each element a record, whose line is the line it
+    starts on. An element that is not an object is rejected; a syntax error is an
+    error for the whole file (where the next element starts cannot be known).
+
+    The array is walked by hand, an element at a time with ``raw_decode``: ``json.load``
+    gives the objects but not where each starts, and every row needs its line (for the
+    quarantine, and ``key: [_line]``). The file is read whole, as ``json.load`` would."""
+    data = fh.read()
+    if progress:
+        progress(len(data))
+    try:
+        text = data.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise SourceError(f"{path}: not valid utf-8 text at line {line} (byte "
+                          f"0x{data[exc.start]:02x}): a JSON file must be UTF-8; nothing of "
+                          "it was loaded") from None
+    decoder = json.JSONDecoder()
+    line, counted, last = 1, 0, 0  # the line at text[counted]; the last element's line
+
+    def fail(message: str, at: int) -> SourceError:
+        where = json.JSONDecodeError(message, text, at)  # (counts the line and column)
+        return SourceError(f"{path}: not valid JSON at line {where.lineno}, column "
+                           f"{where.colno}: {message}; a JSON array is read whole, so nothing "
+                           "of the file was loaded (fix it, or export JSON lines: one object "
+                           "per line)")
+
+    pos = _BLANKS.match(text, _BLANKS.match(text).end() + 1).end()  # past the '['
+    closed = text.startswith("]", pos)
+    while not closed:
+        line, counted = line + text.count("\n", counted, pos), pos
+        if line == last:
+            raise SourceError(f"{path}: line {line} holds more than one element of the JSON "
+                              "array; each record is known by the line it starts on, so put "
+                              "each on its own line (python -m json.tool pretty-prints the "
+                              "file) or export JSON lines")
+        last = line
+        try:
+            obj, end = decoder.raw_decode(text, pos)
+        except json.JSONDecodeError as exc:
+            raise fail(exc.msg.removesuffix(" at"), exc.pos) from None
+        raw = text[pos:end]
+        if not isinstance(obj, dict):
+            rejects.append(Reject(line, "a JSON array element must be an object {...}", raw,
+                                  path))
+        else:
+            record = _json_record(obj)
+            clash = sink.clash(record)
+            if clash:
+                rejects.append(Reject(line, clash, raw, path))
+            else:
+                sink.add(line, record)
+        pos = _BLANKS.match(text, end).end()
+        closed = text.startswith("]", pos)
+        if not closed:
+            if not text.startswith(",", pos):
+                raise fail("Expecting ',' delimiter or ']'", pos)
+            pos = _BLANKS.match(text, pos + 1).end()
+    pos = _BLANKS.match(text, pos + 1).end()
+    if pos < len(text):
+        raise fail("Extra data after the array", pos)
 
 
 def stage_records(con: duckdb.DuckDBPyConnection, records: list[dict], table: str,
