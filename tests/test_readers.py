@@ -348,14 +348,22 @@ def test_a_broken_json_array_is_an_error_naming_line_and_column(make_workspace, 
     assert ws.con.execute("SELECT count(*) FROM loads").fetchone()[0] == 0
 
 
-def test_a_json_array_with_two_records_on_a_line_is_refused(make_workspace):
-    """Each record is known by its line (the quarantine, ``key: [_line]``): two on
-    one line (a compact array) would share it, so the load stops and says how to fix."""
-    text = '[{"id": "c1", "when": "2024-01-01"}, {"id": "c2", "when": "2024-01-02"}]\n'
+def test_a_compact_json_array_numbers_its_elements(make_workspace):
+    """Two records on one line (a compact array, as ``json.dump`` writes by default)
+    would share a line: the elements are numbered instead, from 1, each row a number
+    of its own (quarantine, ``key: [_line]``, re-loading finds the duplicates)."""
+    text = ('[{"id": "c1", "when": "2024-01-01"}, 7, {"id": "c2", "when": "2024-01-02"},\n'
+            ' {"id": "c3", "when": "bad"}]\n')
     ws = make_workspace(source("d.json", text=None), {"d.json": text})
-    with pytest.raises(km.SourceError, match=r"d\.json: line 1 holds more than one element"):
-        ws.ingest("s")
-    assert ws.con.execute("SELECT count(*) FROM events").fetchone()[0] == 0
+    rep = ws.ingest("s")
+    assert (rep.rows_read, rep.rows_loaded, rep.rows_quarantined) == (4, 2, 2)
+    got = ws.con.execute("SELECT source_line, identifiers['customer_id'] FROM events "
+                         "ORDER BY source_line").fetchall()
+    assert got == [(1, "c1"), (3, "c2")]  # elements 1 and 3 (element 2 is the 7)
+    q = {r["line"]: (json.loads(r["raw"]), r["value"]) for r in ws.quarantine().to_pylist()}
+    assert q == {2: (7, None), 4: ({"id": "c3", "when": "bad"}, "bad")}
+    again = ws.ingest("s")
+    assert (again.rows_loaded, again.rows_duplicate) == (0, 2)
 
 
 # ------------------------------------------------------------------------ Parquet

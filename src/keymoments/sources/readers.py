@@ -612,9 +612,12 @@ _BLANKS = re.compile(r"[ \t\n\r]*")  # JSON's whitespace
 
 
 def _json_array_rows(fh, sink: _BatchSink, rejects, path, progress) -> None:
-    """A file that is one JSON array: each element a record, whose line is the line it
-    starts on. An element that is not an object is rejected; a syntax error is an
-    error for the whole file (where the next element starts cannot be known).
+    """A file that is one JSON array: each element a record, numbered by the line it
+    starts on when each starts on a line of its own (a pretty-printed array), else by
+    its position in the array, from 1 (a compact one: ``[{...}, {...}]`` on one line,
+    as ``json.dump`` writes by default), so that each row keeps a number of its own. An
+    element that is not an object is rejected; a syntax error is an error for the
+    whole file (where the next element starts cannot be known).
 
     The array is walked by hand, an element at a time with ``raw_decode``: ``json.load``
     gives the objects but not where each starts, and every row needs its line (for the
@@ -630,7 +633,6 @@ def _json_array_rows(fh, sink: _BatchSink, rejects, path, progress) -> None:
                           f"0x{data[exc.start]:02x}): a JSON file must be UTF-8; nothing of "
                           "it was loaded") from None
     decoder = json.JSONDecoder()
-    line, counted, last = 1, 0, 0  # the line at text[counted]; the last element's line
 
     def fail(message: str, at: int) -> SourceError:
         where = json.JSONDecodeError(message, text, at)  # (counts the line and column)
@@ -639,31 +641,17 @@ def _json_array_rows(fh, sink: _BatchSink, rejects, path, progress) -> None:
                            "of the file was loaded (fix it, or export JSON lines: one object "
                            "per line)")
 
+    elements = []  # (line it starts on, its text, the value)
+    line, counted = 1, 0  # the line at text[counted]
     pos = _BLANKS.match(text, _BLANKS.match(text).end() + 1).end()  # past the '['
     closed = text.startswith("]", pos)
     while not closed:
         line, counted = line + text.count("\n", counted, pos), pos
-        if line == last:
-            raise SourceError(f"{path}: line {line} holds more than one element of the JSON "
-                              "array; each record is known by the line it starts on, so put "
-                              "each on its own line (python -m json.tool pretty-prints the "
-                              "file) or export JSON lines")
-        last = line
         try:
             obj, end = decoder.raw_decode(text, pos)
         except json.JSONDecodeError as exc:
             raise fail(exc.msg.removesuffix(" at"), exc.pos) from None
-        raw = text[pos:end]
-        if not isinstance(obj, dict):
-            rejects.append(Reject(line, "a JSON array element must be an object {...}", raw,
-                                  path))
-        else:
-            record = _json_record(obj)
-            clash = sink.clash(record)
-            if clash:
-                rejects.append(Reject(line, clash, raw, path))
-            else:
-                sink.add(line, record)
+        elements.append((line, text[pos:end], obj))
         pos = _BLANKS.match(text, end).end()
         closed = text.startswith("]", pos)
         if not closed:
@@ -673,6 +661,18 @@ def _json_array_rows(fh, sink: _BatchSink, rejects, path, progress) -> None:
     pos = _BLANKS.match(text, pos + 1).end()
     if pos < len(text):
         raise fail("Extra data after the array", pos)
+    by_line = len({e[0] for e in elements}) == len(elements)
+    for number, (line, raw, obj) in enumerate(elements, start=1):
+        at = line if by_line else number
+        if not isinstance(obj, dict):
+            rejects.append(Reject(at, "a JSON array element must be an object {...}", raw, path))
+            continue
+        record = _json_record(obj)
+        clash = sink.clash(record)
+        if clash:
+            rejects.append(Reject(at, clash, raw, path))
+        else:
+            sink.add(at, record)
 
 
 def stage_records(con: duckdb.DuckDBPyConnection, records: list[dict], table: str,

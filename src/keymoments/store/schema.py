@@ -53,7 +53,8 @@ COLUMN_DOCS: dict[str, dict[str, tuple[str, str]]] = {
         "attributes": ("MAP(VARCHAR, VARCHAR)", "free attributes: carrier, product, segment, ..."),
         "source": ("VARCHAR NOT NULL", "the source name in keymoments.yaml"),
         "source_file": ("VARCHAR", "the file the event was read from"),
-        "source_line": ("BIGINT", "the line (CSV, JSON: where its object starts), row "
+        "source_line": ("BIGINT", "the line (CSV, JSON: where its object starts; the "
+                                  "element's position in a compact JSON array), row "
                                   "(Parquet) or event number (XES)"),
         "load_id": ("VARCHAR NOT NULL", "the load that wrote it"),
     },
@@ -84,8 +85,9 @@ COLUMN_DOCS: dict[str, dict[str, tuple[str, str]]] = {
         "load_id": ("VARCHAR NOT NULL", "the load that rejected it"),
         "source": ("VARCHAR NOT NULL", "source name"),
         "file": ("VARCHAR", "file it came from"),
-        "line": ("BIGINT", "line (CSV, JSON: where its object starts), row (Parquet) "
-                           "or event number (XES)"),
+        "line": ("BIGINT", "line (CSV, JSON: where its object starts; the element's "
+                           "position in a compact JSON array), row (Parquet) or event "
+                           "number (XES)"),
         "field": ("VARCHAR", "the canonical field or source column at fault"),
         "value": ("VARCHAR", "the offending value"),
         "reason": ("VARCHAR NOT NULL", "what is wrong and what to do"),
