@@ -457,3 +457,68 @@ def test_components_match_scipy_on_random_graphs():
     perm = rng.permutation(5000)
     path = _components(5000, perm[:-1], perm[1:])
     assert set(path.tolist()) == {0}
+
+
+def _people_oracle(ws) -> dict:
+    """people recomputed in Python from the stored events and identifiers."""
+    rows = {}
+    for person, ts, channel in ws.con.execute(
+            "SELECT person_id, ts, channel FROM events WHERE person_id IS NOT NULL").fetchall():
+        n, first, last, channels = rows.get(person, (0, ts, ts, set()))
+        rows[person] = (n + 1, min(first, ts), max(last, ts),
+                        channels | ({channel} if channel is not None else set()))
+    ids = dict(ws.con.execute("SELECT person_id, count(*) FROM identifiers "
+                              "WHERE person_id IS NOT NULL GROUP BY 1").fetchall())
+    return {p: (ids.get(p, 0), n, first, last, sorted(ch))
+            for p, (n, first, last, ch) in rows.items()}
+
+
+def _people(ws) -> dict:
+    return {r[0]: tuple(r[1:]) for r in ws.con.execute(
+        "SELECT person_id, n_identifiers, n_events, first_seen, last_seen, channels "
+        "FROM people").fetchall()}
+
+
+@pytest.mark.parametrize("n_channels", [3, 70])
+def test_people_rows_equal_a_recomputation_from_the_events(make_workspace, n_channels):
+    """Up to 64 channels a person's list comes from one flag per channel, beyond from a
+    list aggregate: both equal the lists recomputed in Python (sorted by code point,
+    blanks left out), on a first load (every person new) and after a second one that
+    adds channels to known persons and links two of them."""
+    names = ["web", "Émail", "chat"] if n_channels == 3 else [f"ch{i:02d}" for i in range(70)]
+    first = ["cid,email,ts,type,channel"] + [
+        f"c{i % 7},,2024-01-{1 + i % 20:02d}T10:00:00Z,visit,{names[i % len(names)]}"
+        for i in range(140)] + ["c8,,2024-02-01T10:00:00Z,visit,"]
+    second = ["cid,email,ts,type,channel",
+              "c1,a@x.org,2024-03-01T10:00:00Z,visit,zz",
+              "c2,a@x.org,2024-03-02T10:00:00Z,visit,Zz",
+              "c9,,2024-03-03T10:00:00Z,visit,"]
+    cfg = """\
+sources:
+  one:
+    path: one.csv
+    identifiers: {customer_id: cid, email: email}
+    event_type: type
+    ts: ts
+    channel: channel
+  two:
+    path: two.csv
+    identifiers: {customer_id: cid, email: email}
+    event_type: type
+    ts: ts
+    channel: channel
+"""
+    ws = make_workspace(cfg, {"one.csv": "\n".join(first) + "\n",
+                              "two.csv": "\n".join(second) + "\n"})
+    ws.ingest("one")
+    people = _people(ws)
+    assert people == _people_oracle(ws) and len(people) == 8
+    assert people[ws.resolve_person("c8")][4] == []  # no channel: an empty list
+    c0 = {names[i % len(names)] for i in range(0, 140, 7)}  # the rows of c0
+    assert people[ws.resolve_person("c0")][4] == sorted(c0) and len(c0) == min(n_channels, 10)
+    ws.ingest("two")
+    people = _people(ws)
+    assert people == _people_oracle(ws) and len(people) == 8  # c1 and c2 merged, c9 new
+    merged = people[ws.resolve_person("a@x.org")]
+    assert merged[0] == 3 and {"Zz", "zz"} <= set(merged[4])
+    assert merged[4] == sorted(merged[4])  # by code point: 'Zz' < 'zz' < 'Émail'

@@ -363,6 +363,10 @@ def _stage_taxonomy(ws: Workspace) -> None:
     con.unregister("_km_tax_arrow")
 
 
+#: up to this many distinct channels, a person's channel list is built from one flag
+#: per channel (see :func:`_refresh_people`)
+CHANNEL_FLAGS_MAX = 64
+
 #: loads of up to this many new events look for stored duplicates among the stored
 #: events of the same times only (see :func:`_classify`)
 SMALL_LOAD = 10_000
@@ -530,9 +534,40 @@ def _refresh_people(con, only_load: str | None = None, merged: bool = True,
     # (a few persons, a live request's, are written out for the events: see member_of)
     which = (f"load_id = {literal(only_load)} AND person_id IS NOT NULL" if only_load else
              member_of("person_id", few_values(con, touched), touched))
-    # one pass over the events of the touched persons, grouped by person and channel
-    # (a few groups per person), then rolled up per person: no list of every event's
-    # channel per person, so a large load can spill to disk instead of failing
+    # the channels of those events: up to a few dozen, each person's list is built from
+    # one flag per channel, grouping by person only (10M events: 2.8 s against 4.2-5.6 s
+    # grouping by person and channel first, see docs/benchmarks.md)
+    vocabulary = sorted(r[0] for r in con.execute(
+        f"SELECT DISTINCT channel FROM events WHERE ({which}) AND channel IS NOT NULL "
+        f"LIMIT {CHANNEL_FLAGS_MAX + 1}").fetchall())
+    ids = f"""ids AS (
+            SELECT person_id, count(*) AS n FROM identifiers
+            WHERE person_id IN ({touched}) GROUP BY person_id
+        )"""
+    if len(vocabulary) <= CHANNEL_FLAGS_MAX:
+        flags = "".join(f", bool_or(channel = {literal(c)}) AS _c{i}"
+                        for i, c in enumerate(vocabulary))
+        # (sorted in Python as list(... ORDER BY channel) sorts: by code point)
+        items = ", ".join(f"CASE WHEN _c{i} THEN {literal(c)} END"
+                          for i, c in enumerate(vocabulary))
+        channels = (f"list_filter([{items}]::VARCHAR[], x -> x IS NOT NULL)" if vocabulary
+                    else "[]::VARCHAR[]")
+        con.execute(f"""
+            INSERT INTO people
+            WITH ev AS (
+                SELECT person_id, count(*) AS n, min(ts) AS first_seen, max(ts) AS last_seen
+                       {flags}
+                FROM events WHERE {which}
+                GROUP BY person_id
+            ), {ids}
+            SELECT ev.person_id, coalesce(ids.n, 0), ev.n, ev.first_seen, ev.last_seen,
+                   {channels}
+            FROM ev LEFT JOIN ids USING (person_id)
+        """)
+        return
+    # many channels: one pass over the events of the touched persons, grouped by person
+    # and channel (a few groups per person), then rolled up per person: no list of every
+    # event's channel per person, so a large load can spill to disk instead of failing
     con.execute(f"""
         INSERT INTO people
         WITH pc AS (
@@ -544,10 +579,7 @@ def _refresh_people(con, only_load: str | None = None, merged: bool = True,
                    max(last_seen) AS last_seen,
                    list(channel ORDER BY channel) FILTER (WHERE channel IS NOT NULL) AS channels
             FROM pc GROUP BY person_id
-        ), ids AS (
-            SELECT person_id, count(*) AS n FROM identifiers
-            WHERE person_id IN ({touched}) GROUP BY person_id
-        )
+        ), {ids}
         SELECT ev.person_id, coalesce(ids.n, 0), ev.n, ev.first_seen, ev.last_seen,
                coalesce(ev.channels, []::VARCHAR[])
         FROM ev LEFT JOIN ids USING (person_id)
