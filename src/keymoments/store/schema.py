@@ -55,7 +55,7 @@ COLUMN_DOCS: dict[str, dict[str, tuple[str, str]]] = {
         "source_file": ("VARCHAR", "the file the event was read from"),
         "source_line": ("BIGINT", "the line (CSV, JSON: where its object starts; the "
                                   "element's position in a compact JSON array), row "
-                                  "(Parquet) or event number (XES)"),
+                                  "(Parquet) or the line its event starts on (XES)"),
         "load_id": ("VARCHAR NOT NULL", "the load that wrote it"),
     },
     "identifiers": {
@@ -86,8 +86,8 @@ COLUMN_DOCS: dict[str, dict[str, tuple[str, str]]] = {
         "source": ("VARCHAR NOT NULL", "source name"),
         "file": ("VARCHAR", "file it came from"),
         "line": ("BIGINT", "line (CSV, JSON: where its object starts; the element's "
-                           "position in a compact JSON array), row (Parquet) or event "
-                           "number (XES)"),
+                           "position in a compact JSON array), row (Parquet) or the "
+                           "line its event starts on (XES)"),
         "field": ("VARCHAR", "the canonical field or source column at fault"),
         "value": ("VARCHAR", "the offending value"),
         "reason": ("VARCHAR NOT NULL", "what is wrong and what to do"),
