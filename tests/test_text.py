@@ -512,3 +512,39 @@ def test_cache_scores_each_distinct_text_once_in_batches_with_progress():
     assert update_text_scores(ws, scorer, progress=lambda d, n: calls.append((d, n))) == 25
     assert sorted(scorer.seen) == sorted(texts) and calls == [(10, 25), (20, 25), (25, 25)]
     assert update_text_scores(ws, scorer) == 0 and len(scorer.seen) == 25
+
+
+def test_cache_stores_each_score_by_the_texts_md5_and_a_non_finite_score_as_none():
+    """The scores land under the md5 of each text (hashlib's, an independent oracle),
+    whatever quotes the text or the scorer's name hold; a NaN or infinite score from a
+    scorer is stored as no score (NULL), not as a number."""
+    import hashlib
+    import math
+    from types import SimpleNamespace
+
+    import duckdb
+
+    from keymoments.store.schema import _create
+    from keymoments.valence.cache import update_text_scores
+    con = duckdb.connect()
+    con.execute("CREATE TABLE events (text VARCHAR, language VARCHAR)")
+    texts = ["it's 'fine'", 'say "no"', "nan", "inf"]
+    con.executemany("INSERT INTO events VALUES (?, 'en')", [[t] for t in texts])
+    con.execute(_create("text_scores"))
+    given = {"it's 'fine'": (0.25, 0.5), 'say "no"': (-0.75, 1.0),
+             "nan": (math.nan, 0.5), "inf": (0.5, math.inf)}
+
+    class Fixed:
+        name = "o'fixed-v1"
+
+        def score(self, batch, languages):
+            return [given[t] for t in batch]
+
+    assert update_text_scores(SimpleNamespace(con=con), Fixed()) == 4
+    got = {h: (s, v, c) for h, s, v, c in con.execute(
+        "SELECT text_hash, scorer, valence, confidence FROM text_scores").fetchall()}
+    md5 = {t: hashlib.md5(t.encode()).hexdigest() for t in texts}
+    assert got == {md5["it's 'fine'"]: ("o'fixed-v1", 0.25, 0.5),
+                   md5['say "no"']: ("o'fixed-v1", -0.75, 1.0),
+                   md5["nan"]: ("o'fixed-v1", None, 0.5),
+                   md5["inf"]: ("o'fixed-v1", 0.5, None)}

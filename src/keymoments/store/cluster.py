@@ -83,7 +83,8 @@ def _unordered_rows(ws: Workspace, tables=None) -> dict[str, tuple[int, int]]:
     out = {}
     for table in tables or CLUSTERED:
         rows = con.execute(f"SELECT count(*) FROM {ident(table)}").fetchone()[0]
-        got = con.execute(f"SELECT value FROM km_meta WHERE key = {literal(_key(table))}").fetchone()
+        got = con.execute(
+            f"SELECT value FROM km_meta WHERE key = {literal(_key(table))}").fetchone()
         out[table] = (rows, max(0, rows - (int(got[0]) if got else 0)))
     return out
 
@@ -144,7 +145,8 @@ def cluster(ws: Workspace, tables=None) -> dict[str, int]:
             con.execute(f"ALTER TABLE {new} RENAME TO {ident(table)}")
             rows = con.execute(f"SELECT count(*) FROM {ident(table)}").fetchone()[0]
             forget_order(con, [table])
-            con.execute(f"INSERT INTO km_meta VALUES ({literal(_key(table))}, {literal(str(rows))})")
+            con.execute(
+                f"INSERT INTO km_meta VALUES ({literal(_key(table))}, {literal(str(rows))})")
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")

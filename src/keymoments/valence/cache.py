@@ -8,9 +8,9 @@ are scored in batches and added to ``text_scores``.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING
-
 
 from ..sql import ident, literal
 from .text import TextScorer
@@ -56,9 +56,15 @@ def update_text_scores(ws: Workspace, scorer: TextScorer,
         scores = scorer.score([r["text"] for r in chunk], [r["language"] for r in chunk])
         # written out, not bound or registered: either makes DuckDB or pyarrow import
         # pandas (~0.8 s), which a build needs nowhere else
-        rows = ", ".join(f"({literal(r['h'])}, {name}, {literal(float(v))}, {literal(float(c))}, now())"
+        rows = ", ".join(f"({literal(r['h'])}, {name}, {_number(v)}, {_number(c)}, now())"
                          for r, (v, c) in zip(chunk, scores))
         con.execute(f"INSERT INTO text_scores VALUES {rows}")
         if progress:
             progress(min(start + batch, len(todo)), len(todo))
     return len(todo)
+
+
+def _number(value) -> str:
+    """A score as a SQL literal; a scorer's NaN or infinity is no score (NULL)."""
+    value = float(value)
+    return literal(value) if math.isfinite(value) else "NULL"
