@@ -480,3 +480,28 @@ def test_a_year_of_fewer_than_four_digits_is_quarantined(make_workspace):
     assert ws2.ingest("s").rows_loaded == 1
     assert ws2.con.execute("SELECT ts FROM events").fetchall() == [
         (datetime(2024, 1, 5, tzinfo=timezone.utc),)]
+
+
+@pytest.mark.parametrize("fmt", ["%d/%m/%Y", "%d/%m/%Y %z"])
+def test_a_short_year_read_by_a_format_with_Y_is_quarantined(make_workspace, fmt):
+    """%Y reads one to four digits: '05/01/24' would be 5 January of the year 24. Such a
+    value is quarantined, pointing at %y; a year written with four digits ('0024',
+    '2024') is taken as written."""
+    from datetime import datetime, timedelta, timezone
+
+    zone = " +0100" if fmt.endswith("%z") else ""
+    values = ["05/01/24", "05/01/124", "05/01/2024", "05/01/0024", "06/01/9"]
+    text = HEADER + "".join(f"{i},,{v}{zone},3,x,1\n" for i, v in enumerate(values))
+    ws = make_workspace(cfg(ts=f"{{column: when, format: '{fmt}'}}"), {"data.csv": text})
+    rep = ws.ingest("s")
+    assert (rep.rows_read, rep.rows_loaded, rep.rows_quarantined) == (5, 2, 3)
+    q = quarantine(ws)
+    assert sorted(q) == [2, 3, 6]
+    for line, row in q.items():
+        assert (row["field"], row["value"]) == ("ts", values[line - 2] + zone)
+        assert row["reason"].startswith("a year of fewer than four digits in column 'when'")
+        assert "use %y in 'format'" in row["reason"]
+    shift = timedelta(hours=1) if zone else timedelta(0)  # (+0100: an hour ahead of UTC)
+    got = ws.con.execute("SELECT ts FROM events ORDER BY source_line").fetchall()
+    assert got == [(datetime(2024, 1, 5, tzinfo=timezone.utc) - shift,),
+                   (datetime(24, 1, 5, tzinfo=timezone.utc) - shift,)]

@@ -64,6 +64,8 @@ CANONICAL_COLUMNS = (
 #: the instants the store and its readers (Python, Arrow, Spark) can all hold: the
 #: years 1 to 9999, as microseconds since 1970
 _FIRST_US, _LAST_US = -62_135_596_800_000_000, 253_402_300_799_999_999
+#: 1000-01-01 UTC in microseconds since 1970
+_YEAR_1000_US = -30_610_224_000_000_000
 
 
 #: the end of a time before its zone: seconds (or minutes), maybe a fraction, a space
@@ -227,6 +229,16 @@ class _Slot:
                 naive = f"try_strptime({text}, {literal(fmt)})"
                 parsed = _at_zone(tz, naive)
                 self._no_gap(tz, naive, parsed, field, text)
+            if "%Y" in fmt:
+                # %Y reads one to four digits ('24' as the year 24): a time before the
+                # year 1000 whose value does not have four digits where %Y stands had a
+                # short year (one written '0024' stays)
+                four = _strptime_pattern(fmt, {"Y": "[0-9]{4}"})
+                checks.append(_Check(
+                    f"(CASE WHEN epoch_us({parsed}) < {_YEAR_1000_US} THEN NOT "
+                    f"regexp_full_match({text}, {literal(four)}) ELSE false END)", field, text,
+                    f"a year of fewer than four digits{where} is read by %Y as that year "
+                    "(24, not 2024): use %y in 'format' for two-digit years"))
             expected = f"format {fmt!r}{where}"
         else:
             # a time with a zone (Z, UTC, GMT, +02:00, +00:19:32 as PostgreSQL writes
