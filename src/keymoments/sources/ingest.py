@@ -540,37 +540,25 @@ def _refresh_people(con, only_load: str | None = None, merged: bool = True,
     vocabulary = sorted(r[0] for r in con.execute(
         f"SELECT DISTINCT channel FROM events WHERE ({which}) AND channel IS NOT NULL "
         f"LIMIT {CHANNEL_FLAGS_MAX + 1}").fetchall())
-    ids = f"""ids AS (
-            SELECT person_id, count(*) AS n FROM identifiers
-            WHERE person_id IN ({touched}) GROUP BY person_id
-        )"""
     if len(vocabulary) <= CHANNEL_FLAGS_MAX:
         flags = "".join(f", bool_or(channel = {literal(c)}) AS _c{i}"
                         for i, c in enumerate(vocabulary))
+        per_person = f"""ev AS (
+            SELECT person_id, count(*) AS n, min(ts) AS first_seen, max(ts) AS last_seen
+                   {flags}
+            FROM events WHERE {which}
+            GROUP BY person_id
+        )"""
         # (sorted in Python as list(... ORDER BY channel) sorts: by code point)
         items = ", ".join(f"CASE WHEN _c{i} THEN {literal(c)} END"
                           for i, c in enumerate(vocabulary))
         channels = (f"list_filter([{items}]::VARCHAR[], x -> x IS NOT NULL)" if vocabulary
                     else "[]::VARCHAR[]")
-        con.execute(f"""
-            INSERT INTO people
-            WITH ev AS (
-                SELECT person_id, count(*) AS n, min(ts) AS first_seen, max(ts) AS last_seen
-                       {flags}
-                FROM events WHERE {which}
-                GROUP BY person_id
-            ), {ids}
-            SELECT ev.person_id, coalesce(ids.n, 0), ev.n, ev.first_seen, ev.last_seen,
-                   {channels}
-            FROM ev LEFT JOIN ids USING (person_id)
-        """)
-        return
-    # many channels: one pass over the events of the touched persons, grouped by person
-    # and channel (a few groups per person), then rolled up per person: no list of every
-    # event's channel per person, so a large load can spill to disk instead of failing
-    con.execute(f"""
-        INSERT INTO people
-        WITH pc AS (
+    else:
+        # many channels: grouped by person and channel (a few groups per person), then
+        # rolled up per person: no list of every event's channel per person, so a large
+        # load can spill to disk instead of failing
+        per_person = f"""pc AS (
             SELECT person_id, channel, count(*) AS n, min(ts) AS first_seen, max(ts) AS last_seen
             FROM events WHERE {which}
             GROUP BY person_id, channel
@@ -579,9 +567,15 @@ def _refresh_people(con, only_load: str | None = None, merged: bool = True,
                    max(last_seen) AS last_seen,
                    list(channel ORDER BY channel) FILTER (WHERE channel IS NOT NULL) AS channels
             FROM pc GROUP BY person_id
-        ), {ids}
-        SELECT ev.person_id, coalesce(ids.n, 0), ev.n, ev.first_seen, ev.last_seen,
-               coalesce(ev.channels, []::VARCHAR[])
+        )"""
+        channels = "coalesce(ev.channels, []::VARCHAR[])"
+    con.execute(f"""
+        INSERT INTO people
+        WITH {per_person}, ids AS (
+            SELECT person_id, count(*) AS n FROM identifiers
+            WHERE person_id IN ({touched}) GROUP BY person_id
+        )
+        SELECT ev.person_id, coalesce(ids.n, 0), ev.n, ev.first_seen, ev.last_seen, {channels}
         FROM ev LEFT JOIN ids USING (person_id)
     """)
 
