@@ -220,8 +220,9 @@ def experiments(size: int, seed: int, fmt: str = "parquet") -> list[dict]:
         timed("mapped without event_id (=> cost of md5 + map-to-text casts)",
               f"CREATE OR REPLACE TEMP TABLE m_x AS {no_id}")
         i = sql.index("AS _km_present,") + len("AS _km_present,")
-        no_checks = (sql[:i] + " NULL::VARCHAR AS _km_err_field, NULL::VARCHAR AS _km_err_value,"
-                     " NULL::VARCHAR AS _km_err_reason" + sql[sql.index("\n  FROM ", i):])
+        # the checks are one CASE giving the first fault as a struct (field, value, reason)
+        no_checks = (sql[:i] + " NULL::STRUCT(f VARCHAR, v VARCHAR, r VARCHAR) AS _km_err"
+                     + sql[sql.index("\n  FROM ", i):])
         fast_id = re.sub(
             r"SELECT md5\(concat_ws\(.*?\) AS event_id, \* EXCLUDE",
             "SELECT hash('events', event_type, ts, anchor, identifiers, channel, agent, rating, "
