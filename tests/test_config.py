@@ -312,6 +312,41 @@ sources:
     assert "did you mean 'order_id'?" in str(err) and err.file.endswith("keymoments.yaml")
 
 
+@pytest.mark.parametrize("wrong, line, named", [("ts: snapshot_dt", 8, 8),
+                                                ("column: churn", 10, 9)])
+def test_a_missing_column_in_an_event_of_a_wide_table_names_its_line(make_workspace, wrong,
+                                                                     line, named):
+    """An event of a source's ``events:`` list sits at a list index in the key path
+    (``events.0.ts``); a missing column there is a config error naming the line of the
+    field that reads it, not a crash."""
+    text = """\
+name: shop
+sources:
+  telco:
+    path: telco.csv
+    identifiers: {customer_id: cid}
+    events:
+      - event_type: {value: account_snapshot}
+        ts: snapshot_date
+      - event_type:
+          column: Churn
+          map: {"Yes": subscription_cancelled, "No": null}
+        ts: snapshot_date
+"""
+    old = {8: "ts: snapshot_date", 10: "column: Churn"}[line]
+    lines = text.splitlines(keepends=True)
+    assert old in lines[line - 1]
+    lines[line - 1] = lines[line - 1].replace(old, wrong)
+    ws = make_workspace("".join(lines), {"telco.csv": "cid,snapshot_date,Churn\n"
+                                                     "c1,2024-01-01T00:00:00Z,Yes\n"})
+    with pytest.raises(km.ConfigError) as info:
+        ws.ingest("telco")
+    err = info.value
+    assert "no column" in str(err) and err.file.endswith("keymoments.yaml")
+    assert err.line == named and err.key.startswith("sources.telco.events.")
+    assert ws.con.execute("SELECT count(*) FROM events").fetchone()[0] == 0
+
+
 def test_a_field_no_json_record_has_loads_with_a_warning_naming_the_line(make_workspace):
     """JSON lines records may leave out empty fields, so a mapped field that no record
     has is not an error; the load says so, with the closest field the records have."""

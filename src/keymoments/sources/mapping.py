@@ -622,7 +622,7 @@ class _Compiler:
                 shown = {"\t": "\\t"}.get(sep, sep)
                 hint = (f"the header was read as one column {only[:60]!r}: set "
                         f"csv: {{delimiter: '{shown}'}} on the source")
-            where = ".".join(field_naming(self.source, column) or ())
+            where = ".".join(map(str, field_naming(self.source, column) or ()))
             raise ConfigError(f"no column {column!r} in the source's data",
                               key=f"sources.{self.name}" + (f".{where}" if where else ""),
                               hint=hint)
