@@ -95,8 +95,13 @@ def init(directory: str, name: str | None) -> None:
 @main.command()
 @click.argument("sources", nargs=-1)
 @click.option("--json", "as_json", is_flag=True, help="Print the load reports as JSON.")
+@click.option("--accept-mapping-change", is_flag=True,
+              help="Load a source whose mapping changed since its events were loaded "
+                   "(refused otherwise: rows already loaded would load again as new "
+                   "events, or with a key keep their old values).")
 @click.pass_context
-def ingest(ctx: click.Context, sources: tuple[str, ...], as_json: bool) -> None:
+def ingest(ctx: click.Context, sources: tuple[str, ...], as_json: bool,
+           accept_mapping_change: bool) -> None:
     """Load SOURCES (names in keymoments.yaml; all when none are given)."""
     ws = _workspace(ctx)
     try:
@@ -104,7 +109,8 @@ def ingest(ctx: click.Context, sources: tuple[str, ...], as_json: bool) -> None:
         if not names:
             raise KeymomentsError("no sources in keymoments.yaml: map an export first "
                                   "(see docs/mapping.md)")
-        reports = [_ingest_with_progress(ws, n, quiet=as_json) for n in names]
+        reports = [_ingest_with_progress(ws, n, quiet=as_json, accept=accept_mapping_change)
+                   for n in names]
     finally:
         ws.close()
     if as_json:
@@ -123,7 +129,7 @@ def ingest(ctx: click.Context, sources: tuple[str, ...], as_json: bool) -> None:
         console.print("some rows were quarantined: see 'keymoments quarantine'")
 
 
-def _ingest_with_progress(ws, name: str, quiet: bool = False):
+def _ingest_with_progress(ws, name: str, quiet: bool = False, accept: bool = False):
     from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
     from .sources.readers import expand_paths
@@ -139,7 +145,8 @@ def _ingest_with_progress(ws, name: str, quiet: bool = False):
                   TimeRemainingColumn(), console=err_console, transient=True,
                   disable=quiet or not err_console.is_terminal) as bar:
         task = bar.add_task(f"reading {name}", total=total)
-        return ws.ingest(name, progress=lambda n: bar.advance(task, n))
+        return ws.ingest(name, progress=lambda n: bar.advance(task, n),
+                         accept_mapping_change=accept)
 
 
 @main.command()

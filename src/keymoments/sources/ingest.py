@@ -15,6 +15,8 @@ changes nothing, because event ids are stable.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import sys
 import time
@@ -39,9 +41,12 @@ from .readers import FILE_COLUMN, LINE_COLUMN, Progress, expand_paths, stage_fil
 if TYPE_CHECKING:
     from ..store.workspace import Workspace
 
-__all__ = ["LoadReport", "NEW_EVENTS", "ingest_source", "event_id_scheme"]
+__all__ = ["LoadReport", "NEW_EVENTS", "ingest_source", "event_id_scheme", "mapping_fingerprint"]
 
 SCHEME_KEY = "event_id_scheme"  # in km_meta
+#: km_meta key prefix: ``mapping:<source>`` -> the fingerprint of the source's mapping
+#: at its last load (see :func:`mapping_fingerprint`)
+MAPPING_KEY = "mapping:"
 #: the temporary table of a load's new events (see ``before_commit``)
 NEW_EVENTS = "_km_new_events"
 
@@ -94,7 +99,8 @@ def _fault(point: str) -> None:
 
 def ingest_source(ws: Workspace, name: str, progress: Progress | None = None,
                   before_commit: Callable[[LoadReport], None] | None = None,
-                  records: list[dict] | None = None) -> LoadReport:
+                  records: list[dict] | None = None,
+                  accept_mapping_change: bool = False) -> LoadReport:
     """Load the source ``name`` of the workspace's config; see the module doc.
 
     ``records``: rows given in memory instead of the source's file (staged as a JSON
@@ -104,7 +110,14 @@ def ingest_source(ws: Workspace, name: str, progress: Progress | None = None,
     are written (the live service derives their journeys and actions there, so the
     events and the actions they cause commit together); if it raises, nothing of
     the load is stored. While it runs, the temporary table :data:`NEW_EVENTS` holds
-    the events the load wrote (their ``event_id``, ``ts``, ``anchor``...)."""
+    the events the load wrote (their ``event_id``, ``ts``, ``anchor``...).
+
+    A source's mapping is remembered at each load (:func:`mapping_fingerprint`). When
+    it has changed since the source's events were loaded, the load is refused (a
+    :class:`~keymoments.errors.ConfigError`): event ids are hashed from the mapped
+    values, so rows already loaded would load again as new events (or, with a
+    ``key``, be skipped as duplicates and keep their old values).
+    ``accept_mapping_change`` loads anyway and remembers the new mapping."""
     if name not in ws.config.sources:
         import difflib
 
@@ -113,7 +126,7 @@ def ingest_source(ws: Workspace, name: str, progress: Progress | None = None,
         known = ", ".join(sorted(ws.config.sources)) or "none yet"
         raise NotFoundError(f"no source {name!r} in keymoments.yaml (sources: {known}){hint}")
     try:
-        return _ingest_source(ws, name, progress, before_commit, records)
+        return _ingest_source(ws, name, progress, before_commit, records, accept_mapping_change)
     except ConfigError as exc:
         if exc.file is not None or not (exc.key or "").startswith("sources."):
             raise
@@ -122,10 +135,14 @@ def ingest_source(ws: Workspace, name: str, progress: Progress | None = None,
                           key=exc.key, hint=exc.hint) from None
 
 
-def _ingest_source(ws: Workspace, name: str, progress, before_commit, records) -> LoadReport:
+def _ingest_source(ws: Workspace, name: str, progress, before_commit, records,
+                   accept_mapping_change: bool = False) -> LoadReport:
     started = time.perf_counter()
     spec = ws.config.sources[name]
     con = ws.con
+    # (posted events have a mapping of their own, made per batch: not remembered)
+    fingerprint = (None if records is not None
+                   else _check_mapping(ws, name, spec, accept_mapping_change))
     load_id = f"load-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
     if records is not None:
         files = [spec.path]
@@ -163,6 +180,10 @@ def _ingest_source(ws: Workspace, name: str, progress, before_commit, records) -
         # of what was just written); earlier events of merged persons are re-linked
         if scheme_is_new:
             con.execute("INSERT INTO km_meta VALUES (?, ?)", [SCHEME_KEY, str(scheme)])
+        if fingerprint is not None:
+            key = literal(MAPPING_KEY + name)
+            con.execute(f"DELETE FROM km_meta WHERE key = {key}")
+            con.execute(f"INSERT INTO km_meta VALUES ({key}, {literal(fingerprint)})")
         con.execute(f"ALTER TABLE _km_new_events ADD COLUMN source VARCHAR DEFAULT {literal(name)}")
         relinked, all_new = stitch(con, "_km_new_events")
         events_loaded = _write_events(con, name, load_id)
@@ -194,6 +215,58 @@ def _ingest_source(ws: Workspace, name: str, progress, before_commit, records) -
     finally:
         _drop_temps(con)
     return report
+
+
+def mapping_fingerprint(spec: SourceSpec, identity: BaseModel) -> str:
+    """What a source's events depend on besides its files: its mapping (every key but
+    ``path``, so new files of the same export load as before) and the identity rules,
+    as a hash. Keys left at their defaults are left out, so a release that adds a
+    setting does not change it.
+
+    >>> a = SourceSpec.model_validate({"path": "a.csv", "identifiers": {"customer_id": "cid"},
+    ...                                "event_type": "kind", "ts": "at"})
+    >>> b = a.model_copy(update={"path": "2025/*.csv"})
+    >>> c = SourceSpec.model_validate({"path": "a.csv", "identifiers": {"customer_id": "cid"},
+    ...                                "event_type": "kind", "ts": {"column": "at"},
+    ...                                "agent": "clerk"})
+    >>> from keymoments.config.models import IdentityConfig
+    >>> fp = lambda s: mapping_fingerprint(s, IdentityConfig())
+    >>> fp(a) == fp(b), fp(a) == fp(c)
+    (True, False)
+    """
+    data = {"source": spec.model_dump(mode="json", exclude={"path"}, exclude_defaults=True),
+            "identity": identity.model_dump(mode="json", exclude_defaults=True)}
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def _check_mapping(ws: Workspace, name: str, spec: SourceSpec, accept: bool) -> str | None:
+    """The fingerprint to remember for this load, or None when it is the one stored;
+    refuses a changed mapping of a source that has events (see :func:`ingest_source`)."""
+    con = ws.con
+    fingerprint = mapping_fingerprint(spec, ws.config.identity)
+    row = con.execute("SELECT value FROM km_meta WHERE key = "
+                      f"{literal(MAPPING_KEY + name)}").fetchone()
+    if row is not None and row[0] == fingerprint:
+        return None
+    if row is None or accept:  # (None: a first load, or loads made before this check)
+        return fingerprint
+    last = con.execute(f"SELECT max(finished_at) FROM loads WHERE source = {literal(name)}"
+                       ).fetchone()[0]
+    has_events = con.execute(f"SELECT count(*) FROM (SELECT 1 FROM events WHERE source = "
+                             f"{literal(name)} LIMIT 1)").fetchone()[0]
+    if not has_events:
+        return fingerprint
+    when = f" (last loaded {last:%Y-%m-%d %H:%M} UTC)" if last is not None else ""
+    raise ConfigError(
+        f"the mapping of source {name!r} changed since its events were loaded{when}: "
+        "event ids are hashed from the mapped values, so rows already loaded would load "
+        "again as new events (with a `key`: be skipped as duplicates, keeping their old "
+        "values)",
+        key=f"sources.{name}",
+        hint="restore the mapping; or load every source into a new workspace "
+             "('keymoments init NEW', copy keymoments.yaml, 'keymoments -w NEW ingest'); "
+             f"or, to keep what is stored and load with the new mapping anyway, run "
+             f"'keymoments ingest {name} --accept-mapping-change'")
 
 
 def _absent_columns(ws: Workspace, name: str, spec: SourceSpec,

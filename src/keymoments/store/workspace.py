@@ -113,16 +113,21 @@ class Workspace:
         self.config = load_config(self.root / CONFIG_FILE)
 
     # ------------------------------------------------------------ ingestion
-    def ingest(self, source: str | None = None, progress=None):
+    def ingest(self, source: str | None = None, progress=None, *,
+               accept_mapping_change: bool = False):
         """Load one source (by name), or every source when ``source`` is None.
 
-        Returns a :class:`~keymoments.sources.ingest.LoadReport` (a list for all).
+        Returns a :class:`~keymoments.sources.ingest.LoadReport` (a list for all). A
+        source whose mapping changed since its events were loaded is refused unless
+        ``accept_mapping_change`` (see :func:`~keymoments.sources.ingest.ingest_source`).
         """
         from ..sources.ingest import ingest_source
 
-        if source is not None:
-            return ingest_source(self, source, progress)
-        return [ingest_source(self, name, progress) for name in self.config.sources]
+        names = [source] if source is not None else list(self.config.sources)
+        reports = [ingest_source(self, name, progress,
+                                 accept_mapping_change=accept_mapping_change)
+                   for name in names]
+        return reports[0] if source is not None else reports
 
     # ---------------------------------------------------------------- engine
     def build(self, progress=None):
