@@ -388,3 +388,30 @@ def test_a_quote_is_one_character(quote):
     err = config_error(SOURCE + f"    csv: {{quote: {quote}}}\n")
     assert (err.line, err.key) == (8, "sources.orders.csv.quote")
     assert "a quote is one character" in str(err)
+
+
+@pytest.mark.parametrize("rating, message", [
+    ("{column: score, min: 5, max: 1}", "'min' (5) must be below 'max' (1)"),
+    ("{column: score, min: 0}", "needs both 'min' and 'max'"),
+    ("{column: score, scale: csat5, min: 0, max: 10}", "the scale 'csat5' runs from 1 to 5"),
+])
+def test_a_rating_range_that_cannot_be_read_is_a_config_error(rating, message):
+    err = config_error(SOURCE + f"    rating: {rating}\n")
+    assert message in str(err)
+    assert (err.line, err.key) == (8, "sources.orders.rating")
+
+
+def test_a_rating_range_without_a_scale_is_stored_as_custom_and_scored_on_it(make_workspace):
+    """Not as csat5 (the default scale): 3 of 0-10 is below the middle, so negative."""
+    text = SOURCE.replace("cid}", "customer_id}") + "    rating: {column: score, min: 0, max: 10}\n"
+    ws = make_workspace(text, {"orders.csv": "customer_id,placed_at,score\n"
+                                             "1,2024-01-01T00:00:00Z,3\n"
+                                             "2,2024-01-01T00:00:00Z,10\n"})
+    ws.ingest("orders")
+    rows = ws.con.execute("SELECT rating, rating_scale, rating_min, rating_max FROM events "
+                          "ORDER BY rating").fetchall()
+    assert rows == [(3.0, "custom", 0.0, 10.0), (10.0, "custom", 0.0, 10.0)]
+    ws.build()
+    valences = ws.con.execute("SELECT v_feedback FROM journey_events ORDER BY v_feedback"
+                              ).fetchall()
+    assert [round(v, 6) for (v,) in valences] == [round((3 - 5) / 5, 6), 1.0]

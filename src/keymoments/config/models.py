@@ -142,14 +142,43 @@ class TimestampSpec(FieldSpec):
 
 
 class RatingSpec(FieldSpec):
-    """A rating and its scale: a built-in name or a custom ``min``/``max`` range."""
+    """A rating and its scale: a built-in name or a custom ``min``/``max`` range.
+
+    A range given without a ``scale`` is the scale ``custom`` (never a built-in one:
+    a 0 to 10 range must not be read as csat5), and a built-in scale keeps its own
+    range.
+
+    >>> RatingSpec(column="score", min=0, max=10).scale
+    'custom'
+    >>> RatingSpec(column="score", scale="nps10", min=0, max=10).bounds()
+    (0.0, 10.0)
+    """
 
     scale: str = "csat5"
     min: float | None = None
     max: float | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _custom_when_ranged(cls, data):
+        if isinstance(data, dict) and "scale" not in data and (
+                data.get("min") is not None or data.get("max") is not None):
+            return {**data, "scale": "custom"}
+        return data
+
     @model_validator(mode="after")
     def _known_scale(self) -> RatingSpec:
+        if (self.min is None) != (self.max is None):
+            raise ValueError("a custom rating range needs both 'min' and 'max'")
+        if self.min is not None and self.max is not None and self.min >= self.max:
+            raise ValueError(f"'min' ({self.min:g}) must be below 'max' ({self.max:g})")
+        if self.scale in RATING_SCALES and self.min is not None:
+            lo, hi = RATING_SCALES[self.scale]
+            if (self.min, self.max) != (lo, hi):
+                raise ValueError(
+                    f"the scale {self.scale!r} runs from {lo:g} to {hi:g}, not "
+                    f"{self.min:g} to {self.max:g}: leave out 'scale' (or name your own) "
+                    "for a custom range")
         if self.scale not in RATING_SCALES and (self.min is None or self.max is None):
             raise ValueError(
                 f"unknown rating scale {self.scale!r}: use one of "
