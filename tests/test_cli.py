@@ -150,6 +150,16 @@ def test_config_check_and_show(runner, ws_dir):
     shown = json.loads(ok(km(runner, ws_dir, "config", "show")).stdout)
     assert shown["identity"]["phone_region"] == "US"  # a default, filled in
     assert shown["sources"]["web"]["identifiers"]["device"]["column"] == "device_id"
+    # what a build uses: the built-in journey types and valence rules (read here from
+    # the packaged files, the lists the build falls back to)
+    from keymoments.valence.rules import default_rules
+    from importlib import resources
+    from ruamel.yaml import YAML
+    packaged = YAML(typ="safe").load(resources.files("keymoments").joinpath(
+        "defaults/journeys.yaml").read_text("utf-8"))["types"]
+    assert [t["name"] for t in shown["journeys"]["types"]] == [t["name"] for t in packaged]
+    assert [r["name"] for r in shown["valence"]["rules"]] == [r.name for r in default_rules()]
+    assert shown["valence"]["rules"]
     (ws_dir / "keymoments.yaml").write_text(CONFIG + "    chanel: {value: x}\n")
     bad = km(runner, ws_dir, "config", "check")
     assert_one_error_line(bad, "keymoments.yaml:15: sources.crm.chanel: unknown key",

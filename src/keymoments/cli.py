@@ -338,11 +338,18 @@ def config_check(ctx: click.Context) -> None:
 @config.command("show")
 @click.pass_context
 def config_show(ctx: click.Context) -> None:
-    """Print the effective configuration, defaults filled in, as JSON."""
+    """Print the effective configuration, defaults filled in, as JSON (with the
+    journey types and valence rules a build uses: the built-in ones included)."""
     from .config.loader import CONFIG_FILE, load_config
+    from .pipeline import _default_types
+    from .valence.rules import effective_rules
 
     cfg = load_config(Path(ctx.obj["workspace"]) / CONFIG_FILE)
-    click.echo(cfg.model_dump_json(indent=2))
+    out = cfg.model_dump(mode="json")
+    types = cfg.journeys.types if cfg.journeys.types is not None else _default_types()
+    out["journeys"]["types"] = [t.model_dump(mode="json") for t in types]
+    out["valence"]["rules"] = [r.model_dump(mode="json") for r in effective_rules(cfg.valence)]
+    click.echo(json_text(out, indent=2))
 
 
 @main.command()

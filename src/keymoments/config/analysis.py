@@ -165,7 +165,10 @@ class JourneyType(Strict):
 
 class JourneysConfig(Strict):
     """Journey types, tried in order; events no type claims fall to the catch-all,
-    split per person by ``catch_all_gap`` of inactivity."""
+    split per person by ``catch_all_gap`` of inactivity. ``types`` replaces the
+    built-in list (`issue_resolution` keyed by `ticket`, `case` by `case`, `purchase`
+    by `order`, `browsing` by `session`; `keymoments config show` prints them): to
+    add a type, list the built-in ones you use too."""
 
     types: list[JourneyType] | None = None
     catch_all: str = "visit"
