@@ -308,4 +308,8 @@ def test_moments_of_a_journey_by_its_key_and_a_hint_for_a_misspelt_kind(runner, 
     typo = ok(km(runner, ws_dir, "moments", "--kind", "purchse")).stdout
     assert "(none)" in typo and "did you mean 'purchase'?" in typo
     nothing = ok(km(runner, ws_dir, "journeys", "--type", "purchse")).stdout
-    assert "did you mean 'purchase'?" in nothing
+    assert "did you mean 'purchase'?" in nothing and "(journey types here: " in nothing
+    import keymoments
+    with keymoments.open(ws_dir, read_only=True) as ws:
+        hint = keymoments.journeys(ws, status="done").meta["hint"]
+    assert "no status 'done'" in hint and "(statuses here: " in hint

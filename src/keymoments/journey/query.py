@@ -51,14 +51,16 @@ def _select(ws: Workspace, table: str, order: str, filters: dict[str, object],
 
 
 #: filters whose values a typo makes match nothing: checked against the table's values
-_NAMED = {"journey_type": "journey type", "status": "status", "kind": "moment kind"}
+#: column -> (what one value is, what several are)
+_NAMED = {"journey_type": ("journey type", "journey types"), "status": ("status", "statuses"),
+          "kind": ("moment kind", "moment kinds")}
 
 
 def _unknown_value(ws: Workspace, table: str, filters: dict[str, object]) -> str | None:
     """Why nothing matched, when a named filter's value is not in ``table`` at all."""
     import difflib
 
-    for col, what in _NAMED.items():
+    for col, (what, plural) in _NAMED.items():
         value = filters.get(col)
         if value is None:
             continue
@@ -70,7 +72,7 @@ def _unknown_value(ws: Workspace, table: str, filters: dict[str, object]) -> str
                 close = difflib.get_close_matches(str(v), known, n=1)
                 mean = f"did you mean {close[0]!r}? " if close else ""
                 listed = ", ".join(known) if known else "none: build first"
-                return f"no {what} {v!r} in {table}: {mean}({what}s here: {listed})"
+                return f"no {what} {v!r} in {table}: {mean}({plural} here: {listed})"
     return None
 
 
