@@ -309,6 +309,13 @@ def test_moments_of_a_journey_by_its_key_and_a_hint_for_a_misspelt_kind(runner, 
     assert "(none)" in typo and "did you mean 'purchase'?" in typo
     nothing = ok(km(runner, ws_dir, "journeys", "--type", "purchse")).stdout
     assert "did you mean 'purchase'?" in nothing and "(journey types here: " in nothing
+    # the path commands refuse a journey type no journey has (not an empty result)
+    for command in (["process-map"], ["variants"], ["export-log", str(ws_dir / "t.xes")]):
+        assert_one_error_line(km(runner, ws_dir, *command, "--type", "purchse"),
+                              "no journeys of type 'purchse'", "did you mean 'purchase'?",
+                              "journey types here: ")
+    assert not (ws_dir / "t.xes").exists()
+    ok(km(runner, ws_dir, "process-map", "--type", "purchase"))
     import keymoments
     with keymoments.open(ws_dir, read_only=True) as ws:
         hint = keymoments.journeys(ws, status="done").meta["hint"]

@@ -37,6 +37,27 @@ def _filters(f):
     return wrapper
 
 
+def _check_types(ws, flt) -> None:
+    """A journey type the filter names that no journey has is an error (a typo would
+    otherwise give an empty map, list or log), naming the types there are."""
+    import difflib
+
+    from ..errors import NotFoundError
+
+    wanted = list(getattr(flt, "journey_type", None) or [])
+    if not wanted:
+        return
+    known = [r[0] for r in ws.con.execute(
+        "SELECT DISTINCT journey_type FROM journeys ORDER BY 1").fetchall()]
+    for name in wanted:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            mean = f"did you mean {close[0]!r}? " if close else ""
+            here = (f"journey types here: {', '.join(known)}" if known
+                    else "there are no journeys: run 'keymoments build' first")
+            raise NotFoundError(f"no journeys of type {name!r} ({mean}{here})")
+
+
 def _json_rows(result) -> None:
     for row in result.to_pylist():
         click.echo(json_text(row))
@@ -46,8 +67,14 @@ def register(main: click.Group) -> None:
     """Add the path commands to ``main``."""
     from .. import cli
 
-    def ws_of(ctx):
-        return cli._workspace(ctx, read_only=True)
+    def ws_of(ctx, flt=None):
+        ws = cli._workspace(ctx, read_only=True)
+        try:
+            _check_types(ws, flt)
+        except BaseException:
+            ws.close()
+            raise
+        return ws
 
     @main.command("process-map")
     @click.option("--level", type=click.Choice(_LEVELS), default="event_type", show_default=True)
@@ -63,7 +90,7 @@ def register(main: click.Group) -> None:
         """The directly-follows graph of journeys: edge counts and durations, node valence."""
         from . import process_map
 
-        with ws_of(ctx) as ws:
+        with ws_of(ctx, flt) as ws:
             pm = process_map(ws, level=level, filter=flt, min_edge_count=min_edge_count,
                              top_variants=top_variants, collapse=collapse)
         if dot:
@@ -88,7 +115,7 @@ def register(main: click.Group) -> None:
         """The distinct paths of journeys with counts and outcomes (or around an activity)."""
         from . import variants
 
-        with ws_of(ctx) as ws:
+        with ws_of(ctx, flt) as ws:
             v = variants(ws, level=level, filter=flt, around=around, before=before, after=after,
                          limit=None if as_json else limit)
         result = v.flows if flows else v.variants
@@ -112,7 +139,7 @@ def register(main: click.Group) -> None:
         share that follow it, where the others leave it, outcomes and time after."""
         from . import conformance
 
-        with ws_of(ctx) as ws:
+        with ws_of(ctx, flt) as ws:
             c = conformance(ws, design, filter=flt)
         if as_json:
             _json_rows(c.deviations)
@@ -134,7 +161,7 @@ def register(main: click.Group) -> None:
         """Channel transitions, switch rates, lost context and what precedes a switch."""
         from . import channel_switching
 
-        with ws_of(ctx) as ws:
+        with ws_of(ctx, flt) as ws:
             s = channel_switching(ws, filter=flt, model=not no_model)
         if as_json:
             _json_rows(s.precedes)
@@ -170,7 +197,7 @@ def register(main: click.Group) -> None:
             options["by"] = list(by)
         if kind:
             options["kind" + "s"] = list(kind)
-        with ws_of(ctx) as ws:
+        with ws_of(ctx, flt) as ws:
             r = consistency(ws, **options)
         if outliers:
             import pyarrow.compute as pc
@@ -195,6 +222,6 @@ def register(main: click.Group) -> None:
         """Write the selected journeys to PATH as an XES or CSV event log."""
         from . import export_log
 
-        with ws_of(ctx) as ws:
+        with ws_of(ctx, flt) as ws:
             out = export_log(ws, path, fmt=fmt, level=level, filter=flt)
         cli.console.print(f"{out['traces']:,} journeys, {out['events']:,} events -> {out['path']}")
