@@ -196,6 +196,10 @@ def test_metric_errors_teach(shop):
         km.metrics(shop, "csat", by="colour")
     with pytest.raises(km.KeymomentsError, match="unknown period"):
         km.metrics(shop, "csat", period="fortnight")
+    with pytest.raises(km.KeymomentsError, match="since: '2018-13-01' is not an ISO 8601 time"):
+        km.metrics(shop, "churn", since="2018-13-01")
+    with pytest.raises(km.KeymomentsError, match="until: 'soon'"):
+        km.metrics(shop, "csat", until="soon")
 
 
 def test_overall_mean_and_median_pool_every_unit(shop):
@@ -226,6 +230,9 @@ def test_cli_is_a_thin_shell_over_the_api(shop_root):
     # too few journeys for a drivers model: one red line, exit 1
     drivers = runner.invoke(main, ["-w", root, "drivers"])
     assert drivers.exit_code == 1 and "drivers need at least 30" in drivers.output
+    # a date that is none: a one-line error (exit 1), not an internal error (exit 2)
+    bad = runner.invoke(main, ["-w", root, "metrics", "churn", "--since", "2018-13-01"])
+    assert bad.exit_code == 1 and "not an ISO 8601 time" in bad.output
 
 
 def test_recurrence_by_hand(make_workspace):

@@ -175,6 +175,26 @@ def unit_sql(ws: Workspace, metric: str, dims: list[str], *, inactive_days: floa
     raise AssertionError(metric)
 
 
+def _iso_time(name: str, value) -> str:
+    """``value`` as an ISO 8601 time DuckDB reads, or an error naming ``name``.
+
+    >>> _iso_time("since", "2018-02-01"), _iso_time("until", "2018-02-01T10:00:00Z")
+    ('2018-02-01T00:00:00', '2018-02-01T10:00:00+00:00')
+    >>> _iso_time("since", "2018-13-01")
+    Traceback (most recent call last):
+    ...
+    keymoments.errors.KeymomentsError: since: '2018-13-01' is not an ISO 8601 time (month must be in 1..12); write e.g. 2018-01-31 or 2018-01-31T09:00:00Z
+    """
+    from datetime import datetime
+
+    try:
+        return (value if isinstance(value, datetime)
+                else datetime.fromisoformat(str(value))).isoformat()
+    except ValueError as exc:
+        raise KeymomentsError(f"{name}: {value!r} is not an ISO 8601 time ({exc}); write "
+                              "e.g. 2018-01-31 or 2018-01-31T09:00:00Z") from None
+
+
 def metrics(ws: Workspace, metric: str = "csat", *, by: str | list[str] | None = None,
             period: str | None = None, since: str | None = None, until: str | None = None,
             inactive_days: float | None = None, confidence: float = 0.95,
@@ -207,12 +227,10 @@ def metrics(ws: Workspace, metric: str = "csat", *, by: str | list[str] | None =
         keys.append(f"{per} AS period")
     where = []
     params: list = []
-    if since:
-        where.append("_ts >= CAST(? AS TIMESTAMPTZ)")
-        params.append(since)
-    if until:
-        where.append("_ts < CAST(? AS TIMESTAMPTZ)")
-        params.append(until)
+    for name, value, op in (("since", since, ">="), ("until", until, "<")):
+        if value:
+            where.append(f"_ts {op} CAST(? AS TIMESTAMPTZ)")
+            params.append(_iso_time(name, value))
     w = ("WHERE " + " AND ".join(where)) if where else ""
     group = [k.split(" AS ")[-1] for k in keys]
     out_cols = names + (["period"] if per else [])
