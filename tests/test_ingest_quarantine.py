@@ -505,3 +505,41 @@ def test_a_short_year_read_by_a_format_with_Y_is_quarantined(make_workspace, fmt
     got = ws.con.execute("SELECT ts FROM events ORDER BY source_line").fetchall()
     assert got == [(datetime(2024, 1, 5, tzinfo=timezone.utc) - shift,),
                    (datetime(24, 1, 5, tzinfo=timezone.utc) - shift,)]
+
+
+def test_a_row_fixed_in_place_and_loaded_again_leaves_the_open_list(make_workspace):
+    """The quarantine keeps every rejected row; the listing leaves out the rows whose
+    file line has loaded since, and says how many."""
+    from click.testing import CliRunner
+
+    from keymoments.cli import main
+
+    text = """\
+name: shop
+sources:
+  orders:
+    path: orders.csv
+    identifiers: {customer_id: cid}
+    event_type: {value: order_placed}
+    ts: at
+"""
+    bad = "cid,at\n1,2024-01-01T00:00:00Z\n2,yesterday\n3,never\n"
+    ws = make_workspace(text, {"orders.csv": bad})
+    assert ws.ingest("orders").rows_quarantined == 2
+    assert [r["line"] for r in ws.quarantine().to_pylist()] == [3, 4]
+    (ws.root / "orders.csv").write_text(bad.replace("yesterday", "2024-01-02T00:00:00Z"))
+    report = ws.ingest("orders")
+    assert (report.rows_loaded, report.rows_quarantined) == (1, 1)
+    still = ws.quarantine()
+    assert [r["line"] for r in still.to_pylist()] == [4] and still.meta["loaded_since"] == 1
+    every = ws.quarantine(include_loaded=True).to_pylist()
+    assert [(r["line"], r["loaded_since"]) for r in every] == [(3, True), (4, False)]
+    # the same rows read again into a new load do not change what is open
+    ws.ingest("orders")
+    assert [r["line"] for r in ws.quarantine().to_pylist()] == [4]
+    root = str(ws.root)
+    ws.close()
+    out = CliRunner().invoke(main, ["-w", root, "quarantine"])
+    assert out.exit_code == 0 and "1 quarantined row(s) have loaded since" in out.output
+    status = CliRunner().invoke(main, ["-w", root, "status"])
+    assert "1 have loaded since" in status.output

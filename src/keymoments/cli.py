@@ -155,6 +155,10 @@ def status(ctx: click.Context) -> None:
     """Row counts of the workspace's tables and the last loads."""
     with _workspace(ctx, read_only=True) as ws:
         _print_result(ws.status())
+        fixed = ws.quarantine(limit=0).meta["loaded_since"]
+        if fixed:
+            console.print(f"of the quarantined rows, {fixed:,} have loaded since (fixed and "
+                          "ingested again); 'keymoments quarantine' lists the others")
         loads = ws.loads()
         if len(loads):
             _print_result(loads, columns=["source", "finished_at", "rows_read", "rows_loaded",
@@ -165,12 +169,15 @@ def status(ctx: click.Context) -> None:
 @main.command()
 @click.option("--source", help="Only this source.")
 @click.option("--limit", default=50, show_default=True, help="Rows to show.")
+@click.option("--all", "include_loaded", is_flag=True,
+              help="Also the rows that have loaded since (fixed and ingested again).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
 @click.pass_context
-def quarantine(ctx: click.Context, source: str | None, limit: int, as_json: bool) -> None:
-    """Rows rejected by ingest: file, line, field, value and reason."""
+def quarantine(ctx: click.Context, source: str | None, limit: int, include_loaded: bool,
+               as_json: bool) -> None:
+    """Rows rejected by ingest and not loaded since: file, line, field, value and reason."""
     with _workspace(ctx, read_only=True) as ws:
-        result = ws.quarantine(source, limit=limit)
+        result = ws.quarantine(source, limit=limit, include_loaded=include_loaded)
         root = ws.root
     if as_json:
         for row in result.to_pylist():
@@ -178,8 +185,13 @@ def quarantine(ctx: click.Context, source: str | None, limit: int, as_json: bool
         return
     # the file's name (relative to the workspace) and the whole reason, which says what to
     # do, are what a reader needs: neither is cut short
-    _print_result(result, columns=["source", "file", "line", "field", "value", "reason"],
+    _print_result(result, columns=["source", "file", "line", "field", "value", "reason",
+                                   *(["loaded_since"] if include_loaded else [])],
                   full=("file", "reason"), shown={"file": lambda f: _relative(f, root)})
+    hidden = result.meta["loaded_since"]
+    if hidden and not include_loaded:
+        console.print(f"{hidden:,} quarantined row(s) have loaded since (fixed and ingested "
+                      "again): --all shows them too")
 
 
 @main.command()

@@ -186,15 +186,31 @@ class Workspace:
         ).to_arrow_table()
         return Result(table, {"person": person})
 
-    def quarantine(self, source: str | None = None, limit: int | None = None) -> Result:
-        """Rejected rows with file, line, field, value and reason."""
-        where, params = ("WHERE source = ?", [source]) if source else ("", [])
+    def quarantine(self, source: str | None = None, limit: int | None = None, *,
+                   include_loaded: bool = False) -> Result:
+        """Rejected rows with file, line, field, value and reason, the ones still open.
+
+        A row is *loaded since* when a later load of its source stored an event from
+        the same file and line (it was fixed in place and ingested again); those are
+        left out unless ``include_loaded`` (column ``loaded_since``), and counted in
+        ``meta["loaded_since"]``. The quarantine itself keeps every row."""
+        where, params = ("WHERE q.source = ?", [source]) if source else ("", [])
         lim = f"LIMIT {int(limit)}" if limit is not None else ""
+        rows = f"""
+            SELECT q.source, q.file, q.line, q.field, q.value, q.reason, q.raw,
+                   EXISTS (SELECT 1 FROM events e JOIN loads l ON l.load_id = e.load_id
+                           WHERE e.source = q.source AND e.source_file = q.file
+                             AND e.source_line = q.line
+                             AND l.finished_at > q.quarantined_at) AS loaded_since
+            FROM quarantine q {where}"""
+        keep = "" if include_loaded else "WHERE NOT loaded_since"
         table = self.con.execute(
-            f"SELECT source, file, line, field, value, reason, raw FROM quarantine {where} "
-            f"ORDER BY source, file, line {lim}", params
+            f"SELECT * FROM ({rows}) {keep} ORDER BY source, file, line {lim}", params
         ).to_arrow_table()
-        return Result(table, {"source": source})
+        hidden = self.con.execute(f"SELECT count(*) FILTER (WHERE loaded_since) FROM ({rows})",
+                                  params).fetchone()[0]
+        return Result(table, {"source": source, "loaded_since": hidden,
+                              "include_loaded": include_loaded})
 
     def loads(self) -> Result:
         """The load log, newest first."""
