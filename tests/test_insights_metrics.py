@@ -280,3 +280,16 @@ def test_typed_requests_run_the_same_analysis(shop):
         parse_request("churn", {"confidence": 1.5})
     with pytest.raises(km.ConfigError, match="unknown analysis"):
         parse_request("happiness", {})
+
+
+def test_a_survey_metric_without_answers_says_which_scales_there_are(shop):
+    scales = dict(shop.con.execute("SELECT rating_scale, count(*) FROM events "
+                                   "WHERE rating IS NOT NULL GROUP BY 1").fetchall())
+    assert "ces7" not in scales and scales  # the fixture's surveys are CSAT and NPS
+    r = km.metrics(shop, "ces")
+    assert r.meta["n"] == 0
+    [warning] = r.meta["warnings"]
+    assert warning.startswith("no ces7 answers: ces counts ratings on the ces7 scale only")
+    for scale, n in scales.items():
+        assert f"{scale} ({n:,})" in warning
+    assert not any("answers:" in w for w in km.metrics(shop, "csat").meta["warnings"])

@@ -175,6 +175,17 @@ def unit_sql(ws: Workspace, metric: str, dims: list[str], *, inactive_days: floa
     raise AssertionError(metric)
 
 
+def _other_scales(ws: Workspace, metric: str) -> str:
+    """Why a survey metric has no answers: the ratings there are, by scale."""
+    scale = {"csat": "csat5", "nps": "nps10", "ces": "ces7"}[metric]
+    found = ws.con.execute("SELECT rating_scale, count(*) FROM events WHERE rating IS NOT NULL "
+                           "GROUP BY 1 ORDER BY 2 DESC").fetchall()
+    there = (", ".join(f"{s} ({n:,})" for s, n in found) if found
+             else "none: no source maps a rating")
+    return (f"no {scale} answers: {metric} counts ratings on the {scale} scale only "
+            f"(ratings here: {there}); map the survey's rating with scale: {scale}")
+
+
 def _iso_time(name: str, value) -> str:
     """``value`` as an ISO 8601 time DuckDB reads, or an error naming ``name``.
 
@@ -254,6 +265,8 @@ def metrics(ws: Workspace, metric: str = "csat", *, by: str | list[str] | None =
         r["small_sample"] = r["n"] < min_n
     warnings = ([f"{len(small)} of {len(data)} rows have fewer than {min_n} {m.unit}: read their "
                  "intervals, not their values"] if small else [])
+    if n == 0 and m.unit == "answers":
+        warnings.append(_other_scales(ws, metric))
     table = pa.Table.from_pylist(data) if data else pa.table({c: pa.array([], pa.string()) for c in
                                                                [*out_cols, "n", "value", "low", "high"]})
     meta = {"metric": metric, "definition": m.definition, "unit": m.unit, "by": names,
