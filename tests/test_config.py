@@ -415,3 +415,28 @@ def test_a_rating_range_without_a_scale_is_stored_as_custom_and_scored_on_it(mak
     valences = ws.con.execute("SELECT v_feedback FROM journey_events ORDER BY v_feedback"
                               ).fetchall()
     assert [round(v, 6) for (v,) in valences] == [round((3 - 5) / 5, 6), 1.0]
+
+
+def test_an_env_override_inside_an_object_that_then_fails_names_the_variable():
+    """The scale is checked on the whole rating, so the error's key is the rating; the
+    file alone is valid, so the variable that changed the scale is named, not the
+    file's line."""
+    text = SOURCE + "    rating: {column: score, scale: stars5}\n"
+    err = config_error(text, env={"KEYMOMENTS_SOURCES__ORDERS__RATING__SCALE": "star5"})
+    assert err.file == "environment variable KEYMOMENTS_SOURCES__ORDERS__RATING__SCALE"
+    assert err.line is None and "unknown rating scale 'star5'" in str(err)
+    # an error of the file itself still names its line, overrides or not
+    err = config_error(SOURCE + "    rating: {column: score, scale: star5}\n",
+                       env={"KEYMOMENTS_NAME": "other"})
+    assert (err.file, err.line) == ("ws/keymoments.yaml", 8)
+
+
+def test_an_env_override_reaches_an_item_of_a_list_by_its_number():
+    text = ("name: shop\njourneys:\n  types:\n    - {name: visit2, event_types: [page_view]}\n"
+            "    - {name: buy, event_types: [order_placed]}\n")
+    cfg = load_config_text(text, path="ws/keymoments.yaml",
+                           env={"KEYMOMENTS_JOURNEYS__TYPES__1__GAP": "1h"})
+    assert [t.gap for t in cfg.journeys.types] == [None, 3600.0]
+    err = config_error(text, env={"KEYMOMENTS_JOURNEYS__TYPES__2__GAP": "1h"})
+    assert err.file == "environment variable KEYMOMENTS_JOURNEYS__TYPES__2__GAP"
+    assert "journeys.types has 2 items in the file" in str(err)

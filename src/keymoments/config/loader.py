@@ -69,11 +69,22 @@ def load_config_text(
         raise ConfigError("the top level must be a mapping of keys", file=path, line=1)
     overrides = _env_overrides(os.environ if env is None else env)
     plain = _to_plain(data)
-    for keys, value, _ in overrides:
-        _set_path(plain, keys, value)
+    for keys, value, name in overrides:
+        try:
+            _set_path(plain, keys, value)
+        except LookupError as exc:
+            raise ConfigError(f"{'.'.join(keys)}: {exc.args[0]}",
+                              file=f"environment variable {name}") from None
     try:
         return Config.model_validate(plain)
     except ValidationError as exc:
+        if overrides:
+            try:  # valid without the overrides: one of them is at fault
+                Config.model_validate(_to_plain(data))
+            except ValidationError:
+                pass
+            else:
+                raise _explain(exc, data, path, overrides, blame_overrides=True) from None
         raise _explain(exc, data, path, overrides) from None
 
 
@@ -101,12 +112,37 @@ def _env_overrides(env: Mapping[str, str]) -> list[tuple[list[str], Any, str]]:
 
 
 def _set_path(data: dict, keys: list[str], value: Any) -> None:
-    for key in keys[:-1]:
-        nxt = data.get(key)
-        if not isinstance(nxt, dict):
-            nxt = data[key] = {}
-        data = nxt
-    data[keys[-1]] = value
+    """Set ``keys`` (a path of mapping keys; a number picks an item of a list the
+    file already has) to ``value``; a LookupError says why a path cannot be set.
+
+    >>> d = {"journeys": {"types": [{"name": "a"}]}}
+    >>> _set_path(d, ["journeys", "types", "0", "gap"], "1h"); d
+    {'journeys': {'types': [{'name': 'a', 'gap': '1h'}]}}
+    >>> _set_path(d, ["journeys", "types", "3", "gap"], "1h")
+    Traceback (most recent call last):
+    ...
+    LookupError: journeys.types has 1 item in the file (items are numbered from 0)
+    """
+    node: Any = data
+    for i, key in enumerate(keys):
+        last = i == len(keys) - 1
+        if isinstance(node, list):
+            if not key.isdigit() or int(key) >= len(node):
+                where = ".".join(keys[:i])
+                raise LookupError(f"{where} has {len(node)} item{'s' * (len(node) != 1)} in "
+                                  "the file (items are numbered from 0)")
+            if last:
+                node[int(key)] = value
+                return
+            node = node[int(key)]
+            continue
+        if last:
+            node[key] = value
+            return
+        nxt = node.get(key)
+        if not isinstance(nxt, (dict, list)):
+            nxt = node[key] = {}
+        node = nxt
 
 
 def _to_plain(node: Any) -> Any:
@@ -231,7 +267,8 @@ def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
 
 
 def _explain(exc: ValidationError, data: Any, path: str,
-             overrides: list[tuple[list[str], Any, str]] = ()) -> ConfigError:
+             overrides: list[tuple[list[str], Any, str]] = (),
+             blame_overrides: bool = False) -> ConfigError:
     errors = exc.errors()
     # an unknown key is the surest sign of a typo (its 'field required' twin follows it)
     err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
@@ -240,7 +277,10 @@ def _explain(exc: ValidationError, data: Any, path: str,
     line = _line_of(data, loc)
     where = path
     for keys, _, name in overrides:
-        if [str(p) for p in loc[: len(keys)]] == keys:
+        at = [str(p) for p in loc]
+        # the override set this key or one around it; or (the file being valid without
+        # the overrides) it set a key inside the object that failed
+        if at[: len(keys)] == keys or (blame_overrides and keys[: len(at)] == at):
             where, line = f"environment variable {name}", None
             break
     hint = None

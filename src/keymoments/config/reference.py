@@ -331,13 +331,15 @@ KEYMOMENTS_SOURCES__ORDERS__PATH='exports/2024-*.csv' keymoments -w shop ingest 
 * The value is parsed as YAML, so `false`, `3` and `[a, b]` are a boolean, a
   number and a list; a key whose type is string takes the text as given
   (`KEYMOMENTS_NAME=2024` names the workspace `2024`).
+* A number picks an item of a list the file has, counted from 0:
+  `KEYMOMENTS_JOURNEYS__TYPES__1__GAP=2h` sets the `gap` of the second journey type.
 * Names are lower-cased: `KEYMOMENTS_SOURCES__ORDERS__PATH` sets
   `sources.orders.path`, so a source whose name has capitals cannot be
   overridden this way.
 * Only variables whose first level is a top-level key ({top_keys}) are config;
   others (`KEYMOMENTS_WORKSPACE`, `KEYMOMENTS_DEBUG`) are read by the command line.
-* Overrides are applied before validation; an invalid one is reported with the
-  variable's name instead of a line of the file.
+* Overrides are applied before validation; an invalid one (the file being valid
+  without it) is reported with the variable's name instead of a line of the file.
 """
 
 _TAXONOMY_INTRO = """\
