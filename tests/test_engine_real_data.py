@@ -8,7 +8,7 @@ import csv
 import io
 import re
 from collections import defaultdict
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from pathlib import Path
 
 from zoneinfo import ZoneInfo
@@ -77,7 +77,9 @@ def test_marketplace_late_deliveries_are_valleys(make_workspace, shared_data):
             continue
         # local São Paulo times (with its daylight saving then), as instants
         delivered = datetime.fromisoformat(o["order_delivered_customer_date"]).replace(tzinfo=SP).astimezone(UTC)
-        promised = datetime.fromisoformat(o["order_estimated_delivery_date"]).replace(tzinfo=SP).astimezone(UTC)
+        # the promise is a day (whole_day in the guide): it ends at the next local midnight
+        day = datetime.fromisoformat(o["order_estimated_delivery_date"]).date()
+        promised = datetime.combine(day + timedelta(days=1), time(0), tzinfo=SP).astimezone(UTC)
         gap_days = (delivered - promised).total_seconds() / 86400
         if gap_days > 0.5:  # the default rule's tolerance
             late[o["order_id"]] = gap_days

@@ -195,16 +195,21 @@ class RatingSpec(FieldSpec):
 
 class ExpectationSpec(Strict):
     """What was promised: a time (``ts``, e.g. estimated delivery) or a value (``value``,
-    e.g. an SLA in minutes), with its ``kind``."""
+    e.g. an SLA in minutes), with its ``kind``. ``whole_day``: the promised time is a
+    day (an estimated delivery *date*), so the promise runs to the end of that day
+    (the next midnight in the time's zone), and a delivery that day is not late."""
 
     kind: str = "promised"
     ts: TimestampSpec | None = None
     value: FieldSpec | None = None
+    whole_day: bool = False
 
     @model_validator(mode="after")
     def _something(self) -> ExpectationSpec:
         if self.ts is None and self.value is None:
             raise ValueError("an expectation needs 'ts' (a promised time) or 'value'")
+        if self.whole_day and self.ts is None:
+            raise ValueError("'whole_day' applies to a promised time ('ts')")
         return self
 
 

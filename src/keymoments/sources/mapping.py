@@ -186,11 +186,16 @@ class _Slot:
                                   f"not a number{where}{mark}"))
         return num
 
+    def zone(self, spec: TimestampSpec) -> str:
+        """The time zone of a naive time of ``spec`` (its own, the source's, or UTC)."""
+        base = self.c.source.timestamps
+        return spec.timezone or (base.timezone if base else None) or "UTC"
+
     def timestamp(self, spec: TimestampSpec, field: str) -> tuple[str, str]:
         """(parsed TIMESTAMPTZ expression, presence expression)."""
         base = self.c.source.timestamps
         fmt = spec.format or (base.format if base else None)
-        tz = spec.timezone or (base.timezone if base else None) or "UTC"
+        tz = self.zone(spec)
         unit = spec.unit or (base.unit if base else None)
         col_type = self.c.types.get(spec.column or "", "VARCHAR")
         instant = col_type.startswith("TIMESTAMP WITH")  # an instant: no zone applies
@@ -359,6 +364,8 @@ class _Slot:
         if expectation is not None:
             if expectation.ts is not None:
                 exp_ts, _ = self.timestamp(expectation.ts, "expectation.ts")
+                if expectation.whole_day:
+                    exp_ts = _end_of_day(exp_ts, self.zone(expectation.ts))
             if expectation.value is not None:
                 exp_value = self.number(expectation.value, "expectation.value")
             exp_kind = (f"CASE WHEN {exp_ts} IS NULL AND {exp_value} IS NULL THEN NULL "
@@ -539,6 +546,17 @@ def _unclear_decimal(text: str) -> str:
 
 def _finite(num: str) -> str:
     return f"(CASE WHEN isfinite({num}) THEN {num} END)"
+
+
+def _end_of_day(instant: str, tz: str) -> str:
+    """The next midnight in ``tz`` after the start of the day of ``instant`` (a
+    ``TIMESTAMPTZ``): the end of a promised day, daylight saving included.
+
+    >>> _end_of_day("x", "UTC")
+    "make_timestamptz(epoch_us(date_trunc('day', timezone('UTC', x)) + INTERVAL 1 DAY))"
+    """
+    local = f"date_trunc('day', timezone({literal(tz)}, {instant})) + INTERVAL 1 DAY"
+    return _at_zone(tz, local)
 
 
 def _at_zone(tz: str, naive: str) -> str:
