@@ -548,3 +548,24 @@ def test_cache_stores_each_score_by_the_texts_md5_and_a_non_finite_score_as_none
                    md5['say "no"']: ("o'fixed-v1", -0.75, 1.0),
                    md5["nan"]: ("o'fixed-v1", None, 0.5),
                    md5["inf"]: ("o'fixed-v1", 0.5, None)}
+
+
+@pytest.mark.parametrize("text, valence", [
+    ("I didn't love it", -1.0),             # contraction split at the apostrophe
+    ("no problem at all", 1.0),
+    ("not really very good", -1.0),         # the third word after the negator
+    ("not that it matters much good", 1.0),  # past the scope: not turned
+    ("not, good", 1.0),                     # punctuation ends the scope
+    ("sem defeito", 1.0),                   # pt: without a defect
+    ("pas rapide", -1.0),
+    ("nicht gut", -1.0),
+    ("kein problem", 1.0),
+    ("never again, terrible", -1.0),        # 'never' turned nothing: negative itself
+    ("nunca", -1.0),
+    ("good but not great", 0.0),            # one each way
+])
+def test_the_lexicon_negation_scope(text, valence):
+    from keymoments.valence.text import LexiconScorer
+
+    [(v, confidence)] = LexiconScorer().score([text], [None])
+    assert v == valence and confidence > 0

@@ -60,33 +60,71 @@ _CJK_POSITIVE = ("满意", "喜欢", "很好", "不错", "推荐", "谢谢", "�
 _CJK_NEGATIVE = ("差", "慢", "坏", "失望", "退款", "投诉", "没收到", "错", "假货", "浪费", "烂",
                  "最悪", "壊れ", "遅", "届かない", "届きません", "返金", "がっかり", "悪い", "不良",
                  "故障", "失礼", "無駄", "偽物", "ひどい")
-_NEGATORS = {"not", "no", "never", "não", "nao", "no", "pas", "nicht", "kein", "niet"}
-_WORD = re.compile(r"\w+", re.UNICODE)
+#: words that turn the polar word after them (within :data:`_SCOPE` words, not past a
+#: punctuation mark) into its opposite: "not good", "não fiquei satisfeito", "nunca
+#: tive problema"; English contractions split at the apostrophe ("didn" of "didn't")
+_NEGATORS = {
+    "not", "no", "never", "without", "didn", "don", "doesn", "isn", "wasn", "weren",
+    "won", "wouldn", "couldn", "hasn", "haven", "hadn", "aren", "shouldn", "cannot",
+    "não", "nao", "nunca", "nem", "sem", "jamais",
+    "nada", "ni", "sin", "jamás",
+    "pas", "sans",
+    "nicht", "kein", "keine", "keinen", "nie", "ohne",
+    "niet", "geen", "nooit", "zonder",
+}
+_SCOPE = 3
+_TOKEN = re.compile(r"\w+|[.!?;:,]", re.UNICODE)
 _CJK = re.compile(r"[\u3040-\u30ff\u4e00-\u9fff]")
 
 
 class LexiconScorer:
     """Counts positive and negative words (English, Portuguese, Spanish, French,
-    German, Dutch; a few Chinese and Japanese ones as substrings); a word after a
-    negator flips. Confidence grows with the number of polar words found."""
+    German, Dutch; a few Chinese and Japanese ones as substrings). A negator turns
+    the first polar word within three words after it, in the same clause, into its
+    opposite ("não fiquei satisfeito" is negative, "nunca tive problema" positive);
+    a negator that is a negative word itself ("nunca", "never") counts as negative
+    when it turns nothing ("nunca chegou"). Confidence grows with the number of polar
+    words found.
 
-    name = "lexicon-v2"
+    >>> s = LexiconScorer()
+    >>> [v for v, _ in s.score(["não fiquei satisfeito com o material",
+    ...                         "nunca tive problema, chegou rápido", "nunca chegou",
+    ...                         "not bad. terrible"], [None] * 4)]
+    [-1.0, 1.0, -1.0, 0.0]
+    """
+
+    name = "lexicon-v3"
 
     def __init__(self) -> None:
         self._pos = set(_POSITIVE) - _NEGATORS
         self._neg = set(_NEGATIVE) - _NEGATORS
+        self._neg_negators = set(_NEGATIVE) & _NEGATORS  # nunca, never, nie, nooit...
+
+    def _counts(self, text: str) -> tuple[int, int]:
+        pos = neg = 0
+        negator, left = None, 0  # the negator in force, and the words left in its scope
+        for t in _TOKEN.findall(text.lower()):
+            punctuation = not (t[0].isalnum() or t[0] == "_")
+            if punctuation or t in _NEGATORS:
+                # the negator before turned nothing: a negative one counts on its own
+                neg += negator in self._neg_negators
+                negator, left = (None, 0) if punctuation else (t, _SCOPE)
+                continue
+            polar = 1 if t in self._pos else (-1 if t in self._neg else 0)
+            if negator is not None:
+                left -= 1
+                if polar:
+                    polar, negator = -polar, None
+                elif not left:
+                    neg += negator in self._neg_negators
+                    negator = None
+            pos, neg = pos + (polar > 0), neg + (polar < 0)
+        return pos, neg + (negator in self._neg_negators)
 
     def score(self, texts: list[str], languages: list[str | None]) -> list[tuple[float, float]]:
         out = []
         for text in texts:
-            words = _WORD.findall((text or "").lower())
-            pos = neg = 0
-            for i, w in enumerate(words):
-                flip = i > 0 and words[i - 1] in _NEGATORS
-                if w in self._pos:
-                    neg, pos = (neg + 1, pos) if flip else (neg, pos + 1)
-                elif w in self._neg:
-                    pos, neg = (pos + 1, neg) if flip and w not in _NEGATORS else (pos, neg + 1)
+            pos, neg = self._counts(text or "")
             if _CJK.search(text or ""):
                 neg_hits = [w for w in _CJK_NEGATIVE if w in text]
                 pos += sum(1 for w in _CJK_POSITIVE if w in text
