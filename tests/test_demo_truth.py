@@ -245,6 +245,10 @@ def test_one_scored_moment_per_journey_gives_no_best_model():
     X["trend_v"] = np.zeros(200)
     fit = RememberedScore(n_boot=20).fit_arrays(X, np.clip(v + rng.normal(0, 0.3, 200), -1, 1))
     assert fit.note_ and "single scored moment" in fit.note_
-    assert fit.summary().meta["note"] == fit.note_
+    summary = fit.summary()
+    assert summary.meta["note"] == fit.note_
+    # and none is flagged best: the default (peak-end) keeps scoring the journeys
+    assert summary.meta["best"] is None and not any(r["best"] for r in summary.to_pylist())
+    assert fit.best_ == "peak_end"
     X["end_v"] = np.roll(v, 1)  # ends that differ from the first moments: comparable
     assert RememberedScore(n_boot=20).fit_arrays(X, v).note_ is None

@@ -327,7 +327,8 @@ def remembered(ctx: click.Context, outcome: str, folds: int) -> None:
     _print_result(Result(pa.Table.from_pylist(summary.meta["weights"])),
                   title="learned weights (95% bootstrap interval)")
     if model.note_:
-        console.print(f"no best model: {model.note_}", markup=False)
+        console.print(f"no best model: {model.note_}; journeys keep the peak-end score",
+                      markup=False)
     else:
         console.print(f"best: {model.best_}")
 

@@ -139,6 +139,8 @@ class RememberedScore:
             "every journey has a single scored moment (first = peak = valley = end), so the "
             "models cannot differ and none is better: score more events (valence rules, "
             "text) to compare them")
+        if self.note_:  # nothing to choose: the default scores the journeys
+            self.best_ = "peak_end"
         full = self._fit_one("learned", m, y, binary)
         boots = []
         for _ in range(self.n_boot):
@@ -216,11 +218,13 @@ class RememberedScore:
         from ..results import Result
 
         rows = [{"model": s.model, "metric": s.metric, "score": s.score, "low": s.low,
-                 "high": s.high, "best": s.model == self.best_} for s in self.scores_.values()]
+                 "high": s.high, "best": s.model == self.best_ and not self.note_}
+                for s in self.scores_.values()]
         weights = [{"feature": f, "weight": w, "low": lo, "high": hi}
                    for f, (w, lo, hi) in self.weights_.items()]
         return Result(pa.Table.from_pylist(rows), {
-            "outcome": self.outcome, "n": self.n_, "best": self.best_, "folds": self.folds,
+            "outcome": self.outcome, "n": self.n_, "best": None if self.note_ else self.best_,
+            "folds": self.folds,
             "note": self.note_,
             "weights": weights, "intercept": self.intercept_,
             "method": "k-fold cross-validation; 95% bootstrap intervals"})
