@@ -109,6 +109,21 @@ def shrink(n: np.ndarray, mean: np.ndarray, var: np.ndarray, alpha: float = 0.05
     return [dict(r, _grand=grand, _pooled_sd=math.sqrt(pooled), _nu0=nu0, _tau2=tau2) for r in out]
 
 
+def _variance(n: int, s: float, ss: float) -> float:
+    """The sample variance (ddof 1) of ``n`` values from their sum ``s`` and sum of
+    squares ``ss``; NaN below two values. Equal values give exactly 0: what the sums'
+    rounding leaves (a few ulps of ``ss``) is no spread.
+
+    >>> v = [0.1] * 7
+    >>> _variance(7, sum(v), sum(x * x for x in v)), _variance(2, 1.0, 1.0)
+    (0.0, 0.5)
+    """
+    if n < 2:
+        return float("nan")
+    num = ss - s * s / n
+    return 0.0 if num <= 64 * np.finfo(float).eps * abs(ss) else num / (n - 1)
+
+
 def _raw(n: float, mean: float, var: float) -> dict:
     if n >= 2 and var == var:
         sd = math.sqrt(max(var, 0.0))
@@ -202,9 +217,7 @@ def consistency(ws: Workspace, *, by: tuple[str, ...] | list[str] = DIMENSIONS,
                 continue
             n = np.array([x["n"] for x in part], dtype=float)
             mean = np.array([x["_s"] for x in part]) / n
-            var = np.array([(x["_ss"] - x["_s"] ** 2 / x["n"]) / (x["n"] - 1) if x["n"] > 1
-                            else np.nan for x in part])
-            var = np.where(var < 0, 0.0, var)
+            var = np.array([_variance(x["n"], x["_s"], x["_ss"]) for x in part])
             for x, mu, vv, sh in zip(part, mean, var, shrink(n, mean, var)):
                 out.append({"kind": kind, "dimension": dim, "group": x["group"], "n": x["n"],
                             "mean": float(mu), **_raw(x["n"], float(mu), float(vv)),
