@@ -252,3 +252,16 @@ def test_one_scored_moment_per_journey_gives_no_best_model():
     assert fit.best_ == "peak_end"
     X["end_v"] = np.roll(v, 1)  # ends that differ from the first moments: comparable
     assert RememberedScore(n_boot=20).fit_arrays(X, v).note_ is None
+
+
+def test_a_binary_outcome_with_one_class_says_so():
+    """Every journey churned: not 'too few journeys' (there are many) but nothing to
+    tell apart."""
+    rng = np.random.default_rng(5)
+    X = {f: rng.uniform(-1, 1, 100) for f in FEATURES}
+    with pytest.raises(km.KeymomentsError, match="all 100 journeys with scored moments are "
+                                                 "with churn: nothing to tell apart"):
+        RememberedScore(outcome="churn", n_boot=5).fit_arrays(X, np.ones(100))
+    with pytest.raises(km.KeymomentsError, match=r"too few journeys .* \(10; need at least 30\)"):
+        RememberedScore(outcome="churn", n_boot=5).fit_arrays(
+            {f: v[:10] for f, v in X.items()}, np.arange(10) % 2)

@@ -116,11 +116,17 @@ class RememberedScore:
         m, y = m[ok], y[ok]
         self.n_ = len(y)
         binary = self.outcome != "feedback"
-        if self.n_ < max(30, self.folds * 4) or (binary and len(np.unique(y)) < 2):
+        need = max(30, self.folds * 4)
+        if self.n_ < need:
             raise KeymomentsError(
                 f"too few journeys with a {self.outcome} outcome and scored moments to fit the "
-                f"remembered score ({self.n_}; need at least {max(30, self.folds * 4)} with both "
-                f"outcomes present)")
+                f"remembered score ({self.n_}; need at least {need})")
+        if binary and len(np.unique(y)) < 2:
+            kind = "with" if y[0] else "without"
+            raise KeymomentsError(
+                f"all {self.n_:,} journeys with scored moments are {kind} {self.outcome}: "
+                f"nothing to tell apart (the remembered score needs journeys with and without "
+                f"{self.outcome})")
         rng = np.random.default_rng(self.seed)
         fold = rng.permutation(self.n_) % self.folds
         preds = {name: np.empty(self.n_) for name in MODELS}
