@@ -440,3 +440,18 @@ def test_an_env_override_reaches_an_item_of_a_list_by_its_number():
     err = config_error(text, env={"KEYMOMENTS_JOURNEYS__TYPES__2__GAP": "1h"})
     assert err.file == "environment variable KEYMOMENTS_JOURNEYS__TYPES__2__GAP"
     assert "journeys.types has 2 items in the file" in str(err)
+
+
+@pytest.mark.parametrize("name, fragment", [
+    ("lexcon", "did you mean 'lexicon'?"), ("multilingul", "did you mean 'multilingual'?"),
+    ("''", "unknown text scorer ''"),
+])
+def test_a_text_scorer_name_that_is_none_is_a_config_error(name, fragment):
+    err = config_error(f"name: shop\nvalence:\n  text_scorer: {name}\n")
+    assert (err.line, err.key) == (3, "valence.text_scorer") and fragment in str(err)
+
+
+@pytest.mark.parametrize("name", ["lexicon", "multilingual", "dir:/models/x", "models/x",
+                                  "my_pkg.scoring:Scorer"])
+def test_the_text_scorer_names_that_load_pass_the_config(name):
+    assert load_config_text(f"valence:\n  text_scorer: '{name}'\n").valence.text_scorer == name

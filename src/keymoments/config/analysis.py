@@ -133,6 +133,21 @@ class ValenceConfig(Strict):
     #: (a plug-in); see docs/text.md
     text_scorer: str = "lexicon"
 
+    @field_validator("text_scorer")
+    @classmethod
+    def _scorer_name(cls, v: str) -> str:
+        """A built-in name, ``dir:PATH``, a path or ``module:attribute``: what else is
+        a typo, told now rather than at the build."""
+        import difflib
+
+        v = v.strip()
+        if v in ("lexicon", "multilingual", "e5") or ":" in v or "/" in v or "\\" in v:
+            return v
+        close = difflib.get_close_matches(v, ["lexicon", "multilingual"], n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise ValueError(f"unknown text scorer {v!r}: {hint}use 'lexicon', 'multilingual', "
+                         "'dir:/path/to/model' or 'package.module:scorer'")
+
 
 class JourneyType(Strict):
     """A kind of journey. With ``key``, a journey is every event of a person that
