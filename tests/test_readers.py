@@ -633,3 +633,36 @@ def test_an_infinite_instant_is_quarantined(make_workspace, tmp_path):
     # an instant stays the instant it is, whatever the configured zone
     assert ws.con.execute("SELECT ts FROM events").fetchall() == [
         (datetime(2024, 1, 1, 8, 0, 0, 500000, tzinfo=timezone.utc),)]
+
+
+def test_a_map_whose_keys_match_no_value_warns_naming_its_line(make_workspace):
+    """Keys are matched exactly: 'yes' does not match 'Yes', so every value would load
+    as it is; the load says so (and where), and still loads."""
+    text = """\
+name: shop
+sources:
+  telco:
+    path: t.csv
+    identifiers: {customer_id: cid}
+    ts: at
+    event_type:
+      column: churn
+      map: {"yes": subscription_cancelled, "no": null}
+    channel: {column: plan, map: {gold: premium}}
+"""
+    rows = "cid,at,churn,plan\n1,2024-01-01T00:00:00Z,Yes,basic\n2,2024-01-01T00:00:00Z,No,x\n"
+    ws = make_workspace(text, {"t.csv": rows})
+    report = ws.ingest("telco")
+    assert report.events_loaded == 2
+    [case] = [w for w in report.warnings if "event_type.map" in w]
+    [values] = [w for w in report.warnings if "channel.map" in w]
+    assert len(report.warnings) == 2
+    assert "keymoments.yaml:9: sources.telco.event_type.map: none of its keys ('yes', 'no')" \
+        in case and "only if case is ignored" in case
+    assert "keymoments.yaml:10: sources.telco.channel.map" in values
+    assert "values there: 'basic', 'x'" in values
+    # a map with a key that matches: no warning
+    (ws.root / "t.csv").write_text(rows.replace("basic", "gold"))
+    ws2 = make_workspace(text.replace('"yes"', '"Yes"').replace('"no"', '"No"'),
+                         {"t.csv": rows.replace("basic", "gold")}, folder="ws2")
+    assert ws2.ingest("telco").warnings == ()

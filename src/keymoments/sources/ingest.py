@@ -157,7 +157,8 @@ def _ingest_source(ws: Workspace, name: str, progress, before_commit, records,
             con.execute(f"ALTER TABLE {ident(staged.table)} ADD COLUMN {ident(column)} VARCHAR")
     table = _apply_joins(ws, name, spec, staged.table)
     types = {r[0]: r[1] for r in con.execute(f"DESCRIBE {ident(table)}").fetchall()}
-    warnings = _absent_columns(ws, name, spec, types) if records is None else ()
+    warnings = ((*_absent_columns(ws, name, spec, types),
+                 *_unmatched_maps(ws, name, spec, table, types)) if records is None else ())
     for bookkeeping in (LINE_COLUMN, FILE_COLUMN):
         types.pop(bookkeeping, None)
     _stage_phones(ws, spec, name, types, table)
@@ -291,6 +292,60 @@ def _absent_columns(ws: Workspace, name: str, spec: SourceSpec,
         mean = f"; did you mean {close[0]!r}?" if close else ""
         out.append(f"{path}:{key_line(path, key)}: {key}: no record has {column!r}, so the "
                    f"field is empty in every event{mean}")
+    return tuple(out)
+
+
+def _fields_with_maps(spec: object, at: tuple = ()):
+    """(key path, field) of every field of a source's mapping that reads a column
+    through a ``map``."""
+    if isinstance(spec, FieldSpec):
+        if spec.column is not None and spec.map:
+            yield at, spec
+        return
+    if isinstance(spec, BaseModel):
+        items = [(n, getattr(spec, n)) for n in type(spec).model_fields]
+    elif isinstance(spec, dict):
+        items = list(spec.items())
+    elif isinstance(spec, (list, tuple)):
+        items = list(enumerate(spec))
+    else:
+        return
+    for key, value in items:
+        yield from _fields_with_maps(value, at + (key,))
+
+
+def _unmatched_maps(ws: Workspace, name: str, spec: SourceSpec, table: str,
+                    types: dict[str, str]) -> tuple[str, ...]:
+    """Warnings for the maps none of whose keys is a value of their column (a typo,
+    or a different case: keys are matched exactly), which would leave every value
+    as it is."""
+    path = ws.root / CONFIG_FILE
+    out = []
+    for at, field_spec in _fields_with_maps(spec):
+        column = field_spec.column
+        if column not in types:
+            continue  # (a missing column is reported by the mapping)
+        keys = [str(k) for k in field_spec.map]
+        value = f"trim(CAST({ident(column)} AS VARCHAR))"
+        exact, folded, present = ws.con.execute(
+            f"SELECT count(*) FILTER (WHERE {value} IN ({', '.join(literal(k) for k in keys)})), "
+            f"count(*) FILTER (WHERE lower({value}) IN "
+            f"({', '.join(literal(k.lower()) for k in keys)})), count({value}) "
+            f"FROM {ident(table)}").fetchone()
+        if exact or not present:
+            continue
+        key = f"sources.{name}." + ".".join(str(p) for p in (*at, "map"))
+        if folded:
+            why = "they match only if case is ignored, and map keys are matched exactly"
+        else:
+            seen = [r[0] for r in ws.con.execute(
+                f"SELECT DISTINCT {value} FROM {ident(table)} WHERE {value} IS NOT NULL "
+                "ORDER BY 1 LIMIT 6").fetchall()]
+            why = "values there: " + ", ".join(repr(v) for v in seen[:5]) + (
+                ", ..." if len(seen) > 5 else "")
+        out.append(f"{path}:{key_line(path, key)}: {key}: none of its keys "
+                   f"({', '.join(repr(k) for k in keys)}) is a value of column {column!r}, so "
+                   f"every value loads as it is; {why}")
     return tuple(out)
 
 
