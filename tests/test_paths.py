@@ -365,3 +365,29 @@ def test_cli_path_commands_are_a_thin_shell(ws, tmp_path):
     assert r.exit_code == 0 and "3 journeys, 9 events" in r.output
     r = run("conformance", "nope")
     assert r.exit_code == 1 and "no designed journey named 'nope'" in r.output
+
+
+def test_the_switch_matrix_counts_switches_as_journeys_do(make_workspace):
+    """A step to or from an event without a channel is no switch, in the matrix as in
+    journeys.channel_switches (both channels known, and different)."""
+    text = """\
+name: shop
+sources:
+  ev:
+    path: ev.csv
+    identifiers: {customer_id: cid}
+    event_type: kind
+    ts: at
+    channel: ch
+"""
+    rows = ("cid,at,kind,ch\n1,2024-01-01T00:00:00Z,a,web\n1,2024-01-01T00:05:00Z,b,\n"
+            "1,2024-01-01T00:10:00Z,c,phone\n1,2024-01-01T00:15:00Z,d,web\n")
+    ws = make_workspace(text, {"ev.csv": rows})
+    ws.ingest("ev")
+    ws.build()
+    s = km.channel_switching(ws)
+    flagged = {(r["source"], r["target"]): r["switch"] for r in s.matrix.to_pylist()}
+    assert flagged == {("web", "(none)"): False, ("(none)", "phone"): False,
+                       ("phone", "web"): True}
+    switches = ws.con.execute("SELECT sum(channel_switches) FROM journeys").fetchone()[0]
+    assert switches == sum(r["count"] for r in s.matrix.to_pylist() if r["switch"]) == 1

@@ -24,7 +24,7 @@ from ..engine import backend
 from ..engine.expr import epoch_seconds
 from ..results import Result
 from .dfg import _filter, edges_expr, labelled
-from .selection import JourneyFilter, journey_events, select_journeys
+from .selection import UNKNOWN, JourneyFilter, journey_events, select_journeys
 
 if TYPE_CHECKING:
     from ..store.workspace import Workspace
@@ -113,7 +113,9 @@ def channel_switching(ws: Workspace, *, filter: JourneyFilter | None = None,
     edges = edges_expr(je, _labelled=labelled(je, "channel"))
     out = edges.group_by("source").aggregate(_out=edges["count"].sum())
     m = edges.join(out, "source")
-    m = m.mutate(share=m["count"].cast("float64") / m._out, switch=m.source != m.target).drop("_out")
+    # a switch, as in journeys.channel_switches: both channels known, and different
+    switch = (m.source != m.target) & (m.source != UNKNOWN) & (m.target != UNKNOWN)
+    m = m.mutate(share=m["count"].cast("float64") / m._out, switch=switch).drop("_out")
     matrix = m.order_by(["source", ibis.desc("count"), "target"]).to_pyarrow()
 
     j = select_journeys(ws, flt)
