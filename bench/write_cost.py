@@ -155,7 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     from ingest import machine_info
 
     info = machine_info()
-    command = "python bench/write_cost.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    args_text = " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    command = f"python bench/write_cost.py {args_text}"
     print(f"# {command}\n# {info['cpu']}, {info['cores']} cores, DuckDB {info['duckdb']}, "
           f"keymoments {info['keymoments']} ({info['git_commit']})", flush=True)
     res = measure(args.size, args.seed, args.repeat)
@@ -164,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     print("| written or run | rows | median s | / floor | / plain load |")
     print("|---|---:|---:|---:|---:|")
     for label, s in res["median"].items():
-        print(f"| {label} | {res['rows'][label]:,} | {s:.2f} | {s / floor:.2f}x | {s / plain:.2f}x |")
+        print(f"| {label} | {res['rows'][label]:,} | {s:.2f} | {s / floor:.2f}x "
+              f"| {s / plain:.2f}x |")
     print()
     for label, ratio in res["lower_bounds"].items():
         print(f"lower bound: {label}: {ratio:.2f}x")
