@@ -293,3 +293,28 @@ def test_a_survey_metric_without_answers_says_which_scales_there_are(shop):
     for scale, n in scales.items():
         assert f"{scale} ({n:,})" in warning
     assert not any(w.startswith("no csat5") for w in km.metrics(shop, "csat").meta["warnings"])
+
+
+def test_probability_alive_warns_when_nobody_or_few_repeat(make_workspace):
+    text = """\
+name: shop
+sources:
+  orders:
+    path: o.csv
+    identifiers: {customer_id: cid}
+    event_type: {value: order_placed}
+    ts: at
+"""
+    once = "cid,at\n" + "".join(f"{i},2024-01-{1 + i % 20:02d}T10:00:00Z\n" for i in range(40))
+    ws = make_workspace(text, {"o.csv": once})
+    ws.ingest("orders")
+    r = km.probability_alive(ws, event_types=["order_placed"])
+    assert r.meta["repeaters"] == 0
+    assert r.meta["warnings"][0].startswith("no person made a repeat purchase")
+    again = once + "1,2024-02-10T10:00:00Z\n2,2024-02-11T10:00:00Z\n"
+    ws2 = make_workspace(text, {"o.csv": again}, folder="ws2")
+    ws2.ingest("orders")
+    r2 = km.probability_alive(ws2, event_types=["order_placed"])
+    assert r2.meta["repeaters"] == 2
+    assert r2.meta["warnings"] == ["only 2 person(s) made a repeat purchase: the fit rests on "
+                                   "few histories, read p_alive with care"]

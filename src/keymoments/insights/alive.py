@@ -139,7 +139,17 @@ def probability_alive(ws: Workspace, *, event_types: list[str] | None = None,
     expected = model.expected_purchases(horizon, x, tx, T)
     out = table.append_column("p_alive", pa.array(alive)).append_column(
         "expected_purchases", pa.array(expected))
+    repeaters = int((x > 0).sum())
+    warnings = []
+    if len(x) and repeaters == 0:
+        warnings.append("no person made a repeat purchase, so the model cannot tell who has "
+                        "dropped out: every p_alive is 1 and means nothing; check event_types "
+                        "or load a longer history")
+    elif len(x) and repeaters < 30:
+        warnings.append(f"only {repeaters} person(s) made a repeat purchase: the fit rests on "
+                        "few histories, read p_alive with care")
     return Result(out, {"model": "BG/NBD", "params": model.params_, "n": model.n_,
+                        "repeaters": repeaters, "warnings": warnings,
                         "loglik": model.loglik_, "unit_days": unit_days, "horizon": horizon,
                         "mean_p_alive": float(alive.mean()) if len(alive) else None,
                         "method": "BG/NBD (Fader, Hardie & Lee 2005), maximum likelihood"})
