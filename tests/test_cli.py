@@ -320,3 +320,11 @@ def test_moments_of_a_journey_by_its_key_and_a_hint_for_a_misspelt_kind(runner, 
     with keymoments.open(ws_dir, read_only=True) as ws:
         hint = keymoments.journeys(ws, status="done").meta["hint"]
     assert "no status 'done'" in hint and "(statuses here: " in hint
+
+
+def test_an_ingest_that_quarantines_every_row_of_a_source_warns(runner, ws_dir):
+    (ws_dir / "crm.csv").write_text(CRM.replace("2024-02-01T00:00:00Z", "yesterday"))
+    result = ok(km(runner, ws_dir, "ingest"))
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert warnings == ["warning: every row of crm was quarantined: a format or mapping that "
+                        "fits none of them? see 'keymoments quarantine'"]

@@ -125,6 +125,11 @@ def ingest(ctx: click.Context, sources: tuple[str, ...], as_json: bool,
     console.print(table)
     for warning in (w for r in reports for w in r.warnings):
         err_console.print(f"warning: {warning}", markup=False, highlight=False, soft_wrap=True)
+    for r in reports:
+        if r.rows_read and r.rows_quarantined == r.rows_read:
+            err_console.print(f"warning: every row of {r.source} was quarantined: a format or "
+                              "mapping that fits none of them? see 'keymoments quarantine'",
+                              markup=False, highlight=False, soft_wrap=True)
     if any(r.rows_quarantined for r in reports):
         console.print("some rows were quarantined: see 'keymoments quarantine'")
 
