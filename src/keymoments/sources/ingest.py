@@ -295,14 +295,13 @@ def _absent_columns(ws: Workspace, name: str, spec: SourceSpec,
     return tuple(out)
 
 
-def _fields_with_maps(spec: object, at: tuple = ()):
-    """(key path, field) of every field of a source's mapping that reads a column
-    through a ``map``."""
+def _fields(spec: object, at: tuple = ()):
+    """(key path, field) of every field of a source's mapping (its joins' keys and
+    columns are no fields)."""
     if isinstance(spec, FieldSpec):
-        if spec.column is not None and spec.map:
-            yield at, spec
+        yield at, spec
         return
-    if isinstance(spec, BaseModel):
+    if isinstance(spec, BaseModel) and not isinstance(spec, JoinSpec):
         items = [(n, getattr(spec, n)) for n in type(spec).model_fields]
     elif isinstance(spec, dict):
         items = list(spec.items())
@@ -311,7 +310,7 @@ def _fields_with_maps(spec: object, at: tuple = ()):
     else:
         return
     for key, value in items:
-        yield from _fields_with_maps(value, at + (key,))
+        yield from _fields(value, at + (key,))
 
 
 def _unmatched_maps(ws: Workspace, name: str, spec: SourceSpec, table: str,
@@ -321,9 +320,9 @@ def _unmatched_maps(ws: Workspace, name: str, spec: SourceSpec, table: str,
     as it is."""
     path = ws.root / CONFIG_FILE
     out = []
-    for at, field_spec in _fields_with_maps(spec):
+    for at, field_spec in _fields(spec):
         column = field_spec.column
-        if column not in types:
+        if not field_spec.map or column not in types:
             continue  # (a missing column is reported by the mapping)
         keys = [str(k) for k in field_spec.map]
         value = f"trim(CAST({ident(column)} AS VARCHAR))"
@@ -374,22 +373,7 @@ def event_id_scheme(con) -> tuple[int, bool]:
 
 def _mapped_columns(spec: SourceSpec) -> list[str]:
     """The source columns a mapping names (not those its joins bring in)."""
-    found: dict[str, None] = {}
-
-    def walk(obj: object) -> None:
-        if isinstance(obj, FieldSpec) and obj.column is not None:
-            found[obj.column] = None
-        if isinstance(obj, BaseModel) and not isinstance(obj, JoinSpec):
-            for name in type(obj).model_fields:
-                walk(getattr(obj, name))
-        elif isinstance(obj, dict):
-            for value in obj.values():
-                walk(value)
-        elif isinstance(obj, list):
-            for value in obj:
-                walk(value)
-
-    walk(spec)
+    found = dict.fromkeys(f.column for _, f in _fields(spec) if f.column is not None)
     for join in spec.joins:
         found.update(dict.fromkeys(join.on))
     found.update(dict.fromkeys(k for k in spec.key or [] if k != "_line"))
