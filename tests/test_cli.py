@@ -328,3 +328,16 @@ def test_an_ingest_that_quarantines_every_row_of_a_source_warns(runner, ws_dir):
     warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
     assert warnings == ["warning: every row of crm was quarantined: a format or mapping that "
                         "fits none of them? see 'keymoments quarantine'"]
+
+
+def test_journeys_show_durations_in_days_hours_and_minutes(runner, ws_dir):
+    ok(km(runner, ws_dir, "ingest"))
+    ok(km(runner, ws_dir, "build"))
+    out = ok(km(runner, ws_dir, "journeys", "--json")).stdout
+    # Ana's account (one event), Bruno's page view (one), and Ana's visit: page
+    # view at 10:00, add to cart at 10:05 (hand-computed: 300 s)
+    assert sorted(json.loads(line)["duration_s"] for line in out.splitlines()) == [0, 0, 300]
+    table = ok(km(runner, ws_dir, "journeys")).stdout
+    assert " duration " in table.splitlines()[1] and "duration_s" not in table
+    assert "5m" in table and "300" not in table
+    assert table.count(" 0s ") == 2

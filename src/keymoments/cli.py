@@ -480,7 +480,11 @@ def _print_result(result, columns: list[str] | None = None, limit: int | None = 
                   title: str | None = None, full: tuple[str, ...] = (),
                   shown: dict | None = None) -> None:
     """Print rows as a table; values are cut at 60 characters except in ``full``
-    columns; ``shown`` maps a column to a function that formats its values."""
+    columns; ``shown`` maps a column to a function that formats its values. A
+    column of seconds (``duration_s``, ``median_s``...) is shown as a duration
+    (``2d 4h``) under its name without ``_s``."""
+    from .display import duration
+
     rows = result.to_pylist()
     if not rows:
         hint = (getattr(result, "meta", None) or {}).get("hint")
@@ -488,14 +492,24 @@ def _print_result(result, columns: list[str] | None = None, limit: int | None = 
                       markup=False)
         return
     cols = columns or list(rows[0])
-    shown = shown or {}
-    table = Table(*cols, title=title)
+    shown = dict(shown or {})
+    seconds = [c for c in cols if _is_seconds(c, rows) and c not in shown]
+    shown.update(dict.fromkeys(seconds, duration))
+    table = Table(*[c[:-2] if c in seconds else c for c in cols], title=title)
     for row in rows[: limit or len(rows)]:
         table.add_row(*[_cell(shown[c](row.get(c)) if c in shown else row.get(c),
                               cut=c not in full) for c in cols])
     console.print(table)
     if limit and len(rows) > limit:
         console.print(f"... {len(rows) - limit} more")
+
+
+def _is_seconds(column: str, rows: list[dict]) -> bool:
+    """Whether ``column`` holds seconds: named ``..._s`` with numbers (or nulls)."""
+    values = [r.get(column) for r in rows]
+    return (column.endswith("_s") and len(column) > 2
+            and all(isinstance(v, (int, float, type(None))) for v in values)
+            and not any(isinstance(v, bool) for v in values))
 
 
 def _number(value: float) -> str:

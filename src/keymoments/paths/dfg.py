@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 import ibis
 
+from ..display import duration
 from ..engine.expr import epoch_seconds
 from ..errors import KeymomentsError
 from ..results import Result
@@ -53,7 +54,7 @@ class ProcessMap:
             label = f"{n['activity']} ({n['events']})"
             lines.append(f"  {q(n['activity'])} [label={q(label)}];")
         for e in self.edges.to_pylist():
-            label = f"{e['count']} / {_human(e['median_s'])}"
+            label = f"{e['count']} / {duration(e['median_s'])}"
             lines.append(f"  {q(e['source'])} -> {q(e['target'])} [label={q(label)}];")
         return "\n".join([*lines, "}"]) + "\n"
 
@@ -69,15 +70,6 @@ def _dot_quoted(value: object) -> str:
     """
     text = str(value).replace("\\", "\\\\").replace('"', '\\"')
     return '"' + text.replace("\r\n", "\\n").replace("\n", "\\n") + '"'
-
-
-def _human(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds / size:.1f}{unit}"
-    return f"{seconds:.0f}s"
 
 
 def labelled(je, level: Level = "event_type", collapse: bool = False):
