@@ -96,3 +96,46 @@ def test_marketplace_late_deliveries_are_valleys(make_workspace, shared_data):
         want = -min(1.0, (gap - 0.5) / 6.5)
         assert v["valence"] == pytest.approx(want, abs=1e-6)
         assert f"{abs(gap):.1f} days late" in v["reason"]
+
+
+def test_report_of_the_helpdesk_workspace(make_workspace, shared_data, tmp_path):
+    """`keymoments report` on a real workspace: its journeys table against the file."""
+    import statistics
+
+    from click.testing import CliRunner
+
+    from keymoments.cli import main
+    from keymoments.display import duration
+
+    ws = guide_workspace(make_workspace, shared_data, "helpdesk")
+    ws.ingest("helpdesk")
+    ws.build()
+    root = ws.root
+    ws.close()
+    out = tmp_path / "r.html"
+    result = CliRunner().invoke(main, ["-w", str(root), "report", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "r.html").as_uri() in result.stdout
+    html = (tmp_path / "r.html").read_text(encoding="utf-8")
+
+    with open(shared_data / "helpdesk/helpdesk.csv", newline="", encoding="utf-8") as fh:
+        rows = {tuple(r.items()) for r in csv.DictReader(fh)}
+    by_case: dict[str, list[datetime]] = defaultdict(list)
+    ended = set()
+    for r in map(dict, rows):
+        by_case[r["case:concept:name"]].append(datetime.fromisoformat(r["time:timestamp"]))
+        if r["concept:name"] in {"Closed", "Resolve ticket"}:
+            ended.add(r["case:concept:name"])
+    # the section's rows: type, status, journeys, median duration, ...
+    table = html.split("Journeys by type and status</h2>", 1)[1].split("</table>", 1)[0]
+    shown = [re.findall(r"<td[^>]*>(.*?)</td>", tr) for tr in re.findall(r"<tr>(.*?)</tr>", table)]
+    shown = {(r[0], r[1]): r for r in shown if r}
+    assert sum(int(r[2].replace(",", "")) for (t, _), r in shown.items()
+               if t == "issue_resolution") == len(by_case)
+    done = [(max(ts) - min(ts)).total_seconds() for case, ts in by_case.items() if case in ended]
+    completed = shown[("issue_resolution", "completed")]
+    assert completed[2] == f"{len(done):,}"
+    assert completed[3] == duration(statistics.median(done))
+    for section in ("Experience moments by stage", "Key moments by stage", "CX metrics",
+                    "Remembered score", "Root causes to fix first", "Loads (the latest load"):
+        assert section in html

@@ -144,7 +144,15 @@ def test_report_sections(demo, tmp_path):
     assert titles == ["CX metrics (95% intervals)", "Root causes to fix first", "Drivers of feedback"]
     metrics = {r["metric"]: r for r in sections[0]["rows"]}
     csat = km.metrics(ws, "csat").meta["overall"]
-    assert metrics["csat"]["n"] == csat["n"] and metrics["csat"]["low"] <= metrics["csat"]["value"]
+    assert metrics["csat"]["n"] == csat["n"]
+    # a share in %, NPS in points, CES on its 1-7 scale
+    assert metrics["csat"]["value"] == f"{100 * csat['value']:.1f}%"
+    low, high = csat["low"], csat["high"]
+    assert metrics["csat"]["interval"] == f"{100 * low:.1f}% to {100 * high:.1f}%"
+    nps = km.metrics(ws, "nps").meta["overall"]["value"]
+    assert metrics["nps"]["value"] == ("+" if nps >= 0 else "") + f"{nps:.1f}"
+    ces = km.metrics(ws, "ces").meta["overall"]["value"]
+    assert metrics["ces"]["value"].split(" / 7")[0] == f"{ces:.2f}"
     assert any(truth.late_carrier in r["cause"] for r in sections[1]["rows"][:3])
     html = write_report(ws, tmp_path / "r.html", extra={"sections": sections}).read_text(encoding="utf-8")
     assert "Root causes to fix first" in html and f"carrier={truth.late_carrier}" in html

@@ -20,7 +20,7 @@ EVIL = "<script>alert('x')</script>"
 
 
 def test_report_escapes_data_and_loads_nothing_from_elsewhere(make_workspace, tmp_path):
-    from keymoments.demo.run import engine_sections
+    from keymoments.report.sections import engine_sections
     from keymoments.report import write_report
 
     rows = "customer,ts,event_type,channel,csat\n" + "".join(
@@ -38,4 +38,24 @@ def test_report_escapes_data_and_loads_nothing_from_elsewhere(make_workspace, tm
     assert ">7</b>events" in html.replace("\n", "").replace(" ", "")
     # read by a person: the valence scale is explained, tables say what a column is
     assert "from -1 (as bad as it gets) to 1" in html.replace("\n", " ")
-    assert "<th>mean valence (-1 to 1)</th>" in html and "<th>mean_valence</th>" not in html
+    assert '<th scope="col" class="num">mean valence (-1 to 1)</th>' in html
+    assert "mean_valence" not in html
+
+
+def test_loads_show_the_latest_load_and_tables_scroll_on_a_phone(make_workspace, tmp_path):
+    from keymoments.report import report_sections, write_report
+
+    rows = "customer,ts,event_type,channel,csat\n" + "".join(
+        f"c{i},2024-01-0{i}T10:00:00Z,order_placed,web,{1 + i % 5}\n" for i in range(1, 8))
+    ws = make_workspace(CONFIG, {"events.csv": rows})
+    ws.ingest("events")
+    ws.ingest("events")  # the same file again: 7 read, 0 loaded, 7 duplicate
+    ws.build()
+    html = write_report(ws, tmp_path / "r.html",
+                        extra={"sections": report_sections(ws)}).read_text(encoding="utf-8")
+    loads = html.split("<h2>Loads", 1)[1].split("</table>", 1)[0]
+    cells = re.findall(r'<td class="num">([^<]*)</td>', loads)
+    assert cells[:6] == ["2", "7", "0", "0", "7", "0"]  # loads, read, loaded, quar., dupl., events
+    # every table can scroll sideways inside its own box (a phone's width)
+    assert html.count("<table") == html.count('<div class="scroll"><table')
+    assert ".scroll { overflow-x: auto; }" in html

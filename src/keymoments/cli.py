@@ -155,6 +155,24 @@ def _ingest_with_progress(ws, name: str, quiet: bool = False, accept: bool = Fal
 
 
 @main.command()
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write it [default: report.html in the workspace folder].")
+@click.pass_context
+def report(ctx: click.Context, out: Path | None) -> None:
+    """Write the HTML report of a built workspace: loads, journeys, moments, the
+    remembered score, CX metrics, root causes and drivers (one self-contained file)."""
+    from .report import report_sections, write_report
+
+    with _workspace(ctx, read_only=True) as ws:
+        if not ws.con.execute("SELECT count(*) FROM journeys").fetchone()[0]:
+            err_console.print("[yellow]warning:[/] no journeys yet: run 'keymoments build' "
+                              "for the journey, moment and insight sections")
+        path = write_report(ws, out or ws.root / "report.html",
+                            extra={"sections": report_sections(ws)})
+    console.print(f"wrote {path.resolve().as_uri()}", markup=False)
+
+
+@main.command()
 @click.pass_context
 def status(ctx: click.Context) -> None:
     """Row counts of the workspace's tables and the last loads."""

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..errors import KeymomentsError
 
-__all__ = ["DemoSummary", "run_demo", "engine_sections"]
+__all__ = ["DemoSummary", "run_demo"]
 
 
 @dataclass
@@ -28,67 +28,21 @@ class DemoSummary:
 
     def lines(self) -> list[str]:
         out = [f"demo workspace: {self.directory}",
-               f"  {'source':<14}{'read':>9}{'loaded':>9}{'quarant.':>9}{'dupl.':>7}{'events':>9}"]
+               f"  {'source':<14}{'rows read':>11}{'loaded':>9}{'quarantined':>13}"
+               f"{'duplicate':>11}{'events':>9}"]
         for r in self.loads:
-            out.append(f"  {r.source:<14}{r.rows_read:>9,}{r.rows_loaded:>9,}"
-                       f"{r.rows_quarantined:>9,}{r.rows_duplicate:>7,}{r.events_loaded:>9,}")
+            out.append(f"  {r.source:<14}{r.rows_read:>11,}{r.rows_loaded:>9,}"
+                       f"{r.rows_quarantined:>13,}{r.rows_duplicate:>11,}{r.events_loaded:>9,}")
         t = self.totals
         out.append(f"  {t.get('events', 0):,} events, {t.get('people', 0):,} people, "
                    f"{t.get('journeys', 0):,} journeys, {t.get('moments', 0):,} moments "
                    f"in {self.seconds:.1f} s")
         if self.remembered:
             out.append(f"  remembered score: {self.remembered}")
-        out.append(f"open the report: {self.report}")
+        out.append("  (a row of a wide export, such as an order with its payment and delivery, "
+                   "can give several events)")
+        out.append(f"open the report: {self.report.resolve().as_uri()}")
         return out
-
-
-def engine_sections(ws, model=None) -> list[dict]:
-    """Report sections on journeys, moments and the remembered score."""
-    con = ws.con
-
-    def rows(sql: str) -> list[dict]:
-        return con.execute(sql).to_arrow_table().to_pylist()
-
-    sections = [
-        {"title": "Journeys by type and status", "rows": rows("""
-            SELECT journey_type AS type, status, count(*) AS journeys,
-                   round(median(duration_s) / 3600, 1) AS median_hours,
-                   round(avg(n_events), 1) AS mean_events,
-                   round(avg(CASE WHEN channel_switches > 0 THEN 1.0 ELSE 0 END), 3) AS share_switching,
-                   count(outcome_rating) AS with_feedback, round(avg(remembered), 3) AS mean_remembered
-            FROM journeys GROUP BY ALL ORDER BY type, journeys DESC""")},
-        {"title": "Moments that carry the most negative valence",
-         "text": "Valleys by event type and channel, worst first: where to look.",
-         "rows": rows("""
-            SELECT event_type, channel, count(*) AS valleys, round(avg(valence), 3) AS mean_valence,
-                   any_value(reason) AS example_reason
-            FROM moments WHERE kind = 'valley' AND valence < 0
-            GROUP BY ALL HAVING count(*) >= 3 ORDER BY count(*) * avg(valence) LIMIT 12""")},
-        {"title": "Peaks", "rows": rows("""
-            SELECT event_type, channel, count(*) AS peaks, round(avg(valence), 3) AS mean_valence
-            FROM moments WHERE kind = 'peak' AND valence > 0
-            GROUP BY ALL HAVING count(*) >= 3 ORDER BY count(*) * avg(valence) DESC LIMIT 8""")},
-        {"title": "Moment kinds by stage", "rows": rows("""
-            SELECT kind, coalesce(stage, '') AS stage, count(*) AS n,
-                   round(avg(valence), 3) AS mean_valence,
-                   round(avg(CASE WHEN valence < 0 THEN 1.0 ELSE 0 END), 3) AS share_negative
-            FROM moments WHERE valence IS NOT NULL GROUP BY ALL ORDER BY kind, n DESC""")},
-    ]
-    if model is not None:
-        s = model.summary()
-        sections.append({
-            "title": f"Remembered score: which moments predict {model.outcome} "
-                     f"({model.n_:,} journeys, {model.folds}-fold cross-validation)",
-            "text": (f"No best model: {model.note_}" if model.note_ else
-                     f"Best model: {model.best_}.") + " Scores are cross-validated "
-                    f"{s.to_pylist()[0]['metric']} with 95% bootstrap intervals.",
-            "rows": [{k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()}
-                     for r in s.to_pylist()],
-        })
-        sections.append({"title": "Learned moment weights (95% bootstrap interval)",
-                         "rows": [{k: (round(v, 3) if isinstance(v, float) else v)
-                                   for k, v in w.items()} for w in s.meta["weights"]]})
-    return sections
 
 
 def _demo_file(name: str) -> bool:
@@ -109,7 +63,7 @@ def run_demo(directory: str | Path, n_events: int = 20_000, seed: int = 7, fmt: 
              ingest: Callable | None = None) -> DemoSummary:
     """Generate, load, build and report; ``directory`` is replaced if it holds an
     earlier demo."""
-    from ..report import write_report
+    from ..report import report_sections, write_report
     from ..store.workspace import Workspace
     from .generator import generate_demo
 
@@ -130,19 +84,16 @@ def run_demo(directory: str | Path, n_events: int = 20_000, seed: int = 7, fmt: 
     try:
         loads = [ingest(ws, name) if ingest else ws.ingest(name) for name in ws.config.sources]
         built = ws.build()
-        model, remembered = None, ""
+        remembered = ""
         try:
             model = ws.fit_remembered("feedback", n_boot=100)
             best = model.scores_[model.best_]
-            remembered = (f"best model {model.best_} (R2 {best.score:.2f}, "
+            remembered = (f"best model: {model.best_} (R2 {best.score:.2f}, "
                           f"95% {best.low:.2f} to {best.high:.2f}; peak-end "
                           f"{model.scores_['peak_end'].score:.2f}, mean {model.scores_['mean'].score:.2f})")
         except KeymomentsError as exc:
             remembered = f"not fitted: {exc}"
-        from ..insights.report import insight_sections
-
-        report = write_report(ws, root / "report.html",
-                              extra={"sections": engine_sections(ws, model) + insight_sections(ws)})
+        report = write_report(ws, root / "report.html", extra={"sections": report_sections(ws)})
         totals = {
             "events": ws.con.execute("SELECT count(*) FROM events").fetchone()[0],
             "people": ws.con.execute("SELECT count(*) FROM people").fetchone()[0],

@@ -19,6 +19,24 @@ def _r(v):
     return round(v, 3) if isinstance(v, float) else v
 
 
+def _percent(v: float) -> str:
+    return f"{100 * v:.1f}%"
+
+
+def _on_scale(scale: str):
+    """How a metric's value reads on its scale (``meta["scale"]``).
+
+    >>> [_on_scale(s)(v) for s, v in (("0..1", 0.7742), ("-100..100", 36.047), ("1..7", 5.0912),
+    ...                               ("hours", 2.5))]
+    ['77.4%', '+36.0', '5.09 / 7', '2h 30m']
+    """
+    from ..display import duration
+
+    return {"0..1": _percent, "-100..100": lambda v: f"{v:+.1f}",
+            "1..7": lambda v: f"{v:.2f} / 7",
+            "hours": lambda v: duration(v * 3600)}[scale]
+
+
 def insight_sections(ws: Workspace) -> list[dict]:
     """Sections (title, text, rows) for :func:`keymoments.report.write_report`.
 
@@ -37,19 +55,24 @@ def insight_sections(ws: Workspace) -> list[dict]:
         r = metrics(ws, name)
         o = r.meta["overall"]
         if r.meta["n"] and o.get("value") is not None:
-            rows.append({"metric": name, "value": _r(o["value"]), "low": _r(o["low"]),
-                         "high": _r(o["high"]), "n": o["n"],
+            shown = _on_scale(r.meta["scale"])
+            value = shown(o["value"])
+            if o.get("share_easy") is not None:
+                value += f" ({_percent(o['share_easy'])} easy)"
+            rows.append({"metric": name, "value": value, "interval": f"{shown(o['low'])} to "
+                         f"{shown(o['high'])}", "n": o["n"],
                          "sample": "small (under 30)" if o["n"] < 30 else "",
-                         "definition": r.meta["definition"]})
+                         "definition": r.meta["definition"], "interval_method": r.meta["method"]})
     sections = [{"title": "CX metrics (95% intervals)",
-                 "text": "Wilson intervals for shares; NPS on -100..100 with its analytic interval.",
+                 "text": "Shares in %, NPS on -100..100, CES as the mean answer of 1-7.",
                  "rows": rows}]
     try:
         rc = root_causes(ws, limit=12)
         sections.append({
             "title": "Root causes to fix first",
             "text": ("Valley causes ranked by the feedback they go with: journeys x the "
-                     "difference in mean feedback valence (-1..1) between the journeys with "
+                     "difference in mean feedback valence (-1..1, so a difference of -2..2) "
+                     "between the journeys with "
                      "the cause and the others of their type, estimated on the journeys with "
                      "feedback (n_outcome; under 5, or an interval wider than the scale: not "
                      "ranked). An association, not a proof of cause; causes may overlap. "

@@ -40,8 +40,11 @@ def report_context(ws: Workspace, extra: dict[str, Any] | None = None) -> dict[s
                            totals)),
         "loads": _rows(ws, """
             SELECT source, rows_read, rows_loaded, rows_quarantined, rows_duplicate,
-                   events_loaded, rows_read = rows_loaded + rows_quarantined + rows_duplicate AS adds_up
-            FROM loads QUALIFY row_number() OVER (PARTITION BY source ORDER BY started_at) = 1
+                   events_loaded,
+                   rows_read = rows_loaded + rows_quarantined + rows_duplicate AS adds_up,
+                   count(*) OVER (PARTITION BY source) AS loads
+            FROM loads
+            QUALIFY row_number() OVER (PARTITION BY source ORDER BY started_at DESC) = 1
             ORDER BY source"""),
         "by_channel": _rows(ws, """
             SELECT coalesce(channel, '(none)') AS channel, count(*) AS events,
@@ -69,18 +72,42 @@ LABELS = {
     "end_v": "farewell", "mean_v": "mean valence", "trend_v": "valence trend per event",
     "mean_valence": "mean valence (-1 to 1)", "mean_remembered": "mean remembered (-1 to 1)",
     "share_negative": "share negative", "with_feedback": "journeys with feedback",
-    "median_hours": "median hours (first to last event, feedback included)",
+    "median_duration": "median duration (first to last event, feedback included)",
     "mean_events": "mean events", "share_switching": "share changing channel",
     "n_outcome": "journeys with feedback", "effect": "effect (valence)",
     "effect_low": "effect low", "effect_high": "effect high",
-    "gain": "journeys x effect", "repeat_contact_rate": "repeat contact rate",
+    "gain": "gain if fixed (journeys x lost valence)",
+    "repeat_contact_rate": "repeat contact rate",
     "cv_score": "cross-validated score", "example_reason": "example reason",
 }
+
+
+#: values of the report's cells as a reader reads them (the remembered score's features)
+VALUES = {k: v for k, v in LABELS.items() if k.endswith("_v")}
+
+
+def cell(value: Any) -> tuple[str, bool]:
+    """A value as shown in a table cell, and whether it is a number (right-aligned).
+
+    >>> [cell(v) for v in (None, True, 1424, 0.1234, 12345.6, "peak_v", "page_view")]
+    [('', False), ('yes', False), ('1,424', True), ('0.1234', True), ('12,346', True), \
+('peak', False), ('page_view', False)]
+    """
+    if value is None:
+        return "", False
+    if isinstance(value, bool):
+        return ("yes" if value else "no"), False
+    if isinstance(value, int):
+        return f"{value:,}", True
+    if isinstance(value, float):
+        return (f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"), True
+    return VALUES.get(str(value), str(value)), False
 
 
 def write_report(ws: Workspace, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
     """Write the report to ``path`` atomically and return the path."""
     env = Environment(autoescape=select_autoescape(default=True, default_for_string=True))
+    env.globals["cell"] = cell
     template = env.from_string(
         resources.files("keymoments").joinpath("report/report.html").read_text("utf-8"))
     html = template.render(**report_context(ws, extra))

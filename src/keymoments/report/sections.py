@@ -1,0 +1,107 @@
+"""The report's sections on journeys, moments and the remembered score (title,
+text, rows), read from a built workspace; :func:`report_sections` adds the
+insights (:mod:`keymoments.insights.report`)."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from ..display import duration
+from ..sql import literal
+
+if TYPE_CHECKING:
+    from ..store.workspace import Workspace
+
+__all__ = ["engine_sections", "remembered_sections", "report_sections"]
+
+#: the kinds of experience moment (the others are key-moment tags)
+_EXPERIENCE = "('first_impression', 'peak', 'valley', 'farewell')"
+
+
+def _rows(ws: Workspace, sql: str) -> list[dict[str, Any]]:
+    return ws.con.execute(sql).to_arrow_table().to_pylist()
+
+
+def engine_sections(ws: Workspace) -> list[dict]:
+    """Journeys by type and status, the valleys and peaks that recur, and moment
+    kinds by stage (experience moments, then key moments)."""
+    journeys = _rows(ws, """
+        SELECT journey_type AS type, status, count(*) AS journeys,
+               median(duration_s) AS median_duration,
+               round(avg(n_events), 1) AS mean_events,
+               round(avg(CASE WHEN channel_switches > 0 THEN 1.0 ELSE 0 END), 3) AS share_switching,
+               count(outcome_rating) AS with_feedback, round(avg(remembered), 3) AS mean_remembered
+        FROM journeys GROUP BY ALL ORDER BY type, journeys DESC""")
+    for r in journeys:
+        r["median_duration"] = duration(r["median_duration"])
+    kinds = """
+        SELECT kind, coalesce(stage, '') AS stage, count(*) AS moments,
+               round(avg(valence), 3) AS mean_valence,
+               round(avg(CASE WHEN valence < 0 THEN 1.0 ELSE 0 END), 3) AS share_negative
+        FROM moments WHERE valence IS NOT NULL AND kind {} IN {}
+        GROUP BY ALL ORDER BY kind, moments DESC"""
+    return [
+        {"title": "Journeys by type and status", "rows": journeys},
+        {"title": "Moments that carry the most negative valence",
+         "text": "Valleys by event type and channel, worst first: where to look. The example "
+                 "is the reason of the worst of them.",
+         "rows": _rows(ws, """
+            SELECT event_type, channel, count(*) AS valleys, round(avg(valence), 3) AS mean_valence,
+                   arg_min(reason, (valence, reason)) AS example_reason
+            FROM moments WHERE kind = 'valley' AND valence < 0
+            GROUP BY ALL HAVING count(*) >= 3 ORDER BY count(*) * avg(valence), event_type, channel
+            LIMIT 12""")},
+        {"title": "Peaks", "rows": _rows(ws, """
+            SELECT event_type, channel, count(*) AS peaks, round(avg(valence), 3) AS mean_valence
+            FROM moments WHERE kind = 'peak' AND valence > 0
+            GROUP BY ALL HAVING count(*) >= 3 ORDER BY count(*) * avg(valence) DESC, event_type,
+            channel LIMIT 8""")},
+        {"title": "Experience moments by stage",
+         "text": "The first impression, peak, valley and farewell of each journey, by the "
+                 "stage of the event they fall on.",
+         "rows": _rows(ws, kinds.format("", _EXPERIENCE))},
+        {"title": "Key moments by stage",
+         "text": "The first event of each key moment in a journey (purchase, support, "
+                 "resolution, feedback...; first interaction: a person's first event; repeat "
+                 "purchase: the start of every purchase journey after a person's first).",
+         "rows": _rows(ws, kinds.format("NOT", _EXPERIENCE))},
+    ]
+
+
+def remembered_sections(ws: Workspace, outcome: str = "feedback") -> list[dict]:
+    """The latest stored fit of the remembered score for ``outcome``
+    (``keymoments remembered``): the models compared and the learned weights."""
+    which = f"outcome = {literal(outcome)}"
+    models = _rows(ws, f"""
+        SELECT model, metric, round(cv_score, 3) AS cv_score, round(cv_low, 3) AS low,
+               round(cv_high, 3) AS high, n, CASE WHEN chosen THEN 'yes' ELSE '' END AS scoring,
+               weights
+        FROM remembered_models
+        WHERE {which} AND fitted_at = (SELECT max(fitted_at) FROM remembered_models
+                                       WHERE {which})
+        ORDER BY cv_score DESC NULLS LAST""")
+    title = f"Remembered score: which moments predict {outcome}"
+    if not models:
+        return [{"title": title, "rows": [],
+                 "text": "Not fitted yet: `keymoments remembered` learns it and compares it "
+                         "with peak-end, the mean and the last moment."}]
+    chosen = [m["model"] for m in models if m["scoring"]]
+    weights = next((json.loads(m["weights"]) for m in models if m["weights"]), {})
+    weights.pop("intercept", None)
+    return [
+        {"title": f"{title} ({models[0]['n']:,} journeys)",
+         "text": (f"Scoring the journeys now: {chosen[0]}. " if chosen else "")
+         + "Scores are cross-validated with 95% bootstrap intervals.",
+         "rows": [{k: v for k, v in m.items() if k not in ("weights", "n")} for m in models]},
+        {"title": "Learned moment weights (95% bootstrap interval)",
+         "rows": [{"feature": f, "weight": round(w, 3), "low": round(lo, 3),
+                   "high": round(hi, 3)} for f, (w, lo, hi) in weights.items()]},
+    ]
+
+
+def report_sections(ws: Workspace) -> list[dict]:
+    """Every section of the report of a built workspace."""
+    from ..insights.report import insight_sections
+
+    return engine_sections(ws) + remembered_sections(ws) + insight_sections(ws)
