@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import socket
 import threading
 import time
@@ -161,6 +162,12 @@ def test_x_api_key_header_works(live):
     (json.dumps({**EVENT, "rating": 9, "rating_scale": "csat5"}).encode(), 422, "outside"),
     (json.dumps({**EVENT, "surprise": 1}).encode(), 422, "surprise"),
     (json.dumps({**EVENT, "language": "pt\r\nX-Injected: yes"}).encode(), 422, "language"),
+    (json.dumps({**EVENT, "event_type": " \t "}).encode(), 422, "event_type is blank"),
+    (json.dumps({**EVENT, "rating_scale": "bogus"}).encode(), 422, "unknown rating_scale"),
+    (json.dumps({**EVENT, "expected_ts": "2026-03-02T00:00:00Z"}).encode(), 422,
+     "needs expectation_kind"),
+    # a wrong clock: an event years ahead would make every journey look idle until then
+    (json.dumps({**EVENT, "ts": "2100-01-01T00:00:00Z"}).encode(), 422, "in the future"),
 ])
 def test_bad_events_get_a_clear_4xx_and_store_nothing(live, raw, status, words):
     server, keys = live
@@ -443,3 +450,42 @@ def test_a_crash_inside_a_route_is_a_500_envelope(tmp_path, monkeypatch):
         assert server.request("GET", "/v1/people", token=token)[0] == 200  # still serving
     finally:
         server.stop()
+
+
+def test_a_future_event_in_a_batch_is_named_and_refuses_the_batch(live):
+    server, keys = live
+    before = _events_count(server, keys)
+    batch = {"events": [EVENT, {**EVENT, "ts": "2100-01-01T00:00:00Z"}]}
+    got, body, _ = server.request("POST", "/v1/events/batch", batch, token=keys["write"])
+    assert got == 422, body
+    assert body["error"]["details"][0]["loc"] == ["body", "events", "1", "ts"]
+    assert "service.max_future" in body["error"]["message"]
+    assert _events_count(server, keys) == before
+
+
+def test_a_form_encoded_body_is_a_415_saying_to_send_json(live):
+    """curl -d sends application/x-www-form-urlencoded: say what to send instead."""
+    server, keys = live
+    before = _events_count(server, keys)
+    got, body, _ = server.request("POST", "/v1/events", raw=json.dumps(EVENT).encode(),
+                                  token=keys["write"],
+                                  headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert got == 415, body
+    _is_envelope(body, 415)
+    assert "Content-Type: application/json" in body["error"]["message"]
+    assert _events_count(server, keys) == before
+
+
+def test_docs_page_is_self_contained_and_lists_every_route(live):
+    server, _ = live
+    con = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    con.request("GET", "/docs")
+    resp = con.getresponse()
+    page = resp.read().decode()
+    con.close()
+    assert resp.status == 200 and resp.getheader("content-type").startswith("text/html")
+    # nothing fetched from elsewhere (FastAPI's own page loads Swagger UI from a CDN)
+    assert "<script" not in page and "cdn" not in page.lower()
+    assert not re.search(r"(src|href)=\"https?://", page)
+    for method, path, _scope in ROUTES:
+        assert f'<span class="m">{method}</span><code>{path}</code>' in page, (method, path)

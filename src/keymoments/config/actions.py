@@ -198,6 +198,9 @@ class ServiceConfig(Strict):
     rate_limit: RateLimit = Field(default_factory=RateLimit)
     #: seconds between sweeps of time-based triggers (stalled journeys)
     sweep_every: Duration = 60.0
+    #: a posted event timed more than this after the service's clock is refused (422):
+    #: one event from a wrong clock would make every journey look idle until then
+    max_future: Duration = 3600.0
     #: at start, order a person-keyed table (events, journeys...) by person when more
     #: than this share of its rows came after its last ordering, and index identifiers
     #: (1: neither; see docs/service.md)

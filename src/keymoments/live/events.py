@@ -90,6 +90,13 @@ class PostedEvent(BaseModel):
 
     _ts = field_validator("ts", "expected_ts", mode="before")(_utc)
 
+    @field_validator("event_type")
+    @classmethod
+    def _event_type(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("event_type is blank: name what happened (e.g. order_placed)")
+        return v.strip()
+
     @field_validator("identifiers")
     @classmethod
     def _ids(cls, v: dict[str, str]) -> dict[str, str]:
@@ -126,6 +133,13 @@ class PostedEvent(BaseModel):
 
     @model_validator(mode="after")
     def _rating(self) -> PostedEvent:
+        if self.rating_scale is not None and self.rating_scale not in RATING_SCALES:
+            raise ValueError(f"unknown rating_scale {self.rating_scale!r} "
+                             f"(use {', '.join(RATING_SCALES)})")
+        if (self.expected_ts is not None or self.expected_value is not None) and not (
+                self.expectation_kind or "").strip():
+            raise ValueError("expected_ts or expected_value needs expectation_kind (what was "
+                             "promised: delivery, response, ...), or it cannot be scored")
         if self.rating is not None:
             scale = self.rating_scale or "csat5"
             if scale not in RATING_SCALES:

@@ -143,6 +143,12 @@ class _BodyLimit:
                                      "send smaller batches")
         if scope.get("method") in ("GET", "HEAD", "DELETE", "OPTIONS"):
             return await self.app(scope, receive, send)
+        kind = dict(scope.get("headers") or []).get(b"content-type", b"").decode("latin-1")
+        media = kind.split(";")[0].strip().lower()
+        if media and media != "application/json" and not media.endswith("+json"):
+            return await _send_error(send, 415, f"a body of Content-Type {media!r} cannot be "
+                                     "read: send JSON with 'Content-Type: application/json' "
+                                     "(curl: -H 'Content-Type: application/json')")
         # read the body up to the limit (it is bounded), then hand it to the app
         chunks, seen, more = [], 0, True
         while more:
@@ -196,6 +202,24 @@ def _validation_details(exc: RequestValidationError) -> tuple[int, str, list]:
                  f"({len(details)} error{'s' if len(details) != 1 else ''}; nothing stored)"), details
 
 
+def _refuse_future(events: list, max_future: float, loc: list[str]) -> None:
+    """422 when an event is timed more than ``max_future`` seconds after now: one
+    event from a wrong clock would make every journey look idle until its time."""
+    from datetime import datetime, timedelta, timezone
+
+    limit = datetime.now(timezone.utc) + timedelta(seconds=max_future)
+    late = [(i, e.ts) for i, e in enumerate(events) if e.ts > limit]
+    if late:
+        details = [{"loc": [*loc, *([str(i)] if loc[-1] == "events" else []), "ts"],
+                    "msg": f"{ts.isoformat()} is in the future (more than service.max_future, "
+                           f"{max_future:g} s, after the service's clock)",
+                    "type": "future"} for i, ts in late]
+        raise ServiceError(422, f"invalid request at {'.'.join(details[0]['loc'])}: "
+                           f"{details[0]['msg']}; check the sender's clock and time zone "
+                           f"({len(details)} error{'s' if len(details) != 1 else ''}; "
+                           "nothing stored)", details)
+
+
 def create_app(path: str = ".", runtime: LiveRuntime | None = None) -> FastAPI:
     """The FastAPI application on the workspace at ``path``."""
     from contextlib import asynccontextmanager
@@ -213,7 +237,10 @@ def create_app(path: str = ".", runtime: LiveRuntime | None = None) -> FastAPI:
         yield
         rt.stop()
 
-    app = FastAPI(title="keymoments", version="1", lifespan=lifespan,
+    # FastAPI's /docs and /redoc load their scripts from a CDN: replaced by a
+    # self-contained page (keymoments.live.apidocs)
+    app = FastAPI(title="keymoments", version="1", lifespan=lifespan, docs_url=None,
+                  redoc_url=None,
                   description="Customer journeys and key moments, live: ingest events, query "
                               "people, journeys, moments and actions. Every error is "
                               '`{"error": {"status", "code", "message", "details"}}`.')
@@ -279,6 +306,14 @@ def create_app(path: str = ".", runtime: LiveRuntime | None = None) -> FastAPI:
     app.add_middleware(_BodyLimit, limit=_limit(path, runtime))
 
     # -------------------------------------------------------------- routes
+    @app.get("/docs", include_in_schema=False)
+    def docs():
+        from fastapi.responses import HTMLResponse
+
+        from .apidocs import docs_page
+
+        return HTMLResponse(docs_page(app.openapi()))
+
     @app.get("/v1/health", tags=["service"])
     def health():
         """Liveness (no key needed)."""
@@ -288,6 +323,7 @@ def create_app(path: str = ".", runtime: LiveRuntime | None = None) -> FastAPI:
     def post_event(event: PostedEvent, wait: bool = False, key=require("write")):
         """Ingest one event. ``wait=true`` returns after its journeys, moments and
         actions are updated."""
+        _refuse_future([event], rt().ws.config.service.max_future, ["body"])
         return rt().ingest([event], wait=wait)
 
     @app.post("/v1/events/batch", status_code=202, tags=["events"])
@@ -297,6 +333,7 @@ def create_app(path: str = ".", runtime: LiveRuntime | None = None) -> FastAPI:
         limit = rt().ws.config.service.max_batch
         if len(batch.events) > limit:
             raise ServiceError(413, f"{len(batch.events)} events is above service.max_batch ({limit})")
+        _refuse_future(batch.events, rt().ws.config.service.max_future, ["body", "events"])
         return rt().ingest(batch.events, wait=wait)
 
     @app.get("/v1/loads/{load_id}", tags=["events"])
