@@ -121,6 +121,11 @@ def test_predicted_experience_is_calibrated_and_marked(demo):
     assert all(abs(c["observed"] - c["mean_predicted"]) < 0.25 for c in cal)
     rows = r.summary.to_pylist()
     assert all(x["marked"] == "predicted" for x in rows if x["silent"])
+    assert not m["warnings"]  # it has skill here
+    # intervals stay inside the metric's range (a share, an NPS of -100..100)
+    assert all(0 <= x["predicted_low"] <= x["predicted_high"] <= 1 for x in rows if x["silent"])
+    nps = km.predicted_experience(ws, "nps", by="journey_type").summary.to_pylist()
+    assert all(-100 <= x["predicted_low"] <= x["predicted_high"] <= 100 for x in nps if x["silent"])
     silent = ws.con.execute("""SELECT count(*) FROM journeys WHERE outcome_scale IS NULL
         AND journey_type IN (SELECT journey_type FROM journeys WHERE outcome_scale = 'csat5')""").fetchone()[0]
     assert m["silent"] == silent == len(r.journeys)

@@ -318,3 +318,79 @@ sources:
     assert r2.meta["repeaters"] == 2
     assert r2.meta["warnings"] == ["only 2 person(s) made a repeat purchase: the fit rests on "
                                    "few histories, read p_alive with care"]
+
+
+def test_predicted_experience_warns_when_the_moments_tell_answers_apart_no_better_than_chance(
+        make_workspace):
+    """Planted: CSAT answers drawn at random, unrelated to anything in the journeys.
+    The held-out Brier score is then no better than a constant's: say so."""
+    import random
+
+    import keymoments as km
+
+    rng = random.Random(3)
+    lines = ["customer,ts,event_type,order,csat"]
+    for i in range(300):
+        lines.append(f"c{i},2024-01-01T10:00:00Z,order_placed,o{i},")
+        lines.append(f"c{i},2024-01-02T10:00:00Z,order_delivered,o{i},")
+        if i < 200:
+            lines.append(f"c{i},2024-01-03T10:00:00Z,survey_answered,o{i},{rng.randint(1, 5)}")
+    config = """
+name: noskill
+sources:
+  events:
+    path: events.csv
+    identifiers: {customer_id: customer}
+    event_type: event_type
+    ts: ts
+    refs: {order: order}
+    rating: {column: csat, scale: csat5}
+"""
+    ws = make_workspace(config, {"events.csv": "\n".join(lines) + "\n"})
+    ws.ingest("events")
+    ws.build()
+    r = km.predicted_experience(ws, "csat")
+    assert r.meta["brier"] >= 0.99 * r.meta["brier_baseline"]
+    assert any("no better than" in w for w in r.meta["warnings"]), r.meta
+
+
+def test_drivers_leave_out_constant_facts_and_warn_of_facts_that_go_together(make_workspace):
+    """Planted: every journey is on the web (a constant: no effect to estimate); a
+    failed payment always comes with a 'retry' attribute (two facts that cannot be
+    told apart) and lowers the rating by 3 points; the rest is noise."""
+    import random
+
+    import keymoments as km
+
+    rng = random.Random(5)
+    lines = ["customer,ts,event_type,order,csat,retry"]
+    for i in range(120):
+        failed = i % 3 == 0
+        lines.append(f"c{i},2024-01-01T10:00:00Z,order_placed,o{i},,{'yes' if failed else 'no'}")
+        if failed:
+            lines.append(f"c{i},2024-01-01T10:01:00Z,payment_failed,o{i},,yes")
+        rating = max(1, min(5, (2 if failed else 5) - rng.randint(0, 1)))
+        lines.append(f"c{i},2024-01-03T10:00:00Z,survey_answered,o{i},{rating},")
+    config = """
+name: drivers
+sources:
+  events:
+    path: events.csv
+    identifiers: {customer_id: customer}
+    event_type: event_type
+    ts: ts
+    channel: {value: web}
+    refs: {order: order}
+    rating: {column: csat, scale: csat5}
+    attributes: {retry: retry}
+"""
+    ws = make_workspace(config, {"events.csv": "\n".join(lines) + "\n"})
+    ws.ingest("events")
+    ws.build()
+    r = km.drivers(ws, "feedback", n_boot=20, min_support=5)
+    feats = {x["feature"]: x for x in r.to_pylist()}
+    assert "channel=web" not in feats  # on every journey: left out, not a ~1e-13 effect
+    assert all(x["support"] < r.meta["n"] for x in feats.values() if x["mean_with"] is not None)
+    assert "retry=yes" in feats and "valley=payment_failed" in feats
+    together = [w for w in r.meta["warnings"] if "go together" in w]
+    assert any("retry=yes" in w and "valley=payment_failed" in w for w in together), together

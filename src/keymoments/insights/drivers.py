@@ -166,9 +166,11 @@ def drivers(ws: Workspace, outcome: str = "feedback", *, journey_type: str | lis
     X = sparse.hstack([binary, sparse.csr_matrix(num)], format="csr")
     dense_sd = np.sqrt(np.asarray(X.multiply(X).mean(axis=0)).ravel()
                        - np.square(np.asarray(X.mean(axis=0)).ravel()))
-    keep = dense_sd > 0
+    # constant columns out (a 0/1 fact every journey has: its SD is rounding, ~1e-7)
+    keep = dense_sd > 1e-6
     X, names, sd = X[:, np.flatnonzero(keep)], [n for n, k in zip(names, keep) if k], dense_sd[keep]
     binary = binary_outcome
+    warnings = _collinear(X, names)
 
     rng = np.random.default_rng(seed)
     boots = []
@@ -220,9 +222,30 @@ def drivers(ws: Workspace, outcome: str = "feedback", *, journey_type: str | lis
         "outcome": outcome, "n": len(y), "features": len(names),
         "model": "logistic regression (L2)" if binary else "ridge regression",
         "alpha": alpha, "valences": valences, "n_boot": len(boots), "confidence": confidence,
+        "warnings": warnings,
         "heldout": {"metric": "auc" if binary else "r2", "folds": folds, "score": float(cv.mean()),
                     "low": float(cv.mean() - 1.96 * se), "high": float(cv.mean() + 1.96 * se)},
         "method": ("coefficients of a regularised regression on journey features (yes/no facts as "
                    "0/1, valences per SD); bootstrap percentile intervals; importance = "
                    "|coefficient| x feature SD; held-out accuracy by k-fold cross-validation"),
     })
+
+
+def _collinear(X, names: list[str], above: float = 0.9, most: int = 5) -> list[str]:
+    """Warnings for pairs of features that (nearly) always go together: their
+    separate effects are not identified, and one can take the sign of the other.
+
+    >>> from scipy import sparse
+    >>> X = sparse.csr_matrix(np.array([[1, 1, 0], [1, 1, 1], [0, 0, 1], [0, 0, 0]], float))
+    >>> [w.split(":")[0] for w in _collinear(X, ["a", "b", "c"])]
+    ['a and b go together (correlation 1.00)']
+    """
+    if X.shape[1] < 2 or X.shape[1] > 400:
+        return []
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = np.corrcoef(X.toarray(), rowvar=False)
+    i, j = np.triu_indices(len(names), k=1)
+    pairs = sorted((p for p in zip(np.abs(r[i, j]), i, j) if p[0] > above), reverse=True)
+    return [f"{names[a]} and {names[b]} go together (correlation {c:.2f}): their effects "
+            "cannot be told apart, read them together (one can take the other's sign)"
+            for c, a, b in pairs[:most]]

@@ -163,8 +163,11 @@ def predicted_experience(ws: Workspace, metric: str = "csat", *, by: str | None 
             ps = pred[s]
             var = (np.sum(ps * (1 - ps)) if metric == "csat" else np.sum(1 - ps ** 2)) / s.sum() ** 2
             half = z * math.sqrt(var + err_sd ** 2)
-            row.update(predicted=mult * ps.mean(), predicted_low=mult * (ps.mean() - half),
-                       predicted_high=mult * (ps.mean() + half))
+            # within the metric's range: a share in [0, 1], an NPS in [-1, 1] (x 100)
+            floor = 0.0 if metric == "csat" else -1.0
+            row.update(predicted=mult * ps.mean(),
+                       predicted_low=mult * max(floor, ps.mean() - half),
+                       predicted_high=mult * min(1.0, ps.mean() + half))
         else:
             row.update(predicted=None, predicted_low=None, predicted_high=None)
         both = np.concatenate([obs_unit[np.flatnonzero(a[answered])] if a.any() else [], pred[s]])
@@ -176,8 +179,15 @@ def predicted_experience(ws: Workspace, metric: str = "csat", *, by: str | None 
              "group": [g for g, sl in zip(rows["grp"], silent) if sl],
              f"predicted_{metric}": (mult * pred[silent]).tolist(),
              "source": ["predicted"] * int(silent.sum())}
+    warnings = []
+    if brier >= brier_base * 0.99:
+        warnings.append(
+            f"the model predicts held-out answers no better than their overall share (Brier "
+            f"{brier:.4f} against {brier_base:.4f} for a constant): the moments do not tell "
+            "these answers apart, so every silent journey gets about the answered mean")
     meta = {
         "metric": metric, "by": by, "answered": int(answered.sum()), "silent": int(silent.sum()),
+        "warnings": warnings,
         "model": "logistic regression" + (" (multinomial)" if metric == "nps" else ""),
         "features": list(_FEATURES) + ["n_valenced", "journey type"], "folds": max(k, 2),
         "brier": brier, "brier_baseline": brier_base,
