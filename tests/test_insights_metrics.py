@@ -28,9 +28,11 @@ def test_nps_by_hand():
     # 50 promoters, 30 passives, 20 detractors: NPS = 50% - 20% = 30
     nps, low, high = iv.nps_interval(50, 30, 20)
     assert nps == 30.0
-    # adjusted: p = 50.25/101, d = 20.25/101; se = sqrt((p + d - (p - d)^2) / 101)
-    p, d = 50.25 / 101, 20.25 / 101
-    se = np.sqrt((p + d - (p - d) ** 2) / 101)
+    # adjusted Wald (Rocks 2016; Lewis and Sauro 2021): 3/4 added to promoters and to
+    # detractors, 3 to the answers: p = 50.75/103, d = 20.75/103,
+    # se = sqrt((p + d - (p - d)^2) / 103)
+    p, d = 50.75 / 103, 20.75 / 103
+    se = np.sqrt((p + d - (p - d) ** 2) / 103)
     assert (low, high) == pytest.approx((100 * (p - d - 1.959964 * se), 100 * (p - d + 1.959964 * se)),
                                         abs=1e-3)
 
@@ -394,3 +396,24 @@ sources:
     assert "retry=yes" in feats and "valley=payment_failed" in feats
     together = [w for w in r.meta["warnings"] if "go together" in w]
     assert any("retry=yes" in w and "valley=payment_failed" in w for w in together), together
+
+
+@pytest.mark.parametrize("k1, n1, k2, n2", [(0, 3, 110, 134), (2, 9, 40, 50), (45, 100, 30, 100),
+                                            (300, 1000, 250, 1000)])
+def test_two_proportion_test_is_exact_for_small_expected_counts(k1, n1, k2, n2):
+    """Small expected counts: scipy's Fisher exact test; otherwise the pooled z-test
+    written out by hand."""
+    import math
+
+    from scipy import stats
+
+    from keymoments.insights.intervals import two_proportion_test
+
+    share = (k1 + k2) / (n1 + n2)
+    small = min(n * s for n in (n1, n2) for s in (share, 1 - share)) < 5
+    if small:
+        expected = stats.fisher_exact([[k1, n1 - k1], [k2, n2 - k2]]).pvalue
+    else:
+        z = (k1 / n1 - k2 / n2) / math.sqrt(share * (1 - share) * (1 / n1 + 1 / n2))
+        expected = 2 * stats.norm.sf(abs(z))
+    assert two_proportion_test(k1, n1, k2, n2) == pytest.approx(expected, rel=1e-9)

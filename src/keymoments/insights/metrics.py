@@ -280,7 +280,8 @@ def metrics(ws: Workspace, metric: str = "csat", *, by: str | list[str] | None =
 
 
 _METHOD = {
-    "proportion": "Wilson score interval; pooled two-proportion z-test",
+    "proportion": "Wilson score interval; pooled two-proportion z-test (Fisher's exact test when "
+                  "an expected count is under 5)",
     "nps": "adjusted-Wald interval on the multinomial difference; z-test on the NPS difference",
     "mean": "Student t interval; Welch t-test (share_easy: Wilson)",
     "median": "order-statistic (binomial) interval of the median; Mann-Whitney U test",
