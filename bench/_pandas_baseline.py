@@ -108,10 +108,13 @@ def run(path: str, timings: dict[str, float] | None = None) -> dict[str, pd.Data
         ["person", "ts"], kind="stable")
     since = (contacts["ts"] - contacts.groupby("person")["ts"].shift()).dt.total_seconds()
     repeat = pd.Series(np.where(since <= REPEAT_WINDOW_S, -0.4, np.nan), index=contacts.index)
+    # a resolution after a transfer or reopening, or after an earlier resolution of
+    # the same journey, is not first-contact
+    resolution = df["event_type"].isin(["ticket_resolved", "Resolve ticket"])
     interrupted = df["event_type"].isin(["transferred", "ticket_reopened", "Require upgrade"])
-    interrupted = interrupted.astype("int64").groupby(df["journey"]).cumsum() > 0
-    fcr = pd.Series(np.where(interrupted, 0.2, 0.6), index=df.index).where(
-        df["event_type"].isin(["ticket_resolved", "Resolve ticket"]))
+    interrupted = (interrupted | resolution).astype("int64").groupby(df["journey"]).cumsum() \
+        - resolution.astype("int64") > 0
+    fcr = pd.Series(np.where(interrupted, 0.2, 0.6), index=df.index).where(resolution)
     rules = pd.DataFrame({"repeat": repeat.reindex(df.index), "fcr": fcr})
     df["v_rules"] = rules.mean(axis=1)  # the rules that fired, averaged
     from keymoments.valence.text import LexiconScorer

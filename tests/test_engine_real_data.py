@@ -139,3 +139,41 @@ def test_report_of_the_helpdesk_workspace(make_workspace, shared_data, tmp_path)
     for section in ("Experience moments by stage", "Key moments by stage", "CX metrics",
                     "Remembered score", "Root causes to fix first", "Loads (the latest load"):
         assert section in html
+
+
+def test_helpdesk_first_contact_resolution_counts_a_second_resolution_as_not_first(
+        make_workspace, shared_data):
+    """A ticket resolved twice was not fixed the first time: its FCR is 0, and its
+    second resolution scores the rule's else valence, naming why. Oracle: the file."""
+    import keymoments as km
+
+    ws = guide_workspace(make_workspace, shared_data, "helpdesk")
+    ws.ingest("helpdesk")
+    ws.build()
+    with open(shared_data / "helpdesk/helpdesk.csv", newline="", encoding="utf-8") as fh:
+        rows = {tuple(r.items()) for r in csv.DictReader(fh)}
+    acts: dict[str, list[str]] = defaultdict(list)
+    for r in map(dict, rows):
+        acts[r["case:concept:name"]].append(r["concept:name"])
+    done = {c: a for c, a in acts.items() if {"Closed", "Resolve ticket"} & set(a)}
+    first = [c for c, a in done.items()
+             if "Require upgrade" not in a and a.count("Resolve ticket") <= 1]
+    fcr = km.metrics(ws, "fcr").meta["overall"]
+    assert fcr["n"] == len(done)
+    assert fcr["value"] == pytest.approx(len(first) / len(done))
+    twice = [c for c, a in acts.items() if a.count("Resolve ticket") > 1 and "Require upgrade"
+             not in a]
+    assert twice, "the help-desk log has tickets resolved twice: the rule is exercised"
+    got = ws.con.execute(f"""
+        SELECT je.journey_key, je.valence, je.valence_reason FROM journey_events je
+        WHERE je.event_type = 'Resolve ticket' AND je.journey_key IN ({
+            ", ".join(f"'{c}'" for c in twice)})
+        ORDER BY je.journey_key, je.seq""").fetchall()
+    by_case: dict[str, list[tuple]] = defaultdict(list)
+    for case, valence, reason in got:
+        by_case[case].append((valence, reason))
+    for case in twice:
+        (v1, r1), *later = by_case[case]
+        assert v1 == pytest.approx(0.6) and r1 == "resolved on first contact", case
+        for v, r in later:
+            assert v == pytest.approx(0.2) and "an earlier resolution" in r, case

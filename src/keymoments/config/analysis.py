@@ -65,8 +65,9 @@ class ValenceRule(Strict):
     * ``measure_above``: ``measures[measure]`` above ``threshold`` scores ``valence``.
     * ``repeat_contact``: another event of these types by the same person within
       ``window`` before this one (the issue was not fixed) scores ``valence``.
-    * ``first_contact_resolution``: a resolution in a journey with no transfer or
-      reopening before it scores ``valence``; otherwise ``else_valence``.
+    * ``first_contact_resolution``: a resolution in a journey with no transfer,
+      reopening (``interrupting``) or earlier resolution before it scores
+      ``valence``; otherwise ``else_valence``.
 
     ``reason`` may use ``{gap}`` (with its unit), ``{value}`` and ``{event_type}``.
     """

@@ -278,10 +278,13 @@ def _window_inputs(events: list[dict], rules: list[ValenceRule]) -> dict[int, di
                 for prev, e in zip(rows, rows[1:]):
                     got[e["event_id"]] = epoch_seconds(prev["ts"])
             else:
+                # interruptions and earlier resolutions before each resolution (and
+                # the count so far on an interruption), as valence.rules does
                 count = 0
                 for e in rows:
-                    count += e["event_type"] in rule.interrupting
-                    got[e["event_id"]] = count
+                    resolution = e["event_type"] in rule.event_types
+                    count += 1 if resolution or e["event_type"] in rule.interrupting else 0
+                    got[e["event_id"]] = count - resolution
         out[i] = got
     return out
 
@@ -349,7 +352,7 @@ def _rule(e: dict, i: int, rule: ValenceRule, windows: dict) -> tuple[float | No
     if interrupted:
         if alt is None:
             return None, None
-        after = " or ".join(rule.interrupting) or "an interruption"
+        after = " or ".join([*rule.interrupting, "an earlier resolution"])
         return float(alt), f"resolved, but only after {after}"
     return float(rule.valence), _reason(rule, rule.name)
 

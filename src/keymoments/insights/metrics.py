@@ -24,7 +24,7 @@ metric                 unit                             value
 ``conversion``         browsing journeys                a purchase journey began during the
                                                         session or within a day of its end,
                                                         before the person's next session
-``fcr``                completed issue journeys         resolved with no transfer or reopening
+``fcr``                completed issue journeys         resolved once, no transfer or reopening
 ``first_response``     issue journeys with a reply      hours to the first agent event (median)
 ``resolution_time``    resolved issue journeys          hours from opening to the first end event
                                                         (median)
@@ -73,12 +73,22 @@ METRICS = {m.name: m for m in (
     Metric("conversion", "proportion", "share of browsing journeys with a purchase journey started "
            "during the session or within a day of its end, before the person's next session",
            "journeys"),
-    Metric("fcr", "proportion", "share of completed issue journeys resolved with no transfer or "
-           "reopening (first-contact resolution)", "journeys"),
+    Metric("fcr", "proportion", "share of completed issue journeys resolved once, with no "
+           "transfer or reopening (first-contact resolution)", "journeys"),
     Metric("first_response", "median", "hours from opening to the first agent event", "journeys"),
     Metric("resolution_time", "median", "hours from opening to the first end event (resolution)",
            "journeys"),
 )}
+
+
+def _resolutions(ws: Workspace) -> tuple[str, ...]:
+    """The events that resolve an issue: the first-contact rule's, else the defaults'."""
+    from ..valence.rules import effective_rules
+
+    for rule in effective_rules(ws.config.valence):
+        if getattr(rule, "kind", None) == "first_contact_resolution" and rule.event_types:
+            return tuple(rule.event_types)
+    return ("ticket_resolved", "Resolve ticket")
 
 
 def _interrupting(ws: Workspace) -> tuple[str, ...]:
@@ -151,8 +161,11 @@ def unit_sql(ws: Workspace, metric: str, dims: list[str], *, inactive_days: floa
         return f"SELECT {cols}j.start_ts AS _ts, {y} AS y {base} WHERE j.journey_type = 'browsing'", dims
     issue = f"j.journey_type = '{issue_type}'"
     if metric == "fcr":
+        # not first-contact: a transfer or reopening, or a second resolution
+        again = (f"(SELECT count(*) FROM journey_events x WHERE x.journey_id = j.journey_id "
+                 f"AND x.event_type IN ({_lit(_resolutions(ws))})) > 1")
         y = (f"CASE WHEN EXISTS (SELECT 1 FROM journey_events x WHERE x.journey_id = j.journey_id "
-             f"AND x.event_type IN ({_lit(_interrupting(ws))})) THEN 0.0 ELSE 1.0 END")
+             f"AND x.event_type IN ({_lit(_interrupting(ws))})) OR {again} THEN 0.0 ELSE 1.0 END")
         return f"SELECT {cols}j.start_ts AS _ts, {y} AS y {base} WHERE {issue} AND j.status = 'completed'", dims
     if metric == "first_response":
         first = ("SELECT journey_id, min(ts) AS reply_ts FROM journey_events "

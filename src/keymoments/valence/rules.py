@@ -135,8 +135,20 @@ def rule_window_inputs(e: ir.Table, i: int, rule: ValenceRule) -> dict[str, ir.V
         return {f"_p{i}": epoch_seconds(e.ts).lag().over(w)}
     if rule.kind == "first_contact_resolution":
         w = ibis.window(group_by=e.journey_id, order_by=[e.ts, e.event_id], following=0)
-        return {f"_x{i}": e.event_type.isin(rule.interrupting).cast("int64").sum().over(w)}
+        return {f"_x{i}": _interruptions(e, rule).sum().over(w) - _resolution(e, rule)}
     return {}
+
+
+def _resolution(e: ir.Table, rule: ValenceRule) -> ir.IntegerValue:
+    return e.event_type.isin(rule.event_types).cast("int64")
+
+
+def _interruptions(e: ir.Table, rule: ValenceRule) -> ir.IntegerValue:
+    """1 on an event that makes a later resolution of its journey not first-contact:
+    an interruption (transfer, reopening) or an earlier resolution (a ticket
+    resolved twice was not fixed the first time). Summed up to a resolution, minus
+    the resolution itself (:func:`_resolution`): the interruptions before it."""
+    return (e.event_type.isin(rule.interrupting) | e.event_type.isin(rule.event_types)).cast("int64")
 
 
 def add_window_inputs(e: ir.Table, rules: list[ValenceRule]) -> ir.Table:
@@ -163,7 +175,7 @@ def add_window_inputs(e: ir.Table, rules: list[ValenceRule]) -> ir.Table:
             member = sub.event_type.isin([*rule.event_types, *rule.interrupting])
             w = ibis.window(group_by=[sub.journey_id, member], order_by=[sub.ts, sub.event_id],
                             following=0)
-            count = sub.event_type.isin(rule.interrupting).cast("int64").sum().over(w)
+            count = _interruptions(sub, rule).sum().over(w) - _resolution(sub, rule)
             cols[f"_x{i}"] = ibis.cases((member, count), else_=ibis.null().cast("int64"))
     part = sub.select(_eid=sub.event_id, **cols)
     e = e.left_join(part, e.event_id == part._eid).drop("_eid")
@@ -206,7 +218,7 @@ def rule_outputs(e: ir.Table, i: int, rule: ValenceRule) -> tuple[ir.FloatingVal
         alt = rule.else_valence
         v = ibis.cases((interrupted, ibis.literal(alt if alt is not None else 0.0)),
                        else_=ibis.literal(float(rule.valence)))
-        after = " or ".join(rule.interrupting) or "an interruption"
+        after = " or ".join([*rule.interrupting, "an earlier resolution"])
         why = ibis.cases((interrupted, ibis.literal(f"resolved, but only after {after}")),
                          else_=_reason(rule, rule.name))
         have = ibis.literal(True) if alt is not None else ~interrupted
