@@ -229,6 +229,7 @@ actions:
   rules:
     - {name: second_purchase, trigger: {on: repeat_purchase, n: 1}, action: {kind: file}, holdout: 0}
     - {name: unresolved, trigger: {on: ended_unresolved}, action: {kind: file}, holdout: 0}
+    - {name: unresolved_lately, trigger: {on: ended_unresolved, within: 20d}, action: {kind: file}, holdout: 0}
     - {name: stuck, trigger: {on: stalled, idle: 2d, journey_types: [purchase]}, action: {kind: file}, holdout: 0}
 """)
     ws.reload_config()
@@ -251,7 +252,10 @@ actions:
         return sorted(ws.con.execute(
             "SELECT o.rule, j.journey_key FROM outbox o JOIN journeys j USING (journey_id)").fetchall())
 
-    assert fired() == [("second_purchase", "o1"), ("stuck", "late"), ("unresolved", "open-forever")]
+    # the open ticket's last event was day 0, 41 days ago, but it was abandoned on day
+    # 30 (abandon_after 30d), 11 days ago: within 20 days, so the 'within' rule fires
+    assert fired() == [("second_purchase", "o1"), ("stuck", "late"), ("unresolved", "open-forever"),
+                       ("unresolved_lately", "open-forever")]
     # 'late2' (placed day 40.5) is not stalled at day 41, and its person is not touched
     # by the update that moves as_of to day 43; the sweep fires it
     load_events(ws, [ev("w2", int(40.5 * day), "order_placed", refs={"order": "late2"})])

@@ -73,7 +73,12 @@ def _default_types() -> tuple[JourneyType, ...]:
 
 def journey_types(ws: Workspace) -> list[JourneyType]:
     """The workspace's journey types (its config, else the packaged defaults)."""
-    configured = ws.config.journeys.types
+    return config_journey_types(ws.config)
+
+
+def config_journey_types(config: Config) -> list[JourneyType]:
+    """The journey types of ``config`` (``journeys.types``, else the packaged defaults)."""
+    configured = config.journeys.types
     return list(configured) if configured is not None else list(_default_types())
 
 

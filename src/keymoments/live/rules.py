@@ -34,8 +34,14 @@ STORED = {"events": "events", "journey_events": "journey_events", "journeys": "j
 
 
 def _trigger_sql(rule: ActionRule, catch_all: str, as_of: str,
-                 tables: dict[str, str] = STORED) -> str:
-    """(journey_id, event_id, trigger_ts) of the journeys the trigger fires on."""
+                 tables: dict[str, str] = STORED,
+                 abandon_after: dict[str, float] | None = None) -> str:
+    """(journey_id, event_id, trigger_ts) of the journeys the trigger fires on.
+
+    ``abandon_after``: seconds of idleness after which a journey of each type is
+    abandoned: an abandoned journey ends unresolved then, its last event plus that
+    time (so ``within`` counts from when it was abandoned, not from its last event,
+    which is always older than the abandonment)."""
     t = rule.trigger
     moments, journeys = ident(tables["moments"]), ident(tables["journeys"])
     types = t.journey_types
@@ -60,7 +66,12 @@ def _trigger_sql(rule: ActionRule, catch_all: str, as_of: str,
                 f"AND j.journey_type <> {literal(catch_all)} {jt}")
     assert t.on == "ended_unresolved"
     types = types or list(_UNRESOLVED_TYPES)
-    return (f"SELECT j.journey_id, NULL::VARCHAR AS event_id, j.end_ts AS trigger_ts FROM {journeys} j "
+    after = " ".join(f"WHEN {literal(name)} THEN {int(s * 1e6)}"
+                     for name, s in (abandon_after or {}).items())
+    when = (f"CASE WHEN j.status = 'abandoned' THEN j.end_ts + to_microseconds(CAST("
+            f"CASE j.journey_type {after} ELSE 0 END AS BIGINT)) ELSE j.end_ts END"
+            if after else "j.end_ts")
+    return (f"SELECT j.journey_id, NULL::VARCHAR AS event_id, {when} AS trigger_ts FROM {journeys} j "
             f"WHERE j.journey_type IN (SELECT unnest({_list(types)})) AND (j.status = 'abandoned' "
             f"OR (j.status = 'completed' AND NOT EXISTS (SELECT 1 FROM {moments} r "
             f"WHERE r.journey_id = j.journey_id AND r.kind = 'resolution')))")
@@ -108,6 +119,9 @@ def candidates(ws: Workspace, persons_table: str, rules: list[ActionRule] | None
     if not rules:
         return []
     measures = sorted({r.when.value_measure for r in rules})
+    from ..pipeline import config_journey_types
+
+    abandon = {t.name: t.abandon_after for t in config_journey_types(cfg)}
     value_cols = ", ".join(f"sum(measures[{literal(m)}]) AS {ident('value_' + m)}"
                            for m in measures)
     parts = []
@@ -118,7 +132,7 @@ def candidates(ws: Workspace, persons_table: str, rules: list[ActionRule] | None
                j.journey_id, j.journey_type, j.journey_key, j.person_id, j.status, j.start_ts,
                j.end_ts, j.channels, j.remembered,
                coalesce(j_lang.language, p.language) AS language, p.segment, {value} AS value
-        FROM ({_trigger_sql(rule, cfg.journeys.catch_all, as_of_sql, tables)}) t
+        FROM ({_trigger_sql(rule, cfg.journeys.catch_all, as_of_sql, tables, abandon)}) t
         JOIN {ident(tables["journeys"])} j ON j.journey_id = t.journey_id
         JOIN person_facts p ON p.person_id = j.person_id
         LEFT JOIN journey_lang j_lang ON j_lang.journey_id = j.journey_id
@@ -174,6 +188,9 @@ def candidates_small(config, events: list[dict], derived, as_of,
         if e["person_id"] is not None:
             by_person.setdefault(e["person_id"], []).append(e)
     measures = sorted({r.when.value_measure for r in rules})
+    from ..pipeline import config_journey_types
+
+    abandon = {t.name: t.abandon_after for t in config_journey_types(config)}
     facts = {}
     for person, rows in by_person.items():
         values = {}
@@ -223,12 +240,14 @@ def candidates_small(config, events: list[dict], derived, as_of,
                         and not (types and j["journey_type"] not in types)):
                     fired.append((j["journey_id"], None,
                                   j["end_ts"] + timedelta(microseconds=int(t.idle * 1e6))))
-        else:  # ended_unresolved
+        else:  # ended_unresolved (an abandoned journey: when it was abandoned)
             types = types or set(_UNRESOLVED_TYPES)
             for j in derived.journeys:
                 if j["journey_type"] in types and (j["status"] == "abandoned" or (
                         j["status"] == "completed" and j["journey_id"] not in resolved)):
-                    fired.append((j["journey_id"], None, j["end_ts"]))
+                    after = abandon.get(j["journey_type"], 0.0) if j["status"] == "abandoned" else 0
+                    fired.append((j["journey_id"], None,
+                                  j["end_ts"] + timedelta(microseconds=int(after * 1e6))))
         for journey_id, event_id, ts in fired:
             j = journeys.get(journey_id)
             p = facts.get(j["person_id"]) if j is not None else None
