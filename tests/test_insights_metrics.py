@@ -417,3 +417,41 @@ def test_two_proportion_test_is_exact_for_small_expected_counts(k1, n1, k2, n2):
         z = (k1 / n1 - k2 / n2) / math.sqrt(share * (1 - share) * (1 / n1 + 1 / n2))
         expected = 2 * stats.norm.sf(abs(z))
     assert two_proportion_test(k1, n1, k2, n2) == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.parametrize("n", [1, 3, 7, 20, 101, 999, 6123])
+def test_wilson_bounds_are_exactly_0_and_1_at_the_ends(n):
+    """No 5.55e-17 printed as a lower bound of nobody satisfied."""
+    from keymoments.insights.intervals import wilson
+
+    assert wilson(0, n)[0] == 0.0 and wilson(n, n)[1] == 1.0
+    assert 0.0 < wilson(1, n)[0] or n == 1
+
+
+def test_root_causes_say_why_there_are_none_and_json_keeps_the_limit(shop_root):
+    from click.testing import CliRunner
+
+    import keymoments as km
+    from keymoments.cli import main
+
+    ws = km.open(shop_root, read_only=True)
+    try:
+        r = km.root_causes(ws, min_journeys=1000)
+    finally:
+        ws.close()
+    assert len(r) == 0 and "1000 journeys or more" in r.meta["hint"]
+    out = CliRunner().invoke(main, ["-w", str(shop_root), "root-causes", "--min-journeys", "1000"])
+    assert out.exit_code == 0 and "1000 journeys or more" in out.stdout
+
+
+def test_json_output_keeps_the_limit(capsys):
+    import json
+
+    import pyarrow as pa
+
+    from keymoments.insights.commands import _emit
+    from keymoments.results import Result
+
+    result = Result(pa.table({"rank": [1, 2, 3]}), {"n": 3})
+    _emit(result, True, limit=2)
+    assert json.loads(capsys.readouterr().out)["rows"] == [{"rank": 1}, {"rank": 2}]

@@ -267,3 +267,12 @@ def test_telco_hazard_ratios_are_lifelines_plain_fit_on_the_file(telco):
         assert got[c]["low"] == pytest.approx(ref.loc[c, "exp(coef) lower 95%"], rel=1e-4)
         assert got[c]["high"] == pytest.approx(ref.loc[c, "exp(coef) upper 95%"], rel=1e-4)
     assert got["contract=Two year"]["hazard_ratio"] < 0.03
+
+
+def test_an_unknown_tenure_measure_is_named_with_the_measures_there(telco):
+    ws, _ = telco
+    for run in (lambda: km.churn(ws, tenure_measure="tenure_mnths"),
+                lambda: churn_drivers(ws, tenure_measure="tenure_mnths")):
+        with pytest.raises(km.KeymomentsError, match="no event has the measure 'tenure_mnths'.*"
+                                                     "tenure_months"):
+            run()

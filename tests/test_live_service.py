@@ -489,3 +489,16 @@ def test_docs_page_is_self_contained_and_lists_every_route(live):
     assert not re.search(r"(src|href)=\"https?://", page)
     for method, path, _scope in ROUTES:
         assert f'<span class="m">{method}</span><code>{path}</code>' in page, (method, path)
+
+
+def test_a_person_is_found_by_an_identifier_holding_a_slash(live):
+    server, keys = live
+    event = {**EVENT, "identifiers": {"customer_id": "acme/42"}, "refs": {"order": "slash-1"}}
+    got, _, _ = server.request("POST", "/v1/events?wait=true", event, token=keys["write"])
+    assert got == 202
+    for path in ("/v1/people/acme%2F42", "/v1/people/acme/42"):
+        got, person, _ = server.request("GET", path, token=keys["read"])
+        assert got == 200, (path, person)
+        assert any(i["value"] == "acme/42" for i in person["identifiers"])
+    got, body, _ = server.request("GET", "/v1/people/nobody%2Fhere", token=keys["read"])
+    assert got == 404 and "nobody/here" in body["error"]["message"]

@@ -78,6 +78,12 @@ def churn_table(ws: Workspace, *, by: str | None = None, kind: str = "contractua
     end = "(SELECT max(ts) FROM events)"
     if tenure_measure:
         m = _q(tenure_measure)
+        known = [r[0] for r in ws.con.execute(
+            "SELECT DISTINCT unnest(map_keys(measures)) FROM events ORDER BY 1 LIMIT 50").fetchall()]
+        if tenure_measure not in known:
+            raise KeymomentsError(
+                f"no event has the measure {tenure_measure!r} (--tenure-measure); measures in "
+                f"the events: {', '.join(known) or 'none'}")
         dur = f"max(e.measures[{m}])"
         ev = f"max(CASE WHEN {is_churn} THEN 1 ELSE 0 END)"
         base = (f"SELECT e.person_id, {dur} AS duration, {ev} AS churned FROM events e "

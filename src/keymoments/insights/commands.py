@@ -16,7 +16,8 @@ def _emit(result, as_json: bool, columns: list[str] | None = None, limit: int | 
     from ..cli import _print_result, console
 
     if as_json:
-        click.echo(json_text({"rows": result.to_pylist(), "meta": result.meta}))
+        rows = result.to_pylist()
+        click.echo(json_text({"rows": rows[:limit] if limit else rows, "meta": result.meta}))
         return
     table = result.data
     cols = [c for c in (columns or table.column_names) if c in table.column_names]
@@ -80,7 +81,7 @@ def register(main: click.Group) -> None:
             console.print(f"{r.meta['model']} on {r.meta['n']:,} journeys; held-out {h['metric']} "
                           f"{h['score']:.3f} (95% {h['low']:.3f} to {h['high']:.3f})")
         _emit(r, as_json, ["rank", "feature", "effect", "low", "high", "importance", "support"],
-              limit=None if as_json else limit)
+              limit=limit)
 
     @main.command("root-causes")
     @click.option("--outcome", type=click.Choice(["feedback", "remembered", "nps", "csat",
@@ -98,9 +99,9 @@ def register(main: click.Group) -> None:
 
         with _workspace(ctx, read_only=True) as ws:
             r = run(ws, outcome=outcome, within_days=within_days, min_journeys=min_journeys)
-        _emit(r, as_json, ["rank", "cause", "journeys", "share", "effect", "effect_low",
-                           "effect_high", "gain", "repeat_contact_rate"],
-              limit=None if as_json else limit)
+        _emit(r, as_json, ["rank", "journey_type", "cause", "journeys", "n_outcome", "effect",
+                           "effect_low", "effect_high", "gain", "repeat_contact_rate"],
+              limit=limit)
 
     @main.command()
     @click.argument("steps", nargs=-1)
@@ -119,6 +120,9 @@ def register(main: click.Group) -> None:
             r = run(ws, list(steps) or LIFECYCLE, by=by, within_days=within_days, unit=unit)
         _emit(r, as_json, ["group", "step", "step_name", "units", "conversion", "low", "high",
                            "drop_off", "median_hours_from_previous", "differs"])
+        if not as_json:
+            console.print(f"each step counted within {r.meta['within_days']:g} days of the one "
+                          "before (--within-days)")
         if not as_json and r.meta.get("strongest"):
             console.print(f"strongest: {r.meta['strongest']}; weakest: {r.meta['weakest']}")
         if not as_json and r.meta["skipped_steps"]:

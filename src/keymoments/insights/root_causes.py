@@ -201,6 +201,10 @@ def root_causes(ws: Workspace, *, outcome: str = "feedback", threshold: float = 
         "outcome": outcome, "outcome_sql": y, "threshold": threshold, "attributes": attributes,
         "within_days": within_days, "min_journeys": min_journeys, "confidence": confidence,
         "n_causes": len(out),
+        "hint": None if out else (
+            f"no valley (worst moment with valence below {threshold:g}) recurs in "
+            f"{min_journeys} journeys or more: nothing scores that low (see 'keymoments moments "
+            "--summary'), or lower min_journeys"),
         "method": ("valleys (worst moment, valence below threshold) grouped by event type, rule, "
                    "agent, channel and attributes; effect = mean outcome with the cause minus "
                    "without, same journey type (Welch interval); gain = journeys x max(0, -effect); "

@@ -355,9 +355,10 @@ def create_app(path: str = ".", runtime: LiveRuntime | None = None) -> FastAPI:
                                     [limit, offset]).to_arrow_table()
         return {"people": rows(t)}
 
-    @app.get("/v1/people/{person}", tags=["query"])
+    @app.get("/v1/people/{person:path}", tags=["query"])
     def person(person: str, key=require("read")):
-        """One person (by id or any identifier): identifiers, why joined, timeline."""
+        """One person (by id or any identifier, which may hold a '/'; percent-encode
+        it): identifiers, why joined, timeline."""
         with rt().lock:
             p = rt().ws.person(person)
         return {"person_id": p.person_id, "identifiers": rows(p.identifiers.data),
