@@ -455,3 +455,36 @@ def test_json_output_keeps_the_limit(capsys):
     result = Result(pa.table({"rank": [1, 2, 3]}), {"n": 3})
     _emit(result, True, limit=2)
     assert json.loads(capsys.readouterr().out)["rows"] == [{"rank": 1}, {"rank": 2}]
+
+
+def test_periods_are_counted_in_the_workspace_time_zone(make_workspace):
+    """Two CSAT answers at 23:30 on 31 January in São Paulo (02:30 UTC on 1 February):
+    in UTC they fall in February, with `timezone: America/Sao_Paulo` in January."""
+    import keymoments as km
+
+    rows = ("customer,ts,event_type,ticket,csat\n"
+            "a,2024-01-31T23:30:00-03:00,csat_answered,t1,5\n"
+            "b,2024-01-31T23:40:00-03:00,csat_answered,t2,1\n"
+            "c,2024-02-15T12:00:00-03:00,csat_answered,t3,4\n")
+    config = """
+name: zones
+{zone}
+sources:
+  answers:
+    path: answers.csv
+    identifiers: {{customer_id: customer}}
+    event_type: event_type
+    ts: ts
+    refs: {{ticket: ticket}}
+    rating: {{column: csat, scale: csat5}}
+"""
+    counts = {}
+    for zone in ("", "timezone: America/Sao_Paulo"):
+        ws = make_workspace(config.format(zone=zone), {"answers.csv": rows},
+                            folder=f"ws{len(counts)}")
+        ws.ingest("answers")
+        ws.build()
+        got = km.metrics(ws, "csat", period="month").to_pylist()
+        counts[zone] = [(str(r["period"])[:7], r["n"]) for r in got]
+    assert counts[""] == [("2024-02", 3)]
+    assert counts["timezone: America/Sao_Paulo"] == [("2024-01", 2), ("2024-02", 1)]

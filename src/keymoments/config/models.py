@@ -476,6 +476,9 @@ class Config(Strict):
     temp_directory: str | None = None
     #: threads DuckDB may use; unset: all cores
     threads: int | None = Field(default=None, ge=1)
+    #: the time zone periods are counted in (``metrics --period month``: a month starts
+    #: at midnight there); times are stored in UTC either way
+    timezone: str = "UTC"
     identity: IdentityConfig = Field(default_factory=IdentityConfig)
     taxonomy: Taxonomy = Field(default_factory=Taxonomy)
     sources: dict[str, SourceSpec] = Field(default_factory=dict)
@@ -487,6 +490,8 @@ class Config(Strict):
     actions: ActionsConfig = Field(default_factory=ActionsConfig)
     paths: PathsConfig = Field(default_factory=PathsConfig)
     text: TextConfig = Field(default_factory=TextConfig)
+
+    _zone = field_validator("timezone")(_known_timezone)
 
     @field_validator("memory_limit")
     @classmethod

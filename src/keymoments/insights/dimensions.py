@@ -29,6 +29,7 @@ from __future__ import annotations
 import re
 
 from ..errors import KeymomentsError
+from ..sql import literal
 
 __all__ = ["DIMENSIONS", "PERIODS", "dimension_sql", "period_sql", "check_dimension", "column_name"]
 
@@ -71,12 +72,19 @@ def check_dimension(dim: str) -> str:
         "(for example attr:carrier)")
 
 
-def period_sql(period: str | None, ts: str) -> str | None:
-    """``date_trunc`` of ``ts`` to ``period`` (UTC), or None."""
+def period_sql(period: str | None, ts: str, timezone: str = "UTC") -> str | None:
+    """``date_trunc`` of ``ts`` to ``period``, or None: in UTC, or as the local
+    start of the period in ``timezone`` (a time without offset).
+
+    >>> period_sql("month", "_ts", "America/Sao_Paulo")
+    "date_trunc('month', timezone('America/Sao_Paulo', _ts))"
+    """
     if period is None:
         return None
     if period not in PERIODS:
         raise KeymomentsError(f"unknown period {period!r}; use one of {', '.join(PERIODS)}")
+    if timezone != "UTC":
+        return f"date_trunc('{period}', timezone({literal(timezone)}, {ts}))"
     return f"date_trunc('{period}', {ts})"
 
 

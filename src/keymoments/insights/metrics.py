@@ -246,7 +246,7 @@ def metrics(ws: Workspace, metric: str = "csat", *, by: str | list[str] | None =
     usql, dims = unit_sql(ws, metric, by, inactive_days=inactive_days)
     names = [column_name(d) for d in dims]
     keys = [f'"{n}"' for n in names]
-    per = period_sql(period, "_ts")
+    per = period_sql(period, "_ts", ws.config.timezone)
     if per:
         keys.append(f"{per} AS period")
     where = []
