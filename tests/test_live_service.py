@@ -502,3 +502,20 @@ def test_a_person_is_found_by_an_identifier_holding_a_slash(live):
         assert any(i["value"] == "acme/42" for i in person["identifiers"])
     got, body, _ = server.request("GET", "/v1/people/nobody%2Fhere", token=keys["read"])
     assert got == 404 and "nobody/here" in body["error"]["message"]
+
+
+@pytest.mark.parametrize("path, words", [
+    ("/v1/journeys?journey_typ=purchase", "unknown query parameter 'journey_typ'"),
+    ("/v1/journeys?status=bogus", "status"),
+    ("/v1/actions?status=bogus", "status"),
+    ("/v1/actions/effect?outcome=bogus", "outcome"),
+    ("/v1/people?limit=5&ofset=10", "unknown query parameter 'ofset'"),
+])
+def test_a_misspelt_query_parameter_or_value_is_a_422_not_an_unfiltered_answer(live, path, words):
+    server, keys = live
+    got, body, _ = server.request("GET", path, token=keys["read"])
+    assert got == 422, body
+    _is_envelope(body, 422)
+    assert words in json.dumps(body)
+    got, _, _ = server.request("GET", path.split("?")[0], token=keys["read"])
+    assert got == 200  # the same route, without it

@@ -202,6 +202,30 @@ def _validation_details(exc: RequestValidationError) -> tuple[int, str, list]:
                  f"({len(details)} error{'s' if len(details) != 1 else ''}; nothing stored)"), details
 
 
+def _known_query(request: Request) -> None:
+    """422 for a query parameter the route does not take: a misspelt filter
+    (``journey_typ=``) would otherwise return everything, unfiltered."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None or not request.query_params:
+        return
+
+    def names(d) -> set[str]:
+        out = {p.alias for p in d.query_params}
+        for sub in d.dependencies:
+            out |= names(sub)
+        return out
+
+    known = names(dependant)
+    unknown = [k for k in request.query_params if k not in known]
+    if unknown:
+        details = [{"loc": ["query", k], "msg": "unknown query parameter", "type": "extra"}
+                   for k in unknown]
+        raise ServiceError(422, f"unknown query parameter {unknown[0]!r} on {request.url.path} "
+                           f"(it takes: {', '.join(sorted(known)) or 'none'}; nothing done)",
+                           details)
+
+
 def _refuse_future(events: list, max_future: float, loc: list[str]) -> None:
     """422 when an event is timed more than ``max_future`` seconds after now: one
     event from a wrong clock would make every journey look idle until its time."""
@@ -240,7 +264,7 @@ def create_app(path: str = ".", runtime: LiveRuntime | None = None) -> FastAPI:
     # FastAPI's /docs and /redoc load their scripts from a CDN: replaced by a
     # self-contained page (keymoments.live.apidocs)
     app = FastAPI(title="keymoments", version="1", lifespan=lifespan, docs_url=None,
-                  redoc_url=None,
+                  redoc_url=None, dependencies=[Depends(_known_query)],
                   description="Customer journeys and key moments, live: ingest events, query "
                               "people, journeys, moments and actions. Every error is "
                               '`{"error": {"status", "code", "message", "details"}}`.')
@@ -366,7 +390,8 @@ def create_app(path: str = ".", runtime: LiveRuntime | None = None) -> FastAPI:
 
     @app.get("/v1/journeys", tags=["query"])
     def journeys(person: str | None = None, journey_type: str | None = None,
-                 status: str | None = None, limit: int = Query(100, ge=1, le=10000),
+                 status: Literal["completed", "open", "stalled", "abandoned"] | None = None,
+                 limit: int = Query(100, ge=1, le=10000),
                  key=require("read")):
         """Journeys, filtered."""
         with rt().lock:
@@ -410,7 +435,8 @@ def create_app(path: str = ".", runtime: LiveRuntime | None = None) -> FastAPI:
         return {"metrics": rows(t)}
 
     @app.get("/v1/actions", tags=["actions"])
-    def actions(status: str | None = None, rule: str | None = None, person: str | None = None,
+    def actions(status: Literal[STATUSES] | None = None,  # type: ignore[valid-type]
+                rule: str | None = None, person: str | None = None,
                 limit: int = Query(100, ge=1, le=10000), key=require("read")):
         """Actions in the outbox, with counts per status."""
         from .outbox import list_actions
@@ -420,7 +446,8 @@ def create_app(path: str = ".", runtime: LiveRuntime | None = None) -> FastAPI:
         return {"actions": rows(r.data), "counts": r.meta["counts"]}
 
     @app.get("/v1/actions/effect", tags=["actions"])
-    def effect(outcome: str = "churned", key=require("read")):
+    def effect(outcome: Literal["churned", "repurchased", "feedback"] = "churned",
+               key=require("read")):
         """Per rule: the outcome of treated versus held-out journeys, with intervals."""
         from .effect import action_effect
 
