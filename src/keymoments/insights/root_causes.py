@@ -41,6 +41,9 @@ if TYPE_CHECKING:
 
 __all__ = ["OUTCOMES", "root_causes", "recurrence", "outcome_sql"]
 
+#: the label of a theme found in the text of the rated feedback itself
+SAID_IN_FEEDBACK = " (said in the feedback)"
+
 #: Journey outcomes an analysis can explain, as SQL over ``journeys j``.
 OUTCOMES = {
     "feedback": "j.outcome_valence",
@@ -95,7 +98,10 @@ def root_causes(ws: Workspace, *, outcome: str = "feedback", threshold: float = 
     ``attributes``: attribute keys of the valley events to refine causes by (default:
     every key with 2 to 50 values on valley events). ``themes``: text themes (see
     :mod:`.themes`) found in any text of the journey (a complaint, a review) also
-    become causes (``theme=delivery``); True uses the defaults, False none.
+    become causes (``theme=delivery``); True uses the defaults, False none. A theme
+    found in the text of a rated event (a review's comment) is labelled ``theme=delivery
+    (said in the feedback)``: it is the customer's stated reason for the rating the
+    effect is measured on, not an independent event of the journey.
 
     >>> import tempfile, keymoments as km
     >>> ws = km.init(tempfile.mkdtemp())
@@ -119,7 +125,11 @@ def root_causes(ws: Workspace, *, outcome: str = "feedback", threshold: float = 
         from .themes import DEFAULT_THEMES, theme_sql
 
         chosen = DEFAULT_THEMES if themes is True else themes
-        branches += [f"SELECT je.journey_id, je.journey_type, 'text', 'theme', {_q(name)}, je.ts "
+        # a theme in the text of a rated event (a review's comment) is the customer's
+        # stated reason for that rating: labelled so, as it explains its own outcome
+        said = f"CASE WHEN e.rating IS NOT NULL THEN {_q(SAID_IN_FEEDBACK)} ELSE '' END"
+        branches += [f"SELECT je.journey_id, je.journey_type, 'text', 'theme', "
+                     f"{_q(name)} || {said}, je.ts "
                      f"FROM journey_events je JOIN events e ON e.event_id = je.event_id "
                      f"WHERE e.text IS NOT NULL AND {cond}" for name, cond in theme_sql(chosen)]
     sql = f"""
