@@ -77,7 +77,8 @@ def insight_sections(ws: Workspace) -> list[dict]:
                      "feedback (n_outcome; under 5, or an interval wider than the scale: not "
                      "ranked). An association, not a proof of cause; causes may overlap. "
                      "Repeat contacts mark causes not fixed."),
-            "rows": [{k: _r(x.get(k)) for k in ("rank", "cause", "journeys", "n_outcome", "effect",
+            "rows": [{k: _r(x.get(k)) for k in ("rank", "journey_type", "cause", "journeys",
+                                                 "n_outcome", "effect",
                                                  "effect_low", "effect_high", "gain",
                                                  "repeat_contact_rate")}
                      for x in rc.to_pylist()]})
@@ -90,7 +91,8 @@ def insight_sections(ws: Workspace) -> list[dict]:
             "title": "Drivers of feedback",
             "text": (f"{d.meta['model']} on {d.meta['n']:,} journeys; held-out R2 {h['score']:.2f}; "
                      "effects with 95% bootstrap intervals."),
-            "rows": [{k: _r(x[k]) for k in ("rank", "feature", "effect", "low", "high", "support")}
+            "rows": [{k: _r(x[k]) for k in ("rank", "feature", "effect", "low", "high",
+                                             "importance", "support")}
                      for x in d.to_pylist()[:12]]})
     except KeymomentsError as exc:
         sections.append({"title": "Drivers of feedback", "text": f"not computed: {exc}", "rows": []})

@@ -79,6 +79,7 @@ LABELS = {
     "gain": "gain if fixed (journeys x lost valence)",
     "repeat_contact_rate": "repeat contact rate",
     "cv_score": "cross-validated score", "example_reason": "example reason",
+    "importance": "importance (|effect| x spread)", "journey_type": "journey type",
 }
 
 
