@@ -149,6 +149,8 @@ def test_failures_are_visible_and_replayable(tmp_path):
     keys = [k for k, code, _ in rx.log if code == 200]
     assert sorted(keys) == sorted(a["action_id"] for a in failed)
     assert replay(ws, [failed[0]["action_id"]]) == 1  # a delivered one can be sent again
+    with pytest.raises(km.KeymomentsError, match="name the ones to send again by id"):
+        replay(ws, status="delivered")  # all of them at once: refused
     assert replay(ws, failed[1]["action_id"]) == 1  # one id given alone, not its characters
     from keymoments.live.auth import create_key, list_keys
 

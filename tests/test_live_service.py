@@ -163,6 +163,8 @@ def test_x_api_key_header_works(live):
     (json.dumps({**EVENT, "surprise": 1}).encode(), 422, "surprise"),
     (json.dumps({**EVENT, "language": "pt\r\nX-Injected: yes"}).encode(), 422, "language"),
     (json.dumps({**EVENT, "event_type": " \t "}).encode(), 422, "event_type is blank"),
+    (json.dumps({**EVENT, "rating": "5"}).encode(), 422, "rating"),
+    (json.dumps({**EVENT, "measures": {"amount": True}}).encode(), 422, "measures"),
     (json.dumps({**EVENT, "rating_scale": "bogus"}).encode(), 422, "unknown rating_scale"),
     (json.dumps({**EVENT, "expected_ts": "2026-03-02T00:00:00Z"}).encode(), 422,
      "needs expectation_kind"),
@@ -310,6 +312,7 @@ def _outbox(server, keys) -> tuple[list[dict], dict]:
     ({"action_ids": ["a", 1]}, "action_ids"),
     ({"status": ["x"]}, "status"),  # was a 500 (DuckDB could not cast the list)
     ({"status": "nonsense"}, "status"),
+    ({"status": "delivered"}, "status"),  # would send every delivered action again
     ({"status": "failed", "force": True}, "force"),
 ])
 def test_a_replay_body_of_the_wrong_type_is_a_422_and_changes_nothing(live, body, field):
@@ -362,7 +365,7 @@ def test_an_offset_beyond_bigint_is_a_422(live):
 
 def test_openapi_describes_the_admin_bodies_and_the_offset_bound(live):
     from keymoments.live.auth import SCOPES
-    from keymoments.live.outbox import STATUSES
+    from keymoments.live.outbox import REPLAYABLE
 
     server, _ = live
     got, spec, _ = server.request("GET", "/openapi.json")
@@ -376,7 +379,7 @@ def test_openapi_describes_the_admin_bodies_and_the_offset_bound(live):
     replay = body_of("/v1/actions/replay")
     assert replay["additionalProperties"] is False
     (status,) = [s for s in replay["properties"]["status"]["anyOf"] if "enum" in s]
-    assert tuple(status["enum"]) == STATUSES
+    assert tuple(status["enum"]) == REPLAYABLE == ("failed", "pending")
     key = body_of("/v1/keys")
     assert key["additionalProperties"] is False and key["required"] == ["name", "scopes"]
     assert key["properties"]["name"]["maxLength"] == 200

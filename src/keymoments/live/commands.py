@@ -36,15 +36,16 @@ def register(main: click.Group) -> None:
     @actions.command("list")
     @click.option("--status", help="pending, delivered, failed, held_out or suppressed.")
     @click.option("--rule", help="Only this rule.")
+    @click.option("--person", help="Only this person's (id or any identifier).")
     @click.option("--limit", default=50, show_default=True)
     @click.option("--json", "as_json", is_flag=True, help="JSON lines output.")
     @click.pass_context
-    def actions_list(ctx, status, rule, limit, as_json) -> None:
+    def actions_list(ctx, status, rule, person, limit, as_json) -> None:
         """List actions in the outbox with their delivery state."""
         from .outbox import list_actions
 
         with _workspace(ctx, read_only=True) as ws:
-            r = list_actions(ws, status=status, rule=rule, limit=limit)
+            r = list_actions(ws, status=status, rule=rule, person=person, limit=limit)
         if as_json:
             for row in r.to_pylist():
                 click.echo(json_text(row))

@@ -65,6 +65,10 @@ def action_effect(ws: Workspace, outcome: str = "churned") -> Result:
     Wilson intervals, and the difference with its interval."""
     if outcome not in OUTCOMES:
         raise KeymomentsError(f"unknown outcome {outcome!r} (use {', '.join(OUTCOMES)})")
+    unknown, acted = ws.con.execute(f"""
+        SELECT count(*) FILTER (WHERE {OUTCOMES[outcome]} IS NULL), count(*)
+        FROM outbox o JOIN journeys j ON j.journey_id = o.journey_id
+        WHERE o.status IN ('pending', 'delivered', 'failed', 'held_out')""").fetchone()
     counts = ws.con.execute(f"""
         SELECT o.rule,
                count(*) FILTER (WHERE o.status <> 'held_out') AS n_treated,
@@ -100,4 +104,9 @@ def action_effect(ws: Workspace, outcome: str = "churned") -> Result:
     return Result(pa.Table.from_pylist(nan, schema=schema),
                   {"outcome": outcome, "confidence": 0.95,
                    "method": "Wilson score per arm; Newcombe hybrid score for the difference",
-                   "n": sum(r["n_treated"] + r["n_holdout"] for r in out)})
+                   "n": sum(r["n_treated"] + r["n_holdout"] for r in out),
+                   "outcome_unknown": unknown,
+                   "hint": None if out else (
+                       f"no action has a journey whose {outcome} outcome is known yet "
+                       f"({acted:,} actions, {unknown:,} of them with the outcome still unknown)"
+                       if acted else "the outbox has no action (treated or held out) yet")})

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, field_validator, model_validator
 
 from ..config.base import LANGUAGE_TAG, RATING_SCALES, STAGES
 from ..config.models import SourceSpec
@@ -78,13 +78,13 @@ class PostedEvent(BaseModel):
     agent: str | None = None
     language: str | None = Field(default=None, pattern=f"^{LANGUAGE_TAG}$",
                                  description="ISO 639 code, such as en or pt-BR")
-    rating: float | None = None
+    rating: float | None = Field(default=None, strict=True)  # a number: not "5", not true
     rating_scale: str | None = Field(default=None, description="csat5, nps10, ces7 or stars5")
     text: str | None = Field(default=None, max_length=20000)
     refs: dict[str, str] = Field(default_factory=dict, description="order, ticket, session, case ...")
-    measures: dict[str, float] = Field(default_factory=dict)
+    measures: dict[str, StrictFloat] = Field(default_factory=dict)
     expected_ts: datetime | None = None
-    expected_value: float | None = None
+    expected_value: float | None = Field(default=None, strict=True)
     expectation_kind: str | None = None
     attributes: dict[str, str] = Field(default_factory=dict)
 

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 __all__ = ["STATUSES", "list_actions", "replay", "get_action"]
 
 STATUSES = ("pending", "delivered", "failed", "held_out", "suppressed")
+#: the statuses :func:`replay` takes (a delivered action is replayed by its id)
+REPLAYABLE = ("failed", "pending")
 
 
 def list_actions(ws: Workspace, *, status: str | None = None, rule: str | None = None,
@@ -59,9 +61,12 @@ def replay(ws: Workspace, action_ids: str | list[str] | None = None, *,
     if isinstance(action_ids, str):  # one id, not its characters
         action_ids = [action_ids]
     if not action_ids and status is None:
-        raise KeymomentsError("name the actions to replay, or a status (e.g. failed)")
-    if status is not None and status not in STATUSES:  # else DuckDB fails on a non-text one
-        raise KeymomentsError(f"unknown status {status!r} (use {', '.join(STATUSES)})")
+        raise KeymomentsError("name the actions to replay, or a status (failed or pending)")
+    if status is not None and status not in REPLAYABLE:
+        raise KeymomentsError(
+            f"actions are replayed by status only when {' or '.join(REPLAYABLE)} (not "
+            f"{status!r}): replaying every delivered action would send them all again; name "
+            "the ones to send again by id")
     if action_ids:
         for aid in action_ids:
             get_action(ws, aid)

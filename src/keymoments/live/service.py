@@ -32,7 +32,7 @@ from .auth import (SCOPES, ForbiddenError, KeyCache, UnauthorizedError, create_k
                    revoke_key)
 from .envelope import ServiceError, error_body
 from .events import EventBatch, PostedEvent
-from .outbox import STATUSES
+from .outbox import REPLAYABLE, STATUSES
 from .runtime import LiveRuntime
 
 __all__ = ["create_app", "serve", "ROUTES", "ReplayRequest", "KeyRequest"]
@@ -69,9 +69,9 @@ class ReplayRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     action_ids: list[str] | None = Field(default=None, description="actions to queue again")
-    status: Literal[STATUSES] | None = Field(  # type: ignore[valid-type]
-        default=None, description="or every action of this status (held_out and suppressed "
-                                  "ones are never delivered, so none of them is queued)")
+    status: Literal[REPLAYABLE] | None = Field(  # type: ignore[valid-type]
+        default=None, description="or every action of this status (failed or pending; a "
+                                  "delivered one is sent again only when named by id)")
 
 
 class KeyRequest(BaseModel):
