@@ -488,3 +488,20 @@ sources:
         counts[zone] = [(str(r["period"])[:7], r["n"]) for r in got]
     assert counts[""] == [("2024-02", 3)]
     assert counts["timezone: America/Sao_Paulo"] == [("2024-01", 2), ("2024-02", 1)]
+
+
+def test_a_misspelt_attribute_dimension_is_a_warning_naming_the_attributes(shop_root):
+    from click.testing import CliRunner
+
+    import keymoments as km
+    from keymoments.cli import main
+
+    ws = km.open(shop_root, read_only=True)
+    try:
+        r = km.metrics(ws, "nps", by="attr:chanel")
+    finally:
+        ws.close()
+    assert any("no event has the attribute 'chanel'" in w for w in r.meta["warnings"])
+    out = CliRunner().invoke(main, ["-w", str(shop_root), "metrics", "nps", "--by", "attr:chanel"])
+    assert out.exit_code == 0 and "no event has the attribute 'chanel'" in out.stdout
+    assert "(none)" in out.stdout  # the one group, without a value, says so

@@ -12,7 +12,9 @@ __all__ = ["register"]
 
 
 def _emit(result, as_json: bool, columns: list[str] | None = None, limit: int | None = None,
-          title: str | None = None) -> None:
+          title: str | None = None, groups: list[str] = ()) -> None:
+    """Print ``result`` (or its JSON); in the ``groups`` columns a unit without a value
+    reads ``(none)``."""
     from ..cli import _print_result, console
 
     if as_json:
@@ -22,6 +24,7 @@ def _emit(result, as_json: bool, columns: list[str] | None = None, limit: int | 
     table = result.data
     cols = [c for c in (columns or table.column_names) if c in table.column_names]
     rounded = {c: (lambda v: f"{v:.3g}" if isinstance(v, float) else v) for c in cols}
+    rounded.update({c: (lambda v: "(none)" if v is None else v) for c in groups if c in cols})
     _print_result(result, columns=cols, limit=limit, title=title, shown=rounded)
     for w in result.meta.get("warnings", []):
         console.print(f"[yellow]warning:[/] {w}")
@@ -59,7 +62,7 @@ def register(main: click.Group) -> None:
             console.print(f"{metric}: {o['value']:.3g} (95% {o['low']:.3g} to {o['high']:.3g}), "
                           f"n = {o['n']:,}; {r.meta['definition']}")
         _emit(r, as_json, [*r.meta["by"], *(["period"] if period else []), "n", "value", "low",
-                           "high", "p_adjusted", "differs", "small_sample"])
+                           "high", "p_adjusted", "differs", "small_sample"], groups=r.meta["by"])
 
     @main.command()
     @click.option("--outcome", type=click.Choice(["feedback", "remembered", "nps", "csat",
@@ -172,7 +175,11 @@ def register(main: click.Group) -> None:
             return
         _emit(r.summary, as_json, ["group", "people", "churned", "median_time", "hazard_rate",
                                    "hazard_ratio", "hazard_ratio_low", "hazard_ratio_high",
-                                   "p_value"])
+                                   "p_value"], groups=["group"])
+        if not as_json:
+            unit = (f"in {tenure_measure}'s own unit" if tenure_measure else
+                    "in days" if unit_days == 1 else f"in units of {unit_days:g} days")
+            console.print(f"times (median_time) {unit}; hazard_rate per unit of time")
         if not as_json and r.meta["logrank"]:
             lr = r.meta["logrank"]
             console.print(f"log-rank test: chi2 {lr['statistic']:.2f} on {lr['df']} df, "

@@ -81,6 +81,19 @@ METRICS = {m.name: m for m in (
 )}
 
 
+def _unknown_attributes(ws: Workspace, dims: list[str]) -> list[str]:
+    """A warning per ``attr:<key>`` dimension no event has (a misspelt key groups
+    everything under no value)."""
+    asked = [d.split(":", 1)[1] for d in dims if d.startswith("attr:")]
+    if not asked:
+        return []
+    known = [r[0] for r in ws.con.execute(
+        "SELECT DISTINCT unnest(map_keys(attributes)) AS k FROM events ORDER BY k").fetchall()]
+    return [f"no event has the attribute {k!r}, so every unit is in one group without a "
+            f"value; attributes in the events: {', '.join(known[:20]) or 'none'}"
+            for k in asked if k not in known]
+
+
 def _resolutions(ws: Workspace) -> tuple[str, ...]:
     """The events that resolve an issue: the first-contact rule's, else the defaults'."""
     from ..valence.rules import effective_rules
@@ -280,6 +293,7 @@ def metrics(ws: Workspace, metric: str = "csat", *, by: str | list[str] | None =
                  "intervals, not their values"] if small else [])
     if n == 0 and m.unit == "answers":
         warnings.append(_other_scales(ws, metric))
+    warnings += _unknown_attributes(ws, dims)
     table = pa.Table.from_pylist(data) if data else pa.table({c: pa.array([], pa.string()) for c in
                                                                [*out_cols, "n", "value", "low", "high"]})
     meta = {"metric": metric, "definition": m.definition, "unit": m.unit, "by": names,
