@@ -505,3 +505,31 @@ def test_a_misspelt_attribute_dimension_is_a_warning_naming_the_attributes(shop_
     out = CliRunner().invoke(main, ["-w", str(shop_root), "metrics", "nps", "--by", "attr:chanel"])
     assert out.exit_code == 0 and "no event has the attribute 'chanel'" in out.stdout
     assert "(none)" in out.stdout  # the one group, without a value, says so
+
+
+def test_churn_warns_when_most_churn_happens_at_time_zero(make_workspace):
+    """Planted: 30 people each with a single event, 20 of them a cancellation (their
+    first event is their churn), and 10 people followed for a month: the curves
+    would say most people leave at once."""
+    import keymoments as km
+
+    lines = ["customer,ts,event_type"]
+    for i in range(20):
+        lines.append(f"a{i},2024-01-{1 + i % 28:02d}T10:00:00Z,subscription_cancelled")
+    for i in range(10):
+        lines.append(f"b{i},2024-01-01T10:00:00Z,page_view")
+        lines.append(f"b{i},2024-02-01T10:00:00Z,page_view")
+    config = """
+name: churn0
+sources:
+  events:
+    path: events.csv
+    identifiers: {customer_id: customer}
+    event_type: event_type
+    ts: ts
+"""
+    ws = make_workspace(config, {"events.csv": "\n".join(lines) + "\n"})
+    ws.ingest("events")
+    r = km.churn(ws, churn_events=["subscription_cancelled"])
+    assert r.meta["churned"] == 20
+    assert any("20 of 20 churned people churned at time 0" in w for w in r.meta["warnings"])

@@ -212,8 +212,15 @@ def churn(ws: Workspace, *, by: str | None = None, kind: str = "contractual",
         res = multivariate_logrank_test(T[sel], groups[sel].astype(str), E[sel])
         logrank = {"statistic": float(res.test_statistic), "p_value": float(res.p_value),
                    "df": int(res.degrees_of_freedom)}
+    warnings = []
+    at_zero = int(((T == 0) & (E == 1)).sum())
+    if E.sum() and at_zero > E.sum() / 2:
+        warnings.append(
+            f"{at_zero:,} of {int(E.sum()):,} churned people churned at time 0 (their first "
+            "event was their last, or their churn): the curves say little about when people "
+            "leave; use a tenure measure (--tenure-measure) or data with history per person")
     meta = {"kind": kind if not tenure_measure else f"contractual (tenure from {tenure_measure})",
-            "by": by, "churn_events": churn_events or "stage churn", "n": int(len(T)), "churned": int(E.sum()), "unit_days": unit_days,
+            "warnings": warnings, "by": by, "churn_events": churn_events or "stage churn", "n": int(len(T)), "churned": int(E.sum()), "unit_days": unit_days,
             "inactive_days": inactive_days if kind == "inactivity" else None,
             "reference_group": str(reference), "logrank": logrank, "confidence": confidence,
             "groups_dropped": [str(g) for g in dropped], "min_group": min_group,
