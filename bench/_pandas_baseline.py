@@ -97,9 +97,11 @@ def run(path: str, timings: dict[str, float] | None = None) -> dict[str, pd.Data
     new = ~same | ((df["jtype"] == "visit") & (gap > GAP_S))
     df["journey"] = new.cumsum()
     df["seq"] = df.groupby("journey").cumcount()
-    prev_channel = df["channel"].shift()
-    df["channel_switch"] = (~new & df["channel"].notna() & prev_channel.notna()
-                            & (df["channel"] != prev_channel)).astype("int64")
+    # a feedback event's channel (a survey) is no step on another channel
+    channel = df["channel"].where(df["stage"] != "feedback")
+    prev_channel = channel.shift()
+    df["channel_switch"] = (~new & channel.notna() & prev_channel.notna()
+                            & (channel != prev_channel)).astype("int64")
     lap("journeys_assign")
 
     # ---- valence

@@ -391,3 +391,35 @@ sources:
                        ("phone", "web"): True}
     switches = ws.con.execute("SELECT sum(channel_switches) FROM journeys").fetchone()[0]
     assert switches == sum(r["count"] for r in s.matrix.to_pylist() if r["switch"]) == 1
+
+
+def test_a_survey_after_a_chat_is_no_channel_switch(make_workspace):
+    """Hand-computed: chat -> survey answer -> chat -> phone in one ticket: the survey
+    is the customer's answer, not a step on another channel, so one switch (chat ->
+    phone), in journeys.channel_switches as in the matrix."""
+    text = """\
+name: shop
+sources:
+  ev:
+    path: ev.csv
+    identifiers: {customer_id: cid}
+    event_type: kind
+    ts: at
+    channel: ch
+    refs: {ticket: t}
+"""
+    rows = ("cid,at,kind,ch,t\n1,2024-01-01T00:00:00Z,ticket_opened,chat,T1\n"
+            "1,2024-01-01T00:05:00Z,csat_answered,survey,T1\n"
+            "1,2024-01-01T00:10:00Z,agent_reply,chat,T1\n"
+            "1,2024-01-01T00:15:00Z,ticket_resolved,phone,T1\n")
+    ws = make_workspace(text, {"ev.csv": rows})
+    ws.ingest("ev")
+    ws.build()
+    stages = dict(ws.con.execute("SELECT event_type, stage FROM events").fetchall())
+    assert stages["csat_answered"] == "feedback"  # the taxonomy's stage for a survey
+    assert ws.con.execute("SELECT channel_switches FROM journeys WHERE journey_key = 'T1'"
+                          ).fetchone()[0] == 1
+    s = km.channel_switching(ws)
+    flagged = {(r["source"], r["target"]): r["switch"] for r in s.matrix.to_pylist()}
+    assert flagged == {("chat", "survey"): False, ("survey", "chat"): False,
+                       ("chat", "phone"): True}

@@ -247,10 +247,17 @@ def _assign(events: list[dict], config: Config, types: Sequence[JourneyType]) ->
                 run, run_start = run + 1, rn
             e["seq"] = rn - run_start
             e["journey_id"] = text_hash(f"{jtype}|{person}|{key or ''}|{run}")[:20]
-            pc = prev["channel"] if prev is not None else None
-            e["channel_switch"] = int(e["seq"] > 0 and e.get("channel") is not None
-                                      and pc is not None and e["channel"] != pc)
+            pc, ch = _switch_channel(prev), _switch_channel(e)
+            e["channel_switch"] = int(e["seq"] > 0 and ch is not None
+                                      and pc is not None and ch != pc)
             prev = e
+
+
+def _switch_channel(e: dict | None) -> str | None:
+    """The channel a switch is counted on (journey.assign): none for a feedback event."""
+    if e is None or e.get("stage") == "feedback":
+        return None
+    return e.get("channel")
 
 
 # ---------------------------------------------------------------------- valence

@@ -45,7 +45,8 @@ def assign_journeys(events: ir.Table, config: JourneysConfig, types: list[Journe
     """Narrow rows (``event_id, ts, person_id, event_type, stage`` and the columns
     ``carry`` names) with ``journey_type``, ``journey_key``, ``journey_id``, ``seq``
     (0-based position in the journey, by time then event id) and
-    ``channel_switch`` (1 when the channel differs from the previous event's); join
+    ``channel_switch`` (1 when the channel differs from the previous event's, both
+    known and neither a feedback event's); join
     them back to the events for more."""
     keyed = [t for t in types if t.key is not None]
     # narrow rows: sorting them is far cheaper than sorting whole events
@@ -73,7 +74,10 @@ def assign_journeys(events: ir.Table, config: JourneysConfig, types: list[Journe
             starts = starts | ((e.journey_type == t.name) & e.event_type.isin(t.start))
         if t.end:
             ends = ends | ((e.journey_type == t.name) & e.event_type.isin(t.end))
-    e = e.mutate(_gap=gap_expr, _is_start=starts, _is_end=ends)
+    # the channel a switch is counted on: a feedback event (a survey, a review) is the
+    # customer's answer about the journey, not a step taken in it on another channel
+    e = e.mutate(_gap=gap_expr, _is_start=starts, _is_end=ends,
+                 _swc=ibis.cases((e.stage == "feedback", null_str), else_=e.channel))
 
     # one window pipeline for every type: keyed types without a gap never start a
     # second run (no gap, no start or end events), so they get run 1 and their
@@ -86,11 +90,12 @@ def assign_journeys(events: ir.Table, config: JourneysConfig, types: list[Journe
         e.journey_type.concat("|", e.person_id, "|", e.journey_key.fill_null(""), "|",
                               e._run.cast("string"))
     ).hexdigest("md5")
-    # a channel switch: same journey, both channels known, and different
-    switch = ((e.seq > 0) & e.channel.notnull() & e._prev_channel.notnull()
-              & (e.channel != e._prev_channel))
+    # a channel switch: same journey, both channels known, and different (a step to or
+    # from a feedback event is none)
+    switch = ((e.seq > 0) & e._swc.notnull() & e._prev_channel.notnull()
+              & (e._swc != e._prev_channel))
     e = e.mutate(journey_id=jid.substr(0, 20), channel_switch=switch.cast("int64"))
-    return e.drop("_run", "_prev_channel", *([] if "channel" in carry else ["channel"]))
+    return e.drop("_run", "_prev_channel", "_swc", *([] if "channel" in carry else ["channel"]))
 
 
 _OUT = ["event_id", "ts", "person_id", "event_type", "stage", "channel", "journey_type",
@@ -103,7 +108,7 @@ def _runs(e: ir.Table, carried: list[str]) -> ir.Table:
                     order_by=[e.ts, e.event_id])
     prev_epoch = e._epoch.lag().over(w)
     prev_end = e._is_end.lag().over(w)
-    prev_channel = e.channel.lag().over(w)
+    prev_channel = e._swc.lag().over(w)
     new_run = (
         prev_epoch.isnull()
         | (e._gap.notnull() & ((e._epoch - prev_epoch) > e._gap))
@@ -119,4 +124,4 @@ def _runs(e: ir.Table, carried: list[str]) -> ir.Table:
                  _run_rn=ibis.cases((e._new == 1, e._rn), else_=ibis.null().cast("int64"))
                  .max().over(cumulative))
     return e.select(*_OUT, *carried, _run=e._run, seq=e._rn - e._run_rn,
-                    _prev_channel=e._prev_channel)
+                    _prev_channel=e._prev_channel, _swc=e._swc)

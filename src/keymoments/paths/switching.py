@@ -23,8 +23,8 @@ import pyarrow as pa
 from ..engine import backend
 from ..engine.expr import epoch_seconds
 from ..results import Result
-from .dfg import _filter, edges_expr, labelled
-from .selection import UNKNOWN, JourneyFilter, journey_events, select_journeys
+from .dfg import _filter, labelled
+from .selection import JourneyFilter, journey_events, select_journeys
 
 if TYPE_CHECKING:
     from ..store.workspace import Workspace
@@ -110,12 +110,20 @@ def channel_switching(ws: Workspace, *, filter: JourneyFilter | None = None,
     flt = _filter(filter, filters)
     cfg = ws.config.paths.contacts
     je = journey_events(ws, flt)
-    edges = edges_expr(je, _labelled=labelled(je, "channel"))
+    # each transition with the engine's own switch flag (journey.assign: both channels
+    # known and different, and neither event a feedback one), so the matrix counts
+    # the switches journeys.channel_switches does
+    t = labelled(je, "channel")
+    flags = je.select(_j=je.journey_id, _q=je.seq, _sw=je.channel_switch)
+    pairs = t.filter(~t.first)
+    pairs = pairs.join(flags, [pairs.journey_id == flags._j, pairs.seq == flags._q])
+    edges = pairs.group_by(source=pairs.prev, target=pairs.activity).aggregate(
+        count=pairs.count(), journeys=pairs.journey_id.nunique(),
+        switches=pairs._sw.sum().cast("int64"))
     out = edges.group_by("source").aggregate(_out=edges["count"].sum())
     m = edges.join(out, "source")
-    # a switch, as in journeys.channel_switches: both channels known, and different
-    switch = (m.source != m.target) & (m.source != UNKNOWN) & (m.target != UNKNOWN)
-    m = m.mutate(share=m["count"].cast("float64") / m._out, switch=switch).drop("_out")
+    m = m.mutate(share=m["count"].cast("float64") / m._out,
+                 switch=m.switches > 0).drop("_out")
     matrix = m.order_by(["source", ibis.desc("count"), "target"]).to_pyarrow()
 
     j = select_journeys(ws, flt)
