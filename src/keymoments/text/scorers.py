@@ -19,7 +19,7 @@ changed model directory (different files or sizes) is scored anew.
 >>> load_scorer("multilingual").name
 'e5-head-v1'
 >>> load_scorer("keymoments.valence.text:LexiconScorer").name
-'lexicon-v3'
+'lexicon-v4'
 """
 
 from __future__ import annotations

@@ -37,7 +37,8 @@ _POSITIVE = """
 good great excellent perfect fast love loved amazing happy helpful thanks thank recommend
 easy friendly quick satisfied awesome wonderful best nice smooth
 bom boa ótimo otimo ótima excelente perfeito rápido rapido rápida adorei recomendo
-obrigado obrigada satisfeito feliz lindo top
+obrigado obrigada satisfeito satisfeita feliz lindo top gostei amei parabéns parabens
+maravilhoso maravilhosa
 bueno buena excelente perfecto rápido rapido encantó gracias recomiendo fácil amable
 bon bonne excellent parfait rapide merci recommande facile aimable satisfait génial
 gut super schnell toll danke empfehle einfach freundlich zufrieden perfekt
@@ -47,7 +48,8 @@ _NEGATIVE = """
 bad terrible awful slow late broken never worst rude angry disappointed problem wrong
 missing damaged refund waited waiting hate useless poor cancel cancelled unacceptable
 ruim péssimo pessimo péssima atrasado atrasou atraso quebrado quebrada nunca pior
-demorou demora errado faltando defeito problema não nao cancelado insatisfeito
+demorou demora errado faltando defeito defeituoso avariado problema não nao cancelado
+insatisfeito
 malo mala terrible tarde roto nunca peor lento problema decepcionado
 mauvais mauvaise terrible retard cassé jamais pire lent problème déçu
 schlecht langsam spät kaputt nie schlimmste problem enttäuscht
@@ -73,7 +75,7 @@ _NEGATORS = {
     "niet", "geen", "nooit", "zonder",
 }
 _SCOPE = 3
-_TOKEN = re.compile(r"\w+|[.!?;:,]", re.UNICODE)
+_TOKEN = re.compile(r"\w+|[.!?;:,/]", re.UNICODE)  # a slash ends a clause too
 _CJK = re.compile(r"[\u3040-\u30ff\u4e00-\u9fff]")
 
 
@@ -91,9 +93,14 @@ class LexiconScorer:
     ...                         "nunca tive problema, chegou rápido", "nunca chegou",
     ...                         "not bad. terrible"], [None] * 4)]
     [-1.0, 1.0, -1.0, 0.0]
+
+    A slash ends a clause: the negator before it turns nothing after it.
+
+    >>> [v for v, _ in s.score(["ikf niet / te laat verwerkt"], ["nl"])]
+    [-1.0]
     """
 
-    name = "lexicon-v3"
+    name = "lexicon-v4"
 
     def __init__(self) -> None:
         self._pos = set(_POSITIVE) - _NEGATORS
