@@ -27,6 +27,9 @@ if TYPE_CHECKING:
 __all__ = ["feedback_texts", "person_languages", "language_quality", "feedback_themes",
            "FeedbackThemes", "rating_text_disagreements"]
 
+#: below this detection confidence a text takes its event's language, when it has one
+MIN_CONFIDENCE = 0.5
+
 
 def _detector(ws: Workspace) -> LanguageDetector:
     return LanguageDetector(ws.config.text.languages or DEFAULT_LANGUAGES)
@@ -80,13 +83,12 @@ def feedback_themes(ws: Workspace, embedder=None, k: int | None = None) -> Feedb
     rows = feedback_texts(ws)
     rows = rows.filter(pc.invert(pc.is_null(rows.column("text"))))
     texts = rows.column("text").to_pylist()
-    # the language the data gives (a mapped or posted one), else the detected one
+    # the detected language; when detection is unsure (a word or two: 'Top', 'otimo'),
+    # the event's own language if it has one (which may be the contact's, not the
+    # text's: a confident detection wins)
     given = rows.column("language").to_pylist()
-    missing = [i for i, g in enumerate(given) if not g]
-    found = _detector(ws).detect([texts[i] for i in missing]) if missing else []
-    langs = list(given)
-    for i, (lang, _) in zip(missing, found):
-        langs[i] = lang
+    langs = [lang if conf >= MIN_CONFIDENCE or not g else g
+             for (lang, conf), g in zip(_detector(ws).detect(texts), given)]
     ts: ThemeSet = find_themes(texts, langs, rows.column("event_id").to_pylist(),
                                embedder=embedder, k=k or ws.config.text.n_themes,
                                taxonomy=ws.config.text.themes or None)
