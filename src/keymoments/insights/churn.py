@@ -79,7 +79,8 @@ def churn_table(ws: Workspace, *, by: str | None = None, kind: str = "contractua
     if tenure_measure:
         m = _q(tenure_measure)
         known = [r[0] for r in ws.con.execute(
-            "SELECT DISTINCT unnest(map_keys(measures)) FROM events ORDER BY 1 LIMIT 50").fetchall()]
+            "SELECT DISTINCT unnest(map_keys(measures)) FROM events ORDER BY 1 LIMIT 50"
+        ).fetchall()]
         if tenure_measure not in known:
             raise KeymomentsError(
                 f"no event has the measure {tenure_measure!r} (--tenure-measure); measures in "
@@ -220,7 +221,8 @@ def churn(ws: Workspace, *, by: str | None = None, kind: str = "contractual",
             "event was their last, or their churn): the curves say little about when people "
             "leave; use a tenure measure (--tenure-measure) or data with history per person")
     meta = {"kind": kind if not tenure_measure else f"contractual (tenure from {tenure_measure})",
-            "warnings": warnings, "by": by, "churn_events": churn_events or "stage churn", "n": int(len(T)), "churned": int(E.sum()), "unit_days": unit_days,
+            "warnings": warnings, "by": by, "churn_events": churn_events or "stage churn",
+            "n": int(len(T)), "churned": int(E.sum()), "unit_days": unit_days,
             "inactive_days": inactive_days if kind == "inactivity" else None,
             "reference_group": str(reference), "logrank": logrank, "confidence": confidence,
             "groups_dropped": [str(g) for g in dropped], "min_group": min_group,

@@ -71,7 +71,8 @@ def _trigger_sql(rule: ActionRule, catch_all: str, as_of: str,
     when = (f"CASE WHEN j.status = 'abandoned' THEN j.end_ts + to_microseconds(CAST("
             f"CASE j.journey_type {after} ELSE 0 END AS BIGINT)) ELSE j.end_ts END"
             if after else "j.end_ts")
-    return (f"SELECT j.journey_id, NULL::VARCHAR AS event_id, {when} AS trigger_ts FROM {journeys} j "
+    return (f"SELECT j.journey_id, NULL::VARCHAR AS event_id, {when} AS trigger_ts "
+            f"FROM {journeys} j "
             f"WHERE j.journey_type IN (SELECT unnest({_list(types)})) AND (j.status = 'abandoned' "
             f"OR (j.status = 'completed' AND NOT EXISTS (SELECT 1 FROM {moments} r "
             f"WHERE r.journey_id = j.journey_id AND r.kind = 'resolution')))")

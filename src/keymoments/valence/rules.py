@@ -148,7 +148,8 @@ def _interruptions(e: ir.Table, rule: ValenceRule) -> ir.IntegerValue:
     an interruption (transfer, reopening) or an earlier resolution (a ticket
     resolved twice was not fixed the first time). Summed up to a resolution, minus
     the resolution itself (:func:`_resolution`): the interruptions before it."""
-    return (e.event_type.isin(rule.interrupting) | e.event_type.isin(rule.event_types)).cast("int64")
+    return (e.event_type.isin(rule.interrupting)
+            | e.event_type.isin(rule.event_types)).cast("int64")
 
 
 def add_window_inputs(e: ir.Table, rules: list[ValenceRule]) -> ir.Table:
