@@ -114,3 +114,13 @@ def test_conformance_to_the_designed_ticket_flow(helpdesk):
                                                              "Assign seriousness")
     assert c.summary.meta["share_conforming"] == pytest.approx(
         want[("conforms", None, None)] / len(cases))
+
+
+def test_a_misspelt_around_activity_is_an_error_naming_the_label(helpdesk):
+    """'wait' is not the log's 'Wait': an error with the label, not an empty list."""
+    ws, _ = helpdesk
+    with pytest.raises(km.KeymomentsError, match="did you mean.*'Wait'"):
+        km.variants(ws, around="wait")
+    with pytest.raises(km.KeymomentsError, match="0 or more"):
+        km.variants(ws, around="Wait", before=-1)
+    assert len(km.variants(ws, around="Wait").variants) > 0

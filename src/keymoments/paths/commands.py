@@ -80,7 +80,8 @@ def register(main: click.Group) -> None:
     @click.option("--level", type=click.Choice(_LEVELS), default="event_type", show_default=True)
     @_filters
     @click.option("--min-edge-count", default=1, show_default=True, help="Drop rarer edges.")
-    @click.option("--top-variants", type=int, help="Only journeys of the N most frequent paths.")
+    @click.option("--top-variants", type=click.IntRange(min=1),
+                  help="Only journeys of the N most frequent paths.")
     @click.option("--collapse", is_flag=True, help="Merge runs of the same label.")
     @click.option("--dot", type=click.Path(dir_okay=False), help="Also write the map as Graphviz DOT.")
     @click.option("--json", "as_json", is_flag=True, help="Print the edges as JSON lines.")
@@ -105,8 +106,10 @@ def register(main: click.Group) -> None:
     @click.option("--level", type=click.Choice(_LEVELS), default="event_type", show_default=True)
     @_filters
     @click.option("--around", help="Paths before and after this activity's first occurrence.")
-    @click.option("--before", default=3, show_default=True)
-    @click.option("--after", default=3, show_default=True)
+    @click.option("--before", default=3, show_default=True, type=click.IntRange(min=0),
+                  help="Steps before the activity.")
+    @click.option("--after", default=3, show_default=True, type=click.IntRange(min=0),
+                  help="Steps after the activity.")
     @click.option("--flows", is_flag=True, help="Print the Sankey flows instead.")
     @click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
     @click.option("--limit", default=20, show_default=True)
@@ -125,8 +128,10 @@ def register(main: click.Group) -> None:
         cols = None if flows else (["path"] if around is None else ["before", "after"]) + [
             "journeys", "share", "mean_outcome", "share_completed", "median_duration_s"]
         shown = {c: (lambda p: " > ".join(p)) for c in ("path", "before", "after")}
+        title = (f"{len(result):,} flows" if flows
+                 else f"{v.variants.meta['n_variants']:,} variants")
         cli._print_result(result, columns=cols, limit=limit, full=("path", "before", "after"),
-                          shown=shown, title=f"{v.variants.meta['n_variants']:,} variants")
+                          shown=shown, title=title)
 
     @main.command("conformance")
     @click.argument("design")
@@ -146,7 +151,11 @@ def register(main: click.Group) -> None:
             return
         m = c.summary.meta
         share = "-" if m["share_conforming"] is None else f"{m['share_conforming']:.1%}"
-        cli.console.print(f"{m['journeys']:,} journeys; {share} follow '{m['design']}'")
+        low, high = m["share_conforming_ci95"]
+        ci = "" if low is None else f" (95% {low:.1%} to {high:.1%})"
+        done = m["share_conforming_finished"]
+        fin = "" if done is None else f"; {done:.1%} of the finished ones"
+        cli.console.print(f"{m['journeys']:,} journeys; {share}{ci} follow '{m['design']}'{fin}")
         cli._print_result(c.deviations, limit=limit, title="where journeys leave it",
                           columns=["kind", "after", "activity", "expected", "journeys", "share",
                                    "mean_outcome", "outcome_vs_conforming", "median_then_s"])

@@ -85,7 +85,7 @@ def export_log(ws: Workspace, path: str | Path, *, fmt: Literal["xes", "csv"] | 
     fmt = fmt or path.suffix.lstrip(".").lower()
     if fmt not in ("xes", "csv"):
         raise KeymomentsError(f"cannot export an event log as {fmt!r} ({path}): use a .xes or "
-                              ".csv file name, or fmt='xes' / 'csv'")
+                              ".csv file name, or the format: --format xes|csv (Python: fmt='xes' / 'csv')")
     flt = _filter(filter, filters)
     batches = _rows(ws, flt, level).to_pyarrow_batches(chunk_size=100_000)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import ibis
 import pyarrow as pa
 
+from ..errors import KeymomentsError
 from ..results import Result
 from .dfg import _filter, labelled
 from .selection import JourneyFilter, Level, activity, journey_events, select_journeys
@@ -120,6 +121,8 @@ def variants(ws: Workspace, *, level: Level = "event_type", filter: JourneyFilte
     (0, 'payment_failed')
     >>> ws.close()
     """
+    if before < 0 or after < 0:
+        raise KeymomentsError(f"before and after count steps: 0 or more (not {before}, {after})")
     flt = _filter(filter, filters)
     je = journey_events(ws, flt)
     t = labelled(je, level, collapse)
@@ -156,6 +159,8 @@ def variants(ws: Workspace, *, level: Level = "event_type", filter: JourneyFilte
     var = var.mutate(share=var.journeys.cast("float64") / total)
     table = var.order_by([ibis.desc("journeys"), *keys]).to_pyarrow()
     n_variants = table.num_rows
+    if around is not None and not n_variants:
+        _unknown_activity(t, around, level)
     n_journeys = int(table.column("journeys").to_numpy().sum()) if n_variants else 0
     if limit is not None:
         table = table.slice(0, limit)
@@ -170,6 +175,23 @@ def variants(ws: Workspace, *, level: Level = "event_type", filter: JourneyFilte
     return Variants(Result(table, meta), Result(links, {"level": level, "around": around,
                                                          "depth": depth if around is None else None,
                                                          "filters": flt.active()}))
+
+
+def _unknown_activity(t, around: str, level: str) -> None:
+    """The error for an ``around`` activity no selected journey has, naming the
+    closest labels there (the match is exact: 'wait' is not 'Wait'); none when no
+    journey is selected."""
+    import difflib
+
+    labels = t.group_by("activity").aggregate(n=t.count()).order_by(ibis.desc("n")).limit(500)
+    known = [x for x in labels.to_pyarrow().column("activity").to_pylist() if x is not None]
+    if not known:  # no journeys selected at all: an empty answer, as elsewhere
+        return
+    close = difflib.get_close_matches(around, known, n=3, cutoff=0.6)
+    close += [k for k in known if k.lower() == around.lower() and k not in close]
+    hint = f"did you mean {', '.join(map(repr, close))}? " if close else ""
+    raise KeymomentsError(f"no selected journey has the {level} {around!r} to look around: "
+                          f"{hint}(the most frequent: {', '.join(known[:8]) or 'none'})")
 
 
 def _with_lists(table: pa.Table, keys: list[str], around: str | None) -> pa.Table:
