@@ -622,3 +622,51 @@ sources:
     assert set(ft.assignments.data.column("language").to_pylist()) == {"pt"}
     assert ft.valleys.meta["n_valley_texts"] == 0
     assert "no valley moment has a text" in ft.valleys.meta["hint"]
+
+
+def test_themes_show_the_mean_valence_of_their_texts(make_workspace):
+    """Planted: six 'chegou antes do prazo' reviews at 5 stars and six 'atrasou' ones
+    at 1 star; pinned themes 'early' and 'late': their mean valence reads them apart
+    (each the mean of its own events' valences, read back from the store)."""
+    from keymoments.text.feedback import feedback_themes
+
+    lines = ["customer,ts,event_type,order,stars,comment"]
+    for i in range(12):
+        early = i % 2 == 0
+        lines.append(f"c{i},2024-01-01T10:00:00Z,order_placed,o{i},,")
+        good = ["chegou antes do prazo, gostei", "entregue antes do prazo, produto lindo",
+                "veio antes do prazo, embalagem perfeita"]
+        bad = ["atrasou muito, ruim", "pedido atrasado e caixa amassada",
+               "entrega atrasada, vendedor sem resposta"]
+        text = (good if early else bad)[i // 2 % 3]
+        lines.append(f'c{i},2024-01-05T10:00:00Z,review_submitted,o{i},{5 if early else 1},"{text}"')
+    config = """
+name: themes
+sources:
+  events:
+    path: events.csv
+    identifiers: {customer_id: customer}
+    event_type: event_type
+    ts: ts
+    refs: {order: order}
+    rating: {column: stars, scale: stars5}
+    text: comment
+    language: {value: pt}
+text:
+  themes:
+    early: {pt: [antes do prazo]}
+    late: {pt: [atras]}
+"""
+    ws = make_workspace(config, {"events.csv": "\n".join(lines) + "\n"})
+    ws.ingest("events")
+    ws.build()
+    rows = {r["theme"]: r for r in feedback_themes(ws, k=2).valleys.to_pylist()
+            if r["kind"] == "pinned"}
+    stored = dict(ws.con.execute("""
+        SELECT CASE WHEN e.text LIKE '%antes do prazo%' THEN 'early' ELSE 'late' END,
+               avg(je.valence)
+        FROM journey_events je JOIN events e USING (event_id) WHERE e.text IS NOT NULL
+        GROUP BY 1""").fetchall())
+    assert rows["early"]["texts"] == rows["late"]["texts"] == 6
+    assert rows["early"]["mean_valence"] == pytest.approx(stored["early"]) and stored["early"] > 0
+    assert rows["late"]["mean_valence"] == pytest.approx(stored["late"]) and stored["late"] < 0

@@ -68,9 +68,11 @@ def language_quality(ws: Workspace) -> LanguageQuality:
 @dataclass
 class FeedbackThemes:
     """``themes``/``assignments`` as :class:`~keymoments.text.themes.ThemeSet`;
-    ``valleys``: per theme (automatic and pinned), how many valley moments carry a
-    text of that theme, their mean valence and the theme's lift among valleys
-    (share of valley texts / share of all texts)."""
+    ``valleys``: per theme (automatic and pinned), the mean valence of its texts'
+    events (praise and complaint read apart: a theme of "prazo" catches "antes do
+    prazo" too), how many valley moments carry a text of that theme, their mean
+    valence and the theme's lift among valleys (share of valley texts / share of all
+    texts)."""
 
     themes: Result
     assignments: Result
@@ -106,16 +108,18 @@ def feedback_themes(ws: Workspace, embedder=None, k: int | None = None) -> Feedb
             members = [r for r in a if r[key] == name]
             in_valleys = [r for r in members if r["text_id"] in valley_ids]
             vals = [valence[r["text_id"]] for r in in_valleys if valence[r["text_id"]] is not None]
+            every = [valence[r["text_id"]] for r in members if valence[r["text_id"]] is not None]
             share_all = len(members) / n_all if n_all else 0.0
             share_val = len(in_valleys) / n_val if n_val else 0.0
             out.append({"theme": name, "kind": kind, "texts": len(members),
+                        "mean_valence": sum(every) / len(every) if every else None,
                         "valleys": len(in_valleys),
                         "valley_valence": sum(vals) / len(vals) if vals else None,
                         "lift": share_val / share_all if share_all and n_val else None})
     out.sort(key=lambda r: (-r["valleys"], r["kind"], r["theme"]))
     valleys = Result(pa.Table.from_pylist(out, schema=pa.schema([
         ("theme", pa.string()), ("kind", pa.string()), ("texts", pa.int64()),
-        ("valleys", pa.int64()), ("valley_valence", pa.float64()), ("lift", pa.float64())])),
+        ("mean_valence", pa.float64()), ("valleys", pa.int64()), ("valley_valence", pa.float64()), ("lift", pa.float64())])),
         {"n_texts": n_all, "n_valley_texts": n_val,
          "hint": None if n_val or not n_all else (
              "no valley moment has a text (the valleys are events without one, such as "
