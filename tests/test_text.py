@@ -670,3 +670,14 @@ text:
     assert rows["early"]["texts"] == rows["late"]["texts"] == 6
     assert rows["early"]["mean_valence"] == pytest.approx(stored["early"]) and stored["early"] > 0
     assert rows["late"]["mean_valence"] == pytest.approx(stored["late"]) and stored["late"] < 0
+
+
+def test_a_text_the_model_cannot_place_gets_no_language():
+    """'Bom' alone is equally likely in every candidate language (the model's
+    probability is 1/28 for each): no language, not the first candidate (Arabic)."""
+    from keymoments.text.language import DEFAULT_LANGUAGES, LanguageDetector
+
+    d = LanguageDetector()
+    ranked = d._load().rank("Bom")
+    assert max(p for _, p in ranked) == pytest.approx(1 / len(DEFAULT_LANGUAGES), rel=1e-3)
+    assert [lang for lang, _ in d.detect(["Bom", "Muito bom, recomendo"])] == [None, "pt"]

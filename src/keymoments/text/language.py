@@ -4,12 +4,14 @@ Texts are identified with the naive-Bayes model that ships inside ``py3langid``
 (BSD-3-Clause; no download), restricted to a set of candidate languages: the
 full 97-language set confuses short Portuguese with Galician and short Spanish
 with Catalan, while a company knows which languages its customers write in.
-Texts with fewer than three letters get no language.
+Texts with fewer than three letters get no language, nor texts the model cannot
+place (probability under :data:`MIN_PROBABILITY`: 'Bom' alone is equally likely in
+every candidate language).
 
 >>> d = LanguageDetector()
 >>> [lang for lang, _ in d.detect(["Chegou antes do prazo, adorei", "Arrived late and broken",
-...                                  "質問があります", "快递太慢了", "ok"])]
-['pt', 'en', 'ja', 'zh', None]
+...                                  "質問があります", "快递太慢了", "ok", "Bom"])]
+['pt', 'en', 'ja', 'zh', None, None]
 
 A person's preferred language is the explicit one when a source gives it
 (``attributes['preferred_language']``, the latest wins), else the language they
@@ -35,6 +37,8 @@ __all__ = ["LanguageDetector", "detect_languages", "preferred_languages", "DEFAU
 DEFAULT_LANGUAGES = ("en", "pt", "es", "fr", "de", "it", "nl", "ja", "zh", "ko", "ru", "pl",
                      "tr", "ar", "sv", "da", "no", "fi", "cs", "el", "he", "hi", "id", "vi", "th",
                      "uk", "ro", "hu")
+#: below this probability a text gets no language (the model cannot tell)
+MIN_PROBABILITY = 0.1
 _LETTERS = re.compile(r"[^\W\d_]", re.UNICODE)
 _KANA = re.compile(r"[\u3040-\u30ff]")
 _HAN = re.compile(r"[\u4e00-\u9fff]")
@@ -78,7 +82,9 @@ class LanguageDetector:
             elif lang == "ja" and _HAN.search(text) and not _KANA.search(text) and (
                     not self.candidates or "zh" in self.candidates):
                 lang = "zh"
-            out.append((str(lang), float(prob)))
+            # a near-uniform answer is no answer: 'Bom' alone scores 1/28 for every
+            # candidate, and the first of them (Arabic) came out
+            out.append((str(lang) if prob >= MIN_PROBABILITY else None, float(prob)))
         return out
 
 
@@ -124,8 +130,8 @@ def preferred_languages(rows: pa.Table, detector: LanguageDetector | None = None
     >>> [(x["person_id"], x["preferred_language"], x["basis"]) for x in r.to_pylist()]
     [('a', 'pt', 'written'), ('b', 'fr', 'explicit')]
     >>> short = pa.table({"person_id": ["c", "c"], "ts": t[:2], "text": ["Bom", "Recebi"]})
-    >>> detect_languages(short.column("text").to_pylist())  # too short to tell
-    ['ar', 'tr']
+    >>> detect_languages(short.column("text").to_pylist())  # too short: none, or a wrong one
+    [None, 'tr']
     >>> short = short.append_column("language", pa.array(["pt", "PT"]))
     >>> preferred_languages(short).to_pylist()[0]["preferred_language"]
     'pt'
