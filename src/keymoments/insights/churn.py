@@ -36,7 +36,7 @@ import pyarrow.compute as pc
 
 from ..errors import KeymomentsError, MissingExtraError
 from ..results import Result
-from .dimensions import check_dimension, column_name, dimension_sql
+from .dimensions import check_dimension, column_name, dimension_sql, event_keys
 
 if TYPE_CHECKING:
     from ..store.workspace import Workspace
@@ -78,13 +78,11 @@ def churn_table(ws: Workspace, *, by: str | None = None, kind: str = "contractua
     end = "(SELECT max(ts) FROM events)"
     if tenure_measure:
         m = _q(tenure_measure)
-        known = [r[0] for r in ws.con.execute(
-            "SELECT DISTINCT unnest(map_keys(measures)) FROM events ORDER BY 1 LIMIT 50"
-        ).fetchall()]
+        known = event_keys(ws, "measures")
         if tenure_measure not in known:
             raise KeymomentsError(
                 f"no event has the measure {tenure_measure!r} (--tenure-measure); measures in "
-                f"the events: {', '.join(known) or 'none'}")
+                f"the events: {', '.join(known[:20]) or 'none'}")
         dur = f"max(e.measures[{m}])"
         ev = f"max(CASE WHEN {is_churn} THEN 1 ELSE 0 END)"
         base = (f"SELECT e.person_id, {dur} AS duration, {ev} AS churned FROM events e "

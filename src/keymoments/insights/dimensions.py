@@ -31,7 +31,8 @@ import re
 from ..errors import KeymomentsError
 from ..sql import literal
 
-__all__ = ["DIMENSIONS", "PERIODS", "dimension_sql", "period_sql", "check_dimension", "column_name"]
+__all__ = ["DIMENSIONS", "PERIODS", "dimension_sql", "period_sql", "check_dimension", "column_name",
+           "event_keys"]
 
 #: Journey-level dimensions computed from the journey's events.
 _FROM_EVENTS = {
@@ -49,6 +50,15 @@ _FROM_PERSON = {
 DIMENSIONS = (*_FROM_EVENTS, *_FROM_JOURNEY, *_FROM_PERSON)
 PERIODS = ("day", "week", "month", "quarter", "year")
 _ATTR = re.compile(r"^attr:([A-Za-z0-9_\-.]+)$")
+
+
+def event_keys(ws, column: str) -> list[str]:
+    """The keys the events' map ``column`` (``attributes``, ``measures``) holds, sorted:
+    to name the ones there when a key asked for is none of them."""
+    if column not in ("attributes", "measures", "refs", "identifiers"):
+        raise ValueError(f"not a map column of events: {column!r}")
+    return [r[0] for r in ws.con.execute(
+        f"SELECT DISTINCT unnest(map_keys({column})) AS k FROM events ORDER BY k").fetchall()]
 
 
 def column_name(dim: str) -> str:

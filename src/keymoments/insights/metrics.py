@@ -43,7 +43,7 @@ import pyarrow as pa
 from ..errors import KeymomentsError
 from ..results import Result
 from . import intervals as iv
-from .dimensions import column_name, dimension_sql, period_sql
+from .dimensions import column_name, dimension_sql, event_keys, period_sql
 
 if TYPE_CHECKING:
     from ..store.workspace import Workspace
@@ -87,8 +87,7 @@ def _unknown_attributes(ws: Workspace, dims: list[str]) -> list[str]:
     asked = [d.split(":", 1)[1] for d in dims if d.startswith("attr:")]
     if not asked:
         return []
-    known = [r[0] for r in ws.con.execute(
-        "SELECT DISTINCT unnest(map_keys(attributes)) AS k FROM events ORDER BY k").fetchall()]
+    known = event_keys(ws, "attributes")
     return [f"no event has the attribute {k!r}, so every unit is in one group without a "
             f"value; attributes in the events: {', '.join(known[:20]) or 'none'}"
             for k in asked if k not in known]

@@ -226,15 +226,16 @@ def _known_query(request: Request) -> None:
                            details)
 
 
-def _refuse_future(events: list, max_future: float, loc: list[str]) -> None:
+def _refuse_future(events: list, max_future: float, batch: bool) -> None:
     """422 when an event is timed more than ``max_future`` seconds after now: one
-    event from a wrong clock would make every journey look idle until its time."""
+    event from a wrong clock would make every journey look idle until its time.
+    ``batch``: the events are a batch's (``body.events.<i>``), else one body."""
     from datetime import datetime, timedelta, timezone
 
     limit = datetime.now(timezone.utc) + timedelta(seconds=max_future)
     late = [(i, e.ts) for i, e in enumerate(events) if e.ts > limit]
     if late:
-        details = [{"loc": [*loc, *([str(i)] if loc[-1] == "events" else []), "ts"],
+        details = [{"loc": [*(["body", "events", str(i)] if batch else ["body"]), "ts"],
                     "msg": f"{ts.isoformat()} is in the future (more than service.max_future, "
                            f"{max_future:g} s, after the service's clock)",
                     "type": "future"} for i, ts in late]
@@ -347,7 +348,7 @@ def create_app(path: str = ".", runtime: LiveRuntime | None = None) -> FastAPI:
     def post_event(event: PostedEvent, wait: bool = False, key=require("write")):
         """Ingest one event. ``wait=true`` returns after its journeys, moments and
         actions are updated."""
-        _refuse_future([event], rt().ws.config.service.max_future, ["body"])
+        _refuse_future([event], rt().ws.config.service.max_future, batch=False)
         return rt().ingest([event], wait=wait)
 
     @app.post("/v1/events/batch", status_code=202, tags=["events"])
@@ -357,7 +358,7 @@ def create_app(path: str = ".", runtime: LiveRuntime | None = None) -> FastAPI:
         limit = rt().ws.config.service.max_batch
         if len(batch.events) > limit:
             raise ServiceError(413, f"{len(batch.events)} events is above service.max_batch ({limit})")
-        _refuse_future(batch.events, rt().ws.config.service.max_future, ["body", "events"])
+        _refuse_future(batch.events, rt().ws.config.service.max_future, batch=True)
         return rt().ingest(batch.events, wait=wait)
 
     @app.get("/v1/loads/{load_id}", tags=["events"])
