@@ -131,16 +131,20 @@ def run(path: str, timings: dict[str, float] | None = None) -> dict[str, pd.Data
     df["valence"] = (num / den.where(den > 0)).clip(-1, 1)
     lap("valence")
 
-    # ---- moment candidates: scored, not feedback, before the first rated feedback
+    # ---- moments: the journey's scored events, not feedback
     is_fb = df["stage"].eq("feedback")
-    first_fb = df["seq"].where(is_fb & df["v_feedback"].notna()).groupby(df["journey"]).transform("min")
-    cand = df[df["valence"].notna() & ~is_fb & (first_fb.isna() | (df["seq"] < first_fb))]
-    g = cand.groupby("journey")
-    picks = {"first_impression": g["seq"].idxmin(), "farewell": g["seq"].idxmax(),
-             "peak": g["valence"].idxmax(), "valley": g["valence"].idxmin()}  # first = earliest
+    whole = df[df["valence"].notna() & ~is_fb]
+    gm = whole.groupby("journey")
+    moment_ix = {"first_impression": gm["seq"].idxmin(), "farewell": gm["seq"].idxmax(),
+                 "peak": gm["valence"].idxmax(), "valley": gm["valence"].idxmin()}  # first = earliest
     moments = pd.concat([df.loc[ix, ["journey", "jtype", "person", "row", "ts", "event_type",
                                      "stage", "channel", "agent", "valence"]].assign(kind=k)
-                         for k, ix in picks.items()], ignore_index=True)
+                         for k, ix in moment_ix.items()], ignore_index=True)
+    # the remembered score's inputs: the same, before the first rated feedback
+    first_fb = df["seq"].where(is_fb & df["v_feedback"].notna()).groupby(df["journey"]).transform("min")
+    cand = whole[first_fb.loc[whole.index].isna() | (whole["seq"] < first_fb.loc[whole.index])]
+    g = cand.groupby("journey")
+    picks = {"first_impression": g["seq"].idxmin(), "farewell": g["seq"].idxmax()}
     lap("moments")
 
     # ---- journeys table

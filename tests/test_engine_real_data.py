@@ -98,6 +98,48 @@ def test_marketplace_late_deliveries_are_valleys(make_workspace, shared_data):
         assert f"{abs(gap):.1f} days late" in v["reason"]
 
 
+def test_marketplace_late_deliveries_after_the_review_are_valleys(make_workspace, shared_data):
+    """Olist sends its review survey on the promised day, so a late order's review is
+    mostly written before the parcel arrives: the late delivery is still the
+    journey's valley (the moments span the whole journey), while the remembered
+    score's inputs stop at the review."""
+    ws = guide_workspace(make_workspace, shared_data, "olist_orders", "olist_reviews")
+    ws.ingest("olist_orders")
+    ws.ingest("olist_reviews")
+    ws.build()
+    with open(shared_data / "olist-sample/olist_orders_dataset.csv", newline="") as fh:
+        orders = {o["order_id"]: o for o in csv.DictReader(fh)}
+    with open(shared_data / "olist-sample/olist_order_reviews_dataset.csv", newline="",
+              encoding="utf-8") as fh:
+        reviews = [r for r in csv.DictReader(fh) if r["order_id"] in orders]
+    first_answer: dict[str, datetime] = {}  # the guide times a review by its answer
+    for r in reviews:
+        t = datetime.fromisoformat(r["review_answer_timestamp"])
+        first_answer[r["order_id"]] = min(t, first_answer.get(r["order_id"], t))
+    late_after_review = set()
+    for order_id, answered in first_answer.items():
+        o = orders[order_id]
+        if not o["order_delivered_customer_date"].strip():
+            continue
+        delivered = datetime.fromisoformat(o["order_delivered_customer_date"])
+        day = datetime.fromisoformat(o["order_estimated_delivery_date"]).date()
+        promised = datetime.combine(day + timedelta(days=1), time(0))  # both local times
+        if (delivered - promised).total_seconds() > 0.5 * 86400 and answered < delivered:
+            late_after_review.add(order_id)
+    assert len(late_after_review) >= 5
+    rows = ws.con.execute("""
+        SELECT j.journey_key, m.event_type, m.ts, j.outcome_ts, j.valley_v, m.valence
+        FROM journeys j JOIN moments m ON m.journey_id = j.journey_id AND m.kind = 'valley'
+        WHERE j.journey_type = 'purchase'""").fetchall()
+    valleys = {r[0]: r[1:] for r in rows}
+    for order_id in late_after_review:
+        event_type, ts, outcome_ts, valley_v, valence = valleys[order_id]
+        assert event_type == "order_delivered", order_id
+        assert outcome_ts is not None and ts > outcome_ts  # after the answer
+        # the remembered score's inputs saw only what came before the answer
+        assert valley_v is None or valley_v > valence
+
+
 def test_report_of_the_helpdesk_workspace(make_workspace, shared_data, tmp_path):
     """`keymoments report` on a real workspace: its journeys table against the file."""
     import statistics

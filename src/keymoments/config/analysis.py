@@ -210,7 +210,9 @@ class OutcomesConfig(Strict):
 
 class MomentsConfig(Strict):
     """Which events can be moments. Feedback is the outcome a journey is judged by,
-    so by default it is not itself a peak, valley or end."""
+    so by default it is not itself a peak, valley or end. The moments span the whole
+    journey, events after the answer included; the remembered score's inputs stop at
+    the answer."""
 
     exclude_stages: list[str] = Field(default_factory=lambda: ["feedback"])
 

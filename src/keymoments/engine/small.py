@@ -418,11 +418,13 @@ def _score(events: list[dict], config: Config,
 # ------------------------------------------------------------------- journeys
 
 
-def _candidates(rows: list[dict], exclude: set[str]) -> list[dict]:
+def _candidates(rows: list[dict], exclude: set[str], before_outcome: bool = True) -> list[dict]:
     """journey.summary.moment_candidates, for one journey's rows (by seq)."""
     def is_fb(e):
         return e.get("stage") is not None and e["stage"] in exclude
 
+    if not before_outcome:
+        return [e for e in rows if e["valence"] is not None and not is_fb(e)]
     first_fb = min((e["seq"] for e in rows if is_fb(e) and e["v_feedback"] is not None),
                    default=None)
     return [e for e in rows if e["valence"] is not None and not is_fb(e)
@@ -564,7 +566,7 @@ def _moments(by_journey: dict[str, list[dict]], je: list[dict], config: Config) 
     exclude = set(config.moments.exclude_stages)
     out = []
     for rows in by_journey.values():
-        c = _candidates(rows, exclude)
+        c = _candidates(rows, exclude, before_outcome=False)
         if c:
             out.append(_moment(c[0], "first_impression", "experience"))
             out.append(_moment(max(c, key=lambda e: (e["valence"], -e["seq"])), "peak",

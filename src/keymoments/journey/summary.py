@@ -59,10 +59,16 @@ def _channel_list(t: ir.Table, vocabulary: list[str]) -> ir.ArrayValue:
     return ibis.cases((ibis.or_(*flags), items.filter(lambda x: x.notnull())), else_=null_list)
 
 
-def moment_candidates(je: ir.Table, moments: MomentsConfig) -> ir.Table:
-    """Scored events that can be experience moments: a valence, not an excluded
-    stage, and before the journey's first feedback."""
+def moment_candidates(je: ir.Table, moments: MomentsConfig, *,
+                      before_outcome: bool = True) -> ir.Table:
+    """Scored events that can be experience moments: a valence and not an excluded
+    stage. ``before_outcome`` keeps only those before the journey's first rated
+    feedback (the remembered score's inputs, which must not see the answer they
+    predict); without it, the whole journey (its moments: a parcel delivered late
+    after the customer's review is still the journey's valley)."""
     is_fb = je.stage.isin(moments.exclude_stages).fill_null(False)
+    if not before_outcome:
+        return je.filter(je.valence.notnull() & ~is_fb)
     fb = je.filter(is_fb & je.v_feedback.notnull())  # the outcome: the first rated feedback
     first_fb = fb.group_by(_fj=fb.journey_id).aggregate(_first_fb=fb.seq.min())
     scored = je.filter(je.valence.notnull() & ~is_fb)

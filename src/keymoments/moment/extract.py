@@ -1,9 +1,13 @@
 """The moments of every journey (an Ibis expression).
 
-Experience moments come from the moment candidates (scored events before the
-outcome, outside excluded stages): the **first impression** (first), the **peak**
-(highest valence), the **valley** (lowest) and the **farewell** (last). Ties go
-to the earliest event. A journey with no scored event has none of them.
+Experience moments come from the journey's scored events outside the excluded
+stages (feedback: the answer about the journey is no step in it): the **first
+impression** (first), the **peak** (highest valence), the **valley** (lowest) and
+the **farewell** (last). They span the whole journey, events after the customer's
+answer included (a parcel delivered late after a review written on the promised
+day is still the valley); the remembered score's inputs on ``journeys``
+(``first_v`` ... ``end_v``) stop at the answer, which they predict. Ties go to the
+earliest event. A journey with no scored event has none of them.
 
 Business moments: the first event of the journey tagged with each key moment by
 the taxonomy (purchase, support, resolution, post_purchase, feedback, loyalty);
@@ -49,7 +53,7 @@ def moment_parts(je: ir.Table, moments: MomentsConfig,
     in one, whose branches run together and compete for memory: 10M events under
     a 3GB limit took 19.5 s in one statement, 10.6 s in four (the whole build
     121 -> 112 s)."""
-    c = moment_candidates(je, moments)
+    c = moment_candidates(je, moments, before_outcome=False)
     g = c.journey_id
     ranks = {
         "first_impression": ibis.window(group_by=g, order_by=[c.seq]),
