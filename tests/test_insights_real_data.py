@@ -219,6 +219,37 @@ def test_marketplace_late_delivery_is_a_top_root_cause_of_low_reviews(tmp_path):
     ws.close()
 
 
+def test_star_ratings_are_a_metric_of_their_own(tmp_path):
+    """The marketplace's reviews are star ratings (stars5): ``stars`` gives their mean
+    with its t interval and the share of 4-5 stars with its Wilson interval (oracles:
+    the review file, scipy and statsmodels), and the report shows both."""
+    from scipy import stats
+    from statsmodels.stats.proportion import proportion_confint
+
+    from keymoments.insights.report import insight_sections
+
+    ws = guide_workspace(tmp_path / "olist", "olist_reviews")
+    ws.ingest()
+    ws.build()
+    with open(DATA / "olist-sample/olist_order_reviews_dataset.csv", newline="", encoding="utf-8") as fh:
+        scores = np.array([float(r["review_score"]) for r in csv.DictReader(fh)])
+    r = km.metrics(ws, "stars")
+    o, n, top = r.meta["overall"], len(scores), int((scores >= 4).sum())
+    assert o["n"] == n and r.meta["scale"] == "1..5"
+    assert o["value"] == pytest.approx(scores.mean())
+    want = stats.t.interval(0.95, n - 1, loc=scores.mean(), scale=stats.sem(scores))
+    assert (o["low"], o["high"]) == pytest.approx(want)
+    assert o["share_top2"] == pytest.approx(top / n)
+    assert (o["share_top2_low"], o["share_top2_high"]) == pytest.approx(
+        proportion_confint(top, n, method="wilson"))
+    row = r.to_pylist()[0]
+    assert row["share_top2"] == pytest.approx(top / n) and "share_easy" not in row
+    assert sum(x["n"] for x in km.metrics(ws, "stars", period="month").to_pylist()) == n
+    shown = next(x for x in insight_sections(ws)[0]["rows"] if x["metric"] == "stars")
+    assert shown["value"] == f"{scores.mean():.2f} / 5 ({100 * top / n:.1f}% 4-5 stars)"
+    ws.close()
+
+
 def test_the_guides_seller_funnel_joins_each_lead_to_its_deal(tmp_path, shared_data):
     """With the guide's lead journeys, a deal follows its lead's first contact in one
     journey: the directly-follows edges counted by hand from the two CSV files."""

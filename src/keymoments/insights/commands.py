@@ -35,9 +35,9 @@ def register(main: click.Group) -> None:
     from ..cli import _workspace, console
 
     @main.command()
-    @click.argument("metric", type=click.Choice(["csat", "nps", "ces", "churn", "repeat_purchase",
-                                                 "conversion", "fcr", "first_response",
-                                                 "resolution_time"]))
+    @click.argument("metric", type=click.Choice(["csat", "nps", "ces", "stars", "churn",
+                                                 "repeat_purchase", "conversion", "fcr",
+                                                 "first_response", "resolution_time"]))
     @click.option("--by", multiple=True, help="Dimension: channel, agent, language, stage, "
                   "journey_type, status, segment, discovery or attr:<key> (repeatable).")
     @click.option("--period", type=click.Choice(["day", "week", "month", "quarter", "year"]))
@@ -61,8 +61,12 @@ def register(main: click.Group) -> None:
         if not as_json and o.get("value") is not None:
             console.print(f"{metric}: {o['value']:.3g} (95% {o['low']:.3g} to {o['high']:.3g}), "
                           f"n = {o['n']:,}; {r.meta['definition']}")
+        from .metrics import METRICS
+
+        share = METRICS[metric].share
         _emit(r, as_json, [*r.meta["by"], *(["period"] if period else []), "n", "value", "low",
-                           "high", "p_adjusted", "differs", "small_sample"], groups=r.meta["by"])
+                           "high", *([share[0]] if share else []), "p_adjusted", "differs",
+                           "small_sample"], groups=r.meta["by"])
 
     @main.command()
     @click.option("--outcome", type=click.Choice(["feedback", "remembered", "nps", "csat",

@@ -15,6 +15,7 @@ metric                 unit                             value
 ``csat``               CSAT answers (csat5)             share of the top two boxes (4-5)
 ``nps``                NPS answers (nps10)              % promoters (9-10) - % detractors (0-6)
 ``ces``                CES answers (ces7, 7 = easy)     mean; ``share_easy`` = 5-7
+``stars``              star ratings (stars5: reviews)   mean; ``share_top2`` = 4-5 stars
 ``churn``              people                           share churned: a churn-stage event
                                                         (contractual) or, with
                                                         ``inactive_days``, no activity for that
@@ -61,12 +62,23 @@ class Metric:
     kind: str  # proportion | nps | mean | median
     definition: str
     unit: str
+    #: the rating scale of an ``answers`` metric
+    rating_scale: str | None = None
+    #: a mean's second figure: the share of answers at or above a value, by name
+    share: tuple[str, float] | None = None
+    #: the range of a mean (``meta["scale"]``)
+    range: str | None = None
 
 
 METRICS = {m.name: m for m in (
-    Metric("csat", "proportion", "share of CSAT answers in the top two boxes (4-5 of 5)", "answers"),
-    Metric("nps", "nps", "% promoters (9-10) minus % detractors (0-6) of NPS answers", "answers"),
-    Metric("ces", "mean", "mean CES answer (1-7, 7 = very easy); share_easy = answers 5-7", "answers"),
+    Metric("csat", "proportion", "share of CSAT answers in the top two boxes (4-5 of 5)", "answers",
+           "csat5"),
+    Metric("nps", "nps", "% promoters (9-10) minus % detractors (0-6) of NPS answers", "answers",
+           "nps10"),
+    Metric("ces", "mean", "mean CES answer (1-7, 7 = very easy); share_easy = answers 5-7", "answers",
+           "ces7", ("share_easy", 5), "1..7"),
+    Metric("stars", "mean", "mean star rating (1-5 stars, reviews); share_top2 = ratings of 4-5 "
+           "stars", "answers", "stars5", ("share_top2", 4), "1..5"),
     Metric("churn", "proportion", "share of people who churned", "people"),
     Metric("repeat_purchase", "proportion", "share of purchase journeys followed by another purchase "
            "within the repurchase window, of those whose window has passed", "journeys"),
@@ -134,15 +146,17 @@ def unit_sql(ws: Workspace, metric: str, dims: list[str], *, inactive_days: floa
     cols = cols + ", " if cols else ""
     m = METRICS[metric]
     if m.unit == "answers":
-        scale = {"csat": "csat5", "nps": "nps10", "ces": "ces7"}[metric]
-        y = {"csat": "CASE WHEN e.rating >= e.rating_max - 1 THEN 1.0 ELSE 0.0 END AS y",
-             "nps": "CASE WHEN e.rating >= 9 THEN 1.0 ELSE 0.0 END AS y, "
-                    "CASE WHEN e.rating <= 6 THEN 1.0 ELSE 0.0 END AS det",
-             "ces": "e.rating AS y, CASE WHEN e.rating >= 5 THEN 1.0 ELSE 0.0 END AS easy"}[metric]
+        if m.kind == "mean":
+            y = (f"e.rating AS y, CASE WHEN e.rating >= {float(m.share[1])} THEN 1.0 ELSE 0.0 END "
+                 "AS top")
+        else:
+            y = {"csat": "CASE WHEN e.rating >= e.rating_max - 1 THEN 1.0 ELSE 0.0 END AS y",
+                 "nps": "CASE WHEN e.rating >= 9 THEN 1.0 ELSE 0.0 END AS y, "
+                        "CASE WHEN e.rating <= 6 THEN 1.0 ELSE 0.0 END AS det"}[metric]
         return (f"SELECT {cols}e.ts AS _ts, {y} "
                 f"FROM events e JOIN journey_events je ON je.event_id = e.event_id "
                 f"JOIN ({dsql}) d ON d.journey_id = je.journey_id "
-                f"WHERE e.rating_scale = '{scale}' AND e.rating IS NOT NULL"), dims
+                f"WHERE e.rating_scale = '{m.rating_scale}' AND e.rating IS NOT NULL"), dims
     if metric == "churn":
         if inactive_days is None:
             y = ("CASE WHEN EXISTS (SELECT 1 FROM events c WHERE c.person_id = p.person_id "
@@ -202,7 +216,7 @@ def unit_sql(ws: Workspace, metric: str, dims: list[str], *, inactive_days: floa
 
 def _other_scales(ws: Workspace, metric: str) -> str:
     """Why a survey metric has no answers: the ratings there are, by scale."""
-    scale = {"csat": "csat5", "nps": "nps10", "ces": "ces7"}[metric]
+    scale = METRICS[metric].rating_scale
     found = ws.con.execute("SELECT rating_scale, count(*) FROM events WHERE rating IS NOT NULL "
                            "GROUP BY 1 ORDER BY 2 DESC").fetchall()
     there = (", ".join(f"{s} ({n:,})" for s, n in found) if found
@@ -275,14 +289,14 @@ def metrics(ws: Workspace, metric: str = "csat", *, by: str | list[str] | None =
         rows = ws.con.execute(f"SELECT {sel} FROM ({usql}) u {w}", params).to_arrow_table()
         data = _median_rows(rows, out_cols, confidence)
     else:
-        extra = {"nps": ", sum(det) AS det", "mean": ", sum(y * y) AS yy, sum(easy) AS easy"}.get(m.kind, "")
+        extra = {"nps": ", sum(det) AS det", "mean": ", sum(y * y) AS yy, sum(top) AS top"}.get(m.kind, "")
         sel = ", ".join(keys + ["count(*) AS n", "sum(y) AS k"]) + extra
         gb = f"GROUP BY {', '.join(group)} ORDER BY {', '.join(group)}" if group else ""
         rows = ws.con.execute(f"SELECT {sel} FROM ({usql}) u {w} {gb}", params).to_arrow_table()
         if not group and rows.num_rows == 1 and rows.column("n")[0].as_py() == 0:
             rows = rows.slice(0, 0)
-        data = _stat_rows(m.kind, rows, out_cols, confidence)
-    overall = _overall(m.kind, data, confidence)
+        data = _stat_rows(m, rows, out_cols, confidence)
+    overall = _overall(m, data, confidence)
     data = _compare(m.kind, data, names, bool(per), correction, confidence)
     n = int(sum(r["n"] for r in data))
     small = [r for r in data if r["n"] < min_n]
@@ -299,7 +313,7 @@ def metrics(ws: Workspace, metric: str = "csat", *, by: str | list[str] | None =
             "period": period, "n": n, "confidence": confidence, "correction": correction,
             "method": _METHOD[m.kind], "overall": overall, "min_n": min_n, "warnings": warnings,
             "scale": "-100..100" if m.kind == "nps" else ("hours" if m.kind == "median" else
-                                                          ("1..7" if m.kind == "mean" else "0..1"))}
+                                                          (m.range or "0..1"))}
     if metric == "churn":
         meta["churn_kind"] = "contractual" if inactive_days is None else f"inactive {inactive_days} days"
     return Result(table, meta)
@@ -309,12 +323,13 @@ _METHOD = {
     "proportion": "Wilson score interval; pooled two-proportion z-test (Fisher's exact test when "
                   "an expected count is under 5)",
     "nps": "adjusted-Wald interval on the multinomial difference; z-test on the NPS difference",
-    "mean": "Student t interval; Welch t-test (share_easy: Wilson)",
+    "mean": "Student t interval; Welch t-test (the share at or above a value: Wilson)",
     "median": "order-statistic (binomial) interval of the median; Mann-Whitney U test",
 }
 
 
-def _stat_rows(kind: str, rows: pa.Table, cols: list[str], confidence: float) -> list[dict]:
+def _stat_rows(m: Metric, rows: pa.Table, cols: list[str], confidence: float) -> list[dict]:
+    kind = m.kind
     out = []
     for r in rows.to_pylist():
         n, k = int(r["n"]), float(r["k"] or 0)
@@ -330,11 +345,9 @@ def _stat_rows(kind: str, rows: pa.Table, cols: list[str], confidence: float) ->
                        detractors=int(det))
         else:  # mean: k is the sum of answers
             value, low, high = iv.mean_interval(n, k, float(r["yy"] or 0), confidence)
-            easy = float(r["easy"] or 0)
-            elow, ehigh = iv.wilson(easy, n, confidence)
             row.update(value=value, low=low, high=high, _s=k, _ss=float(r["yy"] or 0),
-                       share_easy=easy / n if n else math.nan, share_easy_low=elow,
-                       share_easy_high=ehigh)
+                       _top=float(r["top"] or 0))
+            row.update(_share(m, row["_top"], n, confidence))
         out.append(row)
     return out
 
@@ -406,12 +419,21 @@ def _compare(kind: str, data: list[dict], names: list[str], has_period: bool, co
         r["p_value"] = None if math.isnan(p) else p
         r["p_adjusted"] = None if math.isnan(q) else q
         r["differs"] = (not math.isnan(q)) and q < 1 - confidence
-        for private in ("_s", "_ss", "_values"):
+        for private in ("_s", "_ss", "_top", "_values"):
             r.pop(private, None)
     return data
 
 
-def _overall(kind: str, data: list[dict], confidence: float) -> dict:
+def _share(m: Metric, top: float, n: int, confidence: float) -> dict:
+    """A mean's share of answers at or above its value (``share_easy``: 5-7 of a CES)
+    with its Wilson interval."""
+    name = m.share[0]
+    low, high = iv.wilson(top, n, confidence)
+    return {name: top / n if n else math.nan, f"{name}_low": low, f"{name}_high": high}
+
+
+def _overall(m: Metric, data: list[dict], confidence: float) -> dict:
+    kind = m.kind
     n = sum(r["n"] for r in data)
     if not n:
         return {"n": 0, "value": None, "low": None, "high": None}
@@ -427,6 +449,7 @@ def _overall(kind: str, data: list[dict], confidence: float) -> dict:
     if kind == "mean":
         value, low, high = iv.mean_interval(n, sum(r["_s"] for r in data),
                                             sum(r["_ss"] for r in data), confidence)
-        return {"n": n, "value": value, "low": low, "high": high}
+        return {"n": n, "value": value, "low": low, "high": high,
+                **_share(m, sum(r["_top"] for r in data), n, confidence)}
     value, low, high = iv.median_interval(np.concatenate([r["_values"] for r in data]), confidence)
     return {"n": n, "value": value, "low": low, "high": high}

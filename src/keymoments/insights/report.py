@@ -27,14 +27,18 @@ def _on_scale(scale: str):
     """How a metric's value reads on its scale (``meta["scale"]``).
 
     >>> [_on_scale(s)(v) for s, v in (("0..1", 0.7742), ("-100..100", 36.047), ("1..7", 5.0912),
-    ...                               ("hours", 2.5))]
-    ['77.4%', '+36.0', '5.09 / 7', '2h 30m']
+    ...                               ("1..5", 4.104), ("hours", 2.5))]
+    ['77.4%', '+36.0', '5.09 / 7', '4.10 / 5', '2h 30m']
     """
     from ..display import duration
 
     return {"0..1": _percent, "-100..100": lambda v: f"{v:+.1f}",
-            "1..7": lambda v: f"{v:.2f} / 7",
+            "1..7": lambda v: f"{v:.2f} / 7", "1..5": lambda v: f"{v:.2f} / 5",
             "hours": lambda v: duration(v * 3600)}[scale]
+
+
+#: how a mean metric's share reads next to it
+_SHARE_WORDS = {"ces": "easy", "stars": "4-5 stars"}
 
 
 def insight_sections(ws: Workspace) -> list[dict]:
@@ -47,24 +51,26 @@ def insight_sections(ws: Workspace) -> list[dict]:
     >>> ws.close()
     """
     from .drivers import drivers
-    from .metrics import metrics
+    from .metrics import METRICS, metrics
     from .root_causes import root_causes
 
     rows = []
-    for name in ("csat", "nps", "ces", "fcr", "repeat_purchase", "conversion"):
+    for name in ("csat", "nps", "ces", "stars", "fcr", "repeat_purchase", "conversion"):
         r = metrics(ws, name)
         o = r.meta["overall"]
         if r.meta["n"] and o.get("value") is not None:
             shown = _on_scale(r.meta["scale"])
             value = shown(o["value"])
-            if o.get("share_easy") is not None:
-                value += f" ({_percent(o['share_easy'])} easy)"
+            share = METRICS[name].share
+            if share is not None and o.get(share[0]) is not None:
+                value += f" ({_percent(o[share[0]])} {_SHARE_WORDS[name]})"
             rows.append({"metric": name, "value": value, "interval": f"{shown(o['low'])} to "
                          f"{shown(o['high'])}", "n": o["n"],
                          "sample": "small (under 30)" if o["n"] < 30 else "",
                          "definition": r.meta["definition"], "interval_method": r.meta["method"]})
     sections = [{"title": "CX metrics (95% intervals)",
-                 "text": "Shares in %, NPS on -100..100, CES as the mean answer of 1-7.",
+                 "text": ("Shares in %, NPS on -100..100, CES as the mean answer of 1-7, star "
+                          "ratings as the mean of 1-5."),
                  "rows": rows}]
     try:
         rc = root_causes(ws, limit=12)

@@ -45,8 +45,8 @@ class _Request(Strict):
 class MetricsRequest(_Request):
     """:func:`keymoments.metrics`."""
 
-    metric: Literal["csat", "nps", "ces", "churn", "repeat_purchase", "conversion", "fcr",
-                    "first_response", "resolution_time"] = "csat"
+    metric: Literal["csat", "nps", "ces", "stars", "churn", "repeat_purchase", "conversion",
+                    "fcr", "first_response", "resolution_time"] = "csat"
     by: list[str] = Field(default_factory=list)
     period: Literal["day", "week", "month", "quarter", "year"] | None = None
     since: str | None = None
