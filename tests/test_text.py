@@ -318,7 +318,8 @@ def test_language_quality_recovers_planted_mismatch_effect():
             rows["language"].append(lang)
             rows["preferred_language"].append(pref)
             rows["rating"].append(rating)
-            rows["rating_scale"].append("csat5" if rating else None)
+            # the Portuguese speakers answer a CSAT survey, the English ones review in stars
+            rows["rating_scale"].append(("csat5" if pref == "pt" else "stars5") if rating else None)
             rows["valence"].append(float(base + rng.normal(0, 0.2)))
     q = language_service_quality(pa.table(rows))
     meta = q.mismatch.meta
@@ -331,6 +332,10 @@ def test_language_quality_recovers_planted_mismatch_effect():
           if p == "pt" and s == "csat5"]
     assert by["pt"]["csat"] == pytest.approx(np.mean([r >= 4 for r in pt]))
     assert by["pt"]["n_csat"] == len(pt) == 200
+    en = [r for r, p, s in zip(rows["rating"], rows["preferred_language"], rows["rating_scale"])
+          if p == "en" and s == "stars5"]
+    assert by["en"]["stars"] == pytest.approx(np.mean(en)) and by["en"]["n_stars"] == len(en) == 200
+    assert by["en"]["n_csat"] == 0 and by["pt"]["n_stars"] == 0
     # Welch interval against scipy's own, on journey means computed here
     jmean, jmis = {}, {}
     for j, v, lang, pref in zip(rows["journey_id"], rows["valence"], rows["language"],

@@ -6,8 +6,8 @@ The input is one row per event with ``person_id``, ``event_id``, ``journey_id``,
 language field), ``preferred_language`` (the customer's, from
 :func:`~keymoments.text.language.preferred_languages`), ``rating``,
 ``rating_scale`` and ``valence``. Metrics by the customer's language: CSAT (share
-of csat5 ratings at 4-5), NPS (nps10: share 9-10 minus share 0-6), mean valence,
-each with its sample size. Mismatch: the share of contacts (events with a
+of csat5 ratings at 4-5), NPS (nps10: share 9-10 minus share 0-6), mean star
+rating (stars5: reviews), mean valence, each with its sample size. Mismatch: the share of contacts (events with a
 language) whose language differs from the customer's, and the difference in mean
 valence of the journeys with a mismatched contact against those without, with a
 Welch 95% interval.
@@ -63,18 +63,22 @@ def language_service_quality(rows: pa.Table) -> LanguageQuality:
         m = pref == code
         cs = rating[m & (scale == "csat5") & ~np.isnan(rating)]
         nps = rating[m & (scale == "nps10") & ~np.isnan(rating)]
+        stars = rating[m & (scale == "stars5") & ~np.isnan(rating)]
         v = val[m & ~np.isnan(val)]
         out.append({"language": code, "people": len({p for p, k in zip(d["person_id"], m) if k}),
                     "events": int(m.sum()), "csat": _share(cs >= 4), "n_csat": int(cs.size),
                     "nps": (float((nps >= 9).mean() - (nps <= 6).mean()) * 100) if nps.size else None,
-                    "n_nps": int(nps.size), "valence": float(v.mean()) if v.size else None,
+                    "n_nps": int(nps.size),
+                    "stars": float(stars.mean()) if stars.size else None, "n_stars": int(stars.size),
+                    "valence": float(v.mean()) if v.size else None,
                     "n_valence": int(v.size)})
     by_language = Result(pa.Table.from_pylist(out, schema=pa.schema([
         ("language", pa.string()), ("people", pa.int64()), ("events", pa.int64()),
         ("csat", pa.float64()), ("n_csat", pa.int64()), ("nps", pa.float64()),
-        ("n_nps", pa.int64()), ("valence", pa.float64()), ("n_valence", pa.int64())])),
+        ("n_nps", pa.int64()), ("stars", pa.float64()), ("n_stars", pa.int64()),
+        ("valence", pa.float64()), ("n_valence", pa.int64())])),
         {"method": "CSAT = share of csat5 ratings 4-5; NPS = %9-10 - %0-6 of nps10; "
-                   "valence = mean event valence; grouped by the customer's preferred language"})
+                   "stars = mean stars5 rating; valence = mean event valence; grouped by the customer's preferred language"})
     contact = (lang != "") & (pref != "")
     mism = contact & (lang != pref)
     pairs: dict[tuple[str, str], int] = {}
