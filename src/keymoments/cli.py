@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -255,6 +256,43 @@ def events(ctx: click.Context, person_key: str | None, limit: int) -> None:
                       columns=["ts", "person_id", "channel", "event_type", "stage", "source"])
 
 
+class _ProgressLines:
+    """Progress as a line on standard error every ``every`` seconds, and at the end
+    if a line was printed: where no bar can be drawn (a log, a pipe), a long step
+    (scoring 100k texts with the multilingual model takes ~40 minutes on 2 cores)
+    still shows that it moves; a quick one prints nothing.
+
+    >>> import io, contextlib
+    >>> p, buf = _ProgressLines("scoring texts", every=0), io.StringIO()
+    >>> with contextlib.redirect_stderr(buf):
+    ...     p(64, 1000); p(1000, 1000)
+    >>> print(buf.getvalue(), end="")
+    scoring texts: 64 of 1,000 (6%)
+    scoring texts: 1,000 of 1,000 (100%)
+    >>> p, buf = _ProgressLines("scoring texts", every=3600), io.StringIO()
+    >>> with contextlib.redirect_stderr(buf):
+    ...     p(64, 1000); p(1000, 1000)
+    >>> buf.getvalue()
+    ''
+    """
+
+    def __init__(self, what: str, every: float = 30.0) -> None:
+        self.what, self.every = what, every
+        self.last: float | None = None  # when the last line was printed (or the first call)
+        self.printed = False
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if self.last is None:
+            self.last = now
+        finished = done >= total
+        if not (now - self.last >= self.every and not finished) and not (finished and self.printed):
+            return
+        self.last, self.printed = now, True
+        share = f" ({100 * done / total:.0f}%)" if total else ""
+        print(f"{self.what}: {done:,} of {total:,}{share}", file=sys.stderr, flush=True)
+
+
 @main.command()
 @click.pass_context
 def build(ctx: click.Context) -> None:
@@ -266,8 +304,14 @@ def build(ctx: click.Context) -> None:
                       MofNCompleteColumn(), TimeRemainingColumn(), console=err_console,
                       transient=True, disable=not err_console.is_terminal) as bar:
             task = bar.add_task("scoring texts, then building journeys and moments", total=None)
-            report = ws.build(progress=lambda done, total: bar.update(task, completed=done,
-                                                                       total=total))
+            lines = _ProgressLines("scoring texts")
+
+            def progress(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total)
+                if not err_console.is_terminal:  # a log: a line now and then
+                    lines(done, total)
+
+            report = ws.build(progress=progress)
     console.print(f"{report.journeys:,} journeys, {report.events:,} journey events, "
                   f"{report.moments:,} moments in {report.seconds['total']:.1f} s")
 
