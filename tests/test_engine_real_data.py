@@ -219,3 +219,28 @@ def test_helpdesk_first_contact_resolution_counts_a_second_resolution_as_not_fir
         assert v1 == pytest.approx(0.6) and r1 == "resolved on first contact", case
         for v, r in later:
             assert v == pytest.approx(0.2) and "an earlier resolution" in r, case
+
+
+def test_person_shows_what_the_customer_wrote_in_full(make_workspace, shared_data):
+    """The timeline's reasons quote a review's first words; `person` also prints the
+    whole text with its rating (oracle: the review file)."""
+    from click.testing import CliRunner
+
+    from keymoments.cli import main
+
+    ws = guide_workspace(make_workspace, shared_data, "olist_reviews")
+    ws.ingest("olist_reviews")
+    ws.build()
+    with open(shared_data / "olist-sample/olist_order_reviews_dataset.csv", newline="",
+              encoding="utf-8") as fh:
+        longest = max(csv.DictReader(fh), key=lambda r: len(r["review_comment_message"]))
+    text = longest["review_comment_message"].strip()
+    assert len(text) > 150
+    root = ws.root
+    ws.close()
+    out = CliRunner().invoke(main, ["-w", str(root), "person", f"order:{longest['order_id']}"])
+    assert out.exit_code == 0, out.output
+    said = out.stdout.split("what they wrote", 1)[1]
+    cells = " ".join(line.split("│")[-2].strip() for line in said.splitlines() if "│" in line)
+    assert " ".join(text.split()) in " ".join(cells.split())
+    assert f"{float(longest['review_score']):g} (stars5)" in said

@@ -469,6 +469,16 @@ def _print_timeline(ws_path: str, profile) -> None:
                       "" if v is None else f"{v:+.2f}", _cell(", ".join(marks.get(r["event_id"], []))),
                       _cell(why))
     console.print(table)
+    # the reasons quote a text's first words only: what the person wrote, in full
+    said = [r for r in profile.timeline.to_pylist()[:500] if r.get("text")]
+    if said:
+        words = Table("ts", "event_type", "rating", "text", title="what they wrote")
+        for r in said:
+            rating = ("" if r.get("rating") is None
+                      else f"{r['rating']:g} ({r.get('rating_scale') or 'custom'})")
+            words.add_row(_cell(r["ts"]), _cell(r["event_type"]), rating,
+                          _cell(r["text"], cut=False))
+        console.print(words)
 
 
 @main.group()
