@@ -107,6 +107,15 @@ def test_process_map_counts_and_durations(ws):
         ("ticket_opened", "ticket_resolved")}
     # channel level with runs collapsed: chat then phone never follow within a ticket
     assert edges(km.process_map(ws, level="channel", collapse=True)) == {}
+    # Ben's two replies are one step; it ends at the second (11:10), so the hand-off to
+    # the resolution (11:40) takes 1800 s, as T1's takes 1500 s: median 1650 s
+    runs = km.process_map(ws, collapse=True)
+    e = edges(runs)
+    assert ("agent_reply", "agent_reply") not in e
+    assert e[("agent_reply", "ticket_resolved")]["median_s"] == 1650
+    assert e[("agent_reply", "ticket_resolved")]["mean_s"] == 1650
+    assert e[("ticket_opened", "agent_reply")]["median_s"] == 210  # to the run's first reply
+    assert {n["activity"]: n["events"] for n in runs.nodes.to_pylist()}["agent_reply"] == 2
     assert "digraph" in pm.to_dot()
     with pytest.raises(KeymomentsError):
         km.process_map(ws, level="colour")

@@ -75,21 +75,33 @@ def _dot_quoted(value: object) -> str:
 def labelled(je, level: Level = "event_type", collapse: bool = False):
     """``journey_id, seq, ts, activity, valence`` with the previous and next event's
     activity and time in the journey; ``collapse`` merges runs of the same label
-    (a chat of five messages becomes one chat)."""
+    (a chat of five messages becomes one chat, at its first event's time and
+    valence). ``prev_ts`` is when the previous step ended: with runs collapsed, the
+    time of the previous run's last event, so an edge times the hand-off (last chat
+    message to resolution), not the run before it."""
     if level not in LEVELS:
         raise KeymomentsError(f"unknown level {level!r}: use {', '.join(LEVELS)}")
     t = je.select("journey_id", "seq", "ts", "valence", activity=activity(je, level))
     if collapse:
         w = ibis.window(group_by=t.journey_id, order_by=[t.seq])
-        t = t.mutate(_p=t.activity.lag().over(w))
-        t = t.filter(t._p.isnull() | (t._p != t.activity)).drop("_p")
+        t = t.mutate(_p=t.activity.lag().over(w), _n=t.activity.lead().over(w))
+        starts = t._p.isnull() | (t._p != t.activity)
+        ends = t._n.isnull() | (t._n != t.activity)
+        t = t.filter(starts | ends).mutate(_s=starts, _e=ends)
+        w = ibis.window(group_by=t.journey_id, order_by=[t.seq])
+        # a run's first row takes the time its run ends: its own, or the next kept
+        # row's (the run's last event)
+        t = t.mutate(_end=ibis.cases((t._e, t.ts), else_=t.ts.lead().over(w)))
+        t = t.filter(t._s).drop("_p", "_n", "_s", "_e")
+    else:
+        t = t.mutate(_end=t.ts)
     w = ibis.window(group_by=t.journey_id, order_by=[t.seq])
     # lag/lead are NULL at the ends, whatever the column's own nullability
     label_t, ts_t = t.activity.type().copy(nullable=True), t.ts.type().copy(nullable=True)
     return t.mutate(prev=t.activity.lag().over(w).cast(label_t),
-                    prev_ts=t.ts.lag().over(w).cast(ts_t),
+                    prev_ts=t._end.lag().over(w).cast(ts_t),
                     next=t.activity.lead().over(w).cast(label_t),
-                    first=ibis.row_number().over(w) == 0)
+                    first=ibis.row_number().over(w) == 0).drop("_end")
 
 
 def dfg_counts(je, level: Level = "event_type"):
