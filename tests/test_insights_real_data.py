@@ -228,7 +228,7 @@ def test_star_ratings_are_a_metric_of_their_own(tmp_path):
 
     from keymoments.insights.report import insight_sections
 
-    ws = guide_workspace(tmp_path / "olist", "olist_reviews")
+    ws = guide_workspace(tmp_path / "olist", "olist_orders", "olist_reviews")
     ws.ingest()
     ws.build()
     with open(DATA / "olist-sample/olist_order_reviews_dataset.csv", newline="", encoding="utf-8") as fh:
@@ -245,6 +245,26 @@ def test_star_ratings_are_a_metric_of_their_own(tmp_path):
     row = r.to_pylist()[0]
     assert row["share_top2"] == pytest.approx(top / n) and "share_easy" not in row
     assert sum(x["n"] for x in km.metrics(ws, "stars", period="month").to_pylist()) == n
+    # the three reviews of unavailable orders are all 1 star: no spread for a t interval,
+    # so the Wilson interval of their place on the 1-5 scale, and no certain difference
+    # (Welch with that spread, against scipy on the pooled rest)
+    with open(DATA / "olist-sample/olist_orders_dataset.csv", newline="") as fh:
+        status = {o["order_id"]: o["order_status"] for o in csv.DictReader(fh)}
+    with open(DATA / "olist-sample/olist_order_reviews_dataset.csv", newline="", encoding="utf-8") as fh:
+        by_status = [(status.get(r["order_id"]), float(r["review_score"])) for r in csv.DictReader(fh)]
+    na = [x for s, x in by_status if s == "unavailable"]
+    rest = np.array([x for s, x in by_status if s != "unavailable"])
+    assert na == [1.0, 1.0, 1.0]
+    rows = {x["order_status"]: x for x in km.metrics(ws, "stars", by="attr:order_status",
+                                                     correction="none").to_pylist()}
+    w_low, w_high = proportion_confint(0, 3, method="wilson")
+    assert (rows["unavailable"]["low"], rows["unavailable"]["high"]) == pytest.approx(
+        (1 + 4 * w_low, 1 + 4 * w_high))
+    p = (0 + 2) / (3 + 4)  # two answers added at each end of the scale
+    ref = stats.ttest_ind_from_stats(1.0, np.sqrt(p * (1 - p) * 16), 3, rest.mean(),
+                                     rest.std(ddof=1), len(rest), equal_var=False)
+    assert rows["unavailable"]["p_value"] == pytest.approx(ref.pvalue) and ref.pvalue > 0.05
+    assert all(x["low"] >= 1 and x["high"] <= 5 for x in rows.values() if x["low"] == x["low"])
     shown = next(x for x in insight_sections(ws)[0]["rows"] if x["metric"] == "stars")
     assert shown["value"] == f"{scores.mean():.2f} / 5 ({100 * top / n:.1f}% 4-5 stars)"
     ws.close()

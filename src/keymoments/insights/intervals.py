@@ -10,9 +10,13 @@ Every metric keymoments reports carries an interval, so nobody acts on noise:
   with 3/4 of an answer added to the promoters and to the detractors and 3 to the
   answers (the "adjusted Wald" of Rocks 2016), which keeps small samples from a
   zero-width interval;
-- means (CES, handling times): Student's t;
+- means (CES, star ratings): Student's t, kept inside the scale; a group whose
+  answers are all equal has no spread to measure, so its interval is the Wilson
+  interval of the mean's place on the scale (three 1-star answers: 1 to 3.25 stars,
+  not 1 to 1);
 - medians (times to response and resolution): the distribution-free interval
-  between two order statistics (binomial).
+  between two order statistics (binomial); none when even the smallest to the
+  largest value would cover less than the confidence (5 values or fewer at 95%).
 
 Tests of whether two groups or periods differ: the pooled two-proportion z-test,
 a z-test on the NPS difference, Welch's t-test on means; p-values of many
@@ -101,21 +105,38 @@ def nps_interval(promoters: float, passives: float, detractors: float,
     return (100 * nps, 100 * max(-1.0, centre - z * se), 100 * min(1.0, centre + z * se))
 
 
-def mean_interval(n: float, total: float, total_sq: float,
-                  confidence: float = 0.95) -> tuple[float, float, float]:
-    """Mean and Student-t interval from sufficient statistics (count, sum, sum of squares).
+def mean_interval(n: float, total: float, total_sq: float, confidence: float = 0.95,
+                  scale: tuple[float, float] | None = None) -> tuple[float, float, float]:
+    """Mean and Student-t interval from sufficient statistics (count, sum, sum of
+    squares). On a bounded ``scale`` (lowest, highest answer) the interval stays
+    inside it, and answers that are all equal, or one answer (no spread to measure)
+    get the Wilson interval of the mean's place on the scale, as if each answer
+    were the scale's lowest or highest value: the widest spread the mean allows.
 
     >>> [round(x, 3) for x in mean_interval(4, 10.0, 30.0)]
     [2.5, 0.446, 4.554]
+    >>> [round(x, 3) for x in mean_interval(4, 10.0, 30.0, scale=(1, 5))]
+    [2.5, 1.0, 4.554]
+    >>> [round(x, 2) for x in mean_interval(3, 3.0, 3.0, scale=(1, 5))]  # 1, 1, 1 stars
+    [1.0, 1.0, 3.25]
+    >>> [round(x, 2) for x in mean_interval(1, 5.0, 25.0, scale=(1, 5))]  # one 5-star answer
+    [5.0, 1.83, 5.0]
     """
     if n <= 0:
         return (math.nan, math.nan, math.nan)
     mean = total / n
-    if n < 2:
+    if n < 2 and scale is None:
         return (mean, math.nan, math.nan)
-    var = max(total_sq - n * mean * mean, 0.0) / (n - 1)
+    var = max(total_sq - n * mean * mean, 0.0) / (n - 1) if n > 1 else 0.0  # one: no spread
+    if scale is None:
+        half = float(_stats().t.ppf(0.5 + confidence / 2, n - 1)) * math.sqrt(var / n)
+        return (mean, mean - half, mean + half)
+    lo, hi = scale
+    if var <= 1e-12 * (hi - lo) ** 2:
+        w_lo, w_hi = wilson(n * (mean - lo) / (hi - lo), n, confidence)
+        return (mean, lo + w_lo * (hi - lo), lo + w_hi * (hi - lo))
     half = float(_stats().t.ppf(0.5 + confidence / 2, n - 1)) * math.sqrt(var / n)
-    return (mean, mean - half, mean + half)
+    return (mean, max(float(lo), mean - half), min(float(hi), mean + half))
 
 
 def median_interval(values, confidence: float = 0.95) -> tuple[float, float, float]:
@@ -123,6 +144,12 @@ def median_interval(values, confidence: float = 0.95) -> tuple[float, float, flo
 
     >>> median_interval([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11])
     (6.0, 2.0, 10.0)
+
+    With 5 values the smallest to the largest covers the median 15 times in 16
+    (1 - 2 / 2**5 = 0.9375), under 95%: no interval at that confidence.
+
+    >>> median_interval([1, 2, 3, 4, 5])
+    (3.0, nan, nan)
     """
     x = np.sort(np.asarray(values, dtype=float))
     x = x[~np.isnan(x)]
@@ -133,8 +160,8 @@ def median_interval(values, confidence: float = 0.95) -> tuple[float, float, flo
     alpha = 1 - confidence
     lo = int(_stats().binom.ppf(alpha / 2, n, 0.5))  # number of values below the lower bound
     hi = n - lo
-    if lo < 1:
-        return (med, float(x[0]), float(x[-1]))
+    if lo < 1:  # even (min, max) covers less than ``confidence``
+        return (med, math.nan, math.nan)
     return (med, float(x[lo - 1]), float(x[min(hi, n - 1)]))
 
 
@@ -191,19 +218,45 @@ def nps_difference_test(a: tuple[float, float, float], b: tuple[float, float, fl
     return float(2 * _stats().norm.sf(abs(m1 - m2) / se))
 
 
-def welch_test(n1: float, s1: float, ss1: float, n2: float, s2: float, ss2: float) -> float:
-    """Two-sided p-value of Welch's t-test from sufficient statistics.
+def _no_spread_variance(n: float, mean: float, scale: tuple[float, float]) -> float:
+    """The variance given to ``n`` equal answers on a bounded scale: that of answers at
+    the scale's two ends with the mean's place on it, plus two answers at each end
+    (Agresti-Caffo), so a few equal answers do not pass for a certainty."""
+    lo, hi = scale
+    p = (n * (mean - lo) / (hi - lo) + 2) / (n + 4)
+    return p * (1 - p) * (hi - lo) ** 2
+
+
+def welch_test(n1: float, s1: float, ss1: float, n2: float, s2: float, ss2: float,
+               scale: tuple[float, float] | None = None) -> float:
+    """Two-sided p-value of Welch's t-test from sufficient statistics. On a bounded
+    ``scale``, a group of equal answers (no spread) is given the variance of
+    :func:`_no_spread_variance` instead of 0, which would make any difference
+    certain.
 
     >>> a, b = [1.0, 2, 3, 4], [3.0, 4, 5, 6, 7]
     >>> p = welch_test(4, sum(a), sum(x*x for x in a), 5, sum(b), sum(x*x for x in b))
     >>> round(p, 4)
     0.0349
+
+    Three 1-star answers against 100 answers averaging 4.1 stars: without a scale
+    the difference is certain; on the 1-5 scale it is not clear at 5%.
+
+    >>> b = [5.0] * 50 + [4.0] * 20 + [3.0] * 20 + [2.0] * 10
+    >>> welch_test(3, 3.0, 3.0, 100, sum(b), sum(x*x for x in b)) < 1e-20
+    True
+    >>> round(welch_test(3, 3.0, 3.0, 100, sum(b), sum(x*x for x in b), scale=(1, 5)), 3)
+    0.096
     """
     if n1 < 2 or n2 < 2:
         return math.nan
     m1, m2 = s1 / n1, s2 / n2
     v1 = max(ss1 - n1 * m1 * m1, 0.0) / (n1 - 1) / n1
     v2 = max(ss2 - n2 * m2 * m2, 0.0) / (n2 - 1) / n2
+    if scale is not None:
+        tiny = 1e-12 * (scale[1] - scale[0]) ** 2
+        v1 = _no_spread_variance(n1, m1, scale) / n1 if v1 * n1 <= tiny else v1
+        v2 = _no_spread_variance(n2, m2, scale) / n2 if v2 * n2 <= tiny else v2
     se2 = v1 + v2
     if se2 == 0:
         return 1.0 if m1 == m2 else 0.0

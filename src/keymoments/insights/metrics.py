@@ -69,6 +69,18 @@ class Metric:
     #: the range of a mean (``meta["scale"]``)
     range: str | None = None
 
+    @property
+    def bounds(self) -> tuple[float, float] | None:
+        """The lowest and highest answer of a mean's scale (its intervals stay inside).
+
+        >>> METRICS["stars"].bounds, METRICS["csat"].bounds
+        ((1.0, 5.0), None)
+        """
+        if self.range is None:
+            return None
+        lo, hi = self.range.split("..")
+        return (float(lo), float(hi))
+
 
 METRICS = {m.name: m for m in (
     Metric("csat", "proportion", "share of CSAT answers in the top two boxes (4-5 of 5)", "answers",
@@ -297,7 +309,7 @@ def metrics(ws: Workspace, metric: str = "csat", *, by: str | list[str] | None =
             rows = rows.slice(0, 0)
         data = _stat_rows(m, rows, out_cols, confidence)
     overall = _overall(m, data, confidence)
-    data = _compare(m.kind, data, names, bool(per), correction, confidence)
+    data = _compare(m.kind, data, names, bool(per), correction, confidence, m.bounds)
     n = int(sum(r["n"] for r in data))
     small = [r for r in data if r["n"] < min_n]
     for r in data:
@@ -344,7 +356,8 @@ def _stat_rows(m: Metric, rows: pa.Table, cols: list[str], confidence: float) ->
             row.update(value=value, low=low, high=high, promoters=int(k), passives=int(n - k - det),
                        detractors=int(det))
         else:  # mean: k is the sum of answers
-            value, low, high = iv.mean_interval(n, k, float(r["yy"] or 0), confidence)
+            value, low, high = iv.mean_interval(n, k, float(r["yy"] or 0), confidence,
+                                                scale=m.bounds)
             row.update(value=value, low=low, high=high, _s=k, _ss=float(r["yy"] or 0),
                        _top=float(r["top"] or 0))
             row.update(_share(m, row["_top"], n, confidence))
@@ -372,14 +385,14 @@ def _median_rows(rows: pa.Table, cols: list[str], confidence: float) -> list[dic
     return out
 
 
-def _pvalue(kind: str, a: dict, b: dict) -> float:
+def _pvalue(kind: str, a: dict, b: dict, scale: tuple[float, float] | None = None) -> float:
     if kind == "proportion":
         return iv.two_proportion_test(a["k"], a["n"], b["k"], b["n"])
     if kind == "nps":
         return iv.nps_difference_test((a["promoters"], a["passives"], a["detractors"]),
                                       (b["promoters"], b["passives"], b["detractors"]))
     if kind == "mean":
-        return iv.welch_test(a["n"], a["_s"], a["_ss"], b["n"], b["_s"], b["_ss"])
+        return iv.welch_test(a["n"], a["_s"], a["_ss"], b["n"], b["_s"], b["_ss"], scale=scale)
     from scipy import stats
 
     if len(a["_values"]) == 0 or len(b["_values"]) == 0:
@@ -399,17 +412,17 @@ def _pool(kind: str, rows: list[dict]) -> dict:
 
 
 def _compare(kind: str, data: list[dict], names: list[str], has_period: bool, correction: str,
-             confidence: float) -> list[dict]:
+             confidence: float, scale: tuple[float, float] | None = None) -> list[dict]:
     pvals = []
     for r in data:
         if names:
             same = [o for o in data if o is not r and (not has_period or o["period"] == r["period"])]
             r["compared_to"] = "rest of period" if has_period else "rest"
-            p = _pvalue(kind, r, _pool(kind, same)) if same else math.nan
+            p = _pvalue(kind, r, _pool(kind, same), scale) if same else math.nan
         elif has_period:
             prev = [o for o in data if o["period"] < r["period"]]
             r["compared_to"] = "previous period"
-            p = _pvalue(kind, r, prev[-1]) if prev else math.nan
+            p = _pvalue(kind, r, prev[-1], scale) if prev else math.nan
         else:
             r["compared_to"] = None
             p = math.nan
@@ -448,7 +461,8 @@ def _overall(m: Metric, data: list[dict], confidence: float) -> dict:
         return {"n": n, "value": value, "low": low, "high": high}
     if kind == "mean":
         value, low, high = iv.mean_interval(n, sum(r["_s"] for r in data),
-                                            sum(r["_ss"] for r in data), confidence)
+                                            sum(r["_ss"] for r in data), confidence,
+                                            scale=m.bounds)
         return {"n": n, "value": value, "low": low, "high": high,
                 **_share(m, sum(r["_top"] for r in data), n, confidence)}
     value, low, high = iv.median_interval(np.concatenate([r["_values"] for r in data]), confidence)
