@@ -486,8 +486,13 @@ sources:
         ws.build()
         got = km.metrics(ws, "csat", period="month").to_pylist()
         counts[zone] = [(str(r["period"])[:7], r["n"]) for r in got]
-    assert counts[""] == [("2024-02", 3)]
+        # a date without an offset is a local date of the same zone: February in São
+        # Paulo begins after the two January answers, in UTC before them
+        feb = km.metrics(ws, "csat", period="month", since="2024-02-01").to_pylist()
+        counts[zone + " since"] = [(str(r["period"])[:7], r["n"]) for r in feb]
+    assert counts[""] == [("2024-02", 3)] == counts[" since"]
     assert counts["timezone: America/Sao_Paulo"] == [("2024-01", 2), ("2024-02", 1)]
+    assert counts["timezone: America/Sao_Paulo since"] == [("2024-02", 1)]
 
 
 def test_a_misspelt_attribute_dimension_is_a_warning_naming_the_attributes(shop_root):

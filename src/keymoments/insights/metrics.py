@@ -237,21 +237,26 @@ def _other_scales(ws: Workspace, metric: str) -> str:
             f"(ratings here: {there}); map the survey's rating with scale: {scale}")
 
 
-def _iso_time(name: str, value) -> str:
-    """``value`` as an ISO 8601 time DuckDB reads, or an error naming ``name``.
+def _iso_time(name: str, value, timezone: str = "UTC") -> str:
+    """``value`` as an ISO 8601 time with its offset, or an error naming ``name``. A
+    time without an offset is a local time in ``timezone`` (the workspace's, in which
+    the periods are cut).
 
     >>> _iso_time("since", "2018-02-01"), _iso_time("until", "2018-02-01T10:00:00Z")
-    ('2018-02-01T00:00:00', '2018-02-01T10:00:00+00:00')
+    ('2018-02-01T00:00:00+00:00', '2018-02-01T10:00:00+00:00')
+    >>> _iso_time("since", "2018-02-01", "America/Sao_Paulo")  # summer time then
+    '2018-02-01T00:00:00-02:00'
     >>> _iso_time("since", "2018-13-01")
     Traceback (most recent call last):
     ...
     keymoments.errors.KeymomentsError: since: '2018-13-01' is not an ISO 8601 time (month must be in 1..12); write e.g. 2018-01-31 or 2018-01-31T09:00:00Z
     """
     from datetime import datetime
+    from zoneinfo import ZoneInfo
 
     try:
-        return (value if isinstance(value, datetime)
-                else datetime.fromisoformat(str(value))).isoformat()
+        t = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+        return (t if t.tzinfo else t.replace(tzinfo=ZoneInfo(timezone))).isoformat()
     except ValueError as exc:
         raise KeymomentsError(f"{name}: {value!r} is not an ISO 8601 time ({exc}); write "
                               "e.g. 2018-01-31 or 2018-01-31T09:00:00Z") from None
@@ -292,7 +297,7 @@ def metrics(ws: Workspace, metric: str = "csat", *, by: str | list[str] | None =
     for name, value, op in (("since", since, ">="), ("until", until, "<")):
         if value:
             where.append(f"_ts {op} CAST(? AS TIMESTAMPTZ)")
-            params.append(_iso_time(name, value))
+            params.append(_iso_time(name, value, ws.config.timezone))
     w = ("WHERE " + " AND ".join(where)) if where else ""
     group = [k.split(" AS ")[-1] for k in keys]
     out_cols = names + (["period"] if per else [])
