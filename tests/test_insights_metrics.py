@@ -229,6 +229,14 @@ def test_cli_is_a_thin_shell_over_the_api(shop_root):
     assert table.exit_code == 0 and "csat: 0.667" in table.output
     funnel = runner.invoke(main, ["-w", root, "funnel", "order_placed", "nps_answered", "--json"])
     assert json.loads(funnel.output)["rows"][-1]["units"] == 20
+    # the window runs from the first step: the three tickets' replies came 3-12 minutes
+    # after the opening, their CSAT answers 60 minutes after it, 48-57 after the reply;
+    # within 0.04 days (57.6 minutes) of the first step, no ticket reaches the answer
+    window = ["-w", root, "funnel", "ticket_opened", "agent_reply", "csat_answered",
+              "--unit", "journey", "--within-days", "0.04"]
+    rows = json.loads(runner.invoke(main, [*window, "--json"]).output)["rows"]
+    assert [r["units"] for r in rows] == [3, 3, 0]
+    assert "each step counted within 0.04 days of the first" in runner.invoke(main, window).output
     # too few journeys for a drivers model: one red line, exit 1
     drivers = runner.invoke(main, ["-w", root, "drivers"])
     assert drivers.exit_code == 1 and "drivers need at least 30" in drivers.output

@@ -128,8 +128,8 @@ def register(main: click.Group) -> None:
         _emit(r, as_json, ["group", "step", "step_name", "units", "conversion", "low", "high",
                            "drop_off", "median_hours_from_previous", "differs"])
         if not as_json:
-            console.print(f"each step counted within {r.meta['within_days']:g} days of the one "
-                          "before (--within-days)")
+            console.print(f"each step counted within {r.meta['within_days']:g} days of the first "
+                          "(--within-days)")
         if not as_json and r.meta.get("strongest"):
             console.print(f"strongest: {r.meta['strongest']}; weakest: {r.meta['weakest']}")
         if not as_json and r.meta["skipped_steps"]:
