@@ -546,3 +546,39 @@ sources:
     r = km.churn(ws, churn_events=["subscription_cancelled"])
     assert r.meta["churned"] == 20
     assert any("20 of 20 churned people churned at time 0" in w for w in r.meta["warnings"])
+
+
+def test_root_causes_count_repeat_contacts_of_the_contact_types_and_say_when_empty(
+        make_workspace):
+    """Complaint cases (journey type ``case``, a contact type by default): Ana's first
+    case reads 'terrible' (its valley) and she opens another case 3 days later, whose
+    valley is the default rule's repeat contact; Ben's does not come back. Counted by
+    hand: 3 journeys with a complaint valley, 1 followed by a contact (C1 by C2)."""
+    rows = ("customer,ts,event_type,case,text\n"
+            "ana,2024-03-01T10:00:00Z,complaint,C1,terrible service\n"
+            "ana,2024-03-04T10:00:00Z,complaint,C2,\n"
+            "ben,2024-03-01T12:00:00Z,complaint,C3,terrible service\n")
+    config = """
+name: cases
+journeys:
+  types:
+    - {name: case, key: case}
+sources:
+  complaints:
+    path: complaints.csv
+    identifiers: {customer_id: customer}
+    refs: {case: case}
+    event_type: event_type
+    ts: ts
+    text: text
+"""
+    ws = make_workspace(config, {"complaints.csv": rows})
+    ws.ingest("complaints")
+    ws.build()
+    r = km.root_causes(ws, min_journeys=2)
+    row = next(x for x in r.to_pylist() if x["cause"] == "complaint")
+    assert (row["journeys"], row["repeat_contacts"]) == (3, 1)
+    assert r.meta["contact_types"] == ["issue_resolution", "case"]
+    # nothing rated: the effect is empty, and the result says why
+    assert row["effect"] is None
+    assert any("no journey has the outcome 'feedback'" in w for w in r.meta["warnings"])

@@ -17,8 +17,9 @@ type; ``effect``, the mean outcome of those journeys minus the mean of comparabl
 journeys (same type) without it, with its Welch interval; ``gain``, the outcome
 points recovered if it were fixed (journeys x -effect, floored at 0) with the
 interval's range; and ``repeat_contact_rate``, the share of those journeys
-followed by a contact (an issue journey starting) within ``within_days`` of the
-valley, the sign of a cause not fixed. Ranked by gain, causes seen fewer than
+followed by a contact (a journey of the types ``paths.contacts.journey_types``
+counts as contacts: ``issue_resolution`` and ``case`` by default) starting within
+``within_days`` of the valley, the sign of a cause not fixed. Ranked by gain, causes seen fewer than
 ``min_journeys`` times left out.
 
 The SQL is portable except ``regexp_replace(..., 'g')`` (Spark: no flag, it
@@ -111,6 +112,9 @@ def root_causes(ws: Workspace, *, outcome: str = "feedback", threshold: float = 
     >>> ws.close()
     """
     y = outcome_sql(outcome)
+    # a repeat contact: a journey of the types the path analyses count as contacts
+    contact_types = list(ws.config.paths.contacts.journey_types) or ["issue_resolution"]
+    warnings = _warnings(ws, outcome, y, contact_types)
     if attributes is None:
         attributes = _attribute_keys(ws, threshold, 50)
     branches = [
@@ -140,7 +144,8 @@ def root_causes(ws: Workspace, *, outcome: str = "feedback", threshold: float = 
       WHERE m.kind = 'valley' AND m.valence < {float(threshold)}),
     c AS ({' UNION ALL '.join(branches)}),
     jy AS (SELECT j.journey_id, j.journey_type, j.person_id, {y} AS y FROM journeys j),
-    contacts AS (SELECT person_id, start_ts FROM journeys WHERE journey_type = 'issue_resolution'),
+    contacts AS (SELECT person_id, start_ts FROM journeys
+                 WHERE journey_type IN ({', '.join(_q(t) for t in contact_types)})),
     cj AS (
       SELECT c.journey_type, c.event_type, c.dim, c.value, c.journey_id, min(c.ts) AS ts,
              any_value(jy.y) AS y, any_value(jy.person_id) AS person_id
@@ -210,16 +215,34 @@ def root_causes(ws: Workspace, *, outcome: str = "feedback", threshold: float = 
     return Result(table, {
         "outcome": outcome, "outcome_sql": y, "threshold": threshold, "attributes": attributes,
         "within_days": within_days, "min_journeys": min_journeys, "confidence": confidence,
-        "n_causes": len(out),
+        "n_causes": len(out), "contact_types": contact_types, "warnings": warnings,
         "hint": None if out else (
             f"no valley (worst moment with valence below {threshold:g}) recurs in "
             f"{min_journeys} journeys or more: nothing scores that low (see 'keymoments moments "
             "--summary'), or lower min_journeys"),
         "method": ("valleys (worst moment, valence below threshold) grouped by event type, rule, "
-                   "agent, channel and attributes; effect = mean outcome with the cause minus "
+                   "agent, channel and attributes, and text themes of any text in the journey; "
+                   "effect = mean outcome with the cause minus "
                    "without, same journey type (Welch interval); gain = journeys x max(0, -effect); "
                    "p-values Benjamini-Hochberg adjusted"),
     })
+
+
+def _warnings(ws: Workspace, outcome: str, y: str, contact_types: list[str]) -> list[str]:
+    """Why effects or repeat contacts will be empty: no journey has the outcome, or
+    none is a contact."""
+    have, types = ws.con.execute(
+        f"SELECT count({y}), count(*) FILTER (WHERE journey_type IN "
+        f"({', '.join(_q(t) for t in contact_types)})) FROM journeys j").fetchone()
+    out = []
+    if not have:
+        out.append(f"no journey has the outcome {outcome!r} ({y}), so no cause has an effect or "
+                   "a gain: pick another --outcome (feedback: the first answer on any scale)")
+    if not types:
+        out.append(f"repeat contacts count journeys of type {', '.join(contact_types)} "
+                   "(paths.contacts.journey_types in keymoments.yaml); there are none here, so "
+                   "every repeat_contact_rate is 0")
+    return out
 
 
 def _drop_non_refining(rows: list[dict]) -> list[dict]:
