@@ -582,3 +582,20 @@ sources:
     # nothing rated: the effect is empty, and the result says why
     assert row["effect"] is None
     assert any("no journey has the outcome 'feedback'" in w for w in r.meta["warnings"])
+
+
+def test_empty_metrics_say_why(shop):
+    """A journey metric with none of its journeys names the types there are; churn by
+    inactivity longer than the data is a warning (the module's shop, counted by hand:
+    20 orders and 3 tickets)."""
+    conv = km.metrics(shop, "conversion")  # no browsing journeys in the shop
+    assert conv.meta["n"] == 0
+    [w] = [w for w in conv.meta["warnings"] if w.startswith("no journeys for conversion")]
+    assert "it counts browsing journeys" in w and "purchase (20)" in w and "issue_resolution (3)" in w
+    # the events run from 1 January 09:00 (the first order) to 11 February 09:00 (the
+    # last NPS answer): 41 days, so nobody can be 400 days inactive
+    churn = km.metrics(shop, "churn", inactive_days=400)
+    assert any(w.startswith("the events span 41.0 days, less than --inactive-days 400")
+               for w in churn.meta["warnings"])
+    assert not any("the events span" in w for w in
+                   km.metrics(shop, "churn", inactive_days=30).meta["warnings"])

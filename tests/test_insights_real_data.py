@@ -269,6 +269,11 @@ def test_star_ratings_are_a_metric_of_their_own(tmp_path):
                                      rest.std(ddof=1), len(rest), equal_var=False)
     assert rows["unavailable"]["p_value"] == pytest.approx(ref.pvalue) and ref.pvalue > 0.05
     assert all(x["low"] >= 1 and x["high"] <= 5 for x in rows.values() if x["low"] == x["low"])
+    # a dimension most answers lack: they are one (none) group, and a warning says so
+    by_state = km.metrics(ws, "stars", by="attr:state")
+    none = next(x for x in by_state.to_pylist() if x["state"] is None)
+    assert none["n"] > n / 2
+    assert f"{none['n']:,} of {n:,} answers" in " ".join(by_state.meta["warnings"])
     shown = next(x for x in insight_sections(ws)[0]["rows"] if x["metric"] == "stars")
     assert shown["value"] == f"{scores.mean():.2f} / 5 ({100 * top / n:.1f}% 4-5 stars)"
     ws.close()

@@ -237,6 +237,49 @@ def _other_scales(ws: Workspace, metric: str) -> str:
             f"(ratings here: {there}); map the survey's rating with scale: {scale}")
 
 
+#: the journey type a journey metric counts
+_JOURNEY_TYPE = {"fcr": "issue_resolution", "first_response": "issue_resolution",
+                 "resolution_time": "issue_resolution", "repeat_purchase": "purchase",
+                 "conversion": "browsing"}
+
+
+def _other_journey_types(ws: Workspace, metric: str) -> str:
+    """Why a journey metric has no journeys: the journey types there are."""
+    want = _JOURNEY_TYPE[metric]
+    found = ws.con.execute("SELECT journey_type, count(*) FROM journeys GROUP BY 1 "
+                           "ORDER BY 2 DESC").fetchall()
+    there = ", ".join(f"{t} ({k:,})" for t, k in found) if found else "none: build the workspace"
+    return (f"no journeys for {metric}: it counts {want} journeys ({METRICS[metric].definition}); "
+            f"journey types here: {there}")
+
+
+def _too_short_for_inactivity(ws: Workspace, inactive_days: float) -> list[str]:
+    """A warning when the data spans less than the inactivity window: nobody can have
+    been inactive that long (a snapshot export reads 0 churn)."""
+    span = ws.con.execute("SELECT (epoch(max(ts)) - epoch(min(ts))) / 86400.0 FROM events"
+                          ).fetchone()[0]
+    if span is None or span >= inactive_days:
+        return []
+    return [f"the events span {span:.1f} days, less than --inactive-days {inactive_days:g}: "
+            "nobody can have been inactive that long, so churn reads 0 (a snapshot export? "
+            "'keymoments churn --tenure-measure' reads churn from a tenure measure)"]
+
+
+def _mostly_without_value(data: list[dict], dims: list[str], names: list[str], n: int,
+                          unit: str) -> list[str]:
+    """A warning per ``attr:`` dimension most units have no value of (they are all in
+    one ``(none)`` group, and every other group is compared with it)."""
+    out = []
+    for dim, col in zip(dims, names):
+        if not dim.startswith("attr:") or not n:
+            continue
+        without = sum(r["n"] for r in data if r.get(col) is None)
+        if without > n / 2:
+            out.append(f"{without:,} of {n:,} {unit} ({without / n:.0%}) have no {col!r} in "
+                       "their journey: they are the group (none)")
+    return out
+
+
 def _iso_time(name: str, value, timezone: str = "UTC") -> str:
     """``value`` as an ISO 8601 time with its offset, or an error naming ``name``. A
     time without an offset is a local time in ``timezone`` (the workspace's, in which
@@ -323,6 +366,11 @@ def metrics(ws: Workspace, metric: str = "csat", *, by: str | list[str] | None =
                  "intervals, not their values"] if small else [])
     if n == 0 and m.unit == "answers":
         warnings.append(_other_scales(ws, metric))
+    elif n == 0 and m.unit == "journeys":
+        warnings.append(_other_journey_types(ws, metric))
+    if metric == "churn" and inactive_days is not None:
+        warnings += _too_short_for_inactivity(ws, inactive_days)
+    warnings += _mostly_without_value(data, dims, names, n, m.unit)
     warnings += _unknown_attributes(ws, dims)
     table = pa.Table.from_pylist(data) if data else pa.table({c: pa.array([], pa.string()) for c in
                                                                [*out_cols, "n", "value", "low", "high"]})
