@@ -341,3 +341,20 @@ def test_journeys_show_durations_in_days_hours_and_minutes(runner, ws_dir):
     assert " duration " in table.splitlines()[1] and "duration_s" not in table
     assert "5m" in table and "300" not in table
     assert table.count(" 0s ") == 2
+
+
+def test_control_characters_from_the_data_are_written_out_not_sent(runner, ws_dir):
+    """An event type holding an escape sequence (clear screen, then a hidden link) and
+    a right-to-left override: the terminal receives their written form, not the
+    characters it would act on; tables, person timelines and messages alike."""
+    evil = "view\x1b[2J\x1b]8;;http://x.invalid\x07here\u202eexe"
+    (ws_dir / "web.csv").write_text(f"device_id,event,ts\ndev-ana,{evil},2024-03-01T10:00:00Z\n",
+                                    encoding="utf-8")
+    ok(km(runner, ws_dir, "ingest", "web"))
+    for args in (["events"], ["person", "dev-ana"]):
+        out = ok(km(runner, ws_dir, *args)).output
+        assert "\x1b" not in out and "\x07" not in out and "\u202e" not in out, args
+        assert "view\\x1b[2J\\x1b]8;;http://x.invalid\\x07here\\u202eexe" in out, args
+    missing = km(runner, ws_dir, "person", evil)
+    assert missing.exit_code == 1 and "\x1b" not in missing.output
+    assert "view\\x1b[2J" in missing.output

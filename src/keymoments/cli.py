@@ -18,9 +18,21 @@ from rich.table import Table
 from .errors import KeymomentsError
 from .results import json_text
 
+class _Console(Console):
+    """A console that writes the control characters of printed text (a value from the
+    data: an escape sequence that would clear the screen or hide a link) out as
+    ``\\x1b`` instead of sending them to the terminal; a table's cells go through
+    :func:`_cell`, which does the same."""
+
+    def print(self, *objects, **kwargs) -> None:  # noqa: A003 (rich's name)
+        from .display import printable
+
+        super().print(*[printable(o) if isinstance(o, str) else o for o in objects], **kwargs)
+
+
 # piped output (files, CI logs) is not cut at 80 columns
-console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
-err_console = Console(stderr=True, highlight=False)
+console = _Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+err_console = _Console(stderr=True, highlight=False)
 
 
 class _Boundary(click.Group):
@@ -602,9 +614,11 @@ def _number(value: float) -> str:
 def _cell(value, cut: bool = True) -> str:
     from rich.markup import escape
 
+    from .display import printable
+
     if value is None:
         return ""
-    text = _number(value) if isinstance(value, float) else str(value)
+    text = _number(value) if isinstance(value, float) else printable(str(value))
     if cut and len(text) > 60:
         text = text[:57] + "..."
     return escape(text)

@@ -1,4 +1,5 @@
-"""How values read for a person: durations in days, hours and minutes.
+"""How values read for a person: durations in days, hours and minutes, and text
+from the data made safe to print on a terminal.
 
 Tables and JSON keep seconds (``duration_s``); the CLI and labels show them this
 way.
@@ -7,8 +8,27 @@ way.
 from __future__ import annotations
 
 import math
+import re
 
-__all__ = ["duration"]
+__all__ = ["duration", "printable"]
+
+# C0 controls but tab and new line, DEL, C1 controls, and the bidirectional
+# overrides and isolates (text that reads differently than it is stored)
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    r"""``text`` with the characters a terminal would act on (escape sequences that
+    clear the screen, change colours or title, or hide a link) written out as
+    ``\xNN`` / ``\uNNNN``; tabs and new lines stay.
+
+    >>> print(printable("ok\x1b[2Jgone and\nnext \u202eevil"))
+    ok\x1b[2Jgone and
+    next \u202eevil
+    """
+    return _CONTROL.sub(lambda m: (f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100
+                                   else f"\\u{ord(m.group()):04x}"), text)
+
 
 _UNITS = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
 

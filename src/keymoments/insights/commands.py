@@ -15,6 +15,8 @@ def _emit(result, as_json: bool, columns: list[str] | None = None, limit: int | 
           title: str | None = None, groups: list[str] = ()) -> None:
     """Print ``result`` (or its JSON); in the ``groups`` columns a unit without a value
     reads ``(none)``."""
+    from rich.markup import escape
+
     from ..cli import _print_result, console
 
     if as_json:
@@ -27,7 +29,7 @@ def _emit(result, as_json: bool, columns: list[str] | None = None, limit: int | 
     rounded.update({c: (lambda v: "(none)" if v is None else v) for c in groups if c in cols})
     _print_result(result, columns=cols, limit=limit, title=title, shown=rounded)
     for w in result.meta.get("warnings", []):
-        console.print(f"[yellow]warning:[/] {w}")
+        console.print(f"[yellow]warning:[/] {escape(w)}")
 
 
 def register(main: click.Group) -> None:
