@@ -358,3 +358,17 @@ def test_control_characters_from_the_data_are_written_out_not_sent(runner, ws_di
     missing = km(runner, ws_dir, "person", evil)
     assert missing.exit_code == 1 and "\x1b" not in missing.output
     assert "view\\x1b[2J" in missing.output
+
+
+def test_ingest_of_every_source_says_what_loaded_before_one_failed(runner, ws_dir):
+    """'ingest' loads web, then crm; crm's file is missing: web's load stands and is
+    shown, and the error names the failed source and what was not loaded."""
+    (ws_dir / "crm.csv").unlink()
+    out = km(runner, ws_dir, "ingest")
+    assert out.exit_code == 1
+    row = next(line for line in out.stdout.splitlines() if " web " in line)
+    assert [c.strip() for c in row.split("│")[2:7]] == ["4", "3", "1", "0", "3"]
+    assert_one_error_line(out, "source 'crm': ", "loaded before it: web; not loaded: crm")
+    status = ok(km(runner, ws_dir, "status")).stdout
+    assert any(line.split("│")[1:3] and line.split("│")[1].strip() == "events"
+               and line.split("│")[2].strip() == "3" for line in status.splitlines())

@@ -117,15 +117,33 @@ def ingest(ctx: click.Context, sources: tuple[str, ...], as_json: bool,
            accept_mapping_change: bool) -> None:
     """Load SOURCES (names in keymoments.yaml; all when none are given)."""
     ws = _workspace(ctx)
+    reports = []
     try:
         names = list(sources) or list(ws.config.sources)
         if not names:
             raise KeymomentsError("no sources in keymoments.yaml: map an export first "
                                   "(see docs/mapping.md)")
-        reports = [_ingest_with_progress(ws, n, quiet=as_json, accept=accept_mapping_change)
-                   for n in names]
+        for i, n in enumerate(names):
+            try:
+                reports.append(_ingest_with_progress(ws, n, quiet=as_json,
+                                                     accept=accept_mapping_change))
+            except KeymomentsError as exc:
+                if len(names) == 1:
+                    raise
+                # the sources before it are loaded (each load is its own transaction)
+                if reports:
+                    _print_ingest(reports, as_json)
+                done = ", ".join(r.source for r in reports) or "none"
+                rest = ", ".join(names[i + 1:]) or "none"
+                raise KeymomentsError(f"source {n!r}: {exc} (loaded before it: {done}; not "
+                                      f"loaded: {n}, then {rest})") from exc
     finally:
         ws.close()
+    _print_ingest(reports, as_json)
+
+
+def _print_ingest(reports: list, as_json: bool) -> None:
+    """The load reports as a table (and their warnings), or JSON."""
     if as_json:
         click.echo(json_text([r.as_dict() for r in reports], indent=2))
         return
