@@ -404,6 +404,19 @@ sources:
     assert "retry=yes" in feats and "valley=payment_failed" in feats
     together = [w for w in r.meta["warnings"] if "go together" in w]
     assert any("retry=yes" in w and "valley=payment_failed" in w for w in together), together
+    # the failure explains the ratings: no warning of a model without skill
+    assert r.meta["heldout"]["score"] > 0.5
+    assert not any("predict next to nothing" in w for w in r.meta["warnings"])
+    # the same journeys rated at random: the held-out R2 is about 0, and a warning says so
+    noise = [ln if not ln.split(",")[2] == "survey_answered" else
+             ",".join([*ln.split(",")[:4], str(rng.randint(1, 5)), ""]) for ln in lines]
+    ws2 = make_workspace(config, {"events.csv": "\n".join(noise) + "\n"}, folder="noise")
+    ws2.ingest("events")
+    ws2.build()
+    r2 = km.drivers(ws2, "feedback", n_boot=20, min_support=5)
+    assert r2.meta["heldout"]["score"] < 0.02
+    assert any(w.startswith("held-out r2") and "predict next to nothing" in w
+               for w in r2.meta["warnings"])
 
 
 @pytest.mark.parametrize("k1, n1, k2, n2", [(0, 3, 110, 134), (2, 9, 40, 50), (45, 100, 30, 100),

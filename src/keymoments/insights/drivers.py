@@ -164,8 +164,9 @@ def drivers(ws: Workspace, outcome: str = "feedback", *, journey_type: str | lis
     sds[sds == 0] = 1.0
     num = (num - means) / sds
     X = sparse.hstack([binary, sparse.csr_matrix(num)], format="csr")
-    dense_sd = np.sqrt(np.asarray(X.multiply(X).mean(axis=0)).ravel()
-                       - np.square(np.asarray(X.mean(axis=0)).ravel()))
+    # (a constant column's variance can round below 0: no square root of it)
+    dense_sd = np.sqrt(np.maximum(np.asarray(X.multiply(X).mean(axis=0)).ravel()
+                                  - np.square(np.asarray(X.mean(axis=0)).ravel()), 0.0))
     # constant columns out (a 0/1 fact every journey has: its SD is rounding, ~1e-7)
     keep = dense_sd > 1e-6
     X, names, sd = X[:, np.flatnonzero(keep)], [n for n, k in zip(names, keep) if k], dense_sd[keep]
@@ -218,6 +219,7 @@ def drivers(ws: Workspace, outcome: str = "feedback", *, journey_type: str | lis
     for rank, r in enumerate(rows, 1):
         r["rank"] = rank
     se = float(cv.std(ddof=1) / math.sqrt(len(cv))) if len(cv) > 1 else math.nan
+    warnings += _no_skill(float(cv.mean()), binary)
     return Result(pa.Table.from_pylist(rows), {
         "outcome": outcome, "n": len(y), "features": len(names),
         "model": "logistic regression (L2)" if binary else "ridge regression",
@@ -229,6 +231,28 @@ def drivers(ws: Workspace, outcome: str = "feedback", *, journey_type: str | lis
                    "0/1, valences per SD); bootstrap percentile intervals; importance = "
                    "|coefficient| x feature SD; held-out accuracy by k-fold cross-validation"),
     })
+
+
+#: held-out scores under which a model is said to predict (next to) nothing
+_SKILL = {"r2": 0.02, "auc": 0.55}
+
+
+def _no_skill(score: float, binary: bool) -> list[str]:
+    """A warning when the held-out accuracy is about chance: the effects then
+    describe the answered journeys but predict nothing.
+
+    >>> _no_skill(0.001, False)[0][:46]
+    'held-out r2 0.001: these features predict next'
+    >>> _no_skill(0.81, True)
+    []
+    """
+    metric = "auc" if binary else "r2"
+    if not score < _SKILL[metric]:
+        return []
+    chance = "0.5 is chance" if binary else "0 is no better than the mean"
+    return [f"held-out {metric} {score:.3f}: these features predict next to nothing of the "
+            f"outcome ({chance}); read the effects as differences between the journeys "
+            "that had them, not as what would change it"]
 
 
 def _collinear(X, names: list[str], above: float = 0.9, most: int = 5) -> list[str]:
