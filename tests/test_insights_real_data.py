@@ -274,6 +274,12 @@ def test_star_ratings_are_a_metric_of_their_own(tmp_path):
     none = next(x for x in by_state.to_pylist() if x["state"] is None)
     assert none["n"] > n / 2
     assert f"{none['n']:,} of {n:,} answers" in " ".join(by_state.meta["warnings"])
+    # predicted CSAT reads csat5 answers; the refusal names the scale there is, one
+    # outcome per reviewed order (an order's journey has one first answer)
+    with open(DATA / "olist-sample/olist_order_reviews_dataset.csv", newline="", encoding="utf-8") as fh:
+        orders = {r["order_id"] for r in csv.DictReader(fh)}
+    with pytest.raises(km.KeymomentsError, match=rf"outcomes here: stars5 \({len(orders):,}\)"):
+        km.predicted_experience(ws, "csat")
     shown = next(x for x in insight_sections(ws)[0]["rows"] if x["metric"] == "stars")
     assert shown["value"] == f"{scores.mean():.2f} / 5 ({100 * top / n:.1f}% 4-5 stars)"
     ws.close()

@@ -50,6 +50,17 @@ class PredictedExperience:
     meta: dict = field(default_factory=dict)
 
 
+def _outcome_scales(ws: Workspace) -> str:
+    """The journeys' outcomes by scale, for a message (``outcomes here: stars5 (6,121)``)."""
+    found = ws.con.execute("SELECT outcome_scale, count(*) FROM journeys WHERE outcome_scale "
+                           "IS NOT NULL GROUP BY 1 ORDER BY 2 DESC").fetchall()
+    if not found:
+        return "no journey has a rated outcome"
+    there = ", ".join(f"{s} ({n:,})" for s, n in found)
+    return (f"outcomes here: {there}; csat reads csat5 answers, nps nps10 answers (another "
+            "scale is another question, not converted)")
+
+
 def _design(rows: dict, types: list[str]) -> np.ndarray:
     cols = []
     for f in _FEATURES:
@@ -73,7 +84,7 @@ def predicted_experience(ws: Workspace, metric: str = "csat", *, by: str | None 
     >>> km.predicted_experience(ws)
     Traceback (most recent call last):
     ...
-    keymoments.errors.KeymomentsError: only 0 journeys have a csat answer as their outcome; a prediction needs at least 50 (load the surveys and build again, or predict nps if you have its answers)
+    keymoments.errors.KeymomentsError: only 0 journeys have a csat answer (csat5) as their outcome; a prediction needs at least 50 (no journey has a rated outcome); load the surveys and build again
     >>> ws.close()
     """
     from sklearn.linear_model import LogisticRegression
@@ -96,10 +107,9 @@ def predicted_experience(ws: Workspace, metric: str = "csat", *, by: str | None 
     rows = table.to_pydict()
     answered = np.array([s == scale for s in rows["outcome_scale"]])
     if answered.sum() < 50:
-        other = next(m for m in _SCALES if m != metric)
-        raise KeymomentsError(f"only {int(answered.sum())} journeys have a {metric} answer as their "
-                              "outcome; a prediction needs at least 50 (load the surveys and "
-                              f"build again, or predict {other} if you have its answers)")
+        raise KeymomentsError(f"only {int(answered.sum())} journeys have a {metric} answer "
+                              f"({scale}) as their outcome; a prediction needs at least 50 "
+                              f"({_outcome_scales(ws)}); load the surveys and build again")
     rating = np.array([r if r is not None else np.nan for r in rows["outcome_rating"]], dtype=float)
     if metric == "csat":
         y = (rating >= 4).astype(int)  # top two boxes of 5
@@ -184,7 +194,9 @@ def predicted_experience(ws: Workspace, metric: str = "csat", *, by: str | None 
         warnings.append(
             f"the model predicts held-out answers no better than their overall share (Brier "
             f"{brier:.4f} against {brier_base:.4f} for a constant): the moments do not tell "
-            "these answers apart, so every silent journey gets about the answered mean")
+            "these answers apart, so the predictions for silent journeys rest on how those "
+            "differ from the answered ones (journey type, events), not on evidence; their "
+            "interval covers sampling and held-out error, not that")
     meta = {
         "metric": metric, "by": by, "answered": int(answered.sum()), "silent": int(silent.sum()),
         "warnings": warnings,
