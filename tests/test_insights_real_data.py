@@ -167,6 +167,18 @@ def test_telco_survival_by_contract_type(telco):
     assert got["Two year"]["hazard_ratio_high"] < got["One year"]["hazard_ratio_low"] < 1
     assert got["Month-to-month"]["survival_24"] < got["One year"]["survival_24"] < got["Two year"]["survival_24"]
     assert r.meta["logrank"]["p_value"] < 1e-10
+    # without horizons: quarters of the longest tenure in the file, in months (not days
+    # past the data); the same hand-computed Kaplan-Meier at the middle one
+    longest = max(float(x["tenure"]) for x in rows)
+    d = km.churn(ws, by="attr:contract", tenure_measure="tenure_months")
+    assert d.meta["horizons"] == [round(longest * q) for q in (0.25, 0.5, 0.75, 1.0)]
+    mid = d.meta["horizons"][1]
+    s = 1.0
+    for t in sorted({t for t, e in mm if e and t <= mid}):
+        s *= 1 - sum(1 for u, e in mm if u == t and e) / sum(1 for u, _ in mm if u >= t)
+    by_group = {x["group"]: x for x in d.summary.to_pylist()}
+    assert by_group["Month-to-month"][f"survival_{mid:g}"] == pytest.approx(s, rel=1e-9)
+    assert not any(k.startswith("survival_365") for k in by_group["Month-to-month"])
 
 
 def test_telco_churn_without_a_tenure_says_why_instead_of_a_result(telco):

@@ -145,9 +145,15 @@ def churn_table(ws: Workspace, *, by: str | None = None, kind: str = "contractua
 
 def churn(ws: Workspace, *, by: str | None = None, kind: str = "contractual",
           inactive_days: float = 90.0, tenure_measure: str | None = None, unit_days: float = 1.0,
-          churn_events: list[str] | None = None, horizons: tuple[float, ...] = (30.0, 90.0, 180.0, 365.0), confidence: float = 0.95,
-          min_group: int = 10) -> ChurnResult:
+          churn_events: list[str] | None = None, horizons: tuple[float, ...] | None = None,
+          confidence: float = 0.95, min_group: int = 10) -> ChurnResult:
     """Survival (share not yet churned) over time, by group, with hazards.
+
+    ``horizons``: the times (in the time unit) the summary gives survival at, as
+    ``survival_<h>``; by default 30, 90, 180 and 365 days for times from events (in
+    units of ``unit_days``), and a quarter, half, three quarters and all of the
+    longest observed time for a tenure measure (72 months: 18, 36, 54, 72). A horizon
+    past the longest observed time is left out (a curve says nothing there).
 
     >>> import tempfile, keymoments as km
     >>> ws = km.init(tempfile.mkdtemp())
@@ -176,6 +182,7 @@ def churn(ws: Workspace, *, by: str | None = None, kind: str = "contractual",
     if not keep:
         raise KeymomentsError(f"no group has {min_group} people; lower min_group or choose another `by`")
     reference = max(keep, key=lambda g: (counts[list(names).index(g)], str(g)))
+    horizons, beyond = _horizons(horizons, T, tenure_measure, unit_days)
     curves, summary = [], []
     alpha = 1 - confidence
     hr = _hazard_ratios(CoxPHFitter, T, E, groups, keep, reference, alpha) if len(keep) > 1 else {}
@@ -211,7 +218,8 @@ def churn(ws: Workspace, *, by: str | None = None, kind: str = "contractual",
         res = multivariate_logrank_test(T[sel], groups[sel].astype(str), E[sel])
         logrank = {"statistic": float(res.test_statistic), "p_value": float(res.p_value),
                    "df": int(res.degrees_of_freedom)}
-    warnings = []
+    warnings = ([f"horizons past the longest observed time ({float(T.max()):g}) left out: "
+                 f"{', '.join(f'{h:g}' for h in beyond)}"] if beyond else [])
     at_zero = int(((T == 0) & (E == 1)).sum())
     if E.sum() and at_zero > E.sum() / 2:
         warnings.append(
@@ -221,6 +229,7 @@ def churn(ws: Workspace, *, by: str | None = None, kind: str = "contractual",
     meta = {"kind": kind if not tenure_measure else f"contractual (tenure from {tenure_measure})",
             "warnings": warnings, "by": by, "churn_events": churn_events or "stage churn",
             "n": int(len(T)), "churned": int(E.sum()), "unit_days": unit_days,
+            "horizons": list(horizons),
             "inactive_days": inactive_days if kind == "inactivity" else None,
             "reference_group": str(reference), "logrank": logrank, "confidence": confidence,
             "groups_dropped": [str(g) for g in dropped], "min_group": min_group,
@@ -229,6 +238,28 @@ def churn(ws: Workspace, *, by: str | None = None, kind: str = "contractual",
                        "hazard rate = churns per unit of time at risk (exact Poisson interval)")}
     return ChurnResult(Result(pa.Table.from_pylist(curves), dict(meta)),
                        Result(pa.Table.from_pylist(summary), dict(meta)), meta)
+
+
+def _horizons(given: tuple[float, ...] | None, T: np.ndarray, tenure_measure: str | None,
+              unit_days: float) -> tuple[list[float], list[float]]:
+    """The horizons to report (in the time unit) and those left out past the longest
+    observed time.
+
+    >>> _horizons(None, np.array([0.0, 72.0]), "tenure_months", 1.0)
+    ([18.0, 36.0, 54.0, 72.0], [])
+    >>> _horizons(None, np.array([0.0, 400.0]), None, 7.0)
+    ([4.3, 12.9, 25.7, 52.1], [])
+    >>> _horizons((30.0, 90.0), np.array([0.0, 60.0]), None, 1.0)
+    ([30.0], [90.0])
+    """
+    longest = float(T.max()) if len(T) else 0.0
+    if given is None:
+        if tenure_measure:
+            given = tuple(float(round(longest * q)) for q in (0.25, 0.5, 0.75, 1.0))
+        else:
+            given = tuple(round(d / unit_days, 1) for d in (30.0, 90.0, 180.0, 365.0))
+    given = sorted(dict.fromkeys(h for h in given if h > 0))
+    return [h for h in given if h <= longest], [h for h in given if h > longest]
 
 
 def _finite(x) -> float | None:

@@ -149,13 +149,16 @@ def register(main: click.Group) -> None:
                   help="Days per time unit, for times from events (not with --tenure-measure).")
     @click.option("--churn-event", "churn_events", multiple=True,
                   help="Event type that ends a contract (repeatable; default: churn-stage events).")
+    @click.option("--horizon", "horizons", multiple=True, type=click.FloatRange(min=0, min_open=True),
+                  help="Give survival at this time, in the time unit (repeatable; default: 30, "
+                  "90, 180, 365 days, or quarters of the longest tenure).")
     @click.option("--curves", is_flag=True, help="Print the survival curves, not the summary.")
     @click.option("--drivers", "show_drivers", is_flag=True,
                   help="Hazard ratios of attribute values (Cox), not the groups.")
     @click.option("--json", "as_json", is_flag=True, help="Print rows and meta as JSON.")
     @click.pass_context
-    def churn(ctx, by, kind, inactive_days, tenure_measure, unit_days, churn_events, curves,
-              show_drivers, as_json):
+    def churn(ctx, by, kind, inactive_days, tenure_measure, unit_days, churn_events, horizons,
+              curves, show_drivers, as_json):
         """Churn over time: survival curves, hazards and hazard ratios by group."""
         from .churn import churn as run
 
@@ -175,21 +178,31 @@ def register(main: click.Group) -> None:
         with _workspace(ctx, read_only=True) as ws:
             r = run(ws, by=by, kind=kind, inactive_days=inactive_days,
                     tenure_measure=tenure_measure, unit_days=unit_days,
-                    churn_events=list(churn_events) or None)
+                    churn_events=list(churn_events) or None, horizons=tuple(horizons) or None)
         if curves:
             _emit(r.curves, as_json)
             return
         _emit(r.summary, as_json, ["group", "people", "churned", "median_time", "hazard_rate",
                                    "hazard_ratio", "hazard_ratio_low", "hazard_ratio_high",
                                    "p_value"], groups=["group"])
+        if not as_json and r.meta["horizons"]:  # survival at the horizons, a table of its own
+            import pyarrow as pa
+
+            from ..results import Result
+
+            rows = [{"group": x["group"], **{f"at {h:g}": x[f"survival_{h:g}"]
+                                             for h in r.meta["horizons"]}}
+                    for x in r.summary.to_pylist()]
+            _emit(Result(pa.Table.from_pylist(rows), {}), False, title="share not churned")
         if not as_json:
             unit = (f"in {tenure_measure}'s own unit" if tenure_measure else
                     "in days" if unit_days == 1 else f"in units of {unit_days:g} days")
             console.print(f"times (median_time) {unit}; hazard_rate per unit of time")
         if not as_json and r.meta["logrank"]:
             lr = r.meta["logrank"]
+            p = lr["p_value"]  # under double precision's reach it prints as 0
             console.print(f"log-rank test: chi2 {lr['statistic']:.2f} on {lr['df']} df, "
-                          f"p = {lr['p_value']:.3g}")
+                          + (f"p = {p:.3g}" if p >= 1e-300 else "p < 1e-300"))
 
     @main.command()
     @click.argument("metric", type=click.Choice(["csat", "nps"]), default="csat")

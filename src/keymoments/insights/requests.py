@@ -131,7 +131,7 @@ class ChurnRequest(_Request):
     tenure_measure: str | None = None
     unit_days: float = Field(default=1.0, gt=0)
     churn_events: list[str] | None = None
-    horizons: tuple[float, ...] = (30.0, 90.0, 180.0, 365.0)
+    horizons: tuple[float, ...] | None = None
     confidence: float = Field(default=0.95, gt=0, lt=1)
     min_group: int = Field(default=10, ge=1)
 
