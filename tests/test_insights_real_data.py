@@ -77,7 +77,20 @@ def test_cdnow_probability_alive_matches_lifetimes(tmp_path, shared_data):
     exp_want = ref.conditional_expected_number_of_purchases_up_to_time(90, freq, rec, age)
     exp_have = np.array([got[pid[i]]["expected_purchases"] for i in ids])
     assert np.max(np.abs(exp_have - exp_want)) < 1e-3
+    root = ws.root
     ws.close()
+    # the CLI: the repeat buyers least likely still active, from the same fit
+    from click.testing import CliRunner
+
+    from keymoments.cli import main
+
+    out = CliRunner().invoke(main, ["-w", str(root), "alive", "--limit", "3"])
+    assert out.exit_code == 0, out.output
+    gone = sorted((r for r in ours if r["frequency"] > 0), key=lambda r: (r["p_alive"], r["person_id"]))
+    shown = [line.split("│")[1].strip() for line in out.stdout.splitlines()
+             if line.startswith("│")]
+    assert shown == [r["person_id"] for r in gone[:3]]
+    assert f"{int((freq > 0).sum()):,} bought again" in out.stdout
 
 
 def test_cdnow_repeat_purchases_with_the_guides_journeys_match_a_hand_count(tmp_path, shared_data):

@@ -1,5 +1,5 @@
 """The insight commands of the ``keymoments`` CLI (``metrics``, ``drivers``,
-``root-causes``, ``funnel``, ``churn``, ``predicted``): thin shells over the API,
+``root-causes``, ``funnel``, ``churn``, ``predicted``, ``alive``): thin shells over the API,
 registered on the main group by :func:`register`."""
 
 from __future__ import annotations
@@ -221,3 +221,41 @@ def register(main: click.Group) -> None:
             console.print(f"calibrated on {m['answered']:,} answered journeys; held-out Brier "
                           f"{m['brier']:.3f} (constant baseline {m['brier_baseline']:.3f}); error "
                           f"of the aggregate {m['heldout_aggregate_rmse']:.3g} (RMS over folds)")
+
+    @main.command()
+    @click.option("--event-type", "event_types", multiple=True,
+                  help="A purchase event type (repeatable; default: the purchase key moment).")
+    @click.option("--unit-days", default=1.0, show_default=True,
+                  type=click.FloatRange(min=0, min_open=True), help="Days per time unit.")
+    @click.option("--horizon", default=90.0, show_default=True,
+                  type=click.FloatRange(min=0, min_open=True),
+                  help="Expected purchases in this many units from the data's end.")
+    @click.option("--limit", default=20, show_default=True,
+                  help="Rows shown: the buyers most likely gone, of those who came back once.")
+    @click.option("--json", "as_json", is_flag=True, help="Print rows and meta as JSON.")
+    @click.pass_context
+    def alive(ctx, event_types, unit_days, horizon, limit, as_json):
+        """Is each buyer still a customer? BG/NBD probability alive and expected purchases."""
+        from ..results import Result
+        from .alive import probability_alive
+
+        with _workspace(ctx, read_only=True) as ws:
+            r = probability_alive(ws, event_types=list(event_types) or None, unit_days=unit_days,
+                                  horizon=horizon)
+        if as_json:
+            _emit(r, True, limit=limit)
+            return
+        m = r.meta
+        p = m["params"]
+        console.print(f"BG/NBD on {m['n']:,} buyers ({m['repeaters']:,} bought again): mean "
+                      f"p_alive {m['mean_p_alive']:.3f}; r {p['r']:.3g}, alpha {p['alpha']:.3g}, "
+                      f"a {p['a']:.3g}, b {p['b']:.3g}")
+        # the ones to act on: came back at least once, now least likely still there (a
+        # one-time buyer always reads 1: the model has seen no drop-out to learn from)
+        import pyarrow.compute as pc
+
+        came_back = r.data.filter(pc.greater(r.data.column("frequency"), 0))
+        ranked = came_back.sort_by([("p_alive", "ascending"), ("person_id", "ascending")])
+        _emit(Result(ranked, m), False, ["person_id", "frequency", "recency", "age", "p_alive",
+                                         "expected_purchases"], limit=limit,
+              title="repeat buyers least likely still active")
