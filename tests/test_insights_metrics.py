@@ -612,3 +612,8 @@ def test_empty_metrics_say_why(shop):
                for w in churn.meta["warnings"])
     assert not any("the events span" in w for w in
                    km.metrics(shop, "churn", inactive_days=30).meta["warnings"])
+    # no churn-stage event in the shop: contractual survival says nobody churned, and why
+    survival = km.churn(shop)
+    assert survival.meta["churned"] == 0
+    assert any(w.startswith("nobody churned: contractual churn is a churn-stage event")
+               for w in survival.meta["warnings"])

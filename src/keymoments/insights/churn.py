@@ -220,6 +220,10 @@ def churn(ws: Workspace, *, by: str | None = None, kind: str = "contractual",
                    "df": int(res.degrees_of_freedom)}
     warnings = ([f"horizons past the longest observed time ({float(T.max()):g}) left out: "
                  f"{', '.join(f'{h:g}' for h in beyond)}"] if beyond else [])
+    if not E.sum() and kind == "contractual":
+        warnings.append("nobody churned: contractual churn is a churn-stage event (or a "
+                        "--churn-event type) and there is none here; for purchase histories "
+                        "use --kind inactivity")
     at_zero = int(((T == 0) & (E == 1)).sum())
     if E.sum() and at_zero > E.sum() / 2:
         warnings.append(
