@@ -388,7 +388,8 @@ _METHOD = {
     "proportion": "Wilson score interval; pooled two-proportion z-test (Fisher's exact test when "
                   "an expected count is under 5)",
     "nps": "adjusted-Wald interval on the multinomial difference; z-test on the NPS difference",
-    "mean": "Student t interval; Welch t-test (the share at or above a value: Wilson)",
+    "mean": "Student t interval within the scale (answers without spread: Wilson interval of "
+            "the mean's place on the scale); Welch t-test; the share beside it: Wilson",
     "median": "order-statistic (binomial) interval of the median; Mann-Whitney U test",
 }
 
