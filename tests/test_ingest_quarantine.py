@@ -543,3 +543,63 @@ sources:
     assert out.exit_code == 0 and "1 quarantined row(s) have loaded since" in out.output
     status = CliRunner().invoke(main, ["-w", root, "status"])
     assert "1 have loaded since" in status.output
+
+
+def entries(ws) -> list[tuple[int, str, str, bool]]:
+    """(line, id, score, loaded_since) of every quarantine entry, read from its raw row."""
+    rows = ws.quarantine(include_loaded=True).to_pylist()
+    return sorted((r["line"], json.loads(r["raw"])["id"], json.loads(r["raw"])["score"],
+                   r["loaded_since"]) for r in rows)
+
+
+def stored(ws) -> list[tuple]:
+    return sorted(ws.con.execute("SELECT * FROM quarantine").fetchall(), key=repr)
+
+
+GOOD = "1,,2024-03-01,5,a,1\n"                                          # line 2, each version
+
+
+def test_a_different_bad_row_on_the_same_line_is_kept_too(make_workspace):
+    """A new version of a file rejects another row on the line of an entry: both
+    rows are in the quarantine (the second was stored nowhere), each once."""
+    ws = make_workspace(cfg(), {"data.csv": HEADER + GOOD + "2,,2024-03-02,9,b,1\n"})
+    assert ws.ingest("s").rows_quarantined == 1
+    (ws.root / "data.csv").write_text(HEADER + GOOD + "3,,2024-03-09,7,z,1\n")
+    rep = ws.ingest("s")
+    assert (rep.rows_read, rep.rows_loaded, rep.rows_quarantined, rep.rows_duplicate) == (
+        2, 0, 1, 1)
+    assert entries(ws) == [(3, "2", "9", False), (3, "3", "7", False)]
+    assert [r["reason"] for r in ws.quarantine().to_pylist()] == [
+        "rating outside the csat5 scale (1 to 5) in column 'score'"] * 2
+    before = stored(ws)
+    assert ws.ingest("s").rows_quarantined == 1  # the same load again adds nothing
+    assert stored(ws) == before
+
+
+def test_a_bad_row_after_its_line_was_fixed_is_open(make_workspace):
+    """Bad, fixed, then another bad row on the same line: the fixed entry has loaded
+    since, the new one is open."""
+    ws = make_workspace(cfg(), {"data.csv": HEADER + GOOD + "2,,2024-03-02,9,b,1\n"})
+    ws.ingest("s")
+    (ws.root / "data.csv").write_text(HEADER + GOOD + "2,,2024-03-02,4,b,1\n")
+    assert ws.ingest("s").rows_loaded == 1
+    (ws.root / "data.csv").write_text(HEADER + GOOD + "3,,2024-03-09,7,z,1\n")
+    assert ws.ingest("s").rows_quarantined == 1
+    assert entries(ws) == [(3, "2", "9", True), (3, "3", "7", False)]
+    still = ws.quarantine()
+    assert [json.loads(r["raw"])["id"] for r in still.to_pylist()] == ["3"]
+    assert still.meta["loaded_since"] == 1
+    before = stored(ws)
+    ws.ingest("s")
+    assert stored(ws) == before
+
+
+def test_an_entry_stored_before_raw_rows_were_in_its_id_is_not_doubled(make_workspace):
+    ws = make_workspace(cfg(), {"data.csv": HEADER + GOOD + "2,,2024-03-02,9,b,1\n"})
+    ws.ingest("s")
+    # the id an earlier keymoments gave it: a hash of source, file, line and reason
+    ws.con.execute("UPDATE quarantine SET quarantine_id = md5(concat_ws(chr(31), source, file, "
+                   "CAST(line AS VARCHAR), reason))")
+    before = stored(ws)
+    assert ws.ingest("s").rows_quarantined == 1
+    assert stored(ws) == before

@@ -582,6 +582,22 @@ def _write_events(con, source: str, load_id: str) -> int:
 
 
 def _write_quarantine(con, source: str, load_id: str, raw_cols: list[str], rejects) -> None:
+    """Store the load's rejected rows: each distinct raw row once per file, line and
+    reason (so loading the same file again adds nothing, and another row rejected on
+    the line of an entry is an entry of its own)."""
+    _stage_quarantine(con, raw_cols, rejects)
+    con.execute(f"""
+        INSERT INTO quarantine
+        SELECT md5(concat_ws(chr(31), {literal(source)}, file, CAST(line AS VARCHAR), reason,
+                             raw)) AS quarantine_id,
+               {literal(load_id)}, {literal(source)}, file, line, field, value, reason, raw, now()
+        FROM _km_q q
+        WHERE NOT EXISTS (SELECT 1 FROM quarantine x WHERE {_same_entry("x", "q", source)})
+    """)
+
+
+def _stage_quarantine(con, raw_cols: list[str], rejects) -> None:
+    """The load's rejected rows (the mapped ones and the reader's) as ``_km_q``."""
     if raw_cols:
         # VARCHAR, not JSON: the reader's rejects below add raw line text to this column
         raw = "CAST(to_json(struct_pack(" + ", ".join(
@@ -604,17 +620,15 @@ def _write_quarantine(con, source: str, load_id: str, raw_cols: list[str], rejec
         }))
         con.execute("INSERT INTO _km_q SELECT * FROM _km_rejects")
         con.unregister("_km_rejects")
-    con.execute(f"""
-        INSERT INTO quarantine
-        SELECT md5(concat_ws(chr(31), {literal(source)}, file, CAST(line AS VARCHAR), reason))
-                   AS quarantine_id,
-               {literal(load_id)}, {literal(source)}, file, line, field, value, reason, raw, now()
-        FROM _km_q q
-        WHERE NOT EXISTS (
-            SELECT 1 FROM quarantine x
-            WHERE x.quarantine_id = md5(concat_ws(chr(31), {literal(source)}, q.file,
-                                                  CAST(q.line AS VARCHAR), q.reason)))
-    """)
+
+
+def _same_entry(x: str, q: str, source: str) -> str:
+    """SQL: the stored entry ``x`` is the rejected row ``q`` of ``source``: the same raw
+    row at the same file and line, for the same reason (entries stored before the raw
+    row was part of their id match too)."""
+    return (f"{x}.source = {literal(source)} AND {x}.file IS NOT DISTINCT FROM {q}.file "
+            f"AND {x}.line IS NOT DISTINCT FROM {q}.line AND {x}.reason = {q}.reason "
+            f"AND {x}.raw IS NOT DISTINCT FROM {q}.raw")
 
 
 def _refresh_people(con, only_load: str | None = None, merged: bool = True,

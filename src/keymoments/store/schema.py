@@ -81,7 +81,9 @@ COLUMN_DOCS: dict[str, dict[str, tuple[str, str]]] = {
         "channels": ("VARCHAR[]", "channels the person used"),
     },
     "quarantine": {
-        "quarantine_id": ("VARCHAR NOT NULL", "hash of source, file, line and reason: re-loading does not double it"),
+        "quarantine_id": ("VARCHAR NOT NULL", "hash of source, file, line, reason and raw row: "
+                          "re-loading does not double it, another row on the same line is "
+                          "an entry of its own"),
         "load_id": ("VARCHAR NOT NULL", "the load that rejected it"),
         "source": ("VARCHAR NOT NULL", "source name"),
         "file": ("VARCHAR", "file it came from"),
