@@ -594,6 +594,25 @@ def test_a_bad_row_after_its_line_was_fixed_is_open(make_workspace):
     assert stored(ws) == before
 
 
+def test_a_bad_row_back_after_its_line_was_fixed_is_open_again(make_workspace):
+    """Bad, fixed, then the same bad row again (an older version of the file): the
+    entry is not doubled, and is open again, rejected by the latest load."""
+    bad = HEADER + GOOD + "2,,2024-03-02,9,b,1\n"
+    ws = make_workspace(cfg(), {"data.csv": bad})
+    ws.ingest("s")
+    (ws.root / "data.csv").write_text(HEADER + GOOD + "2,,2024-03-02,4,b,1\n")
+    ws.ingest("s")
+    assert entries(ws) == [(3, "2", "9", True)]
+    (ws.root / "data.csv").write_text(bad)
+    again = ws.ingest("s")
+    assert again.rows_quarantined == 1
+    assert entries(ws) == [(3, "2", "9", False)]
+    assert ws.con.execute("SELECT load_id FROM quarantine").fetchall() == [(again.load_id,)]
+    before = stored(ws)
+    ws.ingest("s")
+    assert stored(ws) == before
+
+
 def test_an_entry_stored_before_raw_rows_were_in_its_id_is_not_doubled(make_workspace):
     ws = make_workspace(cfg(), {"data.csv": HEADER + GOOD + "2,,2024-03-02,9,b,1\n"})
     ws.ingest("s")

@@ -34,6 +34,7 @@ from ..config.loader import CONFIG_FILE, key_line
 from ..errors import ConfigError, NotFoundError
 from ..people.identity import normalise_phone, stitch
 from ..sql import few_values, ident, literal, member_of
+from ..store.schema import quarantine_loaded_since
 from ..taxonomy import resolve_taxonomy
 from .mapping import LATEST_EVENT_ID_SCHEME, PHONE_TABLE, compile_source, phone_text_expressions
 from .readers import FILE_COLUMN, LINE_COLUMN, Progress, expand_paths, stage_file, stage_records
@@ -586,6 +587,7 @@ def _write_quarantine(con, source: str, load_id: str, raw_cols: list[str], rejec
     reason (so loading the same file again adds nothing, and another row rejected on
     the line of an entry is an entry of its own)."""
     _stage_quarantine(con, raw_cols, rejects)
+    _reopen_quarantine(con, source, load_id)
     con.execute(f"""
         INSERT INTO quarantine
         SELECT md5(concat_ws(chr(31), {literal(source)}, file, CAST(line AS VARCHAR), reason,
@@ -620,6 +622,19 @@ def _stage_quarantine(con, raw_cols: list[str], rejects) -> None:
         }))
         con.execute("INSERT INTO _km_q SELECT * FROM _km_rejects")
         con.unregister("_km_rejects")
+
+
+def _reopen_quarantine(con, source: str, load_id: str) -> None:
+    """An entry that had loaded since (its line was fixed and loaded) and that this
+    load rejects again (an older version of the file) is open again: it becomes this
+    load's. An open entry is left as it is, so loading the same file again changes
+    nothing."""
+    con.execute(f"""
+        UPDATE quarantine SET load_id = {literal(load_id)}, quarantined_at = now()
+        WHERE quarantine_id IN (
+            SELECT x.quarantine_id FROM quarantine x JOIN _km_q q ON {_same_entry("x", "q", source)}
+            WHERE {quarantine_loaded_since("x")})
+    """)
 
 
 def _same_entry(x: str, q: str, source: str) -> str:
