@@ -622,3 +622,64 @@ def test_an_entry_stored_before_raw_rows_were_in_its_id_is_not_doubled(make_work
     before = stored(ws)
     assert ws.ingest("s").rows_quarantined == 1
     assert stored(ws) == before
+
+
+KEYED = """
+sources:
+  s:
+    path: data.csv
+    key: {key}
+    identifiers: {{customer_id: cust}}
+    event_type: {{value: order}}
+    ts: when
+    measures: {{amount: amount}}
+"""
+
+
+def test_a_row_with_an_empty_key_is_quarantined_not_a_duplicate(make_workspace):
+    """Rows without a key value were all one key: every one after the first was
+    dropped as a duplicate, in no table."""
+    text = ("id,cust,when,amount\n"
+            "o1,a,2024-03-01T10:00:00Z,1\n"                              # 2 loads
+            ",b,2024-03-02T10:00:00Z,2\n"                                # 3 blank
+            ",c,2024-03-03T10:00:00Z,3\n"                                # 4 blank
+            "NULL,d,2024-03-04T10:00:00Z,4\n"                            # 5 a null marker
+            "  ,e,2024-03-05T10:00:00Z,5\n")                             # 6 spaces
+    ws = make_workspace(KEYED.format(key="[id]"), {"data.csv": text})
+    rep = ws.ingest("s")
+    assert (rep.rows_read, rep.rows_loaded, rep.rows_quarantined, rep.rows_duplicate) == (
+        5, 1, 4, 0)
+    q = quarantine(ws)
+    assert sorted(q) == [3, 4, 5, 6]
+    assert [json.loads(q[n]["raw"])["cust"] for n in (3, 4, 5, 6)] == ["b", "c", "d", "e"]
+    for row in q.values():
+        assert (row["field"], row["value"]) == ("key", None)
+        assert row["reason"] == ("key column 'id' is empty: every row needs a value there, "
+                                 "or drop 'key' from the source to identify rows by their "
+                                 "content")
+    assert ws.con.execute("SELECT identifiers['customer_id'] FROM events").fetchall() == [("a",)]
+    before = stored(ws)
+    again = ws.ingest("s")
+    assert (again.rows_quarantined, again.rows_duplicate) == (4, 1) and stored(ws) == before
+
+
+def test_a_key_of_several_columns_is_empty_only_when_all_are(make_workspace):
+    """A row keyed by some of its key columns is told apart by those; a row with none
+    of them is quarantined. A ``_line`` key part is never empty."""
+    text = ("order,item,cust,when,amount\n"
+            "o1,1,a,2024-03-01T10:00:00Z,1\n"                            # 2 loads
+            "o1,,b,2024-03-02T10:00:00Z,2\n"                             # 3 loads (o1 alone)
+            ",2,c,2024-03-03T10:00:00Z,3\n"                              # 4 loads (2 alone)
+            ",,d,2024-03-04T10:00:00Z,4\n"                               # 5 no key
+            ",,e,2024-03-05T10:00:00Z,5\n")                              # 6 no key
+    ws = make_workspace(KEYED.format(key="[order, item]"), {"data.csv": text})
+    rep = ws.ingest("s")
+    assert (rep.rows_loaded, rep.rows_quarantined, rep.rows_duplicate) == (3, 2, 0)
+    q = quarantine(ws)
+    assert sorted(q) == [5, 6]
+    assert q[5]["reason"] == ("key columns 'order', 'item' are all empty: every row needs a "
+                              "value in one of them, or drop 'key' from the source to identify "
+                              "rows by their content")
+    by_line = make_workspace(KEYED.format(key="[_line, item]"), {"data.csv": text}, "line")
+    rep = by_line.ingest("s")
+    assert (rep.rows_loaded, rep.rows_quarantined, rep.rows_duplicate) == (5, 0, 0)
