@@ -543,3 +543,143 @@ sources:
     assert out.exit_code == 0 and "1 quarantined row(s) have loaded since" in out.output
     status = CliRunner().invoke(main, ["-w", root, "status"])
     assert "1 have loaded since" in status.output
+
+
+def entries(ws) -> list[tuple[int, str, str, bool]]:
+    """(line, id, score, loaded_since) of every quarantine entry, read from its raw row."""
+    rows = ws.quarantine(include_loaded=True).to_pylist()
+    return sorted((r["line"], json.loads(r["raw"])["id"], json.loads(r["raw"])["score"],
+                   r["loaded_since"]) for r in rows)
+
+
+def stored(ws) -> list[tuple]:
+    return sorted(ws.con.execute("SELECT * FROM quarantine").fetchall(), key=repr)
+
+
+GOOD = "1,,2024-03-01,5,a,1\n"                                          # line 2, each version
+
+
+def test_a_different_bad_row_on_the_same_line_is_kept_too(make_workspace):
+    """A new version of a file rejects another row on the line of an entry: both
+    rows are in the quarantine (the second was stored nowhere), each once."""
+    ws = make_workspace(cfg(), {"data.csv": HEADER + GOOD + "2,,2024-03-02,9,b,1\n"})
+    assert ws.ingest("s").rows_quarantined == 1
+    (ws.root / "data.csv").write_text(HEADER + GOOD + "3,,2024-03-09,7,z,1\n")
+    rep = ws.ingest("s")
+    assert (rep.rows_read, rep.rows_loaded, rep.rows_quarantined, rep.rows_duplicate) == (
+        2, 0, 1, 1)
+    assert entries(ws) == [(3, "2", "9", False), (3, "3", "7", False)]
+    assert [r["reason"] for r in ws.quarantine().to_pylist()] == [
+        "rating outside the csat5 scale (1 to 5) in column 'score'"] * 2
+    before = stored(ws)
+    assert ws.ingest("s").rows_quarantined == 1  # the same load again adds nothing
+    assert stored(ws) == before
+
+
+def test_a_bad_row_after_its_line_was_fixed_is_open(make_workspace):
+    """Bad, fixed, then another bad row on the same line: the fixed entry has loaded
+    since, the new one is open."""
+    ws = make_workspace(cfg(), {"data.csv": HEADER + GOOD + "2,,2024-03-02,9,b,1\n"})
+    ws.ingest("s")
+    (ws.root / "data.csv").write_text(HEADER + GOOD + "2,,2024-03-02,4,b,1\n")
+    assert ws.ingest("s").rows_loaded == 1
+    (ws.root / "data.csv").write_text(HEADER + GOOD + "3,,2024-03-09,7,z,1\n")
+    assert ws.ingest("s").rows_quarantined == 1
+    assert entries(ws) == [(3, "2", "9", True), (3, "3", "7", False)]
+    still = ws.quarantine()
+    assert [json.loads(r["raw"])["id"] for r in still.to_pylist()] == ["3"]
+    assert still.meta["loaded_since"] == 1
+    before = stored(ws)
+    ws.ingest("s")
+    assert stored(ws) == before
+
+
+def test_a_bad_row_back_after_its_line_was_fixed_is_open_again(make_workspace):
+    """Bad, fixed, then the same bad row again (an older version of the file): the
+    entry is not doubled, and is open again, rejected by the latest load."""
+    bad = HEADER + GOOD + "2,,2024-03-02,9,b,1\n"
+    ws = make_workspace(cfg(), {"data.csv": bad})
+    ws.ingest("s")
+    (ws.root / "data.csv").write_text(HEADER + GOOD + "2,,2024-03-02,4,b,1\n")
+    ws.ingest("s")
+    assert entries(ws) == [(3, "2", "9", True)]
+    (ws.root / "data.csv").write_text(bad)
+    again = ws.ingest("s")
+    assert again.rows_quarantined == 1
+    assert entries(ws) == [(3, "2", "9", False)]
+    assert ws.con.execute("SELECT load_id FROM quarantine").fetchall() == [(again.load_id,)]
+    before = stored(ws)
+    ws.ingest("s")
+    assert stored(ws) == before
+
+
+def test_an_entry_stored_before_raw_rows_were_in_its_id_is_not_doubled(make_workspace):
+    ws = make_workspace(cfg(), {"data.csv": HEADER + GOOD + "2,,2024-03-02,9,b,1\n"})
+    ws.ingest("s")
+    # the id an earlier keymoments gave it: a hash of source, file, line and reason
+    ws.con.execute("UPDATE quarantine SET quarantine_id = md5(concat_ws(chr(31), source, file, "
+                   "CAST(line AS VARCHAR), reason))")
+    before = stored(ws)
+    assert ws.ingest("s").rows_quarantined == 1
+    assert stored(ws) == before
+
+
+KEYED = """
+sources:
+  s:
+    path: data.csv
+    key: {key}
+    identifiers: {{customer_id: cust}}
+    event_type: {{value: order}}
+    ts: when
+    measures: {{amount: amount}}
+"""
+
+
+def test_a_row_with_an_empty_key_is_quarantined_not_a_duplicate(make_workspace):
+    """Rows without a key value were all one key: every one after the first was
+    dropped as a duplicate, in no table."""
+    text = ("id,cust,when,amount\n"
+            "o1,a,2024-03-01T10:00:00Z,1\n"                              # 2 loads
+            ",b,2024-03-02T10:00:00Z,2\n"                                # 3 blank
+            ",c,2024-03-03T10:00:00Z,3\n"                                # 4 blank
+            "NULL,d,2024-03-04T10:00:00Z,4\n"                            # 5 a null marker
+            "  ,e,2024-03-05T10:00:00Z,5\n")                             # 6 spaces
+    ws = make_workspace(KEYED.format(key="[id]"), {"data.csv": text})
+    rep = ws.ingest("s")
+    assert (rep.rows_read, rep.rows_loaded, rep.rows_quarantined, rep.rows_duplicate) == (
+        5, 1, 4, 0)
+    q = quarantine(ws)
+    assert sorted(q) == [3, 4, 5, 6]
+    assert [json.loads(q[n]["raw"])["cust"] for n in (3, 4, 5, 6)] == ["b", "c", "d", "e"]
+    for row in q.values():
+        assert (row["field"], row["value"]) == ("key", None)
+        assert row["reason"] == ("key column 'id' is empty: every row needs a value there, "
+                                 "or drop 'key' from the source to identify rows by their "
+                                 "content")
+    assert ws.con.execute("SELECT identifiers['customer_id'] FROM events").fetchall() == [("a",)]
+    before = stored(ws)
+    again = ws.ingest("s")
+    assert (again.rows_quarantined, again.rows_duplicate) == (4, 1) and stored(ws) == before
+
+
+def test_a_key_of_several_columns_is_empty_only_when_all_are(make_workspace):
+    """A row keyed by some of its key columns is told apart by those; a row with none
+    of them is quarantined. A ``_line`` key part is never empty."""
+    text = ("order,item,cust,when,amount\n"
+            "o1,1,a,2024-03-01T10:00:00Z,1\n"                            # 2 loads
+            "o1,,b,2024-03-02T10:00:00Z,2\n"                             # 3 loads (o1 alone)
+            ",2,c,2024-03-03T10:00:00Z,3\n"                              # 4 loads (2 alone)
+            ",,d,2024-03-04T10:00:00Z,4\n"                               # 5 no key
+            ",,e,2024-03-05T10:00:00Z,5\n")                              # 6 no key
+    ws = make_workspace(KEYED.format(key="[order, item]"), {"data.csv": text})
+    rep = ws.ingest("s")
+    assert (rep.rows_loaded, rep.rows_quarantined, rep.rows_duplicate) == (3, 2, 0)
+    q = quarantine(ws)
+    assert sorted(q) == [5, 6]
+    assert q[5]["reason"] == ("key columns 'order', 'item' are all empty: every row needs a "
+                              "value in one of them, or drop 'key' from the source to identify "
+                              "rows by their content")
+    by_line = make_workspace(KEYED.format(key="[_line, item]"), {"data.csv": text}, "line")
+    rep = by_line.ingest("s")
+    assert (rep.rows_loaded, rep.rows_quarantined, rep.rows_duplicate) == (5, 0, 0)

@@ -307,7 +307,8 @@ class SourceSpec(CanonicalFields):
     csv: CsvOptions = Field(default_factory=CsvOptions)
     joins: list[JoinSpec] = Field(default_factory=list)
     #: columns that identify a row (its events' ids derive from them); ``_line`` is
-    #: the row's file and line. Unset: an event's id derives from its content.
+    #: the row's file and line. A row whose key columns are all empty is quarantined.
+    #: Unset: an event's id derives from its content.
     key: list[str] | None = None
     identifiers: dict[str, FieldSpec]
     event_type: FieldSpec | None = None

@@ -34,6 +34,7 @@ from ..config.loader import CONFIG_FILE, key_line
 from ..errors import ConfigError, NotFoundError
 from ..people.identity import normalise_phone, stitch
 from ..sql import few_values, ident, literal, member_of
+from ..store.schema import quarantine_loaded_since
 from ..taxonomy import resolve_taxonomy
 from .mapping import LATEST_EVENT_ID_SCHEME, PHONE_TABLE, compile_source, phone_text_expressions
 from .readers import FILE_COLUMN, LINE_COLUMN, Progress, expand_paths, stage_file, stage_records
@@ -582,6 +583,23 @@ def _write_events(con, source: str, load_id: str) -> int:
 
 
 def _write_quarantine(con, source: str, load_id: str, raw_cols: list[str], rejects) -> None:
+    """Store the load's rejected rows: each distinct raw row once per file, line and
+    reason (so loading the same file again adds nothing, and another row rejected on
+    the line of an entry is an entry of its own)."""
+    _stage_quarantine(con, raw_cols, rejects)
+    _reopen_quarantine(con, source, load_id)
+    con.execute(f"""
+        INSERT INTO quarantine
+        SELECT md5(concat_ws(chr(31), {literal(source)}, file, CAST(line AS VARCHAR), reason,
+                             raw)) AS quarantine_id,
+               {literal(load_id)}, {literal(source)}, file, line, field, value, reason, raw, now()
+        FROM _km_q q
+        WHERE NOT EXISTS (SELECT 1 FROM quarantine x WHERE {_same_entry("x", "q", source)})
+    """)
+
+
+def _stage_quarantine(con, raw_cols: list[str], rejects) -> None:
+    """The load's rejected rows (the mapped ones and the reader's) as ``_km_q``."""
     if raw_cols:
         # VARCHAR, not JSON: the reader's rejects below add raw line text to this column
         raw = "CAST(to_json(struct_pack(" + ", ".join(
@@ -604,17 +622,28 @@ def _write_quarantine(con, source: str, load_id: str, raw_cols: list[str], rejec
         }))
         con.execute("INSERT INTO _km_q SELECT * FROM _km_rejects")
         con.unregister("_km_rejects")
+
+
+def _reopen_quarantine(con, source: str, load_id: str) -> None:
+    """An entry that had loaded since (its line was fixed and loaded) and that this
+    load rejects again (an older version of the file) is open again: it becomes this
+    load's. An open entry is left as it is, so loading the same file again changes
+    nothing."""
     con.execute(f"""
-        INSERT INTO quarantine
-        SELECT md5(concat_ws(chr(31), {literal(source)}, file, CAST(line AS VARCHAR), reason))
-                   AS quarantine_id,
-               {literal(load_id)}, {literal(source)}, file, line, field, value, reason, raw, now()
-        FROM _km_q q
-        WHERE NOT EXISTS (
-            SELECT 1 FROM quarantine x
-            WHERE x.quarantine_id = md5(concat_ws(chr(31), {literal(source)}, q.file,
-                                                  CAST(q.line AS VARCHAR), q.reason)))
+        UPDATE quarantine SET load_id = {literal(load_id)}, quarantined_at = now()
+        WHERE quarantine_id IN (
+            SELECT x.quarantine_id FROM quarantine x JOIN _km_q q ON {_same_entry("x", "q", source)}
+            WHERE {quarantine_loaded_since("x")})
     """)
+
+
+def _same_entry(x: str, q: str, source: str) -> str:
+    """SQL: the stored entry ``x`` is the rejected row ``q`` of ``source``: the same raw
+    row at the same file and line, for the same reason (entries stored before the raw
+    row was part of their id match too)."""
+    return (f"{x}.source = {literal(source)} AND {x}.file IS NOT DISTINCT FROM {q}.file "
+            f"AND {x}.line IS NOT DISTINCT FROM {q}.line AND {x}.reason = {q}.reason "
+            f"AND {x}.raw IS NOT DISTINCT FROM {q}.raw")
 
 
 def _refresh_people(con, only_load: str | None = None, merged: bool = True,

@@ -396,6 +396,7 @@ class _Slot:
             "expectation_kind": exp_kind,
             "attributes": self.string_map(self.pick("attributes"), "attributes"),
         }
+        self._key_check()
         err = self._errors()
         inner = ",\n    ".join(f"{expr} AS {ident(name)}" for name, expr in cols.items())
         entries = "NULL::VARCHAR"
@@ -411,6 +412,23 @@ class _Slot:
             f"    ({present}) AS _km_present,\n    {err}\n"
             f"  FROM {self.c.from_clause(input_table)}\n)"
         )
+
+    def _key_check(self) -> None:
+        """Quarantine a row whose key columns are all empty (blank or a null marker):
+        such rows would share one key, and all but the first be dropped as duplicates.
+        A row with some of its key columns is told apart by those (its empty ones read
+        as empty text); a ``_line`` key part is never empty. First of the checks: the
+        key is what the row is."""
+        key = self.c.source.key or []
+        if not key or "_line" in key:
+            return
+        values = ", ".join(f"nullif({self.c.column_text(k)}, '')" for k in key)
+        names = ", ".join(repr(k) for k in key)
+        what = (f"key column {names} is empty: every row needs a value there" if len(key) == 1
+                else f"key columns {names} are all empty: every row needs a value in one of them")
+        self.checks.insert(0, _Check(f"coalesce({values}) IS NULL", "key", "NULL",
+                                     f"{what}, or drop 'key' from the source to identify rows "
+                                     "by their content"))
 
     def _key(self) -> str:
         if not self.c.source.key:

@@ -23,7 +23,7 @@ import duckdb
 from ..errors import WorkspaceError
 
 __all__ = ["SCHEMA_VERSION", "TABLES", "COLUMN_DOCS", "ID_COMPRESSION", "column_ddl", "migrate",
-           "current_version"]
+           "current_version", "quarantine_loaded_since"]
 
 #: Column docs per table: name -> (SQL type, meaning). The DDL is generated from it,
 #: so the documentation (``docs/schema.md``) and the store cannot disagree.
@@ -81,8 +81,11 @@ COLUMN_DOCS: dict[str, dict[str, tuple[str, str]]] = {
         "channels": ("VARCHAR[]", "channels the person used"),
     },
     "quarantine": {
-        "quarantine_id": ("VARCHAR NOT NULL", "hash of source, file, line and reason: re-loading does not double it"),
-        "load_id": ("VARCHAR NOT NULL", "the load that rejected it"),
+        "quarantine_id": ("VARCHAR NOT NULL", "hash of source, file, line, reason and raw row: "
+                          "re-loading does not double it, another row on the same line is "
+                          "an entry of its own"),
+        "load_id": ("VARCHAR NOT NULL", "the load that rejected it (the latest, when it was "
+                    "rejected again after its line had loaded)"),
         "source": ("VARCHAR NOT NULL", "source name"),
         "file": ("VARCHAR", "file it came from"),
         "line": ("BIGINT", "line (CSV, JSON: where its object starts; the element's "
@@ -92,7 +95,7 @@ COLUMN_DOCS: dict[str, dict[str, tuple[str, str]]] = {
         "value": ("VARCHAR", "the offending value"),
         "reason": ("VARCHAR NOT NULL", "what is wrong and what to do"),
         "raw": ("VARCHAR", "the whole source row (JSON) or line text, so nothing is lost"),
-        "quarantined_at": ("TIMESTAMPTZ NOT NULL", "when"),
+        "quarantined_at": ("TIMESTAMPTZ NOT NULL", "when (that load's time)"),
     },
     "loads": {
         "load_id": ("VARCHAR NOT NULL", "id of the load"),
@@ -261,6 +264,19 @@ ID_COMPRESSION: dict[str, dict[str, str]] = {
 }
 for _table, _columns in _VOCABULARY.items():
     ID_COMPRESSION[_table].update(dict.fromkeys(_columns, "dictionary"))
+
+
+def quarantine_loaded_since(q: str) -> str:
+    """SQL: the quarantine entry ``q`` (an alias of the table) has *loaded since*: a
+    load of its source that finished after the entry's ``quarantined_at`` stored an
+    event from its file and line (the row was fixed in place and ingested again).
+
+    >>> "l.finished_at > x.quarantined_at" in quarantine_loaded_since("x")
+    True
+    """
+    return (f"EXISTS (SELECT 1 FROM events e JOIN loads l ON l.load_id = e.load_id "
+            f"WHERE e.source = {q}.source AND e.source_file = {q}.file "
+            f"AND e.source_line = {q}.line AND l.finished_at > {q}.quarantined_at)")
 
 
 def column_ddl(table: str, not_null: bool = True) -> str:

@@ -19,7 +19,7 @@ from ..config.models import Config
 from ..errors import NotFoundError, WorkspaceError
 from ..results import Result
 from ..sql import literal
-from .schema import SCHEMA_VERSION, TABLES, current_version, migrate
+from .schema import SCHEMA_VERSION, TABLES, current_version, migrate, quarantine_loaded_since
 
 __all__ = ["Workspace", "init", "open_workspace", "STARTER_CONFIG"]
 
@@ -191,17 +191,15 @@ class Workspace:
         """Rejected rows with file, line, field, value and reason, the ones still open.
 
         A row is *loaded since* when a later load of its source stored an event from
-        the same file and line (it was fixed in place and ingested again); those are
-        left out unless ``include_loaded`` (column ``loaded_since``), and counted in
+        the same file and line (it was fixed in place and ingested again), unless a
+        load after that rejected it again; those are left out unless
+        ``include_loaded`` (column ``loaded_since``), and counted in
         ``meta["loaded_since"]``. The quarantine itself keeps every row."""
         where, params = ("WHERE q.source = ?", [source]) if source else ("", [])
         lim = f"LIMIT {int(limit)}" if limit is not None else ""
         rows = f"""
             SELECT q.source, q.file, q.line, q.field, q.value, q.reason, q.raw,
-                   EXISTS (SELECT 1 FROM events e JOIN loads l ON l.load_id = e.load_id
-                           WHERE e.source = q.source AND e.source_file = q.file
-                             AND e.source_line = q.line
-                             AND l.finished_at > q.quarantined_at) AS loaded_since
+                   {quarantine_loaded_since("q")} AS loaded_since
             FROM quarantine q {where}"""
         keep = "" if include_loaded else "WHERE NOT loaded_since"
         table = self.con.execute(
