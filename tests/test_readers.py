@@ -281,6 +281,45 @@ def test_json_lines(make_workspace):
     assert "\\xe9" in q[8]["raw"]
 
 
+@pytest.mark.parametrize("ids", ["{customer_id: cust}", "{customer_id: cust, email: mail}"])
+def test_json_records_without_any_identifier_column_are_a_config_error(make_workspace, ids):
+    """A field no JSON record has only warns (a record may leave out an empty field),
+    but with every identifier absent no row can load: it is the config error a CSV
+    without the column gets, naming the line. (It was an internal error: DuckDB typed
+    the always-empty anchor INTEGER, and stitching failed.)"""
+    rows = "".join(f'{{"customer": "c{i}", "when": "2024-03-01", "note": "x"}}\n'
+                   for i in range(3))
+    ws = make_workspace(source("d.jsonl", ids=ids), {"d.jsonl": rows})
+    with pytest.raises(km.ConfigError) as info:
+        ws.ingest("s")
+    err = info.value
+    assert err.file.endswith("keymoments.yaml") and err.line == 4  # the identifiers line
+    assert err.key == "sources.s.identifiers.customer_id"
+    assert "no record has" in str(err) and "'cust'" in str(err)
+    assert "did you mean 'customer'?" in str(err)
+    assert ws.con.execute("SELECT count(*) FROM loads").fetchone()[0] == 0
+
+
+@pytest.mark.parametrize("indent", [None, 2])
+def test_a_json_file_that_is_one_object_wrapping_the_records_is_an_error(make_workspace,
+                                                                         indent):
+    """``{"rows": [{...}, ...]}`` is neither an array of records nor JSON lines: the
+    error says so, and how to get the records out (it was an internal error)."""
+    rows = [{"cust": f"c{i}", "when": "2024-03-01", "note": "x"} for i in range(3)]
+    text = json.dumps({"rows": rows}, indent=indent) + "\n"
+    ws = make_workspace(source("d.json", ids="{customer_id: cust}"), {"d.json": text})
+    with pytest.raises(km.SourceError, match=r"d\.json: the file is one JSON object, not an "
+                                             r"array of records or JSON lines: .*'rows'.*"
+                                             r"jq -c '\.rows\[\]'"):
+        ws.ingest("s")
+    assert ws.con.execute("SELECT count(*) FROM loads").fetchone()[0] == 0
+    # one JSON lines record with a list of objects in it is a record like another
+    one = {"cust": "c1", "when": "2024-03-01", "note": "x", "items": [{"sku": 1}]}
+    ws = make_workspace(source("d.json", ids="{customer_id: cust}"),
+                        {"d.json": json.dumps(one) + "\n"}, folder="one")
+    assert ws.ingest("s").rows_loaded == 1
+
+
 JSON_ARRAY = """\ufeff[
   {
     "customer": {"id": "c1", "tier": "gold"},

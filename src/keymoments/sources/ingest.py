@@ -36,7 +36,8 @@ from ..people.identity import normalise_phone, stitch
 from ..sql import few_values, ident, literal, member_of
 from ..taxonomy import resolve_taxonomy
 from .mapping import LATEST_EVENT_ID_SCHEME, PHONE_TABLE, compile_source, phone_text_expressions
-from .readers import FILE_COLUMN, LINE_COLUMN, Progress, expand_paths, stage_file, stage_records
+from .readers import (FILE_COLUMN, LINE_COLUMN, Progress, Staged, expand_paths, stage_file,
+                      stage_records, wrapped_error)
 
 if TYPE_CHECKING:
     from ..store.workspace import Workspace
@@ -157,6 +158,7 @@ def _ingest_source(ws: Workspace, name: str, progress, before_commit, records,
             con.execute(f"ALTER TABLE {ident(staged.table)} ADD COLUMN {ident(column)} VARCHAR")
     table = _apply_joins(ws, name, spec, staged.table)
     types = {r[0]: r[1] for r in con.execute(f"DESCRIBE {ident(table)}").fetchall()}
+    _refuse_wrapped(spec, staged, types)
     warnings = ((*_absent_columns(ws, name, spec, types),
                  *_unmatched_maps(ws, name, spec, table, types)) if records is None else ())
     for bookkeeping in (LINE_COLUMN, FILE_COLUMN):
@@ -268,6 +270,16 @@ def _check_mapping(ws: Workspace, name: str, spec: SourceSpec, accept: bool) -> 
              "('keymoments init NEW', copy keymoments.yaml, 'keymoments -w NEW ingest'); "
              f"or, to keep what is stored and load with the new mapping anyway, run "
              f"'keymoments ingest {name} --accept-mapping-change'")
+
+
+def _refuse_wrapped(spec: SourceSpec, staged: Staged, types: dict[str, str]) -> None:
+    """A JSON file read as one record that holds the records in a member: when no
+    identifier column is in the data, that is why (the mapping would only say the
+    columns are missing)."""
+    if not staged.wrapped or any(s.column is None or s.default is not None or s.column in types
+                                 for s in spec.identifiers.values()):
+        return
+    raise wrapped_error(*next(iter(staged.wrapped.items())))
 
 
 def _absent_columns(ws: Workspace, name: str, spec: SourceSpec,

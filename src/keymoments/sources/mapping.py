@@ -314,7 +314,15 @@ class _Slot:
         return _map(values, "DOUBLE")
 
     def identifiers(self) -> tuple[str, str]:
-        """(map expression, anchor expression)."""
+        """(map expression, anchor expression). Every identifier read from a column no
+        record has is a config error (no row could load), as a missing CSV column is."""
+        specs = list(self.c.source.identifiers.values())
+        if all(self.c.absent(s) for s in specs):
+            names = ", ".join(repr(s.column) for s in specs)
+            which = (f"the identifier column {names}" if len(specs) == 1
+                     else f"any identifier column ({names})")
+            raise self.c.no_column(specs[0].column,
+                                   f"no record has {which}, so no row has an identifier")
         values = []
         for kind, spec in self.c.source.identifiers.items():
             values.append((kind, self.c.identifier(self, kind, self.text(spec))))
@@ -631,19 +639,32 @@ class _Compiler:
         if column not in self.types and self.lenient:
             self.types[column] = "MISSING"
         if column not in self.types:
-            close = difflib.get_close_matches(column, list(self.types), n=1)
-            hint = f"did you mean {close[0]!r}?" if close else (
-                "columns: " + ", ".join(sorted(self.types))[:300])
-            only = next(iter(self.types)) if len(self.types) == 1 else ""
-            sep = next((s for s in (";", "\t", "|") if s in only), None)
-            if sep is not None:  # the header read as one column: another delimiter
-                shown = {"\t": "\\t"}.get(sep, sep)
-                hint = (f"the header was read as one column {only[:60]!r}: set "
-                        f"csv: {{delimiter: '{shown}'}} on the source")
-            where = ".".join(map(str, field_naming(self.source, column) or ()))
-            raise ConfigError(f"no column {column!r} in the source's data",
-                              key=f"sources.{self.name}" + (f".{where}" if where else ""),
-                              hint=hint)
+            raise self.no_column(column, f"no column {column!r} in the source's data")
+
+    def no_column(self, column: str, message: str) -> ConfigError:
+        """The error for a mapped ``column`` the data lacks, at the field that maps it,
+        with the closest column there is."""
+        have = [c for c, t in self.types.items() if t != "MISSING"]
+        close = difflib.get_close_matches(column, have, n=1)
+        hint = f"did you mean {close[0]!r}?" if close else (
+            "columns: " + ", ".join(sorted(have))[:300])
+        only = have[0] if len(have) == 1 else ""
+        sep = next((s for s in (";", "\t", "|") if s in only), None)
+        if sep is not None:  # the header read as one column: another delimiter
+            shown = {"\t": "\\t"}.get(sep, sep)
+            hint = (f"the header was read as one column {only[:60]!r}: set "
+                    f"csv: {{delimiter: '{shown}'}} on the source")
+        where = ".".join(map(str, field_naming(self.source, column) or ()))
+        return ConfigError(message, key=f"sources.{self.name}" + (f".{where}" if where else ""),
+                           hint=hint)
+
+    def absent(self, spec: FieldSpec) -> bool:
+        """A field read from a column no record has (JSON lines, XES), with no
+        default: empty in every row."""
+        if spec.column is None or spec.default is not None:
+            return False
+        self.check_column(spec.column)
+        return self.types[spec.column] == "MISSING"
 
     def is_nested(self, column: str) -> bool:
         """A list, struct, map or union column (Parquet, JSON): no single value."""
