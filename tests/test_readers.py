@@ -457,6 +457,37 @@ def test_parquet_glob_numbers_rows_per_file(make_workspace):
     assert (q["file"].endswith("b.parquet"), q["line"], q["value"]) == (True, 2, "bad")
 
 
+def corrupt_page(data: bytes) -> bytes:
+    """The Parquet file ``data`` with bytes in the middle of its first column's pages
+    flipped: the footer (schema, row counts) reads, the pages do not."""
+    meta = pq.ParquetFile(io.BytesIO(data)).metadata.row_group(0).column(0)
+    start = meta.dictionary_page_offset if meta.has_dictionary_page else meta.data_page_offset
+    middle = start + meta.total_compressed_size // 2
+    out = bytearray(data)
+    for i in range(middle, middle + 16):
+        out[i] ^= 0xFF
+    return bytes(out)
+
+
+@pytest.mark.parametrize("layout", ["one", "glob"])
+def test_a_corrupt_parquet_page_is_a_source_error_naming_the_file(make_workspace, layout):
+    """DuckDB reads a Parquet file's pages only when the mapping runs: a page that does
+    not decompress was an internal error. It is a source error naming the file (the
+    second of a glob here), and nothing of the source is stored."""
+    table = pa.table({"id": [f"customer-{i:05d}" for i in range(3000)],
+                      "when": ["2024-01-01"] * 3000})
+    good = parquet(table)
+    bad = corrupt_page(good)
+    assert bad != good and len(bad) == len(good)
+    files = {"p/a.parquet": good, "p/b.parquet": bad} if layout == "glob" else {"p/b.parquet": bad}
+    ws = make_workspace(source("p/*.parquet", text=None), files)
+    with pytest.raises(km.SourceError, match=r"corrupt Parquet data in \S*p/b\.parquet \(.+\): "
+                                             r"re-export the file"):
+        ws.ingest("s")
+    for table_name in ("loads", "events", "quarantine"):
+        assert ws.con.execute(f"SELECT count(*) FROM {table_name}").fetchone()[0] == 0
+
+
 # ---------------------------------------------------------------------------- XES
 
 XES = """<?xml version="1.0" encoding="UTF-8"?>

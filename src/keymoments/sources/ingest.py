@@ -26,6 +26,7 @@ from pathlib import Path
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+import duckdb
 import pyarrow as pa
 from pydantic import BaseModel
 
@@ -37,7 +38,7 @@ from ..sql import few_values, ident, literal, member_of
 from ..taxonomy import resolve_taxonomy
 from .mapping import LATEST_EVENT_ID_SCHEME, PHONE_TABLE, compile_source, phone_text_expressions
 from .readers import (FILE_COLUMN, LINE_COLUMN, Progress, Staged, expand_paths, stage_file,
-                      stage_records, wrapped_error)
+                      stage_records, unreadable_parquet, wrapped_error)
 
 if TYPE_CHECKING:
     from ..store.workspace import Workspace
@@ -134,6 +135,21 @@ def ingest_source(ws: Workspace, name: str, progress: Progress | None = None,
         path = ws.root / CONFIG_FILE
         raise ConfigError(exc.message, file=str(path), line=key_line(path, exc.key),
                           key=exc.key, hint=exc.hint) from None
+    except duckdb.Error:
+        fault = unreadable_parquet(_parquet_files(ws, name)) if records is None else None
+        if fault is not None:
+            raise fault from None
+        raise
+
+
+def _parquet_files(ws: Workspace, name: str) -> list[str]:
+    """The Parquet files a source reads, its joins' included."""
+    spec = ws.config.sources[name]
+    found = expand_paths(spec.path, ws.root) if spec.resolved_format() == "parquet" else []
+    for join in spec.joins:
+        if _join_format(join) == "parquet":
+            found += expand_paths(join.path, ws.root)
+    return found
 
 
 def _ingest_source(ws: Workspace, name: str, progress, before_commit, records,
@@ -402,9 +418,7 @@ def _apply_joins(ws: Workspace, name: str, spec: SourceSpec, table: str) -> str:
     for i, join in enumerate(spec.joins):
         side = f"_km_side_{i}"
         files = expand_paths(join.path, ws.root)
-        fmt = join.format or SourceSpec(path=join.path, identifiers={"x": {"value": "x"}},
-                                        event_type={"value": "x"}, ts="x").resolved_format()
-        stage_file(con, files, fmt, join.csv, side)
+        stage_file(con, files, _join_format(join), join.csv, side)
         _check_join_columns(con, join, side, current, f"sources.{name}.joins.{i}")
         keys = [ident(r) for r in join.on.values()]
         picked = ", ".join(f"{ident(src)} AS {ident(dst)}" for src, dst in join.column_map().items())
@@ -424,6 +438,11 @@ def _apply_joins(ws: Workspace, name: str, spec: SourceSpec, table: str) -> str:
         """)
         current = joined
     return current
+
+
+def _join_format(join: JoinSpec) -> str:
+    return join.format or SourceSpec(path=join.path, identifiers={"x": {"value": "x"}},
+                                     event_type={"value": "x"}, ts="x").resolved_format()
 
 
 def _check_join_columns(con, join: JoinSpec, side: str, current: str, at: str) -> None:

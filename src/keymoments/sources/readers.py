@@ -40,7 +40,8 @@ from ..config.models import CsvOptions
 from ..errors import SourceError
 from ..sql import ident, literal
 
-__all__ = ["Reject", "Staged", "stage_file", "stage_records", "read_csv_records", "expand_paths"]
+__all__ = ["Reject", "Staged", "stage_file", "stage_records", "read_csv_records", "expand_paths",
+           "unreadable_parquet"]
 
 BATCH_ROWS = 50_000
 #: read well-formed CSV files with DuckDB (see :mod:`keymoments.sources.csv_fast`);
@@ -175,6 +176,27 @@ def _stage_parquet(con, files, table, progress) -> Staged:
     if progress:
         progress(sum(os.path.getsize(f) for f in files))
     return Staged(table, cols, rows, list(files))
+
+
+def unreadable_parquet(files: list[str]) -> SourceError | None:
+    """The error for the first of ``files`` whose data cannot be read whole, or None
+    when every one reads. DuckDB reads a page only when a query needs it: staging reads
+    the footers, so a corrupt page fails the mapping's query, with an error that may
+    not name the file. Read on a connection of its own (that error may have left the
+    caller's unusable); the whole row (``hash(t)``) makes every column's pages read."""
+    con = duckdb.connect()
+    try:
+        for path in files:
+            try:
+                con.execute("SELECT count(hash(t)) FROM read_parquet(?) t", [path]).fetchone()
+            except duckdb.Error as exc:
+                detail = re.sub(r'^[A-Za-z ]*Error: (Failed to read file "[^"]*": )?', "",
+                                str(exc).splitlines()[0])
+                return SourceError(f"corrupt Parquet data in {path} ({detail}): re-export the "
+                                   "file; nothing of the source was loaded")
+        return None
+    finally:
+        con.close()
 
 
 class _BatchSink:
