@@ -98,6 +98,8 @@ def test_every_field_of_a_quarantine_row(make_workspace):
     ("timestamps: {unit: s}", "soon", ["epoch seconds"]),
     ("timestamps: {unit: ms}", "1e30", ["epoch milliseconds"]),
     ("timestamps: {unit: s}", "inf", ["epoch seconds"]),
+    ("timestamps: {unit: s}", "1_709_287_200", ["epoch seconds"]),  # DuckDB's cast reads it
+    ("timestamps: {unit: ms}", "+-1709287200000", ["epoch milliseconds"]),
 ])
 def test_timestamp_reasons_name_the_expected_layout(make_workspace, extra, value, words):
     ws = make_workspace(cfg(extra=extra), {"data.csv": HEADER + f"1,,{value},3,x,1\n"})

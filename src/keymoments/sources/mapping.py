@@ -221,7 +221,7 @@ class _Slot:
         if unit:
             scale = 1000.0 if unit == "ms" else 1.0
             # try(): an epoch out of range (1e20, inf) is a bad value, not a failed load
-            parsed = f"try(to_timestamp(TRY_CAST({text} AS DOUBLE) / {scale}))"
+            parsed = f"try(to_timestamp({_cast(text)} / {scale}))"
             expected = f"epoch {'milliseconds' if unit == 'ms' else 'seconds'}{where}"
         elif fmt:
             if "%z" in fmt or "%Z" in fmt:
@@ -499,6 +499,11 @@ def _map(values: list[tuple[str, str]], value_type: str = "VARCHAR") -> str:
     return branch(values, [])
 
 
+#: a number written as text: a sign, digits with at most one decimal mark (a '.'
+#: here: a decimal comma is made one first) and an exponent. DuckDB's cast alone also
+#: reads '+-1' as -1 and '1_000' or '0_1' as 1000 or 1, so a value is cast only once
+#: it has this form
+_NUMBER = "[+-]?([0-9]+([.][0-9]*)?|[.][0-9]+)([eE][+-]?[0-9]+)?"
 #: a number whose commas group thousands (1,234,567.5), and one whose dots do
 #: (1.234.567,5): the only places a thousands separator is read
 _COMMA_GROUPS = "[+-]?[0-9]{1,3}(,[0-9]{3})+([.][0-9]+)?"
@@ -510,19 +515,19 @@ def _number(text: str, decimal: str | None) -> str:
 
     Unset, a comma is the decimal mark (``12,5``); a value that may use it to group
     thousands is quarantined by :func:`_unclear_decimal`. A value without a comma (most
-    of them) is cast as it is: this runs on every number of every row.
+    of them) is read as it is: this runs on every number of every row.
 
     >>> import duckdb
     >>> def read(value, decimal):
     ...     return duckdb.sql(f"SELECT {_number(literal(value), decimal)}").fetchone()[0]
-    >>> [read(v, None) for v in ("12.5", "12,5", "-3", "1e3", "1.2.3")]
-    [12.5, 12.5, -3.0, 1000.0, None]
-    >>> [read(v, ".") for v in ("1,234", "1,234,567.5", "12,5", "1,23,456", "12.5")]
-    [1234.0, 1234567.5, None, None, 12.5]
-    >>> [read(v, ",") for v in ("1.234,56", "-1.234", "12,5", "12.5", "1.2345")]
-    [1234.56, -1234.0, 12.5, None, None]
+    >>> [read(v, None) for v in ("12.5", "12,5", "-3", "1e3", "1.2.3", "+-1", "1_000", "0_1")]
+    [12.5, 12.5, -3.0, 1000.0, None, None, None, None]
+    >>> [read(v, ".") for v in ("1,234", "1,234,567.5", "12,5", "1,23,456", "12.5", "+-1")]
+    [1234.0, 1234567.5, None, None, 12.5, None]
+    >>> [read(v, ",") for v in ("1.234,56", "-1.234", "12,5", "12.5", "1.2345", "1_0,5")]
+    [1234.56, -1234.0, 12.5, None, None, None]
     """
-    plain = f"TRY_CAST({text} AS DOUBLE)"
+    plain, comma = _cast(text), _cast(f"replace({text}, ',', '.')")
     if decimal == ".":
         return (f"(CASE WHEN contains({text}, ',') THEN (CASE WHEN regexp_full_match({text}, "
                 f"{literal(_COMMA_GROUPS)}) THEN TRY_CAST(replace({text}, ',', '') AS DOUBLE) "
@@ -530,10 +535,20 @@ def _number(text: str, decimal: str | None) -> str:
     if decimal == ",":
         return (f"(CASE WHEN contains({text}, '.') THEN (CASE WHEN regexp_full_match({text}, "
                 f"{literal(_DOT_GROUPS)}) THEN TRY_CAST(replace(replace({text}, '.', ''), ',', "
-                f"'.') AS DOUBLE) END) WHEN contains({text}, ',') THEN "
-                f"TRY_CAST(replace({text}, ',', '.') AS DOUBLE) ELSE {plain} END)")
-    return (f"(CASE WHEN contains({text}, ',') THEN TRY_CAST(replace({text}, ',', '.') "
-            f"AS DOUBLE) ELSE {plain} END)")
+                f"'.') AS DOUBLE) END) WHEN contains({text}, ',') THEN {comma} ELSE {plain} END)")
+    return f"(CASE WHEN contains({text}, ',') THEN {comma} ELSE {plain} END)"
+
+
+def _cast(text: str) -> str:
+    """The DOUBLE of a text of the form :data:`_NUMBER` (NULL for another).
+
+    >>> import duckdb
+    >>> [duckdb.sql(f"SELECT {_cast(literal(v))}").fetchone()[0]
+    ...  for v in ("-1.5e3", "+.5", "7.", "+-1", "1_000", ".", "1e", "0x10")]
+    [-1500.0, 0.5, 7.0, None, None, None, None, None]
+    """
+    return (f"(CASE WHEN regexp_full_match({text}, {literal(_NUMBER)}) "
+            f"THEN TRY_CAST({text} AS DOUBLE) END)")
 
 
 def _unclear_decimal(text: str) -> str:
