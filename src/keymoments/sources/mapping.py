@@ -66,6 +66,9 @@ CANONICAL_COLUMNS = (
 _FIRST_US, _LAST_US = -62_135_596_800_000_000, 253_402_300_799_999_999
 #: 1000-01-01 UTC in microseconds since 1970
 _YEAR_1000_US = -30_610_224_000_000_000
+#: 1971-01-01 UTC in microseconds since 1970: an epoch time before it is no customer
+#: event's (a 0 placeholder, or seconds read as milliseconds: 1709287200 is 1970-01-20)
+_EPOCH_FLOOR_US = 31_536_000_000_000
 
 
 #: the end of a time before its zone: seconds (or minutes), maybe a fraction, a space
@@ -223,6 +226,12 @@ class _Slot:
             # try(): an epoch out of range (1e20, inf) is a bad value, not a failed load
             parsed = f"try(to_timestamp({_cast(text)} / {scale}))"
             expected = f"epoch {'milliseconds' if unit == 'ms' else 'seconds'}{where}"
+            why = ("epoch seconds read as milliseconds, or a placeholder (0)?" if unit == "ms"
+                   else "a placeholder (0)? fix the export, or")
+            checks.append(_Check(
+                f"epoch_us({parsed}) < {_EPOCH_FLOOR_US}", field, text,
+                f"an epoch time before 1971{where} is no customer event's: {why} check "
+                "'unit' (s: seconds, ms: milliseconds)"))
         elif fmt:
             if "%z" in fmt or "%Z" in fmt:
                 parsed = f"CAST(try_strptime({text}, {literal(fmt)}) AS TIMESTAMPTZ)"
