@@ -457,6 +457,32 @@ def test_parquet_glob_numbers_rows_per_file(make_workspace):
     assert (q["file"].endswith("b.parquet"), q["line"], q["value"]) == (True, 2, "bad")
 
 
+@pytest.mark.parametrize("fmt", ["parquet", "jsonl"])
+def test_a_nan_identifier_is_empty(make_workspace, fmt):
+    """A float id column (as pandas writes a nullable integer column) holds NaN for a
+    missing id, and so can a JSON record written by Python: it read as the identifier
+    'nan', so every such row was one person. NaN is empty, as NULL: a row with no other
+    identifier is quarantined, one with another has only that. A float column read as
+    text (an attribute) is empty for NaN and infinity too."""
+    nan, inf = float("nan"), float("inf")
+    rows = [{"id": 1.0, "mail": None, "when": "2024-01-01", "size": 2.5},        # 1
+            {"id": nan, "mail": None, "when": "2024-01-02", "size": 2.5},        # 2
+            {"id": nan, "mail": "b@x.io", "when": "2024-01-03", "size": nan},    # 3
+            {"id": nan, "mail": "c@x.io", "when": "2024-01-04", "size": inf}]    # 4
+    data = (parquet(pa.Table.from_pylist(rows)) if fmt == "parquet" else
+            "".join(json.dumps(r) + "\n" for r in rows))  # (json.dumps writes NaN)
+    ws = make_workspace(source(f"d.{fmt}", "attributes: {size: size}", text=None,
+                               ids="{customer_id: id, email: mail}"), {f"d.{fmt}": data})
+    rep = ws.ingest("s")
+    assert (rep.rows_read, rep.rows_loaded, rep.rows_quarantined) == (4, 3, 1)
+    assert ws.quarantine().to_pylist()[0]["line"] == 2
+    assert ws.quarantine().to_pylist()[0]["reason"].startswith("no identifier")
+    got = events(ws, "source_line, map_keys(identifiers), identifiers['email'], attributes")
+    assert got == [(1, ["customer_id"], None, {"size": "2.5"}),
+                   (3, ["email"], "b@x.io", {}), (4, ["email"], "c@x.io", {})]
+    assert ws.con.execute("SELECT count(DISTINCT person_id) FROM events").fetchone()[0] == 3
+
+
 def corrupt_page(data: bytes) -> bytes:
     """The Parquet file ``data`` with bytes in the middle of its first column's pages
     flipped: the footer (schema, row counts) reads, the pages do not."""

@@ -711,6 +711,10 @@ class _Compiler:
             if not self.inline:
                 return ident(self.cleaned.setdefault(column, f"_km_text_{len(self.cleaned)}"))
             return self._clean(col)
+        if self.types[column] in ("DOUBLE", "FLOAT"):
+            # NaN (a missing value in pandas' exports) and infinity are no value: as
+            # text they were 'nan' and 'inf', one identifier shared by every such row
+            return f"(CASE WHEN isfinite({col}) THEN CAST({col} AS VARCHAR) END)"
         return f"CAST({col} AS VARCHAR)"
 
     def _clean(self, col: str) -> str:

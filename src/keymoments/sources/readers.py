@@ -25,6 +25,7 @@ import csv
 import glob
 import io
 import json
+import math
 import os
 import re
 import xml.sax
@@ -785,8 +786,10 @@ def _json_scalar(value: object) -> str | None:
         return value
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value) if isinstance(value, float) else str(value)
+    if isinstance(value, float):  # NaN and Infinity (Python writes them) are no value
+        return repr(value) if math.isfinite(value) else None
+    if isinstance(value, int):
+        return str(value)
     return json.dumps(value, ensure_ascii=False)
 
 
