@@ -42,7 +42,7 @@ from ..errors import SourceError
 from ..sql import ident, literal
 
 __all__ = ["Reject", "Staged", "stage_file", "stage_records", "read_csv_records", "expand_paths",
-           "unreadable_parquet"]
+           "unreadable_parquet", "wrapped_error"]
 
 BATCH_ROWS = 50_000
 #: read well-formed CSV files with DuckDB (see :mod:`keymoments.sources.csv_fast`);
