@@ -8,6 +8,7 @@ import csv
 import io
 import json
 import math
+from datetime import datetime, timezone
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -98,6 +99,8 @@ def test_every_field_of_a_quarantine_row(make_workspace):
     ("timestamps: {unit: s}", "soon", ["epoch seconds"]),
     ("timestamps: {unit: ms}", "1e30", ["epoch milliseconds"]),
     ("timestamps: {unit: s}", "inf", ["epoch seconds"]),
+    ("timestamps: {unit: s}", "1_709_287_200", ["epoch seconds"]),  # DuckDB's cast reads it
+    ("timestamps: {unit: ms}", "+-1709287200000", ["epoch milliseconds"]),
 ])
 def test_timestamp_reasons_name_the_expected_layout(make_workspace, extra, value, words):
     ws = make_workspace(cfg(extra=extra), {"data.csv": HEADER + f"1,,{value},3,x,1\n"})
@@ -247,6 +250,32 @@ def test_a_quoted_field_longer_than_the_csv_modules_limit_loads_whole(make_works
                          "ORDER BY ts").fetchall()
     note = next(csv.DictReader(io.StringIO(text, newline="")))["note"]  # the oracle
     assert got == [("1", len(note)), ("3", 1)]
+
+
+@pytest.mark.parametrize("unit", ["s", "ms"])
+def test_an_epoch_time_before_1971_is_quarantined_asking_for_the_unit(make_workspace, unit):
+    """Epoch seconds mapped with ``unit: ms`` read as January 1970 (1709287200 as
+    1970-01-20), and a 0 placeholder as 1970-01-01: both loaded silently. No customer
+    event happened before 1971; 1971-01-01 00:00:00 UTC itself (31536000 s) loads."""
+    k = 1000 if unit == "ms" else 1
+    wrong = 1709287200 if unit == "ms" else -86400  # seconds read as ms; 1969-12-31
+    text = (HEADER + f"1,,{1709287200 * k},3,x,1\n"   # 2 loads: 2024-03-01 10:00 UTC
+            f"2,,0,3,x,1\n"                           # 3
+            f"3,,{31536000 * k},3,x,1\n"              # 4 loads: 1971-01-01 00:00 UTC
+            f"4,,{31535999 * k},3,x,1\n"              # 5 1970-12-31 23:59:59
+            f"5,,{wrong},3,x,1\n")                    # 6
+    ws = make_workspace(cfg(extra=f"timestamps: {{unit: {unit}}}"), {"data.csv": text})
+    rep = ws.ingest("s")
+    assert (rep.rows_read, rep.rows_loaded, rep.rows_quarantined) == (5, 2, 3)
+    got = [ts for (ts,) in ws.con.execute("SELECT ts FROM events ORDER BY ts").fetchall()]
+    assert got == [datetime(1971, 1, 1, tzinfo=timezone.utc),
+                   datetime(2024, 3, 1, 10, tzinfo=timezone.utc)]
+    q = quarantine(ws)
+    assert sorted(q) == [3, 5, 6]
+    assert [q[line]["value"] for line in (3, 5, 6)] == ["0", str(31535999 * k), str(wrong)]
+    for row in q.values():
+        assert row["field"] == "ts"
+        assert "before 1971" in row["reason"] and "check 'unit'" in row["reason"], row["reason"]
 
 
 def test_a_time_outside_the_years_1_to_9999_is_quarantined(make_workspace):

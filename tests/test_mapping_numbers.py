@@ -107,6 +107,31 @@ def test_decimal_comma_reads_dots_as_thousands_only_in_groups_of_three(make_work
     assert q[8]["reason"] == "not a number in column 'amount' with the decimal mark ','"
 
 
+@pytest.mark.parametrize("extra", ["", "decimal: '.'", "decimal: ','"])
+def test_a_number_is_a_sign_digits_one_decimal_mark_and_an_exponent(make_workspace, extra):
+    """DuckDB's cast also reads '+-1' as -1 and '1_000' or '0_1' as 1000 or 1: such
+    values changed silently. They are not numbers, whatever the decimal mark."""
+    got, q = load(make_workspace, [
+        ("4", "+-1"),           # 2
+        ("+-4", "5"),           # 3 a rating too
+        ("4", "1_0_0_0"),       # 4
+        ("4", "0_1"),           # 5
+        ("4", "-1_000"),        # 6
+        ("4", "1_000,5"),       # 7
+        ("4", "+-1,5"),         # 8
+        ("+4", "-15e2"),        # 9
+        ("4", "2E+1"),          # 10
+        ("4", "007"),           # 11
+    ], extra=extra)
+    assert got == {9: (4.0, -1500.0), 10: (4.0, 20.0), 11: (4.0, 7.0)}
+    assert sorted(q) == [2, 3, 4, 5, 6, 7, 8]
+    for line, row in q.items():
+        field, column, value = (("rating", "score", "+-4") if line == 3 else
+                                ("measures.amount", "amount", row["value"]))
+        assert (row["field"], row["value"]) == (field, value)
+        assert row["reason"].startswith(f"not a number in column '{column}'"), row["reason"]
+
+
 @pytest.mark.parametrize("decimal", [".", ","])
 def test_numbers_formatted_by_python_read_back(make_workspace, decimal):
     """The oracle is Python's own formatting: ``f"{x:,.2f}"`` groups thousands with

@@ -281,6 +281,45 @@ def test_json_lines(make_workspace):
     assert "\\xe9" in q[8]["raw"]
 
 
+@pytest.mark.parametrize("ids", ["{customer_id: cust}", "{customer_id: cust, email: mail}"])
+def test_json_records_without_any_identifier_column_are_a_config_error(make_workspace, ids):
+    """A field no JSON record has only warns (a record may leave out an empty field),
+    but with every identifier absent no row can load: it is the config error a CSV
+    without the column gets, naming the line. (It was an internal error: DuckDB typed
+    the always-empty anchor INTEGER, and stitching failed.)"""
+    rows = "".join(f'{{"customer": "c{i}", "when": "2024-03-01", "note": "x"}}\n'
+                   for i in range(3))
+    ws = make_workspace(source("d.jsonl", ids=ids), {"d.jsonl": rows})
+    with pytest.raises(km.ConfigError) as info:
+        ws.ingest("s")
+    err = info.value
+    assert err.file.endswith("keymoments.yaml") and err.line == 4  # the identifiers line
+    assert err.key == "sources.s.identifiers.customer_id"
+    assert "no record has" in str(err) and "'cust'" in str(err)
+    assert "did you mean 'customer'?" in str(err)
+    assert ws.con.execute("SELECT count(*) FROM loads").fetchone()[0] == 0
+
+
+@pytest.mark.parametrize("indent", [None, 2])
+def test_a_json_file_that_is_one_object_wrapping_the_records_is_an_error(make_workspace,
+                                                                         indent):
+    """``{"rows": [{...}, ...]}`` is neither an array of records nor JSON lines: the
+    error says so, and how to get the records out (it was an internal error)."""
+    rows = [{"cust": f"c{i}", "when": "2024-03-01", "note": "x"} for i in range(3)]
+    text = json.dumps({"rows": rows}, indent=indent) + "\n"
+    ws = make_workspace(source("d.json", ids="{customer_id: cust}"), {"d.json": text})
+    with pytest.raises(km.SourceError, match=r"d\.json: the file is one JSON object, not an "
+                                             r"array of records or JSON lines: .*'rows'.*"
+                                             r"jq -c '\.rows\[\]'"):
+        ws.ingest("s")
+    assert ws.con.execute("SELECT count(*) FROM loads").fetchone()[0] == 0
+    # one JSON lines record with a list of objects in it is a record like another
+    one = {"cust": "c1", "when": "2024-03-01", "note": "x", "items": [{"sku": 1}]}
+    ws = make_workspace(source("d.json", ids="{customer_id: cust}"),
+                        {"d.json": json.dumps(one) + "\n"}, folder="one")
+    assert ws.ingest("s").rows_loaded == 1
+
+
 JSON_ARRAY = """\ufeff[
   {
     "customer": {"id": "c1", "tier": "gold"},
@@ -416,6 +455,63 @@ def test_parquet_glob_numbers_rows_per_file(make_workspace):
                    ("b.parquet", 3, "b3")]
     q = ws.quarantine().to_pylist()[0]
     assert (q["file"].endswith("b.parquet"), q["line"], q["value"]) == (True, 2, "bad")
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "jsonl"])
+def test_a_nan_identifier_is_empty(make_workspace, fmt):
+    """A float id column (as pandas writes a nullable integer column) holds NaN for a
+    missing id, and so can a JSON record written by Python: it read as the identifier
+    'nan', so every such row was one person. NaN is empty, as NULL: a row with no other
+    identifier is quarantined, one with another has only that. A float column read as
+    text (an attribute) is empty for NaN and infinity too."""
+    nan, inf = float("nan"), float("inf")
+    rows = [{"id": 1.0, "mail": None, "when": "2024-01-01", "size": 2.5},        # 1
+            {"id": nan, "mail": None, "when": "2024-01-02", "size": 2.5},        # 2
+            {"id": nan, "mail": "b@x.io", "when": "2024-01-03", "size": nan},    # 3
+            {"id": nan, "mail": "c@x.io", "when": "2024-01-04", "size": inf}]    # 4
+    data = (parquet(pa.Table.from_pylist(rows)) if fmt == "parquet" else
+            "".join(json.dumps(r) + "\n" for r in rows))  # (json.dumps writes NaN)
+    ws = make_workspace(source(f"d.{fmt}", "attributes: {size: size}", text=None,
+                               ids="{customer_id: id, email: mail}"), {f"d.{fmt}": data})
+    rep = ws.ingest("s")
+    assert (rep.rows_read, rep.rows_loaded, rep.rows_quarantined) == (4, 3, 1)
+    assert ws.quarantine().to_pylist()[0]["line"] == 2
+    assert ws.quarantine().to_pylist()[0]["reason"].startswith("no identifier")
+    got = events(ws, "source_line, map_keys(identifiers), identifiers['email'], attributes")
+    assert got == [(1, ["customer_id"], None, {"size": "2.5"}),
+                   (3, ["email"], "b@x.io", {}), (4, ["email"], "c@x.io", {})]
+    assert ws.con.execute("SELECT count(DISTINCT person_id) FROM events").fetchone()[0] == 3
+
+
+def corrupt_page(data: bytes) -> bytes:
+    """The Parquet file ``data`` with bytes in the middle of its first column's pages
+    flipped: the footer (schema, row counts) reads, the pages do not."""
+    meta = pq.ParquetFile(io.BytesIO(data)).metadata.row_group(0).column(0)
+    start = meta.dictionary_page_offset if meta.has_dictionary_page else meta.data_page_offset
+    middle = start + meta.total_compressed_size // 2
+    out = bytearray(data)
+    for i in range(middle, middle + 16):
+        out[i] ^= 0xFF
+    return bytes(out)
+
+
+@pytest.mark.parametrize("layout", ["one", "glob"])
+def test_a_corrupt_parquet_page_is_a_source_error_naming_the_file(make_workspace, layout):
+    """DuckDB reads a Parquet file's pages only when the mapping runs: a page that does
+    not decompress was an internal error. It is a source error naming the file (the
+    second of a glob here), and nothing of the source is stored."""
+    table = pa.table({"id": [f"customer-{i:05d}" for i in range(3000)],
+                      "when": ["2024-01-01"] * 3000})
+    good = parquet(table)
+    bad = corrupt_page(good)
+    assert bad != good and len(bad) == len(good)
+    files = {"p/a.parquet": good, "p/b.parquet": bad} if layout == "glob" else {"p/b.parquet": bad}
+    ws = make_workspace(source("p/*.parquet", text=None), files)
+    with pytest.raises(km.SourceError, match=r"corrupt Parquet data in \S*p/b\.parquet \(.+\): "
+                                             r"re-export the file"):
+        ws.ingest("s")
+    for table_name in ("loads", "events", "quarantine"):
+        assert ws.con.execute(f"SELECT count(*) FROM {table_name}").fetchone()[0] == 0
 
 
 # ---------------------------------------------------------------------------- XES
@@ -563,7 +659,8 @@ def test_offsets_with_seconds_keep_them(make_workspace, zone):
 
 @pytest.mark.parametrize("unit", ["s", "ms"])
 def test_epoch_numbers(make_workspace, unit):
-    values = [0, 1_700_000_000, 1_711_846_800, 951_782_400, 4_102_444_800]  # incl. 2000-02-29
+    # from 1971-01-01 00:00:00 UTC (earlier is quarantined), incl. 2000-02-29
+    values = [31_536_000, 1_700_000_000, 1_711_846_800, 951_782_400, 4_102_444_800]
     if unit == "ms":
         values = [v * 1000 + k * 7 for k, v in enumerate(values)]
     # the zone does not apply: an epoch is an instant

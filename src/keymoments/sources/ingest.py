@@ -26,6 +26,7 @@ from pathlib import Path
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+import duckdb
 import pyarrow as pa
 from pydantic import BaseModel
 
@@ -37,7 +38,8 @@ from ..sql import few_values, ident, literal, member_of
 from ..store.schema import quarantine_loaded_since
 from ..taxonomy import resolve_taxonomy
 from .mapping import LATEST_EVENT_ID_SCHEME, PHONE_TABLE, compile_source, phone_text_expressions
-from .readers import FILE_COLUMN, LINE_COLUMN, Progress, expand_paths, stage_file, stage_records
+from .readers import (FILE_COLUMN, LINE_COLUMN, Progress, Staged, expand_paths, stage_file,
+                      stage_records, unreadable_parquet, wrapped_error)
 
 if TYPE_CHECKING:
     from ..store.workspace import Workspace
@@ -134,6 +136,21 @@ def ingest_source(ws: Workspace, name: str, progress: Progress | None = None,
         path = ws.root / CONFIG_FILE
         raise ConfigError(exc.message, file=str(path), line=key_line(path, exc.key),
                           key=exc.key, hint=exc.hint) from None
+    except duckdb.Error:
+        fault = unreadable_parquet(_parquet_files(ws, name)) if records is None else None
+        if fault is not None:
+            raise fault from None
+        raise
+
+
+def _parquet_files(ws: Workspace, name: str) -> list[str]:
+    """The Parquet files a source reads, its joins' included."""
+    spec = ws.config.sources[name]
+    found = expand_paths(spec.path, ws.root) if spec.resolved_format() == "parquet" else []
+    for join in spec.joins:
+        if _join_format(join) == "parquet":
+            found += expand_paths(join.path, ws.root)
+    return found
 
 
 def _ingest_source(ws: Workspace, name: str, progress, before_commit, records,
@@ -158,6 +175,7 @@ def _ingest_source(ws: Workspace, name: str, progress, before_commit, records,
             con.execute(f"ALTER TABLE {ident(staged.table)} ADD COLUMN {ident(column)} VARCHAR")
     table = _apply_joins(ws, name, spec, staged.table)
     types = {r[0]: r[1] for r in con.execute(f"DESCRIBE {ident(table)}").fetchall()}
+    _refuse_wrapped(spec, staged, types)
     warnings = ((*_absent_columns(ws, name, spec, types),
                  *_unmatched_maps(ws, name, spec, table, types)) if records is None else ())
     for bookkeeping in (LINE_COLUMN, FILE_COLUMN):
@@ -269,6 +287,16 @@ def _check_mapping(ws: Workspace, name: str, spec: SourceSpec, accept: bool) -> 
              "('keymoments init NEW', copy keymoments.yaml, 'keymoments -w NEW ingest'); "
              f"or, to keep what is stored and load with the new mapping anyway, run "
              f"'keymoments ingest {name} --accept-mapping-change'")
+
+
+def _refuse_wrapped(spec: SourceSpec, staged: Staged, types: dict[str, str]) -> None:
+    """A JSON file read as one record that holds the records in a member: when no
+    identifier column is in the data, that is why (the mapping would only say the
+    columns are missing)."""
+    if not staged.wrapped or any(s.column is None or s.default is not None or s.column in types
+                                 for s in spec.identifiers.values()):
+        return
+    raise wrapped_error(*next(iter(staged.wrapped.items())))
 
 
 def _absent_columns(ws: Workspace, name: str, spec: SourceSpec,
@@ -391,9 +419,7 @@ def _apply_joins(ws: Workspace, name: str, spec: SourceSpec, table: str) -> str:
     for i, join in enumerate(spec.joins):
         side = f"_km_side_{i}"
         files = expand_paths(join.path, ws.root)
-        fmt = join.format or SourceSpec(path=join.path, identifiers={"x": {"value": "x"}},
-                                        event_type={"value": "x"}, ts="x").resolved_format()
-        stage_file(con, files, fmt, join.csv, side)
+        stage_file(con, files, _join_format(join), join.csv, side)
         _check_join_columns(con, join, side, current, f"sources.{name}.joins.{i}")
         keys = [ident(r) for r in join.on.values()]
         picked = ", ".join(f"{ident(src)} AS {ident(dst)}" for src, dst in join.column_map().items())
@@ -413,6 +439,11 @@ def _apply_joins(ws: Workspace, name: str, spec: SourceSpec, table: str) -> str:
         """)
         current = joined
     return current
+
+
+def _join_format(join: JoinSpec) -> str:
+    return join.format or SourceSpec(path=join.path, identifiers={"x": {"value": "x"}},
+                                     event_type={"value": "x"}, ts="x").resolved_format()
 
 
 def _check_join_columns(con, join: JoinSpec, side: str, current: str, at: str) -> None:

@@ -66,6 +66,9 @@ CANONICAL_COLUMNS = (
 _FIRST_US, _LAST_US = -62_135_596_800_000_000, 253_402_300_799_999_999
 #: 1000-01-01 UTC in microseconds since 1970
 _YEAR_1000_US = -30_610_224_000_000_000
+#: 1971-01-01 UTC in microseconds since 1970: an epoch time before it is no customer
+#: event's (a 0 placeholder, or seconds read as milliseconds: 1709287200 is 1970-01-20)
+_EPOCH_FLOOR_US = 31_536_000_000_000
 
 
 #: the end of a time before its zone: seconds (or minutes), maybe a fraction, a space
@@ -221,8 +224,14 @@ class _Slot:
         if unit:
             scale = 1000.0 if unit == "ms" else 1.0
             # try(): an epoch out of range (1e20, inf) is a bad value, not a failed load
-            parsed = f"try(to_timestamp(TRY_CAST({text} AS DOUBLE) / {scale}))"
+            parsed = f"try(to_timestamp({_cast(text)} / {scale}))"
             expected = f"epoch {'milliseconds' if unit == 'ms' else 'seconds'}{where}"
+            why = ("epoch seconds read as milliseconds, or a placeholder (0)?" if unit == "ms"
+                   else "a placeholder (0)? fix the export, or")
+            checks.append(_Check(
+                f"epoch_us({parsed}) < {_EPOCH_FLOOR_US}", field, text,
+                f"an epoch time before 1971{where} is no customer event's: {why} check "
+                "'unit' (s: seconds, ms: milliseconds)"))
         elif fmt:
             if "%z" in fmt or "%Z" in fmt:
                 parsed = f"CAST(try_strptime({text}, {literal(fmt)}) AS TIMESTAMPTZ)"
@@ -314,7 +323,15 @@ class _Slot:
         return _map(values, "DOUBLE")
 
     def identifiers(self) -> tuple[str, str]:
-        """(map expression, anchor expression)."""
+        """(map expression, anchor expression). Every identifier read from a column no
+        record has is a config error (no row could load), as a missing CSV column is."""
+        specs = list(self.c.source.identifiers.values())
+        if all(self.c.absent(s) for s in specs):
+            names = ", ".join(repr(s.column) for s in specs)
+            which = (f"the identifier column {names}" if len(specs) == 1
+                     else f"any identifier column ({names})")
+            raise self.c.no_column(specs[0].column,
+                                   f"no record has {which}, so no row has an identifier")
         values = []
         for kind, spec in self.c.source.identifiers.items():
             values.append((kind, self.c.identifier(self, kind, self.text(spec))))
@@ -509,6 +526,11 @@ def _map(values: list[tuple[str, str]], value_type: str = "VARCHAR") -> str:
     return branch(values, [])
 
 
+#: a number written as text: a sign, digits with at most one decimal mark (a '.'
+#: here: a decimal comma is made one first) and an exponent. DuckDB's cast alone also
+#: reads '+-1' as -1 and '1_000' or '0_1' as 1000 or 1, so a value is cast only once
+#: it has this form
+_NUMBER = "[+-]?([0-9]+([.][0-9]*)?|[.][0-9]+)([eE][+-]?[0-9]+)?"
 #: a number whose commas group thousands (1,234,567.5), and one whose dots do
 #: (1.234.567,5): the only places a thousands separator is read
 _COMMA_GROUPS = "[+-]?[0-9]{1,3}(,[0-9]{3})+([.][0-9]+)?"
@@ -520,19 +542,19 @@ def _number(text: str, decimal: str | None) -> str:
 
     Unset, a comma is the decimal mark (``12,5``); a value that may use it to group
     thousands is quarantined by :func:`_unclear_decimal`. A value without a comma (most
-    of them) is cast as it is: this runs on every number of every row.
+    of them) is read as it is: this runs on every number of every row.
 
     >>> import duckdb
     >>> def read(value, decimal):
     ...     return duckdb.sql(f"SELECT {_number(literal(value), decimal)}").fetchone()[0]
-    >>> [read(v, None) for v in ("12.5", "12,5", "-3", "1e3", "1.2.3")]
-    [12.5, 12.5, -3.0, 1000.0, None]
-    >>> [read(v, ".") for v in ("1,234", "1,234,567.5", "12,5", "1,23,456", "12.5")]
-    [1234.0, 1234567.5, None, None, 12.5]
-    >>> [read(v, ",") for v in ("1.234,56", "-1.234", "12,5", "12.5", "1.2345")]
-    [1234.56, -1234.0, 12.5, None, None]
+    >>> [read(v, None) for v in ("12.5", "12,5", "-3", "1e3", "1.2.3", "+-1", "1_000", "0_1")]
+    [12.5, 12.5, -3.0, 1000.0, None, None, None, None]
+    >>> [read(v, ".") for v in ("1,234", "1,234,567.5", "12,5", "1,23,456", "12.5", "+-1")]
+    [1234.0, 1234567.5, None, None, 12.5, None]
+    >>> [read(v, ",") for v in ("1.234,56", "-1.234", "12,5", "12.5", "1.2345", "1_0,5")]
+    [1234.56, -1234.0, 12.5, None, None, None]
     """
-    plain = f"TRY_CAST({text} AS DOUBLE)"
+    plain, comma = _cast(text), _cast(f"replace({text}, ',', '.')")
     if decimal == ".":
         return (f"(CASE WHEN contains({text}, ',') THEN (CASE WHEN regexp_full_match({text}, "
                 f"{literal(_COMMA_GROUPS)}) THEN TRY_CAST(replace({text}, ',', '') AS DOUBLE) "
@@ -540,10 +562,20 @@ def _number(text: str, decimal: str | None) -> str:
     if decimal == ",":
         return (f"(CASE WHEN contains({text}, '.') THEN (CASE WHEN regexp_full_match({text}, "
                 f"{literal(_DOT_GROUPS)}) THEN TRY_CAST(replace(replace({text}, '.', ''), ',', "
-                f"'.') AS DOUBLE) END) WHEN contains({text}, ',') THEN "
-                f"TRY_CAST(replace({text}, ',', '.') AS DOUBLE) ELSE {plain} END)")
-    return (f"(CASE WHEN contains({text}, ',') THEN TRY_CAST(replace({text}, ',', '.') "
-            f"AS DOUBLE) ELSE {plain} END)")
+                f"'.') AS DOUBLE) END) WHEN contains({text}, ',') THEN {comma} ELSE {plain} END)")
+    return f"(CASE WHEN contains({text}, ',') THEN {comma} ELSE {plain} END)"
+
+
+def _cast(text: str) -> str:
+    """The DOUBLE of a text of the form :data:`_NUMBER` (NULL for another).
+
+    >>> import duckdb
+    >>> [duckdb.sql(f"SELECT {_cast(literal(v))}").fetchone()[0]
+    ...  for v in ("-1.5e3", "+.5", "7.", "+-1", "1_000", ".", "1e", "0x10")]
+    [-1500.0, 0.5, 7.0, None, None, None, None, None]
+    """
+    return (f"(CASE WHEN regexp_full_match({text}, {literal(_NUMBER)}) "
+            f"THEN TRY_CAST({text} AS DOUBLE) END)")
 
 
 def _unclear_decimal(text: str) -> str:
@@ -649,19 +681,32 @@ class _Compiler:
         if column not in self.types and self.lenient:
             self.types[column] = "MISSING"
         if column not in self.types:
-            close = difflib.get_close_matches(column, list(self.types), n=1)
-            hint = f"did you mean {close[0]!r}?" if close else (
-                "columns: " + ", ".join(sorted(self.types))[:300])
-            only = next(iter(self.types)) if len(self.types) == 1 else ""
-            sep = next((s for s in (";", "\t", "|") if s in only), None)
-            if sep is not None:  # the header read as one column: another delimiter
-                shown = {"\t": "\\t"}.get(sep, sep)
-                hint = (f"the header was read as one column {only[:60]!r}: set "
-                        f"csv: {{delimiter: '{shown}'}} on the source")
-            where = ".".join(map(str, field_naming(self.source, column) or ()))
-            raise ConfigError(f"no column {column!r} in the source's data",
-                              key=f"sources.{self.name}" + (f".{where}" if where else ""),
-                              hint=hint)
+            raise self.no_column(column, f"no column {column!r} in the source's data")
+
+    def no_column(self, column: str, message: str) -> ConfigError:
+        """The error for a mapped ``column`` the data lacks, at the field that maps it,
+        with the closest column there is."""
+        have = [c for c, t in self.types.items() if t != "MISSING"]
+        close = difflib.get_close_matches(column, have, n=1)
+        hint = f"did you mean {close[0]!r}?" if close else (
+            "columns: " + ", ".join(sorted(have))[:300])
+        only = have[0] if len(have) == 1 else ""
+        sep = next((s for s in (";", "\t", "|") if s in only), None)
+        if sep is not None:  # the header read as one column: another delimiter
+            shown = {"\t": "\\t"}.get(sep, sep)
+            hint = (f"the header was read as one column {only[:60]!r}: set "
+                    f"csv: {{delimiter: '{shown}'}} on the source")
+        where = ".".join(map(str, field_naming(self.source, column) or ()))
+        return ConfigError(message, key=f"sources.{self.name}" + (f".{where}" if where else ""),
+                           hint=hint)
+
+    def absent(self, spec: FieldSpec) -> bool:
+        """A field read from a column no record has (JSON lines, XES), with no
+        default: empty in every row."""
+        if spec.column is None or spec.default is not None:
+            return False
+        self.check_column(spec.column)
+        return self.types[spec.column] == "MISSING"
 
     def is_nested(self, column: str) -> bool:
         """A list, struct, map or union column (Parquet, JSON): no single value."""
@@ -684,6 +729,10 @@ class _Compiler:
             if not self.inline:
                 return ident(self.cleaned.setdefault(column, f"_km_text_{len(self.cleaned)}"))
             return self._clean(col)
+        if self.types[column] in ("DOUBLE", "FLOAT"):
+            # NaN (a missing value in pandas' exports) and infinity are no value: as
+            # text they were 'nan' and 'inf', one identifier shared by every such row
+            return f"(CASE WHEN isfinite({col}) THEN CAST({col} AS VARCHAR) END)"
         return f"CAST({col} AS VARCHAR)"
 
     def _clean(self, col: str) -> str:

@@ -25,6 +25,7 @@ import csv
 import glob
 import io
 import json
+import math
 import os
 import re
 import xml.sax
@@ -40,7 +41,8 @@ from ..config.models import CsvOptions
 from ..errors import SourceError
 from ..sql import ident, literal
 
-__all__ = ["Reject", "Staged", "stage_file", "stage_records", "read_csv_records", "expand_paths"]
+__all__ = ["Reject", "Staged", "stage_file", "stage_records", "read_csv_records", "expand_paths",
+           "unreadable_parquet", "wrapped_error"]
 
 BATCH_ROWS = 50_000
 #: read well-formed CSV files with DuckDB (see :mod:`keymoments.sources.csv_fast`);
@@ -78,6 +80,9 @@ class Staged:
     rows: int
     files: list[str]
     rejects: list[Reject] = field(default_factory=list)
+    #: the JSON files read as one record that is an object holding the records in a
+    #: member (``{"rows": [{...}, ...]}``), with that member's name
+    wrapped: dict[str, str] = field(default_factory=dict)
 
 
 def expand_paths(path: str, base: Path) -> list[str]:
@@ -131,7 +136,7 @@ def stage_file(
         with open(path, "rb") as fh:
             readers[fmt](fh, options, sink, rejects, path, progress)
         sink.flush()
-    return Staged(table, sink.columns, sink.rows, list(files), rejects)
+    return Staged(table, sink.columns, sink.rows, list(files), rejects, sink.wrapped)
 
 
 def _same_types(con, files: list[str]) -> None:
@@ -174,6 +179,27 @@ def _stage_parquet(con, files, table, progress) -> Staged:
     return Staged(table, cols, rows, list(files))
 
 
+def unreadable_parquet(files: list[str]) -> SourceError | None:
+    """The error for the first of ``files`` whose data cannot be read whole, or None
+    when every one reads. DuckDB reads a page only when a query needs it: staging reads
+    the footers, so a corrupt page fails the mapping's query, with an error that may
+    not name the file. Read on a connection of its own (that error may have left the
+    caller's unusable); the whole row (``hash(t)``) makes every column's pages read."""
+    con = duckdb.connect()
+    try:
+        for path in files:
+            try:
+                con.execute("SELECT count(hash(t)) FROM read_parquet(?) t", [path]).fetchone()
+            except duckdb.Error as exc:
+                detail = re.sub(r'^[A-Za-z ]*Error: (Failed to read file "[^"]*": )?', "",
+                                str(exc).splitlines()[0])
+                return SourceError(f"corrupt Parquet data in {path} ({detail}): re-export the "
+                                   "file; nothing of the source was loaded")
+        return None
+    finally:
+        con.close()
+
+
 class _BatchSink:
     """Collects records as columns of strings and appends them to the staging table."""
 
@@ -182,6 +208,7 @@ class _BatchSink:
         self.columns: list[str] = []
         self.rows = 0
         self.file = ""
+        self.wrapped: dict[str, str] = {}  # see Staged.wrapped
         self._lines: list[int] = []
         self._values: dict[str, list[str | None]] = {}
         self._canon: dict[str, str] = {}  # lower-cased name -> the column's name
@@ -559,7 +586,7 @@ def _jsonl_rows(fh, options, sink: _BatchSink, rejects, path, progress) -> None:
     if _first_byte(fh) == b"[":
         _json_array_rows(fh, sink, rejects, path, progress)
         return
-    done = 0
+    done, records = 0, []  # (the first two records: is the file one object?)
     for number, raw in enumerate(fh, start=1):
         done += len(raw)
         if progress and number % 65536 == 0:
@@ -586,6 +613,8 @@ def _jsonl_rows(fh, options, sink: _BatchSink, rejects, path, progress) -> None:
             rejects.append(Reject(number, "a JSON lines record must be an object {...}",
                                   text.decode("utf-8", errors="replace"), path))
             continue
+        if len(records) < 2:
+            records.append(obj)
         record = _json_record(obj)
         clash = sink.clash(record)
         if clash:
@@ -594,6 +623,51 @@ def _jsonl_rows(fh, options, sink: _BatchSink, rejects, path, progress) -> None:
         sink.add(number, record)
     if progress and done:
         progress(done)
+    _note_wrapper(fh, sink, path, records)
+
+
+def _note_wrapper(fh, sink: _BatchSink, path: str, records: list[dict]) -> None:
+    """A file that is one object holding the records in a member: noted (in
+    ``sink.wrapped``) when it was read as one record (a JSON lines file of one record
+    may hold a list of objects: only a mapping that finds no identifier in it makes
+    it an error), refused when written over several lines, none of them a record."""
+    if records:
+        member = _wrapper_member(records[0]) if len(records) == 1 else None
+        if member is not None:
+            sink.wrapped[path] = member
+        return
+    if _first_byte(fh) != b"{":
+        return
+    try:
+        whole = json.loads(fh.read().decode("utf-8-sig"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return
+    member = _wrapper_member(whole)
+    if member is not None:
+        raise wrapped_error(path, member)
+
+
+def _wrapper_member(obj: object) -> str | None:
+    """The member of a JSON object that holds a list of objects, as an export
+    wrapping its records in one object does (``{"rows": [{...}, ...]}``), or None.
+
+    >>> _wrapper_member({"count": 2, "rows": [{"id": 1}, {"id": 2}]}), _wrapper_member({"id": 1})
+    ('rows', None)
+    """
+    if not isinstance(obj, dict):
+        return None
+    return next((k for k, v in obj.items()
+                 if isinstance(v, list) and v and all(isinstance(e, dict) for e in v)), None)
+
+
+def wrapped_error(path: str, member: str) -> SourceError:
+    """The error for a JSON file that is one object holding the records in ``member``."""
+    at = f".{member}" if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", member) else (
+        f".[{json.dumps(member)}]")
+    return SourceError(
+        f"{path}: the file is one JSON object, not an array of records or JSON lines: its "
+        f"member {member!r} holds the records; extract them (jq -c '{at}[]' "
+        f"{os.path.basename(path)} > records.jsonl) and point the source's path at that file")
 
 
 def _first_byte(fh: IO[bytes]) -> bytes:
@@ -712,8 +786,10 @@ def _json_scalar(value: object) -> str | None:
         return value
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value) if isinstance(value, float) else str(value)
+    if isinstance(value, float):  # NaN and Infinity (Python writes them) are no value
+        return repr(value) if math.isfinite(value) else None
+    if isinstance(value, int):
+        return str(value)
     return json.dumps(value, ensure_ascii=False)
 
 
