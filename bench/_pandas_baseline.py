@@ -135,13 +135,15 @@ def run(path: str, timings: dict[str, float] | None = None) -> dict[str, pd.Data
     is_fb = df["stage"].eq("feedback")
     whole = df[df["valence"].notna() & ~is_fb]
     gm = whole.groupby("journey")
+    # (idxmin / idxmax: the first, the earliest, of ties)
     moment_ix = {"first_impression": gm["seq"].idxmin(), "farewell": gm["seq"].idxmax(),
-                 "peak": gm["valence"].idxmax(), "valley": gm["valence"].idxmin()}  # first = earliest
+                 "peak": gm["valence"].idxmax(), "valley": gm["valence"].idxmin()}
     moments = pd.concat([df.loc[ix, ["journey", "jtype", "person", "row", "ts", "event_type",
                                      "stage", "channel", "agent", "valence"]].assign(kind=k)
                          for k, ix in moment_ix.items()], ignore_index=True)
     # the remembered score's inputs: the same, before the first rated feedback
-    first_fb = df["seq"].where(is_fb & df["v_feedback"].notna()).groupby(df["journey"]).transform("min")
+    first_fb = (df["seq"].where(is_fb & df["v_feedback"].notna())
+                .groupby(df["journey"]).transform("min"))
     cand = whole[first_fb.loc[whole.index].isna() | (whole["seq"] < first_fb.loc[whole.index])]
     g = cand.groupby("journey")
     picks = {"first_impression": g["seq"].idxmin(), "farewell": g["seq"].idxmax()}

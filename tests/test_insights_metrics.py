@@ -604,7 +604,8 @@ def test_empty_metrics_say_why(shop):
     conv = km.metrics(shop, "conversion")  # no browsing journeys in the shop
     assert conv.meta["n"] == 0
     [w] = [w for w in conv.meta["warnings"] if w.startswith("no journeys for conversion")]
-    assert "it counts browsing journeys" in w and "purchase (20)" in w and "issue_resolution (3)" in w
+    assert "it counts browsing journeys" in w
+    assert "purchase (20)" in w and "issue_resolution (3)" in w
     # the events run from 1 January 09:00 (the first order) to 11 February 09:00 (the
     # last NPS answer): 41 days, so nobody can be 400 days inactive
     churn = km.metrics(shop, "churn", inactive_days=400)

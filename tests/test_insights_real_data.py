@@ -23,6 +23,7 @@ from keymoments.insights.churn_drivers import churn_drivers
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("KEYMOMENTS_SHARED_DATA", ROOT.parent / "shared" / "data"))
+REVIEWS = DATA / "olist-sample/olist_order_reviews_dataset.csv"
 
 
 def guide_workspace(root: Path, *names: str):
@@ -86,7 +87,8 @@ def test_cdnow_probability_alive_matches_lifetimes(tmp_path, shared_data):
 
     out = CliRunner().invoke(main, ["-w", str(root), "alive", "--limit", "3"])
     assert out.exit_code == 0, out.output
-    gone = sorted((r for r in ours if r["frequency"] > 0), key=lambda r: (r["p_alive"], r["person_id"]))
+    gone = sorted((r for r in ours if r["frequency"] > 0),
+                  key=lambda r: (r["p_alive"], r["person_id"]))
     shown = [line.split("│")[1].strip() for line in out.stdout.splitlines()
              if line.startswith("│")]
     assert shown == [r["person_id"] for r in gone[:3]]
@@ -238,7 +240,7 @@ def test_marketplace_late_delivery_is_a_top_root_cause_of_low_reviews(tmp_path):
     from keymoments.insights.themes import DEFAULT_THEMES
 
     pattern = re.compile(DEFAULT_THEMES["late_delivery"])
-    with open(DATA / "olist-sample/olist_order_reviews_dataset.csv", newline="", encoding="utf-8") as fh:
+    with open(REVIEWS, newline="", encoding="utf-8") as fh:
         reviews = list(csv.DictReader(fh))
     hit = [int(r["review_score"]) for r in reviews if pattern.search(r["review_comment_message"].lower())]
     miss = [int(r["review_score"]) for r in reviews if not pattern.search(r["review_comment_message"].lower())]
@@ -260,7 +262,7 @@ def test_star_ratings_are_a_metric_of_their_own(tmp_path):
     ws = guide_workspace(tmp_path / "olist", "olist_orders", "olist_reviews")
     ws.ingest()
     ws.build()
-    with open(DATA / "olist-sample/olist_order_reviews_dataset.csv", newline="", encoding="utf-8") as fh:
+    with open(REVIEWS, newline="", encoding="utf-8") as fh:
         scores = np.array([float(r["review_score"]) for r in csv.DictReader(fh)])
     r = km.metrics(ws, "stars")
     o, n, top = r.meta["overall"], len(scores), int((scores >= 4).sum())
@@ -279,8 +281,9 @@ def test_star_ratings_are_a_metric_of_their_own(tmp_path):
     # (Welch with that spread, against scipy on the pooled rest)
     with open(DATA / "olist-sample/olist_orders_dataset.csv", newline="") as fh:
         status = {o["order_id"]: o["order_status"] for o in csv.DictReader(fh)}
-    with open(DATA / "olist-sample/olist_order_reviews_dataset.csv", newline="", encoding="utf-8") as fh:
-        by_status = [(status.get(r["order_id"]), float(r["review_score"])) for r in csv.DictReader(fh)]
+    with open(REVIEWS, newline="", encoding="utf-8") as fh:
+        by_status = [(status.get(r["order_id"]), float(r["review_score"]))
+                     for r in csv.DictReader(fh)]
     na = [x for s, x in by_status if s == "unavailable"]
     rest = np.array([x for s, x in by_status if s != "unavailable"])
     assert na == [1.0, 1.0, 1.0]
@@ -301,7 +304,7 @@ def test_star_ratings_are_a_metric_of_their_own(tmp_path):
     assert f"{none['n']:,} of {n:,} answers" in " ".join(by_state.meta["warnings"])
     # predicted CSAT reads csat5 answers; the refusal names the scale there is, one
     # outcome per reviewed order (an order's journey has one first answer)
-    with open(DATA / "olist-sample/olist_order_reviews_dataset.csv", newline="", encoding="utf-8") as fh:
+    with open(REVIEWS, newline="", encoding="utf-8") as fh:
         orders = {r["order_id"] for r in csv.DictReader(fh)}
     with pytest.raises(km.KeymomentsError, match=rf"outcomes here: stars5 \({len(orders):,}\)"):
         km.predicted_experience(ws, "csat")

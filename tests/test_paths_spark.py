@@ -54,8 +54,9 @@ def test_paths_counts_are_the_same_on_spark(spark, tmp_path):
     assert [r.pop("mean_s") for r in a] == pytest.approx([r.pop("mean_s") for r in b])
     assert a == b
     # runs collapsed: each edge timed from the end of the run before it
-    a = [{k: r[k] for k in cols} for r in _rows(edges_expr(duck, collapse=True), ["source", "target"])]
-    b = [{k: r[k] for k in cols} for r in _rows(edges_expr(sp, collapse=True), ["source", "target"])]
+    key = ["source", "target"]
+    a = [{k: r[k] for k in cols} for r in _rows(edges_expr(duck, collapse=True), key)]
+    b = [{k: r[k] for k in cols} for r in _rows(edges_expr(sp, collapse=True), key)]
     assert [r.pop("mean_s") for r in a] == pytest.approx([r.pop("mean_s") for r in b])
     assert a == b
     na, nb = _rows(nodes_expr(duck), ["activity"]), _rows(nodes_expr(sp), ["activity"])

@@ -36,7 +36,8 @@ def test_setup_refuses_a_venv_linked_from_another_checkout(tmp_path):
     os.symlink(venv, mine / ".venv")
     run = subprocess.run(["bash", "scripts/setup.sh"], cwd=mine, capture_output=True, text=True)
     assert run.returncode == 1
-    assert "Remove the link (rm .venv)" in run.stderr and str(other / "src/keymoments") in run.stderr
+    assert "Remove the link (rm .venv)" in run.stderr
+    assert str(other / "src/keymoments") in run.stderr
     assert not (venv / "calls").exists()  # nothing was installed into it
 
 

@@ -149,7 +149,8 @@ def register(main: click.Group) -> None:
                   help="Days per time unit, for times from events (not with --tenure-measure).")
     @click.option("--churn-event", "churn_events", multiple=True,
                   help="Event type that ends a contract (repeatable; default: churn-stage events).")
-    @click.option("--horizon", "horizons", multiple=True, type=click.FloatRange(min=0, min_open=True),
+    @click.option("--horizon", "horizons", multiple=True,
+                  type=click.FloatRange(min=0, min_open=True),
                   help="Give survival at this time, in the time unit (repeatable; default: 30, "
                   "90, 180, 365 days, or quarters of the longest tenure).")
     @click.option("--curves", is_flag=True, help="Print the survival curves, not the summary.")

@@ -87,8 +87,8 @@ METRICS = {m.name: m for m in (
            "csat5"),
     Metric("nps", "nps", "% promoters (9-10) minus % detractors (0-6) of NPS answers", "answers",
            "nps10"),
-    Metric("ces", "mean", "mean CES answer (1-7, 7 = very easy); share_easy = answers 5-7", "answers",
-           "ces7", ("share_easy", 5), "1..7"),
+    Metric("ces", "mean", "mean CES answer (1-7, 7 = very easy); share_easy = answers 5-7",
+           "answers", "ces7", ("share_easy", 5), "1..7"),
     Metric("stars", "mean", "mean star rating (1-5 stars, reviews); share_top2 = ratings of 4-5 "
            "stars", "answers", "stars5", ("share_top2", 4), "1..5"),
     Metric("churn", "proportion", "share of people who churned", "people"),
@@ -349,7 +349,8 @@ def metrics(ws: Workspace, metric: str = "csat", *, by: str | list[str] | None =
         rows = ws.con.execute(f"SELECT {sel} FROM ({usql}) u {w}", params).to_arrow_table()
         data = _median_rows(rows, out_cols, confidence)
     else:
-        extra = {"nps": ", sum(det) AS det", "mean": ", sum(y * y) AS yy, sum(top) AS top"}.get(m.kind, "")
+        extra = {"nps": ", sum(det) AS det",
+                 "mean": ", sum(y * y) AS yy, sum(top) AS top"}.get(m.kind, "")
         sel = ", ".join(keys + ["count(*) AS n", "sum(y) AS k"]) + extra
         gb = f"GROUP BY {', '.join(group)} ORDER BY {', '.join(group)}" if group else ""
         rows = ws.con.execute(f"SELECT {sel} FROM ({usql}) u {w} {gb}", params).to_arrow_table()

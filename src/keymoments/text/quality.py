@@ -7,10 +7,10 @@ language field), ``preferred_language`` (the customer's, from
 :func:`~keymoments.text.language.preferred_languages`), ``rating``,
 ``rating_scale`` and ``valence``. Metrics by the customer's language: CSAT (share
 of csat5 ratings at 4-5), NPS (nps10: share 9-10 minus share 0-6), mean star
-rating (stars5: reviews), mean valence, each with its sample size. Mismatch: the share of contacts (events with a
-language) whose language differs from the customer's, and the difference in mean
-valence of the journeys with a mismatched contact against those without, with a
-Welch 95% interval.
+rating (stars5: reviews), mean valence, each with its sample size. Mismatch: the
+share of contacts (events with a language) whose language differs from the
+customer's, and the difference in mean valence of the journeys with a mismatched
+contact against those without, with a Welch 95% interval.
 
 >>> rows = pa.table({"person_id": ["a", "a", "b", "b", "c", "c"],
 ...     "event_id": list("123456"), "journey_id": ["j1", "j1", "j2", "j2", "j3", "j3"],
@@ -69,7 +69,8 @@ def language_service_quality(rows: pa.Table) -> LanguageQuality:
                     "events": int(m.sum()), "csat": _share(cs >= 4), "n_csat": int(cs.size),
                     "nps": (float((nps >= 9).mean() - (nps <= 6).mean()) * 100) if nps.size else None,
                     "n_nps": int(nps.size),
-                    "stars": float(stars.mean()) if stars.size else None, "n_stars": int(stars.size),
+                    "stars": float(stars.mean()) if stars.size else None,
+                    "n_stars": int(stars.size),
                     "valence": float(v.mean()) if v.size else None,
                     "n_valence": int(v.size)})
     by_language = Result(pa.Table.from_pylist(out, schema=pa.schema([
@@ -78,7 +79,8 @@ def language_service_quality(rows: pa.Table) -> LanguageQuality:
         ("n_nps", pa.int64()), ("stars", pa.float64()), ("n_stars", pa.int64()),
         ("valence", pa.float64()), ("n_valence", pa.int64())])),
         {"method": "CSAT = share of csat5 ratings 4-5; NPS = %9-10 - %0-6 of nps10; "
-                   "stars = mean stars5 rating; valence = mean event valence; grouped by the customer's preferred language"})
+                   "stars = mean stars5 rating; valence = mean event valence; grouped by the "
+                   "customer's preferred language"})
     contact = (lang != "") & (pref != "")
     mism = contact & (lang != pref)
     pairs: dict[tuple[str, str], int] = {}
