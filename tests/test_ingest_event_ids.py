@@ -1,6 +1,7 @@
 """Event id schemes: a new workspace hashes the scalar values the maps are made of
-(scheme 2); a workspace loaded before schemes were recorded keeps scheme 1 (the
-maps cast to text), so re-loading its files is still a no-op.
+(scheme 2, and 3, which hashes alike and reads whole numbers in floating-point
+columns as integers); a workspace loaded before schemes were recorded keeps scheme 1
+(the maps cast to text), so re-loading its files is still a no-op.
 
 The oracle computes both ids in Python (``hashlib.md5``) from the documented
 definitions and the values written in the files by hand."""
@@ -88,11 +89,11 @@ def _scheme(ws) -> str | None:
     return row and row[0]
 
 
-def test_new_workspace_uses_scheme_2_and_reloading_is_a_no_op(make_workspace):
+def test_new_workspace_uses_scheme_3_and_reloading_is_a_no_op(make_workspace):
     ws = make_workspace(CONFIG.format(path="a.csv"), {"a.csv": csv_text(ROWS)})
     report = ws.ingest("s")
     assert (report.rows_read, report.rows_loaded, report.rows_duplicate) == (5, 4, 1)
-    assert _scheme(ws) == "2"
+    assert _scheme(ws) == "3"  # (a CSV has no floating-point column: ids as scheme 2)
     ids = _ids(ws)
     # line 3 repeats line 2 (12.50 is 12.5): one event, the first row kept
     assert ids == {line: oracle_id(ROWS[line - 2], 2) for line in (2, 4, 5, 6)}
@@ -207,3 +208,84 @@ def test_people_match_a_recount_after_loads_of_only_new_customers(make_workspace
         assert got == expected
         before += added
         assert len(got) == before
+
+
+# --------------------------------------------------------- whole floats (scheme 3)
+
+FLOAT_CONFIG = """
+sources:
+  p:
+    path: p.parquet
+    identifiers: {customer_id: cid}
+    event_type: kind
+    ts: when
+    refs: {order: oid}
+  c:
+    path: c.csv
+    identifiers: {customer_id: cid}
+    event_type: kind
+    ts: when
+    refs: {order: oid}
+"""
+# pandas writes an integer column with a missing value as floats
+FLOATS = [7.0, float("nan"), 2.5, -3.0, 2.0 ** 60]
+CSV_ROWS = "cid,kind,when,oid\n7,review,2024-01-05T10:00:00Z,7\n"
+
+
+def _float_files() -> dict[str, bytes | str]:
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    n = len(FLOATS)
+    table = pa.table({"cid": pa.array(FLOATS, pa.float64()),
+                      "kind": ["order_placed"] * n,
+                      "when": [f"2024-01-0{i + 1}T10:00:00Z" for i in range(n)],
+                      "oid": pa.array(FLOATS, pa.float64())})
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    return {"p.parquet": buf.getvalue(), "c.csv": CSV_ROWS}
+
+
+def _texts(ws, source: str) -> list[tuple]:
+    return ws.con.execute(
+        f"SELECT identifiers['customer_id'], refs['order'] FROM events "
+        f"WHERE source = '{source}' ORDER BY ts").fetchall()
+
+
+def test_whole_floats_read_as_integers_so_a_csv_export_joins_them(make_workspace):
+    """7.0 in a Parquet file is the customer and the order 7 of a CSV export: one
+    person, one purchase journey; 2.5 stays 2.5, a missing value (NaN) stays empty,
+    and a whole number past 2**53 (no longer exact as a double) keeps its float text."""
+    ws = make_workspace(FLOAT_CONFIG, _float_files())
+    ws.ingest("p")
+    ws.ingest("c")
+    assert _scheme(ws) == "3"
+    big = ws.con.execute(f"SELECT CAST({2.0 ** 60!r}::DOUBLE AS VARCHAR)").fetchone()[0]
+    # the expected texts, written by hand from FLOATS (the NaN row has no identifier:
+    # quarantined)
+    assert _texts(ws, "p") == [("7", "7"), ("2.5", "2.5"), ("-3", "-3"), (big, big)]
+    assert big != str(2 ** 60)
+    assert ws.con.execute("SELECT count(*) FROM quarantine").fetchone()[0] == 1
+    assert _texts(ws, "c") == [("7", "7")]
+    persons = ws.con.execute("SELECT count(DISTINCT person_id) FROM events "
+                             "WHERE identifiers['customer_id'] = '7'").fetchone()[0]
+    assert persons == 1
+    again = ws.ingest("p")
+    assert (again.rows_loaded, again.events_loaded) == (0, 0)
+
+
+def test_a_scheme_2_workspace_keeps_reading_floats_as_before(make_workspace):
+    """A workspace whose first load used scheme 2 keeps it: its Parquet rows keep
+    their text ('7.0') and their ids, so re-loading the file adds nothing."""
+    ws = make_workspace(FLOAT_CONFIG, _float_files())
+    ws.con.execute("INSERT INTO km_meta VALUES ('event_id_scheme', '2')")
+    first = ws.ingest("p")
+    assert first.events_loaded == 4
+    assert _texts(ws, "p")[0] == ("7.0", "7.0")
+    ids = sorted(r[0] for r in ws.con.execute("SELECT event_id FROM events").fetchall())
+    again = ws.ingest("p")
+    assert (again.rows_loaded, again.events_loaded) == (0, 0)
+    assert sorted(r[0] for r in ws.con.execute("SELECT event_id FROM events").fetchall()) == ids
+    assert _scheme(ws) == "2"

@@ -180,8 +180,8 @@ def _ingest_source(ws: Workspace, name: str, progress, before_commit, records,
                  *_unmatched_maps(ws, name, spec, table, types)) if records is None else ())
     for bookkeeping in (LINE_COLUMN, FILE_COLUMN):
         types.pop(bookkeeping, None)
-    _stage_phones(ws, spec, name, types, table)
     scheme, scheme_is_new = event_id_scheme(con)
+    _stage_phones(ws, spec, name, types, table, scheme)
     sql = compile_source(spec, name, types, table, ws.config.identity,
                          lenient_columns=spec.resolved_format() in ("jsonl", "xes"),
                          event_id_scheme=scheme)
@@ -388,7 +388,7 @@ def event_id_scheme(con) -> tuple[int, bool]:
     >>> from keymoments.store.schema import migrate
     >>> con = duckdb.connect(); _ = migrate(con)
     >>> event_id_scheme(con)
-    (2, True)
+    (3, True)
     >>> _ = con.execute("INSERT INTO km_meta VALUES ('event_id_scheme', '1')")
     >>> event_id_scheme(con)
     (1, False)
@@ -475,10 +475,11 @@ def _check_join_columns(con, join: JoinSpec, side: str, current: str, at: str) -
                               f"with columns: {{{src}: new_name}}", key="joins.columns")
 
 
-def _stage_phones(ws: Workspace, spec: SourceSpec, name: str, types: dict, table: str) -> None:
+def _stage_phones(ws: Workspace, spec: SourceSpec, name: str, types: dict, table: str,
+                  scheme: int) -> None:
     """Normalise the distinct phone values once, in Python (libphonenumber)."""
     con = ws.con
-    exprs = phone_text_expressions(spec, name, types, ws.config.identity)
+    exprs = phone_text_expressions(spec, name, types, ws.config.identity, scheme)
     if not exprs:
         return  # no phone identifiers: the mapping does not read the phone table
     union = " UNION ".join(f"SELECT {e} AS raw FROM {ident(table)}" for e in exprs)

@@ -49,9 +49,17 @@ _TIME_TYPES = ("TIMESTAMP", "DATE", "TIMESTAMP_NS", "TIMESTAMP_MS", "TIMESTAMP_S
 #: values as ``field.key=value`` entries built from the scalars the maps are made of
 #: (a third cheaper: 0.67 against 1.00 CPU s for 1M ids). A workspace keeps the
 #: scheme of its first load (key ``event_id_scheme`` in ``km_meta``), so re-loading a
-#: file never doubles its events.
-EVENT_ID_SCHEMES = {1: "md5 over the maps cast to text", 2: "md5 over field.key=value entries"}
-LATEST_EVENT_ID_SCHEME = 2
+#: file never doubles its events. Scheme 3 hashes as scheme 2 and reads a whole number
+#: in a floating-point column (``7.0``: pandas writes an integer column with a missing
+#: value as floats) as the integer's text (``7``) wherever a column is read as text
+#: (identifiers, references, keys, types): under scheme 2 it was ``7.0``, another
+#: customer than the ``7`` of a CSV export, another order. The text is part of the
+#: ids, hence a scheme of its own.
+EVENT_ID_SCHEMES = {1: "md5 over the maps cast to text", 2: "md5 over field.key=value entries",
+                    3: "as 2, whole floating-point numbers read as integers"}
+LATEST_EVENT_ID_SCHEME = 3
+#: the largest whole number a double holds exactly (2**53): read as an integer up to it
+_EXACT_INTEGER = 9007199254740992
 
 #: Columns of a compiled query, in order, before the bookkeeping ones.
 CANONICAL_COLUMNS = (
@@ -417,7 +425,7 @@ class _Slot:
         err = self._errors()
         inner = ",\n    ".join(f"{expr} AS {ident(name)}" for name, expr in cols.items())
         entries = "NULL::VARCHAR"
-        if self.c.event_id_scheme == 2 and not self.c.source.key and self.entries:
+        if self.c.event_id_scheme >= 2 and not self.c.source.key and self.entries:
             entries = f"concat_ws({_SEP}, {', '.join(self.entries)})"
         return (
             f"SELECT {self._event_id()} AS event_id, * EXCLUDE (_km_key, _km_entries, _km_err), "
@@ -464,7 +472,7 @@ class _Slot:
         src = literal(self.c.name)
         if self.c.source.key:
             return f"md5(concat_ws({_SEP}, {src}, {self.index}, event_type, _km_key))"
-        if self.c.event_id_scheme == 2:
+        if self.c.event_id_scheme >= 2:
             parts = ["event_type", "CAST(epoch_us(ts) AS VARCHAR)", "channel", "agent",
                      "CAST(rating AS VARCHAR)", "text", "CAST(epoch_us(expected_ts) AS VARCHAR)",
                      "CAST(expected_value AS VARCHAR)", "language", "stage"]
@@ -732,7 +740,11 @@ class _Compiler:
         if self.types[column] in ("DOUBLE", "FLOAT"):
             # NaN (a missing value in pandas' exports) and infinity are no value: as
             # text they were 'nan' and 'inf', one identifier shared by every such row
-            return f"(CASE WHEN isfinite({col}) THEN CAST({col} AS VARCHAR) END)"
+            if self.event_id_scheme < 3:
+                return f"(CASE WHEN isfinite({col}) THEN CAST({col} AS VARCHAR) END)"
+            return (f"(CASE WHEN NOT isfinite({col}) THEN NULL "
+                    f"WHEN {col} = trunc({col}) AND abs({col}) <= {_EXACT_INTEGER} "
+                    f"THEN CAST(CAST({col} AS BIGINT) AS VARCHAR) ELSE CAST({col} AS VARCHAR) END)")
         return f"CAST({col} AS VARCHAR)"
 
     def _clean(self, col: str) -> str:
@@ -798,9 +810,11 @@ def compile_source(source: SourceSpec, name: str, types: dict[str, str], input_t
 
 
 def phone_text_expressions(source: SourceSpec, name: str, types: dict[str, str],
-                           identity: IdentityConfig) -> list[str]:
-    """Text expressions of the phone identifiers (to collect their distinct values)."""
-    comp = _Compiler(source, name, dict(types), identity)
+                           identity: IdentityConfig,
+                           event_id_scheme: int = LATEST_EVENT_ID_SCHEME) -> list[str]:
+    """Text expressions of the phone identifiers (to collect their distinct values),
+    read as the workspace's scheme reads them (see :data:`EVENT_ID_SCHEMES`)."""
+    comp = _Compiler(source, name, dict(types), identity, event_id_scheme)
     comp.lenient = True  # a missing column is reported by compile_source, not here
     comp.inline = True  # used directly over the input table
     slot = _Slot(comp, 0, source.event_specs()[0])
