@@ -44,8 +44,9 @@ def engine_sections(ws: Workspace) -> list[dict]:
     return [
         {"title": "Journeys by type and status", "rows": journeys},
         {"title": "Moments that carry the most negative valence",
-         "text": "Valleys by event type and channel, worst first: where to look. The example "
-                 "is the reason of the worst of them.",
+         "text": "Valleys by event type and channel, the most negative valence in all first "
+                 "(valleys x mean valence): where to look. The example is the reason of the "
+                 "worst of them.",
          "rows": _rows(ws, """
             SELECT event_type, channel, count(*) AS valleys, round(avg(valence), 3) AS mean_valence,
                    arg_min(reason, (valence, reason)) AS example_reason
