@@ -11,7 +11,9 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -20,8 +22,10 @@ from datetime import datetime, timezone
 
 import duckdb
 import pytest
+from click.testing import CliRunner
 
 import keymoments as km
+from keymoments.cli import main
 from keymoments.store import schema
 
 SURVEYS = """
@@ -277,6 +281,28 @@ def test_without_a_key_an_edited_row_is_a_new_event(make_workspace):
     assert sorted(r[0] for r in ws.con.execute(
         "SELECT rating FROM events WHERE identifiers['customer_id'] = 'c1'").fetchall()) == [
         2.0, 4.0]
+
+
+def test_the_cli_shows_the_updated_rows(make_workspace):
+    ws = make_workspace(SURVEYS, {"surveys.csv": FIRST})
+    ws.ingest("surveys")
+    write(ws, "surveys.csv", EDITED)
+    root = ws.root
+    ws.close()
+    result = CliRunner().invoke(main, ["-w", str(root), "ingest", "--json"])
+    assert result.exit_code == 0, result.output
+    (report,) = json.loads(result.output)
+    assert (report["rows_loaded"], report["rows_updated"], report["rows_duplicate"]) == (3, 2, 1)
+    write_back = EDITED.replace("r1,c1,2024-03-01T10:00:00Z,4", "r1,c1,2024-03-01T10:00:00Z,3")
+    (root / "surveys.csv").write_text(write_back, encoding="utf-8")
+    result = CliRunner().invoke(main, ["-w", str(root), "ingest"], terminal_width=160)
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    header = next(line for line in lines if "updated" in line)
+    row = next(line for line in lines if "surveys" in line)
+    cells = dict(zip([c.strip() for c in re.split("[│┃]", header)],
+                     [c.strip() for c in re.split("[│┃]", row)]))
+    assert (cells["loaded"], cells["updated"], cells["duplicate"]) == ("1", "1", "3")
 
 
 def test_a_store_made_before_rows_updated_gets_the_column(tmp_path):
