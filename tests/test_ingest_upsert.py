@@ -242,7 +242,10 @@ sources:
         == [(person_of("customer_id:c1"), 3, 2)]
 
 
-def test_a_changed_event_type_replaces_the_event_of_the_old_type(make_workspace):
+def test_a_changed_event_type_adds_an_event_and_keeps_the_old_one(make_workspace):
+    """An event type read from a column is what happened: the ticket was opened, then
+    closed; a snapshot export's row moving from one status to the next must not erase
+    the opening (nor may a status log's incremental file, whose rows share a key)."""
     config = """
 sources:
   tickets:
@@ -257,9 +260,18 @@ sources:
     ws = make_workspace(config, {"tickets.csv": first})
     ws.ingest("tickets")
     write(ws, "tickets.csv", edited)
-    assert counts(ws.ingest("tickets")) == (1, 1, 1, 0, 0, 1)
-    assert ws.con.execute("SELECT event_id, event_type FROM events").fetchall() == [
-        (keyed_id("tickets", 0, "ticket_closed", "t1"), "ticket_closed")]
+    # read, loaded, updated, quarantined, duplicate, events written
+    assert counts(ws.ingest("tickets")) == (1, 1, 0, 0, 0, 1)
+    assert sorted(ws.con.execute("SELECT event_id, event_type FROM events").fetchall()) == sorted([
+        (keyed_id("tickets", 0, "ticket_opened", "t1"), "ticket_opened"),
+        (keyed_id("tickets", 0, "ticket_closed", "t1"), "ticket_closed")])
+    # a status log's next file: t1 closed again (as stored: nothing), t2 opened; a
+    # second row of t1 in one file with the type stored keeps the stored one
+    log = ("ticket,cust,status,at\nt1,c1,ticket_closed,2024-03-01T10:00:00Z\n"
+           "t2,c2,ticket_opened,2024-03-02T10:00:00Z\n")
+    write(ws, "tickets.csv", log)
+    assert counts(ws.ingest("tickets")) == (2, 1, 0, 0, 1, 1)
+    assert ws.con.execute("SELECT count(*) FROM events").fetchone()[0] == 3
 
 
 def test_a_row_edited_into_bad_input_is_quarantined_and_keeps_its_stored_events(

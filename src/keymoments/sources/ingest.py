@@ -19,8 +19,10 @@ A source with a ``key`` loads as a merge on it: its events' ids derive from the 
 loaded (a score corrected, a time changed) finds its stored events, and its new
 version replaces them in the load's transaction (same ids; compared on every
 mapped column, not on file, line or load). The row's stored events it no longer
-gives (a timestamp column emptied, an event type changed) are deleted, and the
-identities are redone as if the new version had been loaded instead. Without a
+gives (a timestamp column emptied) are deleted, and the identities are redone as if
+the new version had been loaded instead. An event type read from a column is part
+of the id: a row whose type changed (a ticket's status) adds an event of the new
+type and keeps the old one, as a status log does. Without a
 ``key``, an event's id is its content, so an edited row is a new event beside the
 old one.
 """
@@ -673,20 +675,17 @@ def _classify(con, one_event_per_row: bool = False, ts_in_id: bool = False,
 
 
 def _stage_slot_types(con, spec: SourceSpec, name: str) -> None:
-    """``_km_slot_types``: the (slot, event type) pairs a keyed row's stored events may
-    have: the pairs of this load's mapped rows, and for a slot whose type is read
-    from a column (so a row's type may have changed since), every type stored for
-    the source. Before :func:`_classify` (it needs every mapped row)."""
+    """``_km_slot_types``: the (slot, event type) pairs of this load's mapped rows, the
+    ids a keyed row's stored events may have, each with whether the slot's type is
+    fixed by the mapping (``fixed``). Before :func:`_classify` (it needs every mapped
+    row)."""
     from_column = [i for i, e in enumerate(spec.event_specs()) if e.event_type.column is not None]
-    stored = ""
-    if from_column:
-        slots = ", ".join(f"({i})" for i in from_column)
-        stored = (f" UNION SELECT s.slot, e.event_type FROM (VALUES {slots}) s(slot), "
-                  f"(SELECT DISTINCT event_type FROM events WHERE source = {literal(name)}) e")
+    fixed = (f"_km_slot NOT IN ({', '.join(str(i) for i in from_column)})" if from_column
+             else "true")
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _km_slot_types AS
-        SELECT DISTINCT _km_slot, event_type FROM _km_mapped WHERE event_type IS NOT NULL
-        {stored}
+        SELECT DISTINCT _km_slot, event_type, {fixed} AS fixed FROM _km_mapped
+        WHERE event_type IS NOT NULL
     """)
 
 
@@ -711,11 +710,14 @@ def _match_keyed(con, source: str) -> tuple[int, int, int]:
     loaded, of those the rows updated, and how many stored events are to go.
 
     A row's events are found by its key: their ids are the hashes of the source,
-    the row's key, each slot and each event type the slot may have
+    the row's key, each slot and each event type the slot has in this load
     (``_km_slot_types``). Of those stored: one the row gives unchanged is dropped
     from the new events (the row is a duplicate unless something else of it
-    changed); one it gives changed is kept, to replace the stored one; one it no
-    longer gives (its time became empty, its type changed) goes. A key with a
+    changed); one it gives changed is kept, to replace the stored one; one of a slot
+    whose event type the mapping fixes that it no longer gives (its time became
+    empty) goes. An event type read from a column is part of what happened: a row
+    whose type changed (a ticket's status from opened to closed) gives a new event
+    beside the stored one, as a status log's rows under one key do. A key with a
     quarantined row keeps its stored events: bad input loses nothing.
 
     Leaves ``_km_stored`` (the matched stored events) and ``_km_replaced`` (event
@@ -729,10 +731,10 @@ def _match_keyed(con, source: str) -> tuple[int, int, int]:
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _km_stored AS
         WITH c AS (
-            SELECT {candidate} AS event_id, k.{KEY_COLUMN}
+            SELECT {candidate} AS event_id, k.{KEY_COLUMN}, t.fixed AS _km_fixed
             FROM (SELECT DISTINCT {KEY_COLUMN} FROM _km_keyed_rows) k, _km_slot_types t
         )
-        SELECT c.{KEY_COLUMN}, e.* FROM events e JOIN c USING (event_id)
+        SELECT c.{KEY_COLUMN}, c._km_fixed, e.* FROM events e JOIN c USING (event_id)
         WHERE e.source = {src}
     """)
     differs = " OR ".join(f"{expr} IS DISTINCT FROM s.{c}" for c, expr in _COMPARED.items())
@@ -747,7 +749,8 @@ def _match_keyed(con, source: str) -> tuple[int, int, int]:
     con.execute(f"""
         INSERT INTO _km_replaced
         SELECT s.event_id, true FROM _km_stored s
-        WHERE NOT EXISTS (SELECT 1 FROM _km_new_events n WHERE n.event_id = s.event_id)
+        WHERE s._km_fixed
+          AND NOT EXISTS (SELECT 1 FROM _km_new_events n WHERE n.event_id = s.event_id)
           AND NOT EXISTS (SELECT 1 FROM _km_rows r WHERE r.status = 'quarantined'
                           AND r.{KEY_COLUMN} = s.{KEY_COLUMN})
     """)
@@ -756,7 +759,7 @@ def _match_keyed(con, source: str) -> tuple[int, int, int]:
           AND event_id NOT IN (SELECT event_id FROM _km_replaced)
     """)
     # a row is loaded when it writes an event (new, or a new version) or its key loses
-    # one; updated when its key had stored events
+    # one; updated when one of its key's stored events is replaced or goes
     return con.execute(f"""
         WITH gone AS (
             SELECT DISTINCT s.{KEY_COLUMN} FROM _km_stored s JOIN _km_replaced r USING (event_id)
@@ -764,7 +767,7 @@ def _match_keyed(con, source: str) -> tuple[int, int, int]:
         ), writes AS (
             SELECT DISTINCT {FILE_COLUMN}, {LINE_COLUMN} FROM _km_new_events
         ), had AS (
-            SELECT DISTINCT {KEY_COLUMN} FROM _km_stored
+            SELECT DISTINCT {KEY_COLUMN} FROM _km_stored s JOIN _km_replaced r USING (event_id)
         ), rows AS (
             SELECT k.{KEY_COLUMN}, w.{LINE_COLUMN} IS NOT NULL OR g.{KEY_COLUMN} IS NOT NULL
                    AS loaded
