@@ -93,11 +93,12 @@ def test_init(tmp_path, runner):
 def test_ingest_table(runner, ws_dir):
     result = ok(km(runner, ws_dir, "ingest", "web"))
     out = result.stdout
-    for header in ("source", "read", "loaded", "quarantined", "duplicate", "events"):
+    for header in ("source", "read", "loaded", "updated", "quarantined", "duplicate",
+                   "events"):
         assert header in out
     row = next(line for line in out.splitlines() if " web " in line)
-    numbers = [cell.strip() for cell in row.split("│")[2:7]]
-    assert numbers == ["4", "3", "1", "0", "3"]  # the blank device is quarantined
+    numbers = [cell.strip() for cell in row.split("│")[2:8]]
+    assert numbers == ["4", "3", "0", "1", "0", "3"]  # the blank device is quarantined
     assert "keymoments quarantine" in out
 
 
@@ -367,7 +368,7 @@ def test_ingest_of_every_source_says_what_loaded_before_one_failed(runner, ws_di
     out = km(runner, ws_dir, "ingest")
     assert out.exit_code == 1
     row = next(line for line in out.stdout.splitlines() if " web " in line)
-    assert [c.strip() for c in row.split("│")[2:7]] == ["4", "3", "1", "0", "3"]
+    assert [c.strip() for c in row.split("│")[2:8]] == ["4", "3", "0", "1", "0", "3"]
     assert_one_error_line(out, "source 'crm': ", "loaded before it: web; not loaded: crm")
     status = ok(km(runner, ws_dir, "status")).stdout
     assert any(line.split("│")[1:3] and line.split("│")[1].strip() == "events"

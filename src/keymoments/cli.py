@@ -147,10 +147,10 @@ def _print_ingest(reports: list, as_json: bool) -> None:
     if as_json:
         click.echo(json_text([r.as_dict() for r in reports], indent=2))
         return
-    table = Table("source", "read", "loaded", "quarantined", "duplicate", "events", "seconds",
-                  title="ingest")
+    table = Table("source", "read", "loaded", "updated", "quarantined", "duplicate",
+                  "events", "seconds", title="ingest")
     for r in reports:
-        table.add_row(r.source, f"{r.rows_read:,}", f"{r.rows_loaded:,}",
+        table.add_row(r.source, f"{r.rows_read:,}", f"{r.rows_loaded:,}", f"{r.rows_updated:,}",
                       f"{r.rows_quarantined:,}", f"{r.rows_duplicate:,}",
                       f"{r.events_loaded:,}", f"{r.seconds:.2f}")
     console.print(table)
@@ -216,7 +216,8 @@ def status(ctx: click.Context) -> None:
         loads = ws.loads()
         if len(loads):
             _print_result(loads, columns=["source", "finished_at", "rows_read", "rows_loaded",
-                                          "rows_quarantined", "rows_duplicate", "events_loaded"],
+                                          "rows_updated", "rows_quarantined", "rows_duplicate",
+                                          "events_loaded"],
                           limit=10)
 
 

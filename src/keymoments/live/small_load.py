@@ -364,7 +364,7 @@ def load_small(ws: Workspace, events: list[PostedEvent],
     :data:`~keymoments.sources.ingest.NEW_EVENTS` naming the new events), or return
     None, having stored nothing, when the batch needs the general load."""
     from ..sources.ingest import (NEW_EVENTS, SCHEME_KEY, _EVENT_COLUMNS, LoadReport,
-                                  _refresh_people, event_id_scheme)
+                                  _refresh_people, event_id_scheme, record_load)
     from ..text.redact import CANDIDATE_PATTERN, redact
     from .events import API_SOURCE
 
@@ -420,11 +420,7 @@ def load_small(ws: Workspace, events: list[PostedEvent],
             events_loaded=len(new), identifiers_relinked=stitched.relinked,
             seconds=time.perf_counter() - started,
             new_persons=tuple(stitched.persons) if stitched.all_new else None)
-        con.execute(
-            "INSERT INTO loads VALUES (?, ?, ?, to_timestamp(?), now(), ?, ?, ?, ?, ?)",
-            [load_id, API_SOURCE, [path], time.time() - report.seconds, report.rows_read,
-             report.rows_loaded, report.rows_quarantined, report.rows_duplicate,
-             report.events_loaded])
+        record_load(con, report)  # (posted events have no key: nothing is updated)
         if before_commit is not None:
             con.register(NEW_EVENTS, data)
             registered.append(NEW_EVENTS)

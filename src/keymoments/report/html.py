@@ -39,8 +39,8 @@ def report_context(ws: Workspace, extra: dict[str, Any] | None = None) -> dict[s
         "totals": dict(zip(["events", "people", "identifiers", "quarantined", "first", "last"],
                            totals)),
         "loads": _rows(ws, """
-            SELECT source, rows_read, rows_loaded, rows_quarantined, rows_duplicate,
-                   events_loaded,
+            SELECT source, rows_read, rows_loaded, rows_updated, rows_quarantined,
+                   rows_duplicate, events_loaded,
                    rows_read = rows_loaded + rows_quarantined + rows_duplicate AS adds_up,
                    count(*) OVER (PARTITION BY source) AS loads
             FROM loads

@@ -3,14 +3,28 @@ identities, all in a single transaction.
 
 Accounting is per source row (record): every row read is exactly one of
 
-* **loaded**: it produced at least one new event;
+* **loaded**: it produced at least one new event, or (a source with a ``key``) it
+  changed its stored events: counted also as **updated**;
 * **quarantined**: it failed validation (or could not be read); it is kept in the
   ``quarantine`` table with file, line, field, value, reason and the raw row;
-* **duplicate**: all its events were already stored, or repeat an earlier row.
+* **duplicate**: all its events were already stored as they are, or repeat an
+  earlier row.
 
 so ``read == loaded + quarantined + duplicate`` always holds. A failure or a kill
 before the commit leaves the store as it was; loading the same file again
 changes nothing, because event ids are stable.
+
+A source with a ``key`` loads as a merge on it: its events' ids derive from the key
+(the same for every version of a row), so a row edited in its file since it was
+loaded (a score corrected, a time changed) finds its stored events, and its new
+version replaces them in the load's transaction (same ids; compared on every
+mapped column, not on file, line or load). The row's stored events it no longer
+gives (a timestamp column emptied) are deleted, and the identities are redone as if
+the new version had been loaded instead. An event type read from a column is part
+of the id: a row whose type changed (a ticket's status) adds an event of the new
+type and keeps the old one, as a status log does. Without a
+``key``, an event's id is its content, so an edited row is a new event beside the
+old one.
 """
 
 from __future__ import annotations
@@ -24,7 +38,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import duckdb
 import pyarrow as pa
@@ -37,7 +51,8 @@ from ..people.identity import normalise_phone, stitch
 from ..sql import few_values, ident, literal, member_of
 from ..store.schema import quarantine_loaded_since
 from ..taxonomy import resolve_taxonomy
-from .mapping import LATEST_EVENT_ID_SCHEME, PHONE_TABLE, compile_source, phone_text_expressions
+from .mapping import (KEY_COLUMN, LATEST_EVENT_ID_SCHEME, PHONE_TABLE, compile_source,
+                      keyed_event_id, phone_text_expressions)
 from .readers import (FILE_COLUMN, LINE_COLUMN, Progress, Staged, expand_paths, stage_file,
                       stage_records, unreadable_parquet, wrapped_error)
 
@@ -83,12 +98,28 @@ class LoadReport:
     #: JSON lines or XES file has (a typo there is not an error: a record may leave
     #: out an empty field, so a column may be missing from a whole file)
     warnings: tuple[str, ...] = ()
+    #: of ``rows_loaded``, the rows of a source with a ``key`` that were already
+    #: stored and changed in the file: their new version replaced the stored events
+    #: (see the module doc)
+    rows_updated: int = 0
 
     def as_dict(self) -> dict:
         """Plain dictionary (for JSON)."""
         out = asdict(self)
         out.pop("new_persons")
         return out
+
+
+def record_load(con, report: LoadReport) -> None:
+    """Write the ``loads`` row of ``report`` (inside the load's transaction)."""
+    con.execute(
+        "INSERT INTO loads (load_id, source, files, started_at, finished_at, rows_read, "
+        "rows_loaded, rows_quarantined, rows_duplicate, events_loaded, rows_updated) "
+        "VALUES (?, ?, ?, to_timestamp(?), now(), ?, ?, ?, ?, ?, ?)",
+        [report.load_id, report.source, list(report.files), time.time() - report.seconds,
+         report.rows_read, report.rows_loaded, report.rows_quarantined,
+         report.rows_duplicate, report.events_loaded, report.rows_updated],
+    )
 
 
 def _fault(point: str) -> None:
@@ -118,8 +149,9 @@ def ingest_source(ws: Workspace, name: str, progress: Progress | None = None,
     A source's mapping is remembered at each load (:func:`mapping_fingerprint`). When
     it has changed since the source's events were loaded, the load is refused (a
     :class:`~keymoments.errors.ConfigError`): event ids are hashed from the mapped
-    values, so rows already loaded would load again as new events (or, with a
-    ``key``, be skipped as duplicates and keep their old values).
+    values, so rows already loaded would load again as new events (with a ``key``,
+    their new mapping would replace their stored events, unless the key or the
+    event types changed too, which changes the ids).
     ``accept_mapping_change`` loads anyway and remembers the new mapping."""
     if name not in ws.config.sources:
         import difflib
@@ -187,12 +219,15 @@ def _ingest_source(ws: Workspace, name: str, progress, before_commit, records,
                          event_id_scheme=scheme)
     con.execute(f"CREATE OR REPLACE TEMP TABLE _km_mapped AS {sql}")
     _stage_taxonomy(ws)
+    # a keyed source with stored events: its rows are matched with their stored
+    # events (none stored, as on a first load: every valid row is new)
+    merge = bool(spec.key) and con.execute(
+        f"SELECT EXISTS (SELECT 1 FROM events WHERE source = {literal(name)})").fetchone()[0]
+    if merge:
+        _stage_slot_types(con, spec, name)
     counts = _classify(con, one_event_per_row=len(spec.event_specs()) == 1,
-                       ts_in_id=not spec.key)
-    if spec.redact_text:
-        from ..text.redact import redact_table_column  # not at import: it loads ibis
-
-        redact_table_column(con, "_km_new_events", "text")
+                       ts_in_id=not spec.key, redact=spec.redact_text,
+                       keyed_source=name if merge else None)
     raw_cols = [c for c in types if c in staged.columns]
     con.execute("BEGIN TRANSACTION")
     try:
@@ -205,26 +240,29 @@ def _ingest_source(ws: Workspace, name: str, progress, before_commit, records,
             con.execute(f"DELETE FROM km_meta WHERE key = {key}")
             con.execute(f"INSERT INTO km_meta VALUES ({key}, {literal(fingerprint)})")
         con.execute(f"ALTER TABLE _km_new_events ADD COLUMN source VARCHAR DEFAULT {literal(name)}")
-        relinked, all_new = stitch(con, "_km_new_events")
+        if counts.replaces:
+            # a keyed row edited in its file: its stored events go, its new ones are
+            # written below (same ids), identities as if the new version had loaded
+            relinked = _replace_stored(con)
+        else:
+            relinked, all_new = stitch(con, "_km_new_events")
         events_loaded = _write_events(con, name, load_id)
         _fault("after_events_insert")
-        if counts[1] or staged.rejects:  # (nothing to write otherwise: no statement)
+        if counts.quarantined or staged.rejects:  # (nothing to write otherwise: no statement)
             _write_quarantine(con, name, load_id, raw_cols, staged.rejects)
-        _refresh_people(con, load_id if all_new else None, merged=relinked > 0)
+        if counts.replaces:
+            _refresh_people(con, None, merged=True, persons="_km_people_replaced")
+        else:
+            _refresh_people(con, load_id if all_new else None, merged=relinked > 0)
         report = LoadReport(
             source=name, load_id=load_id, files=tuple(files),
             rows_read=staged.rows + len(staged.rejects),
-            rows_loaded=counts[0], rows_quarantined=counts[1] + len(staged.rejects),
-            rows_duplicate=counts[2], events_loaded=events_loaded,
+            rows_loaded=counts.loaded, rows_quarantined=counts.quarantined + len(staged.rejects),
+            rows_duplicate=counts.duplicate, events_loaded=events_loaded,
             identifiers_relinked=relinked, seconds=time.perf_counter() - started,
-            warnings=warnings,
+            warnings=warnings, rows_updated=counts.updated,
         )
-        con.execute(
-            "INSERT INTO loads VALUES (?, ?, ?, to_timestamp(?), now(), ?, ?, ?, ?, ?)",
-            [load_id, name, list(files), time.time() - report.seconds, report.rows_read,
-             report.rows_loaded, report.rows_quarantined, report.rows_duplicate,
-             report.events_loaded],
-        )
+        record_load(con, report)
         if before_commit is not None:
             before_commit(report)
         _fault("before_commit")
@@ -280,8 +318,8 @@ def _check_mapping(ws: Workspace, name: str, spec: SourceSpec, accept: bool) -> 
     raise ConfigError(
         f"the mapping of source {name!r} changed since its events were loaded{when}: "
         "event ids are hashed from the mapped values, so rows already loaded would load "
-        "again as new events (with a `key`: be skipped as duplicates, keeping their old "
-        "values)",
+        "again as new events (with a `key`: replace their stored events with the new "
+        "mapping's, unless the key or the event types changed, which changes the ids)",
         key=f"sources.{name}",
         hint="restore the mapping; or load every source into a new workspace "
              "('keymoments init NEW', copy keymoments.yaml, 'keymoments -w NEW ingest'); "
@@ -517,17 +555,40 @@ CHANNEL_FLAGS_MAX = 64
 SMALL_LOAD = 10_000
 
 
-def _classify(con, one_event_per_row: bool = False, ts_in_id: bool = False) -> tuple[int, int, int]:
-    """The new events and the status of the rows, before the transaction; returns
-    the rows (loaded, quarantined, duplicate). With one event per row, a row's
-    status is its event's own: only the quarantined rows are listed (no grouping,
-    no join), and a valid row is loaded when its event is new."""
+class _Counts(NamedTuple):
+    """The rows of a load by status (see the module doc), before the transaction."""
+
+    loaded: int
+    quarantined: int
+    duplicate: int
+    #: of ``loaded``, the keyed rows whose stored events change
+    updated: int = 0
+    #: stored events to delete (replaced by a new version, or no longer given by
+    #: their row): listed in ``_km_replaced``
+    replaces: int = 0
+
+
+def _redact(con) -> None:
+    from ..text.redact import redact_table_column  # not at import: it loads ibis
+
+    redact_table_column(con, "_km_new_events", "text")
+
+
+def _classify(con, one_event_per_row: bool = False, ts_in_id: bool = False,
+              redact: bool = False, keyed_source: str | None = None) -> _Counts:
+    """The new events and the status of the rows, before the transaction (``redact``:
+    the new events' text redacted); returns the rows by status. With one event per
+    row, a row's status is its event's own: only the quarantined rows are listed (no
+    grouping, no join), and a valid row is loaded when its event is new.
+    ``keyed_source``: the source has a ``key``; its rows already stored are matched
+    with their stored events (:func:`_match_keyed`)."""
     present = "coalesce(_km_present, false)"
+    key = f", {KEY_COLUMN}" if keyed_source else ""
     if one_event_per_row:
         rows = f"""
             SELECT {FILE_COLUMN}, {LINE_COLUMN}, _km_err_field AS field, _km_err_value AS value,
                    _km_err_reason AS reason, CAST({present} AS BIGINT) AS n_present,
-                   NULL::VARCHAR AS status
+                   NULL::VARCHAR AS status{key}
             FROM _km_mapped WHERE _km_err_reason IS NOT NULL OR NOT {present}"""
     else:
         rows = f"""
@@ -536,7 +597,7 @@ def _classify(con, one_event_per_row: bool = False, ts_in_id: bool = False) -> t
                    arg_min(_km_err_value, _km_slot) FILTER (WHERE _km_err_reason IS NOT NULL) AS value,
                    arg_min(_km_err_reason, _km_slot) FILTER (WHERE _km_err_reason IS NOT NULL) AS reason,
                    count(*) FILTER (WHERE _km_present) AS n_present,
-                   NULL::VARCHAR AS status
+                   NULL::VARCHAR AS status{key}
             FROM _km_mapped GROUP BY ALL"""
     con.execute(f"CREATE OR REPLACE TEMP TABLE _km_rows AS {rows}")
     con.execute("""
@@ -568,6 +629,19 @@ def _classify(con, one_event_per_row: bool = False, ts_in_id: bool = False) -> t
         WHERE n.event_id = d.event_id AND n.{FILE_COLUMN} = d.{FILE_COLUMN}
           AND n.{LINE_COLUMN} = d.{LINE_COLUMN} AND n._km_slot = d._km_slot
     """)
+    if keyed_source is not None:
+        if redact:  # (before matching: the stored text is the redacted one)
+            _redact(con)
+        if one_event_per_row:
+            con.execute("UPDATE _km_rows SET status = 'quarantined'")
+        else:
+            con.execute("UPDATE _km_rows SET status = 'quarantined' WHERE reason IS NOT NULL")
+        quarantined = con.execute(
+            "SELECT count(*) FROM _km_rows WHERE status = 'quarantined'").fetchone()[0]
+        if not one_event_per_row:
+            n_rows = con.execute("SELECT count(*) FROM _km_rows").fetchone()[0]
+        loaded, updated, replaces = _match_keyed(con, keyed_source)
+        return _Counts(loaded, quarantined, n_rows - quarantined - loaded, updated, replaces)
     # an event already stored has the same id; with a content id (no ``key``) its time
     # is part of the id, so the same time too: joining on the time as well lets DuckDB
     # skip every row group of other times (a live post of recent events no longer
@@ -578,11 +652,13 @@ def _classify(con, one_event_per_row: bool = False, ts_in_id: bool = False) -> t
             f"SELECT count(*) <= {SMALL_LOAD} FROM _km_new_events").fetchone()[0]:
         on_ts = " AND e.ts = n.ts"
     con.execute(f"DELETE FROM _km_new_events n USING events e WHERE e.event_id = n.event_id{on_ts}")
+    if redact:
+        _redact(con)
     if one_event_per_row:
         con.execute("UPDATE _km_rows SET status = 'quarantined'")
         quarantined = con.execute("SELECT count(*) FROM _km_rows").fetchone()[0]
         loaded = con.execute("SELECT count(*) FROM _km_new_events").fetchone()[0]
-        return loaded, quarantined, n_rows - quarantined - loaded
+        return _Counts(loaded, quarantined, n_rows - quarantined - loaded)
     con.execute(f"""
         UPDATE _km_rows SET status = CASE
             WHEN reason IS NOT NULL THEN 'quarantined'
@@ -591,12 +667,178 @@ def _classify(con, one_event_per_row: bool = False, ts_in_id: bool = False) -> t
                            AND n.{LINE_COLUMN} = _km_rows.{LINE_COLUMN}) THEN 'loaded'
             ELSE 'duplicate' END
     """)
-    return con.execute("""
+    return _Counts(*con.execute("""
         SELECT count(*) FILTER (WHERE status = 'loaded'),
                count(*) FILTER (WHERE status = 'quarantined'),
                count(*) FILTER (WHERE status = 'duplicate')
         FROM _km_rows
+    """).fetchone())
+
+
+def _stage_slot_types(con, spec: SourceSpec, name: str) -> None:
+    """``_km_slot_types``: the (slot, event type) pairs of this load's mapped rows, the
+    ids a keyed row's stored events may have, each with whether the slot's type is
+    fixed by the mapping (``fixed``). Before :func:`_classify` (it needs every mapped
+    row)."""
+    from_column = [i for i, e in enumerate(spec.event_specs()) if e.event_type.column is not None]
+    fixed = (f"_km_slot NOT IN ({', '.join(str(i) for i in from_column)})" if from_column
+             else "true")
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _km_slot_types AS
+        SELECT DISTINCT _km_slot, event_type, {fixed} AS fixed FROM _km_mapped
+        WHERE event_type IS NOT NULL
+    """)
+
+
+#: what an event's stored version is compared on, to tell an edited keyed row from
+#: an unchanged one: every column the load writes but the bookkeeping (``source_file``,
+#: ``source_line``, ``load_id``) and the person (from identity, redone on a change of
+#: the identifiers); ``stage``/``moment`` as written (with the taxonomy's)
+_COMPARED = {
+    **{c: f"n.{c}" for c in (
+        "ts", "anchor", "identifiers", "channel", "event_type", "refs", "agent", "language",
+        "rating", "rating_scale", "rating_min", "rating_max", "text", "measures",
+        "expected_ts", "expected_value", "expectation_kind", "attributes")},
+    "stage": "coalesce(n.stage, t.stage)",
+    "moment": "t.moment",
+}
+#: of those, the ones identity depends on (first seen, the links and their event)
+_IDENTITY_COLUMNS = ("ts", "anchor", "identifiers")
+
+
+def _match_keyed(con, source: str) -> tuple[int, int, int]:
+    """Match the rows of a keyed source with their stored events; returns the rows
+    loaded, of those the rows updated, and how many stored events are to go.
+
+    A row's events are found by its key: their ids are the hashes of the source,
+    the row's key, each slot and each event type the slot has in this load
+    (``_km_slot_types``). Of those stored: one the row gives unchanged is dropped
+    from the new events (the row is a duplicate unless something else of it
+    changed); one it gives changed is kept, to replace the stored one; one of a slot
+    whose event type the mapping fixes that it no longer gives (its time became
+    empty) goes. An event type read from a column is part of what happened: a row
+    whose type changed (a ticket's status from opened to closed) gives a new event
+    beside the stored one, as a status log's rows under one key do. A key with a
+    quarantined row keeps its stored events: bad input loses nothing.
+
+    Leaves ``_km_stored`` (the matched stored events) and ``_km_replaced`` (event
+    id, whether identity is to be redone) for :func:`_replace_stored`."""
+    src = literal(source)
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _km_keyed_rows AS
+        SELECT DISTINCT {FILE_COLUMN}, {LINE_COLUMN}, {KEY_COLUMN} FROM _km_new_events
+    """)
+    candidate = keyed_event_id(src, "t._km_slot", "t.event_type", f"k.{KEY_COLUMN}")
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _km_stored AS
+        WITH c AS (
+            SELECT {candidate} AS event_id, k.{KEY_COLUMN}, t.fixed AS _km_fixed
+            FROM (SELECT DISTINCT {KEY_COLUMN} FROM _km_keyed_rows) k, _km_slot_types t
+        )
+        SELECT c.{KEY_COLUMN}, c._km_fixed, e.* FROM events e JOIN c USING (event_id)
+        WHERE e.source = {src}
+    """)
+    differs = " OR ".join(f"{expr} IS DISTINCT FROM s.{c}" for c, expr in _COMPARED.items())
+    identity = " OR ".join(f"n.{c} IS DISTINCT FROM s.{c}" for c in _IDENTITY_COLUMNS)
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _km_replaced AS
+        SELECT n.event_id, ({identity}) AS restitch
+        FROM _km_new_events n JOIN _km_stored s USING (event_id)
+        LEFT JOIN _km_tax t ON t.event_type = n.event_type
+        WHERE {differs}
+    """)
+    con.execute(f"""
+        INSERT INTO _km_replaced
+        SELECT s.event_id, true FROM _km_stored s
+        WHERE s._km_fixed
+          AND NOT EXISTS (SELECT 1 FROM _km_new_events n WHERE n.event_id = s.event_id)
+          AND NOT EXISTS (SELECT 1 FROM _km_rows r WHERE r.status = 'quarantined'
+                          AND r.{KEY_COLUMN} = s.{KEY_COLUMN})
+    """)
+    con.execute("""
+        DELETE FROM _km_new_events WHERE event_id IN (SELECT event_id FROM _km_stored)
+          AND event_id NOT IN (SELECT event_id FROM _km_replaced)
+    """)
+    # a row is loaded when it writes an event (new, or a new version) or its key loses
+    # one; updated when one of its key's stored events is replaced or goes
+    return con.execute(f"""
+        WITH gone AS (
+            SELECT DISTINCT s.{KEY_COLUMN} FROM _km_stored s JOIN _km_replaced r USING (event_id)
+            WHERE NOT EXISTS (SELECT 1 FROM _km_new_events n WHERE n.event_id = s.event_id)
+        ), writes AS (
+            SELECT DISTINCT {FILE_COLUMN}, {LINE_COLUMN} FROM _km_new_events
+        ), had AS (
+            SELECT DISTINCT {KEY_COLUMN} FROM _km_stored s JOIN _km_replaced r USING (event_id)
+        ), rows AS (
+            SELECT k.{KEY_COLUMN}, w.{LINE_COLUMN} IS NOT NULL OR g.{KEY_COLUMN} IS NOT NULL
+                   AS loaded
+            FROM _km_keyed_rows k LEFT JOIN writes w USING ({FILE_COLUMN}, {LINE_COLUMN})
+            LEFT JOIN gone g USING ({KEY_COLUMN})
+        )
+        SELECT count(*) FILTER (WHERE loaded),
+               count(*) FILTER (WHERE loaded AND h.{KEY_COLUMN} IS NOT NULL),
+               (SELECT count(*) FROM _km_replaced)
+        FROM rows LEFT JOIN had h USING ({KEY_COLUMN})
     """).fetchone()
+
+
+def _replace_stored(con) -> int:
+    """Delete the stored events in ``_km_replaced`` and stitch the new events, with
+    identity as if the rows' new versions had been loaded instead of the old: where an
+    event's time or identifiers changed (or it is gone), the identifiers and links of
+    its person are rebuilt from the person's remaining events (a link only the old
+    version carried goes, splitting the person if it held it together; first seen
+    times and the links' events follow the new times). Returns how many identifiers
+    changed person; leaves ``_km_people_replaced``, the persons whose ``people`` rows
+    are to be rebuilt. Inside the load's transaction."""
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE _km_old_persons AS
+        SELECT DISTINCT s.person_id, r.restitch FROM _km_stored s JOIN _km_replaced r
+        USING (event_id) WHERE s.person_id IS NOT NULL
+    """)
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE _km_old_ids AS
+        SELECT identifier, person_id FROM identifiers
+        WHERE person_id IN (SELECT person_id FROM _km_old_persons WHERE restitch)
+    """)
+    con.execute("DELETE FROM events WHERE event_id IN (SELECT event_id FROM _km_replaced)")
+    old = "SELECT identifier FROM _km_old_ids"
+    if con.execute("SELECT count(*) FROM _km_old_ids").fetchone()[0]:
+        con.execute(f"DELETE FROM identity_links WHERE a IN ({old}) OR b IN ({old})")
+        con.execute(f"DELETE FROM identifiers WHERE identifier IN ({old})")
+        # (every event carrying one of them is anchored in the same person)
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE _km_restitch AS
+            SELECT event_id, ts, source, anchor, identifiers FROM events
+            WHERE anchor IN ({old})
+        """)
+        stitch(con, "_km_restitch")
+        # (stitch re-links the events of identifiers that had a person: these had none)
+        con.execute(f"""
+            UPDATE events SET person_id = i.person_id FROM identifiers i
+            WHERE events.anchor = i.identifier AND i.identifier IN ({old})
+              AND events.person_id IS DISTINCT FROM i.person_id
+        """)
+    con.execute("CREATE OR REPLACE TEMP TABLE _km_changed AS "
+                "SELECT NULL::VARCHAR AS identifier, false AS relinked WHERE false")
+    relinked, _ = stitch(con, "_km_new_events")
+    # identifiers that changed person: those re-linked by the new events' stitching,
+    # and those of the rebuilt persons whose person now differs from before (counted once)
+    relinked += con.execute(f"""
+        SELECT count(*) FILTER (WHERE i.person_id IS DISTINCT FROM o.person_id)
+               - count(*) FILTER (WHERE c.relinked)
+        FROM _km_old_ids o JOIN identifiers i USING (identifier)
+        LEFT JOIN _km_changed c USING (identifier)
+    """).fetchone()[0]
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _km_people_replaced AS
+        SELECT person_id FROM _km_old_persons
+        UNION
+        SELECT person_id FROM identifiers
+        WHERE identifier IN (SELECT identifier FROM _km_touched UNION {old})
+          AND person_id IS NOT NULL
+    """)
+    return relinked
 
 
 def _write_events(con, source: str, load_id: str) -> int:

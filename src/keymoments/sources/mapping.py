@@ -36,7 +36,7 @@ from ..sql import ident, literal
 from .readers import FILE_COLUMN, LINE_COLUMN
 
 __all__ = ["compile_source", "PHONE_TABLE", "CANONICAL_COLUMNS", "phone_columns",
-           "EVENT_ID_SCHEMES", "LATEST_EVENT_ID_SCHEME"]
+           "EVENT_ID_SCHEMES", "LATEST_EVENT_ID_SCHEME", "KEY_COLUMN", "keyed_event_id"]
 
 PHONE_TABLE = "_km_phone"
 _SEP = "chr(31)"
@@ -60,6 +60,23 @@ EVENT_ID_SCHEMES = {1: "md5 over the maps cast to text", 2: "md5 over field.key=
 LATEST_EVENT_ID_SCHEME = 3
 #: the largest whole number a double holds exactly (2**53): read as an integer up to it
 _EXACT_INTEGER = 9007199254740992
+
+#: the column of a keyed source's compiled query holding the row's key (its key
+#: columns' text joined): the row's events are the ids :func:`keyed_event_id` gives
+#: it, one per event slot and event type
+KEY_COLUMN = "_km_key"
+
+
+def keyed_event_id(source: str, slot: str, event_type: str, key: str) -> str:
+    """SQL: the id of an event of a source with a ``key`` (``source``: the source's
+    name as a literal; the others SQL expressions): a hash of the source, the event's
+    slot (its index in ``events``), its type and the row's key. The same for every
+    version of the row, so a re-loaded row finds its stored events.
+
+    >>> keyed_event_id("'s'", "0", "event_type", "_km_key")
+    "md5(concat_ws(chr(31), 's', 0, event_type, _km_key))"
+    """
+    return f"md5(concat_ws({_SEP}, {source}, {slot}, {event_type}, {key}))"
 
 #: Columns of a compiled query, in order, before the bookkeeping ones.
 CANONICAL_COLUMNS = (
@@ -427,8 +444,10 @@ class _Slot:
         entries = "NULL::VARCHAR"
         if self.c.event_id_scheme >= 2 and not self.c.source.key and self.entries:
             entries = f"concat_ws({_SEP}, {', '.join(self.entries)})"
+        # a keyed source keeps the row's key: a re-load finds the row's stored events by it
+        dropped = "_km_entries, _km_err" if self.c.source.key else "_km_key, _km_entries, _km_err"
         return (
-            f"SELECT {self._event_id()} AS event_id, * EXCLUDE (_km_key, _km_entries, _km_err), "
+            f"SELECT {self._event_id()} AS event_id, * EXCLUDE ({dropped}), "
             f"_km_err.f AS _km_err_field, _km_err.v AS _km_err_value, "
             f"_km_err.r AS _km_err_reason FROM (\n"
             f"  SELECT\n    {inner},\n    {self._key()} AS _km_key,\n"
@@ -471,7 +490,7 @@ class _Slot:
         (see :data:`EVENT_ID_SCHEMES`)."""
         src = literal(self.c.name)
         if self.c.source.key:
-            return f"md5(concat_ws({_SEP}, {src}, {self.index}, event_type, _km_key))"
+            return keyed_event_id(src, str(self.index), "event_type", KEY_COLUMN)
         if self.c.event_id_scheme >= 2:
             parts = ["event_type", "CAST(epoch_us(ts) AS VARCHAR)", "channel", "agent",
                      "CAST(rating AS VARCHAR)", "text", "CAST(epoch_us(expected_ts) AS VARCHAR)",

@@ -104,10 +104,16 @@ COLUMN_DOCS: dict[str, dict[str, tuple[str, str]]] = {
         "started_at": ("TIMESTAMPTZ NOT NULL", "start"),
         "finished_at": ("TIMESTAMPTZ", "commit time"),
         "rows_read": ("BIGINT", "rows read (records, not physical lines)"),
-        "rows_loaded": ("BIGINT", "rows that produced at least one new event"),
+        "rows_loaded": ("BIGINT", "rows that produced at least one new event, or (a source "
+                                  "with a `key`) changed their stored events"),
         "rows_quarantined": ("BIGINT", "rows sent to quarantine"),
-        "rows_duplicate": ("BIGINT", "rows whose events were all already stored or repeated in the file"),
-        "events_loaded": ("BIGINT", "new events written"),
+        "rows_duplicate": ("BIGINT", "rows whose events were all already stored (as they are) or "
+                                     "repeated in the file"),
+        "events_loaded": ("BIGINT", "events written: new ones, and new versions of stored ones"),
+        "rows_updated": ("BIGINT", "of `rows_loaded`, the rows of a source with a `key` whose "
+                                   "stored events this load replaced, added to or removed (the "
+                                   "row was edited in its file); NULL for loads made before "
+                                   "this column"),
     },
     "text_scores": {
         "text_hash": ("VARCHAR NOT NULL", "md5 of the text (UTF-8)"),
@@ -313,8 +319,15 @@ def _v3(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(_create(table))
 
 
+def _v4(con: duckdb.DuckDBPyConnection) -> None:
+    """adds column `loads.rows_updated` (the rows of a keyed source that replaced their
+    stored version) to a store made before it"""
+    # (a store made by this code has it already: _v1 makes the table from the docs)
+    con.execute('ALTER TABLE "loads" ADD COLUMN IF NOT EXISTS "rows_updated" BIGINT')
+
+
 #: Forward migrations, index ``i`` brings the store to version ``i + 1``.
-MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [_v1, _v2, _v3]
+MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [_v1, _v2, _v3, _v4]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
