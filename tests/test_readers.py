@@ -135,6 +135,79 @@ def test_old_mac_line_ends(make_workspace):
     assert events(ws) == [("c1", "a", 2), ("c2", "two\rlines", 3), ("c3", "c", 5)]
 
 
+def test_a_utf16_file_read_as_utf8_says_to_set_utf16(make_workspace):
+    """A UTF-16 file (as Excel's "Unicode text" saves) read as UTF-8: the error names
+    UTF-16 and the setting, and that setting reads every row."""
+    text = "id,when,note\nc1,2024-01-01,a\nc2,2024-01-02,b\n"
+    ws = make_workspace(source("d.csv"), {"d.csv": text.encode("utf-16")})
+    with pytest.raises(km.SourceError) as err:
+        ws.ingest("s")
+    message = str(err.value)
+    assert "the file is UTF-16" in message and "`encoding: utf-16` under the `csv:`" in message
+    assert "latin-1" not in message  # (the advice for a file in a one-byte encoding)
+    fixed = make_workspace(source("d.csv", "csv: {encoding: utf-16}"),
+                           {"d.csv": text.encode("utf-16")}, "fixed")
+    assert fixed.ingest("s").rows_loaded == 2
+    assert events(fixed) == [("c1", "a", 2), ("c2", "b", 3)]
+
+
+#: the reasons stored for these rejects by keymoments before their advice was added
+#: beside them (they are part of each entry's identity, so they must not change)
+RAGGED = "expected 4 fields, found 5"
+SPANNING = "expected 4 fields, found 5 (a quote may be unbalanced)"
+STRAY_CR = ("unbalanced quote: the record starting here cannot be read (new-line character "
+            "seen in unquoted field - do you need to open the file in universal-newline "
+            "mode?); fix the quoting of this line")
+
+
+def test_ragged_and_stray_cr_rows_keep_their_reason_and_say_what_to_do(make_workspace):
+    text = ("id,when,kind,note\n"
+            'a,2024-03-01,ev,"Delivery was late.\n'           # 2: its quote closes on 3
+            'b,2024-03-02,ev,see ticket",EXTRA\n'             # 3
+            "c,2024-03-03,ev,fine,EXTRA\n"                    # 4: a field too many
+            "d,2024-03-04,ev,old\rmac\n"                      # 5: a CR alone, unquoted
+            "e,2024-03-05,ev,fine\n")                         # 6
+    ws = make_workspace(source("d.csv"), {"d.csv": text.encode()})
+    rep = ws.ingest("s")
+    assert (rep.rows_read, rep.rows_loaded, rep.rows_quarantined) == (5, 1, 4)
+    raw = text.split("\n")
+    q = {r["line"]: r for r in ws.quarantine().to_pylist()}
+    assert {n: (r["reason"], r["raw"]) for n, r in q.items()} == {
+        2: (SPANNING, raw[1]), 3: (RAGGED, raw[2]), 4: (RAGGED, raw[3]), 5: (STRAY_CR, raw[4])}
+    for n in (2, 3, 4):
+        assert q[n]["hint"].startswith("the row has 5 fields where the header has 4: check "
+                                       "the delimiter"), q[n]["hint"]
+        assert "then load again" in q[n]["hint"]
+    assert "may close on a later one" in q[2]["hint"]
+    assert "may close on a later one" not in q[3]["hint"]
+    assert q[5]["hint"].startswith("not a quoting problem: the line holds a carriage return")
+    assert "convert them all to LF" in q[5]["hint"]
+    # an entry stored by a version before the hints (the same source, file, line, reason
+    # and raw row, its id the same hash of them) is not doubled by loading again
+    ws.con.execute("UPDATE quarantine SET quarantine_id = md5(concat_ws(chr(31), source, file, "
+                   "CAST(line AS VARCHAR), reason, raw))")
+    before = sorted(ws.con.execute("SELECT * FROM quarantine").fetchall())
+    again = ws.ingest("s")
+    assert (again.rows_quarantined, again.rows_duplicate) == (4, 1)
+    assert sorted(ws.con.execute("SELECT * FROM quarantine").fetchall()) == before
+
+
+def test_the_quarantine_command_shows_what_to_do(make_workspace):
+    from click.testing import CliRunner
+
+    from keymoments.cli import main
+
+    text = "id,when,note\nc1,2024-01-01,a,EXTRA\nc2,2024-01-02,b\n"
+    ws = make_workspace(source("d.csv"), {"d.csv": text})
+    ws.ingest("s")
+    root = ws.root
+    ws.close()
+    out = CliRunner().invoke(main, ["-w", str(root), "quarantine"], terminal_width=400).output
+    flat = " ".join(out.replace("│", " ").split())
+    assert "expected 3 fields, found 4. What to do: the row has 4 fields where the header " \
+           "has 3" in flat, out
+
+
 def test_multiline_fields_keep_later_line_numbers(make_workspace):
     text = ('id,when,note\n'
             'c1,2024-01-01,"one\ntwo\nthree"\n'

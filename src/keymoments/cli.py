@@ -239,14 +239,24 @@ def quarantine(ctx: click.Context, source: str | None, limit: int, include_loade
             click.echo(json_text(row))
         return
     # the file's name (relative to the workspace) and the whole reason, which says what to
-    # do, are what a reader needs: neither is cut short
+    # do, are what a reader needs: neither is cut short (what to do follows the reason
+    # when the stored reason does not say it: see Workspace.quarantine's hint)
     _print_result(result, columns=["source", "file", "line", "field", "value", "reason",
                                    *(["loaded_since"] if include_loaded else [])],
-                  full=("file", "reason"), shown={"file": lambda f: _relative(f, root)})
+                  full=("file", "reason"), shown={"file": lambda f: _relative(f, root),
+                                                  "reason": _with_hint})
     hidden = result.meta["loaded_since"]
     if hidden and not include_loaded:
         console.print(f"{hidden:,} quarantined row(s) have loaded since (fixed and ingested "
                       "again): --all shows them too")
+
+
+def _with_hint(reason: str) -> str:
+    """A quarantine reason followed by what to do, when it does not say it itself."""
+    from .sources.readers import reject_hint
+
+    hint = reject_hint(reason)
+    return f"{reason}. What to do: {hint}" if hint else reason
 
 
 @main.command()

@@ -35,7 +35,7 @@ import os
 import sys
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from collections.abc import Callable
 from typing import TYPE_CHECKING, NamedTuple
@@ -96,7 +96,10 @@ class LoadReport:
     new_persons: tuple[str, ...] | None = field(default=None, repr=False, compare=False)
     #: what may be wrong without stopping the load: a mapped field that no record of a
     #: JSON lines or XES file has (a typo there is not an error: a record may leave
-    #: out an empty field, so a column may be missing from a whole file)
+    #: out an empty field, so a column may be missing from a whole file); a map none of
+    #: whose keys is a value; a join side file with rows that could not be read (they
+    #: are in the quarantine, not in these counts, which are the source file's rows) or
+    #: with keys whose rows differ
     warnings: tuple[str, ...] = ()
     #: of ``rows_loaded``, the rows of a source with a ``key`` that were already
     #: stored and changed in the file: their new version replaced the stored events
@@ -205,7 +208,7 @@ def _ingest_source(ws: Workspace, name: str, progress, before_commit, records,
         # from; give the staging table the mapped columns so the load reads 0 rows
         for column in _mapped_columns(spec):
             con.execute(f"ALTER TABLE {ident(staged.table)} ADD COLUMN {ident(column)} VARCHAR")
-    table = _apply_joins(ws, name, spec, staged.table)
+    table, sides = _apply_joins(ws, name, spec, staged.table)
     types = {r[0]: r[1] for r in con.execute(f"DESCRIBE {ident(table)}").fetchall()}
     _refuse_wrapped(spec, staged, types)
     warnings = ((*_absent_columns(ws, name, spec, types),
@@ -228,6 +231,10 @@ def _ingest_source(ws: Workspace, name: str, progress, before_commit, records,
     counts = _classify(con, one_event_per_row=len(spec.event_specs()) == 1,
                        ts_in_id=not spec.key, redact=spec.redact_text,
                        keyed_source=name if merge else None)
+    warnings += tuple(w for side in sides for w in side.warnings(con, ws.root))
+    # the side files' unreadable rows are kept like the source's own (they are no rows
+    # of the source: not in its counts, which are about the source's file)
+    side_rejects = [r for side in sides for r in side.rejects]
     raw_cols = [c for c in types if c in staged.columns]
     con.execute("BEGIN TRANSACTION")
     try:
@@ -248,8 +255,8 @@ def _ingest_source(ws: Workspace, name: str, progress, before_commit, records,
             relinked, all_new = stitch(con, "_km_new_events")
         events_loaded = _write_events(con, name, load_id)
         _fault("after_events_insert")
-        if counts.quarantined or staged.rejects:  # (nothing to write otherwise: no statement)
-            _write_quarantine(con, name, load_id, raw_cols, staged.rejects)
+        if counts.quarantined or staged.rejects or side_rejects:  # (else nothing to write)
+            _write_quarantine(con, name, load_id, raw_cols, [*staged.rejects, *side_rejects])
         if counts.replaces:
             _refresh_people(con, None, merged=True, persons="_km_people_replaced")
         else:
@@ -450,23 +457,104 @@ def _mapped_columns(spec: SourceSpec) -> list[str]:
     return list(found)
 
 
-def _apply_joins(ws: Workspace, name: str, spec: SourceSpec, table: str) -> str:
-    """Left-join each side table (first row per key wins); returns the joined view."""
+#: the reason of a join side file's row that could not be read starts so (its file is
+#: the side file; the reader's reason follows)
+SIDE_REJECT = "join side file row, not read (so no row of the source joins it): "
+
+
+@dataclass
+class _Side:
+    """What joining one side file found: its unreadable rows (as quarantine entries)
+    and the source's rows whose key is only on those (in the table ``needy``)."""
+
+    source: str
+    key: tuple[str, ...]  # the source's key columns
+    columns: tuple[str, ...]  # the joined columns
+    rejects: list = field(default_factory=list)
+    needy: str | None = None  # temp table (file, line, key) or None: not known
+    #: the warning about keys whose rows differ in the joined columns, if any
+    conflicts: str | None = None
+
+    def warnings(self, con, root: Path) -> list[str]:
+        """The load's warnings about this side file (after ``_classify``)."""
+        found = [self.conflicts] if self.conflicts else []
+        return found + self._unread(con, root) if self.rejects else found
+
+    def _unread(self, con, root: Path) -> list[str]:
+        files = sorted({r.file for r in self.rejects})
+        where = ", ".join(relative(f, root) for f in files)
+        lines = _some_lines([r.line for r in self.rejects])
+        on = " and ".join(self.key)
+        head = (f"{len(self.rejects):,} row(s) of {where} (joined to source {self.source!r} on "
+                f"{on}) could not be read (line {lines}) and are in the quarantine "
+                "('keymoments quarantine' says why)")
+        fix = f"; fix those lines of {where} and load again"
+        joined = ", ".join(repr(c) for c in self.columns)
+        if self.needy is None:
+            return [f"{head}; the source's rows whose {on} is only on "
+                    f"those lines found no row to join, so their {joined} are empty{fix}"]
+        rows = con.execute(f"""
+            SELECT n.file, n.line, n.key, r.status = 'quarantined' AS q
+            FROM {ident(self.needy)} n
+            LEFT JOIN _km_rows r ON r.{FILE_COLUMN} = n.file AND r.{LINE_COLUMN} = n.line
+            ORDER BY n.file, n.line""").fetchall()
+        if not rows:
+            return [f"{head}; no row of the source has their {on}, so none needed them"]
+        quarantined = [r for r in rows if r[3]]
+        other = len(rows) - len(quarantined)
+        main = sorted({relative(r[0], root) for r in rows})
+        keys = sorted({r[2] for r in rows})
+        shown = ", ".join(repr(k) for k in keys[:3]) + (", ..." if len(keys) > 3 else "")
+        q_lines = _some_lines([r[1] for r in quarantined])
+        outcome = [f"{len(quarantined):,} quarantined (line {q_lines} of {', '.join(main)}: "
+                   f"their reason names what the empty {joined} left missing)"
+                   if quarantined else "",
+                   f"{other:,} loaded (or already stored) without them" if other else ""]
+        return [f"{head}; {len(rows):,} row(s) of the source needed them ({on} {shown}) and "
+                f"found no row to join, so their {joined} are empty: "
+                f"{'; '.join(o for o in outcome if o)}{fix}"]
+
+
+def _some_lines(lines: list[int], most: int = 5) -> str:
+    """Up to ``most`` line numbers, in order.
+
+    >>> _some_lines([9, 3, 4]), _some_lines(list(range(1, 9)))
+    ('3, 4, 9', '1, 2, 3, 4, 5, ... (8 in all)')
+    """
+    ordered = sorted(set(lines))
+    more = f", ... ({len(ordered):,} in all)" if len(ordered) > most else ""
+    return ", ".join(str(n) for n in ordered[:most]) + more
+
+
+def _apply_joins(ws: Workspace, name: str, spec: SourceSpec,
+                 table: str) -> tuple[str, list[_Side]]:
+    """Left-join each side table (first row per key wins); returns the joined view and
+    what each join found (see :class:`_Side`)."""
     con = ws.con
     current = table
+    sides = []
     for i, join in enumerate(spec.joins):
         side = f"_km_side_{i}"
         files = expand_paths(join.path, ws.root)
-        stage_file(con, files, _join_format(join), join.csv, side)
+        staged = stage_file(con, files, _join_format(join), join.csv, side)
         _check_join_columns(con, join, side, current, f"sources.{name}.joins.{i}")
+        found = _Side(name, tuple(join.on), tuple(join.column_map().values()))
+        found.rejects = [replace(r, reason=SIDE_REJECT + r.reason) for r in staged.rejects]
+        sides.append(found)
         keys = [ident(r) for r in join.on.values()]
         picked = ", ".join(f"{ident(src)} AS {ident(dst)}" for src, dst in join.column_map().items())
         cond = " AND ".join(f"j.{ident(left)} = s.{ident(right)}" for left, right in join.on.items())
+        if staged.rejects:
+            found.needy = _needy_rows(con, join, staged, current, cond, f"_km_side_needy_{i}")
+        found.conflicts = _conflicts(con, join, side, name, ws.root)
         dedup = f"_km_side_first_{i}"
+        # (the files of a glob in their sorted order: a key's first row is the same at
+        # every load)
         con.execute(f"""
             CREATE OR REPLACE TEMP VIEW {dedup} AS
             SELECT * FROM {ident(side)}
-            QUALIFY row_number() OVER (PARTITION BY {', '.join(keys)} ORDER BY {LINE_COLUMN}) = 1
+            QUALIFY row_number() OVER (PARTITION BY {', '.join(keys)}
+                                       ORDER BY {FILE_COLUMN}, {LINE_COLUMN}) = 1
         """)
         joined = f"_km_joined_{i}"
         sel = ", ".join(f"s.{ident(dst)}" for dst in join.column_map().values())
@@ -476,7 +564,84 @@ def _apply_joins(ws: Workspace, name: str, spec: SourceSpec, table: str) -> str:
             LEFT JOIN (SELECT {', '.join(keys)}, {picked} FROM {dedup}) s ON {cond}
         """)
         current = joined
-    return current
+    return current, sides
+
+
+def _conflicts(con, join: JoinSpec, side: str, name: str, root: Path) -> str | None:
+    """The warning for the keys of a side file with rows that differ in the joined
+    columns (the first row wins: the others are left out silently), or None. Rows
+    that repeat the same values are no conflict."""
+    keys = [ident(c) for c in join.on.values()]
+    cols = list(join.column_map())
+    values = "CAST(to_json(struct_pack(" + ", ".join(
+        f"{ident(c)} := {ident(c)}" for c in cols) + ")) AS VARCHAR)"
+    has_key = " AND ".join(f"{k} IS NOT NULL" for k in keys)
+    found = con.execute(f"""
+        SELECT count(*) OVER (), {', '.join(keys)} FROM {ident(side)} WHERE {has_key}
+        GROUP BY ALL HAVING count(DISTINCT {values}) > 1
+        ORDER BY min({FILE_COLUMN}), min({LINE_COLUMN}) LIMIT 1""").fetchone()
+    if found is None:
+        return None
+    n_keys, key = found[0], found[1:]
+    match = " AND ".join(f"{k} = ?" for k in keys)
+    rows = con.execute(f"""
+        SELECT {FILE_COLUMN}, {LINE_COLUMN}, {', '.join(ident(c) for c in cols)}
+        FROM {ident(side)} WHERE {match} ORDER BY {FILE_COLUMN}, {LINE_COLUMN} LIMIT 4""",
+        list(key)).fetchall()
+    several = len({r[0] for r in rows}) > 1
+
+    def where(row) -> str:
+        return f"{relative(row[0], root)} line {row[1]}" if several else f"line {row[1]}"
+
+    def at(row) -> str:
+        return where(row) + ": " + ", ".join(f"{c} {v!r}" for c, v in zip(cols, row[2:]))
+
+    files = ", ".join(sorted({relative(r[0], root) for r in rows}))
+    key_text = ", ".join(f"{c} {v!r}" for c, v in zip(join.on.values(), key))
+    more = "; ..." if len(rows) > 3 else ""
+    return (f"{files} (joined to source {name!r} on {' and '.join(join.on)}) has {n_keys:,} "
+            f"key(s) whose rows differ in {', '.join(cols)}, the first {key_text} "
+            f"({'; '.join(at(r) for r in rows[:3])}{more}); the join uses each key's first row "
+            f"({where(rows[0])} here) and leaves out the others: dedupe the side file so that "
+            f"each key has one row (or rows with the same {', '.join(cols)}), then load again")
+
+
+def _needy_rows(con, join: JoinSpec, staged: Staged, current: str, cond: str,
+                table: str) -> str | None:
+    """The temp table ``table`` (file, line, key) of the source's rows that find no
+    side row and whose key is that of a side row that could not be read (read from
+    its raw line, as well as it can be: a CSV side file), or None when the keys of
+    those rows cannot be known."""
+    if _join_format(join) != "csv" or join.csv.delimiter == "whitespace":
+        return None
+    from .readers import _split_line
+
+    at = {c: k for k, c in enumerate(staged.columns)}
+    if not join.csv.header or any(c not in at for c in join.on.values()):
+        return None
+    keys = set()
+    for reject in staged.rejects:
+        values = _split_line(reject.raw, join.csv)
+        picked = [values[at[c]] if at[c] < len(values) else None for c in join.on.values()]
+        if None not in picked:
+            keys.add(tuple(picked))
+    if not keys:
+        return None
+    names = [f"k{k}" for k in range(len(join.on))]
+    con.register("_km_side_keys", pa.table({n: pa.array([k[j] for k in sorted(keys)], pa.string())
+                                            for j, n in enumerate(names)}))
+    try:
+        left = [f"CAST(j.{ident(c)} AS VARCHAR)" for c in join.on]
+        shown = left[0] if len(left) == 1 else "concat_ws(' / ', " + ", ".join(left) + ")"
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE {ident(table)} AS
+            SELECT j.{FILE_COLUMN} AS file, j.{LINE_COLUMN} AS line, {shown} AS key
+            FROM {ident(current)} j
+            JOIN _km_side_keys k ON {' AND '.join(f'{a} = k.{b}' for a, b in zip(left, names))}
+            WHERE NOT EXISTS (SELECT 1 FROM {ident(staged.table)} s WHERE {cond})""")
+    finally:
+        con.unregister("_km_side_keys")
+    return table
 
 
 def _join_format(join: JoinSpec) -> str:

@@ -42,7 +42,7 @@ from ..errors import SourceError
 from ..sql import ident, literal
 
 __all__ = ["Reject", "Staged", "stage_file", "stage_records", "read_csv_records", "expand_paths",
-           "unreadable_parquet", "wrapped_error"]
+           "reject_hint", "unreadable_parquet", "wrapped_error"]
 
 BATCH_ROWS = 50_000
 #: read well-formed CSV files with DuckDB (see :mod:`keymoments.sources.csv_fast`);
@@ -471,7 +471,7 @@ def read_csv_records(
             bad = rejects.pop(0)
             if header is None and options.header:
                 raise SourceError(f"{path}: the header (line {bad.line}) cannot be read: "
-                                  f"{bad.reason}")
+                                  f"{_utf16_header(bad, options) or bad.reason}")
             reject(bad)
 
     for _ in range(options.skip_rows):
@@ -537,6 +537,60 @@ def read_csv_records(
     drain()
     lines.finish()
     return header or []
+
+
+def _utf16_header(bad: Reject, options: CsvOptions) -> str | None:
+    """The reason for a header that starts with a UTF-16 byte order mark and was not
+    read as UTF-16 (as Excel's "Unicode text" and many Windows tools save), or None.
+
+    >>> bad = Reject(1, "not valid utf-8 text", "\\\\xff\\\\xfec")
+    >>> _utf16_header(bad, CsvOptions())[:46]
+    'the file is UTF-16 (it starts with the byte or'
+    """
+    if not bad.raw.startswith(("\\xff\\xfe", "\\xfe\\xff")):
+        return None
+    return (f"the file is UTF-16 (it starts with the byte order mark of UTF-16 text), not "
+            f"{options.encoding}: set `encoding: utf-16` under the `csv:` of the source (or "
+            "join) that reads it, or save the file again as UTF-8 (CSV UTF-8 in Excel)")
+
+
+def reject_hint(reason: str) -> str | None:
+    """What to do about a row the reader rejected, from the reason stored in the
+    quarantine, when the reason does not say it itself; or None.
+
+    A quarantine entry's identity holds its reason (loading the same file again adds
+    no entry because the same row gets the same reason), so the reasons stored by
+    earlier versions stay as they are and the advice is given beside them (see
+    ``Workspace.quarantine``).
+
+    >>> print(reject_hint("expected 4 fields, found 5"))  # doctest: +ELLIPSIS
+    the row has 5 fields where the header has 4: check the delimiter ...
+    >>> reject_hint("not a number in column 'amount'") is None
+    True
+    """
+    if _BARE_CR in reason:
+        return ("not a quoting problem: the line holds a carriage return (CR) outside "
+                "quotes that does not end it. Either the file mixes old-Mac line ends (a CR "
+                "alone) with LF ones: convert them all to LF (for example: dos2unix -c mac "
+                "FILE; or tr '\\r' '\\n' < FILE > NEW when every line ends with a CR alone), "
+                "then load again; or a value holds a CR: quote that value in the export")
+    width = _WIDTH.search(reason)
+    if width is None:
+        return None
+    expected, found = width.group(1), width.group(2)
+    spans = (" A quote opened on this line may close on a later one, whose lines were "
+             "then read into this row." if width.group(3) else "")
+    return (f"the row has {found} fields where the header has {expected}: check the "
+            "delimiter (csv.delimiter: a semicolon or tab file read as commas splits "
+            "wrongly) and this line's quoting (a value holding the delimiter must be "
+            "quoted: \"a, b\"; a quote inside a quoted value doubled: \"\")." + spans +
+            " Fix the line in the file, or set csv.delimiter / csv.quote, then load again")
+
+
+#: Python's csv module's message for a CR inside an unquoted field (kept in the stored
+#: reason of an 'unbalanced quote' reject)
+_BARE_CR = "new-line character seen in unquoted field"
+_WIDTH = re.compile(r"expected (\d+) fields, found (\d+)( \(a quote may be unbalanced\))?")
 
 
 def _unterminated(text: str, options: CsvOptions,

@@ -188,13 +188,20 @@ class Workspace:
 
     def quarantine(self, source: str | None = None, limit: int | None = None, *,
                    include_loaded: bool = False) -> Result:
-        """Rejected rows with file, line, field, value and reason, the ones still open.
+        """Rejected rows with file, line, field, value and reason, the ones still open,
+        and ``hint``: what to do, when the reason (as an earlier version stored it: it
+        is part of the entry's identity) does not say it (see
+        :func:`~keymoments.sources.readers.reject_hint`).
 
         A row is *loaded since* when a later load of its source stored an event from
         the same file and line (it was fixed in place and ingested again), unless a
         load after that rejected it again; those are left out unless
         ``include_loaded`` (column ``loaded_since``), and counted in
         ``meta["loaded_since"]``. The quarantine itself keeps every row."""
+        import pyarrow as pa
+
+        from ..sources.readers import reject_hint
+
         where, params = ("WHERE q.source = ?", [source]) if source else ("", [])
         lim = f"LIMIT {int(limit)}" if limit is not None else ""
         rows = f"""
@@ -205,6 +212,9 @@ class Workspace:
         table = self.con.execute(
             f"SELECT * FROM ({rows}) {keep} ORDER BY source, file, line {lim}", params
         ).to_arrow_table()
+        table = table.add_column(
+            table.column_names.index("reason") + 1, "hint",
+            pa.array([reject_hint(r) for r in table.column("reason").to_pylist()], pa.string()))
         hidden = self.con.execute(f"SELECT count(*) FILTER (WHERE loaded_since) FROM ({rows})",
                                   params).fetchone()[0]
         return Result(table, {"source": source, "loaded_since": hidden,
