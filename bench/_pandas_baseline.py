@@ -35,8 +35,13 @@ types, taxonomy, valence rules and moment definitions):
   repurchase and churn outcomes and the trend;
 * **moments**: first impression, peak, valley and farewell of each journey among
   the scored events before the first feedback, outside the feedback stage (ties:
-  earliest). **Skipped**: business moments (first tagged event per key moment,
-  first interaction, repeat purchase).
+  earliest); repeat purchases: a purchase is a ``purchase`` journey holding a
+  purchase event (an event the taxonomy tags ``purchase``: ``order_placed`` here;
+  most of this export's order journeys hold only a delivery, a refund or a review),
+  and every purchase after the person's first (by its first purchase event: time,
+  then file order; keymoments breaks ties by event id) is one, at that event.
+  **Skipped**: the other business moments (first tagged event per key moment, first
+  interaction).
 """
 
 from __future__ import annotations
@@ -59,6 +64,7 @@ END = {"issue_resolution": ["ticket_resolved", "ticket_closed"],
        "purchase": ["order_delivered", "order_cancelled", "order_returned"]}
 START = {"issue_resolution": ["ticket_opened"], "purchase": ["order_placed", "checkout_started"]}
 ABANDON_S = {"issue_resolution": 30 * 86400, "purchase": 60 * 86400}
+PURCHASE_EVENTS = ["order_placed"]  # the export's event types tagged purchase (a purchase)
 
 
 def run(path: str, timings: dict[str, float] | None = None) -> dict[str, pd.DataFrame]:
@@ -138,6 +144,11 @@ def run(path: str, timings: dict[str, float] | None = None) -> dict[str, pd.Data
     # (idxmin / idxmax: the first, the earliest, of ties)
     moment_ix = {"first_impression": gm["seq"].idxmin(), "farewell": gm["seq"].idxmax(),
                  "peak": gm["valence"].idxmax(), "valley": gm["valence"].idxmin()}
+    # repeat purchases: each purchase's first purchase event, all but the person's first
+    buys = df[(df["jtype"] == "purchase") & df["event_type"].isin(PURCHASE_EVENTS)]
+    buys = buys.loc[buys.groupby("journey")["seq"].idxmin()].sort_values(
+        ["person", "ts", "row"], kind="stable")
+    moment_ix["repeat_purchase"] = buys.index[buys.groupby("person").cumcount().to_numpy() > 0]
     moments = pd.concat([df.loc[ix, ["journey", "jtype", "person", "row", "ts", "event_type",
                                      "stage", "channel", "agent", "valence"]].assign(kind=k)
                          for k, ix in moment_ix.items()], ignore_index=True)

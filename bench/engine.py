@@ -18,9 +18,9 @@ From ``--memory-limit-from`` rows up (default 10M) the workspace gets
 ``memory_limit: <--memory-limit>`` (default 3GB) and ``temp_directory: spill``.
 On the first repeat of the ``--check-size`` data (default 1M) a further child
 compares the pandas journeys with keymoments's (count per type, event -> journey
-assignment, seq, valence, experience moments), and with ``--profile`` another one
-rebuilds with DuckDB's JSON profiling on every build statement and prints the
-costliest operators.
+assignment, seq, valence, experience moments and repeat purchases), and with
+``--profile`` another one rebuilds with DuckDB's JSON profiling on every build
+statement and prints the costliest operators.
 
 ``--data shop`` runs the same on a demo shop's events instead of the bench export
 (``keymoments.demo.write_flat_events_parquet``: one Parquet file of a simulated
@@ -257,7 +257,7 @@ def _child_check(job: dict) -> dict:
         "SELECT journey_type, count(*) FROM journeys GROUP BY 1").fetchall())
     km_moments = con.execute("""
         SELECT m.journey_id, m.kind, e.source_line FROM moments m JOIN events e USING (event_id)
-        WHERE m.category = 'experience'""").df()
+        WHERE m.category = 'experience' OR m.kind = 'repeat_purchase'""").df()
     km_events = con.execute("SELECT count(*) FROM events").fetchone()[0]
     con.close()
     ev = pdo["events"]
@@ -308,6 +308,10 @@ def _child_check(job: dict) -> dict:
     res["moments_same_event"] = int((mm.row == mm.km_row).sum())
     res["moments_only_pandas"] = int((mm._merge == "left_only").sum())
     res["moments_only_keymoments"] = int((mm._merge == "right_only").sum())
+    rp = mm[mm.kind == "repeat_purchase"]
+    res["repeat_purchases"] = {"pandas": int((rp._merge != "right_only").sum()),
+                               "keymoments": int((rp._merge != "left_only").sum()),
+                               "same_event": int((rp.row == rp.km_row).sum())}
     diff = mm[(mm._merge == "both") & (mm.row != mm.km_row)]
     if len(diff):
         rowts = ev.set_index("row").ts

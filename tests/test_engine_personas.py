@@ -260,3 +260,65 @@ def test_a_measure_alone_scores_its_event(make_workspace):
     assert got == {"T9": [-0.5, -0.5, None, None], "T8": [None, None, None, None]}
     reason = ws.con.execute("SELECT valence_reason FROM journey_events WHERE journey_key = 'T9'")
     assert "waited 2400" in reason.fetchone()[0]
+
+
+# Hana: journeys of her orders that hold no purchase (reviews of orders placed before
+# the data begins, O10, O12 and O14) between real purchases (O11, O13, O15); O13 opens
+# with a complaint a month before its order is placed. A purchase is a purchase journey
+# holding a purchase event (order_placed: tagged purchase), at its first purchase event.
+HANA_CONFIG = CONFIG.replace('as_of: "2024-03-01T00:00:00Z"', 'as_of: "2024-05-01T00:00:00Z"')
+HANA = [
+    ev("hana", "2024-01-05T10:00:00Z", "review_posted", channel="email", order_id="O10"),
+    ev("hana", "2024-01-10T10:00:00Z", "order_placed", order_id="O11"),
+    ev("hana", "2024-01-12T10:00:00Z", "order_delivered", order_id="O11"),
+    ev("hana", "2024-01-20T10:00:00Z", "review_posted", channel="email", order_id="O12"),
+    ev("hana", "2024-02-01T10:00:00Z", "complaint", channel="phone", order_id="O13"),
+    ev("hana", "2024-03-01T10:00:00Z", "order_placed", order_id="O13"),
+    ev("hana", "2024-03-03T10:00:00Z", "order_delivered", order_id="O13"),
+    ev("hana", "2024-03-20T10:00:00Z", "review_posted", channel="email", order_id="O14"),
+    ev("hana", "2024-03-25T10:00:00Z", "order_placed", order_id="O15"),
+]
+
+
+@pytest.fixture
+def hana(make_workspace):
+    ws = make_workspace(HANA_CONFIG, {"events.jsonl": write(HANA)}, folder="hana")
+    assert ws.ingest("events").rows_quarantined == 0
+    ws.build()
+    return ws
+
+
+def test_repeat_purchases_are_journeys_holding_a_purchase(hana):
+    got = hana.con.execute(
+        "SELECT m.journey_id, e.event_type, e.ts FROM moments m JOIN events e USING (event_id) "
+        "WHERE m.kind = 'repeat_purchase' ORDER BY e.ts").fetchall()
+    # O10 holds only a review: O11 is her first purchase, not a repeat one; O12 and O14
+    # are no purchases; O13's moment is its order, not the complaint that opened it
+    assert [(j, t, str(ts)[:10]) for j, t, ts in got] == [
+        (journey(hana, "O13")["journey_id"], "order_placed", "2024-03-01"),
+        (journey(hana, "O15")["journey_id"], "order_placed", "2024-03-25")]
+    for key, kinds in (("O10", {"feedback"}), ("O11", {"purchase", "post_purchase"})):
+        jid = journey(hana, key)["journey_id"]
+        assert {m["kind"] for m in hana.moments(journey=jid).to_pylist()
+                if m["category"] == "business"} - {"first_interaction"} == kinds
+
+
+def test_repurchased_counts_purchases_only(hana):
+    import keymoments as km
+
+    # repurchase_within 40 d; as_of 2024-05-01. The next purchase is the earliest first
+    # order_placed of the journeys that start later; reviews and the complaint are not.
+    want = {
+        "O10": True,   # ended 01-05, O11 ordered 01-10: 5 d
+        "O11": False,  # ended 01-12, O13 ordered 03-01: 49 d (O12's review 8 d, O13's
+                       # complaint 20 d: no purchases)
+        "O12": False,  # ended 01-20, O13 ordered 03-01: 41 d
+        "O13": True,   # ended 03-03, O15 ordered 03-25: 22 d (O14's review is none)
+        "O14": True,   # ended 03-20, O15 ordered 03-25: 5 d
+        "O15": None,   # ended 03-25: 37 d before as_of, under 40: not known
+    }
+    assert {k: journey(hana, k)["repurchased"] for k in want} == want
+    # the metric counts purchases whose window has passed: O11 (no), O13 (yes); the
+    # review-only O10, O12 and O14 are none
+    r = km.metrics(hana, "repeat_purchase")
+    assert r.meta["n"] == 2 and r.to_pylist()[0]["value"] == pytest.approx(1 / 2)

@@ -287,6 +287,30 @@ def test_edge_cases_equal_the_sql_engine(workspaces, config):
         _check(workspaces[config], rows, rows[-1]["ts"] + timedelta(hours=late))
 
 
+@pytest.mark.parametrize("config", ["default", "custom"])
+def test_purchases_without_a_purchase_event_equal_the_sql_engine(workspaces, config):
+    """Purchase journeys that hold no purchase event (reviews of orders placed before
+    the data, a complaint before the order): repeat purchases and the next purchase
+    are read from purchase events alone, in both engines (the hand count: a repeat
+    purchase at o13's order and o15's, not at o11, the first, nor at a review)."""
+    tags = {"review_posted": ("feedback", "feedback"), "order_placed": ("purchase", "purchase"),
+            "order_delivered": ("purchase", "post_purchase"), "complaint": ("support", "support")}
+    plan = [(0, "review_posted", "o10"), (120, "order_placed", "o11"),
+            (168, "order_delivered", "o11"), (360, "review_posted", "o12"),
+            (648, "complaint", "o13"), (1344, "order_placed", "o13"),
+            (1392, "order_delivered", "o13"), (1800, "review_posted", "o14"),
+            (1920, "order_placed", "o15")]
+    rows = [_event(i, h, t, refs={"order": o}, stage=tags[t][0], moment=tags[t][1])
+            for i, (h, t, o) in enumerate(plan)]
+    for late in (0.0, 100 * 24.0):
+        as_of = rows[-1]["ts"] + timedelta(hours=late)
+        _check(workspaces[config], rows, as_of)
+        small = derive_small(rows, workspaces[config].config, journey_types(workspaces[config]),
+                             as_of, SCORES)
+        assert sorted(m["event_id"] for m in small.moments if m["kind"] == "repeat_purchase") == [
+            "x05", "x08"]
+
+
 def test_typical_duration_interpolates_as_duckdb(workspaces):
     """An open journey idle exactly the p90 of its type's completed ones (eight
     onboardings): the last bit of the interpolation decides stalled or open."""

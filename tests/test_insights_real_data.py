@@ -250,6 +250,32 @@ def test_marketplace_late_delivery_is_a_top_root_cause_of_low_reviews(tmp_path):
     ws.close()
 
 
+def test_marketplace_purchases_are_the_orders_of_the_orders_file(tmp_path):
+    """Most of the sample's order journeys hold only a review of an order the orders
+    file (an independent sample) does not have: no purchase. The repeat-purchase
+    metric counts the journeys whose window has passed and whose order the raw orders
+    file holds with a purchase time, and every repeat_purchase moment is an order's
+    placement in that file (this sample has none: its customers file, another
+    independent sample, links no customer to two orders)."""
+    ws = guide_workspace(tmp_path / "olist", "olist_orders", "olist_reviews")
+    ws.ingest()
+    ws.build()
+    with open(DATA / "olist-sample/olist_orders_dataset.csv", newline="") as fh:
+        placed = {o["order_id"] for o in csv.DictReader(fh) if o["order_purchase_timestamp"]}
+    known = [k for (k,) in ws.con.execute(
+        "SELECT journey_key FROM journeys WHERE journey_type = 'purchase' "
+        "AND repurchased IS NOT NULL").fetchall()]
+    bought = [k for k in known if k in placed]
+    assert len(known) == 8759 and len(bought) == 3584  # 5,175 review-only journeys
+    r = km.metrics(ws, "repeat_purchase")
+    assert r.meta["n"] == len(bought)
+    moments = ws.con.execute(
+        "SELECT j.journey_key, e.event_type FROM moments m JOIN journeys j USING (journey_id) "
+        "JOIN events e USING (event_id) WHERE m.kind = 'repeat_purchase'").fetchall()
+    assert all(k in placed and t == "order_placed" for k, t in moments)
+    ws.close()
+
+
 def test_star_ratings_are_a_metric_of_their_own(tmp_path):
     """The marketplace's reviews are star ratings (stars5): ``stars`` gives their mean
     with its t interval and the share of 4-5 stars with its Wilson interval (oracles:

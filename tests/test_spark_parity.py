@@ -93,6 +93,18 @@ def test_personas_are_the_same_on_spark(make_workspace, spark, tmp_path):
     _check(ws, spark, tmp_path)
 
 
+def test_purchases_without_a_purchase_event_are_the_same_on_spark(make_workspace, spark,
+                                                                  tmp_path):
+    """Hana's order journeys that hold only a review or open with a complaint: the
+    repeat purchases and ``repurchased`` read purchase events on Spark too."""
+    sys.path.insert(0, str(HERE))
+    from test_engine_personas import HANA, HANA_CONFIG, write
+
+    ws = make_workspace(HANA_CONFIG, {"events.jsonl": write(HANA)})
+    ws.ingest("events")
+    _check(ws, spark, tmp_path)
+
+
 def test_demo_is_the_same_on_spark(tmp_path, spark):
     import keymoments as km
     from keymoments.demo import generate_demo

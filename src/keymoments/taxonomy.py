@@ -17,7 +17,42 @@ from ruamel.yaml import YAML
 
 from .config.models import Taxonomy
 
-__all__ = ["ResolvedTaxonomy", "resolve_taxonomy", "default_taxonomy"]
+__all__ = ["ResolvedTaxonomy", "resolve_taxonomy", "default_taxonomy", "PURCHASE_MOMENTS",
+           "is_purchase_event", "purchase_event_sql"]
+
+#: The key moment tags of a **purchase event**: an event the taxonomy tags ``purchase``
+#: (``order_placed``, ``subscription_started``, the ``order|purchase|...`` pattern) or
+#: ``repeat_purchase`` (an export's own repeat-purchase event). A journey of one of
+#: ``outcomes.purchase_types`` is a purchase only when it holds one: its first is the
+#: purchase (the ``repeat_purchase`` moment, the person's first purchase, the
+#: ``repurchased`` outcome and the ``repeat_purchase`` metric read it). The stage is not
+#: enough: stage ``purchase`` also marks ``checkout_started``, ``payment_failed``,
+#: ``order_shipped`` and ``order_delivered``, which a journey of an order placed before
+#: the export's window holds without a purchase in it; a review or a support ticket
+#: about such an order is no purchase either.
+PURCHASE_MOMENTS = ("purchase", "repeat_purchase")
+
+
+def is_purchase_event(moment):
+    """Whether an event is a purchase event (see :data:`PURCHASE_MOMENTS`), from its
+    ``moment`` tag: a bool of a Python value, or a boolean Ibis expression of a
+    column (NULL: false).
+
+    >>> is_purchase_event("purchase"), is_purchase_event("post_purchase"), is_purchase_event(None)
+    (True, False, False)
+    """
+    if moment is None or isinstance(moment, str):
+        return moment in PURCHASE_MOMENTS
+    return moment.isin(PURCHASE_MOMENTS).fill_null(False)
+
+
+def purchase_event_sql(column: str) -> str:
+    """The SQL condition that the ``moment`` column ``column`` marks a purchase event.
+
+    >>> purchase_event_sql("e.moment")
+    "e.moment IN ('purchase', 'repeat_purchase')"
+    """
+    return f"{column} IN ({', '.join(repr(m) for m in PURCHASE_MOMENTS)})"
 
 
 @lru_cache(maxsize=1)

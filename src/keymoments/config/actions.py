@@ -58,7 +58,8 @@ class TriggerSpec(Strict):
       ``resolution`` moment (journeys of ``journey_types``; default: issue_resolution, case);
     * ``purchase_completed``: the journey holds a ``purchase`` business moment;
     * ``repeat_purchase``: the journey is the person's ``n``-th repeat purchase
-      (``n: 1`` is the second purchase journey).
+      (``n: 1`` is the second purchase: a journey of ``outcomes.purchase_types`` that
+      holds a purchase event, see ``outcomes``), at its first purchase event.
 
     ``journey_types`` limits the rule to those journey types (empty: any).
     ``within`` limits it to triggers at most that long before the latest event (unset:

@@ -200,7 +200,18 @@ class JourneysConfig(Strict):
 class OutcomesConfig(Strict):
     """What counts as a journey's outcome: feedback given in it, a repurchase
     within ``repurchase_within`` of its end, churn (a churn-stage event within
-    ``churn_within``, or no activity at all for ``inactive_churn_after``)."""
+    ``churn_within``, or no activity at all for ``inactive_churn_after``).
+
+    A purchase is a journey of one of ``purchase_types`` that holds a purchase event:
+    an event the taxonomy tags with the key moment ``purchase`` (``order_placed``,
+    ``subscription_started``) or ``repeat_purchase``; it happens at its first. A
+    journey of those types without one (a review, a ticket or a delivery of an order
+    placed before the data begins) is no purchase: it is no repeat purchase, does not
+    count as the person's first purchase, is no repurchase of an earlier journey and
+    is not counted by the ``repeat_purchase`` metric. The stage is not enough
+    (``checkout_started``, ``payment_failed`` and ``order_delivered`` are stage
+    purchase): tag an export's own purchase event in ``taxonomy.event_types`` with
+    ``moment: purchase``."""
 
     repurchase_within: Duration = 90 * 86400.0
     churn_within: Duration = 180 * 86400.0

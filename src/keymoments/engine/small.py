@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 from ..config.analysis import UNIT_SECONDS
+from ..taxonomy import is_purchase_event
 from ..valence.cache import text_hash
 from ..valence.rules import WINDOW_KINDS, effective_rules
 
@@ -447,6 +448,7 @@ def _summarize(by_journey: dict[str, list[dict]], events: list[dict], config: Co
         if e.get("stage") == "churn":
             churn[p] = min(churn[p], e["ts"]) if p in churn else e["ts"]
     as_of_s = epoch_seconds(as_of)
+    purchase = set(oc.purchase_types)
     out = []
     for jid, rows in by_journey.items():
         first = rows[0]
@@ -489,6 +491,9 @@ def _summarize(by_journey: dict[str, list[dict]], events: list[dict], config: Co
         j["duration_s"] = epoch_seconds(end_ts) - epoch_seconds(start_ts)
         j["idle_s"] = as_of_s - epoch_seconds(end_ts)
         j["as_of"] = as_of
+        # a purchase's first purchase event (None: the journey is no purchase)
+        j["_pts"] = (min((e["ts"] for e in rows if is_purchase_event(e.get("moment"))),
+                         default=None) if jtype in purchase else None)
         out.append(j)
 
     # typical durations: the given ones, else those of these journeys
@@ -501,18 +506,19 @@ def _summarize(by_journey: dict[str, list[dict]], events: list[dict], config: Co
     stall_cfg = {t.name: t.stall_after for t in types if t.stall_after is not None}
     abandon = {t.name: t.abandon_after for t in types}
 
-    # the person's next purchase journey (by start, then id)
+    # the person's next purchase: the earliest first purchase event of the purchases
+    # that start later (by start, then id)
     by_person: dict[str, list[dict]] = defaultdict(list)
     for j in out:
         by_person[j["person_id"]].append(j)
-    purchase = set(oc.purchase_types)
     for js in by_person.values():
         js.sort(key=lambda j: (j["start_ts"], j["journey_id"]))
         nxt = None
         for j in reversed(js):
             j["_next"] = nxt
-            if j["journey_type"] in purchase:
-                nxt = j["start_ts"] if nxt is None else min(nxt, j["start_ts"])
+            pts = j.pop("_pts")
+            if pts is not None:
+                nxt = pts if nxt is None else min(nxt, pts)
     for j in out:
         jtype, idle = j["journey_type"], j["idle_s"]
         stall = stall_cfg.get(jtype, p90.get(jtype))
@@ -581,15 +587,19 @@ def _moments(by_journey: dict[str, list[dict]], je: list[dict], config: Config) 
                 seen.add(tag)
                 out.append(_moment(e, tag, "business"))
     first: dict[str, dict] = {}
-    purchases: dict[str, list[dict]] = defaultdict(list)
-    purchase = set(config.outcomes.purchase_types)
     for e in je:
         p = e["person_id"]
         if p not in first or (e["ts"], e["event_id"]) < (first[p]["ts"], first[p]["event_id"]):
             first[p] = e
-        if e["journey_type"] in purchase and e["seq"] == 0:
-            purchases[p].append(e)
     out += [_moment(e, "first_interaction", "business") for e in first.values()]
+    # each purchase's first purchase event; the person's purchases after the first
+    purchase = set(config.outcomes.purchase_types)
+    purchases: dict[str, list[dict]] = defaultdict(list)
+    for rows in by_journey.values():
+        if rows[0]["journey_type"] in purchase:
+            buy = next((e for e in rows if is_purchase_event(e.get("moment"))), None)
+            if buy is not None:
+                purchases[buy["person_id"]].append(buy)
     for rows in purchases.values():
         rows.sort(key=lambda e: (e["ts"], e["event_id"]))
         out += [_moment(e, "repeat_purchase", "business") for e in rows[1:]]

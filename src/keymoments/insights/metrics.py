@@ -20,8 +20,10 @@ metric                 unit                             value
                                                         (contractual) or, with
                                                         ``inactive_days``, no activity for that
                                                         long before the data's end
-``repeat_purchase``    purchase journeys whose          another purchase within
-                       repurchase window has passed     ``outcomes.repurchase_within``
+``repeat_purchase``    purchases whose repurchase       another purchase within
+                       window has passed (journeys of   ``outcomes.repurchase_within``
+                       ``outcomes.purchase_types``
+                       holding a purchase event)
 ``conversion``         browsing journeys                a purchase journey began during the
                                                         session or within a day of its end,
                                                         before the person's next session
@@ -43,6 +45,7 @@ import pyarrow as pa
 
 from ..errors import KeymomentsError
 from ..results import Result
+from ..taxonomy import purchase_event_sql
 from . import intervals as iv
 from .dimensions import column_name, dimension_sql, event_keys, period_sql
 
@@ -92,8 +95,9 @@ METRICS = {m.name: m for m in (
     Metric("stars", "mean", "mean star rating (1-5 stars, reviews); share_top2 = ratings of 4-5 "
            "stars", "answers", "stars5", ("share_top2", 4), "1..5"),
     Metric("churn", "proportion", "share of people who churned", "people"),
-    Metric("repeat_purchase", "proportion", "share of purchase journeys followed by another purchase "
-           "within the repurchase window, of those whose window has passed", "journeys"),
+    Metric("repeat_purchase", "proportion", "share of purchases (purchase journeys holding a "
+           "purchase event) followed by another purchase within the repurchase window, of those "
+           "whose window has passed", "journeys"),
     Metric("conversion", "proportion", "share of browsing journeys with a purchase journey started "
            "during the session or within a day of its end, before the person's next session",
            "journeys"),
@@ -184,9 +188,16 @@ def unit_sql(ws: Workspace, metric: str, dims: list[str], *, inactive_days: floa
     base = f"FROM ({dsql}) d JOIN journeys j ON j.journey_id = d.journey_id"
     if metric == "repeat_purchase":
         # ``repurchased`` is known (not NULL) only once the journey's whole window has
-        # passed, either way (journey.summary), so the known ones are an unbiased set
-        return (f"SELECT {cols}j.start_ts AS _ts, CASE WHEN j.repurchased THEN 1.0 ELSE 0.0 END AS y "
-                f"{base} WHERE j.journey_type = 'purchase' AND j.repurchased IS NOT NULL"), dims
+        # passed, either way (journey.summary), so the known ones are an unbiased set;
+        # a purchase: a journey of a purchase type that holds a purchase event (as the
+        # engine's, keymoments.taxonomy.PURCHASE_MOMENTS), not a review-only one
+        types = ws.config.outcomes.purchase_types
+        bought = (f"j.journey_type IN ({_lit(types)}) AND EXISTS "
+                  f"(SELECT 1 FROM journey_events x WHERE x.journey_id = j.journey_id "
+                  f"AND {purchase_event_sql('x.moment')})") if types else "FALSE"
+        return (f"SELECT {cols}j.start_ts AS _ts, "
+                f"CASE WHEN j.repurchased THEN 1.0 ELSE 0.0 END AS y "
+                f"{base} WHERE {bought} AND j.repurchased IS NOT NULL"), dims
     if metric == "conversion":
         # a purchase is credited to the person's last session that began before it
         # (and ended at most a day before it), not to every earlier session

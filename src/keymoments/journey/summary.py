@@ -10,6 +10,13 @@ Status, judged at ``as_of`` (the config's, else the latest event):
   percentile duration of the type's completed journeys);
 * **open**: otherwise.
 
+Outcomes: ``repurchased``, whether the person made a purchase within
+``repurchase_within`` after the journey ended: a purchase is a journey of one of
+``outcomes.purchase_types`` that holds a purchase event (tagged ``purchase`` or
+``repeat_purchase``, :data:`keymoments.taxonomy.PURCHASE_MOMENTS`), at the time of
+its first purchase event, among the journeys that started after this one (a review
+or a ticket of an order placed before the data begins is no purchase); ``churned``.
+
 The moment features (first, peak, valley, end, mean, trend) use only scored
 events *before the outcome* (the first feedback in the journey) and outside the
 excluded stages, so the remembered score never sees the answer it predicts.
@@ -23,6 +30,7 @@ import ibis.expr.types as ir
 from ..config.analysis import JourneysConfig, JourneyType, MomentsConfig, OutcomesConfig
 from ..engine import small_result
 from ..engine.expr import epoch_seconds
+from ..taxonomy import is_purchase_event
 
 __all__ = ["summarize_journeys", "moment_candidates", "channel_vocabulary", "MAX_CHANNEL_FLAGS"]
 
@@ -117,6 +125,7 @@ def summarize_journeys(je: ir.Table, journeys: JourneysConfig, types: list[Journ
     je = je.mutate(
         _end=flag(ends), _start=flag(starts),
         _fb=is_fb, _churn=churn_ev.fill_null(False),
+        _buy=je.journey_type.isin(outcomes.purchase_types) & is_purchase_event(je.moment),
     )
     if channel_vocab is not None:
         channels = _channel_flags(je, channel_vocab)
@@ -134,6 +143,7 @@ def summarize_journeys(je: ir.Table, journeys: JourneysConfig, types: list[Journ
         has_end=je._end.any(),
         outcome_seq=je.seq.min(where=je._fb),
         churn_ts=je.ts.min(where=je._churn),
+        _pts=je.ts.min(where=je._buy),  # a purchase's first purchase event
     )
     fb = je.filter(je._fb)
     fbr = fb.select(_j=fb.journey_id, _s=fb.seq, outcome_ts=fb.ts, outcome_valence=fb.v_feedback,
@@ -148,7 +158,7 @@ def summarize_journeys(je: ir.Table, journeys: JourneysConfig, types: list[Journ
         base = base.mutate(channels=_channel_list(base, channel_vocab)).drop(*channels)
 
     # moment features from the candidates
-    c = moment_candidates(je.drop("_end", "_start", "_fb", "_churn"), moments)
+    c = moment_candidates(je.drop("_end", "_start", "_fb", "_churn", "_buy"), moments)
     wc = ibis.window(group_by=c.journey_id, order_by=[c.seq])
     c = c.mutate(_k=ibis.row_number().over(wc).cast(_F))
     feats = c.group_by("journey_id").aggregate(
@@ -179,15 +189,13 @@ def summarize_journeys(je: ir.Table, journeys: JourneysConfig, types: list[Journ
     if materialize is not None:
         j = materialize("_km_jbase", j)
 
-    # outcome inputs, narrow, one row per journey: the person's next purchase
-    # journey, by start (a window over narrow rows: sorting the wide rows costs
-    # more than the join), the person's last event and first churn event
-    n = j.select("person_id", "start_ts", "journey_id", "journey_type")
+    # outcome inputs, narrow, one row per journey: the person's next purchase (the
+    # earliest first purchase event of the purchases that started after this one, by
+    # start: a window over narrow rows, as sorting the wide rows costs more than the
+    # join), the person's last event and first churn event
+    n = j.select("person_id", "start_ts", "journey_id", "_pts")
     later = ibis.window(group_by=n.person_id, order_by=[n.start_ts, n.journey_id], rows=(1, None))
-    n_purchase = n.journey_type.isin(outcomes.purchase_types)
-    n = n.select(_nj=n.journey_id, _np=n.person_id,
-                 _next=ibis.cases((n_purchase, n.start_ts), else_=ibis.null().cast(n.start_ts.type()))
-                 .min().over(later))
+    n = n.select(_nj=n.journey_id, _np=n.person_id, _next=n._pts.min().over(later))
     pl = person_last.select(_pp=person_last.person_id, _last=person_last.last_ts,
                             _churn_ts=person_last.churn_ts)
     n = n.left_join(pl, n._np == pl._pp).drop("_np", "_pp")
@@ -251,4 +259,4 @@ def summarize_journeys(je: ir.Table, journeys: JourneysConfig, types: list[Journ
         else_=False,
     )
     j = j.mutate(repurchased=repurchased, churned=churned)
-    return j.drop("_next", "_last", "_churn_ts", "outcome_seq", "churn_ts")
+    return j.drop("_next", "_last", "_churn_ts", "outcome_seq", "churn_ts", "_pts")

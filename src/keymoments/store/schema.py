@@ -162,7 +162,12 @@ COLUMN_DOCS: dict[str, dict[str, tuple[str, str]]] = {
         "outcome_rating": ("DOUBLE", "that feedback's rating"),
         "outcome_scale": ("VARCHAR", "its scale"),
         "outcome_valence": ("DOUBLE", "that rating on [-1, 1]"),
-        "repurchased": ("BOOLEAN", "a purchase journey of the person started within `repurchase_within` after this one ended (NULL until that long has passed since it ended, either way, so shares of the known ones are not biased towards repurchase)"),
+        "repurchased": ("BOOLEAN", "the person purchased within `repurchase_within` after this "
+                        "one ended (the first purchase event of a journey of theirs that started "
+                        "later: a journey of `outcomes.purchase_types` holding an event tagged "
+                        "`purchase` or `repeat_purchase`) (NULL until that long has passed since "
+                        "it ended, either way, so shares of the known ones are not biased "
+                        "towards repurchase)"),
         "churned": ("BOOLEAN", "a churn event within `churn_within`, or no activity for `inactive_churn_after` (NULL until `churn_within` has passed since it ended)"),
         "first_v": ("DOUBLE", "valence of the first impression"),
         "peak_v": ("DOUBLE", "best valence"),
@@ -179,7 +184,9 @@ COLUMN_DOCS: dict[str, dict[str, tuple[str, str]]] = {
         "journey_id": ("VARCHAR NOT NULL", "journey"),
         "journey_type": ("VARCHAR", "its type"),
         "person_id": ("VARCHAR", "person"),
-        "kind": ("VARCHAR NOT NULL", "first_impression, peak, valley, farewell, or a business moment (purchase, support, ...)"),
+        "kind": ("VARCHAR NOT NULL", "first_impression, peak, valley, farewell, or a business "
+                 "moment (purchase, support, ...; repeat_purchase: the first purchase event of "
+                 "each purchase after the person's first)"),
         "category": ("VARCHAR NOT NULL", "experience (peak-end moments) or business"),
         "event_id": ("VARCHAR NOT NULL", "the event the moment points at"),
         "ts": ("TIMESTAMPTZ", "when"),
