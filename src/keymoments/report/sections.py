@@ -65,7 +65,7 @@ def engine_sections(ws: Workspace) -> list[dict]:
         {"title": "Key moments by stage",
          "text": "The first event of each key moment in a journey (purchase, support, "
                  "resolution, feedback...; first interaction: a person's first event; repeat "
-                 "purchase: the start of every purchase journey after a person's first).",
+                 "purchase: the purchase event of every purchase after a person's first).",
          "rows": _rows(ws, kinds.format("NOT", _EXPERIENCE))},
     ]
 
