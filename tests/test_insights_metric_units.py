@@ -1,7 +1,8 @@
 """Which units a metric counts, on hand-made journeys whose answer is known without
 keymoments: first-contact resolution (a transfer is not first contact, whatever the
 valence rule lists), repeat purchase (only purchases whose window has passed) and
-conversion (a purchase credited to the last session before it)."""
+conversion (a purchase credited to the last session before it; a review of an older
+order is no purchase)."""
 
 from __future__ import annotations
 
@@ -69,6 +70,9 @@ EVENTS = [
     ev("e", "2024-03-01T10:00:00Z", "page_view", session_id="S2"),
     ev("e", "2024-03-01T10:05:00Z", "order_placed", order_id="O5"),
     ev("e", "2024-03-05T10:00:00Z", "page_view", session_id="S3"),
+    # ... where e reviews an order of before the data (O6: a purchase journey with no
+    # purchase in it): no conversion of S3, and no purchase to repeat
+    ev("e", "2024-03-05T11:00:00Z", "review_submitted", order_id="O6"),
 ]
 
 
@@ -93,4 +97,4 @@ def test_metric_counts_the_right_units(ws, metric, value, n):
 def test_an_outcome_is_known_once_its_window_has_passed(ws):
     got = dict(ws.con.execute(
         "SELECT journey_key, repurchased FROM journeys WHERE journey_type = 'purchase'").fetchall())
-    assert got == {"O1": True, "O2": False, "O3": None, "O4": None, "O5": False}
+    assert got == {"O1": True, "O2": False, "O3": None, "O4": None, "O5": False, "O6": False}

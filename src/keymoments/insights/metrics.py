@@ -24,9 +24,10 @@ metric                 unit                             value
                        window has passed (journeys of   ``outcomes.repurchase_within``
                        ``outcomes.purchase_types``
                        holding a purchase event)
-``conversion``         browsing journeys                a purchase journey began during the
-                                                        session or within a day of its end,
-                                                        before the person's next session
+``conversion``         browsing journeys                a purchase (its purchase event) made
+                                                        during the session or within a day
+                                                        of its end, before the person's
+                                                        next session
 ``fcr``                completed issue journeys         resolved once, no transfer or reopening
 ``first_response``     issue journeys with a reply      hours to the first agent event (median)
 ``resolution_time``    resolved issue journeys          hours from opening to the first end event
@@ -98,8 +99,9 @@ METRICS = {m.name: m for m in (
     Metric("repeat_purchase", "proportion", "share of purchases (purchase journeys holding a "
            "purchase event) followed by another purchase within the repurchase window, of those "
            "whose window has passed", "journeys"),
-    Metric("conversion", "proportion", "share of browsing journeys with a purchase journey started "
-           "during the session or within a day of its end, before the person's next session",
+    Metric("conversion", "proportion", "share of browsing journeys with a purchase made (its "
+           "purchase event) during the session or within a day of its end, before the person's "
+           "next session",
            "journeys"),
     Metric("fcr", "proportion", "share of completed issue journeys resolved once, with no "
            "transfer or reopening (first-contact resolution)", "journeys"),
@@ -199,14 +201,20 @@ def unit_sql(ws: Workspace, metric: str, dims: list[str], *, inactive_days: floa
                 f"CASE WHEN j.repurchased THEN 1.0 ELSE 0.0 END AS y "
                 f"{base} WHERE {bought} AND j.repurchased IS NOT NULL"), dims
     if metric == "conversion":
-        # a purchase is credited to the person's last session that began before it
-        # (and ended at most a day before it), not to every earlier session
-        y = ("CASE WHEN EXISTS (SELECT 1 FROM journeys p WHERE p.person_id = j.person_id "
-             "AND p.journey_type = 'purchase' AND p.start_ts >= j.start_ts "
-             "AND p.start_ts <= j.end_ts + INTERVAL '1 day' "
+        # a purchase (as for repeat_purchase: a journey of a purchase type that holds a
+        # purchase event, at its first) is credited to the person's last session that
+        # began before it (and ended at most a day before it), not to every earlier
+        # session; a review or a ticket of an older order converts nothing
+        types = ws.config.outcomes.purchase_types
+        buys = (f"SELECT person_id, min(ts) AS buy_ts FROM journey_events x "
+                f"WHERE x.journey_type IN ({_lit(types)}) AND {purchase_event_sql('x.moment')} "
+                f"GROUP BY x.journey_id, x.person_id") if types else (
+                "SELECT NULL::VARCHAR AS person_id, NULL::TIMESTAMPTZ AS buy_ts WHERE false")
+        y = (f"CASE WHEN EXISTS (SELECT 1 FROM ({buys}) p WHERE p.person_id = j.person_id "
+             "AND p.buy_ts >= j.start_ts AND p.buy_ts <= j.end_ts + INTERVAL '1 day' "
              "AND NOT EXISTS (SELECT 1 FROM journeys b WHERE b.person_id = j.person_id "
              "AND b.journey_type = 'browsing' AND b.start_ts > j.start_ts "
-             "AND b.start_ts <= p.start_ts)) THEN 1.0 ELSE 0.0 END")
+             "AND b.start_ts <= p.buy_ts)) THEN 1.0 ELSE 0.0 END")
         return f"SELECT {cols}j.start_ts AS _ts, {y} AS y {base} WHERE j.journey_type = 'browsing'", dims
     issue = f"j.journey_type = '{issue_type}'"
     if metric == "fcr":
