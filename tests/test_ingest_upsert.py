@@ -174,8 +174,7 @@ sources:
     assert snapshot(ws) == before
 
 
-def test_a_changed_identifier_relinks_the_person_as_a_fresh_load_would(make_workspace):
-    config = """
+TICKETS_BY_EMAIL = """
 sources:
   tickets:
     path: tickets.csv
@@ -184,6 +183,10 @@ sources:
     event_type: {value: ticket_opened}
     ts: opened_at
 """
+
+
+def test_a_changed_identifier_relinks_the_person_as_a_fresh_load_would(make_workspace):
+    config = TICKETS_BY_EMAIL
     # t1 and t2 share an email: c1 and c2 are one person, until t1's email is fixed
     first = ("ticket,cust,email,opened_at\n"
              "t1,c1,shared@x.example,2024-03-01T10:00:00Z\n"
@@ -218,15 +221,7 @@ sources:
 
 def test_an_identifier_moved_onto_another_person_merges_them(make_workspace):
     """The other way: an edit that joins two persons re-links as stitching does."""
-    config = """
-sources:
-  tickets:
-    path: tickets.csv
-    key: [ticket]
-    identifiers: {customer_id: cust, email: email}
-    event_type: {value: ticket_opened}
-    ts: opened_at
-"""
+    config = TICKETS_BY_EMAIL
     first = ("ticket,cust,email,opened_at\n"
              "t1,c1,a@x.example,2024-03-01T10:00:00Z\n"
              "t2,c2,b@x.example,2024-03-02T10:00:00Z\n")
