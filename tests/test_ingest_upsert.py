@@ -373,3 +373,55 @@ def test_a_load_killed_midway_leaves_the_old_values(make_workspace):
         assert stored_surveys(again) == expected_surveys(FIRST)
         assert counts(again.ingest("surveys")) == (4, 3, 2, 0, 1, 3)
         assert stored_surveys(again) == expected_surveys(EDITED)
+
+
+def test_a_line_key_is_no_merge_key(make_workspace):
+    """``key: [_line]``: a line removed from the file shifts every row after it onto
+    its predecessor's line; merged, each would replace its predecessor's events (and
+    the store lose c1), and with an id of the line alone (scheme 2) each would be its
+    predecessor's duplicate (c2, c3 of the new file lost). Not merged, with an id of
+    the content and the line: shifted rows are new events, the stored ones stay."""
+    config = """
+sources:
+  visits:
+    path: visits.csv
+    key: [_line]
+    identifiers: {customer_id: cust}
+    event_type: {value: visit}
+    ts: at
+"""
+    first = ("cust,at\nc1,2024-03-01T10:00:00Z\nc2,2024-03-02T10:00:00Z\n"
+             "c3,2024-03-03T10:00:00Z\n")
+    ws = make_workspace(config, {"visits.csv": first})
+    ws.ingest("visits")
+    # line 2 (c1) removed: c2 is now on line 2, c3 on line 3
+    write(ws, "visits.csv", "cust,at\nc2,2024-03-02T10:00:00Z\nc3,2024-03-03T10:00:00Z\n")
+    # read, loaded, updated, quarantined, duplicate, events written
+    assert counts(ws.ingest("visits")) == (2, 2, 0, 0, 0, 2)
+    stored = ws.con.execute("SELECT identifiers['customer_id'], source_line FROM events").fetchall()
+    # the first load's three events stay; the shifted rows load beside them
+    assert sorted(stored) == [("c1", 2), ("c2", 2), ("c2", 3), ("c3", 3), ("c3", 4)]
+
+
+def test_line_keyed_files_of_the_same_name_in_two_folders_both_load(make_workspace):
+    """A glob of daily folders (day1/visits.csv, day2/visits.csv): the same base name
+    and line numbers, other rows. With ids of the file name and line alone, day 2's
+    rows were day 1's duplicates; with their content too, each row is its own event."""
+    config = """
+sources:
+  visits:
+    path: day*/visits.csv
+    key: [_line]
+    identifiers: {customer_id: cust}
+    event_type: {value: visit}
+    ts: at
+"""
+    day1 = "cust,at\nc1,2024-03-01T10:00:00Z\nc2,2024-03-01T11:00:00Z\n"
+    day2 = "cust,at\nc3,2024-03-02T10:00:00Z\nc4,2024-03-02T11:00:00Z\n"
+    ws = make_workspace(config, {"day1/visits.csv": day1})
+    ws.ingest("visits")
+    (ws.root / "day2").mkdir()
+    write(ws, "day2/visits.csv", day2)
+    assert counts(ws.ingest("visits")) == (4, 2, 0, 0, 2, 2)
+    stored = ws.con.execute("SELECT identifiers['customer_id'] FROM events").fetchall()
+    assert sorted(r[0] for r in stored) == ["c1", "c2", "c3", "c4"]

@@ -111,7 +111,7 @@ def init(directory: str, name: str | None) -> None:
 @click.option("--accept-mapping-change", is_flag=True,
               help="Load a source whose mapping changed since its events were loaded "
                    "(refused otherwise: rows already loaded would load again as new "
-                   "events, or with a key keep their old values).")
+                   "events, or with a key replace their stored events).")
 @click.pass_context
 def ingest(ctx: click.Context, sources: tuple[str, ...], as_json: bool,
            accept_mapping_change: bool) -> None:

@@ -308,12 +308,13 @@ class SourceSpec(CanonicalFields):
     joins: list[JoinSpec] = Field(default_factory=list)
     #: columns that identify a row (its events' ids derive from them); ``_line`` is
     #: the row's file and line. A row whose key columns are all empty is quarantined.
-    #: A load merges on the key: a row already loaded and since edited in its file
+    #: A load merges on a key of columns (not ``_line``: a removed line would shift the
+    #: rows after it): a row already loaded and since edited in its file
     #: (same key, another score, time...) replaces its stored events, and those of its
     #: events it no longer gives (an emptied time) are removed; an event type read
     #: from a column is part of the id, so a changed status adds an event and keeps the
     #: old one (of two rows of one load with the same key and event type, the first
-    #: wins).
+    #: wins, so a key must identify a record: a status log's includes the time).
     #: Unset: an event's id derives from its content, so an edited row loads as a new
     #: event beside the old one.
     key: list[str] | None = None

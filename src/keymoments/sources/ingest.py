@@ -14,8 +14,10 @@ so ``read == loaded + quarantined + duplicate`` always holds. A failure or a kil
 before the commit leaves the store as it was; loading the same file again
 changes nothing, because event ids are stable.
 
-A source with a ``key`` loads as a merge on it: its events' ids derive from the key
-(the same for every version of a row), so a row edited in its file since it was
+A source with a ``key`` of columns (not ``_line``) loads as a merge on it: its
+events' ids derive from the key (the same for every version of a row; a key must
+identify a record: for a status log, the status's time is part of it), so a row
+edited in its file since it was
 loaded (a score corrected, a time changed) finds its stored events, and its new
 version replaces them in the load's transaction (same ids; compared on every
 mapped column, not on file, line or load). The row's stored events it no longer
@@ -223,8 +225,10 @@ def _ingest_source(ws: Workspace, name: str, progress, before_commit, records,
     con.execute(f"CREATE OR REPLACE TEMP TABLE _km_mapped AS {sql}")
     _stage_taxonomy(ws)
     # a keyed source with stored events: its rows are matched with their stored
-    # events (none stored, as on a first load: every valid row is new)
-    merge = bool(spec.key) and con.execute(
+    # events (none stored, as on a first load: every valid row is new). Not a `_line`
+    # key: a line is no record's identity once a line above it is removed (each row
+    # after it would replace its predecessor), so such rows are new or duplicates
+    merge = bool(spec.key) and "_line" not in spec.key and con.execute(
         f"SELECT EXISTS (SELECT 1 FROM events WHERE source = {literal(name)})").fetchone()[0]
     if merge:
         _stage_slot_types(con, spec, name)

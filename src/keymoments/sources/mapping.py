@@ -54,9 +54,12 @@ _TIME_TYPES = ("TIMESTAMP", "DATE", "TIMESTAMP_NS", "TIMESTAMP_MS", "TIMESTAMP_S
 #: value as floats) as the integer's text (``7``) wherever a column is read as text
 #: (identifiers, references, keys, types): under scheme 2 it was ``7.0``, another
 #: customer than the ``7`` of a CSV export, another order. The text is part of the
-#: ids, hence a scheme of its own.
+#: ids, hence a scheme of its own. Scheme 3 also hashes a row of a ``_line``-keyed
+#: source by its content and its file and line (scheme 2: the line alone, so a row
+#: moved to another line took the id of the row that had been there).
 EVENT_ID_SCHEMES = {1: "md5 over the maps cast to text", 2: "md5 over field.key=value entries",
-                    3: "as 2, whole floating-point numbers read as integers"}
+                    3: "as 2, whole floating-point numbers read as integers; _line keys "
+                       "hash the content too"}
 LATEST_EVENT_ID_SCHEME = 3
 #: the largest whole number a double holds exactly (2**53): read as an integer up to it
 _EXACT_INTEGER = 9007199254740992
@@ -442,7 +445,8 @@ class _Slot:
         err = self._errors()
         inner = ",\n    ".join(f"{expr} AS {ident(name)}" for name, expr in cols.items())
         entries = "NULL::VARCHAR"
-        if self.c.event_id_scheme >= 2 and not self.c.source.key and self.entries:
+        if (self.c.event_id_scheme >= 2 and (not self.c.source.key or self._line_keyed())
+                and self.entries):
             entries = f"concat_ws({_SEP}, {', '.join(self.entries)})"
         # a keyed source keeps the row's key: a re-load finds the row's stored events by it
         dropped = "_km_entries, _km_err" if self.c.source.key else "_km_key, _km_entries, _km_err"
@@ -485,17 +489,27 @@ class _Slot:
         ]
         return f"concat_ws({_SEP}, {', '.join(parts)})"
 
+    def _line_keyed(self) -> bool:
+        """A key with ``_line`` under scheme 3: the id is the row's content with its
+        key (file and line), so a row moved to another line (a line removed above it)
+        is a new event, not the duplicate of the row that was on that line, and rows
+        of two files with the same name (a glob of daily folders) stay apart."""
+        return "_line" in (self.c.source.key or []) and self.c.event_id_scheme >= 3
+
     def _event_id(self) -> str:
         """A stable id: the source's key columns when declared, else the content
         (see :data:`EVENT_ID_SCHEMES`)."""
         src = literal(self.c.name)
-        if self.c.source.key:
+        if self.c.source.key and not self._line_keyed():
             return keyed_event_id(src, str(self.index), "event_type", KEY_COLUMN)
         if self.c.event_id_scheme >= 2:
             parts = ["event_type", "CAST(epoch_us(ts) AS VARCHAR)", "channel", "agent",
                      "CAST(rating AS VARCHAR)", "text", "CAST(epoch_us(expected_ts) AS VARCHAR)",
                      "CAST(expected_value AS VARCHAR)", "language", "stage"]
             joined = ", ".join(f"coalesce({p}, '')" for p in parts)
+            if self._line_keyed():
+                return (f"md5(concat_ws({_SEP}, {src}, {joined}, _km_entries, {self.index}, "
+                        f"{KEY_COLUMN}))")
             return f"md5(concat_ws({_SEP}, {src}, {joined}, _km_entries))"
         parts = ["event_type", "CAST(epoch_us(ts) AS VARCHAR)", "anchor",
                  "CAST(identifiers AS VARCHAR)", "channel", "agent", "CAST(rating AS VARCHAR)",
