@@ -98,3 +98,73 @@ def test_an_outcome_is_known_once_its_window_has_passed(ws):
     got = dict(ws.con.execute(
         "SELECT journey_key, repurchased FROM journeys WHERE journey_type = 'purchase'").fetchall())
     assert got == {"O1": True, "O2": False, "O3": None, "O4": None, "O5": False, "O6": False}
+
+
+SALES = """
+name: sales
+journeys:
+  as_of: "2024-06-30T00:00:00Z"
+  types:
+    - {name: purchase, key: order, start: [sale]}
+    - {name: browsing, key: session, start: [page_view]}
+outcomes:
+  repurchase_within: 30d
+TAXONOMY
+sources:
+  events:
+    path: events.jsonl
+    identifiers: {customer: customer}
+    refs: {order: order_id, session: session_id}
+    event_type: event_type
+    ts: ts
+"""
+SALE_EVENTS = [
+    ev("s", "2024-02-01T09:00:00Z", "page_view", session_id="B1"),
+    ev("s", "2024-02-01T09:30:00Z", "sale", order_id="A1"),
+    ev("s", "2024-02-11T09:30:00Z", "sale", order_id="A2"),
+]
+
+
+@pytest.mark.parametrize("tagged", [False, True])
+def test_purchase_metrics_warn_when_no_purchase_event_is_tagged(make_workspace, tagged):
+    """An export whose own purchase event ('sale') the taxonomy does not tag: its
+    purchase journeys hold no purchase event, so repeat_purchase has none and
+    conversion reads 0; both say why and name the event types to tag. Tagged, the
+    hand count: A1 is repurchased (A2 ten days later), A2 not (1 of 2); B1 converts."""
+    taxonomy = ("taxonomy:\n  event_types:\n    sale: {stage: purchase, moment: purchase}"
+                if tagged else "")
+    ws = make_workspace(SALES.replace("TAXONOMY", taxonomy),
+                        {"events.jsonl": "".join(json.dumps(e) + "\n" for e in SALE_EVENTS)})
+    ws.ingest("events")
+    ws.build()
+    repeat = km.metrics(ws, "repeat_purchase", min_n=1)
+    conversion = km.metrics(ws, "conversion", min_n=1)
+    for r, name in ((repeat, "repeat_purchase"), (conversion, "conversion")):
+        said = [w for w in r.meta["warnings"] if "holds a purchase event" in w]
+        if tagged:
+            assert said == []
+        else:
+            assert len(said) == 1 and "none of the 2 journeys" in said[0]
+            assert "sale (2)" in said[0] and f"{name} counts none" in said[0]
+    if tagged:
+        assert (repeat.meta["overall"]["value"], repeat.meta["n"]) == (pytest.approx(0.5), 2)
+        assert conversion.meta["overall"]["value"] == pytest.approx(1.0)
+    else:
+        assert repeat.meta["n"] == 0
+        assert conversion.meta["overall"]["value"] == 0
+
+
+def test_the_report_says_why_the_purchase_metrics_found_no_purchase(make_workspace):
+    """The report's metrics table: conversion's row carries the warning, and the
+    repeat purchase, not measured, is named with it."""
+    from keymoments.insights.report import insight_sections
+
+    ws = make_workspace(SALES.replace("TAXONOMY", ""),
+                        {"events.jsonl": "".join(json.dumps(e) + "\n" for e in SALE_EVENTS)})
+    ws.ingest("events")
+    ws.build()
+    section = insight_sections(ws)[0]
+    rows = {r["metric"]: r for r in section["rows"]}
+    assert "repeat_purchase" not in rows
+    assert "holds a purchase event" in rows["conversion"]["warning"]
+    assert "Not measured: repeat_purchase: none of the 2 journeys" in section["text"]

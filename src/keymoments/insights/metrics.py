@@ -272,6 +272,33 @@ def _other_journey_types(ws: Workspace, metric: str) -> str:
             f"journey types here: {there}")
 
 
+def _no_purchase_events(ws: Workspace, metric: str) -> list[str]:
+    """A warning when no journey of the purchase types holds a purchase event (the
+    export's purchase event is not tagged ``moment: purchase``): no journey is a
+    purchase, so repeat_purchase has none and conversion reads 0."""
+    types = ws.config.outcomes.purchase_types
+    if not types:
+        return [f"outcomes.purchase_types is empty: no journey is a purchase, so {metric} "
+                "finds none"]
+    typed = f"journey_type IN ({_lit(types)})"
+    n, bought = ws.con.execute(
+        f"SELECT count(*), count(*) FILTER (WHERE EXISTS (SELECT 1 FROM journey_events x "
+        f"WHERE x.journey_id = j.journey_id AND {purchase_event_sql('x.moment')})) "
+        f"FROM journeys j WHERE j.{typed}").fetchone()
+    if not n or bought:
+        return []
+    found = ws.con.execute(f"SELECT event_type, count(*) FROM journey_events WHERE {typed} "
+                           "GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 5").fetchall()
+    kinds = ", ".join(f"{t} ({k:,})" for t, k in found)
+    return [f"none of the {n:,} journeys of the purchase types ({', '.join(types)}) holds a "
+            "purchase event (one the taxonomy tags moment: purchase), so none is a purchase "
+            f"and {metric} counts none: tag the export's purchase event in "
+            f"taxonomy.event_types (event types in those journeys: {kinds}), e.g. "
+            "'<type>: {stage: purchase, moment: purchase}'; stored events keep the tags "
+            "they were loaded with, so then load the sources into a new workspace "
+            "('keymoments init NEW', copy keymoments.yaml, 'keymoments -w NEW ingest')"]
+
+
 def _too_short_for_inactivity(ws: Workspace, inactive_days: float) -> list[str]:
     """A warning when the data spans less than the inactivity window: nobody can have
     been inactive that long (a snapshot export reads 0 churn)."""
@@ -390,6 +417,8 @@ def metrics(ws: Workspace, metric: str = "csat", *, by: str | list[str] | None =
         warnings.append(_other_journey_types(ws, metric))
     if metric == "churn" and inactive_days is not None:
         warnings += _too_short_for_inactivity(ws, inactive_days)
+    if metric in ("repeat_purchase", "conversion"):
+        warnings += _no_purchase_events(ws, metric)
     warnings += _mostly_without_value(data, dims, names, n, m.unit)
     warnings += _unknown_attributes(ws, dims)
     table = pa.Table.from_pylist(data) if data else pa.table({c: pa.array([], pa.string()) for c in

@@ -54,10 +54,15 @@ def insight_sections(ws: Workspace) -> list[dict]:
     from .metrics import METRICS, metrics
     from .root_causes import root_causes
 
-    rows = []
+    rows, unmeasured = [], []
     for name in ("csat", "nps", "ces", "stars", "fcr", "repeat_purchase", "conversion"):
         r = metrics(ws, name)
         o = r.meta["overall"]
+        # what may be wrong with a value (the small sample has its own column)
+        notes = [w for w in r.meta["warnings"] if "rows have fewer than" not in w]
+        if not r.meta["n"] and name in ("repeat_purchase", "conversion"):
+            # (no answers of a scale is no fault; no purchase found among purchase journeys is)
+            unmeasured += [f"{name}: {w}" for w in notes if "purchase event" in w]
         if r.meta["n"] and o.get("value") is not None:
             shown = _on_scale(r.meta["scale"])
             value = shown(o["value"])
@@ -67,10 +72,15 @@ def insight_sections(ws: Workspace) -> list[dict]:
             rows.append({"metric": name, "value": value, "interval": f"{shown(o['low'])} to "
                          f"{shown(o['high'])}", "n": o["n"],
                          "sample": "small (under 30)" if o["n"] < 30 else "",
-                         "definition": r.meta["definition"], "interval_method": r.meta["method"]})
+                         "definition": r.meta["definition"], "interval_method": r.meta["method"],
+                         "warning": " ".join(notes)})
+    if not any(r["warning"] for r in rows):  # (no column of nothing)
+        for r in rows:
+            del r["warning"]
     sections = [{"title": "CX metrics (95% intervals)",
                  "text": ("Shares in %, NPS on -100..100, CES as the mean answer of 1-7, star "
-                          "ratings as the mean of 1-5."),
+                          "ratings as the mean of 1-5." + "".join(f" Not measured: {u}."
+                                                                  for u in unmeasured)),
                  "rows": rows}]
     try:
         rc = root_causes(ws, limit=12)
