@@ -168,3 +168,18 @@ def test_the_report_says_why_the_purchase_metrics_found_no_purchase(make_workspa
     assert "repeat_purchase" not in rows
     assert "holds a purchase event" in rows["conversion"]["warning"]
     assert "Not measured: repeat_purchase: none of the 2 journeys" in section["text"]
+
+
+def test_rfm_counts_an_exports_repeat_purchase_events_as_purchases(make_workspace):
+    """An event the taxonomy tags repeat_purchase is a purchase (PURCHASE_MOMENTS), for
+    probability-alive's histories too: r bought on 01-01 and again on 01-10, so one
+    repeat purchase day, 9 days after the first (the data ends on 01-20)."""
+    from keymoments.insights.alive import rfm
+
+    events = [ev("r", "2024-01-01T10:00:00Z", "order_placed", order_id="R1"),
+              ev("r", "2024-01-10T10:00:00Z", "repeat_purchase", order_id="R2"),
+              ev("r", "2024-01-20T10:00:00Z", "page_view", session_id="R3")]
+    ws = make_workspace(CONFIG, {"events.jsonl": "".join(json.dumps(e) + "\n" for e in events)})
+    ws.ingest("events")
+    (row,) = rfm(ws).to_pylist()
+    assert (row["frequency"], row["recency"], row["age"]) == (1, 9.0, 19.0)

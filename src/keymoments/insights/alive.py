@@ -114,10 +114,14 @@ class BGNBD:
 def rfm(ws: Workspace, *, event_types: list[str] | None = None, unit_days: float = 1.0) -> pa.Table:
     """Per person: ``frequency`` (repeat purchase days), ``recency`` (first to last
     purchase day) and ``age`` (first purchase day to the data's last day), in units of
-    ``unit_days``. Purchases: events of ``event_types`` (default: business moment
-    ``purchase``); several on one day count once (as in the BG/NBD literature)."""
+    ``unit_days``. Purchases: events of ``event_types`` (default: purchase events,
+    those tagged ``purchase`` or ``repeat_purchase``, see
+    :data:`keymoments.taxonomy.PURCHASE_MOMENTS`); several on one day count once (as in
+    the BG/NBD literature)."""
+    from ..taxonomy import purchase_event_sql
+
     where = ("e.event_type IN (" + ", ".join("'" + t.replace("'", "''") + "'" for t in event_types) + ")"
-             if event_types else "e.moment = 'purchase'")
+             if event_types else purchase_event_sql("e.moment"))
     return ws.con.execute(f"""
         WITH d AS (SELECT DISTINCT e.person_id, date_trunc('day', e.ts) AS day FROM events e
                    WHERE {where} AND e.person_id IS NOT NULL),
