@@ -87,6 +87,14 @@ def test_use_defaults_false():
     ("shipment_delayed", ("purchase", "post_purchase")),
     ("newCase", ("support", "support")),
     ("case_opened", ("support", "support")),
+    # a failed or abandoned purchase step: purchase stage, no purchase event
+    ("payment_declined", ("purchase", None)),
+    ("checkout_abandoned", ("purchase", None)),
+    ("Purchase Failed", ("purchase", None)),
+    ("failedPayment", ("purchase", None)),
+    ("order_rejected", ("purchase", None)),
+    ("order_placed", ("purchase", "purchase")),
+    ("login_failed", (None, None)),
 ])
 def test_default_patterns_match_words_not_fragments(event_type, expected):
     assert resolve_taxonomy(Taxonomy()).lookup(event_type) == expected
