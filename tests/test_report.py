@@ -60,3 +60,19 @@ def test_loads_show_the_latest_load_and_tables_scroll_on_a_phone(make_workspace,
     # every table can scroll sideways inside its own box (a phone's width)
     assert html.count("<table") == html.count('<div class="scroll"><table')
     assert ".scroll { overflow-x: auto; }" in html
+
+
+def test_the_quarantine_says_what_to_do_where_the_reason_does_not(make_workspace, tmp_path):
+    """A ragged row's stored reason names the fault; the report adds the advice that
+    ``keymoments quarantine`` gives (readers.reject_hint), escaped like the rest."""
+    from keymoments.report import write_report
+
+    rows = ("customer,ts,event_type,channel,csat\n"
+            "c1,2024-01-01T10:00:00Z,order_placed,web,4\n"
+            "c2,2024-01-02T10:00:00Z,order_placed,web,4,extra\n")
+    ws = make_workspace(CONFIG, {"events.csv": rows})
+    ws.ingest("events")
+    html = write_report(ws, tmp_path / "q.html").read_text(encoding="utf-8")
+    section = html.split("<h2>Quarantine", 1)[1]
+    assert "expected 5 fields, found 6" in section
+    assert "what to do: the row has 6 fields where the header has 5" in section

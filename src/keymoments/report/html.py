@@ -58,12 +58,22 @@ def report_context(ws: Workspace, extra: dict[str, Any] | None = None) -> dict[s
         "stitching": _rows(ws, """
             SELECT n_identifiers AS identifiers_per_person, count(*) AS people
             FROM people GROUP BY ALL ORDER BY 1"""),
-        "quarantine": _rows(ws, """
+        "quarantine": _with_hints(_rows(ws, """
             SELECT source, file, line, field, value, reason FROM quarantine
-            ORDER BY source, file, line LIMIT 50"""),
+            ORDER BY source, file, line LIMIT 50""")),
         "extra": extra or {},
         "labels": LABELS,
     }
+
+
+def _with_hints(rows: list[dict]) -> list[dict]:
+    """Quarantine rows with ``hint``: what to do, where the stored reason does not say
+    it (as ``keymoments quarantine`` shows it)."""
+    from ..sources.readers import reject_hint
+
+    for r in rows:
+        r["hint"] = reject_hint(r["reason"] or "")
+    return rows
 
 
 #: column names of the report's tables as a reader reads them (others are shown as is)
