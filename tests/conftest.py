@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -68,3 +72,41 @@ def spark():
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()
+
+
+def _kill_load_at(root: Path, source: str, point: str, wait: float = 300) -> None:
+    """Start ``ingest(source)`` of the workspace ``root`` in a child process that stops
+    at the fault point ``point`` (``KEYMOMENTS_FAULT``, see ``sources.ingest._fault``);
+    kill it with SIGKILL once it is there (``wait`` seconds at most to get there)."""
+    env = {**os.environ, "KEYMOMENTS_FAULT": f"{point}:{wait * 2}"}
+    code = f"import keymoments as km; km.open({str(root)!r}).ingest({source!r})"
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    reached = threading.Event()
+    seen: list[str] = []
+
+    def watch() -> None:
+        for line in proc.stderr:
+            seen.append(line)
+            if line.strip() == f"keymoments-fault: {point}":
+                reached.set()
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        deadline_hit = not reached.wait(wait)
+        if deadline_hit or proc.poll() is not None:
+            pytest.fail(f"the load never reached {point} (exit {proc.poll()}):\n{''.join(seen)}")
+        os.kill(proc.pid, signal.SIGKILL)
+        assert proc.wait(wait) == -signal.SIGKILL
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        watcher.join(10)
+
+
+@pytest.fixture
+def kill_load_at():
+    """``kill_load_at(root, source, point, wait=300)``: a load killed at a fault point."""
+    return _kill_load_at

@@ -10,11 +10,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import signal
-import subprocess
-import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -80,48 +75,19 @@ def workspace(tmp_path):
     return root, good, bad
 
 
-def run_until_fault(root: Path, point: str) -> None:
-    """Start a load that stops at ``point``; kill it with SIGKILL once it is there."""
-    env = {**os.environ, "KEYMOMENTS_FAULT": f"{point}:{WAIT * 2}"}
-    code = f"import keymoments as km; km.open({str(root)!r}).ingest('big')"
-    proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
-    reached = threading.Event()
-    seen: list[str] = []
-
-    def watch() -> None:
-        for line in proc.stderr:
-            seen.append(line)
-            if line.strip() == f"keymoments-fault: {point}":
-                reached.set()
-
-    watcher = threading.Thread(target=watch, daemon=True)
-    watcher.start()
-    try:
-        deadline_hit = not reached.wait(WAIT)
-        if deadline_hit or proc.poll() is not None:
-            pytest.fail(f"the load never reached {point} (exit {proc.poll()}):\n{''.join(seen)}")
-        os.kill(proc.pid, signal.SIGKILL)
-        assert proc.wait(WAIT) == -signal.SIGKILL
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        watcher.join(10)
-
-
 @pytest.mark.parametrize("point", ["after_events_insert", "before_commit"])
-def test_kill_inside_the_transaction_leaves_the_store_as_it_was(workspace, point):
+def test_kill_inside_the_transaction_leaves_the_store_as_it_was(workspace, point,
+                                                                 kill_load_at):
     root, good, bad = workspace
     before = snapshot(root)
     assert len(before["events"]) == 2 and len(before["loads"]) == 1
 
-    run_until_fault(root, point)
+    kill_load_at(root, "big", point, WAIT)
     after = snapshot(root)  # reopening replays the log of committed work only
     assert after == before
 
     # a second crash on top of the first changes nothing either
-    run_until_fault(root, point)
+    kill_load_at(root, "big", point, WAIT)
     assert snapshot(root) == before
 
     # then a normal load loads it all

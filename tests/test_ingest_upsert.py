@@ -12,12 +12,7 @@ import csv
 import hashlib
 import io
 import json
-import os
 import re
-import signal
-import subprocess
-import sys
-import threading
 from datetime import datetime, timezone
 
 import duckdb
@@ -336,38 +331,14 @@ def test_a_store_made_before_rows_updated_gets_the_column(tmp_path):
 CRASH_WAIT = 300
 
 
-def test_a_load_killed_midway_leaves_the_old_values(make_workspace):
+def test_a_load_killed_midway_leaves_the_old_values(make_workspace, kill_load_at):
     ws = make_workspace(SURVEYS, {"surveys.csv": FIRST})
     ws.ingest("surveys")
     before = snapshot(ws)
     root = ws.root
     ws.close()
     (root / "surveys.csv").write_text(EDITED, encoding="utf-8")
-    point = "after_events_insert"
-    env = {**os.environ, "KEYMOMENTS_FAULT": f"{point}:{CRASH_WAIT * 2}"}
-    code = f"import keymoments as km; km.open({str(root)!r}).ingest('surveys')"
-    proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
-    reached, seen = threading.Event(), []
-
-    def watch() -> None:
-        for line in proc.stderr:
-            seen.append(line)
-            if line.strip() == f"keymoments-fault: {point}":
-                reached.set()
-
-    watcher = threading.Thread(target=watch, daemon=True)
-    watcher.start()
-    try:
-        if not reached.wait(CRASH_WAIT) or proc.poll() is not None:
-            pytest.fail(f"the load never reached {point}:\n{''.join(seen)}")
-        os.kill(proc.pid, signal.SIGKILL)
-        assert proc.wait(CRASH_WAIT) == -signal.SIGKILL
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        watcher.join(10)
+    kill_load_at(root, "surveys", "after_events_insert", CRASH_WAIT)
     with km.open(root) as again:
         assert snapshot(again) == before
         assert stored_surveys(again) == expected_surveys(FIRST)
