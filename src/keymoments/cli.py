@@ -353,6 +353,8 @@ def build(ctx: click.Context) -> None:
                     lines(done, total)
 
             report = ws.build(progress=progress)
+    if report.retagged is not None:
+        console.print(report.retagged.summary())
     console.print(f"{report.journeys:,} journeys, {report.events:,} journey events, "
                   f"{report.moments:,} moments in {report.seconds['total']:.1f} s")
 

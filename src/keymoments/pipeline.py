@@ -25,6 +25,7 @@ from .engine import backend
 from .journey.assign import assign_journeys
 from .journey.summary import channel_vocabulary, summarize_journeys
 from .moment.extract import extract_moments, moment_parts
+from .retag import RetagReport, retag
 from .sql import ident, literal
 from .store.cluster import forget_order
 from .store.schema import COLUMN_DOCS, column_ddl
@@ -61,6 +62,9 @@ class BuildReport:
     moments: int
     texts_scored: int
     seconds: dict[str, float] = field(default_factory=dict)
+    #: the stored events re-tagged first because the taxonomy changed (see
+    #: :mod:`keymoments.retag`), or None
+    retagged: RetagReport | None = None
 
 
 @lru_cache(maxsize=1)
@@ -275,9 +279,12 @@ def build(ws: Workspace, progress: Callable[[int, int], None] | None = None) -> 
     cfg = ws.config
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
+    retagged = retag(ws)
+    timings["retag"] = time.perf_counter() - t0
+    t = time.perf_counter()
     scorer = get_scorer(cfg.valence.text_scorer)
     scored_texts = update_text_scores(ws, scorer, progress=progress)
-    timings["text"] = time.perf_counter() - t0
+    timings["text"] = time.perf_counter() - t
 
     b = backend(ws)
     texts = b.table("text_scores")
@@ -335,7 +342,7 @@ def build(ws: Workspace, progress: Callable[[int, int], None] | None = None) -> 
     counts = [con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
               for t in ("journeys", "journey_events", "moments")]
     timings["total"] = time.perf_counter() - t0
-    return BuildReport(counts[0], counts[1], counts[2], scored_texts, timings)
+    return BuildReport(counts[0], counts[1], counts[2], scored_texts, timings, retagged)
 
 
 def _write_new(ws: Workspace, table: str, selects: list[str]) -> None:

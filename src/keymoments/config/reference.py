@@ -355,6 +355,13 @@ defaults'). Exact names are case-sensitive; patterns are case-insensitive regula
 expressions that match anywhere in the event type, so keep them specific. Set
 `taxonomy: {use_defaults: false}` to start from nothing.
 
+Events are tagged when they load. After a change of the taxonomy, the next
+`keymoments build` or load first re-tags the stored events (it says how many): their
+moment, and their stage where the source's mapping gives none. A stage a mapping
+gives is kept as loaded, also in a row that left it empty and took the taxonomy's
+(the stored event cannot tell which it was); such a source's stages follow a changed
+taxonomy after a load into a new workspace.
+
 Stages, in funnel order: {stages}.
 
 Key moments: {moments}.

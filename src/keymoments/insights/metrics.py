@@ -294,9 +294,8 @@ def _no_purchase_events(ws: Workspace, metric: str) -> list[str]:
             "purchase event (one the taxonomy tags moment: purchase), so none is a purchase "
             f"and {metric} counts none: tag the export's purchase event in "
             f"taxonomy.event_types (event types in those journeys: {kinds}), e.g. "
-            "'<type>: {stage: purchase, moment: purchase}'; stored events keep the tags "
-            "they were loaded with, so then load the sources into a new workspace "
-            "('keymoments init NEW', copy keymoments.yaml, 'keymoments -w NEW ingest')"]
+            "'<type>: {stage: purchase, moment: purchase}', then run 'keymoments build' "
+            "(it re-tags the stored events with the changed taxonomy first)"]
 
 
 def _too_short_for_inactivity(ws: Workspace, inactive_days: float) -> list[str]:

@@ -35,6 +35,7 @@ from ..config.base import RATING_SCALES
 from ..engine.small import duck_str
 from ..people.identity import normalise_phone, person_id_for
 from ..sql import registered
+from ..retag import retag
 from ..taxonomy import resolve_taxonomy
 from ..valence.cache import text_hash
 
@@ -372,6 +373,7 @@ def load_small(ws: Workspace, events: list[PostedEvent],
         return None
     started = time.perf_counter()
     con = ws.con
+    retag(ws)  # (a lookup, unless the taxonomy changed since the last load or build)
     scheme, scheme_is_new = event_id_scheme(con)
     if scheme not in (2, 3):  # (3 reads whole floats in text columns as integers:
         return None           # posted text fields are strings, so the same as 2 here)

@@ -52,6 +52,7 @@ from ..errors import ConfigError, NotFoundError
 from ..people.identity import normalise_phone, stitch
 from ..sql import few_values, ident, literal, member_of
 from ..store.schema import quarantine_loaded_since
+from ..retag import retag
 from ..taxonomy import resolve_taxonomy
 from .mapping import (KEY_COLUMN, LATEST_EVENT_ID_SCHEME, PHONE_TABLE, compile_source,
                       keyed_event_id, phone_text_expressions)
@@ -198,6 +199,9 @@ def _ingest_source(ws: Workspace, name: str, progress, before_commit, records,
     # (posted events have a mapping of their own, made per batch: not remembered)
     fingerprint = (None if records is not None
                    else _check_mapping(ws, name, spec, accept_mapping_change))
+    # stored events first take the current taxonomy's tags (this load's get them), so
+    # a keyed row is compared with tags of the same taxonomy
+    retagged = retag(ws)
     load_id = f"load-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
     if records is not None:
         files = [spec.path]
@@ -215,6 +219,9 @@ def _ingest_source(ws: Workspace, name: str, progress, before_commit, records,
     _refuse_wrapped(spec, staged, types)
     warnings = ((*_absent_columns(ws, name, spec, types),
                  *_unmatched_maps(ws, name, spec, table, types)) if records is None else ())
+    if retagged is not None:
+        warnings += (f"the taxonomy changed since the stored events loaded: "
+                     f"{retagged.summary()}",)
     for bookkeeping in (LINE_COLUMN, FILE_COLUMN):
         types.pop(bookkeeping, None)
     scheme, scheme_is_new = event_id_scheme(con)

@@ -1,0 +1,181 @@
+"""A taxonomy changed after events loaded: the next build or load re-tags the stored
+events (see :mod:`keymoments.retag`).
+
+The oracle is a fresh workspace that loads the same files with the changed config:
+the stored events' stages and moments must be the ones it gives them (but for the
+documented case of a mapping's stage left empty in a row), and the journeys and
+moments built from them the same."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from keymoments.cli import main
+from keymoments.retag import TAXONOMY_KEY
+
+SOURCES = """
+outcomes: {purchase_types: [visit]}
+sources:
+  shop:
+    path: shop.csv
+    identifiers: {customer_id: cust}
+    event_type: kind
+    ts: at
+  crm:
+    path: crm.csv
+    identifiers: {customer_id: cust}
+    event_type: kind
+    ts: at
+    stage: {column: phase}
+"""
+# the default taxonomy does not tag `sale`
+CHANGED = SOURCES + """
+taxonomy:
+  event_types:
+    sale: {stage: purchase, moment: purchase}
+    visit: {stage: awareness}
+    ticket_opened: {stage: support, moment: first_interaction}
+"""
+SHOP = ("cust,kind,at\n"
+        "c1,visit,2024-01-01T10:00:00Z\n"
+        "c1,sale,2024-01-01T10:05:00Z\n"
+        "c1,sale,2024-03-01T10:05:00Z\n"
+        "c2,ticket_opened,2024-01-02T09:00:00Z\n"
+        "c2,refund_sent,2024-01-02T09:30:00Z\n")
+CRM = ("cust,kind,at,phase\n"
+       "c3,sale,2024-01-03T10:00:00Z,loyalty\n"
+       "c3,visit,2024-01-03T11:00:00Z,\n"
+       "c4,ticket_opened,2024-01-04T10:00:00Z,usage\n")
+FILES = {"shop.csv": SHOP, "crm.csv": CRM}
+
+
+def tags(ws) -> dict[str, tuple]:
+    return {r[0]: r[1:] for r in ws.con.execute(
+        "SELECT event_id, source, event_type, stage, moment FROM events").fetchall()}
+
+
+def built(ws) -> dict[str, list]:
+    return {
+        "journey_events": sorted(ws.con.execute(
+            "SELECT event_id, journey_id, stage, moment FROM journey_events").fetchall()),
+        "moments": sorted(ws.con.execute(
+            "SELECT journey_id, kind, event_id FROM moments").fetchall(), key=repr),
+    }
+
+
+@pytest.fixture
+def changed_later(make_workspace):
+    """A workspace loaded and built with the default taxonomy, then its config
+    changed (as a user edits keymoments.yaml); and a fresh one loaded with the change."""
+    ws = make_workspace(SOURCES, FILES, folder="old")
+    ws.ingest()
+    ws.build()
+    (ws.root / "keymoments.yaml").write_text(CHANGED, encoding="utf-8")
+    ws.reload_config()
+    fresh = make_workspace(CHANGED, FILES, folder="fresh")
+    fresh.ingest()
+    return ws, fresh
+
+
+def test_build_retags_stored_events_as_a_fresh_load_tags_them(changed_later):
+    ws, fresh = changed_later
+    before = tags(ws)
+    assert before[_id(ws, "shop", "sale", "c1", "01-01")][3] is None  # (untagged then)
+    report = ws.build()
+    assert report.retagged is not None
+    expected = tags(fresh)
+    after = tags(ws)
+    assert after.keys() == expected.keys()
+    # the one documented difference: crm's `visit` row had no phase, so it took the
+    # taxonomy's stage when it loaded; a source whose mapping gives the stage keeps it
+    kept = _id(ws, "crm", "visit", "c3", "01-03")
+    assert after[kept][2] == before[kept][2] == "consideration"
+    assert expected[kept][2] == "awareness"
+    assert {k: v for k, v in after.items() if k != kept} == \
+        {k: v for k, v in expected.items() if k != kept}
+    assert after[kept][3] == expected[kept][3]  # (its moment follows the taxonomy)
+    changed = {k for k in after if after[k] != before[k]}
+    # shop: the visit, the two sales, the ticket; crm: the sale (its stage kept:
+    # loyalty), the ticket (usage kept); crm's visit keeps stage and moment
+    assert report.retagged.events == len(changed) == 6
+    assert report.retagged.event_types == ("sale", "ticket_opened", "visit")
+    fresh.build()
+    assert built(ws) == {**built(fresh), "journey_events": [
+        r if r[0] != kept else (r[0], r[1], "consideration", r[3])
+        for r in built(fresh)["journey_events"]]}
+
+
+def test_purchases_follow_the_retagged_events(changed_later):
+    ws, fresh = changed_later
+    assert ws.con.execute("SELECT count(*) FROM moments WHERE kind = 'purchase'"
+                          ).fetchone()[0] == 0
+    ws.build()
+    fresh.build()
+    purchases = ("SELECT event_id FROM moments WHERE kind IN ('purchase', 'repeat_purchase') "
+                 "ORDER BY 1")
+    found = ws.con.execute(purchases).fetchall()
+    assert found == fresh.con.execute(purchases).fetchall()
+    # the three sales (each in a catch-all visit of its own): c1's second is also a
+    # repeat purchase
+    sales = {_id(ws, "shop", "sale", "c1", "01-01"), _id(ws, "shop", "sale", "c1", "03-01"),
+             _id(ws, "crm", "sale", "c3", "01-03")}
+    assert {r[0] for r in found} == sales
+    assert len(found) == 4
+
+
+def test_the_retag_runs_once_and_is_recorded(changed_later):
+    ws, _ = changed_later
+    assert ws.build().retagged is not None
+    assert ws.build().retagged is None
+    fingerprint = ws.con.execute(
+        "SELECT value FROM km_meta WHERE key = ?", [TAXONOMY_KEY]).fetchone()[0]
+    # a workspace made before the fingerprint was kept: one comparison of every tag,
+    # nothing to change, the fingerprint recorded
+    ws.con.execute("DELETE FROM km_meta WHERE key = ?", [TAXONOMY_KEY])
+    ws._tagged_with = None
+    snapshot = tags(ws)
+    assert ws.build().retagged is None
+    assert tags(ws) == snapshot
+    assert ws.con.execute("SELECT value FROM km_meta WHERE key = ?", [TAXONOMY_KEY]
+                          ).fetchone()[0] == fingerprint
+
+
+def test_a_load_retags_first_and_says_so(changed_later):
+    ws, fresh = changed_later
+    report = ws.ingest("shop")  # the same files: all duplicates, tags refreshed first
+    assert report.rows_loaded == 0
+    assert any("taxonomy changed" in w and "6 stored events" in w for w in report.warnings)
+    assert {k: v[3] for k, v in tags(ws).items()} == {k: v[3] for k, v in tags(fresh).items()}
+
+
+def test_a_keyed_reload_after_a_taxonomy_change_updates_nothing(make_workspace):
+    keyed = SOURCES.replace("    path: shop.csv\n", "    path: shop.csv\n    key: [cust, at]\n")
+    ws = make_workspace(keyed, FILES)
+    ws.ingest("shop")
+    stored = tags(ws)
+    (ws.root / "keymoments.yaml").write_text(
+        keyed + CHANGED[len(SOURCES):], encoding="utf-8")
+    ws.reload_config()
+    report = ws.ingest("shop")
+    assert (report.rows_loaded, report.rows_updated, report.rows_duplicate) == (0, 0, 5)
+    assert tags(ws).keys() == stored.keys()
+    assert tags(ws)[_id(ws, "shop", "sale", "c1", "01-01")][3] == "purchase"
+
+
+def test_cli_build_prints_the_retag(changed_later):
+    ws, _ = changed_later
+    root = ws.root
+    ws.close()
+    result = CliRunner().invoke(main, ["-w", str(root), "build"])
+    assert result.exit_code == 0, result.output
+    assert "re-tagged 6 stored events (event types sale, ticket_opened, visit)" in result.output
+
+
+def _id(ws, source: str, event_type: str, cust: str, day: str) -> str:
+    rows = ws.con.execute(
+        "SELECT event_id FROM events WHERE source = ? AND event_type = ? "
+        "AND identifiers['customer_id'] = ? AND strftime(ts, '%m-%d') = ?",
+        [source, event_type, cust, day]).fetchall()
+    assert len(rows) == 1, rows
+    return rows[0][0]
