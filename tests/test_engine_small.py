@@ -242,6 +242,17 @@ def test_python_rules_equal_the_sql_rules(workspaces, config, rows, late):
     ws = workspaces[config]
     rows = [{**r, "ts": r["ts"] + timedelta(microseconds=i)} for i, r in enumerate(rows)]
     as_of = max(r["ts"] for r in rows) + timedelta(seconds=late)
+    expected, got, _ = _both_candidates(ws, rows, as_of)
+    assert [(c["rule"], c["journey_id"]) for c in got] == [
+        (c["rule"], c["journey_id"]) for c in expected]
+    for a, b in zip(expected, got):
+        for key in a:
+            assert _same(a[key], b[key]), (key, a, b)
+
+
+def _both_candidates(ws, rows, as_of):
+    """The action candidates of the rules' SQL and of the Python rules, and the
+    Python engine's derived rows."""
     _sql_derive(ws, rows, as_of, {})
     con = ws.con
     con.execute(f"DELETE FROM {incremental._PERSONS}")
@@ -250,12 +261,29 @@ def test_python_rules_equal_the_sql_rules(workspaces, config, rows, late):
     expected = candidates(ws, incremental._PERSONS, as_of=as_of,
                           tables={"events": incremental._EVENTS, **incremental._WORKING})
     small = derive_small(rows, ws.config, journey_types(ws), as_of, SCORES)
-    got = candidates_small(ws.config, rows, small, as_of)
-    assert [(c["rule"], c["journey_id"]) for c in got] == [
-        (c["rule"], c["journey_id"]) for c in expected]
-    for a, b in zip(expected, got):
-        for key in a:
-            assert _same(a[key], b[key]), (key, a, b)
+    return expected, candidates_small(ws.config, rows, small, as_of), small
+
+
+def test_purchase_completed_fires_once_at_each_journeys_first_purchase_event(workspaces):
+    """An export's own repeat-order event (tagged repeat_purchase) is a purchase event:
+    its journey is a completed purchase, at it; a journey of two purchase events fires
+    once, at the first (hand count: o1 at x00, o2 at x02; o3 holds none)."""
+    amount = {"measures": {"amount": 5.0}}
+    rows = [_event(0, 0, "reorder", refs={"order": "o1"}, moment="repeat_purchase", **amount),
+            _event(1, 1, "order_delivered", refs={"order": "o1"}, moment="post_purchase"),
+            _event(2, 30, "order_placed", refs={"order": "o2"}, moment="purchase", **amount),
+            _event(3, 31, "reorder", refs={"order": "o2"}, moment="repeat_purchase", **amount),
+            _event(4, 32, "order_delivered", refs={"order": "o3"}, moment="post_purchase")]
+    blank = dict.fromkeys(["channel", "stage", "agent", "language", "text", "measures",
+                           "expected_value", "expected_ts", "attributes", "rating",
+                           "rating_scale", "rating_min", "rating_max"])
+    rows = [{**blank, **r} for r in rows]
+    ws = workspaces["default"]
+    expected, got, small = _both_candidates(ws, rows, rows[-1]["ts"])
+    journey = {e["event_id"]: e["journey_id"] for e in small.journey_events}
+    for found in (expected, got):
+        fired = [(c["journey_id"], c["event_id"]) for c in found if c["rule"] == "r_purchase"]
+        assert fired == [(journey["x00"], "x00"), (journey["x02"], "x02")]
 
 
 def _event(i: int, hours: float, event_type: str, **more) -> dict:

@@ -56,7 +56,8 @@ class TriggerSpec(Strict):
     * ``stalled``: no end event and idle for ``idle`` (judged at the latest event);
     * ``ended_unresolved``: the journey was abandoned, or ended without a
       ``resolution`` moment (journeys of ``journey_types``; default: issue_resolution, case);
-    * ``purchase_completed``: the journey holds a ``purchase`` business moment;
+    * ``purchase_completed``: the journey holds a purchase event (an event tagged
+      ``purchase`` or ``repeat_purchase``), at its first;
     * ``repeat_purchase``: the journey is the person's ``n``-th repeat purchase
       (``n: 1`` is the second purchase: a journey of ``outcomes.purchase_types`` that
       holds a purchase event, see ``outcomes``), at its first purchase event.

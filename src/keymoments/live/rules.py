@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from ..config.actions import ActionRule
 from ..sql import ident, literal
+from ..taxonomy import is_purchase_event, purchase_event_sql
 
 if TYPE_CHECKING:
     from ..store.workspace import Workspace
@@ -47,10 +48,16 @@ def _trigger_sql(rule: ActionRule, catch_all: str, as_of: str,
     types = t.journey_types
     jt = f"AND j.journey_type IN (SELECT unnest({_list(types)}))" if types else ""
     mt = f"AND m.journey_type IN (SELECT unnest({_list(types)}))" if types else ""
-    if t.on in ("peak", "valley", "purchase_completed"):
+    if t.on == "purchase_completed":  # at the journey's first purchase event
+        et = f"AND e.journey_type IN (SELECT unnest({_list(types)}))" if types else ""
+        return (f"SELECT journey_id, event_id, ts AS trigger_ts FROM ("
+                f"SELECT e.journey_id, e.event_id, e.ts, row_number() OVER ("
+                f"PARTITION BY e.journey_id ORDER BY e.seq) AS _n "
+                f"FROM {ident(tables['journey_events'])} e "
+                f"WHERE {purchase_event_sql('e.moment')} {et}) WHERE _n = 1")
+    if t.on in ("peak", "valley"):
         kind, cond = {"peak": ("peak", f"m.valence >= {t.valence_above!r}"),
-                      "valley": ("valley", f"m.valence < {t.valence_below!r}"),
-                      "purchase_completed": ("purchase", "TRUE")}[t.on]
+                      "valley": ("valley", f"m.valence < {t.valence_below!r}")}[t.on]
         return (f"SELECT m.journey_id, m.event_id, m.ts AS trigger_ts FROM {moments} m "
                 f"WHERE m.kind = {literal(kind)} AND {cond} {mt}")
     if t.on == "repeat_purchase":
@@ -213,8 +220,16 @@ def candidates_small(config, events: list[dict], derived, as_of,
         t, w = rule.trigger, rule.when
         types = set(t.journey_types)
         fired: list[tuple[str, str | None, object]] = []  # (journey, event, trigger_ts)
-        if t.on in ("peak", "valley", "purchase_completed"):
-            kind = {"peak": "peak", "valley": "valley", "purchase_completed": "purchase"}[t.on]
+        if t.on == "purchase_completed":
+            first: dict[str, dict] = {}
+            for e in derived.journey_events:
+                if is_purchase_event(e["moment"]) and (not types or e["journey_type"] in types):
+                    j = e["journey_id"]
+                    if j not in first or e["seq"] < first[j]["seq"]:
+                        first[j] = e
+            fired += [(e["journey_id"], e["event_id"], e["ts"]) for e in first.values()]
+        elif t.on in ("peak", "valley"):
+            kind = t.on
             for m in derived.moments:
                 if m["kind"] != kind or (types and m["journey_type"] not in types):
                     continue
