@@ -21,6 +21,7 @@ would (see :mod:`keymoments.sources.csv_fast`).
 
 from __future__ import annotations
 
+import codecs
 import csv
 import glob
 import io
@@ -118,6 +119,9 @@ def stage_file(
                           "are, so decompress it first (gunzip, unzip ...)")
     if fmt == "parquet":
         return _stage_parquet(con, files, table, progress)
+    if fmt == "csv":
+        for path in files:
+            _refuse_utf16_without_bom(path, options)
     if fmt == "csv" and FAST_CSV:
         from .csv_fast import stage_csv_fast
 
@@ -137,6 +141,31 @@ def stage_file(
             readers[fmt](fh, options, sink, rejects, path, progress)
         sink.flush()
     return Staged(table, sink.columns, sink.rows, list(files), rejects, sink.wrapped)
+
+
+def _refuse_utf16_without_bom(path: str, options: CsvOptions) -> None:
+    """A text file read in an encoding where every other byte is NUL: UTF-16 saved
+    without a byte order mark (read as UTF-8 its header's names hold NULs and no row
+    reads right). Files with the mark are told apart by :func:`_utf16_header`."""
+    try:
+        if codecs.lookup(options.encoding).name.startswith(("utf-16", "utf-32")):
+            return
+    except LookupError:  # (refused with its own message when the file is read)
+        return
+    with open(path, "rb") as fh:
+        head = fh.read(4096)
+    head = head[:len(head) // 2 * 2]
+    if len(head) < 4 or head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return
+    low, high = head[1::2].count(0), head[0::2].count(0)
+    if max(low, high) < len(head) // 4:  # (ASCII text in UTF-16: half the bytes)
+        return
+    order = "little" if low > high else "big"
+    raise SourceError(
+        f"{path}: the file looks like UTF-16 ({order}-endian) without a byte order mark "
+        f"(every other byte of its start is NUL), not {options.encoding}: set "
+        f"`encoding: utf-16-{order[0]}e` under the `csv:` of the source (or join) that reads "
+        "it, or save the file again as UTF-8 (CSV UTF-8 in Excel)")
 
 
 def _same_types(con, files: list[str]) -> None:
