@@ -396,3 +396,40 @@ sources:
     assert counts(ws.ingest("visits")) == (4, 2, 0, 0, 2, 2)
     stored = ws.con.execute("SELECT identifiers['customer_id'] FROM events").fetchall()
     assert sorted(r[0] for r in stored) == ["c1", "c2", "c3", "c4"]
+
+
+def test_a_key_given_twice_in_one_load_keeps_its_last_row_as_two_loads_would(make_workspace):
+    """Daily files of a glob, r1 edited on day 2: one load of both stores what
+    loading day 1 and then day 2 stores (the later version wins; it kept day 1's),
+    and warns with the key and its rows; a key repeated unchanged is no warning."""
+    config = SURVEYS.replace("path: surveys.csv", "path: 'days/*.csv'")
+    day2 = ("response_id,cust,answered_at,score\n"
+            "r4,c4,2024-03-04T10:00:00Z,1\n"
+            "r3,c3,2024-03-03T10:00:00Z,5\n"
+            "r1,c1,2024-03-01T11:00:00Z,4\n")
+    files = {"days/2024-03-01.csv": FIRST, "days/2024-03-02.csv": day2}
+    one = make_workspace(config, files, "one")
+    report = one.ingest("surveys")
+    # read 6: r1, r2, r3, r4 loaded; r1 of day 1 and r3 of day 2 are duplicates
+    assert counts(report) == (6, 4, 0, 0, 2, 4)
+    (warning,) = [w for w in report.warnings if "more than one row" in w]
+    assert warning.startswith("1 key(s)") and "key 'r1'" in warning
+    assert "days/2024-03-02.csv line 4 over days/2024-03-01.csv line 2" in warning
+    latest = {}  # response id -> its row, day 2's over day 1's (the csv module's)
+    for text in (FIRST, day2):
+        latest.update({r["response_id"]: r for r in csv.DictReader(io.StringIO(text))})
+    expected = expected_surveys("response_id,cust,answered_at,score\n" + "".join(
+        f"{r['response_id']},{r['cust']},{r['answered_at']},{r['score']}\n"
+        for r in latest.values()))
+    assert stored_surveys(one) == expected
+
+    two = make_workspace(config, {"days/2024-03-01.csv": FIRST}, "two")
+    two.ingest("surveys")
+    write(two, "days/2024-03-02.csv", day2)
+    assert counts(two.ingest("surveys"))[2] == 1  # (r1 updated)
+    strip = "SELECT * EXCLUDE (source_file, source_line, load_id) FROM events ORDER BY 1"
+    assert one.con.execute(strip).fetchall() == two.con.execute(strip).fetchall()
+    assert identity(one)["people"] == identity(two)["people"]
+    # loading the same files again: nothing changes, nothing is updated
+    assert counts(one.ingest("surveys"))[1:3] == (0, 0)
+    assert stored_surveys(one) == expected

@@ -313,8 +313,10 @@ class SourceSpec(CanonicalFields):
     #: (same key, another score, time...) replaces its stored events, and those of its
     #: events it no longer gives (an emptied time) are removed; an event type read
     #: from a column is part of the id, so a changed status adds an event and keeps the
-    #: old one (of two rows of one load with the same key and event type, the first
-    #: wins, so a key must identify a record: a status log's includes the time).
+    #: old one. Of rows of one load with the same key and event type, the last (by
+    #: file, then line: the newest of a glob of dated files) loads, as it would in a
+    #: later load, and the load warns when they differ; so a key must identify a
+    #: record: a status log's includes the time.
     #: Unset: an event's id derives from its content, so an edited row loads as a new
     #: event beside the old one.
     key: list[str] | None = None

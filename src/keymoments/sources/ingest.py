@@ -235,14 +235,16 @@ def _ingest_source(ws: Workspace, name: str, progress, before_commit, records,
     # events (none stored, as on a first load: every valid row is new). Not a `_line`
     # key: a line is no record's identity once a line above it is removed (each row
     # after it would replace its predecessor), so such rows are new or duplicates
-    merge = bool(spec.key) and "_line" not in spec.key and con.execute(
+    keyed = bool(spec.key) and "_line" not in spec.key
+    merge = keyed and con.execute(
         f"SELECT EXISTS (SELECT 1 FROM events WHERE source = {literal(name)})").fetchone()[0]
     if merge:
         _stage_slot_types(con, spec, name)
     counts = _classify(con, one_event_per_row=len(spec.event_specs()) == 1,
                        ts_in_id=not spec.key, redact=spec.redact_text,
-                       keyed_source=name if merge else None)
+                       keyed_source=name if merge else None, keyed=keyed)
     warnings += tuple(w for side in sides for w in side.warnings(con, ws.root))
+    warnings += tuple(_key_versions_warning(con, ws.root))
     # the side files' unreadable rows are kept like the source's own (they are no rows
     # of the source: not in its counts, which are about the source's file)
     side_rejects = [r for side in sides for r in side.rejects]
@@ -751,13 +753,16 @@ def _redact(con) -> None:
 
 
 def _classify(con, one_event_per_row: bool = False, ts_in_id: bool = False,
-              redact: bool = False, keyed_source: str | None = None) -> _Counts:
+              redact: bool = False, keyed_source: str | None = None,
+              keyed: bool = False) -> _Counts:
     """The new events and the status of the rows, before the transaction (``redact``:
     the new events' text redacted); returns the rows by status. With one event per
     row, a row's status is its event's own: only the quarantined rows are listed (no
     grouping, no join), and a valid row is loaded when its event is new.
     ``keyed_source``: the source has a ``key``; its rows already stored are matched
-    with their stored events (:func:`_match_keyed`)."""
+    with their stored events (:func:`_match_keyed`). ``keyed``: the source has a
+    ``key`` that identifies records (not ``_line``): of a key's rows in this load the
+    last is loaded."""
     present = "coalesce(_km_present, false)"
     key = f", {KEY_COLUMN}" if keyed_source else ""
     if one_event_per_row:
@@ -794,13 +799,18 @@ def _classify(con, one_event_per_row: bool = False, ts_in_id: bool = False,
             WHERE r.reason IS NULL AND m._km_present
         """)
     # an event repeated in the file keeps its first row; found by grouping on the id
-    # alone, so only the few repeated rows are sorted
+    # alone, so only the few repeated rows are sorted. A key's rows keep the last (by
+    # file, then line), as a later load's version of a key replaces the stored one:
+    # daily files of a glob, the newest last, give each record's newest version
+    if keyed:
+        _stage_key_versions(con)
+    order = (f"{FILE_COLUMN} DESC, {LINE_COLUMN} DESC" if keyed
+             else f"{FILE_COLUMN}, {LINE_COLUMN}")
     con.execute(f"""
         DELETE FROM _km_new_events n USING (
             SELECT event_id, {FILE_COLUMN}, {LINE_COLUMN}, _km_slot FROM _km_new_events
             WHERE event_id IN (SELECT event_id FROM _km_new_events GROUP BY 1 HAVING count(*) > 1)
-            QUALIFY row_number() OVER (PARTITION BY event_id
-                                       ORDER BY {FILE_COLUMN}, {LINE_COLUMN}, _km_slot) > 1
+            QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY {order}, _km_slot) > 1
         ) d
         WHERE n.event_id = d.event_id AND n.{FILE_COLUMN} = d.{FILE_COLUMN}
           AND n.{LINE_COLUMN} = d.{LINE_COLUMN} AND n._km_slot = d._km_slot
@@ -849,6 +859,50 @@ def _classify(con, one_event_per_row: bool = False, ts_in_id: bool = False,
                count(*) FILTER (WHERE status = 'duplicate')
         FROM _km_rows
     """).fetchone())
+
+
+#: what tells two versions of a keyed record apart (what a load writes of a row but
+#: its place in the file)
+_VERSIONED = ("ts", "anchor", "identifiers", "channel", "refs", "agent", "language", "rating",
+              "rating_scale", "rating_min", "rating_max", "text", "measures", "expected_ts",
+              "expected_value", "expectation_kind", "attributes", "stage")
+
+
+def _stage_key_versions(con) -> None:
+    """``_km_key_versions``: the events of a keyed source that rows of this load give
+    in different versions (an edited record in two daily files), each with its key
+    and the places of its first and last row (see :func:`_key_versions_warning`)."""
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _km_key_versions AS
+        SELECT event_id, any_value({KEY_COLUMN}) AS key,
+               min(struct_pack(f := {FILE_COLUMN}, l := {LINE_COLUMN})) AS first,
+               max(struct_pack(f := {FILE_COLUMN}, l := {LINE_COLUMN})) AS last
+        FROM _km_new_events
+        WHERE event_id IN (SELECT event_id FROM _km_new_events GROUP BY 1 HAVING count(*) > 1)
+        GROUP BY event_id
+        HAVING count(DISTINCT hash({", ".join(_VERSIONED)})) > 1
+    """)
+
+
+def _key_versions_warning(con, root: Path) -> list[str]:
+    """A warning when rows of this load gave a key in different versions (after
+    :func:`_classify`), naming one such key and its rows."""
+    exists = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_catalog = "
+                         "'temp' AND table_name = '_km_key_versions'").fetchone()[0]
+    if not exists:
+        return []
+    n, key, first, first_line, last, last_line = con.execute(
+        "SELECT count(DISTINCT key), min(key), arg_min(first.f, key), arg_min(first.l, key), "
+        "arg_min(last.f, key), arg_min(last.l, key) FROM _km_key_versions").fetchone()
+    if not n:
+        return []
+    shown = key.replace("\x1f", ", ")
+    return [f"{n:,} key(s) are given by more than one row of this load with different "
+            f"values; each key's last row (by file, then line) was loaded, as a later "
+            f"load's version of a key replaces the stored one (e.g. key {shown!r}: "
+            f"{relative(last, root)} line {last_line} over {relative(first, root)} line "
+            f"{first_line}). If such rows are distinct records, add the column that tells "
+            "them apart (a time, a line id) to the source's `key`"]
 
 
 def _stage_slot_types(con, spec: SourceSpec, name: str) -> None:
