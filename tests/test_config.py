@@ -455,3 +455,24 @@ def test_a_text_scorer_name_that_is_none_is_a_config_error(name, fragment):
                                   "my_pkg.scoring:Scorer"])
 def test_the_text_scorer_names_that_load_pass_the_config(name):
     assert load_config_text(f"valence:\n  text_scorer: '{name}'\n").valence.text_scorer == name
+
+
+RELATIVE_RULE = """
+valence:
+  rules:
+    - name: late
+      kind: expectation_gap
+      event_types: [order_delivered]
+      relative: true
+      full_at: 2
+"""
+
+
+def test_a_relative_gap_needs_a_value_promise():
+    """A promised time has no length to be a fraction of: such a rule divided two
+    epoch times (a delivery a day late scored as 0.0001 late, on time)."""
+    err = config_error(RELATIVE_RULE)
+    assert "relative: true needs a value promise" in err.message
+    assert (err.key, err.line) == ("valence.rules.0", 4)  # (the rule's first line)
+    cfg = load_config_text(RELATIVE_RULE + "      measure: wait_seconds\n", env={})
+    assert cfg.valence.rules[0].relative

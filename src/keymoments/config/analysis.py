@@ -58,7 +58,8 @@ class ValenceRule(Strict):
     * ``expectation_gap``: actual against promised. For a time promise, the gap is
       ``ts - expected_ts``; for a value promise, ``measures[measure]`` (in
       ``measure_unit``) minus ``expected_value`` (in ``expected_unit``); with
-      ``relative``, the gap is a fraction of the promise (0.5 = half as long again).
+      ``relative`` (value promises only), the gap is a fraction of the promise (0.5 =
+      half as long again).
       Later than ``tolerance``: valence ``-late_start`` falling linearly to -1 at
       ``full_at`` (never below ``late_floor``); earlier than ``early_by`` (default:
       the tolerance): ``early_valence``; in between: ``on_time_valence``.
@@ -109,6 +110,11 @@ class ValenceRule(Strict):
             raise ValueError(f"a {self.kind} rule needs {', '.join(missing)}")
         if self.full_at is not None and self.full_at <= self.tolerance:
             raise ValueError("full_at must be larger than tolerance")
+        if self.relative and self.measure is None:
+            raise ValueError(
+                "relative: true needs a value promise ('measure', compared with the "
+                "event's expected_value): a promised time has no length the gap could be "
+                "a fraction of; leave relative out to measure the gap in 'unit'")
         return self
 
 
