@@ -179,3 +179,28 @@ def _id(ws, source: str, event_type: str, cust: str, day: str) -> str:
         [source, event_type, cust, day]).fetchall()
     assert len(rows) == 1, rows
     return rows[0][0]
+
+
+@pytest.mark.parametrize("sql_load", [False, True])
+def test_a_posted_batch_retags_first(changed_later, sql_load):
+    """The live service loads posted events in Python (small batches) or as a SQL
+    load: either re-tags the stored events first, and tags the posted ones with the
+    current taxonomy (a posted event's stage is its own, like a mapping's)."""
+    from keymoments.live.events import PostedEvent, load_events
+
+    ws, fresh = changed_later
+    if sql_load:
+        ws.config = ws.config.model_copy(update={"service": ws.config.service.model_copy(
+            update={"python_load_max_events": 0})})
+    posted = [PostedEvent.model_validate({"ts": "2024-04-01T10:00:00Z", "event_type": "sale",
+                                          "identifiers": {"customer_id": "c1"}}),
+              PostedEvent.model_validate({"ts": "2024-04-01T11:00:00Z", "event_type": "visit",
+                                          "identifiers": {"customer_id": "c1"},
+                                          "stage": "loyalty"})]
+    load_events(ws, posted)
+    stored = tags(ws)
+    assert {k: v for k, v in stored.items() if v[0] != "api"} == {
+        k: v for k, v in tags(fresh).items() if k != _id(ws, "crm", "visit", "c3", "01-03")
+    } | {_id(ws, "crm", "visit", "c3", "01-03"): ("crm", "visit", "consideration", None)}
+    assert sorted(v[1:] for v in stored.values() if v[0] == "api") == [
+        ("sale", "purchase", "purchase"), ("visit", "loyalty", None)]
