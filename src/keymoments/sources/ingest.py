@@ -50,9 +50,9 @@ from ..config.models import FieldSpec, JoinSpec, SourceSpec
 from ..config.loader import CONFIG_FILE, key_line
 from ..errors import ConfigError, NotFoundError
 from ..people.identity import normalise_phone, stitch
+from ..retag import retag
 from ..sql import few_values, ident, literal, member_of
 from ..store.schema import quarantine_loaded_since
-from ..retag import retag
 from ..taxonomy import resolve_taxonomy
 from .mapping import (KEY_COLUMN, LATEST_EVENT_ID_SCHEME, PHONE_TABLE, compile_source,
                       keyed_event_id, phone_text_expressions)
