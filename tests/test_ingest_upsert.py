@@ -413,7 +413,7 @@ def test_a_key_given_twice_in_one_load_keeps_its_last_row_as_two_loads_would(mak
     # read 6: r1, r2, r3, r4 loaded; r1 of day 1 and r3 of day 2 are duplicates
     assert counts(report) == (6, 4, 0, 0, 2, 4)
     (warning,) = [w for w in report.warnings if "more than one row" in w]
-    assert warning.startswith("1 key(s)") and "key 'r1'" in warning
+    assert warning.startswith("1 key(s)") and "e.g. response_id='r1':" in warning
     assert "days/2024-03-02.csv line 4 over days/2024-03-01.csv line 2" in warning
     latest = {}  # response id -> its row, day 2's over day 1's (the csv module's)
     for text in (FIRST, day2):
@@ -430,6 +430,47 @@ def test_a_key_given_twice_in_one_load_keeps_its_last_row_as_two_loads_would(mak
     strip = "SELECT * EXCLUDE (source_file, source_line, load_id) FROM events ORDER BY 1"
     assert one.con.execute(strip).fetchall() == two.con.execute(strip).fetchall()
     assert identity(one)["people"] == identity(two)["people"]
-    # loading the same files again: nothing changes, nothing is updated
-    assert counts(one.ingest("surveys"))[1:3] == (0, 0)
+    # loading the same files again: nothing changes, nothing is updated, no warning
+    again = one.ingest("surveys")
+    assert counts(again)[1:3] == (0, 0)
+    assert not [w for w in again.warnings if "more than one row" in w]
     assert stored_surveys(one) == expected
+
+
+ORDERS = """
+sources:
+  orders:
+    path: 'days/*.csv'
+    key: [order_id, shop]
+    identifiers: {customer_id: cust}
+    events:
+      - {event_type: {value: order_placed}, ts: placed_at}
+      - {event_type: {value: order_delivered}, ts: delivered_at}
+"""
+
+
+def test_a_time_emptied_between_two_files_of_one_load_is_not_stored(make_workspace):
+    """Day 2's row of o1 no longer gives a delivery (the time was emptied): one load of
+    both days stores what the two loads one after the other store, so the delivery
+    goes; the warning names the two-column key unambiguously."""
+    day1 = ("order_id,shop,cust,placed_at,delivered_at\n"
+            "o1,\"north, 2\",c1,2024-03-01T10:00:00Z,2024-03-03T10:00:00Z\n"
+            "o2,south,c2,2024-03-01T11:00:00Z,2024-03-04T10:00:00Z\n")
+    day2 = ("order_id,shop,cust,placed_at,delivered_at\n"
+            "o1,\"north, 2\",c1,2024-03-01T10:00:00Z,\n"
+            "o2,south,c2,2024-03-01T11:00:00Z,2024-03-04T10:00:00Z\n")
+    files = {"days/2024-03-01.csv": day1, "days/2024-03-02.csv": day2}
+    one = make_workspace(ORDERS, files, "one")
+    report = one.ingest("orders")
+    two = make_workspace(ORDERS, {"days/2024-03-01.csv": day1}, "two")
+    two.ingest("orders")
+    write(two, "days/2024-03-02.csv", day2)
+    assert two.ingest("orders").rows_updated == 1
+    strip = ("SELECT * EXCLUDE (source_file, source_line, load_id) FROM events "
+             "ORDER BY event_type, ts")
+    assert one.con.execute(strip).fetchall() == two.con.execute(strip).fetchall()
+    assert sorted(one.con.execute(
+        "SELECT identifiers['customer_id'], event_type FROM events").fetchall()) == [
+        ("c1", "order_placed"), ("c2", "order_delivered"), ("c2", "order_placed")]
+    (warning,) = [w for w in report.warnings if "more than one row" in w]
+    assert warning.startswith("1 key(s)") and "e.g. order_id='o1', shop='north, 2':" in warning

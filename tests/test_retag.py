@@ -128,17 +128,17 @@ def test_the_retag_runs_once_and_is_recorded(changed_later):
     ws, _ = changed_later
     assert ws.build().retagged is not None
     assert ws.build().retagged is None
-    fingerprint = ws.con.execute(
-        "SELECT value FROM km_meta WHERE key = ?", [TAXONOMY_KEY]).fetchone()[0]
-    # a workspace made before the fingerprint was kept: one comparison of every tag,
-    # nothing to change, the fingerprint recorded
-    ws.con.execute("DELETE FROM km_meta WHERE key = ?", [TAXONOMY_KEY])
+    marks = "SELECT key, value FROM km_meta WHERE key LIKE 'taxonomy:%' ORDER BY 1"
+    recorded = ws.con.execute(marks).fetchall()
+    assert [k for k, _ in recorded] == [TAXONOMY_KEY + "crm", TAXONOMY_KEY + "shop"]
+    # a workspace made before the fingerprints were kept: one comparison of every tag,
+    # nothing to change, the fingerprints recorded
+    ws.con.execute("DELETE FROM km_meta WHERE key LIKE 'taxonomy:%'")
     ws._tagged_with = None
     snapshot = tags(ws)
     assert ws.build().retagged is None
     assert tags(ws) == snapshot
-    assert ws.con.execute("SELECT value FROM km_meta WHERE key = ?", [TAXONOMY_KEY]
-                          ).fetchone()[0] == fingerprint
+    assert ws.con.execute(marks).fetchall() == recorded
 
 
 def test_a_load_retags_first_and_says_so(changed_later):
@@ -204,3 +204,59 @@ def test_a_posted_batch_retags_first(changed_later, sql_load):
     } | {_id(ws, "crm", "visit", "c3", "01-03"): ("crm", "visit", "consideration", None)}
     assert sorted(v[1:] for v in stored.values() if v[0] == "api") == [
         ("sale", "purchase", "purchase"), ("visit", "loyalty", None)]
+
+
+def test_a_source_out_of_the_config_is_retagged_when_it_is_back(changed_later):
+    """Its mapping (does it give a stage?) is unknown while it is out: its events keep
+    their tags and it is re-tagged when it returns, as a fresh load tags it."""
+    ws, fresh = changed_later
+    text = (ws.root / "keymoments.yaml").read_text(encoding="utf-8")
+    without = text.replace("  shop:\n    path: shop.csv\n    identifiers: {customer_id: cust}\n"
+                           "    event_type: kind\n    ts: at\n", "")
+    assert without != text
+    before = tags(ws)
+    (ws.root / "keymoments.yaml").write_text(without, encoding="utf-8")
+    ws.reload_config()
+    ws.build()
+    shop = {k for k, v in before.items() if v[0] == "shop"}
+    assert {k: tags(ws)[k] for k in shop} == {k: before[k] for k in shop}
+    (ws.root / "keymoments.yaml").write_text(text, encoding="utf-8")
+    ws.reload_config()
+    assert ws.build().retagged.event_types == ("sale", "ticket_opened", "visit")
+    assert {k: tags(ws)[k] for k in shop} == {k: tags(fresh)[k] for k in shop}
+
+
+def test_a_keyed_source_giving_its_stage_keeps_it_on_a_reload(make_workspace):
+    """crm gives its stage from a column; its `visit` row leaves it empty, so it took
+    the taxonomy's when it loaded. After the taxonomy changes that stage, re-loading
+    the same file is all duplicates (the stored stage is kept, as documented), not an
+    update."""
+    keyed = SOURCES.replace("    path: crm.csv\n", "    path: crm.csv\n    key: [cust, kind]\n")
+    ws = make_workspace(keyed, FILES)
+    ws.ingest("crm")
+    (ws.root / "keymoments.yaml").write_text(keyed + CHANGED[len(SOURCES):], encoding="utf-8")
+    ws.reload_config()
+    report = ws.ingest("crm")
+    assert (report.rows_loaded, report.rows_updated, report.rows_duplicate) == (0, 0, 3)
+    assert ws.con.execute("SELECT stage FROM events WHERE event_type = 'visit'").fetchall() == [
+        ("consideration",)]
+
+
+def test_an_event_type_holding_a_nul_or_a_quote_is_retagged(make_workspace):
+    """Event types are data: they are passed to the update as a table, never written
+    into SQL (one with a NUL stopped every build and load after a taxonomy change)."""
+    odd = ["order\x00x", "it's \"sale\"", "sale"]
+    shop = "cust,kind,at\n" + "".join(
+        f'c{i},"{t.replace(chr(34), chr(34) * 2)}",2024-01-0{i + 1}T10:00:00Z\n'
+        for i, t in enumerate(odd))
+    ws = make_workspace(SOURCES, {"shop.csv": shop, "crm.csv": CRM})
+    ws.ingest("shop")
+    assert sorted(r[0] for r in ws.con.execute("SELECT event_type FROM events").fetchall()) == \
+        sorted(odd)
+    patterns = ("taxonomy:\n  patterns:\n    - {match: 'order|sale', stage: loyalty, "
+                "moment: loyalty}\n")
+    (ws.root / "keymoments.yaml").write_text(SOURCES + patterns, encoding="utf-8")
+    ws.reload_config()
+    assert ws.build().retagged.events == 3
+    assert set(ws.con.execute("SELECT stage, moment FROM events").fetchall()) == {
+        ("loyalty", "loyalty")}

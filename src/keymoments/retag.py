@@ -18,13 +18,16 @@ What is re-tagged, per source and event type:
   cannot tell which it was. Such a source's stages change with a load into a new
   workspace.
 
-The taxonomy the stored events carry is remembered by its fingerprint in
-``km_meta`` (key ``taxonomy``); a workspace made before it re-tags once, by
-comparing every stored tag.
+The taxonomy each source's stored events carry is remembered by its fingerprint in
+``km_meta`` (key ``taxonomy:<source>``, written by each load and re-tag); a source
+without one (loaded before it was kept) is re-tagged once, by comparing its every
+stored tag. A source with stored events that is no longer in ``keymoments.yaml`` is
+left as it is: its mapping (does it give a stage?) is unknown, so it is re-tagged
+when it is back.
 
 >>> import tempfile, keymoments as km
 >>> ws = km.init(tempfile.mkdtemp())
->>> retag(ws) is None  # nothing stored: the fingerprint is recorded
+>>> retag(ws) is None  # nothing stored
 True
 >>> ws.close()
 """
@@ -37,19 +40,18 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .config.models import SourceSpec
-from .sql import literal
+from .sql import literal, registered
 from .taxonomy import ResolvedTaxonomy, resolve_taxonomy
 
 if TYPE_CHECKING:
     from .store.workspace import Workspace
 
-__all__ = ["RetagReport", "TAXONOMY_KEY", "retag", "taxonomy_fingerprint"]
+__all__ = ["RetagReport", "TAXONOMY_KEY", "current_fingerprint", "gives_stage", "mark_tagged",
+           "retag", "taxonomy_fingerprint"]
 
-#: km_meta key: the fingerprint of the taxonomy the stored events carry
-TAXONOMY_KEY = "taxonomy"
-
-#: rows of changed tags per statement that lists them
-_CHUNK = 500
+#: km_meta key prefix: ``taxonomy:<source>`` -> the fingerprint of the taxonomy the
+#: source's stored events carry
+TAXONOMY_KEY = "taxonomy:"
 
 
 @dataclass(frozen=True)
@@ -106,47 +108,74 @@ def gives_stage(spec: SourceSpec) -> bool:
 def retag(ws: Workspace) -> RetagReport | None:
     """Re-tag the stored events with the workspace's taxonomy (see the module doc),
     in one transaction; None when they carry its tags already (a lookup in
-    ``km_meta``, remembered for the workspace's connection)."""
+    ``km_meta``, remembered for the workspace's connection and config)."""
+    from .live.events import API_SOURCE
+
     taxonomy = resolve_taxonomy(ws.config.taxonomy)
     fingerprint = taxonomy_fingerprint(taxonomy)
-    if getattr(ws, "_tagged_with", None) == fingerprint:
+    known = (fingerprint, tuple(sorted(ws.config.sources)))
+    if getattr(ws, "_tagged_with", None) == known:
         return None
     con = ws.con
-    row = con.execute(f"SELECT value FROM km_meta WHERE key = {literal(TAXONOMY_KEY)}").fetchone()
-    report = None
-    if row is None or row[0] != fingerprint:
-        report = _retag(ws, taxonomy, fingerprint)
-    ws._tagged_with = fingerprint
+    marks = dict(con.execute(
+        f"SELECT substr(key, {len(TAXONOMY_KEY) + 1}), value FROM km_meta "
+        f"WHERE starts_with(key, {literal(TAXONOMY_KEY)})").fetchall())
+    retaggable = {*ws.config.sources, API_SOURCE}
+    stale = [s for (s,) in con.execute("SELECT DISTINCT source FROM loads ORDER BY 1").fetchall()
+             if s in retaggable and marks.get(s) != fingerprint]
+    report = _retag(ws, taxonomy, fingerprint, stale) if stale else None
+    ws._tagged_with = known
     return report
 
 
-def _retag(ws: Workspace, taxonomy: ResolvedTaxonomy, fingerprint: str) -> RetagReport | None:
+def mark_tagged(con, source: str, fingerprint: str) -> None:
+    """Record that the stored events of ``source`` carry the tags of the taxonomy of
+    ``fingerprint`` (a load does, in its transaction, for the events it wrote)."""
+    key = literal(TAXONOMY_KEY + source)
+    if con.execute(f"SELECT value FROM km_meta WHERE key = {key}").fetchone() != (fingerprint,):
+        con.execute(f"DELETE FROM km_meta WHERE key = {key}")
+        con.execute(f"INSERT INTO km_meta VALUES ({key}, {literal(fingerprint)})")
+
+
+def current_fingerprint(ws: Workspace) -> str:
+    """The fingerprint of the workspace's taxonomy (see :func:`taxonomy_fingerprint`)."""
+    return taxonomy_fingerprint(resolve_taxonomy(ws.config.taxonomy))
+
+
+def _retag(ws: Workspace, taxonomy: ResolvedTaxonomy, fingerprint: str,
+           stale: list[str]) -> RetagReport | None:
+    import pyarrow as pa
+
     con = ws.con
     own_stage = {name for name, spec in ws.config.sources.items() if not gives_stage(spec)}
+    wanted = set(stale)
     changes = []
     for source, event_type, stage, moment, n in con.execute(
             "SELECT source, event_type, stage, moment, count(*) FROM events "
             "GROUP BY ALL ORDER BY ALL").fetchall():
+        if source not in wanted:
+            continue
         new_stage, new_moment = taxonomy.lookup(event_type)
         if source not in own_stage:
             new_stage = stage
         if (new_stage, new_moment) != (stage, moment):
             changes.append((source, event_type, stage, moment, new_stage, new_moment, n))
+    names = ("source", "event_type", "old_stage", "old_moment", "new_stage", "new_moment")
+    table = pa.table({k: pa.array([c[i] for c in changes], pa.string())
+                      for i, k in enumerate(names)})
     con.execute("BEGIN TRANSACTION")
     try:
-        for i in range(0, len(changes), _CHUNK):
-            rows = ", ".join("(" + ", ".join(f"{literal(v)}::VARCHAR" for v in c[:6]) + ")"
-                             for c in changes[i:i + _CHUNK])
-            con.execute(f"""
-                UPDATE events SET stage = c.new_stage, moment = c.new_moment
-                FROM (VALUES {rows}) c(source, event_type, old_stage, old_moment,
-                                        new_stage, new_moment)
-                WHERE events.source = c.source AND events.event_type = c.event_type
-                  AND events.stage IS NOT DISTINCT FROM c.old_stage
-                  AND events.moment IS NOT DISTINCT FROM c.old_moment
-            """)
-        con.execute(f"DELETE FROM km_meta WHERE key = {literal(TAXONOMY_KEY)}")
-        con.execute(f"INSERT INTO km_meta VALUES ({literal(TAXONOMY_KEY)}, {literal(fingerprint)})")
+        if changes:
+            with registered(con, "_km_retag", table) as c:
+                con.execute(f"""
+                    UPDATE events SET stage = c.new_stage, moment = c.new_moment
+                    FROM {c} c
+                    WHERE events.source = c.source AND events.event_type = c.event_type
+                      AND events.stage IS NOT DISTINCT FROM c.old_stage
+                      AND events.moment IS NOT DISTINCT FROM c.old_moment
+                """)
+        for source in stale:
+            mark_tagged(con, source, fingerprint)
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")

@@ -314,7 +314,7 @@ class SourceSpec(CanonicalFields):
     #: events it no longer gives (an emptied time) are removed; an event type read
     #: from a column is part of the id, so a changed status adds an event and keeps the
     #: old one. Of rows of one load with the same key and event type, the last (by
-    #: file, then line: the newest of a glob of dated files) loads, as it would in a
+    #: file, then line: the newest of a glob of files named by date, 2024-03-01) loads, as it would in a
     #: later load, and the load warns when they differ; so a key must identify a
     #: record: a status log's includes the time.
     #: Unset: an event's id derives from its content, so an edited row loads as a new

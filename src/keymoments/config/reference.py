@@ -323,10 +323,16 @@ Any key can be overridden for one run by an environment variable named
 `KEYMOMENTS_` followed by the key path, levels separated by `__`:
 
 ```bash
-KEYMOMENTS_IDENTITY__PHONE_REGION=BR keymoments -w shop ingest
-KEYMOMENTS_TAXONOMY__USE_DEFAULTS=false keymoments -w shop ingest
+KEYMOMENTS_MEMORY_LIMIT=2GB keymoments -w shop build
+KEYMOMENTS_JOURNEYS__AS_OF=2024-06-30T00:00:00Z keymoments -w shop build
 KEYMOMENTS_SOURCES__ORDERS__PATH='exports/2024-*.csv' keymoments -w shop ingest orders
 ```
+
+An override lasts one run, so use it for what a run does (its memory, the time
+statuses are judged at, the files a load reads), not for what stored events carry:
+a mapping or identity rule that differs from the loaded events' is refused, and a
+taxonomy that differs re-tags the stored events (see "Stages, key moments and the
+default taxonomy"), which the next run without the override re-tags back.
 
 * The value is parsed as YAML, so `false`, `3` and `[a, b]` are a boolean, a
   number and a list; a key whose type is string takes the text as given

@@ -37,7 +37,8 @@ STORED = {"events": "events", "journey_events": "journey_events", "journeys": "j
 def _trigger_sql(rule: ActionRule, catch_all: str, as_of: str,
                  tables: dict[str, str] = STORED,
                  abandon_after: dict[str, float] | None = None) -> str:
-    """(journey_id, event_id, trigger_ts) of the journeys the trigger fires on.
+    """(journey_id, event_id, trigger_ts) of the journeys the trigger fires on (inside
+    :func:`candidates`' query: it may read its ``persons``).
 
     ``abandon_after``: seconds of idleness after which a journey of each type is
     abandoned: an abandoned journey ends unresolved then, its last event plus that
@@ -54,7 +55,8 @@ def _trigger_sql(rule: ActionRule, catch_all: str, as_of: str,
                 f"SELECT e.journey_id, e.event_id, e.ts, row_number() OVER ("
                 f"PARTITION BY e.journey_id ORDER BY e.seq) AS _n "
                 f"FROM {ident(tables['journey_events'])} e "
-                f"WHERE {purchase_event_sql('e.moment')} {et}) WHERE _n = 1")
+                f"WHERE {purchase_event_sql('e.moment')} {et} "
+                f"AND e.person_id IN (SELECT person_id FROM persons)) WHERE _n = 1")
     if t.on in ("peak", "valley"):
         kind, cond = {"peak": ("peak", f"m.valence >= {t.valence_above!r}"),
                       "valley": ("valley", f"m.valence < {t.valence_below!r}")}[t.on]

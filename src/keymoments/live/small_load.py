@@ -35,7 +35,7 @@ from ..config.base import RATING_SCALES
 from ..engine.small import duck_str
 from ..people.identity import normalise_phone, person_id_for
 from ..sql import registered
-from ..retag import retag
+from ..retag import current_fingerprint, mark_tagged, retag
 from ..taxonomy import resolve_taxonomy
 from ..valence.cache import text_hash
 
@@ -395,6 +395,7 @@ def load_small(ws: Workspace, events: list[PostedEvent],
     try:
         if scheme_is_new:
             con.execute("INSERT INTO km_meta VALUES (?, ?)", [SCHEME_KEY, str(scheme)])
+        mark_tagged(con, API_SOURCE, current_fingerprint(ws))
         stitched = _stitch(con, [r.event for r in new])
         out: dict[str, list] = {c: [] for c in _EVENT_COLUMNS}
         for r in new:

@@ -8,7 +8,7 @@ Accounting is per source row (record): every row read is exactly one of
 * **quarantined**: it failed validation (or could not be read); it is kept in the
   ``quarantine`` table with file, line, field, value, reason and the raw row;
 * **duplicate**: all its events were already stored as they are, or repeat an
-  earlier row.
+  earlier row (a source with a ``key``: a later row of this load has its key).
 
 so ``read == loaded + quarantined + duplicate`` always holds. A failure or a kill
 before the commit leaves the store as it was; loading the same file again
@@ -24,7 +24,9 @@ mapped column, not on file, line or load). The row's stored events it no longer
 gives (a timestamp column emptied) are deleted, and the identities are redone as if
 the new version had been loaded instead. An event type read from a column is part
 of the id: a row whose type changed (a ticket's status) adds an event of the new
-type and keeps the old one, as a status log does. Without a
+type and keeps the old one, as a status log does. Rows of one load with the same
+key load as successive loads would: the last by file, then line (daily files whose
+names sort by date: the newest), whose version is stored. Without a
 ``key``, an event's id is its content, so an edited row is a new event beside the
 old one.
 """
@@ -50,7 +52,7 @@ from ..config.models import FieldSpec, JoinSpec, SourceSpec
 from ..config.loader import CONFIG_FILE, key_line
 from ..errors import ConfigError, NotFoundError
 from ..people.identity import normalise_phone, stitch
-from ..retag import retag
+from ..retag import current_fingerprint, gives_stage, mark_tagged, retag
 from ..sql import few_values, ident, literal, member_of
 from ..store.schema import quarantine_loaded_since
 from ..taxonomy import resolve_taxonomy
@@ -242,9 +244,10 @@ def _ingest_source(ws: Workspace, name: str, progress, before_commit, records,
         _stage_slot_types(con, spec, name)
     counts = _classify(con, one_event_per_row=len(spec.event_specs()) == 1,
                        ts_in_id=not spec.key, redact=spec.redact_text,
-                       keyed_source=name if merge else None, keyed=keyed)
+                       keyed_source=name if merge else None, keyed=keyed,
+                       stage_given=gives_stage(spec), fixed_slots=fixed_slots(spec))
     warnings += tuple(w for side in sides for w in side.warnings(con, ws.root))
-    warnings += tuple(_key_versions_warning(con, ws.root))
+    warnings += tuple(_key_versions_warning(con, ws.root, spec.key or []))
     # the side files' unreadable rows are kept like the source's own (they are no rows
     # of the source: not in its counts, which are about the source's file)
     side_rejects = [r for side in sides for r in side.rejects]
@@ -260,6 +263,7 @@ def _ingest_source(ws: Workspace, name: str, progress, before_commit, records,
             con.execute(f"DELETE FROM km_meta WHERE key = {key}")
             con.execute(f"INSERT INTO km_meta VALUES ({key}, {literal(fingerprint)})")
         con.execute(f"ALTER TABLE _km_new_events ADD COLUMN source VARCHAR DEFAULT {literal(name)}")
+        mark_tagged(con, name, current_fingerprint(ws))  # (the new events' tags)
         if counts.replaces:
             # a keyed row edited in its file: its stored events go, its new ones are
             # written below (same ids), identities as if the new version had loaded
@@ -754,7 +758,8 @@ def _redact(con) -> None:
 
 def _classify(con, one_event_per_row: bool = False, ts_in_id: bool = False,
               redact: bool = False, keyed_source: str | None = None,
-              keyed: bool = False) -> _Counts:
+              keyed: bool = False, stage_given: bool = False,
+              fixed_slots: tuple[int, ...] = ()) -> _Counts:
     """The new events and the status of the rows, before the transaction (``redact``:
     the new events' text redacted); returns the rows by status. With one event per
     row, a row's status is its event's own: only the quarantined rows are listed (no
@@ -802,6 +807,7 @@ def _classify(con, one_event_per_row: bool = False, ts_in_id: bool = False,
     # alone, so only the few repeated rows are sorted. A key's rows keep the last (by
     # file, then line), as a later load's version of a key replaces the stored one:
     # daily files of a glob, the newest last, give each record's newest version
+    con.execute("DROP TABLE IF EXISTS _km_key_versions")
     if keyed:
         _stage_key_versions(con)
     order = (f"{FILE_COLUMN} DESC, {LINE_COLUMN} DESC" if keyed
@@ -815,6 +821,18 @@ def _classify(con, one_event_per_row: bool = False, ts_in_id: bool = False,
         WHERE n.event_id = d.event_id AND n.{FILE_COLUMN} = d.{FILE_COLUMN}
           AND n.{LINE_COLUMN} = d.{LINE_COLUMN} AND n._km_slot = d._km_slot
     """)
+    if keyed and fixed_slots:
+        # as successive loads would: an event of a fixed-type slot that the key's last
+        # row no longer gives (its time emptied since) goes with the earlier row
+        place = f"struct_pack(f := {FILE_COLUMN}, l := {LINE_COLUMN})"
+        con.execute(f"""
+            DELETE FROM _km_new_events n USING (
+                SELECT {KEY_COLUMN} AS k, max({place}) AS last FROM _km_new_events
+                GROUP BY 1 HAVING count(DISTINCT {place}) > 1
+            ) r
+            WHERE n.{KEY_COLUMN} = r.k AND n._km_slot IN ({", ".join(map(str, fixed_slots))})
+              AND struct_pack(f := n.{FILE_COLUMN}, l := n.{LINE_COLUMN}) < r.last
+        """)
     if keyed_source is not None:
         if redact:  # (before matching: the stored text is the redacted one)
             _redact(con)
@@ -826,7 +844,7 @@ def _classify(con, one_event_per_row: bool = False, ts_in_id: bool = False,
             "SELECT count(*) FROM _km_rows WHERE status = 'quarantined'").fetchone()[0]
         if not one_event_per_row:
             n_rows = con.execute("SELECT count(*) FROM _km_rows").fetchone()[0]
-        loaded, updated, replaces = _match_keyed(con, keyed_source)
+        loaded, updated, replaces = _match_keyed(con, keyed_source, stage_given)
         return _Counts(loaded, quarantined, n_rows - quarantined - loaded, updated, replaces)
     # an event already stored has the same id; with a content id (no ``key``) its time
     # is part of the id, so the same time too: joining on the time as well lets DuckDB
@@ -869,40 +887,61 @@ _VERSIONED = ("ts", "anchor", "identifiers", "channel", "refs", "agent", "langua
 
 
 def _stage_key_versions(con) -> None:
-    """``_km_key_versions``: the events of a keyed source that rows of this load give
-    in different versions (an edited record in two daily files), each with its key
-    and the places of its first and last row (see :func:`_key_versions_warning`)."""
+    """``_km_key_versions``: the keys of a keyed source that rows of this load give in
+    different versions (a record edited between two daily files: its rows' events
+    differ), each with the places of its first and last row (see
+    :func:`_key_versions_warning`)."""
+    place = f"struct_pack(f := {FILE_COLUMN}, l := {LINE_COLUMN})"
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _km_key_versions AS
-        SELECT event_id, any_value({KEY_COLUMN}) AS key,
-               min(struct_pack(f := {FILE_COLUMN}, l := {LINE_COLUMN})) AS first,
-               max(struct_pack(f := {FILE_COLUMN}, l := {LINE_COLUMN})) AS last
-        FROM _km_new_events
-        WHERE event_id IN (SELECT event_id FROM _km_new_events GROUP BY 1 HAVING count(*) > 1)
-        GROUP BY event_id
-        HAVING count(DISTINCT hash({", ".join(_VERSIONED)})) > 1
+        WITH rows AS (
+            SELECT {KEY_COLUMN} AS key, {place} AS place,
+                   bit_xor(hash(_km_slot, event_type, {", ".join(_VERSIONED)})) AS version
+            FROM _km_new_events
+            WHERE {KEY_COLUMN} IN (SELECT {KEY_COLUMN} FROM _km_new_events GROUP BY 1
+                                   HAVING count(DISTINCT {place}) > 1)
+            GROUP BY ALL
+        )
+        SELECT key, min(place) AS first, max(place) AS last FROM rows
+        GROUP BY key HAVING count(DISTINCT version) > 1
     """)
 
 
-def _key_versions_warning(con, root: Path) -> list[str]:
-    """A warning when rows of this load gave a key in different versions (after
-    :func:`_classify`), naming one such key and its rows."""
+def _key_versions_warning(con, root: Path, key_columns: list[str]) -> list[str]:
+    """A warning when rows of this load gave a key in different versions and the
+    last one loads (after :func:`_classify`: not when it is stored already, so the
+    same files loaded again say nothing), naming one such key and its rows."""
     exists = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_catalog = "
                          "'temp' AND table_name = '_km_key_versions'").fetchone()[0]
     if not exists:
         return []
-    n, key, first, first_line, last, last_line = con.execute(
-        "SELECT count(DISTINCT key), min(key), arg_min(first.f, key), arg_min(first.l, key), "
-        "arg_min(last.f, key), arg_min(last.l, key) FROM _km_key_versions").fetchone()
+    n, key, first, first_line, last, last_line = con.execute(f"""
+        SELECT count(*), min(key), arg_min(first.f, key), arg_min(first.l, key),
+               arg_min(last.f, key), arg_min(last.l, key)
+        FROM _km_key_versions
+        WHERE key IN (SELECT {KEY_COLUMN} FROM _km_new_events)""").fetchone()
     if not n:
         return []
-    shown = key.replace("\x1f", ", ")
+    shown = ", ".join(f"{c}={v!r}" for c, v in zip(key_columns, key.split("\x1f")))
     return [f"{n:,} key(s) are given by more than one row of this load with different "
-            f"values; each key's last row (by file, then line) was loaded, as a later "
-            f"load's version of a key replaces the stored one (e.g. key {shown!r}: "
+            f"values; each key's last row (by file, then line) is the version stored, as "
+            f"a later load's version of a key replaces the stored one (e.g. {shown}: "
             f"{relative(last, root)} line {last_line} over {relative(first, root)} line "
             f"{first_line}). If such rows are distinct records, add the column that tells "
             "them apart (a time, a line id) to the source's `key`"]
+
+
+def fixed_slots(spec: SourceSpec) -> tuple[int, ...]:
+    """The event slots of a source whose event type the mapping fixes (not read from a
+    column).
+
+    >>> spec = SourceSpec.model_validate({"path": "o.csv", "identifiers": {"c": "c"},
+    ...     "events": [{"event_type": {"value": "placed"}, "ts": "a"},
+    ...                {"event_type": {"column": "status"}, "ts": "b"}]})
+    >>> fixed_slots(spec)
+    (0,)
+    """
+    return tuple(i for i, e in enumerate(spec.event_specs()) if e.event_type.column is None)
 
 
 def _stage_slot_types(con, spec: SourceSpec, name: str) -> None:
@@ -910,9 +949,8 @@ def _stage_slot_types(con, spec: SourceSpec, name: str) -> None:
     ids a keyed row's stored events may have, each with whether the slot's type is
     fixed by the mapping (``fixed``). Before :func:`_classify` (it needs every mapped
     row)."""
-    from_column = [i for i, e in enumerate(spec.event_specs()) if e.event_type.column is not None]
-    fixed = (f"_km_slot NOT IN ({', '.join(str(i) for i in from_column)})" if from_column
-             else "true")
+    fixed = f"_km_slot IN ({', '.join(map(str, fixed_slots(spec)))})" if fixed_slots(spec) \
+        else "false"
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _km_slot_types AS
         SELECT DISTINCT _km_slot, event_type, {fixed} AS fixed FROM _km_mapped
@@ -923,7 +961,9 @@ def _stage_slot_types(con, spec: SourceSpec, name: str) -> None:
 #: what an event's stored version is compared on, to tell an edited keyed row from
 #: an unchanged one: every column the load writes but the bookkeeping (``source_file``,
 #: ``source_line``, ``load_id``) and the person (from identity, redone on a change of
-#: the identifiers); ``stage``/``moment`` as written (with the taxonomy's)
+#: the identifiers); ``stage``/``moment`` as written (with the taxonomy's; a stage
+#: the mapping gives and a row leaves empty is compared as the stored one, which may be
+#: an earlier taxonomy's: see :mod:`keymoments.retag`)
 _COMPARED = {
     **{c: f"n.{c}" for c in (
         "ts", "anchor", "identifiers", "channel", "event_type", "refs", "agent", "language",
@@ -936,7 +976,7 @@ _COMPARED = {
 _IDENTITY_COLUMNS = ("ts", "anchor", "identifiers")
 
 
-def _match_keyed(con, source: str) -> tuple[int, int, int]:
+def _match_keyed(con, source: str, stage_given: bool = False) -> tuple[int, int, int]:
     """Match the rows of a keyed source with their stored events; returns the rows
     loaded, of those the rows updated, and how many stored events are to go.
 
@@ -968,7 +1008,8 @@ def _match_keyed(con, source: str) -> tuple[int, int, int]:
         SELECT c.{KEY_COLUMN}, c._km_fixed, e.* FROM events e JOIN c USING (event_id)
         WHERE e.source = {src}
     """)
-    differs = " OR ".join(f"{expr} IS DISTINCT FROM s.{c}" for c, expr in _COMPARED.items())
+    compared = {**_COMPARED, "stage": "coalesce(n.stage, s.stage)"} if stage_given else _COMPARED
+    differs = " OR ".join(f"{expr} IS DISTINCT FROM s.{c}" for c, expr in compared.items())
     identity = " OR ".join(f"n.{c} IS DISTINCT FROM s.{c}" for c in _IDENTITY_COLUMNS)
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _km_replaced AS

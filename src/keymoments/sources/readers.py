@@ -154,18 +154,26 @@ def _refuse_utf16_without_bom(path: str, options: CsvOptions) -> None:
         return
     with open(path, "rb") as fh:
         head = fh.read(4096)
-    head = head[:len(head) // 2 * 2]
-    if len(head) < 4 or head.startswith((b"\xff\xfe", b"\xfe\xff")):
+    head = head[:len(head) // 4 * 4]
+    if len(head) < 8 or head.startswith((b"\xff\xfe", b"\xfe\xff")):
         return
-    low, high = head[1::2].count(0), head[0::2].count(0)
-    if max(low, high) < len(head) // 4:  # (ASCII text in UTF-16: half the bytes)
+    nul = [head[i::4].count(0) for i in range(4)]  # NULs at each position mod 4
+    quarter = len(head) // 4
+    if min(nul[1:]) > quarter // 2 and nul[0] < quarter // 2:
+        width, order = "32", "little"  # (ASCII in UTF-32: three NULs after each byte)
+    elif min(nul[:3]) > quarter // 2 and nul[3] < quarter // 2:
+        width, order = "32", "big"
+    elif nul[1] + nul[3] > len(head) // 4 and nul[1] + nul[3] > 2 * (nul[0] + nul[2]):
+        width, order = "16", "little"  # (ASCII in UTF-16: a NUL after each byte)
+    elif nul[0] + nul[2] > len(head) // 4 and nul[0] + nul[2] > 2 * (nul[1] + nul[3]):
+        width, order = "16", "big"
+    else:
         return
-    order = "little" if low > high else "big"
     raise SourceError(
-        f"{path}: the file looks like UTF-16 ({order}-endian) without a byte order mark "
-        f"(every other byte of its start is NUL), not {options.encoding}: set "
-        f"`encoding: utf-16-{order[0]}e` under the `csv:` of the source (or join) that reads "
-        "it, or save the file again as UTF-8 (CSV UTF-8 in Excel)")
+        f"{path}: the file looks like UTF-{width} ({order}-endian) without a byte order mark "
+        f"(NUL bytes between its characters), not {options.encoding}: set "
+        f"`encoding: utf-{width}-{order[0]}e` under the `csv:` of the source (or join) that "
+        "reads it, or save the file again as UTF-8 (CSV UTF-8 in Excel)")
 
 
 def _same_types(con, files: list[str]) -> None:
