@@ -240,6 +240,13 @@ def test_moment_summary_across_journeys(built):
     assert rows["valley"]["share_negative"] == 1.0
     # peaks: the same except T1, whose peak is the resolution (0.2)
     assert rows["peak"]["share_positive"] == pytest.approx(1 / 4)
+    # every key moment is counted, with a valence or not (the report's table too)
+    stored = dict(built.con.execute("SELECT kind, count(*) FROM moments GROUP BY 1").fetchall())
+    assert {k: r["n"] for k, r in rows.items()} == stored
+    scored = dict(built.con.execute(
+        "SELECT kind, count(valence) FROM moments GROUP BY 1").fetchall())
+    assert {k: r["n_valenced"] for k, r in rows.items()} == scored
+    assert any(n == 0 for n in scored.values())  # (a kind no scored event carries)
     with pytest.raises(km.KeymomentsError):
         km.moment_summary(built, by=("kind; DROP TABLE events",))
 

@@ -76,3 +76,24 @@ def test_the_quarantine_says_what_to_do_where_the_reason_does_not(make_workspace
     section = html.split("<h2>Quarantine", 1)[1]
     assert "expected 5 fields, found 6" in section
     assert "what to do: the row has 6 fields where the header has 5" in section
+
+
+def test_key_moments_by_stage_counts_every_key_moment(make_workspace):
+    """A key moment on an event nothing scored (a first interaction, an order placed)
+    is a key moment: the table counts it; its mean valence is of the scored ones."""
+    from keymoments.report.sections import engine_sections
+
+    rows = ("customer,ts,event_type,channel,csat\n"
+            "c1,2024-01-01T10:00:00Z,order_placed,web,\n"
+            "c1,2024-01-01T11:00:00Z,survey_answered,email,2\n"
+            "c2,2024-01-02T10:00:00Z,ticket_opened,phone,\n")
+    ws = make_workspace(CONFIG, {"events.csv": rows})
+    ws.ingest("events")
+    ws.build()
+    (table,) = [s["rows"] for s in engine_sections(ws) if s["title"] == "Key moments by stage"]
+    stored = ws.con.execute(
+        "SELECT kind, coalesce(stage, ''), count(*), count(valence) FROM moments WHERE kind NOT IN "
+        "('first_impression', 'peak', 'valley', 'farewell') GROUP BY ALL").fetchall()
+    assert sorted((r["kind"], r["stage"], r["moments"], r["with_valence"]) for r in table) == \
+        sorted(stored)
+    assert {r["kind"] for r in table} >= {"first_interaction", "purchase", "support", "feedback"}

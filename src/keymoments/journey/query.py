@@ -105,7 +105,11 @@ def moments(ws: Workspace, *, journey: str | None = None, kind: str | list[str] 
 
 def moment_summary(ws: Workspace, by: tuple[str, ...] = ("kind", "stage", "channel")) -> Result:
     """Across journeys: which moment kinds carry the most negative and positive
-    valence, by ``by`` (kind, stage, channel, event_type, journey_type, agent)."""
+    valence, by ``by`` (kind, stage, channel, event_type, journey_type, agent).
+
+    ``n`` counts every moment (a key moment on an event nothing scored too: a
+    purchase, a first interaction), ``n_valenced`` those with a valence; the mean and
+    the shares are of those."""
     allowed = {"kind", "stage", "channel", "event_type", "journey_type", "agent", "category"}
     bad = [b for b in by if b not in allowed]
     if bad:
@@ -114,9 +118,10 @@ def moment_summary(ws: Workspace, by: tuple[str, ...] = ("kind", "stage", "chann
         raise KeymomentsError(f"cannot group moments by {bad[0]!r}; use {', '.join(sorted(allowed))}")
     cols = ", ".join(f'"{b}"' for b in by)
     table = ws.con.execute(f"""
-        SELECT {cols}, count(*) AS n, avg(valence) AS mean_valence,
-               avg(CASE WHEN valence < 0 THEN 1.0 ELSE 0.0 END) AS share_negative,
-               avg(CASE WHEN valence > 0 THEN 1.0 ELSE 0.0 END) AS share_positive
-        FROM moments WHERE valence IS NOT NULL GROUP BY ALL
-        ORDER BY mean_valence, n DESC""").to_arrow_table()
-    return Result(table, {"by": list(by), "method": "mean valence of moments; shares of negative/positive"})
+        SELECT {cols}, count(*) AS n, count(valence) AS n_valenced, avg(valence) AS mean_valence,
+               avg(CASE WHEN valence < 0 THEN 1.0 WHEN valence >= 0 THEN 0.0 END) AS share_negative,
+               avg(CASE WHEN valence > 0 THEN 1.0 WHEN valence <= 0 THEN 0.0 END) AS share_positive
+        FROM moments GROUP BY ALL
+        ORDER BY mean_valence NULLS LAST, n DESC, {cols}""").to_arrow_table()
+    return Result(table, {"by": list(by), "method": "mean valence of the moments with one; "
+                                                   "shares of negative/positive among them"})

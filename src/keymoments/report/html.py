@@ -81,7 +81,7 @@ LABELS = {
     "first_v": "first impression", "peak_v": "peak", "valley_v": "valley",
     "end_v": "farewell", "mean_v": "mean valence", "trend_v": "valence trend per event",
     "mean_valence": "mean valence (-1 to 1)", "mean_remembered": "mean remembered (-1 to 1)",
-    "share_negative": "share negative", "with_feedback": "journeys with feedback",
+    "share_negative": "share negative", "with_valence": "with a valence", "with_feedback": "journeys with feedback",
     "median_duration": "median duration (first to last event, feedback included)",
     "mean_events": "mean events", "share_switching": "share changing channel",
     "n_outcome": "journeys with feedback", "effect": "effect (valence)",

@@ -37,10 +37,11 @@ def engine_sections(ws: Workspace) -> list[dict]:
         r["median_duration"] = duration(r["median_duration"])
     kinds = """
         SELECT kind, coalesce(stage, '') AS stage, count(*) AS moments,
-               round(avg(valence), 3) AS mean_valence,
-               round(avg(CASE WHEN valence < 0 THEN 1.0 ELSE 0 END), 3) AS share_negative
-        FROM moments WHERE valence IS NOT NULL AND kind {} IN {}
-        GROUP BY ALL ORDER BY kind, moments DESC"""
+               count(valence) AS with_valence, round(avg(valence), 3) AS mean_valence,
+               round(avg(CASE WHEN valence < 0 THEN 1.0 WHEN valence >= 0 THEN 0 END), 3)
+                   AS share_negative
+        FROM moments WHERE kind {} IN {}
+        GROUP BY ALL ORDER BY kind, moments DESC, stage"""
     return [
         {"title": "Journeys by type and status", "rows": journeys},
         {"title": "Moments that carry the most negative valence",
@@ -65,7 +66,8 @@ def engine_sections(ws: Workspace) -> list[dict]:
         {"title": "Key moments by stage",
          "text": "The first event of each key moment in a journey (purchase, support, "
                  "resolution, feedback...; first interaction: a person's first event; repeat "
-                 "purchase: the purchase event of every purchase after a person's first).",
+                 "purchase: the purchase event of every purchase after a person's first). "
+                 "Mean valence and share negative are of the moments with a valence.",
          "rows": _rows(ws, kinds.format("NOT", _EXPERIENCE))},
     ]
 
