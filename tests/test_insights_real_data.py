@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 import re
 import warnings
@@ -93,6 +94,11 @@ def test_cdnow_probability_alive_matches_lifetimes(tmp_path, shared_data):
              if line.startswith("│")]
     assert shown == [r["person_id"] for r in gone[:3]]
     assert f"{int((freq > 0).sum()):,} bought again" in out.stdout
+    # the JSON holds the same rows (it held the first buyers by id, one-time ones too)
+    out = CliRunner().invoke(main, ["-w", str(root), "alive", "--limit", "3", "--json"])
+    assert out.exit_code == 0, out.output
+    assert [r["person_id"] for r in json.loads(out.stdout)["rows"]] == \
+        [r["person_id"] for r in gone[:3]]
 
 
 def test_cdnow_repeat_purchases_with_the_guides_journeys_match_a_hand_count(tmp_path, shared_data):

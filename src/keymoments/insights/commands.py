@@ -243,20 +243,21 @@ def register(main: click.Group) -> None:
         with _workspace(ctx, read_only=True) as ws:
             r = probability_alive(ws, event_types=list(event_types) or None, unit_days=unit_days,
                                   horizon=horizon)
-        if as_json:
-            _emit(r, True, limit=limit)
-            return
+        # the ones to act on: came back at least once, now least likely still there (a
+        # one-time buyer always reads 1: the model has seen no drop-out to learn from);
+        # the JSON gives the same rows as the table
+        import pyarrow.compute as pc
+
         m = r.meta
+        came_back = r.data.filter(pc.greater(r.data.column("frequency"), 0))
+        ranked = came_back.sort_by([("p_alive", "ascending"), ("person_id", "ascending")])
+        if as_json:
+            _emit(Result(ranked, m), True, limit=limit)
+            return
         p = m["params"]
         console.print(f"BG/NBD on {m['n']:,} buyers ({m['repeaters']:,} bought again): mean "
                       f"p_alive {m['mean_p_alive']:.3f}; r {p['r']:.3g}, alpha {p['alpha']:.3g}, "
                       f"a {p['a']:.3g}, b {p['b']:.3g}")
-        # the ones to act on: came back at least once, now least likely still there (a
-        # one-time buyer always reads 1: the model has seen no drop-out to learn from)
-        import pyarrow.compute as pc
-
-        came_back = r.data.filter(pc.greater(r.data.column("frequency"), 0))
-        ranked = came_back.sort_by([("p_alive", "ascending"), ("person_id", "ascending")])
         _emit(Result(ranked, m), False, ["person_id", "frequency", "recency", "age", "p_alive",
                                          "expected_purchases"], limit=limit,
               title="repeat buyers least likely still active")
