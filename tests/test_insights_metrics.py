@@ -558,6 +558,8 @@ sources:
     ws.ingest("events")
     r = km.churn(ws, churn_events=["subscription_cancelled"])
     assert r.meta["churned"] == 20
+    assert not any(w.startswith("no event is in the churn stage")
+                   for w in km.metrics(ws, "churn").meta["warnings"])
     assert any("20 of 20 churned people churned at time 0" in w for w in r.meta["warnings"])
 
 
@@ -618,3 +620,8 @@ def test_empty_metrics_say_why(shop):
     assert survival.meta["churned"] == 0
     assert any(w.startswith("nobody churned: contractual churn is a churn-stage event")
                for w in survival.meta["warnings"])
+    # and the churn metric, which read 0 with a tight interval and said nothing
+    contractual = km.metrics(shop, "churn")
+    assert contractual.meta["n"] > 0 and contractual.to_pylist()[0]["value"] == 0
+    assert any(w.startswith("no event is in the churn stage, so churn reads 0")
+               for w in contractual.meta["warnings"])

@@ -416,6 +416,13 @@ def metrics(ws: Workspace, metric: str = "csat", *, by: str | list[str] | None =
         warnings.append(_other_journey_types(ws, metric))
     if metric == "churn" and inactive_days is not None:
         warnings += _too_short_for_inactivity(ws, inactive_days)
+    elif metric == "churn" and n and not ws.con.execute(
+            "SELECT EXISTS (SELECT 1 FROM events WHERE stage = 'churn')").fetchone()[0]:
+        warnings.append(
+            "no event is in the churn stage, so churn reads 0: contractual churn is a "
+            "cancellation the export records (tag its event type with stage: churn in "
+            "taxonomy.event_types, then 'keymoments build'); for purchase histories read "
+            "churn as inactivity (--inactive-days)")
     if metric in ("repeat_purchase", "conversion"):
         warnings += _no_purchase_events(ws, metric)
     warnings += _mostly_without_value(data, dims, names, n, m.unit)
