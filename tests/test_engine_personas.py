@@ -100,8 +100,8 @@ def test_late_delivery_is_the_valley_with_the_gap_in_its_reason(built):
     j = journey(built, "O1")
     assert (j["journey_type"], j["status"], j["n_events"]) == ("purchase", "completed", 5)
     assert j["duration_s"] == 6 * 86400
-    # delivered 2 days late; tolerance 0.5 d, full_at 7 d: -(2 - 0.5) / (7 - 0.5)
-    late = -(2 - 0.5) / 6.5
+    # delivered 2 days late; tolerance 0, late_start 0.2, full_at 7 d: -(0.2 + 0.8 * 2 / 7)
+    late = -(0.2 + 0.8 * 2 / 7)
     valley = moment(built, j["journey_id"], "valley")[0]
     assert valley["et"] == "order_delivered"
     assert valley["valence"] == pytest.approx(late)
@@ -234,7 +234,7 @@ def test_moment_summary_across_journeys(built):
 
     rows = {r["kind"]: r for r in km.moment_summary(built, by=("kind",)).to_pylist()}
     # valleys: O1 late delivery, T1 transfer, T2 repeat contact, O4 payment failure
-    valleys = [-(2 - 0.5) / 6.5, -0.3, -0.4, -0.6]
+    valleys = [-(0.2 + 0.8 * 2 / 7), -0.3, -0.4, -0.6]
     assert rows["valley"]["n"] == 4
     assert rows["valley"]["mean_valence"] == pytest.approx(sum(valleys) / 4)
     assert rows["valley"]["share_negative"] == 1.0

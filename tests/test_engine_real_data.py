@@ -81,7 +81,7 @@ def test_marketplace_late_deliveries_are_valleys(make_workspace, shared_data):
         day = datetime.fromisoformat(o["order_estimated_delivery_date"]).date()
         promised = datetime.combine(day + timedelta(days=1), time(0), tzinfo=SP).astimezone(UTC)
         gap_days = (delivered - promised).total_seconds() / 86400
-        if gap_days > 0.5:  # the default rule's tolerance
+        if gap_days > 0:  # the default rule: any delay after the promised day
             late[o["order_id"]] = gap_days
     assert len(late) > 50
     valleys = {
@@ -93,7 +93,7 @@ def test_marketplace_late_deliveries_are_valleys(make_workspace, shared_data):
     for order_id, gap in late.items():
         v = valleys[order_id]
         assert v["event_type"] == "order_delivered", order_id
-        want = -min(1.0, (gap - 0.5) / 6.5)
+        want = -min(1.0, 0.2 + 0.8 * gap / 7)  # late_start 0.2, -1 a week late
         assert v["valence"] == pytest.approx(want, abs=1e-6)
         assert f"{abs(gap):.1f} days late" in v["reason"]
 
@@ -124,7 +124,7 @@ def test_marketplace_late_deliveries_after_the_review_are_valleys(make_workspace
         delivered = datetime.fromisoformat(o["order_delivered_customer_date"])
         day = datetime.fromisoformat(o["order_estimated_delivery_date"]).date()
         promised = datetime.combine(day + timedelta(days=1), time(0))  # both local times
-        if (delivered - promised).total_seconds() > 0.5 * 86400 and answered < delivered:
+        if (delivered - promised).total_seconds() > 0 and answered < delivered:
             late_after_review.add(order_id)
     assert len(late_after_review) >= 5
     rows = ws.con.execute("""
