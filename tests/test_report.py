@@ -97,3 +97,39 @@ def test_key_moments_by_stage_counts_every_key_moment(make_workspace):
     assert sorted((r["kind"], r["stage"], r["moments"], r["with_valence"]) for r in table) == \
         sorted(stored)
     assert {r["kind"] for r in table} >= {"first_interaction", "purchase", "support", "feedback"}
+
+
+TICKETS = """
+sources:
+  tickets:
+    path: tickets.csv
+    identifiers: {customer_id: customer}
+    refs: {ticket: ticket}
+    event_type: event_type
+    ts: ts
+    agent: agent
+"""
+
+
+def test_insight_sections_show_ticket_times_and_the_analyses_warnings(make_workspace):
+    """Tickets without feedback: the metrics show the median first response and
+    resolution (hand count: 1 h and 3 h, then 2 h and 4 h: medians 1.5 h and 3.5 h);
+    root causes and drivers say why they find nothing, as the command line does."""
+    from keymoments.insights.report import insight_sections
+
+    rows = "customer,ticket,event_type,ts,agent\n" + "".join(
+        f"c{i},t{i},ticket_opened,2024-01-0{i}T08:00:00Z,\n"
+        f"c{i},t{i},agent_reply,2024-01-0{i}T0{8 + i}:00:00Z,ana\n"
+        f"c{i},t{i},ticket_resolved,2024-01-0{i}T{10 + i:02d}:00:00Z,ana\n" for i in (1, 2))
+    ws = make_workspace(TICKETS, {"tickets.csv": rows})
+    ws.ingest("tickets")
+    ws.build()
+    sections = {s["title"]: s for s in insight_sections(ws)}
+    shown = {r["metric"]: r["value"] for r in sections["CX metrics (95% intervals)"]["rows"]}
+    assert shown["first_response"] == "1h 30m" and shown["resolution_time"] == "3h 30m"
+    assert "churn" not in shown  # (no cancellation recorded: not measured, not 0%)
+    import keymoments as km
+
+    causes = sections["Root causes to fix first"]["text"]
+    said = km.root_causes(ws).meta["warnings"]
+    assert said and all(f"Warning: {w.rstrip('.')}." in causes for w in said)

@@ -55,7 +55,11 @@ def insight_sections(ws: Workspace) -> list[dict]:
     from .root_causes import root_causes
 
     rows, unmeasured = [], []
-    for name in ("csat", "nps", "ces", "stars", "fcr", "repeat_purchase", "conversion"):
+    names = ["csat", "nps", "ces", "stars", "fcr", "first_response", "resolution_time",
+             "repeat_purchase", "conversion"]
+    if ws.con.execute("SELECT EXISTS (SELECT 1 FROM events WHERE stage = 'churn')").fetchone()[0]:
+        names.append("churn")  # (contractual: only where the export records cancellations)
+    for name in names:
         r = metrics(ws, name)
         o = r.meta["overall"]
         # what may be wrong with a value (the small sample has its own column)
@@ -79,8 +83,8 @@ def insight_sections(ws: Workspace) -> list[dict]:
             del r["warning"]
     sections = [{"title": "CX metrics (95% intervals)",
                  "text": ("Shares in %, NPS on -100..100, CES as the mean answer of 1-7, star "
-                          "ratings as the mean of 1-5." + "".join(f" Not measured: {u}."
-                                                                  for u in unmeasured)),
+                          "ratings as the mean of 1-5, times as medians." +
+                          "".join(f" Not measured: {u}." for u in unmeasured)),
                  "rows": rows}]
     try:
         rc = root_causes(ws, limit=12)
@@ -98,6 +102,8 @@ def insight_sections(ws: Workspace) -> list[dict]:
                                                  "effect_low", "effect_high", "gain",
                                                  "repeat_contact_rate")}
                      for x in rc.to_pylist()]})
+        _add_warnings(sections[-1], [*rc.meta.get("warnings", []),
+                                     *([rc.meta["hint"]] if rc.meta.get("hint") else [])])
     except KeymomentsError as exc:
         sections.append({"title": "Root causes to fix first", "text": f"not computed: {exc}", "rows": []})
     try:
@@ -110,6 +116,19 @@ def insight_sections(ws: Workspace) -> list[dict]:
             "rows": [{k: _r(x[k]) for k in ("rank", "feature", "effect", "low", "high",
                                              "importance", "support")}
                      for x in d.to_pylist()[:12]]})
+        _add_warnings(sections[-1], d.meta.get("warnings", []))
     except KeymomentsError as exc:
         sections.append({"title": "Drivers of feedback", "text": f"not computed: {exc}", "rows": []})
     return sections
+
+
+def _add_warnings(section: dict, warnings: list[str]) -> None:
+    """Say in the section what the analysis warned of (the command line prints it; a
+    table without it reads as a finding).
+
+    >>> s = {"text": "Ranked."}
+    >>> _add_warnings(s, ["no journey has the outcome"]); s["text"]
+    'Ranked. Warning: no journey has the outcome.'
+    """
+    for w in warnings:
+        section["text"] += f" Warning: {w.rstrip('.')}."
