@@ -367,6 +367,16 @@ def test_the_guides_seller_funnel_joins_each_lead_to_its_deal(tmp_path, shared_d
     assert (after, before) == (379, 1)
     n = ws.con.execute("SELECT count(*) FROM journeys WHERE journey_type = 'seller_acquisition'")
     assert n.fetchone()[0] == len(first) == 8000
+    # the business segment is on the won deal only: by segment, every segment converts
+    # by construction; the funnel says so and names no strongest or weakest segment
+    r = km.funnel(ws, ["lead_created", "deal_won"], by="segment", within_days=365)
+    # (the deals the funnel reaches: won at or after the first contact, within 365 days)
+    late = sum(1 for lead, at in won.items() if 0 <= (at - first[lead]).days < 365)
+    (w,) = r.meta["warnings"]
+    assert w.startswith(f"{late:,} of the {len(won):,} units with a segment get it only from")
+    assert r.meta["strongest"] is None and r.meta["weakest"] is None
+    assert not km.funnel(ws, ["lead_created", "deal_won"], by="channel",
+                         within_days=365).meta["warnings"]
     ws.close()
 
 

@@ -124,6 +124,9 @@ def funnel(ws: Workspace, steps: list[str] | tuple[str, ...] = LIFECYCLE, *, by:
             WITH {', '.join(ctes)}
             SELECT s0.u, coalesce(CAST({gexpr} AS VARCHAR), '(none)') AS "group", {', '.join(sel)}
             FROM s0 {joins} JOIN {first} s ON s.u = s0.u {gjoin}""").to_arrow_table()
+    warnings = []
+    if by in ("discovery", "discovery_source", "segment") and len(present) >= 2:
+        warnings += _known_after_conversion(ws, by, unit, ctes, len(present) - 1)
     out, finals = _rows(rows, [p[0] for p in present], confidence)
     _compare(out, finals, correction, confidence, min_n)
     data = pa.Table.from_pylist(out) if out else pa.table({"group": pa.array([], pa.string())})
@@ -133,12 +136,36 @@ def funnel(ws: Workspace, steps: list[str] | tuple[str, ...] = LIFECYCLE, *, by:
         "steps": [p[0] for p in present], "skipped_steps": [s[0] for s in skipped], "by": by,
         "unit": unit, "within_days": within_days, "units": int(rows.num_rows),
         "confidence": confidence, "correction": correction,
-        "strongest": ranked[0]["group"] if len(ranked) > 1 else None,
-        "weakest": ranked[-1]["group"] if len(ranked) > 1 else None,
+        "strongest": ranked[0]["group"] if len(ranked) > 1 and not warnings else None,
+        "weakest": ranked[-1]["group"] if len(ranked) > 1 and not warnings else None,
         "method": ("ordered steps, first step-1 event as entry, each next step at or after the "
                    "previous within the window; Wilson intervals; each group's overall conversion "
                    "against the rest (pooled z-test, corrected)"),
+        "warnings": warnings,
     })
+
+
+def _known_after_conversion(ws: Workspace, by: str, unit: str, ctes: list[str],
+                            last: int) -> list[str]:
+    """A warning when most units with a value of ``by`` get it only from events at or
+    after their last step: the value comes with the conversion (a won deal's segment),
+    so grouping by it reads the outcome into the groups."""
+    key = "segment" if by == "segment" else "discovery_source"
+    person = "s0.u" if unit == "person" else "jj.person_id"
+    journeys = "" if unit == "person" else "JOIN journeys jj ON jj.journey_id = s0.u"
+    valued, late = ws.con.execute(f"""
+        WITH {', '.join(ctes)}
+        SELECT count(f.first_ts), count(*) FILTER (WHERE f.first_ts >= s{last}.t)
+        FROM s0 {journeys} LEFT JOIN s{last} ON s{last}.u = s0.u
+        LEFT JOIN (SELECT person_id, min(ts) AS first_ts FROM events
+                   WHERE attributes[{_q(key)}] IS NOT NULL GROUP BY 1) f
+          ON f.person_id = {person}""").fetchone()
+    if not valued or late < valued / 2:
+        return []
+    return [f"{late:,} of the {valued:,} units with a {key} get it only from events at or after "
+            f"their last step: it comes with the conversion (as a won deal's segment does), so "
+            f"their groups convert by construction and '(none)' holds the others. Break the "
+            f"funnel down by what is known at entry (channel, attr:<key> of the first step)"]
 
 
 def _rows(rows: pa.Table, names: list[str], confidence: float):
