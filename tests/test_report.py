@@ -133,3 +133,18 @@ def test_insight_sections_show_ticket_times_and_the_analyses_warnings(make_works
     causes = sections["Root causes to fix first"]["text"]
     said = km.root_causes(ws).meta["warnings"]
     assert said and all(f"Warning: {w.rstrip('.')}." in causes for w in said)
+
+
+def test_empty_valley_and_peak_tables_say_why(make_workspace):
+    """Ratings only, every one neutral: no valley or peak recurs; the tables say so
+    instead of showing a heading alone."""
+    from keymoments.report.sections import engine_sections
+
+    rows = "customer,ts,event_type,channel,csat\n" + "".join(
+        f"c{i},2024-01-0{i}T10:00:00Z,survey_answered,email,3\n" for i in range(1, 6))
+    ws = make_workspace(CONFIG, {"events.csv": rows})
+    ws.ingest("events")
+    ws.build()
+    shown = {s["title"]: s for s in engine_sections(ws)}
+    for title in ("Moments that carry the most negative valence", "Peaks"):
+        assert shown[title]["rows"] == [] and shown[title]["text"].startswith("None here:")

@@ -42,7 +42,7 @@ def engine_sections(ws: Workspace) -> list[dict]:
                    AS share_negative
         FROM moments WHERE kind {} IN {}
         GROUP BY ALL ORDER BY kind, moments DESC, stage"""
-    return [
+    sections = [
         {"title": "Journeys by type and status", "rows": journeys},
         {"title": "Moments that carry the most negative valence",
          "text": "Valleys by event type and channel, the most negative valence in all first "
@@ -70,6 +70,14 @@ def engine_sections(ws: Workspace) -> list[dict]:
                  "Mean valence and share negative are of the moments with a valence.",
          "rows": _rows(ws, kinds.format("NOT", _EXPERIENCE))},
     ]
+    why = {"Moments that carry the most negative valence": "valley with a negative valence",
+           "Peaks": "peak with a positive valence"}
+    for section in sections:
+        if section["title"] in why and not section["rows"]:
+            section["text"] = (f"None here: no {why[section['title']]} recurs on one event type "
+                               "and channel (3 journeys or more). The valence rules and ratings "
+                               "score what the export holds; see docs/concepts.md.")
+    return sections
 
 
 def remembered_sections(ws: Workspace, outcome: str = "feedback") -> list[dict]:
@@ -95,7 +103,11 @@ def remembered_sections(ws: Workspace, outcome: str = "feedback") -> list[dict]:
     return [
         {"title": f"{title} ({models[0]['n']:,} journeys)",
          "text": (f"Scoring the journeys now: {chosen[0]}. " if chosen else "")
-         + "Scores are cross-validated with 95% bootstrap intervals.",
+         + "Scores are cross-validated with 95% bootstrap intervals."
+         + (" No model predicts the outcome better than chance here (every cross-validated "
+            "score is at most 0 for R2, 0.5 for AUC): read the weights as noise."
+            if all((m["cv_score"] or 0) <= (0.5 if m["metric"] == "auc" else 0)
+                   for m in models) else ""),
          "rows": [{k: v for k, v in m.items() if k not in ("weights", "n")} for m in models]},
         {"title": "Learned moment weights (95% bootstrap interval)",
          "rows": [{"feature": f, "weight": round(w, 3), "low": round(lo, 3),
