@@ -95,6 +95,15 @@ def test_use_defaults_false():
     ("order_rejected", ("purchase", None)),
     ("order_placed", ("purchase", "purchase")),
     ("login_failed", (None, None)),
+    # an account's creation is onboarding, its closing churn, anything else of it neither
+    ("account_created", ("onboarding", "first_interaction")),
+    ("createAccount", ("onboarding", "first_interaction")),
+    ("new_account", ("onboarding", "first_interaction")),
+    ("account_opened", ("onboarding", "first_interaction")),
+    ("account_closed", ("churn", None)),
+    ("AccountDeleted", ("churn", None)),
+    ("account_snapshot", (None, None)),
+    ("account_login", (None, None)),
 ])
 def test_default_patterns_match_words_not_fragments(event_type, expected):
     assert resolve_taxonomy(Taxonomy()).lookup(event_type) == expected
