@@ -60,7 +60,10 @@ def insight_sections(ws: Workspace) -> list[dict]:
     if ws.con.execute("SELECT EXISTS (SELECT 1 FROM events WHERE stage = 'churn')").fetchone()[0]:
         names.append("churn")  # (contractual: only where the export records cancellations)
     for name in names:
-        r = metrics(ws, name)
+        try:
+            r = metrics(ws, name)
+        except KeymomentsError:  # (ticket times of journey types without an end: none)
+            continue
         o = r.meta["overall"]
         # what may be wrong with a value (the small sample has its own column)
         notes = [w for w in r.meta["warnings"] if "rows have fewer than" not in w]
