@@ -240,6 +240,8 @@ def test_cli_is_a_thin_shell_over_the_api(shop_root):
     # too few journeys for a drivers model: one red line, exit 1
     drivers = runner.invoke(main, ["-w", root, "drivers"])
     assert drivers.exit_code == 1 and "drivers need at least 30" in drivers.output
+    assert "pick another outcome" in drivers.output and "build the workspace" not in \
+        drivers.output  # (it is built: a rebuild would not help)
     # a date that is none: a one-line error (exit 1), not an internal error (exit 2)
     bad = runner.invoke(main, ["-w", root, "metrics", "churn", "--since", "2018-13-01"])
     assert bad.exit_code == 1 and "not an ISO 8601 time" in bad.output

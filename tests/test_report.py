@@ -148,3 +148,15 @@ def test_empty_valley_and_peak_tables_say_why(make_workspace):
     shown = {s["title"]: s for s in engine_sections(ws)}
     for title in ("Moments that carry the most negative valence", "Peaks"):
         assert shown[title]["rows"] == [] and shown[title]["text"].startswith("None here:")
+
+
+def test_the_remembered_section_does_not_suggest_a_fit_without_feedback(make_workspace):
+    from keymoments.report.sections import remembered_sections
+
+    rows = ("customer,ts,event_type,channel,csat\n"
+            "c1,2024-01-01T10:00:00Z,order_placed,web,\n")
+    ws = make_workspace(CONFIG, {"events.csv": rows})
+    ws.ingest("events")
+    ws.build()
+    (section,) = remembered_sections(ws)
+    assert section["text"].startswith("Not fitted: no journey has feedback")

@@ -140,7 +140,7 @@ def drivers(ws: Workspace, outcome: str = "feedback", *, journey_type: str | lis
     >>> km.drivers(ws)
     Traceback (most recent call last):
     ...
-    keymoments.errors.KeymomentsError: only 0 journeys have the outcome 'feedback'; drivers need at least 30 (build the workspace, or pick another outcome)
+    keymoments.errors.KeymomentsError: only 0 journeys have the outcome 'feedback'; drivers need at least 30 (build the workspace ('keymoments build'))
     >>> ws.close()
     """
     from sklearn.linear_model import LogisticRegression
@@ -152,8 +152,12 @@ def drivers(ws: Workspace, outcome: str = "feedback", *, journey_type: str | lis
                                                attributes=attributes, min_support=min_support,
                                                valences=valences)
     if len(y) < 30:
+        built = ws.con.execute("SELECT count(*) FROM journeys").fetchone()[0]
+        what = ("build the workspace ('keymoments build')" if not built else
+                f"the workspace's {built:,} journeys hold too few: pick another outcome "
+                "(feedback, remembered, nps, csat, repurchase, churn)")
         raise KeymomentsError(f"only {len(y)} journeys have the outcome {outcome!r}; drivers need at "
-                              "least 30 (build the workspace, or pick another outcome)")
+                              f"least 30 ({what})")
     binary_outcome = outcome in _BINARY_OUTCOMES
     if binary_outcome and len(set(y.tolist())) < 2:
         raise KeymomentsError(f"every journey has the same {outcome!r} outcome; nothing to explain")

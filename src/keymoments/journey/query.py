@@ -118,7 +118,8 @@ def moment_summary(ws: Workspace, by: tuple[str, ...] = ("kind", "stage", "chann
         raise KeymomentsError(f"cannot group moments by {bad[0]!r}; use {', '.join(sorted(allowed))}")
     cols = ", ".join(f'"{b}"' for b in by)
     table = ws.con.execute(f"""
-        SELECT {cols}, count(*) AS n, count(valence) AS n_valenced, avg(valence) AS mean_valence,
+        SELECT {cols}, count(*) AS n, count(valence) AS n_valenced,
+               avg(valence) AS mean_valence,
                avg(CASE WHEN valence < 0 THEN 1.0 WHEN valence >= 0 THEN 0.0 END) AS share_negative,
                avg(CASE WHEN valence > 0 THEN 1.0 WHEN valence <= 0 THEN 0.0 END) AS share_positive
         FROM moments GROUP BY ALL

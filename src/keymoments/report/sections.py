@@ -94,9 +94,14 @@ def remembered_sections(ws: Workspace, outcome: str = "feedback") -> list[dict]:
         ORDER BY cv_score DESC NULLS LAST""")
     title = f"Remembered score: which moments predict {outcome}"
     if not models:
-        return [{"title": title, "rows": [],
-                 "text": "Not fitted yet: `keymoments remembered` learns it and compares it "
-                         "with peak-end, the mean and the last moment."}]
+        rated = ws.con.execute("SELECT count(outcome_rating) FROM journeys").fetchone()[0]
+        if outcome == "feedback" and not rated:  # (the command would say so and stop)
+            text = ("Not fitted: no journey has feedback (a survey answer, a review) to learn "
+                    "what customers remember from; journeys are scored peak-end.")
+        else:
+            text = ("Not fitted yet: `keymoments remembered` learns it and compares it with "
+                    "peak-end, the mean and the last moment.")
+        return [{"title": title, "rows": [], "text": text}]
     chosen = [m["model"] for m in models if m["scoring"]]
     weights = next((json.loads(m["weights"]) for m in models if m["weights"]), {})
     weights.pop("intercept", None)
