@@ -111,11 +111,12 @@ def retag(ws: Workspace) -> RetagReport | None:
     ``km_meta``, remembered for the workspace's connection and config)."""
     from .live.events import API_SOURCE
 
+    sources = tuple(sorted(ws.config.sources))
+    cached = getattr(ws, "_tagged_with", None)
+    if cached is not None and cached[0] is ws.config.taxonomy and cached[1] == sources:
+        return None  # (every load and post asks: no taxonomy resolved, nothing read)
     taxonomy = resolve_taxonomy(ws.config.taxonomy)
     fingerprint = taxonomy_fingerprint(taxonomy)
-    known = (fingerprint, tuple(sorted(ws.config.sources)))
-    if getattr(ws, "_tagged_with", None) == known:
-        return None
     con = ws.con
     marks = dict(con.execute(
         f"SELECT substr(key, {len(TAXONOMY_KEY) + 1}), value FROM km_meta "
@@ -124,7 +125,8 @@ def retag(ws: Workspace) -> RetagReport | None:
     stale = [s for (s,) in con.execute("SELECT DISTINCT source FROM loads ORDER BY 1").fetchall()
              if s in retaggable and marks.get(s) != fingerprint]
     report = _retag(ws, taxonomy, fingerprint, stale) if stale else None
-    ws._tagged_with = known
+    # (the config's taxonomy object itself: a reloaded config is another object)
+    ws._tagged_with = (ws.config.taxonomy, sources, fingerprint)
     return report
 
 
@@ -138,7 +140,11 @@ def mark_tagged(con, source: str, fingerprint: str) -> None:
 
 
 def current_fingerprint(ws: Workspace) -> str:
-    """The fingerprint of the workspace's taxonomy (see :func:`taxonomy_fingerprint`)."""
+    """The fingerprint of the workspace's taxonomy (see :func:`taxonomy_fingerprint`):
+    the one :func:`retag` remembered for this config, else computed."""
+    cached = getattr(ws, "_tagged_with", None)
+    if cached is not None and cached[0] is ws.config.taxonomy:
+        return cached[2]
     return taxonomy_fingerprint(resolve_taxonomy(ws.config.taxonomy))
 
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..errors import KeymomentsError
 from ..results import Result
@@ -52,14 +53,19 @@ def _q(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"
 
 
+#: the person values a funnel can be broken down by, and their attribute
+_PERSON_VALUES = {"discovery": "discovery_source", "discovery_source": "discovery_source",
+                  "segment": "segment"}
+
+
 def _group_sql(by: str | None, unit: str) -> tuple[str, str]:
     """(expression over the step-1 event ``s`` and person tables, extra joins)."""
     if by is None:
         return "'all'", ""
     if by == "channel":
         return "s.channel", ""
-    if by in ("discovery", "discovery_source", "segment"):
-        key, agg = ("discovery_source", "min_by") if by != "segment" else ("segment", "max_by")
+    if by in _PERSON_VALUES:
+        key, agg = _PERSON_VALUES[by], ("max_by" if by == "segment" else "min_by")
         return "pg.v", (f"LEFT JOIN (SELECT person_id, {agg}(attributes[{_q(key)}], ts) AS v FROM events "
                         f"WHERE attributes[{_q(key)}] IS NOT NULL GROUP BY person_id) pg "
                         f"ON pg.person_id = s.person_id")
@@ -120,13 +126,21 @@ def funnel(ws: Workspace, steps: list[str] | tuple[str, ...] = LIFECYCLE, *, by:
                  f"min_by({attrs}, e.ts) AS attributes, any_value(e.person_id) AS person_id "
                  f"FROM {table} e {'' if unit == 'person' else 'JOIN events ev ON ev.event_id = e.event_id'} "
                  f"WHERE e.{present[0][1]} = {_q(present[0][2])} GROUP BY e.{uid})")
+        # a person value: when the person's first event holding it came (see
+        # _known_after_conversion)
+        known, kjoin = "", ""
+        if by in _PERSON_VALUES:
+            known = ", k.first_ts AS _known_ts"
+            kjoin = (f"LEFT JOIN (SELECT person_id, min(ts) AS first_ts FROM events WHERE "
+                     f"attributes[{_q(_PERSON_VALUES[by])}] IS NOT NULL GROUP BY 1) k "
+                     f"ON k.person_id = s.person_id")
         rows = ws.con.execute(f"""
             WITH {', '.join(ctes)}
             SELECT s0.u, coalesce(CAST({gexpr} AS VARCHAR), '(none)') AS "group", {', '.join(sel)}
-            FROM s0 {joins} JOIN {first} s ON s.u = s0.u {gjoin}""").to_arrow_table()
-    warnings = []
-    if by in ("discovery", "discovery_source", "segment") and len(present) >= 2:
-        warnings += _known_after_conversion(ws, by, unit, ctes, len(present) - 1)
+                   {known}
+            FROM s0 {joins} JOIN {first} s ON s.u = s0.u {gjoin} {kjoin}""").to_arrow_table()
+    warnings = (_known_after_conversion(rows, _PERSON_VALUES[by], len(present) - 1)
+                if by in _PERSON_VALUES and len(present) >= 2 else [])
     out, finals = _rows(rows, [p[0] for p in present], confidence)
     _compare(out, finals, correction, confidence, min_n)
     data = pa.Table.from_pylist(out) if out else pa.table({"group": pa.array([], pa.string())})
@@ -145,21 +159,14 @@ def funnel(ws: Workspace, steps: list[str] | tuple[str, ...] = LIFECYCLE, *, by:
     })
 
 
-def _known_after_conversion(ws: Workspace, by: str, unit: str, ctes: list[str],
-                            last: int) -> list[str]:
-    """A warning when most units with a value of ``by`` get it only from events at or
-    after their last step: the value comes with the conversion (a won deal's segment),
-    so grouping by it reads the outcome into the groups."""
-    key = "segment" if by == "segment" else "discovery_source"
-    person = "s0.u" if unit == "person" else "jj.person_id"
-    journeys = "" if unit == "person" else "JOIN journeys jj ON jj.journey_id = s0.u"
-    valued, late = ws.con.execute(f"""
-        WITH {', '.join(ctes)}
-        SELECT count(f.first_ts), count(*) FILTER (WHERE f.first_ts >= s{last}.t)
-        FROM s0 {journeys} LEFT JOIN s{last} ON s{last}.u = s0.u
-        LEFT JOIN (SELECT person_id, min(ts) AS first_ts FROM events
-                   WHERE attributes[{_q(key)}] IS NOT NULL GROUP BY 1) f
-          ON f.person_id = {person}""").fetchone()
+def _known_after_conversion(rows: pa.Table, key: str, last: int) -> list[str]:
+    """A warning when most units with a value of ``key`` get it only from events at or
+    after their last step (``_known_ts`` against ``t<last>``): the value comes with
+    the conversion (a won deal's segment), so grouping by it reads the outcome into
+    the groups."""
+    known = rows.column("_known_ts")
+    valued = known.length() - known.null_count
+    late = pc.sum(pc.greater_equal(known, rows.column(f"t{last}"))).as_py() or 0
     if not valued or late < valued / 2:
         return []
     return [f"{late:,} of the {valued:,} units with a {key} get it only from events at or after "
