@@ -160,6 +160,8 @@ def test_x_api_key_header_works(live):
     (json.dumps({**EVENT, "ts": "2026-02-30T10:00:00Z"}).encode(), 422, "ts"),
     (json.dumps({**EVENT, "identifiers": {}}).encode(), 422, "identifier"),
     (json.dumps({**EVENT, "rating": 9, "rating_scale": "csat5"}).encode(), 422, "outside"),
+    # no scale is assumed: a 9 is a promoter on nps10, a 3 a detractor, not a CSAT 3
+    (json.dumps({**EVENT, "rating": 3}).encode(), 422, "rating needs rating_scale"),
     (json.dumps({**EVENT, "surprise": 1}).encode(), 422, "surprise"),
     (json.dumps({**EVENT, "language": "pt\r\nX-Injected: yes"}).encode(), 422, "language"),
     (json.dumps({**EVENT, "event_type": " \t "}).encode(), 422, "event_type is blank"),

@@ -58,8 +58,7 @@ def posted(draw):
             e[key] = draw(st.sampled_from(values))
     if draw(st.integers(0, 3)) == 0:
         e["rating"] = float(draw(st.integers(1, 5)))
-        if draw(st.booleans()):
-            e["rating_scale"] = draw(st.sampled_from(["csat5", "stars5"]))
+        e["rating_scale"] = draw(st.sampled_from(["csat5", "stars5"]))
     if draw(st.integers(0, 3)) == 0:
         e["expected_ts"] = "2026-03-02T10:00:00Z"
         e["expected_value"] = draw(st.sampled_from([2.5, 1e-05, 10.0]))

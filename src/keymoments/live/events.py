@@ -141,9 +141,10 @@ class PostedEvent(BaseModel):
             raise ValueError("expected_ts or expected_value needs expectation_kind (what was "
                              "promised: delivery, response, ...), or it cannot be scored")
         if self.rating is not None:
-            scale = self.rating_scale or "csat5"
-            if scale not in RATING_SCALES:
-                raise ValueError(f"unknown rating_scale {scale!r} (use {', '.join(RATING_SCALES)})")
+            scale = self.rating_scale
+            if scale is None:  # a 9 is a promoter on nps10 and off the scale on csat5
+                raise ValueError(f"rating needs rating_scale ({', '.join(RATING_SCALES)}): "
+                                 "another scale is another question, so none is assumed")
             low, high = RATING_SCALES[scale]
             if not (math.isfinite(self.rating) and low <= self.rating <= high):
                 raise ValueError(f"rating {self.rating} is outside the {scale} scale ({low:g}-{high:g})")
@@ -159,7 +160,7 @@ class EventBatch(BaseModel):
 
 
 def _slot(e: PostedEvent) -> tuple[str, str]:
-    return (e.rating_scale or "csat5" if e.rating is not None else "", e.expectation_kind or "")
+    return (e.rating_scale or "" if e.rating is not None else "", e.expectation_kind or "")
 
 
 def _anchor_order(kinds: set[str]) -> list[str]:
