@@ -71,6 +71,20 @@ def test_drivers_of_feedback(demo):
     assert c.to_pylist()[0]["feature"] == "valley=order_delivered" and c.to_pylist()[0]["high"] < 0
 
 
+def test_the_report_shows_the_drivers_the_command_line_shows(demo):
+    """The report's drivers are km.drivers' with its defaults (they once took fewer
+    resamples: an interval excluding 0 in the report crossed it on the command line)."""
+    from keymoments.insights.report import _r, insight_sections
+
+    ws, _ = demo
+    section = next(s for s in insight_sections(ws) if s["title"] == "Drivers of feedback")
+    d = km.drivers(ws, "feedback")
+    want = [{k: _r(x[k]) for k in ("rank", "feature", "effect", "low", "high", "importance",
+                                    "support")} for x in d.to_pylist()[:12]]
+    assert section["rows"] == want and len(want) > 3
+    assert f"from {d.meta['n_boot']} bootstrap resamples" in section["text"]
+
+
 def test_funnel_names_the_strongest_and_weakest_discovery_source(demo):
     ws, truth = demo
     steps = ["product_view", "add_to_cart", "checkout_started", "order_placed"]

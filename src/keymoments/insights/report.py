@@ -110,12 +110,13 @@ def insight_sections(ws: Workspace) -> list[dict]:
     except KeymomentsError as exc:
         sections.append({"title": "Root causes to fix first", "text": f"not computed: {exc}", "rows": []})
     try:
-        d = drivers(ws, "feedback", n_boot=30)
+        d = drivers(ws, "feedback")  # as `keymoments drivers` and km.drivers: the same intervals
         h = d.meta["heldout"]
         sections.append({
             "title": "Drivers of feedback",
             "text": (f"{d.meta['model']} on {d.meta['n']:,} journeys; held-out R2 {h['score']:.2f}; "
-                     "effects with 95% bootstrap intervals."),
+                     f"effects with 95% intervals from {d.meta['n_boot']} bootstrap "
+                     "resamples."),
             "rows": [{k: _r(x[k]) for k in ("rank", "feature", "effect", "low", "high",
                                              "importance", "support")}
                      for x in d.to_pylist()[:12]]})
