@@ -515,6 +515,10 @@ def test_a_person_is_found_by_an_identifier_holding_a_slash(live):
     ("/v1/actions?status=bogus", "status"),
     ("/v1/actions/effect?outcome=bogus", "outcome"),
     ("/v1/people?limit=5&ofset=10", "unknown query parameter 'ofset'"),
+    # values a typo makes match nothing: an empty list would read as "no data"
+    ("/v1/moments?kind=valleys", "kind"),
+    ("/v1/journeys?journey_type=purchases", "no journey type 'purchases': did you mean 'purchase'"),
+    ("/v1/actions?rule=rr", "no rule 'rr'"),
 ])
 def test_a_misspelt_query_parameter_or_value_is_a_422_not_an_unfiltered_answer(live, path, words):
     server, keys = live
@@ -524,3 +528,14 @@ def test_a_misspelt_query_parameter_or_value_is_a_422_not_an_unfiltered_answer(l
     assert words in json.dumps(body)
     got, _, _ = server.request("GET", path.split("?")[0], token=keys["read"])
     assert got == 200  # the same route, without it
+
+
+@pytest.mark.parametrize("path", [
+    "/v1/moments?kind=valley", "/v1/moments?kind=repeat_purchase",
+    "/v1/journeys?journey_type=purchase", "/v1/journeys?journey_type=visit",  # (the catch-all)
+    "/v1/actions?rule=r",  # a rule no longer configured, whose action is stored
+])
+def test_a_known_filter_value_answers_even_with_nothing_to_list(live, path):
+    server, keys = live
+    got, body, _ = server.request("GET", path, token=keys["read"])
+    assert got == 200, body

@@ -28,6 +28,8 @@ except ImportError:  # pragma: no cover - exercised by a test that hides fastapi
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..config.base import KEY_MOMENTS
+from ..moment.extract import EXPERIENCE_KINDS
 from .auth import (SCOPES, ForbiddenError, KeyCache, UnauthorizedError, create_key, list_keys,
                    revoke_key)
 from .envelope import ServiceError, error_body
@@ -226,6 +228,25 @@ def _known_query(request: Request) -> None:
                            details)
 
 
+#: what ``GET /v1/moments?kind=`` takes
+MOMENT_KINDS = (*EXPERIENCE_KINDS, *KEY_MOMENTS)
+
+
+def _refuse_unknown(name: str, value: str | None, known: set[str], what: str) -> None:
+    """422 when a filter's ``value`` is none of the values it could take (``known``:
+    the configured ones and those stored): a misspelt journey type or rule would
+    otherwise answer an empty list, as if there were no data."""
+    import difflib
+
+    if value is None or value in known:
+        return
+    close = difflib.get_close_matches(value, sorted(known), n=1)
+    mean = f"did you mean {close[0]!r}? " if close else ""
+    msg = f"no {what} {value!r}: {mean}({what}s here: {', '.join(sorted(known)) or 'none'})"
+    raise ServiceError(422, f"invalid request at query.{name}: {msg}",
+                       [{"loc": ["query", name], "msg": msg, "type": "unknown_value"}])
+
+
 def _refuse_future(events: list, max_future: float, batch: bool) -> None:
     """422 when an event is timed more than ``max_future`` seconds after now: one
     event from a wrong clock would make every journey look idle until its time.
@@ -395,7 +416,15 @@ def create_app(path: str = ".", runtime: LiveRuntime | None = None) -> FastAPI:
                  limit: int = Query(100, ge=1, le=10000),
                  key=require("read")):
         """Journeys, filtered."""
+        from ..pipeline import journey_types
+
         with rt().lock:
+            ws = rt().ws
+            known = {t.name for t in journey_types(ws)} | {ws.config.journeys.catch_all}
+            if journey_type is not None and journey_type not in known:
+                known |= {r[0] for r in ws.con.execute(
+                    "SELECT DISTINCT journey_type FROM journeys").fetchall()}
+            _refuse_unknown("journey_type", journey_type, known, "journey type")
             r = rt().ws.journeys(person=person, journey_type=journey_type, status=status, limit=limit)
         return {"journeys": rows(r.data)}
 
@@ -414,7 +443,8 @@ def create_app(path: str = ".", runtime: LiveRuntime | None = None) -> FastAPI:
         return {"journey": rows(j)[0], "events": rows(ev), "moments": rows(mo)}
 
     @app.get("/v1/moments", tags=["query"])
-    def moments(person: str | None = None, journey: str | None = None, kind: str | None = None,
+    def moments(person: str | None = None, journey: str | None = None,
+                kind: Literal[MOMENT_KINDS] | None = None,  # type: ignore[valid-type]
                 limit: int = Query(100, ge=1, le=10000), key=require("read")):
         """Moments, filtered."""
         with rt().lock:
@@ -443,7 +473,12 @@ def create_app(path: str = ".", runtime: LiveRuntime | None = None) -> FastAPI:
         from .outbox import list_actions
 
         with rt().lock:
-            r = list_actions(rt().ws, status=status, rule=rule, person=person, limit=limit)
+            ws = rt().ws
+            known = {r.name for r in ws.config.actions.rules}
+            if rule is not None and rule not in known:  # (a rule since taken out of the config)
+                known |= {r[0] for r in ws.con.execute("SELECT DISTINCT rule FROM outbox").fetchall()}
+            _refuse_unknown("rule", rule, known, "rule")
+            r = list_actions(ws, status=status, rule=rule, person=person, limit=limit)
         return {"actions": rows(r.data), "counts": r.meta["counts"]}
 
     @app.get("/v1/actions/effect", tags=["actions"])
