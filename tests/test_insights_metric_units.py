@@ -147,11 +147,28 @@ def test_purchase_metrics_warn_when_no_purchase_event_is_tagged(make_workspace, 
             assert len(said) == 1 and "none of the 2 journeys" in said[0]
             assert "sale (2)" in said[0] and f"{name} counts none" in said[0]
     if tagged:
+        assert not [w for w in repeat.meta["warnings"] if "has a second one" in w]
         assert (repeat.meta["overall"]["value"], repeat.meta["n"]) == (pytest.approx(0.5), 2)
         assert conversion.meta["overall"]["value"] == pytest.approx(1.0)
     else:
         assert repeat.meta["n"] == 0
         assert conversion.meta["overall"]["value"] == 0
+
+
+def test_repeat_purchase_warns_when_nobody_has_a_second_purchase(make_workspace):
+    """Three customers, one sale each (an export whose customer id is one per order):
+    repeat purchase reads 0 of 3, and says that nobody could have repurchased."""
+    taxonomy = "taxonomy:\n  event_types:\n    sale: {stage: purchase, moment: purchase}"
+    events = [ev(c, f"2024-02-0{i}T09:30:00Z", "sale", order_id=f"A{i}")
+              for i, c in enumerate("xyz", start=1)]
+    ws = make_workspace(SALES.replace("TAXONOMY", taxonomy),
+                        {"events.jsonl": "".join(json.dumps(e) + "\n" for e in events)})
+    ws.ingest("events")
+    ws.build()
+    r = km.metrics(ws, "repeat_purchase", min_n=1)
+    assert (r.meta["overall"]["value"], r.meta["n"]) == (0, 3)
+    said = [w for w in r.meta["warnings"] if "has a second one" in w]
+    assert len(said) == 1 and "none of the 3 people with a purchase" in said[0]
 
 
 def test_the_report_says_why_the_purchase_metrics_found_no_purchase(make_workspace):

@@ -256,6 +256,23 @@ def _other_scales(ws: Workspace, metric: str) -> str:
             f"(ratings here: {there}); map the survey's rating with scale: {scale}")
 
 
+def _one_purchase_each(ws: Workspace) -> list[str]:
+    """A warning when nobody has a second purchase at all: repeat purchase then reads
+    0 whatever the customers do, as when the export's customer id is one per order."""
+    types = ws.config.outcomes.purchase_types
+    buyers, purchases = ws.con.execute(
+        f"SELECT count(DISTINCT person_id), count(DISTINCT journey_id) FROM journey_events x "
+        f"WHERE x.journey_type IN ({_lit(types)}) AND {purchase_event_sql('x.moment')}"
+    ).fetchone()
+    if not purchases or purchases > buyers:
+        return []
+    return [f"none of the {buyers:,} people with a purchase has a second one, so repeat "
+            "purchase reads 0 whatever the customers do: check that the purchases' "
+            "identifier is the customer's and not one per order (the marketplace export's "
+            "customer_id is per order; its customer_unique_id is the customer), or that "
+            "the export covers more than one order per customer"]
+
+
 #: the journey type a journey metric counts
 _JOURNEY_TYPE = {"fcr": "issue_resolution", "first_response": "issue_resolution",
                  "resolution_time": "issue_resolution", "repeat_purchase": "purchase",
@@ -425,6 +442,8 @@ def metrics(ws: Workspace, metric: str = "csat", *, by: str | list[str] | None =
             "churn as inactivity (--inactive-days)")
     if metric in ("repeat_purchase", "conversion"):
         warnings += _no_purchase_events(ws, metric)
+    if metric == "repeat_purchase" and n:
+        warnings += _one_purchase_each(ws)
     warnings += _mostly_without_value(data, dims, names, n, m.unit)
     warnings += _unknown_attributes(ws, dims)
     table = pa.Table.from_pylist(data) if data else pa.table({c: pa.array([], pa.string()) for c in
