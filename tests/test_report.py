@@ -99,6 +99,37 @@ def test_key_moments_by_stage_counts_every_key_moment(make_workspace):
     assert {r["kind"] for r in table} >= {"first_interaction", "purchase", "support", "feedback"}
 
 
+def test_the_valleys_example_is_the_furthest_from_its_promise(make_workspace):
+    """Deliveries 8, 111.5 and 10.5 days late all score -1 (the default rule saturates a
+    week late): the example is the 111.5 days' reason, not the first in alphabetical
+    order ("delivered 10.5 ..." sorts before "delivered 111.5 ...")."""
+    from keymoments.report.sections import engine_sections
+
+    config = """
+sources:
+  orders:
+    path: orders.csv
+    identifiers: {customer_id: customer}
+    refs: {order: order}
+    event_type: event_type
+    ts: ts
+    expectation: {kind: promised_delivery, ts: promised}
+"""
+    late = {"o1": "2024-01-18T10:00:00Z", "o2": "2024-04-30T22:00:00Z",
+            "o3": "2024-01-20T22:00:00Z", "o4": "2024-01-20T22:00:00Z"}
+    rows = "customer,order,event_type,ts,promised\n" + "".join(
+        f"c{o},{o},order_delivered,{ts},2024-01-10T10:00:00Z\n" for o, ts in late.items())
+    ws = make_workspace(config, {"orders.csv": rows})
+    ws.ingest("orders")
+    ws.build()
+    assert ws.con.execute("SELECT count(*) FROM moments WHERE kind = 'valley' AND valence = -1"
+                          ).fetchone()[0] == 4
+    (table,) = [s["rows"] for s in engine_sections(ws)
+                if s["title"] == "Moments that carry the most negative valence"]
+    assert len(table) == 1 and table[0]["valleys"] == 4
+    assert "111.5 days late" in table[0]["example_reason"], table[0]
+
+
 TICKETS = """
 sources:
   tickets:

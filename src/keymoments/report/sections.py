@@ -47,13 +47,16 @@ def engine_sections(ws: Workspace) -> list[dict]:
         {"title": "Moments that carry the most negative valence",
          "text": "Valleys by event type and channel, the most negative valence in all first "
                  "(valleys x mean valence): where to look. The example is the reason of the "
-                 "worst of them.",
+                 "worst of them (at equal valence, the one furthest from its promise).",
          "rows": _rows(ws, """
-            SELECT event_type, channel, count(*) AS valleys, round(avg(valence), 3) AS mean_valence,
-                   arg_min(reason, (valence, reason)) AS example_reason
-            FROM moments WHERE kind = 'valley' AND valence < 0
-            GROUP BY ALL HAVING count(*) >= 3 ORDER BY count(*) * avg(valence), event_type, channel
-            LIMIT 12""")},
+            SELECT m.event_type, m.channel, count(*) AS valleys,
+                   round(avg(m.valence), 3) AS mean_valence,
+                   arg_min(m.reason, (m.valence, -coalesce(abs(epoch(e.ts) - epoch(e.expected_ts)), 0),
+                                      m.reason)) AS example_reason
+            FROM moments m LEFT JOIN events e ON e.event_id = m.event_id
+            WHERE m.kind = 'valley' AND m.valence < 0
+            GROUP BY m.event_type, m.channel HAVING count(*) >= 3
+            ORDER BY count(*) * avg(m.valence), m.event_type, m.channel LIMIT 12""")},
         {"title": "Peaks", "rows": _rows(ws, """
             SELECT event_type, channel, count(*) AS peaks, round(avg(valence), 3) AS mean_valence
             FROM moments WHERE kind = 'peak' AND valence > 0
