@@ -284,12 +284,18 @@ def test_typed_requests_run_the_same_analysis(shop):
     assert isinstance(req, MetricsRequest)
     direct = km.metrics(shop, "nps", by="channel", min_n=5)
     assert req.run(shop).to_pylist() == direct.to_pylist()
+    # one name, as km.metrics and the command line take it
+    one = parse_request("metrics", {"metric": "nps", "by": "channel", "min_n": 5})
+    assert one.by == ["channel"] and one.run(shop).to_pylist() == direct.to_pylist()
     funnel = parse_request("funnel", {"steps": ["order_placed", "nps_answered"]}).run(shop)
     assert funnel.to_pylist() == km.funnel(shop, ["order_placed", "nps_answered"]).to_pylist()
     with pytest.raises(km.ConfigError, match="request.period"):
         parse_request("metrics", {"metric": "nps", "period": "fortnight"})
     with pytest.raises(km.ConfigError, match="request.confidence"):
         parse_request("churn", {"confidence": 1.5})
+    with pytest.raises(km.ConfigError) as every:  # every mistake at once, each at its field
+        parse_request("metrics", {"metric": "nps", "period": "fortnight", "min_n": 0})
+    assert "request.period" in str(every.value) and "request.min_n" in str(every.value)
     with pytest.raises(km.ConfigError, match="unknown analysis"):
         parse_request("happiness", {})
 

@@ -5,6 +5,8 @@ calls the analysis with exactly those arguments.
 >>> req = MetricsRequest(metric="nps", by=["channel"], period="month")
 >>> req.metric, req.correction
 ('nps', 'holm')
+>>> MetricsRequest(metric="fcr", by="agent").by  # one name, as km.metrics takes it
+['agent']
 >>> MetricsRequest(metric="nps", colour="red")
 Traceback (most recent call last):
 ...
@@ -13,9 +15,9 @@ keymoments.errors.ConfigError: request.colour: Extra inputs are not permitted
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import BeforeValidator, Field, ValidationError
 
 from ..config.base import Strict
 from ..errors import ConfigError
@@ -28,15 +30,19 @@ __all__ = ["MetricsRequest", "RootCausesRequest", "DriversRequest", "FunnelReque
 
 Outcome = Literal["feedback", "remembered", "nps", "csat", "repurchase", "churn"]
 
+#: a list of names, or one name (as the analyses and the command line take it)
+Names = Annotated[list[str], BeforeValidator(lambda v: [v] if isinstance(v, str) else v)]
+
 
 class _Request(Strict):
     def __init__(self, **data: Any) -> None:
         try:
             super().__init__(**data)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise ConfigError(first["msg"], key=f"request.{where}") from None
+            errors = exc.errors()
+            where = [".".join(str(p) for p in e["loc"]) for e in errors]
+            more = "".join(f"; request.{w}: {e['msg']}" for w, e in zip(where[1:], errors[1:]))
+            raise ConfigError(errors[0]["msg"] + more, key=f"request.{where[0]}") from None
 
     def arguments(self) -> dict[str, Any]:
         return self.model_dump()
@@ -47,7 +53,7 @@ class MetricsRequest(_Request):
 
     metric: Literal["csat", "nps", "ces", "stars", "churn", "repeat_purchase", "conversion",
                     "fcr", "first_response", "resolution_time"] = "csat"
-    by: list[str] = Field(default_factory=list)
+    by: Names = Field(default_factory=list)
     period: Literal["day", "week", "month", "quarter", "year"] | None = None
     since: str | None = None
     until: str | None = None
@@ -68,7 +74,7 @@ class RootCausesRequest(_Request):
 
     outcome: Outcome = "feedback"
     threshold: float = Field(default=0.0, ge=-1, le=1)
-    attributes: list[str] | None = None
+    attributes: Names | None = None
     themes: bool = True
     within_days: float = Field(default=7.0, gt=0)
     min_journeys: int = Field(default=5, ge=1)
@@ -85,8 +91,8 @@ class DriversRequest(_Request):
     """:func:`keymoments.drivers`."""
 
     outcome: Outcome = "feedback"
-    journey_type: list[str] | None = None
-    attributes: list[str] | None = None
+    journey_type: Names | None = None
+    attributes: Names | None = None
     min_support: int = Field(default=20, ge=1)
     valences: bool = False
     n_boot: int = Field(default=50, ge=0, le=2000)
@@ -130,7 +136,7 @@ class ChurnRequest(_Request):
     inactive_days: float = Field(default=90.0, gt=0)
     tenure_measure: str | None = None
     unit_days: float = Field(default=1.0, gt=0)
-    churn_events: list[str] | None = None
+    churn_events: Names | None = None
     horizons: tuple[float, ...] | None = None
     confidence: float = Field(default=0.95, gt=0, lt=1)
     min_group: int = Field(default=10, ge=1)
