@@ -275,6 +275,10 @@ sources:
     assert (got["delivery"]["journeys"], got["delivery"]["repeat_contacts"]) == (5, 1)
     assert (got["payment"]["journeys"], got["payment"]["repeat_contacts"]) == (1, 0)
     assert recurrence(ws, within_days=12).to_pylist()[0]["repeat_contacts"] == 2  # T3 -> T4 now counts
+    assert recurrence(ws).meta["warnings"] == []
+    none = recurrence(ws, journey_type="case")  # (no such journeys: says so, names the types)
+    assert len(none) == 0 and "no journey of type 'case'" in none.meta["warnings"][0]
+    assert "issue_resolution (" in none.meta["warnings"][0]
 
 
 def test_typed_requests_run_the_same_analysis(shop):
@@ -604,7 +608,8 @@ sources:
     assert r.meta["contact_types"] == ["issue_resolution", "case"]
     # nothing rated: the effect is empty, and the result says why
     assert row["effect"] is None
-    assert any("no journey has the outcome 'feedback'" in w for w in r.meta["warnings"])
+    said = [w for w in r.meta["warnings"] if "no journey has the outcome 'feedback'" in w]
+    assert len(said) == 1 and "first feedback answer" in said[0] and "j." not in said[0]
 
 
 def test_empty_metrics_say_why(shop):

@@ -56,6 +56,16 @@ OUTCOMES = {
     "nps": "CASE WHEN j.outcome_scale = 'nps10' THEN j.outcome_rating END",
 }
 
+#: what each outcome is, in words (for messages)
+OUTCOME_WORDS = {
+    "feedback": "the journey's first feedback answer, on any scale",
+    "remembered": "the predicted remembered score",
+    "repurchase": "another purchase within outcomes.repurchase_within",
+    "churn": "churn within outcomes.churn_within",
+    "csat": "a CSAT answer in the top two boxes",
+    "nps": "the journey's NPS answer",
+}
+
 
 #: the widest a difference of two means of an outcome can be (valences in [-1, 1],
 #: shares in [0, 1])
@@ -236,7 +246,8 @@ def _warnings(ws: Workspace, outcome: str, y: str, contact_types: list[str]) -> 
         f"({', '.join(_q(t) for t in contact_types)})) FROM journeys j").fetchone()
     out = []
     if not have:
-        out.append(f"no journey has the outcome {outcome!r} ({y}), so no cause has an effect or "
+        out.append(f"no journey has the outcome {outcome!r} ({OUTCOME_WORDS[outcome]}), so no "
+                   "cause has an effect or "
                    "a gain: pick another --outcome (feedback: the first answer on any scale)")
     if not types:
         out.append(f"repeat contacts count journeys of type {', '.join(contact_types)} "
@@ -275,8 +286,9 @@ def recurrence(ws: Workspace, *, within_days: float = 7.0, by: str = "attr:topic
     >>> import tempfile, keymoments as km
     >>> from keymoments.insights.root_causes import recurrence
     >>> ws = km.init(tempfile.mkdtemp())
-    >>> len(recurrence(ws))
-    0
+    >>> r = recurrence(ws)
+    >>> len(r), r.meta["warnings"][0][:59]
+    (0, "no journey of type 'issue_resolution', so no repeat contact")
     >>> ws.close()
     """
     from .dimensions import column_name, dimension_sql
@@ -299,6 +311,14 @@ def recurrence(ws: Workspace, *, within_days: float = 7.0, by: str = "attr:topic
         out.append({col: grp, "journeys": n, "repeat_contacts": int(k), "rate": k / n,
                     "low": low, "high": high})
     table = pa.Table.from_pylist(out) if out else pa.table({col: pa.array([], pa.string())})
+    warnings = []
+    if not out:
+        found = ws.con.execute("SELECT journey_type, count(*) FROM journeys GROUP BY 1 "
+                               "ORDER BY 2 DESC, 1").fetchall()
+        there = ", ".join(f"{t} ({k:,})" for t, k in found) if found else "none: build first"
+        warnings.append(f"no journey of type {journey_type!r}, so no repeat contact is counted: "
+                        f"pick the type of the contacts (journey types here: {there})")
     return Result(table, {"within_days": within_days, "by": col, "journey_type": journey_type,
                           "method": "share of issue journeys followed by another (same topic when "
-                                    "known) within the window; Wilson interval"})
+                                    "known) within the window; Wilson interval",
+                          "warnings": warnings})
