@@ -130,6 +130,38 @@ sources:
     assert "111.5 days late" in table[0]["example_reason"], table[0]
 
 
+def test_journeys_holding_only_feedback_are_pointed_out(make_workspace):
+    """A review of an order the export leaves out is a purchase journey of one feedback
+    event (abandoned, by its status); the journeys table says how many there are (hand
+    count: o2's review alone; o1 holds its order too)."""
+    from keymoments.report.sections import engine_sections
+
+    config = """
+sources:
+  events:
+    path: events.csv
+    identifiers: {customer_id: customer}
+    refs: {order: order}
+    event_type: event_type
+    ts: ts
+    rating: {column: stars, scale: stars5}
+"""
+    rows = ("customer,order,event_type,ts,stars\n"
+            "c1,o1,order_placed,2024-01-01T10:00:00Z,\n"
+            "c1,o1,review_submitted,2024-01-09T10:00:00Z,5\n"
+            "c2,o2,review_submitted,2024-01-09T10:00:00Z,1\n")
+    ws = make_workspace(config, {"events.csv": rows})
+    ws.ingest("events")
+    ws.build()
+    assert ws.con.execute("SELECT count(*) FROM events WHERE stage = 'feedback'").fetchone()[0] == 2
+    (section,) = [s for s in engine_sections(ws) if s["title"] == "Journeys by type and status"]
+    assert "Journeys holding only feedback, by type: purchase 1." in section["text"]
+    ws.con.execute("DELETE FROM journey_events WHERE event_type = 'review_submitted' "
+                   "AND person_id = (SELECT person_id FROM events WHERE refs['order'] = 'o2')")
+    (section,) = [s for s in engine_sections(ws) if s["title"] == "Journeys by type and status"]
+    assert section["text"] == ""
+
+
 TICKETS = """
 sources:
   tickets:

@@ -43,7 +43,8 @@ def engine_sections(ws: Workspace) -> list[dict]:
         FROM moments WHERE kind {} IN {}
         GROUP BY ALL ORDER BY kind, moments DESC, stage"""
     sections = [
-        {"title": "Journeys by type and status", "rows": journeys},
+        {"title": "Journeys by type and status", "rows": journeys,
+         "text": _feedback_only(ws)},
         {"title": "Moments that carry the most negative valence",
          "text": "Valleys by event type and channel, the most negative valence in all first "
                  "(valleys x mean valence): where to look. The example is the reason of the "
@@ -81,6 +82,22 @@ def engine_sections(ws: Workspace) -> list[dict]:
                                "and channel (3 journeys or more). The valence rules and ratings "
                                "score what the export holds; see docs/concepts.md.")
     return sections
+
+
+def _feedback_only(ws: Workspace) -> str:
+    """A note when journeys hold nothing but feedback (a review of an order the export
+    does not hold): their status reads the missing events as an abandoned journey."""
+    found = ws.con.execute("""
+        SELECT journey_type, count(*) FROM (
+            SELECT journey_type, journey_id FROM journey_events GROUP BY ALL
+            HAVING bool_and(coalesce(stage = 'feedback', false)))
+        GROUP BY 1 ORDER BY 2 DESC, 1""").fetchall()
+    if not found:
+        return ""
+    what = ", ".join(f"{t} {n:,}" for t, n in found)
+    return (f"Journeys holding only feedback, by type: {what}. Their earlier events (the order a review "
+            "is about) are not in the data, so their status says little: an abandoned or "
+            "stalled one may be a review of an order the export leaves out.")
 
 
 def remembered_sections(ws: Workspace, outcome: str = "feedback") -> list[dict]:
