@@ -712,3 +712,27 @@ def test_a_key_of_several_columns_is_empty_only_when_all_are(make_workspace):
     by_line = make_workspace(KEYED.format(key="[_line, item]"), {"data.csv": text}, "line")
     rep = by_line.ingest("s")
     assert (rep.rows_loaded, rep.rows_quarantined, rep.rows_duplicate) == (5, 0, 0)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_a_channel_holding_a_nul_is_quarantined_not_a_failed_load(make_workspace, fmt):
+    """A NUL in a channel (a corrupt export) failed the whole load with an internal
+    error; now its row is quarantined, naming line, field and value, and the others load
+    and build."""
+    extra = "channel: ch"
+    if fmt == "csv":
+        data = HEADER.replace("\n", ",ch\n") + (
+            "1,,2024-01-01,4,x,1,web\n" "2,,2024-01-01,4,x,1,app\x00x\n" "3,,2024-01-01,4,x,1,app\n")
+    else:
+        data = "".join(json.dumps({"id": str(i), "when": "2024-01-01", "ch": ch}) + "\n"
+                       for i, ch in ((1, "web"), (2, "app\x00x"), (3, "app")))
+    ws = make_workspace(cfg(path=f"data.{fmt}", extra=extra), {f"data.{fmt}": data})
+    result = ws.ingest("s")
+    assert (result.rows_loaded, result.rows_quarantined) == (2, 1)
+    q = quarantine(ws)
+    assert list(q) == [3 if fmt == "csv" else 2]
+    row = next(iter(q.values()))
+    assert (row["field"], row["value"]) == ("channel", "app\x00x") and "NUL" in row["reason"]
+    ws.build()
+    assert sorted(r[0] for r in ws.con.execute("SELECT channel FROM journey_events").fetchall()) \
+        == ["app", "web"]

@@ -168,6 +168,12 @@ def test_x_api_key_header_works(live):
     (json.dumps({**EVENT, "rating": "5"}).encode(), 422, "rating"),
     (json.dumps({**EVENT, "measures": {"amount": True}}).encode(), 422, "measures"),
     (json.dumps({**EVENT, "rating_scale": "bogus"}).encode(), 422, "unknown rating_scale"),
+    # a NUL is no text (a channel holding one failed later queries: HTTP 500); keys that
+    # differ only in case were stored apart by one load path and merged by the other
+    (json.dumps({**EVENT, "channel": "web\x00x"}).encode(), 422, "NUL character"),
+    (json.dumps({**EVENT, "attributes": {"ti\x00er": "gold"}}).encode(), 422, "control"),
+    (json.dumps({**EVENT, "attributes": {"Tier": "gold", "tier": "silver"}}).encode(), 422,
+     "differ only in case"),
     (json.dumps({**EVENT, "expected_ts": "2026-03-02T00:00:00Z"}).encode(), 422,
      "needs expectation_kind"),
     # a wrong clock: an event years ahead would make every journey look idle until then

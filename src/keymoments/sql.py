@@ -8,6 +8,8 @@ string formatting alone.
 "'O''Brien'"
 >>> literal(None), literal(3), literal(2.5), literal(True)
 ('NULL', '3', '2.5', 'TRUE')
+>>> print(literal("a\x00b'"))  # a NUL (a corrupt export's) is kept, as the value holds it
+('a' || chr(0) || 'b''')
 """
 
 from __future__ import annotations
@@ -42,8 +44,8 @@ def literal(value: object) -> str:
             raise ValueError(f"not a finite number: {value!r}")
         return repr(value)
     text = str(value)
-    if "\x00" in text:
-        raise ValueError("a value cannot contain a NUL character")
+    if "\x00" in text:  # (SQL text cannot hold one: the parts joined by chr(0))
+        return "(" + " || chr(0) || ".join(literal(p) for p in text.split("\x00")) + ")"
     return "'" + text.replace("'", "''") + "'"
 
 

@@ -36,6 +36,7 @@ import pyarrow.compute as pc
 
 from ..errors import KeymomentsError, MissingExtraError
 from ..results import Result
+from ..sql import literal
 from .dimensions import check_dimension, column_name, dimension_sql, event_keys
 
 if TYPE_CHECKING:
@@ -55,10 +56,6 @@ class ChurnResult:
     meta: dict = field(default_factory=dict)
 
 
-def _q(s: str) -> str:
-    return "'" + s.replace("'", "''") + "'"
-
-
 def churn_table(ws: Workspace, *, by: str | None = None, kind: str = "contractual",
                 inactive_days: float = 90.0, tenure_measure: str | None = None,
                 unit_days: float = 1.0, churn_events: list[str] | None = None) -> pa.Table:
@@ -73,11 +70,11 @@ def churn_table(ws: Workspace, *, by: str | None = None, kind: str = "contractua
             f"a tenure measure is read in its own unit (months for a measure of months), so "
             f"unit_days ({unit_days:g}) does not apply to {tenure_measure!r}: leave it out")
     days = f"86400.0 / {float(unit_days)}"
-    is_churn = (f"e.event_type IN ({', '.join(_q(t) for t in churn_events)})" if churn_events
+    is_churn = (f"e.event_type IN ({', '.join(literal(t) for t in churn_events)})" if churn_events
                 else "e.stage = 'churn'")
     end = "(SELECT max(ts) FROM events)"
     if tenure_measure:
-        m = _q(tenure_measure)
+        m = literal(tenure_measure)
         known = event_keys(ws, "measures")
         if tenure_measure not in known:
             raise KeymomentsError(
@@ -120,7 +117,7 @@ def churn_table(ws: Workspace, *, by: str | None = None, kind: str = "contractua
     else:
         dim = check_dimension(by)
         if dim.startswith("attr:"):
-            key = _q(column_name(dim))
+            key = literal(column_name(dim))
             grp = "pa.v"
             joins = (f"LEFT JOIN (SELECT person_id, max_by(attributes[{key}], ts) AS v FROM events "
                      f"WHERE attributes[{key}] IS NOT NULL GROUP BY person_id) pa "

@@ -18,16 +18,13 @@ import pyarrow as pa
 
 from ..errors import KeymomentsError
 from ..results import Result
+from ..sql import literal
 from .churn import churn_table
 
 if TYPE_CHECKING:
     from ..store.workspace import Workspace
 
 __all__ = ["churn_drivers"]
-
-
-def _q(s: str) -> str:
-    return "'" + s.replace("'", "''") + "'"
 
 
 def churn_drivers(ws: Workspace, *, attributes: list[str] | None = None, kind: str = "contractual",
@@ -71,8 +68,8 @@ def churn_drivers(ws: Workspace, *, attributes: list[str] | None = None, kind: s
                           "E": base.column("churned").to_numpy().astype(int)})
     covariates, references = [], {}
     for k in attributes:
-        vals = ws.con.execute(f"SELECT person_id, max_by(attributes[{_q(k)}], ts) FROM events "
-                              f"WHERE attributes[{_q(k)}] IS NOT NULL GROUP BY person_id").fetchall()
+        vals = ws.con.execute(f"SELECT person_id, max_by(attributes[{literal(k)}], ts) FROM events "
+                              f"WHERE attributes[{literal(k)}] IS NOT NULL GROUP BY person_id").fetchall()
         got = frame["person_id"].map(dict(vals))
         counts = got.value_counts()
         if len(counts) < 2:

@@ -33,6 +33,7 @@ import pyarrow as pa
 
 from ..errors import KeymomentsError
 from ..results import Result
+from ..sql import literal
 from .root_causes import outcome_sql
 
 if TYPE_CHECKING:
@@ -43,10 +44,6 @@ __all__ = ["drivers", "driver_matrix", "ridge"]
 _VALENCES = ("first_v", "peak_v", "valley_v", "end_v")
 _SIZE = ("n_events", "channel_switches")
 _BINARY_OUTCOMES = ("repurchase", "churn", "csat")
-
-
-def _q(s: str) -> str:
-    return "'" + s.replace("'", "''") + "'"
 
 
 def _attribute_keys(ws: Workspace, max_values: int) -> list[str]:
@@ -64,7 +61,7 @@ def driver_matrix(ws: Workspace, outcome: str, *, journey_type: str | list[str] 
     y_sql = outcome_sql(outcome)
     numeric = (*_VALENCES, *_SIZE) if valences else _SIZE
     types = [journey_type] if isinstance(journey_type, str) else list(journey_type or [])
-    tfilter = f" AND j.journey_type IN ({', '.join(_q(t) for t in types)})" if types else ""
+    tfilter = f" AND j.journey_type IN ({', '.join(literal(t) for t in types)})" if types else ""
     base = f"SELECT j.journey_id FROM journeys j WHERE {y_sql} IS NOT NULL{tfilter}"
     if attributes is None:
         attributes = _attribute_keys(ws, 50)
@@ -76,8 +73,8 @@ def driver_matrix(ws: Workspace, outcome: str, *, journey_type: str | list[str] 
         "SELECT je.journey_id, 'agent=' || je.agent FROM je WHERE je.agent IS NOT NULL",
         "SELECT je.journey_id, 'channel=' || je.channel FROM je WHERE je.channel IS NOT NULL",
         "SELECT j.journey_id, 'type=' || j.journey_type FROM journeys j JOIN b USING (journey_id)",
-    ] + [f"SELECT je.journey_id, {_q(k + '=')} || e.attributes[{_q(k)}] FROM je "
-         f"JOIN events e ON e.event_id = je.event_id WHERE e.attributes[{_q(k)}] IS NOT NULL"
+    ] + [f"SELECT je.journey_id, {literal(k + '=')} || e.attributes[{literal(k)}] FROM je "
+         f"JOIN events e ON e.event_id = je.event_id WHERE e.attributes[{literal(k)}] IS NOT NULL"
          for k in attributes]
     pairs = ws.con.execute(f"""
         WITH b AS ({base}),

@@ -26,6 +26,7 @@ import pyarrow.compute as pc
 
 from ..errors import KeymomentsError
 from ..results import Result
+from ..sql import literal
 from . import intervals as iv
 
 if TYPE_CHECKING:
@@ -49,10 +50,6 @@ def parse_step(step: str) -> tuple[str, str]:
     return "event_type", step
 
 
-def _q(s: str) -> str:
-    return "'" + s.replace("'", "''") + "'"
-
-
 #: the person values a funnel can be broken down by, and their attribute
 _PERSON_VALUES = {"discovery": "discovery_source", "discovery_source": "discovery_source",
                   "segment": "segment"}
@@ -66,11 +63,11 @@ def _group_sql(by: str | None, unit: str) -> tuple[str, str]:
         return "s.channel", ""
     if by in _PERSON_VALUES:
         key, agg = _PERSON_VALUES[by], ("max_by" if by == "segment" else "min_by")
-        return "pg.v", (f"LEFT JOIN (SELECT person_id, {agg}(attributes[{_q(key)}], ts) AS v FROM events "
-                        f"WHERE attributes[{_q(key)}] IS NOT NULL GROUP BY person_id) pg "
+        return "pg.v", (f"LEFT JOIN (SELECT person_id, {agg}(attributes[{literal(key)}], ts) AS v FROM events "
+                        f"WHERE attributes[{literal(key)}] IS NOT NULL GROUP BY person_id) pg "
                         f"ON pg.person_id = s.person_id")
     if by.startswith("attr:"):
-        return f"s.attributes[{_q(by[5:])}]", ""
+        return f"s.attributes[{literal(by[5:])}]", ""
     raise KeymomentsError(f"cannot break a funnel down by {by!r}; use channel, discovery, segment "
                           "or attr:<key>")
 
@@ -109,7 +106,7 @@ def funnel(ws: Workspace, steps: list[str] | tuple[str, ...] = LIFECYCLE, *, by:
     window = f"INTERVAL '{float(within_days) * 86400:.0f} seconds'"
     ctes, sel = [], []
     for i, (_, col, val) in enumerate(present):
-        cond = f"e.{col} = {_q(val)} AND e.{uid} IS NOT NULL"
+        cond = f"e.{col} = {literal(val)} AND e.{uid} IS NOT NULL"
         if i == 0:
             ctes.append(f"s0 AS (SELECT e.{uid} AS u, min(e.ts) AS t, min(e.ts) AS t0 FROM {table} e "
                         f"WHERE {cond} GROUP BY e.{uid})")
@@ -125,14 +122,14 @@ def funnel(ws: Workspace, steps: list[str] | tuple[str, ...] = LIFECYCLE, *, by:
         first = (f"(SELECT e.{uid} AS u, min_by(e.channel, e.ts) AS channel, "
                  f"min_by({attrs}, e.ts) AS attributes, any_value(e.person_id) AS person_id "
                  f"FROM {table} e {'' if unit == 'person' else 'JOIN events ev ON ev.event_id = e.event_id'} "
-                 f"WHERE e.{present[0][1]} = {_q(present[0][2])} GROUP BY e.{uid})")
+                 f"WHERE e.{present[0][1]} = {literal(present[0][2])} GROUP BY e.{uid})")
         # a person value: when the person's first event holding it came (see
         # _known_after_conversion)
         known, kjoin = "", ""
         if by in _PERSON_VALUES:
             known = ", k.first_ts AS _known_ts"
             kjoin = (f"LEFT JOIN (SELECT person_id, min(ts) AS first_ts FROM events WHERE "
-                     f"attributes[{_q(_PERSON_VALUES[by])}] IS NOT NULL GROUP BY 1) k "
+                     f"attributes[{literal(_PERSON_VALUES[by])}] IS NOT NULL GROUP BY 1) k "
                      f"ON k.person_id = s.person_id")
         rows = ws.con.execute(f"""
             WITH {', '.join(ctes)}

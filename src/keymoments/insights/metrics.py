@@ -46,6 +46,7 @@ import pyarrow as pa
 
 from ..errors import KeymomentsError
 from ..results import Result
+from ..sql import literal
 from ..taxonomy import purchase_event_sql
 from . import intervals as iv
 from .dimensions import column_name, dimension_sql, event_keys, period_sql
@@ -152,7 +153,7 @@ def _interrupting(ws: Workspace) -> tuple[str, ...]:
 
 
 def _lit(values) -> str:
-    return ", ".join("'" + str(v).replace("'", "''") + "'" for v in values)
+    return ", ".join(literal(str(v)) for v in values)
 
 
 def unit_sql(ws: Workspace, metric: str, dims: list[str], *, inactive_days: float | None = None,

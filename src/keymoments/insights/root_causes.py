@@ -35,6 +35,7 @@ import pyarrow as pa
 
 from ..errors import KeymomentsError
 from ..results import Result
+from ..sql import literal
 from . import intervals as iv
 
 if TYPE_CHECKING:
@@ -79,10 +80,6 @@ def outcome_sql(outcome: str) -> str:
     if outcome not in OUTCOMES:
         raise KeymomentsError(f"unknown outcome {outcome!r}; use one of {', '.join(OUTCOMES)}")
     return OUTCOMES[outcome]
-
-
-def _q(s: str) -> str:
-    return "'" + s.replace("'", "''") + "'"
 
 
 def _attribute_keys(ws: Workspace, threshold: float, max_values: int) -> list[str]:
@@ -133,17 +130,17 @@ def root_causes(ws: Workspace, *, outcome: str = "feedback", threshold: float = 
         "regexp_replace(reason, '[0-9]+([.][0-9]+)?', '#', 'g'), ts FROM v WHERE reason IS NOT NULL",
         "SELECT journey_id, journey_type, event_type, 'agent', agent, ts FROM v WHERE agent IS NOT NULL",
         "SELECT journey_id, journey_type, event_type, 'channel', channel, ts FROM v WHERE channel IS NOT NULL",
-    ] + [f"SELECT journey_id, journey_type, event_type, {_q('attr:' + k)}, attributes[{_q(k)}], ts "
-         f"FROM v WHERE attributes[{_q(k)}] IS NOT NULL" for k in attributes]
+    ] + [f"SELECT journey_id, journey_type, event_type, {literal('attr:' + k)}, attributes[{literal(k)}], ts "
+         f"FROM v WHERE attributes[{literal(k)}] IS NOT NULL" for k in attributes]
     if themes:
         from .themes import DEFAULT_THEMES, theme_sql
 
         chosen = DEFAULT_THEMES if themes is True else themes
         # a theme in the text of a rated event (a review's comment) is the customer's
         # stated reason for that rating: labelled so, as it explains its own outcome
-        said = f"CASE WHEN e.rating IS NOT NULL THEN {_q(SAID_IN_FEEDBACK)} ELSE '' END"
+        said = f"CASE WHEN e.rating IS NOT NULL THEN {literal(SAID_IN_FEEDBACK)} ELSE '' END"
         branches += [f"SELECT je.journey_id, je.journey_type, 'text', 'theme', "
-                     f"{_q(name)} || {said}, je.ts "
+                     f"{literal(name)} || {said}, je.ts "
                      f"FROM journey_events je JOIN events e ON e.event_id = je.event_id "
                      f"WHERE e.text IS NOT NULL AND {cond}" for name, cond in theme_sql(chosen)]
     sql = f"""
@@ -155,7 +152,7 @@ def root_causes(ws: Workspace, *, outcome: str = "feedback", threshold: float = 
     c AS ({' UNION ALL '.join(branches)}),
     jy AS (SELECT j.journey_id, j.journey_type, j.person_id, {y} AS y FROM journeys j),
     contacts AS (SELECT person_id, start_ts FROM journeys
-                 WHERE journey_type IN ({', '.join(_q(t) for t in contact_types)})),
+                 WHERE journey_type IN ({', '.join(literal(t) for t in contact_types)})),
     cj AS (
       SELECT c.journey_type, c.event_type, c.dim, c.value, c.journey_id, min(c.ts) AS ts,
              any_value(jy.y) AS y, any_value(jy.person_id) AS person_id
@@ -243,7 +240,7 @@ def _warnings(ws: Workspace, outcome: str, y: str, contact_types: list[str]) -> 
     none is a contact."""
     have, types = ws.con.execute(
         f"SELECT count({y}), count(*) FILTER (WHERE journey_type IN "
-        f"({', '.join(_q(t) for t in contact_types)})) FROM journeys j").fetchone()
+        f"({', '.join(literal(t) for t in contact_types)})) FROM journeys j").fetchone()
     out = []
     if not have:
         out.append(f"no journey has the outcome {outcome!r} ({OUTCOME_WORDS[outcome]}), so no "
@@ -297,7 +294,7 @@ def recurrence(ws: Workspace, *, within_days: float = 7.0, by: str = "attr:topic
     col = column_name(dims[0])
     window = f"INTERVAL '{float(within_days) * 86400:.0f} seconds'"
     rows = ws.con.execute(f"""
-        WITH d AS ({dsql}), i AS (SELECT * FROM d WHERE journey_type = {_q(journey_type)})
+        WITH d AS ({dsql}), i AS (SELECT * FROM d WHERE journey_type = {literal(journey_type)})
         SELECT a."{col}" AS grp, count(*) AS n,
                sum(CASE WHEN EXISTS (SELECT 1 FROM i b WHERE b.person_id = a.person_id
                      AND b.journey_id <> a.journey_id AND b.start_ts > a.start_ts

@@ -21,6 +21,7 @@ True
 from __future__ import annotations
 
 import math
+import unicodedata
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -111,9 +112,24 @@ class PostedEvent(BaseModel):
     @field_validator("refs", "attributes", "measures")
     @classmethod
     def _keys(cls, v: dict) -> dict:
+        seen: dict[str, str] = {}
         for key in v:
-            if not key or "." in key:
-                raise ValueError(f"key {key!r}: a non-empty name without '.'")
+            if not key or "." in key or any(unicodedata.category(c) == "Cc" for c in key):
+                raise ValueError(f"key {key!r}: a non-empty name without '.' or control "
+                                 "characters")
+            # (a file's columns may not differ only in case either: one would be lost)
+            other = seen.setdefault(key.casefold(), key)
+            if other != key:
+                raise ValueError(f"keys {other!r} and {key!r} differ only in case: use one")
+        return v
+
+    @field_validator("event_type", "identifiers", "channel", "stage", "agent", "text", "refs",
+                     "expectation_kind", "attributes")
+    @classmethod
+    def _no_nul(cls, v):
+        values = v.values() if isinstance(v, dict) else [v]
+        if any(isinstance(x, str) and "\x00" in x for x in values):
+            raise ValueError("holds a NUL character (U+0000), which is no text: remove it")
         return v
 
     @field_validator("measures")

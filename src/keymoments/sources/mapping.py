@@ -420,11 +420,16 @@ class _Slot:
             f"{language} IS NOT NULL AND NOT "
             f"regexp_full_match({language}, {literal(LANGUAGE_TAG)})",
             "language", language, "not a language code; use ISO 639, such as en or pt-BR"))
+        channel = self.text(self.pick("channel"))
+        # (a channel is a label the analyses write into their queries; other text may hold it)
+        self.checks.append(_Check(
+            f"contains({channel}, chr(0))", "channel", channel,
+            "holds a NUL character (U+0000), a sign of a corrupt export: remove it in the file"))
         cols = {
             "ts": ts,
             "anchor": anchor,
             "identifiers": idmap,
-            "channel": self.text(self.pick("channel")),
+            "channel": channel,
             "event_type": event_type,
             "stage": f"lower({stage})",
             "refs": self.string_map(self.pick("refs"), "refs"),
