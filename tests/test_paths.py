@@ -436,3 +436,37 @@ sources:
     flagged = {(r["source"], r["target"]): r["switch"] for r in s.matrix.to_pylist()}
     assert flagged == {("chat", "survey"): False, ("survey", "chat"): False,
                        ("chat", "phone"): True}
+
+
+def test_an_xes_export_is_well_formed_whatever_the_names_hold(make_workspace, tmp_path):
+    """Control characters XML forbids even escaped (a vertical tab in an agent's name)
+    made the log unreadable, by keymoments' own reader too; they are written as U+FFFD."""
+    import xml.etree.ElementTree as ET
+
+    config = """
+sources:
+  t:
+    path: t.csv
+    identifiers: {customer_id: customer}
+    refs: {ticket: ticket}
+    event_type: event_type
+    ts: ts
+    agent: agent
+"""
+    rows = ("customer,ticket,event_type,ts,agent\n"
+            "c1,t1,ticket_opened,2024-01-01T10:00:00Z,ana\x0bmaria\n"
+            "c1,t1,ticket_resolved,2024-01-01T12:00:00Z,bo\x01b <&>\n")
+    ws = make_workspace(config, {"t.csv": rows})
+    ws.ingest()
+    ws.build()
+    out = km.export_log(ws, tmp_path / "log.xes")
+    assert out["events"] == 2
+    resources = [e.get("value") for e in ET.parse(tmp_path / "log.xes").iter()
+                 if e.get("key") == "org:resource"]
+    assert sorted(resources) == ["ana\ufffdmaria", "bo\ufffdb <&>"]
+
+
+def test_an_output_under_a_file_is_a_clear_error(ws, tmp_path):
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(KeymomentsError, match="afile is a file, not a folder; choose another"):
+        km.export_log(ws, tmp_path / "afile" / "log.xes")

@@ -13,6 +13,7 @@ event id. keymoments reads both back (``format: xes`` / ``csv`` sources).
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -49,9 +50,20 @@ _HEAD = """<?xml version="1.0" encoding="UTF-8"?>
 """
 
 
+#: characters XML 1.0 does not allow, even escaped (a control character in an agent's
+#: name made the log unreadable): written as U+FFFD
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
+
+
 def _attr(kind: str, key: str, value) -> str:
+    r"""One XES attribute, its key and value escaped.
+
+    >>> print(_attr("string", "org:resource", 'a "b"\x0b<c>'))
+    <string key="org:resource" value="a &quot;b&quot;�&lt;c&gt;"/>
+    """
     q = {'"': "&quot;", "\n": "&#10;", "\r": "&#13;", "\t": "&#9;"}
-    return f'<{kind} key="{escape(key, q)}" value="{escape(str(value), q)}"/>'
+    key, value = (_NOT_XML.sub("\ufffd", str(x)) for x in (key, value))
+    return f'<{kind} key="{escape(key, q)}" value="{escape(value, q)}"/>'
 
 
 def _iso(ts: datetime) -> str:
@@ -88,7 +100,6 @@ def export_log(ws: Workspace, path: str | Path, *, fmt: Literal["xes", "csv"] | 
                               ".csv file name, or the format: --format xes|csv (Python: fmt='xes' / 'csv')")
     flt = _filter(filter, filters)
     batches = _rows(ws, flt, level).to_pyarrow_batches(chunk_size=100_000)
-    path.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "csv":
         return _write_csv(batches, path)
     return _write_xes(batches, path)
