@@ -476,3 +476,19 @@ def test_a_relative_gap_needs_a_value_promise():
     assert (err.key, err.line) == ("valence.rules.0", 4)  # (the rule's first line)
     cfg = load_config_text(RELATIVE_RULE + "      measure: wait_seconds\n", env={})
     assert cfg.valence.rules[0].relative
+
+
+@pytest.mark.parametrize("text, line, key, words", [
+    (SOURCE + "    rating: {column: score, scale: custom, min: .nan, max: 10}\n", 8,
+     "sources.orders.rating.min", "finite number"),
+    ("actions:\n  rules:\n  - name: r\n    trigger: {on: valley}\n    when: {min_value: .inf}\n"
+     "    action: {kind: file}\n", 5, "actions.rules.0.when.min_value", "finite number"),
+    ("actions:\n  rules:\n  - name: r\n    trigger: {on: valley, within: .inf}\n"
+     "    action: {kind: file}\n", 4, "actions.rules.0.trigger.within", "at most 100 years"),
+    ("outcomes:\n  churn_within: 1000000y\n", 2, "outcomes.churn_within", "at most 100 years"),
+])
+def test_a_number_in_the_config_is_finite(text, line, key, words):
+    """YAML's .nan and .inf passed `config check` and then failed a load or a live update
+    inside a query (Binder Error: column "nan"; an overflow); refused here, where they are."""
+    err = config_error(text)
+    assert (err.line, err.key) == (line, key) and words in str(err)

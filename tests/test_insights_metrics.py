@@ -5,6 +5,7 @@ whose every figure is counted by hand in the comments."""
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -638,3 +639,16 @@ def test_empty_metrics_say_why(shop):
     assert contractual.meta["n"] > 0 and contractual.to_pylist()[0]["value"] == 0
     assert any(w.startswith("no event is in the churn stage, so churn reads 0")
                for w in contractual.meta["warnings"])
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, 0, -3, 1e300])
+def test_a_window_in_days_must_be_a_positive_finite_number(shop, bad):
+    """Windows were formatted into SQL as given: nan, inf or 1e300 days failed with an
+    internal error (a conversion or binder error) instead of saying what to give."""
+    runs = [lambda: km.metrics(shop, "churn", inactive_days=bad),
+            lambda: km.funnel(shop, ["order_placed", "nps_answered"], within_days=bad),
+            lambda: km.root_causes(shop, within_days=bad),
+            lambda: km.churn(shop, kind="inactivity", inactive_days=bad)]
+    for name, run in zip(["inactive_days", "within_days", "within_days", "inactive_days"], runs):
+        with pytest.raises(km.KeymomentsError, match=f"{name} must be a number of days above 0"):
+            run()

@@ -18,7 +18,8 @@ import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
-__all__ = ["ident", "literal", "member_of", "few_values", "registered", "MEMBER_LIST_MAX"]
+__all__ = ["ident", "literal", "member_of", "few_values", "registered", "days",
+           "interval_days", "MEMBER_LIST_MAX"]
 
 #: up to this many values, :func:`member_of` writes them out
 MEMBER_LIST_MAX = 512
@@ -47,6 +48,42 @@ def literal(value: object) -> str:
     if "\x00" in text:  # (SQL text cannot hold one: the parts joined by chr(0))
         return "(" + " || chr(0) || ".join(literal(p) for p in text.split("\x00")) + ")"
     return "'" + text.replace("'", "''") + "'"
+
+
+#: the longest window an analysis takes, in days (100 years)
+MAX_DAYS = 36_500
+
+
+def days(value: float, name: str) -> float:
+    """``value`` (a window or unit in days, from a user) as a float, checked: positive,
+    finite and at most :data:`MAX_DAYS`, or an error naming ``name``.
+
+    >>> days(7, "within_days")
+    7.0
+    >>> days(float("nan"), "--inactive-days")
+    Traceback (most recent call last):
+    ...
+    keymoments.errors.KeymomentsError: --inactive-days must be a number of days above 0 and at most 36500, not nan
+    """
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        x = math.nan
+    if not (math.isfinite(x) and 0 < x <= MAX_DAYS):
+        from .errors import KeymomentsError
+
+        raise KeymomentsError(f"{name} must be a number of days above 0 and at most "
+                              f"{MAX_DAYS}, not {value!r}")
+    return x
+
+
+def interval_days(value: float, name: str) -> str:
+    """``value`` days (checked by :func:`days`) as an SQL interval.
+
+    >>> interval_days(1.5, "within_days")
+    "INTERVAL '129600 seconds'"
+    """
+    return f"INTERVAL '{days(value, name) * 86400:.0f} seconds'"
 
 
 def member_of(column: str, values: Sequence[str] | None, subquery: str) -> str:

@@ -32,6 +32,8 @@ __all__ = [
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}
 UNIT_SECONDS = {"seconds": 1, "minutes": 60, "hours": 3600, "days": 86400}
+#: the longest duration a config takes (100 years): longer ones overflow the queries
+MAX_DURATION = 100 * 365 * 86400
 
 
 def parse_duration(value: object) -> float:
@@ -39,11 +41,16 @@ def parse_duration(value: object) -> float:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         if value < 0:
             raise ValueError("a duration cannot be negative")
-        return float(value)
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdwy])\s*", str(value))
-    if not match:
-        raise ValueError(f"not a duration: {value!r} (write e.g. 30m, 2h, 14d, 8w, 1y)")
-    return float(match.group(1)) * _UNITS[match.group(2)]
+        seconds = float(value)
+    else:
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdwy])\s*", str(value))
+        if not match:
+            raise ValueError(f"not a duration: {value!r} (write e.g. 30m, 2h, 14d, 8w, 1y)")
+        seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    if not seconds <= MAX_DURATION:  # (NaN too)
+        raise ValueError(f"not a duration: {value!r} (at most 100 years: write e.g. 30m, 2h, "
+                         "14d, 8w, 1y)")
+    return seconds
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]

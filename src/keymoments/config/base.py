@@ -47,9 +47,10 @@ RATING_SCALES: dict[str, tuple[float, float]] = {
 
 
 class Strict(BaseModel):
-    """Base of every config model: unknown keys are errors, not silently ignored."""
+    """Base of every config model: unknown keys are errors, not silently ignored; a
+    number is finite (YAML's ``.nan`` and ``.inf`` are refused: they reached queries)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 def require_unique_names(items, what: str):

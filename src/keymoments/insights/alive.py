@@ -30,6 +30,7 @@ import pyarrow as pa
 
 from ..errors import KeymomentsError
 from ..results import Result
+from ..sql import days, literal
 
 if TYPE_CHECKING:
     from ..store.workspace import Workspace
@@ -120,15 +121,16 @@ def rfm(ws: Workspace, *, event_types: list[str] | None = None, unit_days: float
     the BG/NBD literature)."""
     from ..taxonomy import purchase_event_sql
 
-    where = ("e.event_type IN (" + ", ".join("'" + t.replace("'", "''") + "'" for t in event_types) + ")"
+    where = ("e.event_type IN (" + ", ".join(literal(t) for t in event_types) + ")"
              if event_types else purchase_event_sql("e.moment"))
+    unit = days(unit_days, "unit_days")
     return ws.con.execute(f"""
         WITH d AS (SELECT DISTINCT e.person_id, date_trunc('day', e.ts) AS day FROM events e
                    WHERE {where} AND e.person_id IS NOT NULL),
         last AS (SELECT date_trunc('day', max(ts)) AS end_day FROM events)
         SELECT d.person_id, count(*) - 1 AS frequency,
-               (epoch(max(d.day)) - epoch(min(d.day))) / 86400.0 / {float(unit_days)} AS recency,
-               (epoch(any_value(last.end_day)) - epoch(min(d.day))) / 86400.0 / {float(unit_days)} AS age
+               (epoch(max(d.day)) - epoch(min(d.day))) / 86400.0 / {unit} AS recency,
+               (epoch(any_value(last.end_day)) - epoch(min(d.day))) / 86400.0 / {unit} AS age
         FROM d CROSS JOIN last GROUP BY d.person_id ORDER BY d.person_id""").to_arrow_table()
 
 

@@ -36,7 +36,7 @@ import pyarrow.compute as pc
 
 from ..errors import KeymomentsError, MissingExtraError
 from ..results import Result
-from ..sql import literal
+from ..sql import days, interval_days, literal
 from .dimensions import check_dimension, column_name, dimension_sql, event_keys
 
 if TYPE_CHECKING:
@@ -69,7 +69,7 @@ def churn_table(ws: Workspace, *, by: str | None = None, kind: str = "contractua
         raise KeymomentsError(
             f"a tenure measure is read in its own unit (months for a measure of months), so "
             f"unit_days ({unit_days:g}) does not apply to {tenure_measure!r}: leave it out")
-    days = f"86400.0 / {float(unit_days)}"
+    per_unit = f"86400.0 / {days(unit_days, 'unit_days')}"
     is_churn = (f"e.event_type IN ({', '.join(literal(t) for t in churn_events)})" if churn_events
                 else "e.stage = 'churn'")
     end = "(SELECT max(ts) FROM events)"
@@ -87,15 +87,15 @@ def churn_table(ws: Workspace, *, by: str | None = None, kind: str = "contractua
                 f"HAVING max(e.measures[{m}]) IS NOT NULL")
     elif kind == "contractual":
         base = (f"SELECT e.person_id, (epoch(coalesce(min(e.ts) FILTER (WHERE {is_churn}), "
-                f"any_value(x.end_ts))) - epoch(min(e.ts))) / {days} AS duration, "
+                f"any_value(x.end_ts))) - epoch(min(e.ts))) / {per_unit} AS duration, "
                 f"max(CASE WHEN {is_churn} THEN 1 ELSE 0 END) AS churned "
                 f"FROM events e CROSS JOIN (SELECT {end} AS end_ts) x "
                 f"WHERE e.person_id IS NOT NULL GROUP BY e.person_id")
     else:
-        window = f"INTERVAL '{float(inactive_days) * 86400:.0f} seconds'"
+        window = interval_days(inactive_days, "inactive_days")
         base = (f"SELECT e.person_id, CASE WHEN max(e.ts) < any_value(x.end_ts) - {window} "
-                f"THEN (epoch(max(e.ts)) - epoch(min(e.ts))) / {days} "
-                f"ELSE (epoch(any_value(x.end_ts)) - epoch(min(e.ts))) / {days} END AS duration, "
+                f"THEN (epoch(max(e.ts)) - epoch(min(e.ts))) / {per_unit} "
+                f"ELSE (epoch(any_value(x.end_ts)) - epoch(min(e.ts))) / {per_unit} END AS duration, "
                 f"CASE WHEN max(e.ts) < any_value(x.end_ts) - {window} THEN 1 ELSE 0 END AS churned "
                 f"FROM events e CROSS JOIN (SELECT {end} AS end_ts) x "
                 f"WHERE e.person_id IS NOT NULL GROUP BY e.person_id")

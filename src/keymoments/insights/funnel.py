@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 
 from ..errors import KeymomentsError
 from ..results import Result
-from ..sql import literal
+from ..sql import interval_days, literal
 from . import intervals as iv
 
 if TYPE_CHECKING:
@@ -103,7 +103,7 @@ def funnel(ws: Workspace, steps: list[str] | tuple[str, ...] = LIFECYCLE, *, by:
         present = [(s, c, v) for s, (c, v) in zip(steps, parsed)]
     gexpr, gjoin = _group_sql(by, unit)
     attrs = "e.attributes" if unit == "person" else "ev.attributes"
-    window = f"INTERVAL '{float(within_days) * 86400:.0f} seconds'"
+    window = interval_days(within_days, "within_days")
     ctes, sel = [], []
     for i, (_, col, val) in enumerate(present):
         cond = f"e.{col} = {literal(val)} AND e.{uid} IS NOT NULL"

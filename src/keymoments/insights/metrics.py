@@ -46,7 +46,7 @@ import pyarrow as pa
 
 from ..errors import KeymomentsError
 from ..results import Result
-from ..sql import literal
+from ..sql import interval_days, literal
 from ..taxonomy import purchase_event_sql
 from . import intervals as iv
 from .dimensions import column_name, dimension_sql, event_keys, period_sql
@@ -181,8 +181,8 @@ def unit_sql(ws: Workspace, metric: str, dims: list[str], *, inactive_days: floa
             y = ("CASE WHEN EXISTS (SELECT 1 FROM events c WHERE c.person_id = p.person_id "
                  "AND c.stage = 'churn') THEN 1.0 ELSE 0.0 END")
         else:
-            y = (f"CASE WHEN p.last_seen < (SELECT max(ts) FROM events) - INTERVAL "
-                 f"'{float(inactive_days) * 86400:.0f} seconds' THEN 1.0 ELSE 0.0 END")
+            y = (f"CASE WHEN p.last_seen < (SELECT max(ts) FROM events) - "
+                 f"{interval_days(inactive_days, 'inactive_days')} THEN 1.0 ELSE 0.0 END")
         first = ("SELECT person_id, min_by(journey_id, start_ts) AS journey_id FROM journeys "
                  "GROUP BY person_id")
         return (f"SELECT {cols}p.first_seen AS _ts, {y} AS y FROM people p "

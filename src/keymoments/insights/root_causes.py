@@ -35,7 +35,7 @@ import pyarrow as pa
 
 from ..errors import KeymomentsError
 from ..results import Result
-from ..sql import literal
+from ..sql import interval_days, literal
 from . import intervals as iv
 
 if TYPE_CHECKING:
@@ -160,7 +160,7 @@ def root_causes(ws: Workspace, *, outcome: str = "feedback", threshold: float = 
       GROUP BY c.journey_type, c.event_type, c.dim, c.value, c.journey_id),
     rep AS (
       SELECT cj.journey_id, cj.dim, cj.value, cj.event_type,
-             max(CASE WHEN k.start_ts > cj.ts AND k.start_ts <= cj.ts + INTERVAL '{float(within_days) * 86400:.0f} seconds'
+             max(CASE WHEN k.start_ts > cj.ts AND k.start_ts <= cj.ts + {interval_days(within_days, "within_days")}
                  THEN 1 ELSE 0 END) AS again
       FROM cj LEFT JOIN contacts k ON k.person_id = cj.person_id
       GROUP BY cj.journey_id, cj.dim, cj.value, cj.event_type),
@@ -292,7 +292,7 @@ def recurrence(ws: Workspace, *, within_days: float = 7.0, by: str = "attr:topic
 
     dsql, dims = dimension_sql([by, "attr:topic"] if by != "attr:topic" else [by])
     col = column_name(dims[0])
-    window = f"INTERVAL '{float(within_days) * 86400:.0f} seconds'"
+    window = interval_days(within_days, "within_days")
     rows = ws.con.execute(f"""
         WITH d AS ({dsql}), i AS (SELECT * FROM d WHERE journey_type = {literal(journey_type)})
         SELECT a."{col}" AS grp, count(*) AS n,
