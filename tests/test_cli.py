@@ -85,9 +85,22 @@ def test_init(tmp_path, runner):
     result = ok(runner.invoke(main, ["init", str(root), "--name", "acme"]))
     assert "created workspace" in result.stdout
     assert sorted(p.name for p in root.iterdir()) == ["keymoments.duckdb", "keymoments.yaml"]
-    assert "name: acme" in (root / "keymoments.yaml").read_text()
+    assert 'name: "acme"' in (root / "keymoments.yaml").read_text()
     again = runner.invoke(main, ["init", str(root)])
     assert_one_error_line(again, "already exists")
+
+
+@pytest.mark.parametrize("name", ["2024", "shop #2", "Acme: EU", "two\nlines: x", "café ü"])
+def test_init_keeps_any_name_as_written(tmp_path, runner, name):
+    """The name was written into the YAML as it came: a folder named 2024 made an
+    invalid config (a number), '#2' was cut off as a comment, a newline added keys."""
+    root = tmp_path / "new"
+    ok(runner.invoke(main, ["init", str(root), "--name", name]))
+    import keymoments
+
+    ws = keymoments.open(root)
+    assert ws.config.name == name
+    ws.close()
 
 
 def test_ingest_table(runner, ws_dir):

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -268,7 +269,9 @@ def init(path: str | os.PathLike[str], name: str | None = None, *, exist_ok: boo
     if not cfg.exists():
         from ..io import atomic_write_text
 
-        atomic_write_text(cfg, STARTER_CONFIG.format(name=name or root.resolve().name or "keymoments"))
+        # quoted: a folder named 2024 or "shop #2" is a name, not a number or a comment
+        chosen = name or root.resolve().name or "keymoments"
+        atomic_write_text(cfg, STARTER_CONFIG.format(name=json.dumps(chosen, ensure_ascii=False)))
     return Workspace.open(root)
 
 
