@@ -363,23 +363,39 @@ sources:
             '{"id": "2", "when": "2024-01-02", "": "x"}',        # 2 empty name
             '{"id": "3", "when": "2024-01-03", "_km_line": 7}',  # 3 keymoments's own
             '{"id": "4", "when": "2024-01-04", "a": 1, "A": 2}',  # 4 equal but for case
-            '{"id": "5", "When": "2024-01-05"}']                 # 5 loads: `when` itself
+            '{"id": "5", "When": "2024-01-05"}',                 # 5 loads: `when` itself
+            '{"id": "6", "when": "2024-01-06", "_km_text_0": 1}',  # 6 keymoments's own too
+            '{"id": "7", "when": "2024-01-07", "n\\u0000": 1}']     # 7 a NUL
     ws = make_workspace(text, {"e.jsonl": "\n".join(rows) + "\n"})
     rep = ws.ingest("s")
-    assert (rep.rows_read, rep.rows_loaded, rep.rows_quarantined) == (5, 2, 3)
+    assert (rep.rows_read, rep.rows_loaded, rep.rows_quarantined) == (7, 2, 5)
     q = quarantine(ws)
-    assert sorted(q) == [2, 3, 4]
-    assert "empty name" in q[2]["reason"] and "keymoments's own" in q[3]["reason"]
+    assert sorted(q) == [2, 3, 4, 6, 7]
+    assert "empty name" in q[2]["reason"] and "begins with _km_" in q[3]["reason"]
+    assert "begins with _km_" in q[6]["reason"] and "control character" in q[7]["reason"]
     assert "'a' and 'A' differ only in case" in q[4]["reason"]
     assert ws.con.execute("SELECT count(*) FROM events WHERE source_line = 7").fetchone()[0] == 0
 
 
-def test_a_csv_column_named_like_keymomentss_own_is_refused(make_workspace):
-    ws = make_workspace(cfg(), {"data.csv": "id,email,when,score,note,amount,_km_line\n"
+@pytest.mark.parametrize("name, why", [("_km_line", "begins with _km_"),
+                                       ("_KM_text_0", "begins with _km_"),
+                                       ("no\x00te", "holds a control character")])
+def test_a_csv_column_named_like_keymomentss_own_is_refused(make_workspace, name, why):
+    """'_km_text_0' stood in for the mapping's working column of that name (every row's
+    time read from it: all quarantined as bad times); a NUL failed with an internal error."""
+    ws = make_workspace(cfg(), {"data.csv": f"id,email,when,score,note,amount,{name}\n"
                                             "1,,2024-01-01,3,x,1,99\n"})
-    with pytest.raises(km.KeymomentsError, match="'_km_line' is keymoments's own"):
+    with pytest.raises(km.KeymomentsError, match=f"data.csv: column 7 of the header, .*{why}"):
         ws.ingest("s")
     assert ws.con.execute("SELECT count(*) FROM events").fetchone()[0] == 0
+
+
+def test_a_parquet_column_named_like_keymomentss_own_is_refused(make_workspace, tmp_path):
+    ws = make_workspace(cfg(path="data.parquet"))
+    pq.write_table(pa.table({"id": ["1"], "when": ["2024-01-01"], "_km_text_0": ["x"]}),
+                   tmp_path / "ws" / "data.parquet")
+    with pytest.raises(km.KeymomentsError, match="'_km_text_0' begins with _km_"):
+        ws.ingest("s")
 
 
 def test_a_compressed_file_is_named_as_such(make_workspace, tmp_path):

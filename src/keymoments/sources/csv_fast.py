@@ -304,7 +304,7 @@ def stage_csv_fast(con: duckdb.DuckDBPyConnection, files: list[str], options: Cs
             return None
         fields, skipped, first = found
         if options.header:
-            names, before = _unique_header(fields), skipped + first
+            names, before = _unique_header(fields, path), skipped + first
         else:
             names, before = [f"column_{k + 1}" for k in range(len(fields))], skipped
         read = _read_one(con, path, options, f"{table}__{i}", len(fields), before)

@@ -31,7 +31,7 @@ from ..config.models import (
     SourceSpec,
     TimestampSpec,
 )
-from ..errors import ConfigError
+from ..errors import ConfigError, SourceError
 from ..sql import ident, literal
 from .readers import FILE_COLUMN, LINE_COLUMN
 
@@ -715,6 +715,14 @@ class _Compiler:
         if event_id_scheme not in EVENT_ID_SCHEMES:
             raise ValueError(f"unknown event id scheme {event_id_scheme}")
         self.source, self.name, self.types, self.identity = source, name, types, identity
+        # (a column named as one of the working columns below would stand in for it:
+        # '_km_text_0' read as the time of every row; CSV and JSON headers say so first)
+        own = [c for c in types if c.lower().startswith("_km_")
+               and c.lower() not in (LINE_COLUMN, FILE_COLUMN)]
+        if own:
+            raise SourceError(f"source {name!r}: the column name {own[0]!r} begins with _km_, "
+                              "which keymoments keeps for its own columns: rename it in the "
+                              "export")
         self.event_id_scheme = event_id_scheme
         self.lenient = False
         # text columns are cleaned (trimmed, nulls) once, in a subquery, and referred to

@@ -29,6 +29,7 @@ import json
 import math
 import os
 import re
+import unicodedata
 import xml.sax
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -258,8 +259,9 @@ class _BatchSink:
         for name in record:
             if not name:
                 return "a field has an empty name: name it in the export"
-            if name.lower() in (LINE_COLUMN, FILE_COLUMN):
-                return f"the field name {name!r} is keymoments's own: rename it in the export"
+            why = _not_a_column_name(name)
+            if why:
+                return f"the field name {name!r} {why}: rename it in the export"
             other = known.setdefault(name.lower(), name)
             if other != name:
                 return (f"the fields {other!r} and {name!r} differ only in case, which column "
@@ -467,20 +469,41 @@ class _Lines:
             self._fh.release()
 
 
-def _unique_header(names: list[str]) -> list[str]:
-    """Column names for a header: blanks named by position, repeats numbered (names
-    equal but for case are repeats: DuckDB's names ignore case); keymoments's own
-    line and file columns are refused.
+def _not_a_column_name(name: str) -> str | None:
+    """Why ``name`` cannot be a source's column, or None: keymoments's own columns
+    (``_km_...``: the line and file of each row, and the mapping's working columns,
+    one of which a column of that name would stand in for) and control characters
+    (a NUL cannot be written into a query at all)."""
+    if name.lower().startswith("_km_"):
+        return "begins with _km_, which keymoments keeps for its own columns"
+    if any(unicodedata.category(c) == "Cc" for c in name):
+        return "holds a control character"
+    return None
+
+
+def _unique_header(names: list[str], path: str | None = None) -> list[str]:
+    r"""Column names for a header: blanks named by position, repeats numbered (names
+    equal but for case are repeats: DuckDB's names ignore case); names keymoments keeps
+    (``_km_...``) or that hold control characters are refused.
 
     >>> _unique_header(["id", "ID", "", "id"])
     ['id', 'ID_2', 'column_3', 'id_3']
+    >>> _unique_header(["id", "no\x00te"])
+    Traceback (most recent call last):
+    ...
+    keymoments.errors.SourceError: column 2 of the header, 'no\x00te', holds a control character: rename it in the export
+    >>> _unique_header(["_KM_text_0"], "a.csv")
+    Traceback (most recent call last):
+    ...
+    keymoments.errors.SourceError: a.csv: column 1 of the header, '_KM_text_0', begins with _km_, which keymoments keeps for its own columns: rename it in the export
     """
     out: list[str] = []
     for i, name in enumerate(names):
         name = name.strip() or f"column_{i + 1}"
-        if name.lower() in (LINE_COLUMN, FILE_COLUMN):
-            raise SourceError(f"the column name {name!r} is keymoments's own (the line and "
-                              "file of each row): rename it in the export")
+        why = _not_a_column_name(name)
+        if why:
+            raise SourceError(f"{path + ': ' if path else ''}column {i + 1} of the header, "
+                              f"{name!r}, {why}: rename it in the export")
         base, k = name, 2
         while name.lower() in {o.lower() for o in out}:
             name, k = f"{base}_{k}", k + 1
@@ -549,7 +572,7 @@ def read_csv_records(
             continue  # blank line (a quoted empty value, '""', is a record)
         if header is None:
             if options.header:
-                header = _unique_header(fields)
+                header = _unique_header(fields, path)
             else:
                 header = [f"column_{i + 1}" for i in range(len(fields))]
             width = len(header)
