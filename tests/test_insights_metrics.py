@@ -652,3 +652,13 @@ def test_a_window_in_days_must_be_a_positive_finite_number(shop, bad):
     for name, run in zip(["inactive_days", "within_days", "within_days", "inactive_days"], runs):
         with pytest.raises(km.KeymomentsError, match=f"{name} must be a number of days above 0"):
             run()
+
+
+@pytest.mark.parametrize("by", [["attr:period"], ["attr:y"], ["channel", "attr:channel"],
+                                ["attr:value"], ["attr:journey_type"]])
+def test_an_attribute_named_like_a_built_in_column_is_refused(shop, by):
+    """attr:<key> became a column named <key>: 'period' or 'y' failed inside the query,
+    attr:channel beside channel showed the real channels twice, and attr:journey_type
+    grouped by the journey type. Each is now an error saying what to rename."""
+    with pytest.raises(km.KeymomentsError, match="named like the built-in"):
+        km.metrics(shop, "csat", by=by, period="year" if by == ["attr:period"] else None)
