@@ -39,3 +39,23 @@ def test_failed_write_leaves_old_file_and_no_temp(tmp_path, monkeypatch):
         atomic_write_bytes(p, b"new")
     assert p.read_bytes() == b"old"
     assert [f.name for f in tmp_path.iterdir()] == ["out.bin"]
+
+
+def test_a_failed_write_is_an_oserror_and_says_where(tmp_path, monkeypatch):
+    """A full disk: the error names the file and is an OSError still, so the outbox's
+    delivery, which retries a failed case file, counts an attempt (a KeymomentsError
+    alone escaped it: webhooks sent in that pass were sent again on every pass)."""
+    import errno
+    import tempfile
+
+    import keymoments as km
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(tempfile, "mkstemp", full)
+    with pytest.raises(OSError) as info:
+        atomic_write_text(tmp_path / "cases" / "a.json", "{}")
+    assert isinstance(info.value, km.OutputError) and isinstance(info.value, km.KeymomentsError)
+    assert "cannot write" in str(info.value) and "No space left on device" in str(info.value)
+    assert not (tmp_path / "cases" / "a.json").exists()

@@ -11,6 +11,7 @@ from .errors import (
     KeymomentsError,
     MissingExtraError,
     NotFoundError,
+    OutputError,
     SourceError,
     WorkspaceError,
 )
@@ -42,6 +43,7 @@ __all__ = [
     "LoadReport",
     "MissingExtraError",
     "NotFoundError",
+    "OutputError",
     "Result",
     "SourceError",
     "Workspace",

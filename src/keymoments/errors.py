@@ -9,6 +9,8 @@ so ``except km.KeymomentsError`` catches them all. The hierarchy::
     ├── SourceError                     a source file cannot be read at all (not a bad row:
     │                                   bad rows go to the quarantine table instead)
     ├── NotFoundError (LookupError)     a person, source or journey that does not exist
+    ├── OutputError (OSError)           a file cannot be written (a folder that is a file,
+    │                                   no permission, a full disk)
     └── MissingExtraError (ImportError) an optional dependency is not installed
 
 Messages say what is wrong, where, and what to do:
@@ -27,6 +29,7 @@ __all__ = [
     "WorkspaceError",
     "SourceError",
     "NotFoundError",
+    "OutputError",
     "MissingExtraError",
 ]
 
@@ -73,6 +76,11 @@ class SourceError(KeymomentsError):
 
 class NotFoundError(KeymomentsError, LookupError):
     """A named thing (person, source, journey) does not exist."""
+
+
+class OutputError(KeymomentsError, OSError):
+    """A file cannot be written; an OSError too, so what retries a failed write (the
+    outbox's case files) still sees one."""
 
 
 class MissingExtraError(KeymomentsError, ImportError):

@@ -45,12 +45,12 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w", **kwargs: Any) ->
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:  # a folder that is a file, no permission, a full disk
-        from .errors import KeymomentsError
+        from .errors import OutputError
 
         file = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
         why = (f"{file} is a file, not a folder" if file is not None else
                f"{exc.strerror or exc} ({exc.filename or path.parent})")
-        raise KeymomentsError(f"cannot write {path}: {why}; choose another path") from None
+        raise OutputError(f"cannot write {path}: {why}; choose another path") from None
     try:
         os.fchmod(fd, _mode_for(path))
         with os.fdopen(fd, mode, **kwargs) as fh:
