@@ -372,14 +372,14 @@ sources:
     q = quarantine(ws)
     assert sorted(q) == [2, 3, 4, 6, 7]
     assert "empty name" in q[2]["reason"] and "begins with _km_" in q[3]["reason"]
-    assert "begins with _km_" in q[6]["reason"] and "control character" in q[7]["reason"]
+    assert "begins with _km_" in q[6]["reason"] and "NUL character" in q[7]["reason"]
     assert "'a' and 'A' differ only in case" in q[4]["reason"]
     assert ws.con.execute("SELECT count(*) FROM events WHERE source_line = 7").fetchone()[0] == 0
 
 
 @pytest.mark.parametrize("name, why", [("_km_line", "begins with _km_"),
                                        ("_KM_text_0", "begins with _km_"),
-                                       ("no\x00te", "holds a control character")])
+                                       ("no\x00te", "holds a NUL character")])
 def test_a_csv_column_named_like_keymomentss_own_is_refused(make_workspace, name, why):
     """'_km_text_0' stood in for the mapping's working column of that name (every row's
     time read from it: all quarantined as bad times); a NUL failed with an internal error."""
