@@ -174,6 +174,8 @@ def test_x_api_key_header_works(live):
     (json.dumps({**EVENT, "attributes": {"ti\x00er": "gold"}}).encode(), 422, "control"),
     (json.dumps({**EVENT, "attributes": {"Tier": "gold", "tier": "silver"}}).encode(), 422,
      "differ only in case"),
+    (json.dumps({**EVENT, "identifiers": {"customer_id": "C1", "Customer_ID": "C2"}}).encode(),
+     422, "differ only in case"),
     (json.dumps({**EVENT, "expected_ts": "2026-03-02T00:00:00Z"}).encode(), 422,
      "needs expectation_kind"),
     # a wrong clock: an event years ahead would make every journey look idle until then
@@ -197,6 +199,21 @@ def test_the_key_is_checked_before_the_body(live, who, status, raw):
     got, body, _ = server.request("POST", "/v1/events", raw=raw, token=token)
     assert got == status, body
     _is_envelope(body, status)
+
+
+def test_keys_differing_only_in_case_across_a_batch_are_refused(live):
+    """One event's customer_id and another's Customer_ID: a large batch (stored through
+    a JSON lines read, whose columns ignore case) made them one key and gave the second
+    event another person than a small batch (stored in Python) did."""
+    server, keys = live
+    before = _events_count(server, keys)
+    for name in ("identifiers", "attributes"):
+        a = {"customer_id": "c1"} if name == "identifiers" else {"tier": "gold"}
+        b = {k.upper(): v for k, v in a.items()}
+        batch = {"events": [{**EVENT, name: a}, {**EVENT, "ts": "2026-03-02T10:00:00Z", name: b}]}
+        got, body, _ = server.request("POST", "/v1/events/batch", batch, token=keys["write"])
+        assert got == 422 and "differ only in case" in json.dumps(body), body
+    assert _events_count(server, keys) == before
 
 
 def test_one_bad_event_refuses_the_whole_batch(live):

@@ -107,20 +107,17 @@ class PostedEvent(BaseModel):
         for key in v:
             if not key.replace("_", "").isalnum():
                 raise ValueError(f"identifier kind {key!r}: use letters, digits and '_'")
+        _one_spelling([v])
         return v
 
     @field_validator("refs", "attributes", "measures")
     @classmethod
     def _keys(cls, v: dict) -> dict:
-        seen: dict[str, str] = {}
         for key in v:
             if not key or "." in key or any(unicodedata.category(c) == "Cc" for c in key):
                 raise ValueError(f"key {key!r}: a non-empty name without '.' or control "
                                  "characters")
-            # (a file's columns may not differ only in case either: one would be lost)
-            other = seen.setdefault(key.casefold(), key)
-            if other != key:
-                raise ValueError(f"keys {other!r} and {key!r} differ only in case: use one")
+        _one_spelling([v])
         return v
 
     @field_validator("event_type", "identifiers", "channel", "stage", "agent", "text", "refs",
@@ -167,12 +164,32 @@ class PostedEvent(BaseModel):
         return self
 
 
+def _one_spelling(maps: list[dict]) -> None:
+    """A ValueError when two keys of ``maps`` differ only in case. A batch is stored as
+    a JSON lines export would be read, whose columns ignore case: ``Tier`` and ``tier``
+    (or ``customer_id`` and ``Customer_ID``) would be one column there, and be two
+    keys when the batch is small enough to be stored in Python."""
+    seen: dict[str, str] = {}
+    for m in maps:
+        for key in m:
+            other = seen.setdefault(key.casefold(), key)
+            if other != key:
+                raise ValueError(f"keys {other!r} and {key!r} differ only in case: use one "
+                                 "spelling")
+
+
 class EventBatch(BaseModel):
     """A batch of events as posted to ``POST /v1/events/batch``."""
 
     model_config = ConfigDict(extra="forbid")
 
     events: list[PostedEvent] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _spelling(self) -> EventBatch:
+        for name in ("identifiers", "refs", "measures", "attributes"):
+            _one_spelling([getattr(e, name) for e in self.events])
+        return self
 
 
 def _slot(e: PostedEvent) -> tuple[str, str]:
