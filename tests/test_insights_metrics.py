@@ -654,11 +654,40 @@ def test_a_window_in_days_must_be_a_positive_finite_number(shop, bad):
             run()
 
 
-@pytest.mark.parametrize("by", [["attr:period"], ["attr:y"], ["channel", "attr:channel"],
-                                ["attr:value"], ["attr:journey_type"]])
-def test_an_attribute_named_like_a_built_in_column_is_refused(shop, by):
+@pytest.mark.parametrize("by, words", [
+    (["attr:period"], "both be a column named 'period'"), (["attr:y"], "named like the built-in"),
+    (["channel", "attr:channel"], "both be a column named 'channel'"),
+    (["attr:value"], "named like the built-in"), (["attr:journey_type"], "named like the built-in")])
+def test_an_attribute_named_like_a_built_in_column_is_refused(shop, by, words):
     """attr:<key> became a column named <key>: 'period' or 'y' failed inside the query,
     attr:channel beside channel showed the real channels twice, and attr:journey_type
     grouped by the journey type. Each is now an error saying what to rename."""
-    with pytest.raises(km.KeymomentsError, match="named like the built-in"):
+    with pytest.raises(km.KeymomentsError, match=words):
         km.metrics(shop, "csat", by=by, period="year" if by == ["attr:period"] else None)
+
+
+def test_an_attribute_named_like_a_dimension_not_asked_for_groups_as_itself(make_workspace):
+    """attr:status (an order's status) beside no status dimension is the attribute (a hand
+    count: two answers of shipped orders, one of a delivered order)."""
+    rows = ("customer,ts,event_type,csat,status\n"
+            "c1,2024-01-01T10:00:00Z,survey_answered,5,shipped\n"
+            "c2,2024-01-02T10:00:00Z,survey_answered,3,shipped\n"
+            "c3,2024-01-03T10:00:00Z,survey_answered,1,delivered\n")
+    config = """
+sources:
+  s:
+    path: s.csv
+    identifiers: {customer_id: customer}
+    event_type: event_type
+    ts: ts
+    rating: {column: csat, scale: csat5}
+    attributes: {status: status, period: status}
+"""
+    ws = make_workspace(config, {"s.csv": rows})
+    ws.ingest()
+    ws.build()
+    got = {r["status"]: (r["n"], r["value"]) for r in
+           km.metrics(ws, "csat", by="attr:status", min_n=1).to_pylist()}
+    assert got == {"shipped": (2, 0.5), "delivered": (1, 0.0)}
+    assert {r["period"] for r in km.metrics(ws, "csat", by="attr:period", min_n=1).to_pylist()} \
+        == {"shipped", "delivered"}

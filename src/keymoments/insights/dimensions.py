@@ -49,13 +49,13 @@ _FROM_PERSON = {
 }
 DIMENSIONS = (*_FROM_EVENTS, *_FROM_JOURNEY, *_FROM_PERSON)
 PERIODS = ("day", "week", "month", "quarter", "year")
-#: column names an attribute dimension cannot take: the built-in dimensions, the
-#: columns of :func:`dimension_sql`'s query and those the analyses add to it or to
-#: their results (and any beginning ``share_`` or ``_``)
+#: column names an attribute dimension cannot take: those of :func:`dimension_sql`'s
+#: query and those the analyses add to it or to their results (metrics, recurrence)
 _TAKEN = frozenset(
-    [*DIMENSIONS, "journey_id", "person_id", "start_ts", "end_ts", "period", "y", "n", "k",
-     "value", "low", "high", "p_value", "p_adjusted", "differs", "small_sample", "compared_to",
-     "group", "journeys", "rate", "repeat_contacts", "grp"])
+    ["journey_id", "person_id", "journey_type", "start_ts", "end_ts", "y", "top", "det", "n",
+     "k", "value", "low", "high", "p_value", "p_adjusted", "differs", "small_sample",
+     "compared_to", "journeys", "rate", "repeat_contacts",
+     *(f"{s}{x}" for s in ("share_top2", "share_easy") for x in ("", "_low", "_high"))])
 _ATTR = re.compile(r"^attr:([A-Za-z0-9_\-.]+)$")
 
 
@@ -110,13 +110,18 @@ def dimension_sql(dims: list[str]) -> tuple[str, list[str]]:
     ``journey_type``, ``start_ts``, ``end_ts`` and one column per dimension in
     ``dims`` (named by :func:`column_name`). Returns (sql, dims as checked)."""
     dims = [check_dimension(d) for d in dims]
+    named: dict[str, str] = {}
     for d in dims:
         key = column_name(d)
-        if _ATTR.match(d) and (key.lower() in _TAKEN or key.lower().startswith(("share_", "_"))):
+        other = named.setdefault(key.lower(), d)
+        if other != d:
+            raise KeymomentsError(f"{other} and {d} would both be a column named {key!r}: "
+                                  "ask for one of them")
+        if _ATTR.match(d) and (key.lower() in _TAKEN or key.startswith("_")):
             raise KeymomentsError(
-                f"{d} would be a column named like the built-in {key!r} (a dimension, or a "
-                "column of the query or its result): give the attribute another name in the "
-                f"source's mapping (attributes: {{{key}_attr: <its column>}}), then load again")
+                f"{d} would be a column named like the built-in {key!r} (a column of the "
+                "query or of its result): give the attribute another name in the source's "
+                f"mapping (attributes: {{{key}_attr: <its column>}}), then load again")
     joins, cols = [], []
     ev = [d for d in dims if d in _FROM_EVENTS]
     if ev:

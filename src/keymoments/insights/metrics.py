@@ -397,6 +397,10 @@ def metrics(ws: Workspace, metric: str = "csat", *, by: str | list[str] | None =
     keys = [f'"{n}"' for n in names]
     per = period_sql(period, "_ts", ws.config.timezone)
     if per:
+        if "period" in (n.lower() for n in names):
+            raise KeymomentsError("attr:period and --period would both be a column named "
+                                  "'period': give the attribute another name in the source's "
+                                  "mapping, or leave out one of them")
         keys.append(f"{per} AS period")
     where = []
     params: list = []
