@@ -43,8 +43,8 @@ def check_same(files: list[str], options: CsvOptions, expect_fast: bool | None =
         assert (fast is not None) == expect_fast, files
     if fast is None:
         return None
-    columns, rows = fast
-    assert columns == py.columns
+    columns, rows, own = fast
+    assert columns == py.columns and own == py.file_columns  # (each file's header too)
     assert rows == py.rows and not py.rejects
     assert _rows(con, "_fast", columns) == _rows(con, "_py", py.columns)
     return fast
@@ -116,7 +116,7 @@ def test_blank_lines_at_the_end_are_skipped_as_the_python_reader_does(tmp_path):
 def test_a_byte_order_mark_before_the_header_is_dropped(tmp_path):
     path = tmp_path / "bom.csv"
     path.write_bytes(b"\xef\xbb\xbfid,t\r\n1,a\r\n2,\"b\r\nc\"\r\n")
-    assert check_same([str(path)], CsvOptions()) == (["id", "t"], 2)
+    assert check_same([str(path)], CsvOptions())[:2] == (["id", "t"], 2)
 
 
 def test_files_of_one_source_combine_by_column_name(tmp_path):
@@ -124,7 +124,7 @@ def test_files_of_one_source_combine_by_column_name(tmp_path):
     a.write_text("id,x\n1,p\n2,q\n")
     b.write_text("y,id\nr,3\n")
     fast = check_same([str(a), str(b)], CsvOptions())
-    assert fast == (["id", "x", "y"], 3)
+    assert fast == (["id", "x", "y"], 3, {str(a): ["id", "x"], str(b): ["y", "id"]})
 
 
 def test_an_ingest_through_the_fast_path_loads_what_the_python_path_loads(make_workspace):

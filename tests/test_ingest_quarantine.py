@@ -752,3 +752,60 @@ def test_a_channel_holding_a_nul_is_quarantined_not_a_failed_load(make_workspace
     ws.build()
     assert sorted(r[0] for r in ws.con.execute("SELECT channel FROM journey_events").fetchall()) \
         == ["app", "web"]
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_a_mapped_column_missing_from_one_file_of_a_glob_is_refused(make_workspace, fast,
+                                                                     monkeypatch):
+    """Day 2's export renamed `when`, day 3's is separated by ';': their rows loaded
+    without a time (all quarantined as such, with no hint; on a keyed source, stored
+    events removed). A column that makes the events is now an error naming the file and
+    the column, and nothing loads; fixed, every row loads once."""
+    from keymoments.sources import readers
+
+    monkeypatch.setattr(readers, "FAST_CSV", fast)
+    ws = make_workspace(cfg(path="day*.csv"), {
+        "day1.csv": HEADER + "1,,2024-01-01,4,x,1\n",
+        "day2.csv": HEADER.replace("when", "when_utc") + "2,,2024-01-02,4,x,1\n",
+        "day3.csv": HEADER.replace(",", ";") + "3;;2024-01-03;4;x;1\n"})
+    with pytest.raises(km.KeymomentsError, match=r"day2.csv has no column 'when', ") as e:
+        ws.ingest("s")
+    assert "sources.s.ts" in str(e.value) and "'when_utc'" in str(e.value)
+    assert ws.con.execute("SELECT count(*) FROM events").fetchone()[0] == 0
+    (ws.root / "day2.csv").write_text(HEADER + "2,,2024-01-02,4,x,1\n")
+    with pytest.raises(km.KeymomentsError, match="day3.csv has no column .*another delimiter"):
+        ws.ingest("s")
+    (ws.root / "day3.csv").write_text(HEADER + "3,,2024-01-03,4,x,1\n")
+    assert ws.ingest("s").rows_loaded == 3
+
+
+def test_a_column_added_in_later_exports_loads_with_a_warning_once(make_workspace):
+    """An older file without a column the newer ones have (the comment, added later) loads
+    without it, saying so, and only while the file is new to the source; a file loaded
+    before and gone since is named (its events stay)."""
+    old = HEADER.replace(",note", "") + "1,,2024-01-01,4,1\n"
+    ws = make_workspace(cfg(path="day*.csv"), {"day1.csv": old,
+                                                "day2.csv": HEADER + "2,,2024-01-02,4,x,1\n"})
+    first = ws.ingest("s")
+    assert first.rows_loaded == 2
+    said = [w for w in first.warnings if "day1.csv has no column 'note'" in w]
+    assert len(said) == 1 and "sources.s.text" in said[0] and "load without it" in said[0]
+    (ws.root / "day3.csv").write_text(HEADER + "3,,2024-01-03,4,y,1\n")
+    again = ws.ingest("s")
+    assert again.rows_loaded == 1 and not [w for w in again.warnings if "no column" in w]
+    (ws.root / "day2.csv").unlink()
+    gone = ws.ingest("s")
+    assert [w for w in gone.warnings if "1 file(s) loaded before are no longer found" in w
+            and "day2.csv" in w]
+    assert ws.con.execute("SELECT count(*) FROM events").fetchone()[0] == 3
+
+
+def test_a_mapped_column_missing_from_one_parquet_file_is_refused(make_workspace, tmp_path):
+    ws = make_workspace(cfg(path="d*.parquet"))
+    full = {"id": ["1"], "email": [None], "when": ["2024-01-01"], "score": ["4"],
+            "note": ["x"], "amount": ["1"]}
+    pq.write_table(pa.table(full), tmp_path / "ws" / "d1.parquet")
+    pq.write_table(pa.table({k: v for k, v in full.items() if k != "when"}),
+                   tmp_path / "ws" / "d2.parquet")
+    with pytest.raises(km.KeymomentsError, match="d2.parquet has no column 'when'"):
+        ws.ingest("s")

@@ -286,11 +286,11 @@ def _read_one(con: duckdb.DuckDBPyConnection, path: str, options: CsvOptions, ta
 
 
 def stage_csv_fast(con: duckdb.DuckDBPyConnection, files: list[str], options: CsvOptions,
-                   table: str) -> tuple[list[str], int] | None:
+                   table: str) -> tuple[list[str], int, dict[str, list[str]]] | None:
     """Stage ``files`` as the view ``table`` (their columns as text, ``_km_line``,
     ``_km_file``; files combined by column name, as the Python reader does) with
-    DuckDB's reader; returns (columns, rows), or None when any file needs the Python
-    reader (nothing is staged then)."""
+    DuckDB's reader; returns (columns, rows, each file's own columns), or None when any
+    file needs the Python reader (nothing is staged then)."""
     from .readers import FILE_COLUMN, LINE_COLUMN, _unique_header
 
     if options.delimiter == "whitespace" or options.encoding not in _ENCODINGS:
@@ -322,5 +322,5 @@ def stage_csv_fast(con: duckdb.DuckDBPyConnection, files: list[str], options: Cs
         selects.append(f"SELECT {picked}, line::BIGINT AS {LINE_COLUMN}, "
                        f"{literal(path)} AS {FILE_COLUMN} FROM ({query})")
     con.execute(f"CREATE OR REPLACE TEMP VIEW {ident(table)} AS " + " UNION ALL ".join(selects))
-    return columns, total
+    return columns, total, {path: names for path, names, _ in parts}
 

@@ -50,7 +50,7 @@ from pydantic import BaseModel
 
 from ..config.models import FieldSpec, JoinSpec, SourceSpec
 from ..config.loader import CONFIG_FILE, key_line
-from ..errors import ConfigError, NotFoundError
+from ..errors import ConfigError, NotFoundError, SourceError
 from ..people.identity import normalise_phone, stitch
 from ..retag import current_fingerprint, gives_stage, mark_tagged, retag
 from ..sql import few_values, ident, literal, member_of
@@ -211,6 +211,11 @@ def _ingest_source(ws: Workspace, name: str, progress, before_commit, records,
     else:
         files = expand_paths(spec.path, ws.root)
         staged = stage_file(con, files, spec.resolved_format(), spec.csv, "_km_raw", progress)
+    drift: tuple[str, ...] = ()
+    if records is None:
+        before = {r[0] for r in con.execute(
+            "SELECT DISTINCT unnest(files) FROM loads WHERE source = ?", [name]).fetchall()}
+        drift = _missing_in_a_file(name, spec, staged, before) + _gone_files(before, files)
     if not staged.columns:
         # only empty files (not even a header): nothing to map, and no columns to map
         # from; give the staging table the mapped columns so the load reads 0 rows
@@ -219,7 +224,7 @@ def _ingest_source(ws: Workspace, name: str, progress, before_commit, records,
     table, sides = _apply_joins(ws, name, spec, staged.table)
     types = {r[0]: r[1] for r in con.execute(f"DESCRIBE {ident(table)}").fetchall()}
     _refuse_wrapped(spec, staged, types)
-    warnings = ((*_absent_columns(ws, name, spec, types),
+    warnings = drift + ((*_absent_columns(ws, name, spec, types),
                  *_unmatched_maps(ws, name, spec, table, types)) if records is None else ())
     if retagged is not None:
         warnings += (f"the taxonomy changed since the stored events loaded: "
@@ -460,6 +465,74 @@ def event_id_scheme(con) -> tuple[int, bool]:
         return int(row[0]), False
     has_events = con.execute("SELECT EXISTS (SELECT 1 FROM events)").fetchone()[0]
     return (1 if has_events else LATEST_EVENT_ID_SCHEME), True
+
+
+def _missing_in_a_file(name: str, spec: SourceSpec, staged: Staged,
+                       loaded_before: set[str]) -> tuple[str, ...]:
+    """Mapped columns a file of several lacks while others have them: files are
+    combined by name, so its rows have no value there. A column that makes the events
+    (a time, the event type, an identifier, the key) is a SourceError (a day's export
+    with the delivery time renamed lost its deliveries, on a keyed source the stored
+    ones too; a file with another delimiter has one column); any other (a column added
+    in later exports, or renamed: the agent) is a warning, for the files
+    ``loaded_before`` leaves out (said once, not at every load of the glob)."""
+    from .mapping import field_naming
+
+    own = staged.file_columns
+    if len(own) < 2:
+        return ()
+    lowered = {f: {c.lower() for c in cols} for f, cols in own.items() if cols}
+    somewhere = set().union(*lowered.values()) if lowered else set()
+    mapped = [c for c in _mapped_columns(spec) if c.lower() in somewhere]
+    lacking = {f: [c for c in mapped if c.lower() not in cols] for f, cols in lowered.items()}
+    lacking = {f: cols for f, cols in lacking.items() if cols}
+
+    def naming(column: str) -> tuple:
+        return field_naming(spec, column) or ()
+
+    def makes_events(column: str) -> bool:
+        at = naming(column)
+        return bool(at) and (at[0] in ("identifiers", "event_type", "ts", "key")
+                             or (at[0] == "events" and at[-1] in ("ts", "event_type")))
+
+    warnings = []
+    for path, missing in lacking.items():
+        header = own[path]
+        shown = ", ".join(repr(c) for c in header[:8]) + (
+            f" and {len(header) - 8} more" if len(header) > 8 else "")
+        fatal = [c for c in missing if makes_events(c)]
+        column = (fatal or missing)[0]
+        where = ".".join(str(p) for p in naming(column))
+        also = [c for c in missing if c != column]
+        nor = f" (nor {', '.join(repr(c) for c in also)})" if also else ""
+        said = (f"{path} has no column {column!r}{nor}, which the mapping reads (sources.{name}"
+                f"{'.' + where if where else ''}) and the source's other files have")
+        if fatal:
+            delimiter = (" (one column only: is it separated by another delimiter? see "
+                         "csv.delimiter)" if len(header) == 1 and spec.resolved_format() == "csv"
+                         else "")
+            lost = "its rows would lose their events" + (
+                ", and the stored events of their keys be replaced" if spec.key else "")
+            raise SourceError(f"{said}: {lost}. Its columns: {shown}{delimiter}. Give the "
+                              "column its name in that file, then load again; nothing was "
+                              "loaded")
+        if path in loaded_before:
+            continue
+        warnings.append(f"{said}: its rows load without it (a column added in later "
+                        f"exports needs nothing; if it was renamed, give it its name in that "
+                        f"file and load again). Its columns: {shown}")
+    return tuple(warnings)
+
+
+def _gone_files(loaded_before: set[str], files: list[str]) -> tuple[str, ...]:
+    """A warning when files loaded before are no longer there: their events stay."""
+    gone = sorted(loaded_before - set(files))
+    if not gone:
+        return ()
+    shown = ", ".join(gone[:3]) + (f" and {len(gone) - 3} more" if len(gone) > 3 else "")
+    return (f"{len(gone)} file(s) loaded before are no longer found ({shown}): their events "
+            "stay in the workspace (a load adds and updates, never deletes); to drop them, "
+            "load the source into a new workspace (keymoments init) from the files there are",)
 
 
 def _mapped_columns(spec: SourceSpec) -> list[str]:

@@ -84,6 +84,9 @@ class Staged:
     #: the JSON files read as one record that is an object holding the records in a
     #: member (``{"rows": [{...}, ...]}``), with that member's name
     wrapped: dict[str, str] = field(default_factory=dict)
+    #: each CSV or Parquet file's own columns, when several are combined by name (a
+    #: column one of them lacks is empty for its rows: see ingest's check)
+    file_columns: dict[str, list[str]] = field(default_factory=dict)
 
 
 def expand_paths(path: str, base: Path) -> list[str]:
@@ -129,7 +132,7 @@ def stage_file(
         if fast is not None:
             if progress:
                 progress(sum(os.path.getsize(f) for f in files))
-            return Staged(table, fast[0], fast[1], list(files))
+            return Staged(table, fast[0], fast[1], list(files), file_columns=fast[2])
     readers = {"csv": _csv_rows, "jsonl": _jsonl_rows, "xes": _xes_rows}
     if fmt not in readers:
         raise SourceError(f"unknown format {fmt!r}: use csv, parquet, jsonl or xes")
@@ -140,7 +143,8 @@ def stage_file(
         with open(path, "rb") as fh:
             readers[fmt](fh, options, sink, rejects, path, progress)
         sink.flush()
-    return Staged(table, sink.columns, sink.rows, list(files), rejects, sink.wrapped)
+    return Staged(table, sink.columns, sink.rows, list(files), rejects, sink.wrapped,
+                  sink.file_columns if fmt == "csv" else {})
 
 
 def _refuse_utf16_without_bom(path: str, options: CsvOptions) -> None:
@@ -213,7 +217,9 @@ def _stage_parquet(con, files, table, progress) -> Staged:
     cols = [c for c in cols if c not in (LINE_COLUMN, FILE_COLUMN)]
     if progress:
         progress(sum(os.path.getsize(f) for f in files))
-    return Staged(table, cols, rows, list(files))
+    own = {f: [r[0] for r in con.execute("DESCRIBE SELECT * FROM read_parquet(?)", [f]).fetchall()]
+           for f in files} if len(files) > 1 else {}
+    return Staged(table, cols, rows, list(files), file_columns=own)
 
 
 def unreadable_parquet(files: list[str]) -> SourceError | None:
@@ -249,6 +255,7 @@ class _BatchSink:
         self._lines: list[int] = []
         self._values: dict[str, list[str | None]] = {}
         self._canon: dict[str, str] = {}  # lower-cased name -> the column's name
+        self.file_columns: dict[str, list[str]] = {}  # a CSV file -> its header
         self._created = False
 
     def clash(self, record: dict[str, str | None]) -> str | None:
@@ -681,6 +688,7 @@ def _csv_rows(fh, options, sink: _BatchSink, rejects, path, progress) -> None:
         # files of one source are combined by column name (as Parquet's union_by_name):
         # a column missing from a file is empty for its rows
         sink.set_columns(header)
+        sink.file_columns[path] = list(header)
         names[:] = header
 
     def emit(rec: tuple[int, list[str]]) -> None:
