@@ -809,3 +809,36 @@ def test_a_mapped_column_missing_from_one_parquet_file_is_refused(make_workspace
                    tmp_path / "ws" / "d2.parquet")
     with pytest.raises(km.KeymomentsError, match="d2.parquet has no column 'when'"):
         ws.ingest("s")
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_a_bad_byte_inside_a_quoted_multi_line_field_rejects_its_record_only(
+        make_workspace, fast, monkeypatch):
+    """The second line of record 1's comment and of record 4's hold Latin-1 bytes in a
+    UTF-8 file: the bad line was dropped, the quoting went out of step, and records 2
+    and 3 were stored as record 1's comment (lost). Now records 1 and 4 are quarantined
+    at their first lines with their whole text, the others load; converted, all load.
+    Oracle: Python's csv module reading the file as Latin-1 (5 records)."""
+    from keymoments.sources import readers
+
+    monkeypatch.setattr(readers, "FAST_CSV", fast)
+    raw = (b"id,email,when,score,note,amount\n"
+           b'1,,2024-01-01,4,"Chegou hoje\nsem coment\xe1rios",1\n'
+           b"2,,2024-01-02,5,,1\n" b"3,,2024-01-03,2,ruim,1\n"
+           b'4,,2024-01-04,3,"n\xe3o chegou\nat\xe9 hoje\nfim",1\n' b"5,,2024-01-05,5,bom,1\n")
+    records = list(csv.DictReader(io.StringIO(raw.decode("latin-1"), newline="")))
+    assert len(records) == 5
+    ws = make_workspace(cfg(extra="key: [id]"), {"data.csv": raw})
+    rep = ws.ingest("s")
+    assert (rep.rows_read, rep.rows_loaded, rep.rows_quarantined) == (5, 3, 2)
+    q = quarantine(ws)
+    assert sorted(q) == [2, 6]  # the records' first lines
+    assert "line 3 is in the record starting here" in q[2]["reason"]
+    assert q[2]["raw"].count("\n") == 1 and "sem coment" in q[2]["raw"]
+    notes = dict(ws.con.execute("SELECT identifiers['customer_id'], text FROM events").fetchall())
+    assert notes == {"2": None, "3": "ruim", "5": "bom"}
+    (ws.root / "data.csv").write_bytes(raw.decode("latin-1").encode("utf-8"))
+    again = ws.ingest("s")
+    assert (again.rows_loaded, again.rows_quarantined) == (2, 0)
+    assert len(ws.quarantine()) == 0
+    assert ws.con.execute("SELECT count(*) FROM events").fetchone()[0] == 5

@@ -409,6 +409,7 @@ class _Lines:
         self.number = 0  # physical line number of the last line handed out
         self.taken: list[tuple[int, str]] = []  # lines handed out for the current record
         self._bytes = 0
+        self._bad: dict[int, Reject] = {}  # undecodable lines, by number: see bad_record
 
     def __iter__(self) -> Iterator[str]:
         return self
@@ -430,12 +431,31 @@ class _Lines:
             try:
                 text = raw.decode(self._decode_as)
             except UnicodeDecodeError as exc:
-                self._rejects.append(self._undecodable(raw, exc))
-                continue
+                # handed out all the same (its bad bytes as \xe1): dropped, a line inside a
+                # quoted field put the quoting out of step, and the records after it were
+                # read as that field's text; its record is rejected whole (bad_record)
+                self._bad[self.number] = self._undecodable(raw, exc)
+                text = raw.decode(self._decode_as, errors="backslashreplace")
             if self.number == 1 and text.startswith("\ufeff"):
                 text = text[1:]
             self.taken.append((self.number, text))
             return text
+
+    def bad_record(self, start: int) -> Reject | None:
+        """The reject of the record just read (starting at line ``start``) when a line
+        of it could not be decoded, or None: at the record's first line, with its whole
+        text (a column is named only when the bad line is the first)."""
+        bad = [self._bad.pop(n) for n, _ in self.taken if n in self._bad]
+        if not bad:
+            return None
+        first = bad[0]
+        if first.line == start:
+            return first
+        text = "".join(t for _, t in self.taken).rstrip("\r\n")
+        reason = first.reason.replace(" of the line", f" of line {first.line}", 1)
+        reason = re.sub(r", in column '[^']*'", "", reason)
+        return Reject(start, f"{reason} (line {first.line} is in the record starting here)",
+                      text, self._path)
 
     def skip(self) -> None:
         """Pass one physical line without reading it (``skip_rows``)."""
@@ -459,8 +479,9 @@ class _Lines:
         return Reject(
             self.number,
             f"not valid {self._encoding} text (byte 0x{raw[exc.start]:02x} at position "
-            f"{exc.start + 1} of the line{where}): set the source's csv.encoding (for "
-            f"example latin-1 or cp1252) if the whole file uses another encoding",
+            f"{exc.start + 1} of the line{where}): if the whole file uses another encoding, "
+            f"convert it (iconv -f latin1 -t {self._encoding}), or set the source's "
+            f"csv.encoding (for example latin-1 or cp1252) when every file of it does",
             text, self._path, field, value,
         )
 
@@ -554,6 +575,7 @@ def read_csv_records(
                 text = next(lines)
                 fields = text.split()
                 if not fields:
+                    lines.bad_record(lines.number)
                     continue
             else:
                 fields = next(reader)
@@ -577,6 +599,11 @@ def read_csv_records(
         start = lines.taken[0][0] if lines.taken else lines.number
         if not fields:
             continue  # blank line (a quoted empty value, '""', is a record)
+        bad = lines.bad_record(start) if len(fields) == width or header is None else None
+        if bad is not None:
+            rejects.append(bad)
+            drain()  # (the header's: an error)
+            continue
         if header is None:
             if options.header:
                 header = _unique_header(fields, path)
