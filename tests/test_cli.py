@@ -90,7 +90,8 @@ def test_init(tmp_path, runner):
     assert_one_error_line(again, "already exists")
 
 
-@pytest.mark.parametrize("name", ["2024", "shop #2", "Acme: EU", "two\nlines: x", "café ü"])
+@pytest.mark.parametrize("name", ["2024", "shop #2", "Acme: EU", "two\nlines: x", "café ü",
+                                  "del\x7f", "nel\x85"])
 def test_init_keeps_any_name_as_written(tmp_path, runner, name):
     """The name was written into the YAML as it came: a folder named 2024 made an
     invalid config (a number), '#2' was cut off as a comment, a newline added keys."""

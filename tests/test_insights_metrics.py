@@ -652,6 +652,9 @@ def test_a_window_in_days_must_be_a_positive_finite_number(shop, bad):
     for name, run in zip(["inactive_days", "within_days", "within_days", "inactive_days"], runs):
         with pytest.raises(km.KeymomentsError, match=f"{name} must be a number of days above 0"):
             run()
+    if not 0 < bad <= 1:  # (a valence threshold: -1 to 1)
+        with pytest.raises(km.KeymomentsError, match="threshold must be a valence from -1 to 1"):
+            km.root_causes(shop, threshold=bad * 2 if bad else math.nan)
 
 
 @pytest.mark.parametrize("by, words", [

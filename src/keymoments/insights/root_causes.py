@@ -119,6 +119,8 @@ def root_causes(ws: Workspace, *, outcome: str = "feedback", threshold: float = 
     >>> ws.close()
     """
     y = outcome_sql(outcome)
+    if not (isinstance(threshold, (int, float)) and -1 <= threshold <= 1):  # (NaN too)
+        raise KeymomentsError(f"threshold must be a valence from -1 to 1, not {threshold!r}")
     # a repeat contact: a journey of the types the path analyses count as contacts
     contact_types = list(ws.config.paths.contacts.journey_types) or ["issue_resolution"]
     warnings = _warnings(ws, outcome, y, contact_types)

@@ -18,6 +18,8 @@ True
 
 from __future__ import annotations
 
+from ..sql import literal
+
 __all__ = ["DEFAULT_THEMES", "theme_sql"]
 
 DEFAULT_THEMES: dict[str, str] = {
@@ -46,6 +48,5 @@ def theme_sql(themes: dict[str, str], text: str = "e.text") -> list[tuple[str, s
     """(theme, SQL condition) pairs; DuckDB ``regexp_matches`` (Spark: ``rlike``)."""
     out = []
     for name, pattern in themes.items():
-        lit = "'" + pattern.replace("'", "''") + "'"
-        out.append((name, f"regexp_matches(lower({text}), {lit})"))
+        out.append((name, f"regexp_matches(lower({text}), {literal(pattern)})"))
     return out

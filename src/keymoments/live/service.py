@@ -425,7 +425,7 @@ def create_app(path: str = ".", runtime: LiveRuntime | None = None) -> FastAPI:
                 known |= {r[0] for r in ws.con.execute(
                     "SELECT DISTINCT journey_type FROM journeys").fetchall()}
             _refuse_unknown("journey_type", journey_type, known, "journey type")
-            r = rt().ws.journeys(person=person, journey_type=journey_type, status=status, limit=limit)
+            r = ws.journeys(person=person, journey_type=journey_type, status=status, limit=limit)
         return {"journeys": rows(r.data)}
 
     @app.get("/v1/journeys/{journey_id}", tags=["query"])

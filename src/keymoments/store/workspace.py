@@ -271,7 +271,7 @@ def init(path: str | os.PathLike[str], name: str | None = None, *, exist_ok: boo
 
         # quoted: a folder named 2024 or "shop #2" is a name, not a number or a comment
         chosen = name or root.resolve().name or "keymoments"
-        atomic_write_text(cfg, STARTER_CONFIG.format(name=json.dumps(chosen, ensure_ascii=False)))
+        atomic_write_text(cfg, STARTER_CONFIG.format(name=json.dumps(chosen)))  # (\uXXXX: YAML too)
     return Workspace.open(root)
 
 
