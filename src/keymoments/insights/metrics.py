@@ -280,14 +280,19 @@ _JOURNEY_TYPE = {"fcr": "issue_resolution", "first_response": "issue_resolution"
                  "conversion": "browsing"}
 
 
+def journey_types_here(ws: Workspace) -> str:
+    """The journey types of the workspace with their counts, most first (for messages
+    about an analysis that found no journey of the type it counts)."""
+    found = ws.con.execute("SELECT journey_type, count(*) FROM journeys GROUP BY 1 "
+                           "ORDER BY 2 DESC, 1").fetchall()
+    return ", ".join(f"{t} ({k:,})" for t, k in found) if found else "none: build the workspace"
+
+
 def _other_journey_types(ws: Workspace, metric: str) -> str:
     """Why a journey metric has no journeys: the journey types there are."""
     want = _JOURNEY_TYPE[metric]
-    found = ws.con.execute("SELECT journey_type, count(*) FROM journeys GROUP BY 1 "
-                           "ORDER BY 2 DESC").fetchall()
-    there = ", ".join(f"{t} ({k:,})" for t, k in found) if found else "none: build the workspace"
     return (f"no journeys for {metric}: it counts {want} journeys ({METRICS[metric].definition}); "
-            f"journey types here: {there}")
+            f"journey types here: {journey_types_here(ws)}")
 
 
 def _no_purchase_events(ws: Workspace, metric: str) -> list[str]:

@@ -312,11 +312,11 @@ def recurrence(ws: Workspace, *, within_days: float = 7.0, by: str = "attr:topic
     table = pa.Table.from_pylist(out) if out else pa.table({col: pa.array([], pa.string())})
     warnings = []
     if not out:
-        found = ws.con.execute("SELECT journey_type, count(*) FROM journeys GROUP BY 1 "
-                               "ORDER BY 2 DESC, 1").fetchall()
-        there = ", ".join(f"{t} ({k:,})" for t, k in found) if found else "none: build first"
+        from .metrics import journey_types_here
+
         warnings.append(f"no journey of type {journey_type!r}, so no repeat contact is counted: "
-                        f"pick the type of the contacts (journey types here: {there})")
+                        f"pick the type of the contacts (journey types here: "
+                        f"{journey_types_here(ws)})")
     return Result(table, {"within_days": within_days, "by": col, "journey_type": journey_type,
                           "method": "share of issue journeys followed by another (same topic when "
                                     "known) within the window; Wilson interval",

@@ -58,8 +58,6 @@ _NAMED = {"journey_type": ("journey type", "journey types"), "status": ("status"
 
 def _unknown_value(ws: Workspace, table: str, filters: dict[str, object]) -> str | None:
     """Why nothing matched, when a named filter's value is not in ``table`` at all."""
-    import difflib
-
     for col, (what, plural) in _NAMED.items():
         value = filters.get(col)
         if value is None:
@@ -69,11 +67,22 @@ def _unknown_value(ws: Workspace, table: str, filters: dict[str, object]) -> str
         ).fetchall()]
         for v in value if isinstance(value, (list, tuple)) else [value]:
             if v not in known:
-                close = difflib.get_close_matches(str(v), known, n=1)
-                mean = f"did you mean {close[0]!r}? " if close else ""
-                listed = ", ".join(known) if known else "none: build first"
-                return f"no {what} {v!r} in {table}: {mean}({plural} here: {listed})"
+                return not_one_of(v, known, what, plural, f" in {table}")
     return None
+
+
+def not_one_of(value: object, known: list[str], what: str, plural: str, where: str = "") -> str:
+    """The message for a filter ``value`` that is none of ``known``, with the closest.
+
+    >>> not_one_of("vally", ["peak", "valley"], "moment kind", "moment kinds")
+    "no moment kind 'vally': did you mean 'valley'? (moment kinds here: peak, valley)"
+    """
+    import difflib
+
+    close = difflib.get_close_matches(str(value), known, n=1)
+    mean = f"did you mean {close[0]!r}? " if close else ""
+    listed = ", ".join(known) if known else "none: build first"
+    return f"no {what} {value!r}{where}: {mean}({plural} here: {listed})"
 
 
 def journeys(ws: Workspace, *, journey_type: str | list[str] | None = None,

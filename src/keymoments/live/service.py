@@ -236,13 +236,11 @@ def _refuse_unknown(name: str, value: str | None, known: set[str], what: str) ->
     """422 when a filter's ``value`` is none of the values it could take (``known``:
     the configured ones and those stored): a misspelt journey type or rule would
     otherwise answer an empty list, as if there were no data."""
-    import difflib
+    from ..journey.query import not_one_of
 
     if value is None or value in known:
         return
-    close = difflib.get_close_matches(value, sorted(known), n=1)
-    mean = f"did you mean {close[0]!r}? " if close else ""
-    msg = f"no {what} {value!r}: {mean}({what}s here: {', '.join(sorted(known)) or 'none'})"
+    msg = not_one_of(value, sorted(known), what, f"{what}s")
     raise ServiceError(422, f"invalid request at query.{name}: {msg}",
                        [{"loc": ["query", name], "msg": msg, "type": "unknown_value"}])
 
