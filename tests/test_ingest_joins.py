@@ -154,3 +154,26 @@ def test_the_first_row_of_a_key_is_the_first_file_s(make_workspace):
     assert ("order_id 'o1' (orders/a.csv line 2: customer_id 'cust1'; orders/b.csv line 2: "
             "customer_id 'cust9')") in warning, warning
     assert "first row (orders/a.csv line 2 here)" in warning
+
+
+def test_side_rows_fixed_in_their_file_leave_the_open_list(make_workspace):
+    """The side file's unreadable lines, fixed and loaded again, are no longer open
+    (no event is stored from a side file's line: they close because the load read
+    them without rejecting them); rejected again, they are open again."""
+    ws = side_workspace(make_workspace)
+    ws.ingest("reviews")
+    assert len(ws.quarantine().to_pylist()) == 4  # two side lines, the two rows needing them
+    fixed = ORDERS.replace(b"o2,cust2,EXTRA", b"o2,cust2").replace(b"cust\xe93", b"cust3")
+    (ws.root / "orders.csv").write_bytes(fixed)
+    rep = ws.ingest("reviews")
+    assert (rep.rows_loaded, rep.rows_quarantined) == (2, 0)
+    assert ws.quarantine().to_pylist() == []
+    every = ws.quarantine(include_loaded=True)
+    assert every.meta["loaded_since"] == 4
+    assert sorted((r["file"].rsplit("/", 1)[-1], r["line"]) for r in every.to_pylist()) == [
+        ("orders.csv", 3), ("orders.csv", 4), ("reviews.csv", 3), ("reviews.csv", 4)]
+    # the old side file again: its two lines are rejected again, and so are the rows
+    # needing them (no customer again): all four open again
+    (ws.root / "orders.csv").write_bytes(ORDERS)
+    ws.ingest("reviews")
+    assert len(ws.quarantine().to_pylist()) == 4

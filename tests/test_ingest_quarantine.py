@@ -590,6 +590,38 @@ sources:
     assert "1 have loaded since" in status.output
 
 
+@pytest.mark.parametrize("key", [None, "[cid, at]"])
+def test_a_row_fixed_into_a_duplicate_leaves_the_open_list(make_workspace, key):
+    """A rejected row fixed in place into a copy of a stored event loads as a duplicate:
+    no event is stored from its line, yet it is no longer open; rejected again (the old
+    file loaded once more), it is open again."""
+    keyed = f"    key: {key}\n" if key else ""
+    text = f"""\
+name: shop
+sources:
+  orders:
+    path: orders.csv
+{keyed}    identifiers: {{customer_id: cid}}
+    event_type: {{value: order_placed}}
+    ts: at
+"""
+    bad = "cid,at\n1,2024-01-01T00:00:00Z\n1,yesterday\n3,never\n"
+    ws = make_workspace(text, {"orders.csv": bad})
+    ws.ingest("orders")
+    assert [r["line"] for r in ws.quarantine().to_pylist()] == [3, 4]
+    (ws.root / "orders.csv").write_text(bad.replace("yesterday", "2024-01-01T00:00:00Z"))
+    report = ws.ingest("orders")
+    assert (report.rows_loaded, report.rows_quarantined, report.rows_duplicate) == (0, 1, 2)
+    assert ws.con.execute("SELECT count(*) FROM events").fetchone()[0] == 1
+    still = ws.quarantine()
+    assert [r["line"] for r in still.to_pylist()] == [4] and still.meta["loaded_since"] == 1
+    ws.ingest("orders")  # the same file again changes nothing
+    assert [r["line"] for r in ws.quarantine().to_pylist()] == [4]
+    (ws.root / "orders.csv").write_text(bad)
+    ws.ingest("orders")
+    assert [r["line"] for r in ws.quarantine().to_pylist()] == [3, 4]
+
+
 def entries(ws) -> list[tuple[int, str, str, bool]]:
     """(line, id, score, loaded_since) of every quarantine entry, read from its raw row."""
     rows = ws.quarantine(include_loaded=True).to_pylist()

@@ -78,6 +78,32 @@ def test_the_quarantine_says_what_to_do_where_the_reason_does_not(make_workspace
     assert "what to do: the row has 6 fields where the header has 5" in section
 
 
+def test_the_quarantine_shows_the_rows_still_rejected(make_workspace, tmp_path, monkeypatch):
+    """As ``keymoments quarantine``: a row fixed in its file and loaded again is not
+    listed nor counted as in quarantine, but said to have loaded since; a long list
+    says it shows the first rows only."""
+    from keymoments.report import html as report_html
+    from keymoments.report import write_report
+
+    head = "customer,ts,event_type,channel,csat\n"
+    bad = [f"c{i},not a time {i},order_placed,web,4\n" for i in range(3)]
+    ws = make_workspace(CONFIG, {"events.csv": head + "".join(bad)})
+    ws.ingest("events")
+    (ws.root / "events.csv").write_text(
+        head + bad[0].replace("not a time 0", "2024-01-01T10:00:00Z") + "".join(bad[1:]))
+    ws.ingest("events")
+    flat = " ".join(write_report(ws, tmp_path / "q.html").read_text(encoding="utf-8").split())
+    assert "<b>2</b>rows in quarantine (and 1 fixed since)" in flat
+    section = flat.split("<h2>Quarantine", 1)[1]
+    assert "1 rejected row(s) have loaded since" in section
+    assert "not a time 1" in section and "not a time 2" in section
+    assert "not a time 0" not in section and "The first" not in section
+    monkeypatch.setattr(report_html, "QUARANTINE_SHOWN", 1)
+    flat = " ".join(write_report(ws, tmp_path / "q.html").read_text(encoding="utf-8").split())
+    section = flat.split("<h2>Quarantine", 1)[1]
+    assert "The first 1 of 2 rows still rejected" in section and "not a time 2" not in section
+
+
 def test_key_moments_by_stage_counts_every_key_moment(make_workspace):
     """A key moment on an event nothing scored (a first interaction, an order placed)
     is a key moment: the table counts it; its mean valence is of the scored ones."""

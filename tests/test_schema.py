@@ -48,3 +48,23 @@ def test_a_newer_store_is_refused(tmp_path):
     with pytest.raises(KeymomentsError, match="upgrade keymoments"):
         schema.migrate(con)
     con.close()
+
+
+def test_a_store_without_settled_at_gets_it_and_keeps_its_quarantine(tmp_path):
+    """A version 4 store (its quarantine made before ``settled_at``): the column is
+    added, the entries stay, and the listing reads them as open."""
+    ws = km.init(tmp_path)
+    db = ws.root / ws.config.database
+    ws.close()
+    db.unlink()
+    _store_at(db, 4)
+    con = duckdb.connect(str(db))
+    con.execute('ALTER TABLE quarantine DROP COLUMN "settled_at"')
+    con.execute("INSERT INTO quarantine VALUES ('q1', 'l1', 'orders', 'orders.csv', 3, 'ts', "
+                "'yesterday', 'not a time', '{}', now())")
+    con.close()
+    ws = km.open(tmp_path)
+    assert schema.current_version(ws.con) == schema.SCHEMA_VERSION
+    assert [(r["line"], r["reason"]) for r in ws.quarantine().to_pylist()] == [(3, "not a time")]
+    assert ws.con.execute("SELECT settled_at FROM quarantine").fetchall() == [(None,)]
+    ws.close()

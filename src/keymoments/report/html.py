@@ -33,11 +33,16 @@ def report_context(ws: Workspace, extra: dict[str, Any] | None = None) -> dict[s
                (SELECT count(*) FROM identifiers), (SELECT count(*) FROM quarantine),
                (SELECT min(ts) FROM events), (SELECT max(ts) FROM events)
     """).fetchone()
+    # the rows still rejected, as `keymoments quarantine` lists them (not those whose
+    # line has loaded since)
+    quarantine = ws.quarantine(limit=QUARANTINE_SHOWN)
+    fixed = quarantine.meta["loaded_since"]
+    counts = dict(zip(["events", "people", "identifiers", "quarantined", "first", "last"], totals))
+    counts["quarantined"] -= fixed
     return {
         "name": ws.config.name,
         "generated": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "totals": dict(zip(["events", "people", "identifiers", "quarantined", "first", "last"],
-                           totals)),
+        "totals": {**counts, "quarantine_fixed": fixed},
         "loads": _rows(ws, """
             SELECT source, rows_read, rows_loaded, rows_updated, rows_quarantined,
                    rows_duplicate, events_loaded,
@@ -58,22 +63,14 @@ def report_context(ws: Workspace, extra: dict[str, Any] | None = None) -> dict[s
         "stitching": _rows(ws, """
             SELECT n_identifiers AS identifiers_per_person, count(*) AS people
             FROM people GROUP BY ALL ORDER BY 1"""),
-        "quarantine": _with_hints(_rows(ws, """
-            SELECT source, file, line, field, value, reason FROM quarantine
-            ORDER BY source, file, line LIMIT 50""")),
+        "quarantine": quarantine.to_pylist(),
         "extra": extra or {},
         "labels": LABELS,
     }
 
 
-def _with_hints(rows: list[dict]) -> list[dict]:
-    """Quarantine rows with ``hint``: what to do, where the stored reason does not say
-    it (as ``keymoments quarantine`` shows it)."""
-    from ..sources.readers import reject_hint
-
-    for r in rows:
-        r["hint"] = reject_hint(r["reason"] or "")
-    return rows
+#: the open quarantine entries the report lists (``keymoments quarantine`` lists all)
+QUARANTINE_SHOWN = 50
 
 
 #: column names of the report's tables as a reader reads them (others are shown as is)

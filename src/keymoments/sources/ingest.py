@@ -277,8 +277,10 @@ def _ingest_source(ws: Workspace, name: str, progress, before_commit, records,
             relinked, all_new = stitch(con, "_km_new_events")
         events_loaded = _write_events(con, name, load_id)
         _fault("after_events_insert")
-        if counts.quarantined or staged.rejects or side_rejects:  # (else nothing to write)
+        rejected = bool(counts.quarantined or staged.rejects or side_rejects)
+        if rejected:  # (else nothing to write)
             _write_quarantine(con, name, load_id, raw_cols, [*staged.rejects, *side_rejects])
+        _settle_quarantine(con, name, ["_km_raw", *(side.table for side in sides)], rejected)
         if counts.replaces:
             _refresh_people(con, None, merged=True, persons="_km_people_replaced")
         else:
@@ -558,6 +560,7 @@ class _Side:
     and the source's rows whose key is only on those (in the table ``needy``)."""
 
     source: str
+    table: str  # the staged side file
     key: tuple[str, ...]  # the source's key columns
     columns: tuple[str, ...]  # the joined columns
     rejects: list = field(default_factory=list)
@@ -628,7 +631,7 @@ def _apply_joins(ws: Workspace, name: str, spec: SourceSpec,
         files = expand_paths(join.path, ws.root)
         staged = stage_file(con, files, _join_format(join), join.csv, side)
         _check_join_columns(con, join, side, current, f"sources.{name}.joins.{i}")
-        found = _Side(name, tuple(join.on), tuple(join.column_map().values()))
+        found = _Side(name, side, tuple(join.on), tuple(join.column_map().values()))
         found.rejects = [replace(r, reason=SIDE_REJECT + r.reason) for r in staged.rejects]
         sides.append(found)
         keys = [ident(r) for r in join.on.values()]
@@ -1210,7 +1213,8 @@ def _write_quarantine(con, source: str, load_id: str, raw_cols: list[str], rejec
         INSERT INTO quarantine
         SELECT md5(concat_ws(chr(31), {literal(source)}, file, CAST(line AS VARCHAR), reason,
                              raw)) AS quarantine_id,
-               {literal(load_id)}, {literal(source)}, file, line, field, value, reason, raw, now()
+               {literal(load_id)}, {literal(source)}, file, line, field, value, reason, raw, now(),
+               NULL
         FROM _km_q q
         WHERE NOT EXISTS (SELECT 1 FROM quarantine x WHERE {_same_entry("x", "q", source)})
     """)
@@ -1252,6 +1256,30 @@ def _reopen_quarantine(con, source: str, load_id: str) -> None:
         WHERE quarantine_id IN (
             SELECT x.quarantine_id FROM quarantine x JOIN _km_q q ON {_same_entry("x", "q", source)}
             WHERE {quarantine_loaded_since("x")})
+    """)
+
+
+def _settle_quarantine(con, source: str, staged: list[str], rejected: bool) -> None:
+    """Open entries of ``source`` whose file and line this load read again (in one of
+    the ``staged`` tables) without rejecting them are settled: the fixed row was a
+    duplicate of a stored event (no event is stored from its line, so
+    :func:`~keymoments.store.schema.quarantine_loaded_since` would never close it), or a
+    join side file's line now reads. ``rejected``: this load staged its rejects as
+    ``_km_q`` (they stay open)."""
+    open_entries = (f"q.source = {literal(source)} AND q.file IS NOT NULL "
+                    "AND NOT coalesce(q.settled_at > q.quarantined_at, false)")
+    if not con.execute(f"SELECT EXISTS (SELECT 1 FROM quarantine q WHERE {open_entries})"
+                       ).fetchone()[0]:
+        return
+    read = " UNION ALL ".join(f"SELECT {FILE_COLUMN} AS file, {LINE_COLUMN} AS line "
+                              f"FROM {ident(t)}" for t in staged)
+    again = ("AND NOT EXISTS (SELECT 1 FROM _km_q r WHERE r.file = q.file AND r.line = q.line)"
+             if rejected else "")
+    con.execute(f"""
+        UPDATE quarantine q SET settled_at = now()
+        WHERE {open_entries}
+          AND EXISTS (SELECT 1 FROM ({read}) s WHERE s.file = q.file AND s.line = q.line)
+          {again}
     """)
 
 

@@ -96,6 +96,9 @@ COLUMN_DOCS: dict[str, dict[str, tuple[str, str]]] = {
         "reason": ("VARCHAR NOT NULL", "what is wrong and what to do"),
         "raw": ("VARCHAR", "the whole source row (JSON) or line text, so nothing is lost"),
         "quarantined_at": ("TIMESTAMPTZ NOT NULL", "when (that load's time)"),
+        "settled_at": ("TIMESTAMPTZ", "when a later load read its line again and did not "
+                       "reject it (the fixed row was a duplicate of a stored event, or a "
+                       "join side file's line now reads); NULL: not since"),
     },
     "loads": {
         "load_id": ("VARCHAR NOT NULL", "id of the load"),
@@ -282,14 +285,17 @@ for _table, _columns in _VOCABULARY.items():
 def quarantine_loaded_since(q: str) -> str:
     """SQL: the quarantine entry ``q`` (an alias of the table) has *loaded since*: a
     load of its source that finished after the entry's ``quarantined_at`` stored an
-    event from its file and line (the row was fixed in place and ingested again).
+    event from its file and line (the row was fixed in place and ingested again), or
+    read that line again without rejecting it (``settled_at``: the fixed row was a
+    duplicate of a stored event; a join side file's line now reads).
 
     >>> "l.finished_at > x.quarantined_at" in quarantine_loaded_since("x")
     True
     """
-    return (f"EXISTS (SELECT 1 FROM events e JOIN loads l ON l.load_id = e.load_id "
+    return (f"(coalesce({q}.settled_at > {q}.quarantined_at, false) OR "
+            f"EXISTS (SELECT 1 FROM events e JOIN loads l ON l.load_id = e.load_id "
             f"WHERE e.source = {q}.source AND e.source_file = {q}.file "
-            f"AND e.source_line = {q}.line AND l.finished_at > {q}.quarantined_at)")
+            f"AND e.source_line = {q}.line AND l.finished_at > {q}.quarantined_at))")
 
 
 def column_ddl(table: str, not_null: bool = True) -> str:
@@ -333,8 +339,14 @@ def _v4(con: duckdb.DuckDBPyConnection) -> None:
     con.execute('ALTER TABLE "loads" ADD COLUMN IF NOT EXISTS "rows_updated" BIGINT')
 
 
+def _v5(con: duckdb.DuckDBPyConnection) -> None:
+    """adds column `quarantine.settled_at` (a later load read the entry's line again
+    and did not reject it) to a store made before it"""
+    con.execute('ALTER TABLE "quarantine" ADD COLUMN IF NOT EXISTS "settled_at" TIMESTAMPTZ')
+
+
 #: Forward migrations, index ``i`` brings the store to version ``i + 1``.
-MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [_v1, _v2, _v3, _v4]
+MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [_v1, _v2, _v3, _v4, _v5]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
