@@ -167,11 +167,14 @@ class DeliveryConfig(Strict):
 
 class ActionsConfig(Strict):
     """Action rules and the guards every rule shares: one action of a kind per
-    journey, a per-person ``frequency_cap`` and a ``quiet_period`` after any action."""
+    journey, a per-person ``frequency_cap`` and a ``quiet_period`` after any action.
+    ``feedback_within``: the window after an action in which the person's feedback
+    counts as its ``feedback`` outcome (``keymoments actions effect``)."""
 
     rules: list[ActionRule] = Field(default_factory=list)
     frequency_cap: FrequencyCap = Field(default_factory=FrequencyCap)
     quiet_period: Duration = 0.0
+    feedback_within: Duration = 30 * 86400.0
     default_language: str = "en"
     outbox_dir: str = "outbox"
     cases_dir: str = "cases"

@@ -3,9 +3,14 @@
 Called inside the transaction that replaces the persons' derived rows
 (:mod:`keymoments.live.incremental`), so an action exists exactly when the state
 that caused it does. Each (rule, journey) is decided once; its id, a hash of the
-two, is the idempotency key the receiver sees. In trigger-time order:
+two, is the idempotency key the receiver sees. A journey's id can change after it
+was decided (an earlier event posted late renumbers a person's runs; a merge of two
+persons changes the person in every id), so the decisions already taken are traced
+through their trigger event to the journey and person that event belongs to now. In
+trigger-time order:
 
-1. a (rule, journey) already in the outbox is skipped (decided before);
+1. a (rule, journey) already in the outbox is skipped (decided before, under this
+   id or on an event of the journey under an earlier one);
 2. **one action of a kind per journey**: another rule's action of the same kind on
    the journey suppresses it;
 3. **frequency cap**: ``frequency_cap.count`` actions of the person within
@@ -13,7 +18,9 @@ two, is the idempotency key the receiver sees. In trigger-time order:
 4. **quiet period**: an action of the person within ``quiet_period`` before it
    suppresses it;
 5. **holdout**: the person is in the rule's holdout (:mod:`keymoments.live.holdout`):
-   recorded as ``held_out``, never delivered.
+   recorded as ``held_out``, never delivered. A person keeps the arm of the rule's
+   first decision on them (a merge could otherwise draw another), so the treated
+   and the held-out stay apart (:mod:`keymoments.live.effect`).
 
 Guards 2-4 count held-out actions as if sent, so both arms pass the same guards
 and the treated-versus-holdout comparison stays fair. Suppressed actions are kept
@@ -79,24 +86,43 @@ def _payload(c: dict, rule, aid: str) -> str:
 
 
 class _History:
-    """The persons' counted actions and the (journey, kind) pairs already taken."""
+    """The persons' decisions so far, each traced through its trigger event to the
+    journey and person that event belongs to now (``journey_events``: the table
+    holding these persons' current journey events): the (rule, journey) pairs
+    decided, the (journey, kind) pairs taken, the times of the counted actions per
+    person and each (rule, person)'s arm."""
 
-    def __init__(self, ws: Workspace, persons_table: str) -> None:
-        rows = ws.con.execute(
-            f"SELECT action_id, person_id, journey_id, kind, trigger_ts, status FROM outbox "
-            f"WHERE person_id IN (SELECT person_id FROM {persons_table})").fetchall()
+    def __init__(self, ws: Workspace, persons_table: str, journey_events: str) -> None:
+        mine = f"SELECT person_id FROM {persons_table}"
+        rows = ws.con.execute(f"""
+            WITH now_in AS (SELECT event_id, person_id, journey_id FROM {journey_events}
+                            WHERE person_id IN ({mine}))
+            SELECT o.action_id, o.rule, coalesce(n.person_id, o.person_id),
+                   coalesce(n.journey_id, o.journey_id), o.kind, o.trigger_ts, o.status
+            FROM outbox o LEFT JOIN now_in n ON n.event_id = o.event_id
+            WHERE o.person_id IN ({mine}) OR n.event_id IS NOT NULL
+            ORDER BY o.trigger_ts, o.seq""").fetchall()
         self.ids = {r[0] for r in rows}
-        self.kinds = {(r[2], r[3]) for r in rows if r[5] in _COUNTED}
+        self.decided = {(r[1], r[3]) for r in rows}
+        self.kinds: set[tuple[str, str]] = set()
         self.times: dict[str, list[datetime]] = {}
-        for r in rows:
-            if r[5] in _COUNTED:
-                self.times.setdefault(r[1], []).append(r[4])
+        self.arm: dict[tuple[str, str], bool] = {}
+        for aid, rule, person, journey, kind, ts, status in rows:
+            if status in _COUNTED:
+                self._count(rule, person, journey, kind, ts, status == "held_out")
 
-    def add(self, aid: str, person: str, journey: str, kind: str, ts: datetime, counted: bool):
+    def _count(self, rule: str, person: str, journey: str, kind: str, ts: datetime,
+               held_out: bool) -> None:
+        self.kinds.add((journey, kind))
+        self.times.setdefault(person, []).append(ts)
+        self.arm.setdefault((rule, person), held_out)
+
+    def add(self, aid: str, rule: str, person: str, journey: str, kind: str, ts: datetime,
+            status: str) -> None:
         self.ids.add(aid)
-        if counted:
-            self.kinds.add((journey, kind))
-            self.times.setdefault(person, []).append(ts)
+        self.decided.add((rule, journey))
+        if status in _COUNTED:
+            self._count(rule, person, journey, kind, ts, status == "held_out")
 
 
 _OUTBOX_COLS = ("action_id", "rule", "kind", "trigger", "person_id", "journey_id", "event_id",
@@ -138,14 +164,14 @@ def fire_actions(ws: Workspace, persons_table: str, tables: dict[str, str] | Non
         found = candidates(ws, persons_table, tables=tables, as_of=as_of)
     if not found:
         return 0
-    hist = _History(ws, persons_table)
+    hist = _History(ws, persons_table, (tables or {}).get("journey_events", "journey_events"))
     cap, per = actions.frequency_cap.count, timedelta(seconds=actions.frequency_cap.per)
     quiet = timedelta(seconds=actions.quiet_period)
     rows = []
     for c in found:
         rule = rules[c["rule"]]
         aid = action_id(rule.name, c["journey_id"])
-        if aid in hist.ids:
+        if aid in hist.ids or (rule.name, c["journey_id"]) in hist.decided:
             continue
         ts, person, kind = c["trigger_ts"], c["person_id"], rule.action.kind
         past = [t for t in hist.times.get(person, []) if t <= ts]
@@ -157,11 +183,11 @@ def fire_actions(ws: Workspace, persons_table: str, tables: dict[str, str] | Non
                                             f"{actions.frequency_cap.per:g}s")
         elif quiet and any(t > ts - quiet for t in past):
             status, reason = "suppressed", f"quiet period of {actions.quiet_period:g}s"
-        elif is_held_out(rule.name, person, rule.holdout):
+        elif hist.arm.get((rule.name, person), is_held_out(rule.name, person, rule.holdout)):
             status, reason = "held_out", f"holdout {rule.holdout:g} of rule {rule.name}"
         language = c["language"] or actions.default_language
         c = {**c, "language": language}
-        hist.add(aid, person, c["journey_id"], kind, ts, status != "suppressed")
+        hist.add(aid, rule.name, person, c["journey_id"], kind, ts, status)
         payload = None
         if status != "suppressed":
             try:

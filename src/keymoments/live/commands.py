@@ -72,7 +72,8 @@ def register(main: click.Group) -> None:
                   type=click.Choice(["churned", "repurchased", "feedback"]))
     @click.pass_context
     def actions_effect(ctx, outcome) -> None:
-        """Per rule: outcome of treated versus held-out journeys, with 95% intervals."""
+        """Per rule: outcome of treated versus held-out persons (each counted once, in
+        the arm of the rule's first decision on them), with 95% intervals."""
         from .effect import action_effect
 
         with _workspace(ctx, read_only=True) as ws:
@@ -81,6 +82,8 @@ def register(main: click.Group) -> None:
                                for c in ("treated_rate", "treated_low", "treated_high",
                                          "holdout_rate", "holdout_low", "holdout_high",
                                          "difference", "diff_low", "diff_high")})
+        if len(r) and r.meta["hint"]:
+            console.print(r.meta["hint"], markup=False)
 
     @main.group()
     def keys() -> None:

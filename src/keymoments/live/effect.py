@@ -1,12 +1,27 @@
-"""Effect of actions: per rule, the outcome of treated versus held-out journeys.
+"""Effect of actions: per rule, the outcome of treated versus held-out persons.
 
-Treated journeys are those the rule decided to act on (pending, delivered or
-failed: intention to treat, so failed deliveries do not flatter the action);
-held-out journeys are those its holdout kept from the action. Outcomes come from
-``journeys``: ``churned``, ``repurchased`` (journeys whose outcome is still unknown
-are left out) or ``feedback`` (feedback given in the journey after the action).
-Each share has a Wilson score interval; the difference (treated - holdout) has
-Newcombe's hybrid score interval (method 10 of Newcombe, 1998):
+The unit is a person and a rule: the rule's first decision on the person (by trigger
+time) puts the person in an arm, treated (pending, delivered or failed: intention to
+treat, so failed deliveries do not flatter the action) or held out, and the rule's
+later decisions on that person keep that arm (:mod:`keymoments.live.actions`). A
+person's several journeys are no independent draws (they share the arm and, for
+churn, the outcome), so each person counts once. A decision is traced to its person
+through its trigger event, so a person merged with another since counts once too.
+
+The outcome is measured from the events after that first trigger, within a window:
+
+* ``churned``: a churn-stage event within ``outcomes.churn_within``, or no event at
+  all within ``outcomes.inactive_churn_after``;
+* ``repurchased``: a purchase event (taxonomy moment ``purchase`` or
+  ``repeat_purchase``) within ``outcomes.repurchase_within``;
+* ``feedback``: a feedback-stage event within ``actions.feedback_within``.
+
+It is known once the whole window has passed by ``as_of`` (``journeys.as_of``, else
+the latest event): persons whose window is still open are left out either way (an
+early yes would count, an early no not yet: the share would be biased) and counted
+in ``meta["outcome_unknown"]``. Each share has a Wilson score interval; the
+difference (treated - holdout) has Newcombe's hybrid score interval (method 10 of
+Newcombe, 1998):
 
 >>> low, high = newcombe_interval(56, 70, 48, 80)
 >>> round(low, 4), round(high, 4)
@@ -24,6 +39,7 @@ import pyarrow as pa
 
 from ..errors import KeymomentsError
 from ..results import Result
+from ..sql import literal
 
 if TYPE_CHECKING:
     from ..store.workspace import Workspace
@@ -31,11 +47,8 @@ if TYPE_CHECKING:
 __all__ = ["OUTCOMES", "action_effect", "wilson_interval", "newcombe_interval"]
 
 Z95 = 1.959963984540054
-OUTCOMES = {
-    "churned": "CAST(j.churned AS INTEGER)",
-    "repurchased": "CAST(j.repurchased AS INTEGER)",
-    "feedback": "CASE WHEN j.outcome_ts > o.trigger_ts THEN 1 ELSE 0 END",
-}
+OUTCOMES = ("churned", "repurchased", "feedback")
+_COUNTED = "('pending', 'delivered', 'failed', 'held_out')"
 
 
 def wilson_interval(x: int, n: int, z: float = Z95) -> tuple[float, float]:
@@ -60,26 +73,62 @@ def newcombe_interval(x1: int, n1: int, x2: int, n2: int, z: float = Z95) -> tup
             d + math.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2))
 
 
+def _seconds(value: float) -> str:
+    return f"INTERVAL '{float(value):.0f} seconds'"
+
+
+def _outcome_sql(ws: Workspace, outcome: str) -> tuple[str, str]:
+    """(the window the outcome needs, as an SQL interval; the outcome, 1 or 0, over the
+    person's events ``x`` after the trigger ``u.t0`` within that window)."""
+    cfg = ws.config
+    if outcome == "churned":
+        churn, idle = cfg.outcomes.churn_within, cfg.outcomes.inactive_churn_after
+        y = (f"CASE WHEN bool_or(x.stage = 'churn' AND x.ts <= u.t0 + {_seconds(churn)}) "
+             f"OR count(x.ts) FILTER (WHERE x.ts <= u.t0 + {_seconds(idle)}) = 0 "
+             "THEN 1 ELSE 0 END")
+        return _seconds(max(churn, idle)), y
+    if outcome == "repurchased":
+        y = "CASE WHEN bool_or(x.moment IN ('purchase', 'repeat_purchase')) THEN 1 ELSE 0 END"
+        return _seconds(cfg.outcomes.repurchase_within), y
+    return (_seconds(cfg.actions.feedback_within),
+            "CASE WHEN bool_or(x.stage = 'feedback') THEN 1 ELSE 0 END")
+
+
 def action_effect(ws: Workspace, outcome: str = "churned") -> Result:
-    """One row per rule: treated and holdout journeys, their outcome shares with
+    """One row per rule: treated and held-out persons, their outcome shares with
     Wilson intervals, and the difference with its interval."""
+    from ..pipeline import resolve_as_of
+
     if outcome not in OUTCOMES:
         raise KeymomentsError(f"unknown outcome {outcome!r} (use {', '.join(OUTCOMES)})")
-    unknown, acted = ws.con.execute(f"""
-        SELECT count(*) FILTER (WHERE {OUTCOMES[outcome]} IS NULL), count(*)
-        FROM outbox o JOIN journeys j ON j.journey_id = o.journey_id
-        WHERE o.status IN ('pending', 'delivered', 'failed', 'held_out')""").fetchone()
-    counts = ws.con.execute(f"""
-        SELECT o.rule,
-               count(*) FILTER (WHERE o.status <> 'held_out') AS n_treated,
-               sum(y) FILTER (WHERE o.status <> 'held_out') AS x_treated,
-               count(*) FILTER (WHERE o.status = 'held_out') AS n_holdout,
-               sum(y) FILTER (WHERE o.status = 'held_out') AS x_holdout
-        FROM (SELECT o.rule, o.status, {OUTCOMES[outcome]} AS y
-              FROM outbox o JOIN journeys j ON j.journey_id = o.journey_id
-              WHERE o.status IN ('pending', 'delivered', 'failed', 'held_out')) o
-        WHERE y IS NOT NULL GROUP BY o.rule ORDER BY o.rule
-    """).fetchall()
+    as_of = resolve_as_of(ws)
+    window, y = _outcome_sql(ws, outcome)
+    at = f"CAST({literal(as_of.isoformat())} AS TIMESTAMPTZ)"
+    ws.con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _km_effect AS
+        WITH units AS (
+            SELECT o.rule, coalesce(e.person_id, o.person_id) AS person,
+                   arg_min(o.status, (o.trigger_ts, o.seq)) AS status, min(o.trigger_ts) AS t0
+            FROM outbox o LEFT JOIN events e ON e.event_id = o.event_id
+            WHERE o.status IN {_COUNTED}
+            GROUP BY ALL
+        )
+        SELECT u.rule, u.status, u.t0 + {window} <= {at} AS known, {y} AS y
+        FROM units u LEFT JOIN events x
+          ON x.person_id = u.person AND x.ts > u.t0 AND x.ts <= u.t0 + {window}
+        GROUP BY u.rule, u.person, u.status, u.t0""")
+    try:
+        unknown, acted = ws.con.execute(
+            "SELECT count(*) FILTER (WHERE NOT known), count(*) FROM _km_effect").fetchone()
+        counts = ws.con.execute("""
+            SELECT rule,
+                   count(*) FILTER (WHERE status <> 'held_out') AS n_treated,
+                   sum(y) FILTER (WHERE status <> 'held_out') AS x_treated,
+                   count(*) FILTER (WHERE status = 'held_out') AS n_holdout,
+                   sum(y) FILTER (WHERE status = 'held_out') AS x_holdout
+            FROM _km_effect WHERE known GROUP BY rule ORDER BY rule""").fetchall()
+    finally:
+        ws.con.execute("DROP TABLE IF EXISTS _km_effect")
     out = []
     for rule, nt, xt, nh, xh in counts:
         xt, xh = int(xt or 0), int(xh or 0)
@@ -104,9 +153,20 @@ def action_effect(ws: Workspace, outcome: str = "churned") -> Result:
     return Result(pa.Table.from_pylist(nan, schema=schema),
                   {"outcome": outcome, "confidence": 0.95,
                    "method": "Wilson score per arm; Newcombe hybrid score for the difference",
+                   "unit": "person and rule (the rule's first decision on the person)",
+                   "as_of": as_of.isoformat(),
                    "n": sum(r["n_treated"] + r["n_holdout"] for r in out),
                    "outcome_unknown": unknown,
-                   "hint": None if out else (
-                       f"no action has a journey whose {outcome} outcome is known yet "
-                       f"({acted:,} actions, {unknown:,} of them with the outcome still unknown)"
-                       if acted else "the outbox has no action (treated or held out) yet")})
+                   "hint": _hint(outcome, acted, unknown, bool(out))})
+
+
+def _hint(outcome: str, acted: int, unknown: int, shown: bool) -> str | None:
+    """What the reader should know: persons whose outcome is not known yet."""
+    if not acted:
+        return "the outbox has no action (treated or held out) yet"
+    if not unknown:
+        return None
+    said = (f"{unknown:,} of {acted:,} persons acted on are left out: the window of their "
+            f"{outcome} outcome has not passed yet (by as_of: journeys.as_of, else the "
+            "latest event)")
+    return said if shown else f"no person's {outcome} outcome is known yet: {said}"

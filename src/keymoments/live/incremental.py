@@ -373,7 +373,11 @@ def _write_small(ws: Workspace, rows: list[dict], scorer, types, persons: list[s
         with registered(con, "_km_live_small", derived.arrow(table)):
             con.execute(f"INSERT INTO {ident(table)} ({cols}) SELECT {cols} FROM _km_live_small")
     found = candidates_small(ws.config, rows, derived, as_of)
-    return fire_actions(ws, _PERSONS, as_of=as_of, found=found)
+    if not found:
+        return 0
+    # (the decisions so far are traced to the persons' journeys just derived)
+    with registered(con, "_km_live_small_je", derived.arrow("journey_events")) as je:
+        return fire_actions(ws, _PERSONS, {"journey_events": je}, as_of=as_of, found=found)
 
 
 def _replace(ws: Workspace, table: str, persons: list[str], new_in: str | None,

@@ -482,7 +482,7 @@ def create_app(path: str = ".", runtime: LiveRuntime | None = None) -> FastAPI:
     @app.get("/v1/actions/effect", tags=["actions"])
     def effect(outcome: Literal["churned", "repurchased", "feedback"] = "churned",
                key=require("read")):
-        """Per rule: the outcome of treated versus held-out journeys, with intervals."""
+        """Per rule: the outcome of treated versus held-out persons, with intervals."""
         from .effect import action_effect
 
         with rt().lock:
