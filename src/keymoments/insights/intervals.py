@@ -183,7 +183,7 @@ def two_proportion_test(k1: float, n1: float, k2: float, n2: float) -> float:
         return math.nan
     cells = [(k1, n1), (k2, n2)]
     total_k, total = k1 + k2, n1 + n2
-    expected = [n * share for n, _ in cells for share in (total_k / total, 1 - total_k / total)]
+    expected = [n * share for _, n in cells for share in (total_k / total, 1 - total_k / total)]
     if min(expected) < 5 and all(float(x).is_integer() for x in (k1, n1, k2, n2)):
         table = [[int(k1), int(n1 - k1)], [int(k2), int(n2 - k2)]]
         return float(_stats().fisher_exact(table).pvalue)
@@ -197,25 +197,29 @@ def two_proportion_test(k1: float, n1: float, k2: float, n2: float) -> float:
 
 def nps_difference_test(a: tuple[float, float, float], b: tuple[float, float, float]) -> float:
     """Two-sided p-value of a z-test on the difference of two NPS, each given as
-    (promoters, passives, detractors) counts.
+    (promoters, passives, detractors) counts, each NPS and its variance adjusted as in
+    :func:`nps_interval` (3/4 added to the promoters and to the detractors, 3 to the
+    answers), as Agresti and Caffo (2000) adjust a difference of two proportions. The
+    plain estimates give a group of one answer, or of equal answers, no variance: one
+    promoter would differ from any other group at p = 0.
 
     >>> round(nps_difference_test((50, 30, 20), (30, 30, 40)), 4)
     0.0005
+    >>> round(nps_difference_test((1, 0, 0), (300, 400, 300)), 2)
+    0.51
     """
     def parts(c):
         n = sum(c)
         if n <= 0:
             return math.nan, math.nan
-        p, d = c[0] / n, c[2] / n
-        return p - d, (p + d - (p - d) ** 2) / n
+        na = n + 3.0
+        p, d = (c[0] + 0.75) / na, (c[2] + 0.75) / na
+        return p - d, (p + d - (p - d) ** 2) / na
 
     (m1, v1), (m2, v2) = parts(a), parts(b)
     if math.isnan(m1) or math.isnan(m2):
         return math.nan
-    se = math.sqrt(v1 + v2)
-    if se == 0:
-        return 1.0 if m1 == m2 else 0.0
-    return float(2 * _stats().norm.sf(abs(m1 - m2) / se))
+    return float(2 * _stats().norm.sf(abs(m1 - m2) / math.sqrt(v1 + v2)))
 
 
 def _no_spread_variance(n: float, mean: float, scale: tuple[float, float]) -> float:
