@@ -249,3 +249,45 @@ def test_the_remembered_section_does_not_suggest_a_fit_without_feedback(make_wor
     ws.build()
     (section,) = remembered_sections(ws)
     assert section["text"].startswith("Not fitted: no journey has feedback")
+
+
+def test_long_and_direction_changing_values_do_not_take_over_the_page(make_workspace, tmp_path):
+    """A 5,000-character event type is cut (the page stays readable, its size bounded);
+    a right-to-left override in a channel is written out, not obeyed; long words wrap."""
+    from keymoments.report import write_report
+    from keymoments.report.html import SHOWN_CHARS
+    from keymoments.report.sections import engine_sections
+
+    long_type, rlo = "x" * 5000, "\u202eweiv_bew"
+    rows = "customer,ts,event_type,channel,csat\n" + "".join(
+        f"c{i},2024-01-0{i}T10:00:00Z,{long_type},{rlo},{1 + i % 5}\n" for i in range(1, 8))
+    ws = make_workspace(CONFIG, {"events.csv": rows})
+    ws.ingest("events")
+    ws.build()
+    html = write_report(ws, tmp_path / "r.html",
+                        extra={"sections": engine_sections(ws)}).read_text(encoding="utf-8")
+    assert "x" * (SHOWN_CHARS + 1) not in html
+    assert '<span class="long">' + "x" * SHOWN_CHARS + "… (cut: 5,000 characters)</span>" in html
+    assert "\u202e" not in html and "\\u202eweiv_bew" in html
+    assert ".long { overflow-wrap: anywhere; }" in html
+    assert len(html) < 200_000
+
+
+def test_an_empty_workspace_says_what_to_do_first(tmp_path):
+    """No events: the page says to load the exports, and every section says it is
+    empty rather than showing bare headers or 'None' dates."""
+    import keymoments as km
+    from keymoments.report import report_sections, write_report
+
+    ws = km.init(tmp_path / "ws")
+    html = write_report(ws, tmp_path / "e.html",
+                        extra={"sections": report_sections(ws)}).read_text(encoding="utf-8")
+    assert "None to None" not in html and "No events yet: map your exports" in html
+    body = html.split("</p>", 2)[2]  # (after the header and the explanation)
+    for heading in re.findall(r"<h2>(.*?)</h2>", body):
+        section = body.split(f"<h2>{heading}</h2>", 1)[1].split("<h2>", 1)[0]
+        if "<table" in section:  # a table with rows, or nothing but a sentence
+            assert "<td" in section, heading
+        else:
+            assert "<p" in section, heading
+    ws.close()

@@ -192,11 +192,13 @@ def _ingest_with_progress(ws, name: str, quiet: bool = False, accept: bool = Fal
 def report(ctx: click.Context, out: Path | None) -> None:
     """Write the HTML report of a built workspace: loads, journeys, moments, the
     remembered score, CX metrics, root causes and drivers (one self-contained file)."""
+    from rich.markup import escape
+
     from .report import report_sections, write_report
 
     with _workspace(ctx, read_only=True) as ws:
         if not ws.con.execute("SELECT count(*) FROM journeys").fetchone()[0]:
-            err_console.print("[yellow]warning:[/] no journeys yet: run 'keymoments build' "
+            err_console.print(f"[yellow]warning:[/] no journeys yet ({escape(ws.next_step())}) "
                               "for the journey, moment and insight sections")
         path = write_report(ws, out or ws.root / "report.html",
                             extra={"sections": report_sections(ws)})

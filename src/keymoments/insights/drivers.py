@@ -137,7 +137,7 @@ def drivers(ws: Workspace, outcome: str = "feedback", *, journey_type: str | lis
     >>> km.drivers(ws)
     Traceback (most recent call last):
     ...
-    keymoments.errors.KeymomentsError: only 0 journeys have the outcome 'feedback'; drivers need at least 30 (build the workspace ('keymoments build'))
+    keymoments.errors.KeymomentsError: only 0 journeys have the outcome 'feedback'; drivers need at least 30 (no events are loaded yet: map your exports in keymoments.yaml, run 'keymoments ingest', then 'keymoments build')
     >>> ws.close()
     """
     from sklearn.linear_model import LogisticRegression
@@ -150,7 +150,7 @@ def drivers(ws: Workspace, outcome: str = "feedback", *, journey_type: str | lis
                                                valences=valences)
     if len(y) < 30:
         built = ws.con.execute("SELECT count(*) FROM journeys").fetchone()[0]
-        what = ("build the workspace ('keymoments build')" if not built else
+        what = (ws.next_step() if not built else
                 f"the workspace's {built:,} journeys hold too few: pick another outcome "
                 "(feedback, remembered, nps, csat, repurchase, churn)")
         raise KeymomentsError(f"only {len(y)} journeys have the outcome {outcome!r}; drivers need at "

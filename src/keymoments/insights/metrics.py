@@ -285,7 +285,7 @@ def journey_types_here(ws: Workspace) -> str:
     about an analysis that found no journey of the type it counts)."""
     found = ws.con.execute("SELECT journey_type, count(*) FROM journeys GROUP BY 1 "
                            "ORDER BY 2 DESC, 1").fetchall()
-    return ", ".join(f"{t} ({k:,})" for t, k in found) if found else "none: build the workspace"
+    return ", ".join(f"{t} ({k:,})" for t, k in found) if found else f"none: {ws.next_step()}"
 
 
 def _other_journey_types(ws: Workspace, metric: str) -> str:

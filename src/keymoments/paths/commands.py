@@ -54,7 +54,7 @@ def _check_types(ws, flt) -> None:
             close = difflib.get_close_matches(name, known, n=1)
             mean = f"did you mean {close[0]!r}? " if close else ""
             here = (f"journey types here: {', '.join(known)}" if known
-                    else "there are no journeys: run 'keymoments build' first")
+                    else f"there are no journeys: {ws.next_step()}")
             raise NotFoundError(f"no journeys of type {name!r} ({mean}{here})")
 
 

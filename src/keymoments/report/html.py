@@ -6,13 +6,16 @@ escaped. No script or style is fetched from elsewhere.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jinja2 import Environment, select_autoescape
+from markupsafe import Markup
 
+from ..display import printable
 from ..io import atomic_write_text
 
 if TYPE_CHECKING:
@@ -112,9 +115,39 @@ def cell(value: Any) -> tuple[str, bool]:
     return VALUES.get(str(value), str(value)), False
 
 
+#: a text longer than this is cut in the page (the command line and the API give it whole)
+SHOWN_CHARS = 300
+#: a text with a word longer than this may break anywhere (else its column is as wide)
+LONG_WORD = 30
+_LONG_WORD = re.compile(r"\S{%d}" % (LONG_WORD + 1))
+
+
+def shown(value: Any) -> Any:
+    r"""What ``{{ ... }}`` writes of a value (before escaping): a text with the
+    characters that would change how the page reads (right-to-left overrides, terminal
+    controls) written out as ``\u202e``, cut at :data:`SHOWN_CHARS` (a 2 MB raw row
+    would make the page 40 MB); one with a word longer than :data:`LONG_WORD` is
+    escaped here, in a span that may break anywhere (not for attribute values).
+
+    >>> shown("\u202eweiv_tcudorp"), shown(7)
+    ('\\u202eweiv_tcudorp', 7)
+    >>> shown("<" * 400)[-42:]
+    Markup('&lt;&lt;&lt;… (cut: 400 characters)</span>')
+    """
+    if not isinstance(value, str) or isinstance(value, Markup):
+        return value
+    value = printable(value)
+    if len(value) > SHOWN_CHARS:
+        value = f"{value[:SHOWN_CHARS]}… (cut: {len(value):,} characters)"
+    if _LONG_WORD.search(value):
+        return Markup('<span class="long">{}</span>').format(value)
+    return value
+
+
 def write_report(ws: Workspace, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
     """Write the report to ``path`` atomically and return the path."""
-    env = Environment(autoescape=select_autoescape(default=True, default_for_string=True))
+    env = Environment(autoescape=select_autoescape(default=True, default_for_string=True),
+                      finalize=shown)
     env.globals["cell"] = cell
     template = env.from_string(
         resources.files("keymoments").joinpath("report/report.html").read_text("utf-8"))

@@ -221,6 +221,19 @@ class Workspace:
         return Result(table, {"source": source, "loaded_since": hidden,
                               "include_loaded": include_loaded})
 
+    def next_step(self) -> str:
+        """What to run before the analyses have journeys to read: load the exports
+        when no event is stored, else build.
+
+        >>> import keymoments as km, tempfile
+        >>> km.init(tempfile.mkdtemp()).next_step()
+        "no events are loaded yet: map your exports in keymoments.yaml, run 'keymoments ingest', then 'keymoments build'"
+        """
+        if self.con.execute("SELECT count(*) FROM (SELECT 1 FROM events LIMIT 1)").fetchone()[0]:
+            return "run 'keymoments build'"
+        return ("no events are loaded yet: map your exports in keymoments.yaml, run "
+                "'keymoments ingest', then 'keymoments build'")
+
     def loads(self) -> Result:
         """The load log, newest first."""
         return Result(self.con.execute(
