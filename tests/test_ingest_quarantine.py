@@ -874,3 +874,24 @@ def test_a_bad_byte_inside_a_quoted_multi_line_field_rejects_its_record_only(
     assert (again.rows_loaded, again.rows_quarantined) == (2, 0)
     assert len(ws.quarantine()) == 0
     assert ws.con.execute("SELECT count(*) FROM events").fetchone()[0] == 5
+
+
+def test_events_dated_after_today_are_pointed_out(make_workspace):
+    """A load whose events include some after tomorrow warns (they would make every
+    journey look idle); one without such events does not."""
+    text = """\
+name: shop
+sources:
+  orders:
+    path: orders.csv
+    identifiers: {customer_id: cid}
+    event_type: {value: order_placed}
+    ts: at
+"""
+    ws = make_workspace(text, {"orders.csv": "cid,at\n1,2024-01-01T00:00:00Z\n"})
+    assert not any("after today" in w for w in ws.ingest("orders").warnings)
+    (ws.root / "orders.csv").write_text(
+        "cid,at\n1,2024-01-01T00:00:00Z\n2,2099-03-04T05:06:00Z\n3,2098-01-01T00:00:00Z\n")
+    (warning,) = [w for w in ws.ingest("orders").warnings if "after today" in w]
+    assert warning.startswith("2 event(s) are dated after today (the latest 2099-03-04 05:06")
+    assert "journeys.as_of" in warning

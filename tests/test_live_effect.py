@@ -110,10 +110,13 @@ DAY = 86400
 BASE = 1_780_000_000
 
 
-def _workspace(tmp_path, extra: str = "", holdout: float = 0.5):
+def _workspace(tmp_path, extra: str = "", holdout: float = 0.5, pinned: bool = True):
     ws = km.init(tmp_path)
+    config = CONFIG.replace("holdout: 0.5", f"holdout: {holdout}") + extra
+    if not pinned:  # (judged at the latest event)
+        config = config.replace('journeys:\n  as_of: "2027-06-01T00:00:00Z"\n', "")
     with open(tmp_path / "keymoments.yaml", "a") as fh:
-        fh.write(CONFIG.replace("holdout: 0.5", f"holdout: {holdout}") + extra)
+        fh.write(config)
     ws.reload_config()
     return ws
 
@@ -284,3 +287,66 @@ def _epoch(text: str) -> float:
     from datetime import datetime
 
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def test_a_state_trigger_is_traced_through_a_merge(tmp_path):
+    """A stalled journey's decision points at its last event; after a merge changes
+    every person id, the journey is not decided again, the person keeps the arm, and
+    the effect finds the person's later events (not a person without events, which
+    would read as churned by inactivity)."""
+    ws = _workspace(tmp_path, extra="""
+    - name: nudge
+      trigger: {on: stalled, idle: 2d, journey_types: [purchase]}
+      action: {kind: file}
+      holdout: 0.5
+""", pinned=False)
+    n = 30
+    orders = [{"ts": _ts(BASE + i * 600), "event_type": "order_placed",
+               "identifiers": {"customer_id": f"c{i}"}, "refs": {"order": f"o{i}"}}
+              for i in range(n)]
+    clock = {"ts": _ts(BASE + 10 * DAY), "event_type": "page_view",
+             "identifiers": {"customer_id": "clock"}}
+    _post(ws, [*orders, clock])
+    from keymoments.live.actions import sweep_time_triggers
+
+    sweep_time_triggers(ws)
+    before = ws.con.execute("SELECT event_id, status FROM outbox WHERE rule = 'nudge' "
+                            "ORDER BY event_id").fetchall()
+    placed = {r[0] for r in ws.con.execute(
+        "SELECT event_id FROM events WHERE event_type = 'order_placed'").fetchall()}
+    assert len(before) == n and {e for e, _ in before} == placed  # (each journey's last event)
+    _post(ws, [{"ts": _ts(BASE + i * 600 + 20 * DAY), "event_type": "page_view",
+                "identifiers": {"account_id": f"a{i}", "customer_id": f"c{i}"}}
+               for i in range(n)])
+    sweep_time_triggers(ws)
+    assert ws.con.execute("SELECT event_id, status FROM outbox WHERE rule = 'nudge' "
+                          "ORDER BY event_id").fetchall() == before
+    _post(ws, [{**clock, "ts": _ts(BASE + 400 * DAY)}])  # (churn's window has passed)
+    (row,) = [r for r in action_effect(ws, "churned").to_pylist() if r["rule"] == "nudge"]
+    assert row["n_treated"] + row["n_holdout"] == n
+    assert row["treated_rate"] in (0, None) and row["holdout_rate"] in (0, None)
+    ws.close()
+
+
+def test_an_event_from_a_wrong_clock_does_not_close_every_window(tmp_path):
+    """Unpinned, the effect is judged at the latest event but not after now: one event
+    dated 2099 does not make the feedback windows of actions taken days ago pass."""
+    ws = _workspace(tmp_path, pinned=False)
+    now = int(time.time())
+    orders = []
+    for i in range(10):
+        ids, t = {"customer_id": f"c{i}"}, now - 12 * DAY + i * 600
+        orders += [{"ts": _ts(t), "event_type": "order_placed", "identifiers": ids,
+                    "refs": {"order": f"o{i}"}},
+                   {"ts": _ts(t + 9 * DAY), "event_type": "order_delivered", "identifiers": ids,
+                    "refs": {"order": f"o{i}"}, "expected_ts": _ts(t + 2 * DAY),
+                    "expectation_kind": "promised_delivery"}]
+    _post(ws, orders)
+    assert ws.con.execute("SELECT count(*) FROM outbox").fetchone()[0] == 10
+    load_events(ws, [PostedEvent.model_validate(
+        {"ts": "2099-01-01T00:00:00Z", "event_type": "page_view",
+         "identifiers": {"customer_id": "clock"}})])
+    result = action_effect(ws, "feedback")
+    assert result.to_pylist() == [] and result.meta["outcome_unknown"] == 10
+    assert result.meta["as_of"] < "2099"
+    ws.close()

@@ -17,7 +17,8 @@ The outcome is measured from the events after that first trigger, within a windo
 * ``feedback``: a feedback-stage event within ``actions.feedback_within``.
 
 It is known once the whole window has passed by ``as_of`` (``journeys.as_of``, else
-the latest event): persons whose window is still open are left out either way (an
+the latest event, but not later than now: an event from a wrong clock would judge
+every window as passed): persons whose window is still open are left out either way (an
 early yes would count, an early no not yet: the share would be biased) and counted
 in ``meta["outcome_unknown"]``. Each share has a Wilson score interval; the
 difference (treated - holdout) has Newcombe's hybrid score interval (method 10 of
@@ -33,6 +34,7 @@ Newcombe, 1998):
 from __future__ import annotations
 
 import math
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
@@ -102,6 +104,8 @@ def action_effect(ws: Workspace, outcome: str = "churned") -> Result:
     if outcome not in OUTCOMES:
         raise KeymomentsError(f"unknown outcome {outcome!r} (use {', '.join(OUTCOMES)})")
     as_of = resolve_as_of(ws)
+    if not ws.config.journeys.as_of:
+        as_of = min(as_of, datetime.now(timezone.utc))
     window, y = _outcome_sql(ws, outcome)
     at = f"CAST({literal(as_of.isoformat())} AS TIMESTAMPTZ)"
     ws.con.execute(f"""
@@ -168,5 +172,5 @@ def _hint(outcome: str, acted: int, unknown: int, shown: bool) -> str | None:
         return None
     said = (f"{unknown:,} of {acted:,} persons acted on are left out: the window of their "
             f"{outcome} outcome has not passed yet (by as_of: journeys.as_of, else the "
-            "latest event)")
+            "latest event, at most now)")
     return said if shown else f"no person's {outcome} outcome is known yet: {said}"

@@ -46,6 +46,10 @@ def _trigger_sql(rule: ActionRule, catch_all: str, as_of: str,
     which is always older than the abandonment)."""
     t = rule.trigger
     moments, journeys = ident(tables["moments"]), ident(tables["journeys"])
+    # a state (stalled, ended unresolved) points at the journey's last event: the
+    # decision is traced through it after a merge or a renumbering (actions._History)
+    last = (f"LEFT JOIN {ident(tables['journey_events'])} le "
+            f"ON le.journey_id = j.journey_id AND le.seq = j.n_events - 1")
     types = t.journey_types
     jt = f"AND j.journey_type IN (SELECT unnest({_list(types)}))" if types else ""
     mt = f"AND m.journey_type IN (SELECT unnest({_list(types)}))" if types else ""
@@ -67,9 +71,9 @@ def _trigger_sql(rule: ActionRule, catch_all: str, as_of: str,
                 f"SELECT m.*, row_number() OVER (PARTITION BY m.person_id ORDER BY m.ts, m.event_id) "
                 f"AS _n FROM {moments} m WHERE m.kind = 'repeat_purchase' {mt}) WHERE _n = {t.n}")
     if t.on == "stalled":
-        return (f"SELECT j.journey_id, NULL::VARCHAR AS event_id, "
+        return (f"SELECT j.journey_id, le.event_id, "
                 f"j.end_ts + to_microseconds(CAST({int(t.idle * 1e6)} AS BIGINT)) AS trigger_ts "
-                f"FROM {journeys} j WHERE NOT coalesce(j.has_end, FALSE) "
+                f"FROM {journeys} j {last} WHERE NOT coalesce(j.has_end, FALSE) "
                 f"AND j.status IN ('open', 'stalled') "
                 f"AND epoch({as_of}) - epoch(j.end_ts) >= {float(t.idle)!r} "
                 f"AND j.journey_type <> {literal(catch_all)} {jt}")
@@ -80,8 +84,8 @@ def _trigger_sql(rule: ActionRule, catch_all: str, as_of: str,
     when = (f"CASE WHEN j.status = 'abandoned' THEN j.end_ts + to_microseconds(CAST("
             f"CASE j.journey_type {after} ELSE 0 END AS BIGINT)) ELSE j.end_ts END"
             if after else "j.end_ts")
-    return (f"SELECT j.journey_id, NULL::VARCHAR AS event_id, {when} AS trigger_ts "
-            f"FROM {journeys} j "
+    return (f"SELECT j.journey_id, le.event_id, {when} AS trigger_ts "
+            f"FROM {journeys} j {last} "
             f"WHERE j.journey_type IN (SELECT unnest({_list(types)})) AND (j.status = 'abandoned' "
             f"OR (j.status = 'completed' AND NOT EXISTS (SELECT 1 FROM {moments} r "
             f"WHERE r.journey_id = j.journey_id AND r.kind = 'resolution')))")
@@ -214,6 +218,7 @@ def candidates_small(config, events: list[dict], derived, as_of,
     for e in derived.journey_events:
         lang.setdefault(e["journey_id"], []).append(e)
     journey_lang = {j: _latest(rows, lambda e: e["language"]) for j, rows in lang.items()}
+    last = {j: max(rows, key=lambda e: e["seq"])["event_id"] for j, rows in lang.items()}
     journeys = {j["journey_id"]: j for j in derived.journeys}
     resolved = {m["journey_id"] for m in derived.moments if m["kind"] == "resolution"}
     as_of_s = epoch_seconds(as_of)
@@ -256,7 +261,7 @@ def candidates_small(config, events: list[dict], derived, as_of,
                         and as_of_s - epoch_seconds(j["end_ts"]) >= float(t.idle)
                         and j["journey_type"] != config.journeys.catch_all
                         and not (types and j["journey_type"] not in types)):
-                    fired.append((j["journey_id"], None,
+                    fired.append((j["journey_id"], last.get(j["journey_id"]),
                                   j["end_ts"] + timedelta(microseconds=int(t.idle * 1e6))))
         else:  # ended_unresolved (an abandoned journey: when it was abandoned)
             types = types or set(_UNRESOLVED_TYPES)
@@ -264,7 +269,7 @@ def candidates_small(config, events: list[dict], derived, as_of,
                 if j["journey_type"] in types and (j["status"] == "abandoned" or (
                         j["status"] == "completed" and j["journey_id"] not in resolved)):
                     after = abandon.get(j["journey_type"], 0.0) if j["status"] == "abandoned" else 0
-                    fired.append((j["journey_id"], None,
+                    fired.append((j["journey_id"], last.get(j["journey_id"]),
                                   j["end_ts"] + timedelta(microseconds=int(after * 1e6))))
         for journey_id, event_id, ts in fired:
             j = journeys.get(journey_id)

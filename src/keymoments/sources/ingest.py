@@ -253,6 +253,7 @@ def _ingest_source(ws: Workspace, name: str, progress, before_commit, records,
                        stage_given=gives_stage(spec), fixed_slots=fixed_slots(spec))
     warnings += tuple(w for side in sides for w in side.warnings(con, ws.root))
     warnings += tuple(_key_versions_warning(con, ws.root, spec.key or []))
+    warnings += _future_warning(con)
     # the side files' unreadable rows are kept like the source's own (they are no rows
     # of the source: not in its counts, which are about the source's file)
     side_rejects = [r for side in sides for r in side.rejects]
@@ -524,6 +525,21 @@ def _missing_in_a_file(name: str, spec: SourceSpec, staged: Staged,
                         f"exports needs nothing; if it was renamed, give it its name in that "
                         f"file and load again). Its columns: {shown}")
     return tuple(warnings)
+
+
+def _future_warning(con) -> tuple[str, ...]:
+    """A warning when the load's new events include some dated after tomorrow: the
+    analyses judge journeys at the latest event (unless ``journeys.as_of`` is set), so
+    one event from a wrong clock or time zone makes every journey look idle."""
+    n, latest = con.execute("SELECT count(*), max(ts) FROM _km_new_events "
+                            "WHERE ts > now() + INTERVAL 1 DAY").fetchone()
+    if not n:
+        return ()
+    return (f"{n:,} event(s) are dated after today (the latest {latest:%Y-%m-%d %H:%M %Z}): "
+            "statuses, idle times and outcomes are judged at the latest event unless "
+            "journeys.as_of is set, so every journey would look idle until then; check the "
+            "source's time format and zone (or the exporting system's clock), or set "
+            "journeys.as_of",)
 
 
 def _gone_files(loaded_before: set[str], files: list[str]) -> tuple[str, ...]:

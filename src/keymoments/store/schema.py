@@ -229,7 +229,7 @@ COLUMN_DOCS: dict[str, dict[str, tuple[str, str]]] = {
         "trigger": ("VARCHAR NOT NULL", "peak, valley, stalled, ended_unresolved, purchase_completed, repeat_purchase"),
         "person_id": ("VARCHAR NOT NULL", "the person"),
         "journey_id": ("VARCHAR NOT NULL", "the journey whose state fired it"),
-        "event_id": ("VARCHAR", "the event of the moment or state"),
+        "event_id": ("VARCHAR", "the event of the moment; of a state (stalled, ended unresolved), the journey's last event"),
         "trigger_ts": ("TIMESTAMPTZ NOT NULL", "event time of the trigger (guards count in event time)"),
         "language": ("VARCHAR", "the customer's language, so the follow-up goes out in it"),
         "payload": ("VARCHAR", "the rendered JSON document delivered"),
