@@ -394,6 +394,8 @@ def test_a_quote_is_one_character(quote):
     ("{column: score, min: 5, max: 1}", "'min' (5) must be below 'max' (1)"),
     ("{column: score, min: 0}", "needs both 'min' and 'max'"),
     ("{column: score, scale: csat5, min: 0, max: 10}", "the scale 'csat5' runs from 1 to 5"),
+    ("{column: score}", "say which scale the ratings are on: 'scale: csat5' (or nps10"),
+    ("score", "say which scale the ratings are on"),
 ])
 def test_a_rating_range_that_cannot_be_read_is_a_config_error(rating, message):
     err = config_error(SOURCE + f"    rating: {rating}\n")

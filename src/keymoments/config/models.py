@@ -146,24 +146,35 @@ class RatingSpec(FieldSpec):
 
     A range given without a ``scale`` is the scale ``custom`` (never a built-in one:
     a 0 to 10 range must not be read as csat5), and a built-in scale keeps its own
-    range.
+    range. One or the other must be given: a scale is not guessed (stars read as a
+    CSAT would count in the CSAT metric; an NPS answer as one would be quarantined).
 
     >>> RatingSpec(column="score", min=0, max=10).scale
     'custom'
     >>> RatingSpec(column="score", scale="nps10", min=0, max=10).bounds()
     (0.0, 10.0)
+    >>> try:
+    ...     RatingSpec(column="score")
+    ... except ValueError as exc:
+    ...     print(str(exc).splitlines()[1].split("[")[0].strip())
+    Value error, say which scale the ratings are on: 'scale: csat5' (or nps10, ces7, stars5), or a custom 'min' and 'max'
     """
 
-    scale: str = "csat5"
+    scale: str
     min: float | None = None
     max: float | None = None
 
     @model_validator(mode="before")
     @classmethod
     def _custom_when_ranged(cls, data):
-        if isinstance(data, dict) and "scale" not in data and (
-                data.get("min") is not None or data.get("max") is not None):
-            return {**data, "scale": "custom"}
+        if isinstance(data, str):
+            data = {"column": data}
+        if isinstance(data, dict) and "scale" not in data:
+            if data.get("min") is not None or data.get("max") is not None:
+                return {**data, "scale": "custom"}
+            others = ", ".join(s for s in RATING_SCALES if s != "csat5")
+            raise ValueError(f"say which scale the ratings are on: 'scale: csat5' (or {others}), "
+                             "or a custom 'min' and 'max'")
         return data
 
     @model_validator(mode="after")
