@@ -110,3 +110,20 @@ def test_the_cli_refuses_and_accepts(make_workspace):
                                          "--accept-mapping-change", "--json"])
     assert accepted.exit_code == 0, accepted.output
     assert '"events_loaded": 2' in accepted.output
+
+
+def test_fingerprints_stored_before_the_rating_scale_was_required_still_match():
+    """The fingerprints of keymoments e66be39 (computed by it, when a rating's scale
+    defaulted to csat5 and was left out as a default): an unchanged mapping is not
+    refused as changed after the upgrade."""
+    from keymoments.config.models import IdentityConfig, SourceSpec
+    from keymoments.sources.ingest import mapping_fingerprint
+
+    def spec(scale):
+        return SourceSpec.model_validate({
+            "path": "s.csv", "identifiers": {"customer_id": "cid"},
+            "event_type": {"value": "survey_answered"}, "ts": "at",
+            "rating": {"column": "score", "scale": scale}})
+
+    assert mapping_fingerprint(spec("csat5"), IdentityConfig()) == "0cf7184627b1e9d22b5210d3e53a8821"
+    assert mapping_fingerprint(spec("nps10"), IdentityConfig()) == "10ec90b86177ef9c7d8f5a0efa71c625"

@@ -324,9 +324,30 @@ def mapping_fingerprint(spec: SourceSpec, identity: BaseModel) -> str:
     >>> fp(a) == fp(b), fp(a) == fp(c)
     (True, False)
     """
-    data = {"source": spec.model_dump(mode="json", exclude={"path"}, exclude_defaults=True),
+    data = {"source": _former_defaults(spec.model_dump(mode="json", exclude={"path"},
+                                                       exclude_defaults=True)),
             "identity": identity.model_dump(mode="json", exclude_defaults=True)}
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def _former_defaults(data):
+    """A dumped mapping without the values that were defaults when workspaces were made
+    (a rating's ``scale: csat5``, required since): the fingerprints stored then stay
+    valid.
+
+    >>> _former_defaults({"rating": {"column": "x", "scale": "csat5"},
+    ...                   "events": [{"rating": {"column": "y", "scale": "nps10"}}]})
+    {'rating': {'column': 'x'}, 'events': [{'rating': {'column': 'y', 'scale': 'nps10'}}]}
+    """
+    if isinstance(data, list):
+        return [_former_defaults(v) for v in data]
+    if not isinstance(data, dict):
+        return data
+    out = {k: _former_defaults(v) for k, v in data.items()}
+    rating = out.get("rating")
+    if isinstance(rating, dict) and rating.get("scale") == "csat5":
+        out["rating"] = {k: v for k, v in rating.items() if k != "scale"}
+    return out
 
 
 def _check_mapping(ws: Workspace, name: str, spec: SourceSpec, accept: bool) -> str | None:

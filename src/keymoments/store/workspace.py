@@ -20,6 +20,7 @@ from ..config.models import Config
 from ..errors import NotFoundError, WorkspaceError
 from ..results import Result
 from ..sql import literal
+from .paths import absolute_paths
 from .schema import SCHEMA_VERSION, TABLES, current_version, migrate, quarantine_loaded_since
 
 __all__ = ["Workspace", "init", "open_workspace", "STARTER_CONFIG"]
@@ -61,7 +62,9 @@ class Workspace:
     @classmethod
     def open(cls, path: str | os.PathLike[str] = ".", *, read_only: bool = False) -> Workspace:
         """Open the workspace in folder ``path`` (migrating its store if needed)."""
-        root = Path(path)
+        # absolute: the stored file names must not depend on how the folder was named
+        # (-w shop, -w ., -w /home/ana/shop): see keymoments.store.paths
+        root = Path(os.path.abspath(path))
         cfg_path = root / CONFIG_FILE
         if not cfg_path.is_file():
             raise WorkspaceError(
@@ -88,6 +91,7 @@ class Workspace:
             con.execute(f"SET threads = {int(config.threads)}")
         if not read_only:
             migrate(con)
+            absolute_paths(con, root, config)
         elif (found := current_version(con)) != SCHEMA_VERSION:
             con.close()
             raise WorkspaceError(

@@ -1,0 +1,88 @@
+"""The stored file names do not depend on how the workspace's folder was named
+(``-w shop`` from its parent, ``-w .`` from inside, an absolute path), and names
+stored relative by earlier versions are made absolute once."""
+
+from __future__ import annotations
+
+import os
+
+import keymoments as km
+
+CONFIG = """
+sources:
+  orders:
+    path: orders.csv
+    identifiers: {customer_id: cid}
+    event_type: {value: order_placed}
+    ts: at
+"""
+ROWS = "cid,at\n1,2024-01-01T00:00:00Z\n2,yesterday\n"
+
+
+def _state(ws) -> dict:
+    con = ws.con
+    return {"events": con.execute("SELECT event_id, source_file FROM events").fetchall(),
+            "quarantine": con.execute("SELECT file, line FROM quarantine").fetchall(),
+            "files": sorted({f for (fs,) in con.execute("SELECT files FROM loads").fetchall()
+                             for f in fs})}
+
+
+def test_one_name_per_file_however_the_folder_is_named(tmp_path, monkeypatch):
+    shop = tmp_path / "shop"
+    shop.mkdir()
+    (shop / "keymoments.yaml").write_text(CONFIG)
+    (shop / "orders.csv").write_text(ROWS)
+    monkeypatch.chdir(tmp_path)
+    spellings = ["shop", str(shop), "./shop/../shop"]
+    for i, name in enumerate(spellings):
+        ws = km.open(name)
+        report = ws.ingest("orders")
+        assert not report.warnings, report.warnings  # (no file said gone)
+        state = _state(ws)
+        ws.close()
+        if i:
+            assert state == first
+        else:
+            first = state
+    monkeypatch.chdir(shop)
+    ws = km.open(".")
+    assert not ws.ingest("orders").warnings
+    assert _state(ws) == first
+    ws.close()
+    assert first["files"] == [str(shop / "orders.csv")] and len(first["quarantine"]) == 1
+
+
+def test_names_stored_relative_before_are_made_absolute_once(tmp_path, monkeypatch):
+    """As a store written by a version that kept the folder as named: the names are
+    rewritten to the source's file, a row stored under two names is one entry, a name
+    no source's file matches stays; the next load adds nothing."""
+    shop = tmp_path / "shop"
+    shop.mkdir()
+    (shop / "keymoments.yaml").write_text(CONFIG)
+    (shop / "orders.csv").write_text(ROWS)
+    ws = km.open(shop)
+    ws.ingest("orders")
+    absolute = str(shop / "orders.csv")
+    con = ws.con
+    # what the earlier versions stored: the folder as named on the command line
+    con.execute("UPDATE events SET source_file = 'shop/orders.csv'")
+    con.execute("INSERT INTO quarantine SELECT md5(quarantine_id), load_id, source, "
+                "'shop/orders.csv', line, field, value, reason, raw, quarantined_at, settled_at "
+                "FROM quarantine")
+    con.execute("UPDATE quarantine SET file = 'orders.csv' WHERE file = ?", [absolute])
+    con.execute("UPDATE loads SET files = ['shop/orders.csv', 'shop/gone.csv']")
+    con.execute("DELETE FROM km_meta WHERE key = 'file_names'")
+    events = con.execute("SELECT count(*) FROM events").fetchone()[0]
+    ws.close()
+    monkeypatch.chdir(tmp_path / "shop")  # (opened from elsewhere this time)
+    ws = km.open(".")
+    assert _state(ws)["events"] == [(e, absolute) for e, _ in _state(ws)["events"]]
+    assert [f for f, _ in _state(ws)["quarantine"]] == [absolute]
+    assert _state(ws)["files"] == sorted([absolute, "shop/gone.csv"])
+    report = ws.ingest("orders")
+    assert report.rows_loaded == 0 and len(ws.quarantine().to_pylist()) == 1
+    assert ws.con.execute("SELECT count(*) FROM events").fetchone()[0] == events
+    assert [w for w in report.warnings if "no longer found" in w] == [
+        w for w in report.warnings if "shop/gone.csv" in w]
+    ws.close()
+    assert os.path.isfile(absolute)
