@@ -126,12 +126,14 @@ def moment_summary(ws: Workspace, by: tuple[str, ...] = ("kind", "stage", "chann
 
         raise KeymomentsError(f"cannot group moments by {bad[0]!r}; use {', '.join(sorted(allowed))}")
     cols = ", ".join(f'"{b}"' for b in by)
+    # ordered by the mean rounded: a mean summed in another order differs in its last
+    # bits, which ordered equal means differently from run to run
     table = ws.con.execute(f"""
         SELECT {cols}, count(*) AS n, count(valence) AS n_valenced,
                avg(valence) AS mean_valence,
                avg(CASE WHEN valence < 0 THEN 1.0 WHEN valence >= 0 THEN 0.0 END) AS share_negative,
                avg(CASE WHEN valence > 0 THEN 1.0 WHEN valence <= 0 THEN 0.0 END) AS share_positive
         FROM moments GROUP BY ALL
-        ORDER BY mean_valence NULLS LAST, n DESC, {cols}""").to_arrow_table()
+        ORDER BY round(mean_valence, 9) NULLS LAST, n DESC, {cols}""").to_arrow_table()
     return Result(table, {"by": list(by), "method": "mean valence of the moments with one; "
                                                    "shares of negative/positive among them"})
