@@ -220,6 +220,19 @@ def test_out_of_memory_is_a_clear_error_with_what_to_do(runner, ws_dir, monkeypa
                           "memory_limit", "temp_directory", code=1)
 
 
+def test_a_full_disk_is_a_clear_error_with_what_to_do(runner, ws_dir, monkeypatch):
+    import duckdb
+
+    from keymoments.store.workspace import Workspace
+
+    def full(self, *a, **k):
+        raise duckdb.IOException('Could not write file "x.duckdb.wal": No space left on device')
+
+    monkeypatch.setattr(Workspace, "build", full)
+    assert_one_error_line(km(runner, ws_dir, "build"), "the disk is full", "x.duckdb.wal",
+                          "as it was before", "make room", code=1)
+
+
 def all_commands(group: click.Group, path=()):
     for name, command in sorted(group.commands.items()):
         yield (*path, name), command

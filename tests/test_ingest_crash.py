@@ -107,3 +107,75 @@ def test_kill_inside_the_transaction_leaves_the_store_as_it_was(workspace, point
                 (SELECT person_id FROM identifiers WHERE identifier = 'customer_id:c1')
         """).fetchone()[0]
         assert n > 1
+
+
+def test_a_commit_that_fails_is_the_error_reported(make_workspace):
+    """When the COMMIT itself fails (a full disk), its error reaches the user: the
+    ROLLBACK after it found no transaction and raised an error of its own instead
+    ('cannot rollback - no transaction is active')."""
+    from keymoments.sources.ingest import ingest_source
+
+    text = """\
+sources:
+  orders:
+    path: orders.csv
+    identifiers: {customer_id: cid}
+    event_type: {value: order_placed}
+    ts: at
+"""
+    ws = make_workspace(text, {"orders.csv": "cid,at\n1,2024-01-01T00:00:00Z\n"})
+
+    def commit_fails(report):
+        ws.con.execute("COMMIT")  # (the transaction ends, as a failed COMMIT ends it)
+        raise OSError(28, "Could not write file: No space left on device")
+
+    with pytest.raises(OSError, match="No space left on device"):
+        ingest_source(ws, "orders", before_commit=commit_fails)
+
+
+def test_a_load_restored_in_part_after_a_crash_is_taken_out(make_workspace):
+    """As DuckDB's log replay after a kill during COMMIT can leave it: the load's
+    events stored, its loads row (and people) not. Opened after the crash (its log
+    left behind), the workspace takes those events out and says so; the load run
+    again stores them whole, with their persons."""
+    import shutil
+
+    import keymoments as km
+
+    text = """\
+sources:
+  orders:
+    path: orders.csv
+    identifiers: {customer_id: cid}
+    event_type: {value: order_placed}
+    ts: at
+"""
+    ws = make_workspace(text, {"orders.csv": "cid,at\n1,2024-01-01T00:00:00Z\n"})
+    ws.ingest("orders")
+    root = ws.root
+    (root / "orders.csv").write_text("cid,at\n1,2024-01-01T00:00:00Z\n2,2024-01-02T00:00:00Z\n")
+    ws.ingest("orders")
+    last = ws.con.execute("SELECT load_id FROM loads ORDER BY started_at DESC LIMIT 1").fetchone()[0]
+    # the partial state: the second load's row and its person gone, its event kept
+    ws.con.execute("DELETE FROM loads WHERE load_id = ?", [last])
+    ws.con.execute("DELETE FROM people WHERE person_id IN (SELECT person_id FROM events "
+                   "WHERE load_id = ?)", [last])
+    ws.con.execute("CREATE TABLE journeys__new AS SELECT * FROM journeys")
+    ws.close()
+    db = root / "keymoments.duckdb"
+    (root / "keymoments.duckdb.wal").write_bytes(b"")  # (a crash leaves its log)
+    shutil.copy(db, root / "before.duckdb")
+    ws = km.open(root)
+    assert ws.recovered.startswith("1 event(s) and 0 quarantined row(s) of a load that did "
+                                   "not finish were taken out")
+    assert "journeys__new" in ws.recovered
+    assert ws.con.execute("SELECT count(*) FROM events").fetchone()[0] == 1
+    report = ws.ingest("orders")
+    assert (report.rows_loaded, report.rows_duplicate) == (1, 1)
+    assert ws.con.execute("SELECT count(*) FROM people").fetchone()[0] == 2
+    assert ws.con.execute("SELECT count(*) FROM events WHERE load_id NOT IN "
+                          "(SELECT load_id FROM loads)").fetchone()[0] == 0
+    ws.close()
+    ws = km.open(root)  # (closed cleanly: nothing to do)
+    assert ws.recovered is None
+    ws.close()

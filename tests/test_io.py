@@ -59,3 +59,25 @@ def test_a_failed_write_is_an_oserror_and_says_where(tmp_path, monkeypatch):
     assert isinstance(info.value, km.OutputError) and isinstance(info.value, km.KeymomentsError)
     assert "cannot write" in str(info.value) and "No space left on device" in str(info.value)
     assert not (tmp_path / "cases" / "a.json").exists()
+
+
+def test_a_disk_that_fills_while_writing_names_the_file(tmp_path, monkeypatch):
+    """The temporary file was made but the disk filled while it was written: an
+    OutputError naming the file (the report said only 'No space left on device'), the
+    old file as it was, no temporary file left."""
+    import errno
+
+    import keymoments as km
+
+    p = tmp_path / "report.html"
+    atomic_write_text(p, "old")
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(km.OutputError) as info:
+        atomic_write_text(p, "new")
+    assert str(info.value).startswith(f"cannot write {p}: No space left on device")
+    assert isinstance(info.value.__cause__, OSError)
+    assert p.read_text() == "old" and [f.name for f in tmp_path.iterdir()] == ["report.html"]

@@ -7,6 +7,7 @@ unexpected exits 2; ``--debug`` (or ``KEYMOMENTS_DEBUG=1``) shows the traceback.
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -58,6 +59,14 @@ class _Boundary(click.Group):
 
             import duckdb
 
+            if isinstance(exc, (duckdb.IOException, OSError)) and (
+                    "No space left on device" in str(exc) or getattr(exc, "errno", None) == 28):
+                err_console.print(
+                    f"[bold red]error:[/] the disk is full: {escape(str(exc))}. The store is as "
+                    "it was before this command; make room on that disk (or set "
+                    "'temp_directory' in keymoments.yaml to a disk with room), then run it "
+                    "again", soft_wrap=True)
+                ctx.exit(1)
             if isinstance(exc, duckdb.OutOfMemoryException):  # a known limit, not a bug
                 err_console.print(
                     f"[bold red]error:[/] out of memory: {escape(str(exc))}. The store is as it "
@@ -75,7 +84,10 @@ class _Boundary(click.Group):
 def _workspace(ctx: click.Context, read_only: bool = False):
     from .store.workspace import Workspace
 
-    return Workspace.open(ctx.obj["workspace"], read_only=read_only)
+    ws = Workspace.open(ctx.obj["workspace"], read_only=read_only)
+    if ws.recovered:
+        err_console.print(f"warning: {ws.recovered}", markup=False, soft_wrap=True)
+    return ws
 
 
 @click.group(cls=_Boundary, context_settings={"help_option_names": ["-h", "--help"]})
@@ -102,7 +114,8 @@ def init(directory: str, name: str | None) -> None:
     ws = init_ws(directory, name)
     ws.close()
     console.print(f"created workspace in {directory}: edit {Path(directory) / 'keymoments.yaml'} "
-                  f"to map your exports, then run 'keymoments -w {directory} ingest'")
+                  f"to map your exports, then run: keymoments -w {shlex.quote(directory)} ingest",
+                  markup=False)
 
 
 @main.command()

@@ -23,6 +23,7 @@ RuntimeError: the export failed
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from collections.abc import Iterator
@@ -58,12 +59,22 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w", **kwargs: Any) ->
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        from .errors import OutputError
+
+        if isinstance(exc, OSError) and exc.errno in _WRITE_ERRORS and not isinstance(
+                exc, OutputError):
+            raise OutputError(f"cannot write {path}: {exc.strerror}; it is as it was before "
+                              "(make room, then run the command again)") from exc
         raise
+
+
+#: errors of writing a file itself (a full disk, a quota, a read-only file system)
+_WRITE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EIO)
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:

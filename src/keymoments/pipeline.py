@@ -26,7 +26,7 @@ from .journey.assign import assign_journeys
 from .journey.summary import channel_vocabulary, summarize_journeys
 from .moment.extract import extract_moments, moment_parts
 from .retag import RetagReport, retag
-from .sql import ident, literal
+from .sql import ident, literal, rollback
 from .store.cluster import forget_order
 from .store.schema import COLUMN_DOCS, column_ddl
 from .valence.cache import update_text_scores
@@ -317,7 +317,7 @@ def build(ws: Workspace, progress: Callable[[int, int], None] | None = None) -> 
             forget_order(con, _STORED.values())  # (new tables, in the build's order)
             con.execute("COMMIT")
         except BaseException:
-            con.execute("ROLLBACK")
+            rollback(con)
             raise
         timings["write"] = time.perf_counter() - t
 

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .config.models import SourceSpec
-from .sql import literal, registered
+from .sql import literal, registered, rollback
 from .taxonomy import ResolvedTaxonomy, resolve_taxonomy
 
 if TYPE_CHECKING:
@@ -184,7 +184,7 @@ def _retag(ws: Workspace, taxonomy: ResolvedTaxonomy, fingerprint: str,
             mark_tagged(con, source, fingerprint)
         con.execute("COMMIT")
     except BaseException:
-        con.execute("ROLLBACK")
+        rollback(con)
         raise
     if not changes:
         return None

@@ -19,7 +19,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 __all__ = ["ident", "literal", "member_of", "few_values", "registered", "days",
-           "interval_days", "MEMBER_LIST_MAX"]
+           "interval_days", "rollback", "MEMBER_LIST_MAX"]
 
 #: up to this many values, :func:`member_of` writes them out
 MEMBER_LIST_MAX = 512
@@ -153,3 +153,21 @@ def registered(con, name: str, table) -> Iterator[str]:
         yield name
     finally:
         con.unregister(name)
+
+
+def rollback(con) -> None:
+    """Roll back the open transaction, after an error inside it. A ``COMMIT`` that
+    failed (a full disk) has ended the transaction already: a ``ROLLBACK`` then would
+    raise an error of its own ("no transaction is active") in place of the one that
+    says what went wrong, so that one is let through.
+
+    >>> import duckdb
+    >>> con = duckdb.connect()
+    >>> rollback(con)  # (no transaction: nothing to do, no error)
+    """
+    import duckdb
+
+    try:
+        con.execute("ROLLBACK")
+    except duckdb.TransactionException:
+        pass

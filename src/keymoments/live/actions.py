@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING
 from jinja2 import TemplateError
 
 from .holdout import is_held_out
+from ..sql import rollback
 from ..templating import render_payload
 
 if TYPE_CHECKING:
@@ -215,7 +216,7 @@ def sweep_time_triggers(ws: Workspace) -> int:
         fired = fire_actions(ws, "_km_sweep_persons")
         con.execute("COMMIT")
     except BaseException:
-        con.execute("ROLLBACK")
+        rollback(con)
         raise
     finally:
         con.execute("DROP TABLE IF EXISTS temp.main._km_sweep_persons")

@@ -48,7 +48,7 @@ import ibis
 
 from ..engine.small import derive_small
 from ..pipeline import ENGINE_EVENT_COLUMNS, derive, journey_types, resolve_as_of
-from ..sql import ident, literal, member_of, registered
+from ..sql import ident, literal, member_of, registered, rollback
 from ..store.schema import COLUMN_DOCS
 from ..valence.cache import text_hash, update_text_scores
 from ..valence.text import get_scorer
@@ -449,7 +449,7 @@ def _update(ws: Workspace, persons: list[str], loads, own_transaction: bool,
     except BaseException:
         _P90_AT.pop(con, None)  # (its refill, if any, is rolled back)
         if own_transaction:
-            con.execute("ROLLBACK")
+            rollback(con)
         # (else the caller's transaction is failed: it rolls back, the working tables'
         # rows included; a statement now would only hide the error with another)
         raise

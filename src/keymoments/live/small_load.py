@@ -34,7 +34,7 @@ import pyarrow as pa
 from ..config.base import RATING_SCALES
 from ..engine.small import duck_str
 from ..people.identity import normalise_phone, person_id_for
-from ..sql import registered
+from ..sql import registered, rollback
 from ..retag import current_fingerprint, mark_tagged, retag
 from ..taxonomy import resolve_taxonomy
 from ..valence.cache import text_hash
@@ -430,7 +430,7 @@ def load_small(ws: Workspace, events: list[PostedEvent],
             before_commit(report)
         con.execute("COMMIT")
     except BaseException:
-        con.execute("ROLLBACK")
+        rollback(con)
         raise
     finally:
         for name in registered:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
+from ..sql import rollback
 from .remembered import FEATURES, RememberedScore
 
 if TYPE_CHECKING:
@@ -55,6 +56,6 @@ def fit_remembered(ws: Workspace, outcome: str = "feedback", apply: bool = True,
             con.unregister("_km_rem")
         con.execute("COMMIT")
     except BaseException:
-        con.execute("ROLLBACK")
+        rollback(con)
         raise
     return model

@@ -53,7 +53,7 @@ from ..config.loader import CONFIG_FILE, key_line
 from ..errors import ConfigError, NotFoundError, SourceError
 from ..people.identity import normalise_phone, stitch
 from ..retag import current_fingerprint, gives_stage, mark_tagged, retag
-from ..sql import few_values, ident, literal, member_of
+from ..sql import few_values, ident, literal, member_of, rollback
 from ..store.schema import quarantine_loaded_since
 from ..taxonomy import resolve_taxonomy
 from .mapping import (KEY_COLUMN, LATEST_EVENT_ID_SCHEME, PHONE_TABLE, compile_source,
@@ -300,7 +300,7 @@ def _ingest_source(ws: Workspace, name: str, progress, before_commit, records,
         _fault("before_commit")
         con.execute("COMMIT")
     except BaseException:
-        con.execute("ROLLBACK")
+        rollback(con)
         raise
     finally:
         _drop_temps(con)

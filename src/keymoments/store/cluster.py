@@ -41,7 +41,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..sql import ident, literal
+from ..sql import ident, literal, rollback
 from .schema import COLUMN_DOCS, column_ddl
 
 if TYPE_CHECKING:
@@ -149,7 +149,7 @@ def cluster(ws: Workspace, tables=None) -> dict[str, int]:
                 f"INSERT INTO km_meta VALUES ({literal(_key(table))}, {literal(str(rows))})")
             con.execute("COMMIT")
         except BaseException:
-            con.execute("ROLLBACK")
+            rollback(con)
             raise
         done[table] = rows
     return done

@@ -22,7 +22,7 @@ import duckdb
 import pyarrow as pa
 
 from ..errors import KeymomentsError
-from ..sql import registered
+from ..sql import registered, rollback
 
 if TYPE_CHECKING:
     from ..config.models import Config
@@ -104,6 +104,6 @@ def absolute_paths(con: duckdb.DuckDBPyConnection, root: Path, config: Config) -
         con.execute(f"INSERT INTO km_meta VALUES ('{DONE_KEY}', 'absolute')")
         con.execute("COMMIT")
     except BaseException:
-        con.execute("ROLLBACK")
+        rollback(con)
         raise
     return len(names)

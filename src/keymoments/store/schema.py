@@ -21,6 +21,7 @@ from collections.abc import Callable
 import duckdb
 
 from ..errors import WorkspaceError
+from ..sql import rollback
 
 __all__ = ["SCHEMA_VERSION", "TABLES", "COLUMN_DOCS", "ID_COMPRESSION", "column_ddl", "migrate",
            "current_version", "quarantine_loaded_since"]
@@ -379,6 +380,6 @@ def migrate(con: duckdb.DuckDBPyConnection) -> int:
             )
             con.execute("COMMIT")
         except Exception:
-            con.execute("ROLLBACK")
+            rollback(con)
             raise
     return found

@@ -21,6 +21,7 @@ from ..errors import NotFoundError, WorkspaceError
 from ..results import Result
 from ..sql import literal
 from .paths import absolute_paths
+from .recovery import drop_unfinished_loads
 from .schema import SCHEMA_VERSION, TABLES, current_version, migrate, quarantine_loaded_since
 
 __all__ = ["Workspace", "init", "open_workspace", "STARTER_CONFIG"]
@@ -57,6 +58,8 @@ class Workspace:
         self.root = root
         self.config = config
         self.con = con
+        #: what opening it after a crash took out (keymoments.store.recovery), or None
+        self.recovered: str | None = None
 
     # ------------------------------------------------------------------ life
     @classmethod
@@ -74,10 +77,13 @@ class Workspace:
         config = load_config(cfg_path)
         db = Path(config.database)
         db = db if db.is_absolute() else root / db
+        # a log left behind: the last process stopped without closing the store
+        crashed = Path(f"{db}.wal").exists()
         try:
             con = duckdb.connect(str(db), read_only=read_only)
         except duckdb.IOException as exc:
-            raise WorkspaceError(f"cannot open {db}: {exc} (is another keymoments using it?)") from None
+            busy = " (is another keymoments using it?)" if "lock" in str(exc).lower() else ""
+            raise WorkspaceError(f"cannot open {db}: {exc}{busy}") from None
         con.execute("SET TimeZone = 'UTC'")
         # every query that needs an order says so (ORDER BY); letting DuckDB write and
         # sort without keeping insertion order lets it use both cores
@@ -92,6 +98,7 @@ class Workspace:
         if not read_only:
             migrate(con)
             absolute_paths(con, root, config)
+            recovered = drop_unfinished_loads(con) if crashed else None
         elif (found := current_version(con)) != SCHEMA_VERSION:
             con.close()
             raise WorkspaceError(
@@ -101,7 +108,10 @@ class Workspace:
                 if found < SCHEMA_VERSION else
                 f"{db} has schema version {found}, newer than this keymoments "
                 f"({SCHEMA_VERSION}); upgrade keymoments to open it")
-        return cls(root, config, con)
+        ws = cls(root, config, con)
+        if not read_only:
+            ws.recovered = recovered
+        return ws
 
     def close(self) -> None:
         """Close the database connection."""
