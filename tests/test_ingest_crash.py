@@ -109,13 +109,8 @@ def test_kill_inside_the_transaction_leaves_the_store_as_it_was(workspace, point
         assert n > 1
 
 
-def test_a_commit_that_fails_is_the_error_reported(make_workspace):
-    """When the COMMIT itself fails (a full disk), its error reaches the user: the
-    ROLLBACK after it found no transaction and raised an error of its own instead
-    ('cannot rollback - no transaction is active')."""
-    from keymoments.sources.ingest import ingest_source
-
-    text = """\
+#: one event per row of orders.csv
+ORDERS = """\
 sources:
   orders:
     path: orders.csv
@@ -123,7 +118,15 @@ sources:
     event_type: {value: order_placed}
     ts: at
 """
-    ws = make_workspace(text, {"orders.csv": "cid,at\n1,2024-01-01T00:00:00Z\n"})
+
+
+def test_a_commit_that_fails_is_the_error_reported(make_workspace):
+    """When the COMMIT itself fails (a full disk), its error reaches the user: the
+    ROLLBACK after it found no transaction and raised an error of its own instead
+    ('cannot rollback - no transaction is active')."""
+    from keymoments.sources.ingest import ingest_source
+
+    ws = make_workspace(ORDERS, {"orders.csv": "cid,at\n1,2024-01-01T00:00:00Z\n"})
 
     def commit_fails(report):
         ws.con.execute("COMMIT")  # (the transaction ends, as a failed COMMIT ends it)
@@ -142,15 +145,7 @@ def test_a_load_restored_in_part_after_a_crash_is_taken_out(make_workspace):
 
     import keymoments as km
 
-    text = """\
-sources:
-  orders:
-    path: orders.csv
-    identifiers: {customer_id: cid}
-    event_type: {value: order_placed}
-    ts: at
-"""
-    ws = make_workspace(text, {"orders.csv": "cid,at\n1,2024-01-01T00:00:00Z\n"})
+    ws = make_workspace(ORDERS, {"orders.csv": "cid,at\n1,2024-01-01T00:00:00Z\n"})
     ws.ingest("orders")
     root = ws.root
     (root / "orders.csv").write_text("cid,at\n1,2024-01-01T00:00:00Z\n2,2024-01-02T00:00:00Z\n")
