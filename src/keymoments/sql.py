@@ -19,7 +19,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 __all__ = ["ident", "literal", "member_of", "few_values", "registered", "days",
-           "interval_days", "rollback", "MEMBER_LIST_MAX"]
+           "interval_days", "interval_seconds", "rollback", "MEMBER_LIST_MAX"]
 
 #: up to this many values, :func:`member_of` writes them out
 MEMBER_LIST_MAX = 512
@@ -83,7 +83,16 @@ def interval_days(value: float, name: str) -> str:
     >>> interval_days(1.5, "within_days")
     "INTERVAL '129600 seconds'"
     """
-    return f"INTERVAL '{days(value, name) * 86400:.0f} seconds'"
+    return interval_seconds(days(value, name) * 86400)
+
+
+def interval_seconds(seconds: float) -> str:
+    """``seconds`` (a checked duration, such as a config's) as an SQL interval.
+
+    >>> interval_seconds(90.4)
+    "INTERVAL '90 seconds'"
+    """
+    return f"INTERVAL '{float(seconds):.0f} seconds'"
 
 
 def member_of(column: str, values: Sequence[str] | None, subquery: str) -> str:

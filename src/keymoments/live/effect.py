@@ -41,7 +41,7 @@ import pyarrow as pa
 
 from ..errors import KeymomentsError
 from ..results import Result
-from ..sql import literal
+from ..sql import interval_seconds, literal
 
 if TYPE_CHECKING:
     from ..store.workspace import Workspace
@@ -75,24 +75,20 @@ def newcombe_interval(x1: int, n1: int, x2: int, n2: int, z: float = Z95) -> tup
             d + math.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2))
 
 
-def _seconds(value: float) -> str:
-    return f"INTERVAL '{float(value):.0f} seconds'"
-
-
 def _outcome_sql(ws: Workspace, outcome: str) -> tuple[str, str]:
     """(the window the outcome needs, as an SQL interval; the outcome, 1 or 0, over the
     person's events ``x`` after the trigger ``u.t0`` within that window)."""
     cfg = ws.config
     if outcome == "churned":
         churn, idle = cfg.outcomes.churn_within, cfg.outcomes.inactive_churn_after
-        y = (f"CASE WHEN bool_or(x.stage = 'churn' AND x.ts <= u.t0 + {_seconds(churn)}) "
-             f"OR count(x.ts) FILTER (WHERE x.ts <= u.t0 + {_seconds(idle)}) = 0 "
+        y = (f"CASE WHEN bool_or(x.stage = 'churn' AND x.ts <= u.t0 + {interval_seconds(churn)}) "
+             f"OR count(x.ts) FILTER (WHERE x.ts <= u.t0 + {interval_seconds(idle)}) = 0 "
              "THEN 1 ELSE 0 END")
-        return _seconds(max(churn, idle)), y
+        return interval_seconds(max(churn, idle)), y
     if outcome == "repurchased":
         y = "CASE WHEN bool_or(x.moment IN ('purchase', 'repeat_purchase')) THEN 1 ELSE 0 END"
-        return _seconds(cfg.outcomes.repurchase_within), y
-    return (_seconds(cfg.actions.feedback_within),
+        return interval_seconds(cfg.outcomes.repurchase_within), y
+    return (interval_seconds(cfg.actions.feedback_within),
             "CASE WHEN bool_or(x.stage = 'feedback') THEN 1 ELSE 0 END")
 
 
