@@ -93,7 +93,7 @@ def test_new_workspace_uses_scheme_3_and_reloading_is_a_no_op(make_workspace):
     ws = make_workspace(CONFIG.format(path="a.csv"), {"a.csv": csv_text(ROWS)})
     report = ws.ingest("s")
     assert (report.rows_read, report.rows_loaded, report.rows_duplicate) == (5, 4, 1)
-    assert _scheme(ws) == "3"  # (a CSV has no floating-point column: ids as scheme 2)
+    assert _scheme(ws) == "4"  # (a CSV has no floating-point column: ids as scheme 2)
     ids = _ids(ws)
     # line 3 repeats line 2 (12.50 is 12.5): one event, the first row kept
     assert ids == {line: oracle_id(ROWS[line - 2], 2) for line in (2, 4, 5, 6)}
@@ -261,7 +261,7 @@ def test_whole_floats_read_as_integers_so_a_csv_export_joins_them(make_workspace
     ws = make_workspace(FLOAT_CONFIG, _float_files())
     ws.ingest("p")
     ws.ingest("c")
-    assert _scheme(ws) == "3"
+    assert _scheme(ws) == "4"
     big = ws.con.execute(f"SELECT CAST({2.0 ** 60!r}::DOUBLE AS VARCHAR)").fetchone()[0]
     # the expected texts, written by hand from FLOATS (the NaN row has no identifier:
     # quarantined)
@@ -289,3 +289,54 @@ def test_a_scheme_2_workspace_keeps_reading_floats_as_before(make_workspace):
     assert (again.rows_loaded, again.events_loaded) == (0, 0)
     assert sorted(r[0] for r in ws.con.execute("SELECT event_id FROM events").fetchall()) == ids
     assert _scheme(ws) == "2"
+
+
+# ------------------------------------------------------------ decimals (scheme 4)
+
+def _decimal_files() -> dict[str, bytes | str]:
+    import io
+    from decimal import Decimal
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    values = [Decimal("7.00"), Decimal("7.50"), Decimal("-3.00"), Decimal("10.00"),
+              Decimal("0.00")]
+    n = len(values)
+    table = pa.table({"cid": pa.array(values, pa.decimal128(10, 2)),
+                      "kind": ["order_placed"] * n,
+                      "when": [f"2024-01-0{i + 1}T10:00:00Z" for i in range(n)],
+                      "oid": pa.array([Decimal(v) for v in ("70", "71", "72", "73", "74")],
+                                      pa.decimal128(18, 0))})
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    return {"p.parquet": buf.getvalue(), "c.csv": CSV_ROWS}
+
+
+def test_decimals_read_without_trailing_zeros_so_a_csv_export_joins_them(make_workspace):
+    """A database export's DECIMAL(10,2) customer 7.00 is the customer 7 of a CSV
+    export (one person); 7.50 is '7.5', 10.00 '10', 0.00 '0'; a scale of 0 keeps its
+    digits (70 stays '70', not '7'). Re-loading adds nothing."""
+    ws = make_workspace(FLOAT_CONFIG, _decimal_files())
+    ws.ingest("p")
+    ws.ingest("c")
+    assert _scheme(ws) == "4"
+    assert _texts(ws, "p") == [("7", "70"), ("7.5", "71"), ("-3", "72"), ("10", "73"),
+                               ("0", "74")]
+    persons = ws.con.execute("SELECT count(DISTINCT person_id) FROM events "
+                             "WHERE identifiers['customer_id'] = '7'").fetchone()[0]
+    assert persons == 1
+    again = ws.ingest("p")
+    assert (again.rows_loaded, again.events_loaded) == (0, 0)
+
+
+def test_a_scheme_3_workspace_keeps_reading_decimals_as_before(make_workspace):
+    """A workspace whose first load used scheme 3 keeps its decimals' text ('7.00')
+    and ids: re-loading the file adds nothing."""
+    ws = make_workspace(FLOAT_CONFIG, _decimal_files())
+    ws.con.execute("INSERT INTO km_meta VALUES ('event_id_scheme', '3')")
+    assert ws.ingest("p").events_loaded == 5
+    assert _texts(ws, "p")[0] == ("7.00", "70")
+    again = ws.ingest("p")
+    assert (again.rows_loaded, again.events_loaded) == (0, 0)
+    assert _scheme(ws) == "3"

@@ -73,7 +73,7 @@ def _map(ws: Workspace, events: list[PostedEvent], path: str) -> list[_Row]:
     """Each posted event as the row the mapping of the ``api`` source gives it
     (:func:`keymoments.sources.mapping.compile_source` over the staged records):
     text cleaned (trimmed, null markers), identifiers normalised, maps of the
-    present values, the scheme-2 (and 3) content id; raises :class:`_Declined` where the
+    present values, the scheme-2 (and 3, 4) content id; raises :class:`_Declined` where the
     mapping would quarantine or the two could differ."""
     from .events import _slot, api_source_spec
 
@@ -375,8 +375,8 @@ def load_small(ws: Workspace, events: list[PostedEvent],
     con = ws.con
     retag(ws)  # (a lookup, unless the taxonomy changed since the last load or build)
     scheme, scheme_is_new = event_id_scheme(con)
-    if scheme not in (2, 3):  # (3 reads whole floats in text columns as integers:
-        return None           # posted text fields are strings, so the same as 2 here)
+    if scheme not in (2, 3, 4):  # (3 and 4 read whole floats and decimals in text
+        return None              # columns alike: posted text fields are strings, as 2)
     path = f"posted:{uuid.uuid4().hex}"
     try:
         rows = _map(ws, events, path)

@@ -16,6 +16,7 @@ True
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass
 
 from pydantic import BaseModel
@@ -57,10 +58,15 @@ _TIME_TYPES = ("TIMESTAMP", "DATE", "TIMESTAMP_NS", "TIMESTAMP_MS", "TIMESTAMP_S
 #: ids, hence a scheme of its own. Scheme 3 also hashes a row of a ``_line``-keyed
 #: source by its content and its file and line (scheme 2: the line alone, so a row
 #: moved to another line took the id of the row that had been there).
+#: Scheme 4 hashes as scheme 3 and reads a decimal column's value (Parquet's
+#: ``DECIMAL(10,2)``, a database export's ``NUMBER``) without its trailing zeros
+#: (``7.00`` as ``7``, ``7.50`` as ``7.5``): under scheme 3 it was ``7.00``, another
+#: customer than the ``7`` of a CSV export.
 EVENT_ID_SCHEMES = {1: "md5 over the maps cast to text", 2: "md5 over field.key=value entries",
                     3: "as 2, whole floating-point numbers read as integers; _line keys "
-                       "hash the content too"}
-LATEST_EVENT_ID_SCHEME = 3
+                       "hash the content too",
+                    4: "as 3, decimals read without trailing zeros"}
+LATEST_EVENT_ID_SCHEME = 4
 #: the largest whole number a double holds exactly (2**53): read as an integer up to it
 _EXACT_INTEGER = 9007199254740992
 
@@ -583,6 +589,16 @@ _COMMA_GROUPS = "[+-]?[0-9]{1,3}(,[0-9]{3})+([.][0-9]+)?"
 _DOT_GROUPS = "[+-]?[0-9]{1,3}([.][0-9]{3})+(,[0-9]+)?"
 
 
+def _decimal_scale(column_type: str) -> int:
+    """The scale of a ``DECIMAL(p,s)`` column type, 0 for any other type.
+
+    >>> _decimal_scale("DECIMAL(10,2)"), _decimal_scale("DECIMAL(18,0)"), _decimal_scale("DOUBLE")
+    (2, 0, 0)
+    """
+    found = re.fullmatch(r"DECIMAL\(\d+,\s*(\d+)\)", column_type)
+    return int(found.group(1)) if found else 0
+
+
 def _number(text: str, decimal: str | None) -> str:
     """The DOUBLE a text reads as with the source's decimal mark (NULL: not a number).
 
@@ -791,6 +807,9 @@ class _Compiler:
             return (f"(CASE WHEN NOT isfinite({col}) THEN NULL "
                     f"WHEN {col} = trunc({col}) AND abs({col}) <= {_EXACT_INTEGER} "
                     f"THEN CAST(CAST({col} AS BIGINT) AS VARCHAR) ELSE CAST({col} AS VARCHAR) END)")
+        if self.event_id_scheme >= 4 and _decimal_scale(self.types[column]) > 0:
+            # '7.00' -> '7', '7.50' -> '7.5' (a scale > 0 always writes a '.')
+            return f"rtrim(rtrim(CAST({col} AS VARCHAR), '0'), '.')"
         return f"CAST({col} AS VARCHAR)"
 
     def _clean(self, col: str) -> str:
