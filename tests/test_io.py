@@ -81,3 +81,22 @@ def test_a_disk_that_fills_while_writing_names_the_file(tmp_path, monkeypatch):
     assert str(info.value).startswith(f"cannot write {p}: No space left on device")
     assert isinstance(info.value.__cause__, OSError)
     assert p.read_text() == "old" and [f.name for f in tmp_path.iterdir()] == ["report.html"]
+
+
+def test_a_killed_writers_temporary_file_is_removed_by_the_next_write(tmp_path):
+    """A writer killed half-way leaves ``.report.html.<random>.tmp``; the next
+    successful write of report.html removes it once it is over an hour old, and
+    keeps a recent one (a writer still at work) and another target's."""
+    target = tmp_path / "report[1].html"  # (glob characters in the name)
+    hour_ago = os.path.getmtime(tmp_path) - 2 * 3600
+    stale = tmp_path / ".report[1].html.abc123.tmp"
+    running = tmp_path / ".report[1].html.def456.tmp"
+    other = tmp_path / ".other.html.ghi789.tmp"
+    for p in (stale, running, other):
+        p.write_text("half a page")
+    for p in (stale, other):
+        os.utime(p, (hour_ago, hour_ago))
+    atomic_write_text(target, "<p>whole</p>")
+    assert target.read_text() == "<p>whole</p>"
+    assert not stale.exists()
+    assert running.exists() and other.exists()

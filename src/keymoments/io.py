@@ -71,6 +71,27 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w", **kwargs: Any) ->
             raise OutputError(f"cannot write {path}: {exc.strerror}; it is as it was before "
                               "(make room, then run the command again)") from exc
         raise
+    _remove_stale(path)
+
+
+#: a temporary file of the same target this much older than now was left by a writer
+#: that was killed (a running writer touches its file as it writes): removed after
+#: the next write of the target succeeds
+STALE_AFTER = 3600.0
+
+
+def _remove_stale(path: Path) -> None:
+    """Remove the temporary files a killed writer of ``path`` left beside it."""
+    import glob
+    import time
+
+    pattern = os.path.join(glob.escape(str(path.parent)), f".{glob.escape(path.name)}.*.tmp")
+    for tmp in glob.glob(pattern):
+        try:
+            if time.time() - os.stat(tmp).st_mtime > STALE_AFTER:
+                os.unlink(tmp)
+        except OSError:  # (removed by another writer meanwhile, or not ours to remove)
+            pass
 
 
 #: errors of writing a file itself (a full disk, a quota, a read-only file system)
