@@ -400,3 +400,32 @@ def test_ingest_of_every_source_says_what_loaded_before_one_failed(runner, ws_di
     status = ok(km(runner, ws_dir, "status")).stdout
     assert any(line.split("│")[1:3] and line.split("│")[1].strip() == "events"
                and line.split("│")[2].strip() == "3" for line in status.splitlines())
+
+
+@pytest.mark.parametrize("args, option", [
+    (["churn", "--kind", "inactivity", "--inactive-days", "nan"], "--inactive-days"),
+    (["churn", "--inactive-days", "-3"], "--inactive-days"),
+    (["churn", "--horizon", "nan"], "--horizon"),
+    (["churn", "--unit-days", "inf"], "--unit-days"),
+    (["alive", "--horizon", "nan"], "--horizon"),
+    (["alive", "--unit-days", "0"], "--unit-days"),
+    (["metrics", "churn", "--inactive-days", "1e9"], "--inactive-days"),
+    (["funnel", "--within-days", "nan"], "--within-days"),
+    (["root-causes", "--within-days", "x"], "--within-days"),
+])
+def test_a_number_of_days_that_is_no_number_is_a_usage_error(runner, ws_dir, args, option):
+    """NaN passes click's FloatRange (every comparison with it is false): such values
+    gave a column of nan or a default's result; now the option is named, exit 2."""
+    result = km(runner, ws_dir, *args)
+    assert result.exit_code == 2, result.output
+    assert f"Invalid value for '{option}'" in result.stderr
+    assert "above 0" in result.stderr
+
+
+def test_days_options_take_a_fraction_and_the_most_days():
+    from keymoments.insights.commands import DAYS, POSITIVE
+    from keymoments.sql import MAX_DAYS
+
+    assert DAYS.convert("0.5", None, None) == 0.5
+    assert DAYS.convert(str(MAX_DAYS), None, None) == MAX_DAYS
+    assert POSITIVE.convert("1e9", None, None) == 1e9

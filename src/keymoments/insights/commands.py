@@ -11,6 +11,39 @@ from ..results import json_text
 __all__ = ["register"]
 
 
+class _Positive(click.ParamType):
+    """A finite number above 0 (and at most ``most``) from the command line: NaN and
+    infinity pass ``click.FloatRange`` (every comparison with NaN is false)."""
+
+    name = "float"
+
+    def __init__(self, most: float | None = None, unit: str = "a number",
+                 name: str = "float") -> None:
+        self.most, self.unit, self.name = most, unit, name
+
+    def convert(self, value, param, ctx):
+        import math
+
+        try:
+            x = float(value)
+        except (TypeError, ValueError):
+            x = math.nan
+        if math.isfinite(x) and x > 0 and (self.most is None or x <= self.most):
+            return x
+        most = "" if self.most is None else f" and at most {self.most:g}"
+        self.fail(f"{value!r} is not {self.unit} above 0{most}", param, ctx)
+
+
+def _days() -> _Positive:
+    from ..sql import MAX_DAYS
+
+    return _Positive(MAX_DAYS, "a number of days", "days")
+
+
+#: a window or unit in days; a positive number (a horizon in the time unit)
+DAYS, POSITIVE = _days(), _Positive()
+
+
 def _emit(result, as_json: bool, columns: list[str] | None = None, limit: int | None = None,
           title: str | None = None, groups: list[str] = ()) -> None:
     """Print ``result`` (or its JSON); in the ``groups`` columns a unit without a value
@@ -45,7 +78,7 @@ def register(main: click.Group) -> None:
     @click.option("--period", type=click.Choice(["day", "week", "month", "quarter", "year"]))
     @click.option("--since", help="Only units from this time (ISO 8601).")
     @click.option("--until", help="Only units before this time (ISO 8601).")
-    @click.option("--inactive-days", type=float,
+    @click.option("--inactive-days", type=DAYS,
                   help="churn: no activity for this long counts as churn (non-contractual).")
     @click.option("--correction", type=click.Choice(["holm", "bh", "none"]), default="holm",
                   show_default=True, help="Multiple-comparison correction.")
@@ -96,7 +129,7 @@ def register(main: click.Group) -> None:
     @click.option("--outcome", type=click.Choice(["feedback", "remembered", "nps", "csat",
                                                   "repurchase", "churn"]),
                   default="feedback", show_default=True)
-    @click.option("--within-days", default=7.0, show_default=True,
+    @click.option("--within-days", default=7.0, show_default=True, type=DAYS,
                   help="A contact within this many days after a valley counts as a repeat.")
     @click.option("--min-journeys", default=5, show_default=True)
     @click.option("--limit", default=20, show_default=True)
@@ -115,7 +148,7 @@ def register(main: click.Group) -> None:
     @main.command()
     @click.argument("steps", nargs=-1)
     @click.option("--by", help="channel, discovery, segment or attr:<key>.")
-    @click.option("--within-days", default=30.0, show_default=True)
+    @click.option("--within-days", default=30.0, show_default=True, type=DAYS)
     @click.option("--unit", type=click.Choice(["person", "journey"]), default="person",
                   show_default=True)
     @click.option("--json", "as_json", is_flag=True, help="Print rows and meta as JSON.")
@@ -142,15 +175,14 @@ def register(main: click.Group) -> None:
                   "journey dimension of the first journey.")
     @click.option("--kind", type=click.Choice(["contractual", "inactivity"]), default="contractual",
                   show_default=True)
-    @click.option("--inactive-days", default=90.0, show_default=True)
+    @click.option("--inactive-days", default=90.0, show_default=True, type=DAYS)
     @click.option("--tenure-measure",
                   help="Take the time from this measure, in its own unit (e.g. tenure_months).")
-    @click.option("--unit-days", default=1.0, show_default=True,
+    @click.option("--unit-days", default=1.0, show_default=True, type=DAYS,
                   help="Days per time unit, for times from events (not with --tenure-measure).")
     @click.option("--churn-event", "churn_events", multiple=True,
                   help="Event type that ends a contract (repeatable; default: churn-stage events).")
-    @click.option("--horizon", "horizons", multiple=True,
-                  type=click.FloatRange(min=0, min_open=True),
+    @click.option("--horizon", "horizons", multiple=True, type=POSITIVE,
                   help="Give survival at this time, in the time unit (repeatable; default: 30, "
                   "90, 180, 365 days, or quarters of the longest tenure).")
     @click.option("--curves", is_flag=True, help="Print the survival curves, not the summary.")
@@ -227,9 +259,8 @@ def register(main: click.Group) -> None:
     @click.option("--event-type", "event_types", multiple=True,
                   help="A purchase event type (repeatable; default: the purchase key moment).")
     @click.option("--unit-days", default=1.0, show_default=True,
-                  type=click.FloatRange(min=0, min_open=True), help="Days per time unit.")
-    @click.option("--horizon", default=90.0, show_default=True,
-                  type=click.FloatRange(min=0, min_open=True),
+                  type=DAYS, help="Days per time unit.")
+    @click.option("--horizon", default=90.0, show_default=True, type=POSITIVE,
                   help="Expected purchases in this many units from the data's end.")
     @click.option("--limit", default=20, show_default=True,
                   help="Rows shown: the buyers most likely gone, of those who came back once.")
