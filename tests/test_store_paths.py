@@ -86,3 +86,64 @@ def test_names_stored_relative_before_are_made_absolute_once(tmp_path, monkeypat
         w for w in report.warnings if "shop/gone.csv" in w]
     ws.close()
     assert os.path.isfile(absolute)
+
+
+def test_a_moved_workspace_has_its_names_rewritten_to_its_new_folder(tmp_path):
+    """The folder moved (its exports with it): the names under the old folder are
+    the same files under the new one, so no file is said gone and the quarantined row
+    is not stored again; a file outside the folder keeps its name. A workspace written
+    by a version that did not keep its folder ('absolute') is left as it is."""
+    shop, outside = tmp_path / "shop", tmp_path / "exports"
+    shop.mkdir()
+    outside.mkdir()
+    (shop / "keymoments.yaml").write_text(
+        CONFIG + f"  refunds:\n    path: {outside / 'refunds.csv'}\n"
+        "    identifiers: {customer_id: cid}\n    event_type: {value: refund}\n    ts: at\n")
+    (shop / "orders.csv").write_text(ROWS)
+    (outside / "refunds.csv").write_text(ROWS)
+    ws = km.open(shop)
+    ws.ingest()
+    before = _state(ws)
+    ws.close()
+    moved = tmp_path / "archive" / "shop-2024"
+    moved.parent.mkdir()
+    os.rename(shop, moved)
+    ws = km.open(moved)
+    after = _state(ws)
+    # every name under the old folder now under the new one, the others as they were
+    relocate = {str(shop / "orders.csv"): str(moved / "orders.csv")}
+    assert after["events"] == [(e, relocate.get(f, f)) for e, f in before["events"]]
+    assert after["quarantine"] == [(relocate.get(f, f), n) for f, n in before["quarantine"]]
+    assert after["files"] == sorted(relocate.get(f, f) for f in before["files"])
+    assert str(outside / "refunds.csv") in after["files"]
+    reports = ws.ingest()
+    assert not [w for r in reports for w in r.warnings if "no longer found" in w]
+    assert sum(r.rows_loaded for r in reports) == 0
+    assert len(ws.quarantine().to_pylist()) == 2  # (one row of each file, not four)
+    ws.close()
+    # moved back, through a link to it: names follow, a link to the same folder is no move
+    os.rename(moved, shop)
+    ws = km.open(shop)
+    assert _state(ws) == before
+    ws.close()
+    (tmp_path / "link").symlink_to(shop)
+    ws = km.open(tmp_path / "link")
+    assert _state(ws) == before
+    ws.close()
+
+
+def test_a_workspace_that_did_not_keep_its_folder_is_left_alone(tmp_path):
+    shop = tmp_path / "shop"
+    shop.mkdir()
+    (shop / "keymoments.yaml").write_text(CONFIG)
+    (shop / "orders.csv").write_text(ROWS)
+    ws = km.open(shop)
+    ws.ingest("orders")
+    ws.con.execute("UPDATE km_meta SET value = 'absolute' WHERE key = 'file_names'")
+    before = _state(ws)
+    ws.close()
+    ws = km.open(shop)
+    assert _state(ws) == before
+    assert ws.con.execute("SELECT value FROM km_meta WHERE key = 'file_names'"
+                          ).fetchone()[0] == str(shop)
+    ws.close()

@@ -10,6 +10,11 @@ names stored relative by earlier loads are rewritten once, to the file of a sour
 they name (the one whose absolute path ends with them), and left as they are when
 no source's file matches (a file since removed). A row quarantined under two names
 of its file is then one entry.
+
+The folder the names were made absolute in is kept (``km_meta``); a workspace
+moved or copied to another folder, its exports with it, has the names under its old
+folder rewritten to the new one when it is next opened to write, so its files are
+not "no longer found" and their quarantined rows not stored again under new names.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from ..sql import registered, rollback
 if TYPE_CHECKING:
     from ..config.models import Config
 
-__all__ = ["absolute_paths", "match_stored"]
+__all__ = ["absolute_paths", "match_stored", "moved_paths"]
 
 #: the ``km_meta`` key set once the stored names are absolute
 DONE_KEY = "file_names"
@@ -67,8 +72,9 @@ def absolute_paths(con: duckdb.DuckDBPyConnection, root: Path, config: Config) -
     """Rewrite, once, the relative file names stored by earlier loads as the absolute
     names of the files they stand for (:func:`match_stored`); returns how many names
     were rewritten."""
-    if con.execute(f"SELECT count(*) FROM km_meta WHERE key = '{DONE_KEY}'").fetchone()[0]:
-        return 0
+    done = con.execute(f"SELECT value FROM km_meta WHERE key = '{DONE_KEY}'").fetchone()
+    if done is not None:
+        return moved_paths(con, done[0], root)
     stored = [r[0] for r in con.execute("""
         SELECT DISTINCT f FROM (
             SELECT DISTINCT source_file AS f FROM events
@@ -101,9 +107,46 @@ def absolute_paths(con: duckdb.DuckDBPyConnection, root: Path, config: Config) -
                 if files_read and any(f in names for f in files_read):
                     con.execute("UPDATE loads SET files = ? WHERE load_id = ?",
                                 [[names.get(f, f) for f in files_read], load_id])
-        con.execute(f"INSERT INTO km_meta VALUES ('{DONE_KEY}', 'absolute')")
+        con.execute(f"INSERT INTO km_meta VALUES ('{DONE_KEY}', ?)", [str(root)])
         con.execute("COMMIT")
     except BaseException:
         rollback(con)
         raise
     return len(names)
+
+
+def moved_paths(con: duckdb.DuckDBPyConnection, before: str, root: Path) -> int:
+    """Rewrite the stored names under ``before`` (the folder the workspace was in at
+    its last write; ``absolute`` from versions that did not keep it) to the same
+    names under ``root``; returns how many distinct names were rewritten."""
+    here = str(root)
+    if before == here or (os.path.isabs(before)
+                          and os.path.realpath(before) == os.path.realpath(here)):
+        return 0  # (the same folder, or the same by another link to it)
+    prefix = before.rstrip(os.sep) + os.sep
+    moved = 0
+    con.execute("BEGIN TRANSACTION")
+    try:
+        if os.path.isabs(before):
+            moved = con.execute("""
+                SELECT count(DISTINCT f) FROM (
+                    SELECT source_file AS f FROM events UNION ALL SELECT file FROM quarantine
+                    UNION ALL SELECT unnest(files) FROM loads)
+                WHERE starts_with(f, ?)""", [prefix]).fetchone()[0]
+        if moved:
+            new = here.rstrip(os.sep) + os.sep
+            for table, col in (("events", "source_file"), ("quarantine", "file")):
+                con.execute(f"UPDATE {table} SET {col} = ? || {col}[?:] "
+                            f"WHERE starts_with({col}, ?)", [new, len(prefix) + 1, prefix])
+            for load_id, files_read in con.execute(
+                    "SELECT load_id, files FROM loads").fetchall():
+                if files_read and any(f.startswith(prefix) for f in files_read):
+                    con.execute("UPDATE loads SET files = ? WHERE load_id = ?",
+                                [[new + f[len(prefix):] if f.startswith(prefix) else f
+                                  for f in files_read], load_id])
+        con.execute(f"UPDATE km_meta SET value = ? WHERE key = '{DONE_KEY}'", [here])
+        con.execute("COMMIT")
+    except BaseException:
+        rollback(con)
+        raise
+    return moved

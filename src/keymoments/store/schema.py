@@ -247,7 +247,7 @@ COLUMN_DOCS: dict[str, dict[str, tuple[str, str]]] = {
     },
     "km_meta": {
         "key": ("VARCHAR NOT NULL", "setting"),
-        "value": ("VARCHAR", "its value; `schema_version` is the store's version, `event_id_scheme` how event ids are hashed (1: maps cast to text, 2: their entries, 3: as 2 with whole floating-point numbers read as integers, 7.0 as 7, 4: as 3 with decimals read without trailing zeros, 7.00 as 7; set by the first load and kept, so re-loading never doubles events), `mapping:<source>` a hash of the source's mapping at its last load (a changed mapping is refused, see `keymoments ingest --accept-mapping-change`), `taxonomy` a hash of the taxonomy the stored events are tagged with (a changed one re-tags them at the next build or load), `file_names` set once the stored file names are absolute (see keymoments.store.paths)"),
+        "value": ("VARCHAR", "its value; `schema_version` is the store's version, `event_id_scheme` how event ids are hashed (1: maps cast to text, 2: their entries, 3: as 2 with whole floating-point numbers read as integers, 7.0 as 7, 4: as 3 with decimals read without trailing zeros, 7.00 as 7; set by the first load and kept, so re-loading never doubles events), `mapping:<source>` a hash of the source's mapping at its last load (a changed mapping is refused, see `keymoments ingest --accept-mapping-change`), `taxonomy` a hash of the taxonomy the stored events are tagged with (a changed one re-tags them at the next build or load), `file_names` the workspace's folder once the stored file names are absolute (names under it are rewritten when the workspace was moved; see keymoments.store.paths)"),
     },
 }
 
