@@ -895,3 +895,89 @@ sources:
     (warning,) = [w for w in ws.ingest("orders").warnings if "after today" in w]
     assert warning.startswith("2 event(s) are dated after today (the latest 2099-03-04 05:06")
     assert "journeys.as_of" in warning
+
+
+@pytest.mark.parametrize("ts_field", ["when", "{column: when, format: '%Y-%m-%d'}"])
+def test_a_date_whose_midnight_the_clocks_skip_starts_at_its_first_hour(make_workspace,
+                                                                        ts_field):
+    """Cairo goes forward at midnight (2024-04-26 00:00 -> 01:00): the plain date
+    2024-04-26 is a day that starts at 01:00, not a wall time to quarantine (the whole
+    row was lost). A skipped time past midnight is still quarantined. The oracle:
+    zoneinfo's first instant of the day (a fold-free wall time that survives the round
+    trip, tried hour by hour)."""
+    from datetime import timedelta
+    from zoneinfo import ZoneInfo
+
+    cairo = ZoneInfo("Africa/Cairo")
+
+    def first_instant(day: str) -> datetime:
+        start = datetime.fromisoformat(day)
+        for h in range(3):
+            wall = (start + timedelta(hours=h)).replace(tzinfo=cairo)
+            back = wall.astimezone(timezone.utc).astimezone(cairo).replace(tzinfo=None)
+            if back == wall.replace(tzinfo=None):
+                return wall.astimezone(timezone.utc)
+        raise AssertionError(day)
+
+    days = ["2024-04-26", "2024-04-25", "2024-10-31"]
+    rows = "".join(f"{i},,{d},3,x,1\n" for i, d in enumerate(days, 1))
+    if ts_field == "when":
+        rows += "9,,2024-04-26 00:30,3,x,1\n"  # (a time the clocks skipped)
+    extra = "timestamps: {timezone: Africa/Cairo}"
+    ws = make_workspace(cfg(ts=ts_field, extra=extra), {"data.csv": HEADER + rows})
+    ws.ingest("s")
+    got = dict(ws.con.execute("SELECT identifiers['customer_id'], ts FROM events").fetchall())
+    assert got == {str(i): first_instant(d) for i, d in enumerate(days, 1)}
+    assert got["1"] == datetime(2024, 4, 25, 22, tzinfo=timezone.utc)  # (01:00 +03:00)
+    assert sorted(quarantine(ws)) == ([5] if ts_field == "when" else [])
+
+
+def test_a_whole_day_promise_ends_at_midnight_in_its_own_offset(make_workspace):
+    """A promised day written with an offset ends at the next midnight at that offset
+    (2026-06-15T00:00:00+02:00: 2026-06-15T22:00Z), not at midnight UTC (it was
+    2026-06-15T00:00Z: a delivery on the promised day was 'late'); one without an
+    offset ends at midnight in the source's zone, across a DST change too."""
+    config = """
+sources:
+  s:
+    path: d.csv
+    identifiers: {customer_id: id}
+    timestamps: {timezone: America/Sao_Paulo}
+    events:
+      - event_type: {value: order_delivered}
+        ts: at
+        expectation: {kind: promised_delivery, ts: promise, whole_day: true}
+"""
+    rows = [("1", "2026-06-15T10:00:00+02:00", "2026-06-15T00:00:00+02:00"),
+            ("2", "2026-06-15T10:00:00+09:00", "2026-06-15T00:00:00+09:00"),
+            ("3", "2026-06-16T01:00:00Z", "2026-06-15 00:00:00Z"),
+            ("4", "2026-06-15T10:00:00-03:00", "2026-06-15T00:00:00-03:00"),
+            ("5", "2018-11-04T10:00:00", "2018-11-03"),  # (the next midnight is skipped)
+            ("6", "2026-06-15T10:00:00", "2026-06-15")]
+    text = "id,at,promise\n" + "".join(",".join(r) + "\n" for r in rows)
+    ws = make_workspace(config, {"d.csv": text})
+    ws.ingest("s")
+    got = dict(ws.con.execute("SELECT identifiers['customer_id'], expected_ts FROM events"
+                              ).fetchall())
+    utc = timezone.utc
+    # by hand: the next midnight at the offset written, in UTC; Sao Paulo is -03:00 in
+    # 2026 (no DST), and 2018-11-04 starts at 01:00 -02:00 (03:00Z: DST began at midnight)
+    assert got == {"1": datetime(2026, 6, 15, 22, tzinfo=utc),
+                   "2": datetime(2026, 6, 15, 15, tzinfo=utc),
+                   "3": datetime(2026, 6, 16, 0, tzinfo=utc),
+                   "4": datetime(2026, 6, 16, 3, tzinfo=utc),
+                   "5": datetime(2018, 11, 4, 3, tzinfo=utc),
+                   "6": datetime(2026, 6, 16, 3, tzinfo=utc)}
+    # a workspace on an older event id scheme ends them in the zone, as it did (the
+    # promise is part of the event id: re-loading its files adds nothing)
+    old = make_workspace(config, {"d.csv": text}, folder="old")
+    old.con.execute("INSERT INTO km_meta VALUES ('event_id_scheme', '3')")
+    old.ingest("s")
+    ends = dict(old.con.execute("SELECT identifiers['customer_id'], expected_ts FROM events"
+                                ).fetchall())
+    # (1: 2026-06-14T22:00Z is the 14th in Sao Paulo, whose day ends at 06-15T03:00Z)
+    assert (ends["1"], ends["4"]) == (datetime(2026, 6, 15, 3, tzinfo=utc),
+                                      datetime(2026, 6, 16, 3, tzinfo=utc))
+    assert {k: v for k, v in ends.items() if k in "56"} == {
+        k: v for k, v in got.items() if k in "56"}
+    assert old.ingest("s").events_loaded == 0

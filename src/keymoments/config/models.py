@@ -208,7 +208,8 @@ class ExpectationSpec(Strict):
     """What was promised: a time (``ts``, e.g. estimated delivery) or a value (``value``,
     e.g. an SLA in minutes), with its ``kind``. ``whole_day``: the promised time is a
     day (an estimated delivery *date*), so the promise runs to the end of that day
-    (the next midnight in the time's zone), and a delivery that day is not late."""
+    (the next midnight at the offset the time is written with, else in its zone), and
+    a delivery that day is not late."""
 
     kind: str = "promised"
     ts: TimestampSpec | None = None

@@ -61,11 +61,14 @@ _TIME_TYPES = ("TIMESTAMP", "DATE", "TIMESTAMP_NS", "TIMESTAMP_MS", "TIMESTAMP_S
 #: Scheme 4 hashes as scheme 3 and reads a decimal column's value (Parquet's
 #: ``DECIMAL(10,2)``, a database export's ``NUMBER``) without its trailing zeros
 #: (``7.00`` as ``7``, ``7.50`` as ``7.5``): under scheme 3 it was ``7.00``, another
-#: customer than the ``7`` of a CSV export.
+#: customer than the ``7`` of a CSV export. It also ends a whole-day promise written
+#: with an offset at the next midnight at that offset (under scheme 3, at midnight in
+#: the source's zone): the promised time is part of the id too.
 EVENT_ID_SCHEMES = {1: "md5 over the maps cast to text", 2: "md5 over field.key=value entries",
                     3: "as 2, whole floating-point numbers read as integers; _line keys "
                        "hash the content too",
-                    4: "as 3, decimals read without trailing zeros"}
+                    4: "as 3, decimals read without trailing zeros; a whole-day promise "
+                       "with an offset ends at midnight at that offset"}
 LATEST_EVENT_ID_SCHEME = 4
 #: the largest whole number a double holds exactly (2**53): read as an integer up to it
 _EXACT_INTEGER = 9007199254740992
@@ -294,10 +297,8 @@ class _Slot:
             # zone must follow a time, or the day of a plain date ('2024-01-15') would
             # read as an offset of -15. Named zones (CET, Europe/Paris) only parse as
             # TIMESTAMPTZ, hence the fallback.
-            hms = "[+-][0-9][0-9](:?[0-9][0-9])?(:[0-9][0-9])?"
-            offset = (f"regexp_matches({text}, ':[0-9][0-9](\\.[0-9]*)? ?"
-                      f"(Z|UTC|GMT|{hms})$')")
-            zoned = f"regexp_replace({text}, ' ({hms})$', '\\1')"
+            offset = _has_offset(text)
+            zoned = f"regexp_replace({text}, ' ({_HMS})$', '\\1')"
             parsed = (f"(CASE WHEN {offset} THEN TRY_CAST({zoned} AS TIMESTAMPTZ) "
                       f"ELSE coalesce({_at_zone(tz, f'TRY_CAST({text} AS TIMESTAMP)')}, "
                       f"{_instant(f'TRY_CAST({text} AS TIMESTAMPTZ)')}) END)")
@@ -328,6 +329,28 @@ class _Slot:
         self.checks.append(_out_of_range(f"epoch_us({parsed})", field, text))
         return parsed, f"{text} IS NOT NULL"
 
+    def end_of_day(self, spec: TimestampSpec, parsed: str) -> str:
+        """The end of the day ``parsed`` (read by :meth:`timestamp` from ``spec``)
+        falls on: the next midnight in the value's own offset when its text has one
+        (``2026-06-15T00:00:00+02:00``: 2026-06-15T22:00Z), else in its zone. (Under
+        event id schemes before 4 always in its zone: the promise is part of the id.)"""
+        in_zone = _end_of_day(parsed, self.zone(spec))
+        if self.c.event_id_scheme < 4 or not self._reads_iso(spec):
+            return in_zone  # (typed times, epoch numbers, a 'format': the zone's day)
+        text = self.text(spec)
+        wall = f"TRY_CAST({text} AS TIMESTAMP)"  # (the time as written, its offset dropped)
+        own = f"{parsed} + ((date_trunc('day', {wall}) + INTERVAL 1 DAY) - {wall})"
+        return f"(CASE WHEN {_has_offset(text)} AND {wall} IS NOT NULL THEN {own} ELSE {in_zone} END)"
+
+    def _reads_iso(self, spec: TimestampSpec) -> bool:
+        """Whether :meth:`timestamp` reads ``spec``'s values as ISO 8601 text."""
+        base = self.c.source.timestamps
+        if spec.format or spec.unit or (base and (base.format or base.unit)):
+            return False
+        col_type = self.c.types.get(spec.column or "", "VARCHAR")
+        typed = col_type.startswith("TIMESTAMP WITH") or col_type in _TIME_TYPES
+        return not (spec.column is not None and not spec.map and typed)
+
     def _no_gap(self, tz: str, naive: str, parsed: str, field: str, value: str,
                 unless: str = "FALSE") -> None:
         """Quarantine a wall time that does not exist in ``tz`` (the hour skipped when
@@ -336,9 +359,12 @@ class _Slot:
         repeat, going back, is read as the later one, in standard time.)"""
         if tz == "UTC":
             return
+        # a midnight the clocks skip (zones that go forward at midnight: Cairo, São
+        # Paulo until 2019) is a date: the day starts at the first hour it has
         self.checks.append(_Check(
             f"NOT ({unless}) AND {naive} IS NOT NULL AND {parsed} IS NOT NULL "
-            f"AND timezone({literal(tz)}, {parsed}) <> {naive}", field, value,
+            f"AND timezone({literal(tz)}, {parsed}) <> {naive} "
+            f"AND {naive} <> date_trunc('day', {naive})", field, value,
             f"this wall time does not exist in {tz} (the clocks skipped it); fix the "
             "export, or give the times with their offset"))
 
@@ -416,7 +442,7 @@ class _Slot:
             if expectation.ts is not None:
                 exp_ts, _ = self.timestamp(expectation.ts, "expectation.ts")
                 if expectation.whole_day:
-                    exp_ts = _end_of_day(exp_ts, self.zone(expectation.ts))
+                    exp_ts = self.end_of_day(expectation.ts, exp_ts)
             if expectation.value is not None:
                 exp_value = self.number(expectation.value, "expectation.value")
             exp_kind = (f"CASE WHEN {exp_ts} IS NULL AND {exp_value} IS NULL THEN NULL "
@@ -658,6 +684,17 @@ def _unclear_decimal(text: str) -> str:
 
 def _finite(num: str) -> str:
     return f"(CASE WHEN isfinite({num}) THEN {num} END)"
+
+
+#: an offset written after a time: +02, +0200, +02:00, +00:19:32
+_HMS = "[+-][0-9][0-9](:?[0-9][0-9])?(:[0-9][0-9])?"
+
+
+def _has_offset(text: str) -> str:
+    """Whether the time ``text`` ends with its zone (Z, UTC, GMT or an offset); the
+    zone must follow a time, or the day of a plain date ('2024-01-15') would read as
+    an offset of -15."""
+    return f"regexp_matches({text}, ':[0-9][0-9](\\.[0-9]*)? ?(Z|UTC|GMT|{_HMS})$')"
 
 
 def _end_of_day(instant: str, tz: str) -> str:
