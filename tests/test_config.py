@@ -494,3 +494,49 @@ def test_a_number_in_the_config_is_finite(text, line, key, words):
     inside a query (Binder Error: column "nan"; an overflow); refused here, where they are."""
     err = config_error(text)
     assert (err.line, err.key) == (line, key) and words in str(err)
+
+
+@pytest.mark.parametrize("value, read", [
+    ("'2024-06-30T00:00:00Z'", "2024-06-30T00:00:00Z"),
+    ("2024-06-30T00:00:00+02:00", "2024-06-30T00:00:00+02:00"),  # (YAML: a datetime)
+    ("2024-06-30", "2024-06-30"),  # (YAML: a date)
+    ("'2024-06-30 08:00'", "2024-06-30 08:00"),
+])
+def test_as_of_takes_iso_times_quoted_or_not(value, read):
+    assert load_config_text(f"journeys: {{as_of: {value}}}").journeys.as_of == read
+
+
+@pytest.mark.parametrize("value", ["yesterday", "'2024-13-01'", "'30/06/2024'", "42"])
+def test_as_of_that_is_no_time_is_an_error_naming_it(value):
+    with pytest.raises(errors.ConfigError, match=r"journeys\.as_of: not a time.*ISO 8601"):
+        load_config_text(f"journeys:\n  as_of: {value}\n")
+
+
+def test_as_of_without_an_offset_is_in_the_workspace_timezone(make_workspace):
+    """00:00 in Amsterdam in June (CEST, +02:00) is 22:00Z the day before; a build
+    with an event after as_of warns (its journey is judged at as_of with it)."""
+    from datetime import datetime, timezone
+
+    from keymoments.pipeline import resolve_as_of
+
+    config = """
+timezone: Europe/Amsterdam
+journeys: {as_of: 2024-06-30}
+sources:
+  s:
+    path: e.csv
+    identifiers: {customer_id: id}
+    event_type: kind
+    ts: at
+"""
+    ws = make_workspace(config, {"e.csv": "id,kind,at\n1,visit,2024-06-29T21:00:00Z\n"})
+    assert resolve_as_of(ws) == datetime(2024, 6, 29, 22, tzinfo=timezone.utc)
+    ws.ingest()
+    assert ws.build().warnings == ()
+    (ws.root / "e.csv").write_text("id,kind,at\n1,visit,2024-06-29T21:00:00Z\n"
+                                   "1,visit,2024-06-29T22:30:00Z\n")
+    ws.ingest()
+    (warning,) = ws.build().warnings
+    assert warning.startswith("1 event(s) are dated after journeys.as_of (2024-06-29 22:00 UTC)")
+    idle = ws.con.execute("SELECT min(idle_s) FROM journeys").fetchone()[0]
+    assert idle == -30 * 60.0  # (the journey's last event half an hour after as_of)

@@ -372,6 +372,10 @@ def build(ctx: click.Context) -> None:
         console.print(report.retagged.summary())
     console.print(f"{report.journeys:,} journeys, {report.events:,} journey events, "
                   f"{report.moments:,} moments in {report.seconds['total']:.1f} s")
+    from rich.markup import escape
+
+    for w in report.warnings:
+        console.print(f"[yellow]warning:[/] {escape(w)}")
 
 
 @main.command()

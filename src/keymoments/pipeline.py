@@ -65,6 +65,8 @@ class BuildReport:
     #: the stored events re-tagged first because the taxonomy changed (see
     #: :mod:`keymoments.retag`), or None
     retagged: RetagReport | None = None
+    #: what the build noticed that may not be what was meant
+    warnings: tuple[str, ...] = ()
 
 
 @lru_cache(maxsize=1)
@@ -183,12 +185,17 @@ def _remove_scratch_files(path: Path) -> None:
 
 
 def resolve_as_of(ws: Workspace):
-    """The time statuses are judged at: ``journeys.as_of`` or the latest event."""
+    """The time statuses are judged at: ``journeys.as_of`` (one without an offset
+    in the workspace's ``timezone``, read as a source's times are) or the latest
+    event."""
     from datetime import datetime, timezone
 
     if ws.config.journeys.as_of:
-        ts = datetime.fromisoformat(ws.config.journeys.as_of.replace("Z", "+00:00"))
-        return ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
+        ts = datetime.fromisoformat(ws.config.journeys.as_of)
+        if ts.tzinfo is None:
+            ts = ws.con.execute("SELECT timezone(?, ?::TIMESTAMP)",
+                                [ws.config.timezone, ts]).fetchone()[0]
+        return ts.astimezone(timezone.utc)
     latest = ws.con.execute("SELECT max(ts) FROM events").fetchone()[0]
     return latest or datetime.now(timezone.utc)
 
@@ -342,7 +349,23 @@ def build(ws: Workspace, progress: Callable[[int, int], None] | None = None) -> 
     counts = [con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
               for t in ("journeys", "journey_events", "moments")]
     timings["total"] = time.perf_counter() - t0
-    return BuildReport(counts[0], counts[1], counts[2], scored_texts, timings, retagged)
+    return BuildReport(counts[0], counts[1], counts[2], scored_texts, timings, retagged,
+                       _after_as_of(ws))
+
+
+def _after_as_of(ws: Workspace) -> tuple[str, ...]:
+    """A warning when events are dated after ``journeys.as_of``: their journeys are
+    judged at it (a journey completed after it is completed, its idle time negative)."""
+    if not ws.config.journeys.as_of:
+        return ()
+    as_of = resolve_as_of(ws)
+    n = ws.con.execute("SELECT count(*) FROM events WHERE ts > ?", [as_of]).fetchone()[0]
+    if not n:
+        return ()
+    return (f"{n:,} event(s) are dated after journeys.as_of ({as_of:%Y-%m-%d %H:%M %Z}): they "
+            "make their journeys as the others do, and those journeys are judged at as_of "
+            "with them (a ticket resolved after it is completed, its idle time below 0); "
+            "set as_of later, or leave it unset to judge at the latest event",)
 
 
 def _write_new(ws: Workspace, table: str, selects: list[str]) -> None:

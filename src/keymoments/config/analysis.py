@@ -192,6 +192,34 @@ class JourneyType(Strict):
         return self
 
 
+def as_of_text(value: object) -> str | None:
+    """``journeys.as_of`` as ISO 8601 text, checked (YAML reads an unquoted date as a
+    date: taken too).
+
+    >>> import datetime
+    >>> as_of_text(datetime.date(2024, 6, 30)), as_of_text(" 2024-06-30T12:00:00Z ")
+    ('2024-06-30', '2024-06-30T12:00:00Z')
+    >>> as_of_text("yesterday")
+    Traceback (most recent call last):
+    ...
+    ValueError: not a time: 'yesterday'; write it in ISO 8601, e.g. '2024-06-30T00:00:00Z' (without an offset it is in the workspace's timezone)
+    """
+    from datetime import date, datetime
+
+    if value is None or isinstance(value, (date, datetime)):
+        return None if value is None else value.isoformat()
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            datetime.fromisoformat(text)
+            return text
+        except ValueError:
+            pass
+    raise ValueError(f"not a time: {value!r}; write it in ISO 8601, e.g. "
+                     "'2024-06-30T00:00:00Z' (without an offset it is in the workspace's "
+                     "timezone)")
+
+
 class JourneysConfig(Strict):
     """Journey types, tried in order; events no type claims fall to the catch-all,
     split per person by ``catch_all_gap`` of inactivity. ``types`` replaces the
@@ -202,7 +230,15 @@ class JourneysConfig(Strict):
     types: list[JourneyType] | None = None
     catch_all: str = "visit"
     catch_all_gap: Duration = 30 * 60.0
+    #: the time statuses, idle times and outcomes are judged at (ISO 8601; a time
+    #: without an offset is in the workspace's ``timezone``, a date its midnight);
+    #: unset: the latest event. Events after it still make their journeys.
     as_of: str | None = None
+
+    @field_validator("as_of", mode="before")
+    @classmethod
+    def _time(cls, v: object) -> str | None:
+        return as_of_text(v)
 
     @field_validator("types")
     @classmethod
