@@ -540,3 +540,14 @@ sources:
     assert warning.startswith("1 event(s) are dated after journeys.as_of (2024-06-29 22:00 UTC)")
     idle = ws.con.execute("SELECT min(idle_s) FROM journeys").fetchone()[0]
     assert idle == -30 * 60.0  # (the journey's last event half an hour after as_of)
+
+
+@pytest.mark.parametrize("fmt, code", [("%s", "%s"), ("%Y-%m-%d %:z", "%:"), ("%k:%M", "%k")])
+def test_a_format_the_reader_cannot_read_is_a_config_error(fmt, code):
+    """It passed `config check` and failed the load with an internal error."""
+    text = ("sources:\n  s:\n    path: a.csv\n    identifiers: {id: id}\n    event_type: k\n"
+            f"    ts: {{column: t, format: '{fmt}'}}\n")
+    with pytest.raises(errors.ConfigError, match=rf":6: sources\.s\.ts\.format: .*{code} is not"):
+        load_config_text(text)
+    ok = text.replace(fmt, "%d/%m/%Y %H:%M")
+    assert load_config_text(ok).sources["s"].ts.format == "%d/%m/%Y %H:%M"

@@ -117,6 +117,37 @@ def _known_timezone(value: str | None) -> str | None:
                      "America/Sao_Paulo or UTC)")
 
 
+@functools.cache
+def _format_error(fmt: str) -> str | None:
+    """What the SQL's strptime says of ``fmt``, or None when it reads it."""
+    import duckdb
+
+    with duckdb.connect() as con:
+        try:
+            con.execute(f"SELECT try_strptime('', '{fmt.replace(chr(39), chr(39) * 2)}')")
+        except duckdb.Error as exc:
+            return str(exc)
+    return None
+
+
+def _known_format(value: str | None) -> str | None:
+    """A timestamp ``format`` the SQL reads, else an error naming the code it does not
+    know (it would fail the load).
+
+    >>> _known_format("%d/%m/%Y %H:%M")
+    '%d/%m/%Y %H:%M'
+    >>> _known_format("%s")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ValueError: format '%s': %s is not a code it can read; ...(epoch numbers: give 'unit: s' ...
+    """
+    if value is None or (error := _format_error(value)) is None:
+        return value
+    found = re.search(r"strftime/strptime: (\S+)", error)
+    code = f"{found.group(1)} is not a code it can read" if found else error.split("\n")[0]
+    raise ValueError(f"format {value!r}: {code}; use strftime codes such as %Y %m %d %H %M %S "
+                     "%f %z %b %p (epoch numbers: give 'unit: s' or 'unit: ms' instead)")
+
+
 class TimestampDefaults(Strict):
     """Source-wide timestamp settings, used where a timestamp field gives none."""
 
@@ -125,6 +156,7 @@ class TimestampDefaults(Strict):
     unit: Literal["s", "ms"] | None = None
 
     _timezone = field_validator("timezone")(_known_timezone)
+    _format = field_validator("format")(_known_format)
 
 
 class TimestampSpec(FieldSpec):
@@ -139,6 +171,7 @@ class TimestampSpec(FieldSpec):
     unit: Literal["s", "ms"] | None = None
 
     _timezone = field_validator("timezone")(_known_timezone)
+    _format = field_validator("format")(_known_format)
 
 
 class RatingSpec(FieldSpec):
