@@ -200,3 +200,25 @@ def test_rfm_counts_an_exports_repeat_purchase_events_as_purchases(make_workspac
     ws.ingest("events")
     (row,) = rfm(ws).to_pylist()
     assert (row["frequency"], row["recency"], row["age"]) == (1, 9.0, 19.0)
+
+
+def test_rfm_counts_purchase_days_in_the_workspace_timezone(make_workspace):
+    """Orders at 20:00 and 22:30 in São Paulo (-03:00) on 2024-01-05 are one purchase
+    day (in UTC they fell on the 5th and the 6th: a repeat purchase that was none); the
+    third, 2024-01-09 at 23:00 local (the 10th in UTC), is 4 days later; the data's last
+    day is 2024-01-20 there. Counted by hand."""
+    from keymoments.insights.alive import rfm
+
+    events = [ev("s", "2024-01-05T23:00:00Z", "order_placed", order_id="S1"),
+              ev("s", "2024-01-06T01:30:00Z", "order_placed", order_id="S2"),
+              ev("s", "2024-01-10T02:00:00Z", "order_placed", order_id="S3"),
+              ev("s", "2024-01-21T02:00:00Z", "page_view", session_id="S4")]
+    files = {"events.jsonl": "".join(json.dumps(e) + "\n" for e in events)}
+    ws = make_workspace("timezone: America/Sao_Paulo\n" + CONFIG, files)
+    ws.ingest("events")
+    (row,) = rfm(ws).to_pylist()
+    assert (row["frequency"], row["recency"], row["age"]) == (1, 4.0, 15.0)
+    utc = make_workspace(CONFIG, files, folder="utc")
+    utc.ingest("events")
+    (row,) = rfm(utc).to_pylist()
+    assert (row["frequency"], row["recency"], row["age"]) == (2, 5.0, 16.0)

@@ -118,16 +118,18 @@ def rfm(ws: Workspace, *, event_types: list[str] | None = None, unit_days: float
     ``unit_days``. Purchases: events of ``event_types`` (default: purchase events,
     those tagged ``purchase`` or ``repeat_purchase``, see
     :data:`keymoments.taxonomy.PURCHASE_MOMENTS`); several on one day count once (as in
-    the BG/NBD literature)."""
+    the BG/NBD literature), days as the workspace's ``timezone`` counts them."""
     from ..taxonomy import purchase_event_sql
+    from .dimensions import period_sql
 
     where = ("e.event_type IN (" + ", ".join(literal(t) for t in event_types) + ")"
              if event_types else purchase_event_sql("e.moment"))
     unit = days(unit_days, "unit_days")
+    zone = ws.config.timezone
     return ws.con.execute(f"""
-        WITH d AS (SELECT DISTINCT e.person_id, date_trunc('day', e.ts) AS day FROM events e
-                   WHERE {where} AND e.person_id IS NOT NULL),
-        last AS (SELECT date_trunc('day', max(ts)) AS end_day FROM events)
+        WITH d AS (SELECT DISTINCT e.person_id, {period_sql("day", "e.ts", zone)} AS day
+                   FROM events e WHERE {where} AND e.person_id IS NOT NULL),
+        last AS (SELECT {period_sql("day", "max(ts)", zone)} AS end_day FROM events)
         SELECT d.person_id, count(*) - 1 AS frequency,
                (epoch(max(d.day)) - epoch(min(d.day))) / 86400.0 / {unit} AS recency,
                (epoch(any_value(last.end_day)) - epoch(min(d.day))) / 86400.0 / {unit} AS age
