@@ -981,3 +981,37 @@ sources:
     assert {k: v for k, v in ends.items() if k in "56"} == {
         k: v for k, v in got.items() if k in "56"}
     assert old.ingest("s").events_loaded == 0
+
+
+def test_a_zone_abbreviation_is_quarantined_and_utc_is_read_in_any_case(make_workspace):
+    """'BST' was read as Bangladesh (+06, not British Summer Time), 'CST' and 'IST'
+    stand for several zones: such a time is quarantined with what to write instead. A
+    zone name, UTC and GMT (in any case: ' utc' was read as a local time) and offsets
+    read as written. Expected instants by hand (Amsterdam is +01:00 on 2026-03-28)."""
+    values = ["2026-03-28 10:00:00 BST", "2026-03-28 10:00:00 EST5EDT",
+              "2026-03-28 10:00:00 IST", "2026-03-28 10:00:00 Europe/London",
+              "2026-03-28 10:00:00 utc", "2026-03-28T10:00:00.5 Gmt",
+              "2026-03-28 10:00:00 UTC+2", "2026-03-28T10:00:00+02:00", "2026-03-28 10:00:00"]
+    text = HEADER + "".join(f"{i},,{v},3,x,1\n" for i, v in enumerate(values))
+    extra = "timestamps: {timezone: Europe/Amsterdam}"
+    ws = make_workspace(cfg(extra=extra), {"data.csv": text})
+    ws.ingest("s")
+    q = quarantine(ws)
+    assert sorted(q) == [2, 3, 4]
+    assert all("time zone abbreviation in column 'when'" in q[n]["reason"]
+               and "+01:00" in q[n]["reason"] for n in q)
+    got = dict(ws.con.execute("SELECT identifiers['customer_id'], ts FROM events").fetchall())
+    utc = timezone.utc
+    assert got == {"3": datetime(2026, 3, 28, 10, tzinfo=utc),
+                   "4": datetime(2026, 3, 28, 10, tzinfo=utc),
+                   "5": datetime(2026, 3, 28, 10, 0, 0, 500000, tzinfo=utc),
+                   "6": datetime(2026, 3, 28, 8, tzinfo=utc),
+                   "7": datetime(2026, 3, 28, 8, tzinfo=utc),
+                   "8": datetime(2026, 3, 28, 9, tzinfo=utc)}
+    # a workspace on an older event id scheme reads them as it did (the time is part of
+    # the event id: re-loading its files adds nothing)
+    old = make_workspace(cfg(extra=extra), {"data.csv": text}, folder="old")
+    old.con.execute("INSERT INTO km_meta VALUES ('event_id_scheme', '3')")
+    first = old.ingest("s")
+    assert (first.rows_loaded, first.rows_quarantined) == (9, 0)
+    assert old.ingest("s").events_loaded == 0

@@ -63,12 +63,15 @@ _TIME_TYPES = ("TIMESTAMP", "DATE", "TIMESTAMP_NS", "TIMESTAMP_MS", "TIMESTAMP_S
 #: (``7.00`` as ``7``, ``7.50`` as ``7.5``): under scheme 3 it was ``7.00``, another
 #: customer than the ``7`` of a CSV export. It also ends a whole-day promise written
 #: with an offset at the next midnight at that offset (under scheme 3, at midnight in
-#: the source's zone): the promised time is part of the id too.
+#: the source's zone), reads ' utc' and ' gmt' in any case as UTC (the wall time was
+#: read in the source's zone), and quarantines a zone abbreviation (``BST`` was read as
+#: Bangladesh's): the time is part of the id too.
 EVENT_ID_SCHEMES = {1: "md5 over the maps cast to text", 2: "md5 over field.key=value entries",
                     3: "as 2, whole floating-point numbers read as integers; _line keys "
                        "hash the content too",
                     4: "as 3, decimals read without trailing zeros; a whole-day promise "
-                       "with an offset ends at midnight at that offset"}
+                       "with an offset ends at midnight at that offset; ' utc' is UTC, zone "
+                       "abbreviations are quarantined"}
 LATEST_EVENT_ID_SCHEME = 4
 #: the largest whole number a double holds exactly (2**53): read as an integer up to it
 _EXACT_INTEGER = 9007199254740992
@@ -297,7 +300,7 @@ class _Slot:
             # zone must follow a time, or the day of a plain date ('2024-01-15') would
             # read as an offset of -15. Named zones (CET, Europe/Paris) only parse as
             # TIMESTAMPTZ, hence the fallback.
-            offset = _has_offset(text)
+            offset = _has_offset(text, any_case=self.c.event_id_scheme >= 4)
             zoned = f"regexp_replace({text}, ' ({_HMS})$', '\\1')"
             parsed = (f"(CASE WHEN {offset} THEN TRY_CAST({zoned} AS TIMESTAMPTZ) "
                       f"ELSE coalesce({_at_zone(tz, f'TRY_CAST({text} AS TIMESTAMP)')}, "
@@ -317,6 +320,17 @@ class _Slot:
                                  f"a year of fewer than four digits{where} is read as that "
                                  "year (24, not 2024): set 'format' (e.g. '%y-%m-%d' for "
                                  "two-digit years)"))
+            # an abbreviation after the time (BST, IST, CST, CET, EST5EDT) names no one
+            # offset, and the SQL reads it through zone names ('BST': Bangladesh)
+            if self.c.event_id_scheme >= 4:  # (the times read are part of the ids)
+                checks.append(_Check(
+                    f"(CASE WHEN {text} GLOB '*[A-Za-z][A-Za-z]' THEN "
+                    f"regexp_matches({text}, {literal(_TIME_END + '[A-Za-z][A-Za-z0-9]*$')}) "
+                    f"AND NOT regexp_matches({text}, '(?i)[^a-z](utc|gmt)$') ELSE false END)",
+                    field, text,
+                    f"a time zone abbreviation{where} names no single offset (BST is British "
+                    "Summer Time and Bangladesh Standard Time): write the offset (+01:00) or a "
+                    "zone name (Europe/London), or leave it out and set the source's timezone"))
             checks.append(_Check(
                 f"(CASE WHEN contains({text}, '+') OR contains(substr({text}, 9), '-') THEN "
                 f"regexp_matches({text}, {literal(_TIME_END + _BAD_OFFSET + '$')}) "
@@ -340,7 +354,8 @@ class _Slot:
         text = self.text(spec)
         wall = f"TRY_CAST({text} AS TIMESTAMP)"  # (the time as written, its offset dropped)
         own = f"{parsed} + ((date_trunc('day', {wall}) + INTERVAL 1 DAY) - {wall})"
-        return f"(CASE WHEN {_has_offset(text)} AND {wall} IS NOT NULL THEN {own} ELSE {in_zone} END)"
+        offset = _has_offset(text, any_case=True)
+        return f"(CASE WHEN {offset} AND {wall} IS NOT NULL THEN {own} ELSE {in_zone} END)"
 
     def _reads_iso(self, spec: TimestampSpec) -> bool:
         """Whether :meth:`timestamp` reads ``spec``'s values as ISO 8601 text."""
@@ -690,11 +705,13 @@ def _finite(num: str) -> str:
 _HMS = "[+-][0-9][0-9](:?[0-9][0-9])?(:[0-9][0-9])?"
 
 
-def _has_offset(text: str) -> str:
+def _has_offset(text: str, any_case: bool) -> str:
     """Whether the time ``text`` ends with its zone (Z, UTC, GMT or an offset); the
     zone must follow a time, or the day of a plain date ('2024-01-15') would read as
-    an offset of -15."""
-    return f"regexp_matches({text}, ':[0-9][0-9](\\.[0-9]*)? ?(Z|UTC|GMT|{_HMS})$')"
+    an offset of -15. ``any_case`` (event id scheme 4): ' utc' too, which the
+    TIMESTAMP cast reads as a wall time, its zone dropped."""
+    names = "[Uu][Tt][Cc]|[Gg][Mm][Tt]" if any_case else "UTC|GMT"
+    return f"regexp_matches({text}, ':[0-9][0-9](\\.[0-9]*)? ?(Z|{names}|{_HMS})$')"
 
 
 def _end_of_day(instant: str, tz: str) -> str:
