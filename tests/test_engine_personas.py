@@ -329,3 +329,29 @@ def test_repurchased_counts_purchases_only(hana):
     # review-only O10, O12 and O14 are none
     r = km.metrics(hana, "repeat_purchase")
     assert r.meta["n"] == 2 and r.to_pylist()[0]["value"] == pytest.approx(1 / 2)
+
+
+def test_exactly_a_gap_or_a_window_apart_holds_wherever_the_seconds_fall(make_workspace):
+    """Around 2004-01-10T13:37:04Z the seconds since 1970 pass 2**30: two times with
+    microseconds there, exactly 30 minutes apart, differed by 1800.0000000002 s as
+    doubles, so a visit split in two, and a second ticket exactly 7 days later was no
+    repeat contact. Whole microseconds compare exactly (by hand: one visit; the second
+    ticket is a repeat contact; 1 microsecond more splits and is none)."""
+    t0 = "2004-01-10T13:23:18.463632Z"
+    events = [ev("v", t0, "page_view"), ev("v", "2004-01-10T13:53:18.463632Z", "page_view"),
+              ev("w", t0, "page_view"), ev("w", "2004-01-10T13:53:18.463633Z", "page_view"),
+              ev("t", "2004-01-08T09:38:14.849960Z", "ticket_opened", ticket_id="T1"),
+              ev("t", "2004-01-15T09:38:14.849960Z", "ticket_opened", ticket_id="T2"),
+              ev("u", "2004-01-08T09:38:14.849960Z", "ticket_opened", ticket_id="U1"),
+              ev("u", "2004-01-15T09:38:14.849961Z", "ticket_opened", ticket_id="U2")]
+    ws = make_workspace(CONFIG, {"events.jsonl": "".join(json.dumps(e) + "\n" for e in events)})
+    ws.ingest("events")
+    ws.build()
+    visits = dict(ws.con.execute(
+        "SELECT identifiers['customer_id'], count(DISTINCT journey_id) FROM journey_events "
+        "JOIN events USING (event_id) WHERE journey_type = 'visit' GROUP BY 1").fetchall())
+    assert visits == {"v": 1, "w": 2}
+    repeat = dict(ws.con.execute(
+        "SELECT journey_key, v_rules IS NOT NULL FROM journey_events "
+        "WHERE journey_key IN ('T2', 'U2')").fetchall())
+    assert repeat == {"T2": True, "U2": False}

@@ -21,7 +21,7 @@ from __future__ import annotations
 import ibis
 import ibis.expr.datatypes as dt
 
-__all__ = ["engine_of", "epoch_seconds"]
+__all__ = ["engine_of", "epoch_micros", "epoch_seconds", "seconds_between"]
 
 
 def engine_of(expr) -> str | None:
@@ -50,3 +50,20 @@ def epoch_seconds(ts):
     if engine_of(ts) == "duckdb":
         return _epoch_us(ts) / 1e6
     return ts.epoch_seconds()
+
+
+def epoch_micros(ts):
+    """Whole microseconds since 1970-01-01 UTC of a time column: differences of these
+    are exact, where differences of :func:`epoch_seconds` (doubles) are not always (two
+    times exactly 30 minutes apart around 2004-01-10 differed by 1800.0000000002)."""
+    if engine_of(ts) == "duckdb":
+        return _epoch_us(ts)
+    return (ts.epoch_seconds() * 1_000_000).cast("int64")
+
+
+def seconds_between(later, earlier):
+    """Seconds from ``earlier`` to ``later`` (time columns or literals), from their
+    whole microseconds: a difference of exactly a gap or window compares equal to it."""
+    if "duckdb" in (engine_of(later), engine_of(earlier)):
+        return (_epoch_us(later) - _epoch_us(earlier)) / 1e6
+    return later.epoch_seconds() - earlier.epoch_seconds()

@@ -49,7 +49,8 @@ if TYPE_CHECKING:
     from ..config.analysis import JourneyType, ValenceRule
     from ..config.models import Config
 
-__all__ = ["SmallDerived", "derive_small", "duck_round", "duck_str", "epoch_seconds"]
+__all__ = ["SmallDerived", "derive_small", "duck_round", "duck_str", "epoch_micros",
+           "epoch_seconds", "seconds_between"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MICRO = timedelta(microseconds=1)
@@ -86,6 +87,19 @@ _ARROW = {"VARCHAR": pa.string(), "BIGINT": pa.int64(), "DOUBLE": pa.float64(),
 def epoch_seconds(ts: datetime | None) -> float | None:
     """``epoch(ts)`` in DuckDB: seconds with microseconds, as a double."""
     return None if ts is None else ((ts - _EPOCH) // _MICRO) / 1e6
+
+
+def epoch_micros(ts: datetime) -> int:
+    """``epoch_us(ts)``: whole microseconds (:func:`keymoments.engine.expr.epoch_micros`)."""
+    return (ts - _EPOCH) // _MICRO
+
+
+def seconds_between(later: datetime | None, earlier: datetime | None) -> float | None:
+    """Seconds from ``earlier`` to ``later`` from their whole microseconds, as
+    :func:`keymoments.engine.expr.seconds_between`."""
+    if later is None or earlier is None:
+        return None
+    return (epoch_micros(later) - epoch_micros(earlier)) / 1e6
 
 
 def _div(a: float | None, b: float | None) -> float | None:
@@ -239,9 +253,9 @@ def _assign(events: list[dict], config: Config, types: Sequence[JourneyType]) ->
         run = run_start = 0
         prev = None
         for rn, e in enumerate(rows):
-            epoch = epoch_seconds(e["ts"])
             new = (prev is None
-                   or (gap is not None and epoch - epoch_seconds(prev["ts"]) > gap)
+                   or (gap is not None
+                       and epoch_micros(e["ts"]) - epoch_micros(prev["ts"]) > gap * 1e6)
                    or e["event_type"] in starts.get(jtype, ())
                    or (prev["event_type"] in ends.get(jtype, ())))
             if new:
@@ -284,7 +298,7 @@ def _window_inputs(events: list[dict], rules: list[ValenceRule]) -> dict[int, di
             rows.sort(key=lambda r: (r["ts"], r["event_id"]))
             if rule.kind == "repeat_contact":
                 for prev, e in zip(rows, rows[1:]):
-                    got[e["event_id"]] = epoch_seconds(prev["ts"])
+                    got[e["event_id"]] = epoch_micros(prev["ts"])
             else:
                 # interruptions and earlier resolutions before each resolution (and
                 # the count so far on an interruption), as valence.rules does
@@ -351,7 +365,7 @@ def _rule(e: dict, i: int, rule: ValenceRule, windows: dict) -> tuple[float | No
         return float(rule.valence), _reason(rule, rule.name, value=_fmt(m))
     if rule.kind == "repeat_contact":
         prev = windows[i].get(e["event_id"])
-        if prev is None or not (epoch_seconds(e["ts"]) - prev <= rule.window):
+        if prev is None or not (epoch_micros(e["ts"]) - prev <= rule.window * 1e6):
             return None, None
         return float(rule.valence), _reason(rule, rule.name)
     # first_contact_resolution
@@ -447,7 +461,6 @@ def _summarize(by_journey: dict[str, list[dict]], events: list[dict], config: Co
         last[p] = max(last[p], e["ts"]) if p in last else e["ts"]
         if e.get("stage") == "churn":
             churn[p] = min(churn[p], e["ts"]) if p in churn else e["ts"]
-    as_of_s = epoch_seconds(as_of)
     purchase = set(oc.purchase_types)
     out = []
     for jid, rows in by_journey.items():
@@ -488,8 +501,8 @@ def _summarize(by_journey: dict[str, list[dict]], events: list[dict], config: Co
             j.update(first_v=None, end_v=None, peak_v=None, valley_v=None, mean_v=None,
                      trend_v=None, remembered=None)
         j["remembered_model"] = "peak_end"
-        j["duration_s"] = epoch_seconds(end_ts) - epoch_seconds(start_ts)
-        j["idle_s"] = as_of_s - epoch_seconds(end_ts)
+        j["duration_s"] = seconds_between(end_ts, start_ts)
+        j["idle_s"] = seconds_between(as_of, end_ts)
         j["as_of"] = as_of
         # a purchase's first purchase event (None: the journey is no purchase)
         j["_pts"] = (min((e["ts"] for e in rows if is_purchase_event(e.get("moment"))),
@@ -540,16 +553,16 @@ def _summarize(by_journey: dict[str, list[dict]], events: list[dict], config: Co
             j["repurchased"] = None
         else:
             j["repurchased"] = (nxt is not None
-                                and epoch_seconds(nxt) - epoch_seconds(j["end_ts"]) <= rep)
+                                and seconds_between(nxt, j["end_ts"]) <= rep)
         person = j["person_id"]
         pchurn, plast = churn.get(person), last.get(person)
-        after = None if pchurn is None else epoch_seconds(pchurn) - epoch_seconds(j["start_ts"])
+        after = seconds_between(pchurn, j["start_ts"])
         if _lt(idle, oc.churn_within):
             j["churned"] = None
         elif after is not None and 0 <= after <= oc.churn_within:
             j["churned"] = True
         elif (plast is not None and plast <= j["end_ts"]
-              and as_of_s - epoch_seconds(plast) >= oc.inactive_churn_after):
+              and seconds_between(as_of, plast) >= oc.inactive_churn_after):
             j["churned"] = True
         else:
             j["churned"] = False

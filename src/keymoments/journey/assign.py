@@ -16,7 +16,7 @@ import ibis
 import ibis.expr.types as ir
 
 from ..config.analysis import JourneysConfig, JourneyType
-from ..engine.expr import epoch_seconds
+from ..engine.expr import epoch_micros
 
 __all__ = ["assign_journeys"]
 
@@ -60,7 +60,7 @@ def assign_journeys(events: ir.Table, config: JourneysConfig, types: list[Journe
     null_str = ibis.null().cast("string")
     jkey = (ibis.cases(*[(e.journey_type == t.name, e[f"_ref_{t.key}"]) for t in keyed],
                        else_=null_str) if keyed else null_str)
-    e = e.mutate(journey_key=jkey, _epoch=epoch_seconds(e.ts))
+    e = e.mutate(journey_key=jkey, _epoch=epoch_micros(e.ts))
 
     gap_of = {t.name: t.gap for t in types}
     gap_of[config.catch_all] = config.catch_all_gap
@@ -111,7 +111,7 @@ def _runs(e: ir.Table, carried: list[str]) -> ir.Table:
     prev_channel = e._swc.lag().over(w)
     new_run = (
         prev_epoch.isnull()
-        | (e._gap.notnull() & ((e._epoch - prev_epoch) > e._gap))
+        | (e._gap.notnull() & ((e._epoch - prev_epoch) > e._gap * 1e6))
         | e._is_start
         | prev_end.fill_null(False)
     )

@@ -29,7 +29,7 @@ import ibis.expr.types as ir
 
 from ..config.analysis import JourneysConfig, JourneyType, MomentsConfig, OutcomesConfig
 from ..engine import small_result
-from ..engine.expr import epoch_seconds
+from ..engine.expr import seconds_between
 from ..taxonomy import is_purchase_event
 
 __all__ = ["summarize_journeys", "moment_candidates", "channel_vocabulary", "MAX_CHANNEL_FLAGS"]
@@ -181,8 +181,8 @@ def summarize_journeys(je: ir.Table, journeys: JourneysConfig, types: list[Journ
     j = j.mutate(remembered=((intense + j.end_v) / 2), remembered_model=ibis.literal("peak_end"))
 
     # status
-    dur = epoch_seconds(j.end_ts) - epoch_seconds(j.start_ts)
-    idle = epoch_seconds(as_of) - epoch_seconds(j.end_ts)
+    dur = seconds_between(j.end_ts, j.start_ts)
+    idle = seconds_between(as_of, j.end_ts)
     j = j.mutate(duration_s=dur.cast(_F), idle_s=idle.cast(_F), as_of=as_of)
     if materialize is not None:
         j = materialize("_km_jbase", j)
@@ -244,7 +244,7 @@ def summarize_journeys(je: ir.Table, journeys: JourneysConfig, types: list[Journ
 
     # outcomes: repurchase and churn
     j = j.left_join(n, j.journey_id == n._nj).drop("_nj")
-    gap_next = epoch_seconds(j._next) - epoch_seconds(j.end_ts)
+    gap_next = seconds_between(j._next, j.end_ts)
     rep = outcomes.repurchase_within
     # known once the whole window has passed, either way: a recent journey already
     # followed by a purchase is not marked before the others, or a share of the known
@@ -254,8 +254,8 @@ def summarize_journeys(je: ir.Table, journeys: JourneysConfig, types: list[Journ
         (j._next.notnull() & (gap_next <= rep), True),
         else_=False,
     )
-    after_churn = epoch_seconds(j._churn_ts) - epoch_seconds(j.start_ts)
-    quiet = epoch_seconds(as_of) - epoch_seconds(j._last)
+    after_churn = seconds_between(j._churn_ts, j.start_ts)
+    quiet = seconds_between(as_of, j._last)
     churned = ibis.cases(  # known once churn_within has passed, as repurchased
         (j.idle_s < outcomes.churn_within, ibis.null().cast("boolean")),
         (j._churn_ts.notnull() & (after_churn >= 0) & (after_churn <= outcomes.churn_within), True),

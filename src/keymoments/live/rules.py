@@ -75,7 +75,7 @@ def _trigger_sql(rule: ActionRule, catch_all: str, as_of: str,
                 f"j.end_ts + to_microseconds(CAST({int(t.idle * 1e6)} AS BIGINT)) AS trigger_ts "
                 f"FROM {journeys} j {last} WHERE NOT coalesce(j.has_end, FALSE) "
                 f"AND j.status IN ('open', 'stalled') "
-                f"AND epoch({as_of}) - epoch(j.end_ts) >= {float(t.idle)!r} "
+                f"AND epoch_us({as_of}) - epoch_us(j.end_ts) >= {int(t.idle * 1e6)} "
                 f"AND j.journey_type <> {literal(catch_all)} {jt}")
     assert t.on == "ended_unresolved"
     types = types or list(_UNRESOLVED_TYPES)
@@ -94,7 +94,8 @@ def _trigger_sql(rule: ActionRule, catch_all: str, as_of: str,
 def _recent(rule: ActionRule, as_of: str) -> str:
     """The ``within`` limit of a trigger, as a condition on its time."""
     within = rule.trigger.within
-    return "" if within is None else f" AND epoch({as_of}) - epoch(t.trigger_ts) <= {float(within)!r}"
+    return ("" if within is None else
+            f" AND epoch_us({as_of}) - epoch_us(t.trigger_ts) <= {int(within * 1e6)}")
 
 
 def _conditions(rule: ActionRule) -> str:
@@ -195,7 +196,7 @@ def candidates_small(config, events: list[dict], derived, as_of,
     rules = [r for r in (rules if rules is not None else config.actions.rules) if r.enabled]
     if not rules:
         return []
-    from ..engine.small import epoch_seconds
+    from ..engine.small import epoch_micros
 
     by_person: dict[str, list[dict]] = {}
     for e in events:
@@ -221,7 +222,7 @@ def candidates_small(config, events: list[dict], derived, as_of,
     last = {j: max(rows, key=lambda e: e["seq"])["event_id"] for j, rows in lang.items()}
     journeys = {j["journey_id"]: j for j in derived.journeys}
     resolved = {m["journey_id"] for m in derived.moments if m["kind"] == "resolution"}
-    as_of_s = epoch_seconds(as_of)
+    as_of_us = epoch_micros(as_of)
     out = []
     for order, rule in enumerate(rules):
         t, w = rule.trigger, rule.when
@@ -258,7 +259,7 @@ def candidates_small(config, events: list[dict], derived, as_of,
         elif t.on == "stalled":
             for j in derived.journeys:
                 if (not j["has_end"] and j["status"] in ("open", "stalled")
-                        and as_of_s - epoch_seconds(j["end_ts"]) >= float(t.idle)
+                        and as_of_us - epoch_micros(j["end_ts"]) >= int(t.idle * 1e6)
                         and j["journey_type"] != config.journeys.catch_all
                         and not (types and j["journey_type"] not in types)):
                     fired.append((j["journey_id"], last.get(j["journey_id"]),
@@ -284,7 +285,7 @@ def candidates_small(config, events: list[dict], derived, as_of,
                     or (w.min_value is not None and not (value or 0) >= w.min_value)
                     or (w.max_value is not None and not (value or 0) <= w.max_value)
                     or (t.within is not None
-                        and not as_of_s - epoch_seconds(ts) <= float(t.within))):
+                        and not as_of_us - epoch_micros(ts) <= int(t.within * 1e6))):
                 continue
             out.append({"rule_order": order, "rule": rule.name, "event_id": event_id,
                         "trigger_ts": ts, "journey_id": journey_id,

@@ -26,7 +26,7 @@ import ibis.expr.types as ir
 from ruamel.yaml import YAML
 
 from ..config.analysis import UNIT_SECONDS, ValenceConfig, ValenceRule
-from ..engine.expr import epoch_seconds
+from ..engine.expr import epoch_micros, epoch_seconds
 
 __all__ = ["gap_valence", "rule_inputs", "rule_outputs", "rule_window_inputs", "window_columns",
            "effective_rules", "default_rules", "WINDOW_KINDS", "add_window_inputs"]
@@ -95,7 +95,7 @@ def _reason(rule: ValenceRule, default: str, gap_text=None, value=None) -> ir.St
 
 def rule_inputs(e: ir.Table, i: int, rule: ValenceRule) -> dict[str, ir.Value]:
     """Columns a rule needs, computed once (``_a{i}``: applies; ``_g{i}``: the gap or
-    measure; ``_p{i}``: previous contact time; ``_x{i}``: interrupted so far)."""
+    measure, or the contact's time in microseconds; ``_p{i}``: the previous contact's; ``_x{i}``: interrupted so far)."""
     cols: dict[str, ir.Value] = {f"_a{i}": e.event_type.isin(rule.event_types)}
     if rule.kind == "expectation_gap":
         unit = UNIT_SECONDS[rule.unit]
@@ -110,7 +110,7 @@ def rule_inputs(e: ir.Table, i: int, rule: ValenceRule) -> dict[str, ir.Value]:
     elif rule.kind == "measure_above":
         cols[f"_g{i}"] = e.measures.get(rule.measure)
     elif rule.kind == "repeat_contact":
-        cols[f"_g{i}"] = epoch_seconds(e.ts)
+        cols[f"_g{i}"] = epoch_micros(e.ts)
     if rule.kind in WINDOW_KINDS and not all(c in e.columns for c in window_columns(i, rule)):
         cols.update(rule_window_inputs(e, i, rule))
     return cols
@@ -132,7 +132,7 @@ def rule_window_inputs(e: ir.Table, i: int, rule: ValenceRule) -> dict[str, ir.V
     if rule.kind == "repeat_contact":
         applies = e.event_type.isin(rule.event_types)
         w = ibis.window(group_by=[e.person_id, applies], order_by=[e.ts, e.event_id])
-        return {f"_p{i}": epoch_seconds(e.ts).lag().over(w)}
+        return {f"_p{i}": epoch_micros(e.ts).lag().over(w)}
     if rule.kind == "first_contact_resolution":
         w = ibis.window(group_by=e.journey_id, order_by=[e.ts, e.event_id], following=0)
         return {f"_x{i}": _interruptions(e, rule).sum().over(w) - _resolution(e, rule)}
@@ -170,7 +170,7 @@ def add_window_inputs(e: ir.Table, rules: list[ValenceRule]) -> ir.Table:
         if rule.kind == "repeat_contact":
             member = sub.event_type.isin(rule.event_types)
             w = ibis.window(group_by=[sub.person_id, member], order_by=[sub.ts, sub.event_id])
-            value = epoch_seconds(sub.ts).lag().over(w)
+            value = epoch_micros(sub.ts).lag().over(w)
             cols[f"_p{i}"] = ibis.cases((member, value), else_=ibis.null().cast(value.type()))
         else:  # first_contact_resolution
             member = sub.event_type.isin([*rule.event_types, *rule.interrupting])
@@ -212,7 +212,7 @@ def rule_outputs(e: ir.Table, i: int, rule: ValenceRule) -> tuple[ir.FloatingVal
         v, why = ibis.literal(float(rule.valence)), _reason(rule, rule.name, value=_fmt(m))
     elif rule.kind == "repeat_contact":
         prev = e[f"_p{i}"]
-        have = prev.notnull() & ((e[f"_g{i}"] - prev) <= rule.window)
+        have = prev.notnull() & ((e[f"_g{i}"] - prev) <= rule.window * 1e6)  # (microseconds)
         v, why = ibis.literal(float(rule.valence)), _reason(rule, rule.name)
     elif rule.kind == "first_contact_resolution":
         interrupted = e[f"_x{i}"] > 0
