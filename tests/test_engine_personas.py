@@ -355,3 +355,38 @@ def test_exactly_a_gap_or_a_window_apart_holds_wherever_the_seconds_fall(make_wo
         "SELECT journey_key, v_rules IS NOT NULL FROM journey_events "
         "WHERE journey_key IN ('T2', 'U2')").fetchall())
     assert repeat == {"T2": True, "U2": False}
+
+
+def test_idle_exactly_stall_or_abandon_after_is_stalled_or_abandoned(make_workspace):
+    """'Idle this long and it is abandoned': an order idle exactly 20 days at as_of
+    (2024-03-01) is abandoned, one idle exactly 10 days stalled, 1 second less open
+    and stalled (by hand from the purchase type's stall_after 10d, abandon_after 20d)."""
+    events = [ev("a", "2024-02-10T00:00:00Z", "order_placed", order_id="A"),
+              ev("b", "2024-02-10T00:00:01Z", "order_placed", order_id="B"),
+              ev("c", "2024-02-20T00:00:00Z", "order_placed", order_id="C"),
+              ev("d", "2024-02-20T00:00:01Z", "order_placed", order_id="D")]
+    ws = make_workspace(CONFIG, {"events.jsonl": "".join(json.dumps(e) + "\n" for e in events)})
+    ws.ingest("events")
+    ws.build()
+    got = dict(ws.con.execute("SELECT journey_key, status FROM journeys").fetchall())
+    assert got == {"A": "abandoned", "B": "stalled", "C": "stalled", "D": "open"}
+
+
+def test_churn_counts_the_first_churn_event_from_the_journeys_start(make_workspace):
+    """Eva cancels, comes back, orders and cancels again 3 days after that order: the
+    order's journey churned (before, only her first cancellation counted: it came
+    before this journey, so it was not churned). Her first order, cancelled 60 days
+    after its start, is past churn_within (30d): not churned by that event; she came
+    back, so not churned by inactivity either. By hand, as_of 2024-03-01."""
+    config = CONFIG.replace("  repurchase_within: 40d", "  repurchase_within: 40d\n"
+                            "  churn_within: 30d\n  inactive_churn_after: 200d")
+    events = [ev("eva", "2023-09-01T00:00:00Z", "order_placed", order_id="E1"),
+              ev("eva", "2023-10-31T00:00:00Z", "subscription_cancelled"),
+              ev("eva", "2023-12-01T00:00:00Z", "order_placed", order_id="E2"),
+              ev("eva", "2023-12-04T00:00:00Z", "subscription_cancelled")]
+    ws = make_workspace(config, {"events.jsonl": "".join(json.dumps(e) + "\n" for e in events)})
+    ws.ingest("events")
+    ws.build()
+    got = dict(ws.con.execute("SELECT journey_key, churned FROM journeys "
+                              "WHERE journey_type = 'purchase'").fetchall())
+    assert got == {"E1": False, "E2": True}

@@ -251,8 +251,7 @@ def derive(events, config: Config, types: list[JourneyType], as_of, text_scores,
 
     t = time.perf_counter()
     as_of_expr = ibis.literal(as_of, type="timestamp('UTC')")
-    person_last = events.group_by("person_id").aggregate(
-        last_ts=events.ts.max(), churn_ts=events.ts.min(where=events.stage == "churn"))
+    person_last = events.group_by("person_id").aggregate(last_ts=events.ts.max())
     rated = events.filter(events.rating.notnull())  # an outcome is a rated event
     rated = rated.select("event_id", "rating", "rating_scale")
     journeys = summarize_journeys(je, config.journeys, types, config.outcomes, config.moments,

@@ -169,9 +169,9 @@ class JourneyType(Strict):
     the person's events of ``event_types``/``stages`` that begins at a ``start``
     event (or after ``gap`` of inactivity) and ends at an ``end`` event.
 
-    ``stall_after``: idle this long without an end event and the journey is
-    stalled (default: the 90th percentile duration of this type's completed
-    journeys); ``abandon_after``: idle this long and it is abandoned.
+    ``stall_after``: idle this long (or longer) without an end event and the journey
+    is stalled (default: the 90th percentile duration of this type's completed
+    journeys); ``abandon_after``: idle this long (or longer) and it is abandoned.
     """
 
     name: str
@@ -248,8 +248,10 @@ class JourneysConfig(Strict):
 
 class OutcomesConfig(Strict):
     """What counts as a journey's outcome: feedback given in it, a repurchase
-    within ``repurchase_within`` of its end, churn (a churn-stage event within
-    ``churn_within``, or no activity at all for ``inactive_churn_after``).
+    within ``repurchase_within`` of its end, churn (the person's first churn-stage
+    event from the journey's start on, within ``churn_within`` of that start; or no
+    activity at all for ``inactive_churn_after`` after the journey, judged at
+    ``journeys.as_of``: a person who came back is not churned).
 
     A purchase is a journey of one of ``purchase_types`` that holds a purchase event:
     an event the taxonomy tags with the key moment ``purchase`` (``order_placed``,

@@ -30,6 +30,7 @@ from zero, ``row_number`` is 0-based, and strings order by code point.
 
 from __future__ import annotations
 
+import bisect
 import math
 import re
 from collections import defaultdict
@@ -455,12 +456,14 @@ def _summarize(by_journey: dict[str, list[dict]], events: list[dict], config: Co
     ends = {t.name: set(t.end) for t in types if t.end}
     starts = {t.name: set(t.start) for t in types if t.start}
     last: dict[str, datetime] = {}
-    churn: dict[str, datetime] = {}
+    churn: dict[str, list[datetime]] = {}  # (each person's churn events, in time order)
     for e in events:
         p = e["person_id"]
         last[p] = max(last[p], e["ts"]) if p in last else e["ts"]
         if e.get("stage") == "churn":
-            churn[p] = min(churn[p], e["ts"]) if p in churn else e["ts"]
+            churn.setdefault(p, []).append(e["ts"])
+    for times in churn.values():
+        times.sort()
     purchase = set(oc.purchase_types)
     out = []
     for jid, rows in by_journey.items():
@@ -539,9 +542,9 @@ def _summarize(by_journey: dict[str, list[dict]], events: list[dict], config: Co
             status = "completed"
         elif jtype == jc.catch_all:
             status = "completed" if idle > jc.catch_all_gap else "open"
-        elif idle > abandon.get(jtype, float(jc.catch_all_gap)):
+        elif idle >= abandon.get(jtype, float(jc.catch_all_gap)):
             status = "abandoned"
-        elif _gt(idle, stall):
+        elif _ge(idle, stall):
             status = "stalled"
         else:
             status = "open"
@@ -555,11 +558,14 @@ def _summarize(by_journey: dict[str, list[dict]], events: list[dict], config: Co
             j["repurchased"] = (nxt is not None
                                 and seconds_between(nxt, j["end_ts"]) <= rep)
         person = j["person_id"]
-        pchurn, plast = churn.get(person), last.get(person)
-        after = seconds_between(pchurn, j["start_ts"])
+        plast = last.get(person)
+        # the person's first churn event from the journey's start on
+        times = churn.get(person, [])
+        at = bisect.bisect_left(times, j["start_ts"])
+        after = seconds_between(times[at], j["start_ts"]) if at < len(times) else None
         if _lt(idle, oc.churn_within):
             j["churned"] = None
-        elif after is not None and 0 <= after <= oc.churn_within:
+        elif after is not None and after <= oc.churn_within:
             j["churned"] = True
         elif (plast is not None and plast <= j["end_ts"]
               and seconds_between(as_of, plast) >= oc.inactive_churn_after):

@@ -92,8 +92,7 @@ def summarize_journeys(je: ir.Table, journeys: JourneysConfig, types: list[Journ
                        rated: ir.Table | None = None, inline_p90: bool = False,
                        typical: ir.Table | None = None) -> ir.Table:
     """Journeys with status, outcome and moment features. ``person_last`` has
-    ``person_id, last_ts, churn_ts`` (the person's last event of any kind, first
-    churn event). ``rated`` (``event_id, rating, rating_scale``: the rated events),
+    ``person_id, last_ts`` (the person's last event of any kind). ``rated`` (``event_id, rating, rating_scale``: the rated events),
     when given, adds the outcome's ``outcome_rating`` and ``outcome_scale``.
     ``inline_p90`` reads the typical durations (one number per journey type) and
     writes them into the expression as literals instead of joining them: fewer
@@ -190,7 +189,9 @@ def summarize_journeys(je: ir.Table, journeys: JourneysConfig, types: list[Journ
     # outcome inputs, narrow, one row per journey: the person's next purchase (the
     # earliest first purchase event of the purchases that started after this one, by
     # start: a window over narrow rows, as sorting the wide rows costs more than the
-    # join), the person's last event and first churn event. A purchase's first
+    # join), the person's last event and first churn event from the journey's start
+    # on (a join of the journeys of persons with one to their few churn events). A
+    # purchase's first
     # purchase event from an aggregate of the few purchase events, joined to the narrow
     # rows (in the journeys' aggregate, the test on every event cost it more: 10M
     # events, journeys step 49.9 -> 63.4 s, one run each)
@@ -200,9 +201,15 @@ def summarize_journeys(je: ir.Table, journeys: JourneysConfig, types: list[Journ
     n = n.left_join(buys, n.journey_id == buys._bj).drop("_bj")
     later = ibis.window(group_by=n.person_id, order_by=[n.start_ts, n.journey_id], rows=(1, None))
     n = n.select(_nj=n.journey_id, _np=n.person_id, _next=n._pts.min().over(later))
-    pl = person_last.select(_pp=person_last.person_id, _last=person_last.last_ts,
-                            _churn_ts=person_last.churn_ts)
+    pl = person_last.select(_pp=person_last.person_id, _last=person_last.last_ts)
+    churn = je.filter(je.stage == "churn")
+    churn = churn.select(_cp=churn.person_id, _cts=churn.ts)
+    starts = j.select(_cj=j.journey_id, _cpp=j.person_id, _cs=j.start_ts)
+    churns = starts.inner_join(churn, starts._cpp == churn._cp)
+    churns = churns.filter(churns._cts >= churns._cs)
+    churns = churns.group_by("_cj").aggregate(_churn_ts=churns._cts.min())
     n = n.left_join(pl, n._np == pl._pp).drop("_np", "_pp")
+    n = n.left_join(churns, n._nj == churns._cj).drop("_cj")
     if materialize is not None:
         n = materialize("_km_jnext", n)
 
@@ -236,8 +243,10 @@ def summarize_journeys(je: ir.Table, journeys: JourneysConfig, types: list[Journ
         (j.has_end, "completed"),
         (catch_all & (j.idle_s > journeys.catch_all_gap), "completed"),
         (catch_all, "open"),
-        (j.idle_s > abandon_after, "abandoned"),
-        (stall_after.notnull() & (j.idle_s > stall_after), "stalled"),
+        # idle "this long" (or longer) is abandoned, stalled; a catch-all run ends as
+        # its gap splits: strictly longer
+        (j.idle_s >= abandon_after, "abandoned"),
+        (stall_after.notnull() & (j.idle_s >= stall_after), "stalled"),
         else_="open",
     )
     j = j.mutate(status=status).drop("_p90")
@@ -258,7 +267,7 @@ def summarize_journeys(je: ir.Table, journeys: JourneysConfig, types: list[Journ
     quiet = seconds_between(as_of, j._last)
     churned = ibis.cases(  # known once churn_within has passed, as repurchased
         (j.idle_s < outcomes.churn_within, ibis.null().cast("boolean")),
-        (j._churn_ts.notnull() & (after_churn >= 0) & (after_churn <= outcomes.churn_within), True),
+        (j._churn_ts.notnull() & (after_churn <= outcomes.churn_within), True),
         ((j._last <= j.end_ts) & (quiet >= outcomes.inactive_churn_after), True),
         else_=False,
     )

@@ -133,7 +133,7 @@ COLUMN_DOCS: dict[str, dict[str, tuple[str, str]]] = {
         "journey_key": ("VARCHAR", "the correlation reference (order id, ticket id) of keyed journeys"),
         "person_id": ("VARCHAR", "the person"),
         "seq": ("BIGINT NOT NULL", "0-based position in the journey (time, then event id)"),
-        "channel_switch": ("BIGINT", "1 when the channel differs from the previous event's in the journey (both known; a feedback event, such as a survey answer, is no step on another channel)"),
+        "channel_switch": ("BIGINT", "1 when the channel differs from the previous event's in the journey (both known; a feedback event, such as a survey answer, is no step on another channel: neither a switch nor one to compare with, so web, a review by e-mail, then the carrier's app count no switch)"),
         "ts": ("TIMESTAMPTZ NOT NULL", "when"),
         "event_type": ("VARCHAR", "what happened"),
         "stage": ("VARCHAR", "stage"),
@@ -160,25 +160,27 @@ COLUMN_DOCS: dict[str, dict[str, tuple[str, str]]] = {
         "channel_switches": ("BIGINT", "consecutive events on different channels (see `journey_events.channel_switch`)"),
         "has_start": ("BOOLEAN", "contains a start event of its type"),
         "has_end": ("BOOLEAN", "contains an end event of its type"),
-        "status": ("VARCHAR", "completed, open, stalled or abandoned (as of `as_of`)"),
+        "status": ("VARCHAR", "completed (it holds an end event of its type), abandoned (idle at least its type's `abandon_after` at `as_of`), stalled (idle at least `stall_after`) or open; a catch-all journey is completed once idle longer than `catch_all_gap`, else open"),
         "idle_s": ("DOUBLE", "seconds from the last event to `as_of`"),
         "outcome_ts": ("TIMESTAMPTZ", "first feedback given in the journey"),
         "outcome_rating": ("DOUBLE", "that feedback's rating"),
         "outcome_scale": ("VARCHAR", "its scale"),
         "outcome_valence": ("DOUBLE", "that rating on [-1, 1]"),
-        "repurchased": ("BOOLEAN", "the person purchased within `repurchase_within` after this "
-                        "one ended (the first purchase event of a journey of theirs that started "
-                        "later: a journey of `outcomes.purchase_types` holding an event tagged "
-                        "`purchase` or `repeat_purchase`) (NULL until that long has passed since "
-                        "it ended, either way, so shares of the known ones are not biased "
-                        "towards repurchase)"),
-        "churned": ("BOOLEAN", "a churn event within `churn_within`, or no activity for `inactive_churn_after` (NULL until `churn_within` has passed since it ended)"),
-        "first_v": ("DOUBLE", "valence of the first impression"),
-        "peak_v": ("DOUBLE", "best valence"),
-        "valley_v": ("DOUBLE", "worst valence"),
+        "repurchased": ("BOOLEAN", "the person purchased again within `repurchase_within` of "
+                        "this journey's end: the first purchase event of the purchases of theirs "
+                        "that started after this journey started (a journey of "
+                        "`outcomes.purchase_types` holding an event tagged `purchase` or "
+                        "`repeat_purchase`) came at most that long after this one ended, or "
+                        "before it ended (an order placed while this one was open) (NULL until "
+                        "that long has passed since it ended, either way, so shares of the known "
+                        "ones are not biased towards repurchase)"),
+        "churned": ("BOOLEAN", "the person's first churn-stage event from the journey's start on came within `churn_within` of that start, or the journey holds the person's last event and `as_of` is at least `inactive_churn_after` after it (a person who came back later is not churned by inactivity) (NULL until `churn_within` has passed since it ended)"),
+        "first_v": ("DOUBLE", "valence of the first impression (the remembered score's inputs, `first_v` to `trend_v`, are the scored events before the outcome; the `moments` table spans the whole journey)"),
+        "peak_v": ("DOUBLE", "best valence before the outcome"),
+        "valley_v": ("DOUBLE", "worst valence before the outcome"),
         "end_v": ("DOUBLE", "valence of the farewell (last scored event before the outcome)"),
-        "mean_v": ("DOUBLE", "mean valence"),
-        "trend_v": ("DOUBLE", "slope of valence per event"),
+        "mean_v": ("DOUBLE", "mean valence before the outcome"),
+        "trend_v": ("DOUBLE", "slope of valence per event before the outcome"),
         "n_valenced": ("BIGINT", "events with a valence before the outcome"),
         "remembered": ("DOUBLE", "predicted remembered experience in [-1, 1]"),
         "remembered_model": ("VARCHAR", "the model that predicted it (peak_end by default)"),
