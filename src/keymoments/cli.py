@@ -441,7 +441,7 @@ def moments(ctx: click.Context, journey, kind, summary: bool, limit: int) -> Non
 @main.command()
 @click.option("--outcome", type=click.Choice(["feedback", "repurchase", "churn"]),
               default="feedback", show_default=True)
-@click.option("--folds", default=5, show_default=True)
+@click.option("--folds", default=5, show_default=True, type=click.IntRange(min=2))
 @click.pass_context
 def remembered(ctx: click.Context, outcome: str, folds: int) -> None:
     """Learn which moments predict the outcome (first, peak, valley, end, mean, trend),
@@ -458,8 +458,20 @@ def remembered(ctx: click.Context, outcome: str, folds: int) -> None:
     if model.note_:
         console.print(f"no best model: {model.note_}; journeys keep the peak-end score",
                       markup=False)
+        return
+    if model.best_ is None:
+        chance = "an AUC of 0.5" if model.scores_["peak_end"].metric == "auc" else "an R2 of 0"
+        console.print(f"no model predicts {outcome} better than chance ({chance}): read the "
+                      "weights as noise", markup=False)
     else:
-        console.print(f"best: {model.best_}")
+        console.print(f"best: {model.best_}", markup=False)
+    gain, low, high = model.gain_
+    console.print(f"learned against peak-end: {gain:+.3f} (95% interval {low:+.3f} to "
+                  f"{high:+.3f})", markup=False)
+    if outcome == "feedback":
+        why = ("it beats peak-end" if model.chosen_ == "learned" else
+               "the learned model is not clearly better than peak-end")
+        console.print(f"scoring the journeys: {model.chosen_} ({why})", markup=False)
 
 
 @main.group()

@@ -25,6 +25,7 @@ from .engine import backend
 from .journey.assign import assign_journeys
 from .journey.summary import channel_vocabulary, summarize_journeys
 from .moment.extract import extract_moments, moment_parts
+from .moment.fitting import apply_chosen
 from .retag import RetagReport, retag
 from .sql import ident, literal, rollback
 from .store.cluster import forget_order
@@ -321,6 +322,7 @@ def build(ws: Workspace, progress: Callable[[int, int], None] | None = None) -> 
                 con.execute(f"DROP TABLE IF EXISTS {ident(table)}")
                 con.execute(f"ALTER TABLE {ident(table + '__new')} RENAME TO {ident(table)}")
             forget_order(con, _STORED.values())  # (new tables, in the build's order)
+            apply_chosen(ws, only_learned=True)  # (a learned remembered score stays)
             con.execute("COMMIT")
         except BaseException:
             rollback(con)

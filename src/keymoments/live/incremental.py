@@ -47,6 +47,7 @@ import pyarrow as pa
 import ibis
 
 from ..engine.small import derive_small
+from ..moment.fitting import apply_chosen
 from ..pipeline import ENGINE_EVENT_COLUMNS, derive, journey_types, resolve_as_of
 from ..sql import ident, literal, member_of, registered, rollback
 from ..store.schema import COLUMN_DOCS
@@ -439,6 +440,8 @@ def _update(ws: Workspace, persons: list[str], loads, own_transaction: bool,
             # stored tables: a scan of those grows with the workspace (~200 ms at 1M)
             fired = fire_actions(ws, _PERSONS, {"events": _EVENTS, **_WORKING}, as_of=as_of)
             filled += [_EVENTS, *(t for t, _ in _plan(ws, types, scorer.name))]
+        # the chosen remembered-score model scores the rows just written
+        apply_chosen(ws, f"person_id IN (SELECT person_id FROM {_PERSONS})", only_learned=True)
         for load in loads:
             con.execute(f"INSERT INTO live_loads VALUES ({literal(load)}, now())")
         # emptied in the transaction that filled them: their rows are never written

@@ -1,9 +1,12 @@
 """Fit the remembered score on a workspace and keep the evidence.
 
 The comparison of models is stored in ``remembered_models``. When the learned
-model explains the feedback outcome better than the peak-end default, it rescores
-``journeys.remembered`` (which then names ``learned`` as its model); journeys are
-otherwise left with the default.
+model beats the peak-end default on the feedback outcome (its gain's paired
+interval above 0, see :mod:`keymoments.moment.remembered`), it scores
+``journeys.remembered`` (which then names ``learned`` as its model) and is marked
+``chosen``; otherwise peak-end is chosen and scores them. A build and a live update
+score the journeys they write with the chosen model (:func:`apply_chosen`), so a
+rebuild keeps the learned scores.
 """
 
 from __future__ import annotations
@@ -11,15 +14,13 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
-import pyarrow as pa
-
 from ..sql import rollback
 from .remembered import FEATURES, RememberedScore
 
 if TYPE_CHECKING:
     from ..store.workspace import Workspace
 
-__all__ = ["fit_remembered"]
+__all__ = ["apply_chosen", "fit_remembered"]
 
 
 def fit_remembered(ws: Workspace, outcome: str = "feedback", apply: bool = True,
@@ -34,28 +35,59 @@ def fit_remembered(ws: Workspace, outcome: str = "feedback", apply: bool = True,
     if not apply:
         return model
     con = ws.con
+    scoring = outcome == "feedback"  # (only the feedback fit scores the journeys)
     con.execute("BEGIN TRANSACTION")
     try:
         weights = json.dumps({f: list(v) for f, v in model.weights_.items()}
                              | {"intercept": model.intercept_})
-        con.execute("UPDATE remembered_models SET chosen = FALSE WHERE outcome = ?", [outcome])
+        if scoring:
+            con.execute("UPDATE remembered_models SET chosen = FALSE WHERE outcome = ?", [outcome])
         for s in model.scores_.values():
             con.execute(
                 "INSERT INTO remembered_models VALUES (now(), ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [outcome, s.model, weights if s.model == "learned" else None, s.metric, s.score,
-                 s.low, s.high, model.n_, s.model == model.best_ and outcome == "feedback"])
-        if outcome == "feedback" and model.best_ == "learned":
-            rows = ws.con.execute(
-                f"SELECT journey_id, {cols} FROM journeys WHERE n_valenced > 0").to_arrow_table()
-            X = {f: rows.column(f).to_numpy(zero_copy_only=False).astype(float) for f in FEATURES}
-            scores = model.predict(X)
-            con.register("_km_rem", pa.table({"journey_id": rows.column("journey_id"),
-                                               "score": pa.array(scores, pa.float64())}))
-            con.execute("""UPDATE journeys SET remembered = r.score, remembered_model = 'learned'
-                           FROM _km_rem r WHERE journeys.journey_id = r.journey_id""")
-            con.unregister("_km_rem")
+                 s.low, s.high, model.n_, scoring and s.model == model.chosen_])
+        if scoring:
+            apply_chosen(ws)
         con.execute("COMMIT")
     except BaseException:
         rollback(con)
         raise
     return model
+
+
+def remembered_sql(weights: dict | None) -> str:
+    """The remembered score of a journeys row: the learned model's (``weights`` as
+    stored: feature -> [weight, low, high] and ``intercept``; clipped to [-1, 1], a
+    missing trend as 0, as :meth:`RememberedScore.predict`) or peak-end's (None).
+
+    >>> remembered_sql(None)
+    '((CASE WHEN abs(peak_v) >= abs(valley_v) THEN peak_v ELSE valley_v END) + end_v) / 2'
+    """
+    if weights is None:
+        return "((CASE WHEN abs(peak_v) >= abs(valley_v) THEN peak_v ELSE valley_v END) + end_v) / 2"
+    terms = " + ".join(
+        f"{float(weights[f][0])!r} * {'coalesce(trend_v, 0)' if f == 'trend_v' else f}"
+        for f in FEATURES)
+    return f"greatest(-1.0, least(1.0, {float(weights['intercept'])!r} + {terms}))"
+
+
+def chosen_weights(ws: Workspace) -> dict | None:
+    """The learned weights scoring the journeys (the latest chosen feedback fit, when
+    the learned model is it), or None: peak-end scores them."""
+    row = ws.con.execute(
+        "SELECT model, weights FROM remembered_models WHERE outcome = 'feedback' AND chosen "
+        "ORDER BY fitted_at DESC LIMIT 1").fetchone()
+    return json.loads(row[1]) if row and row[0] == "learned" and row[1] else None
+
+
+def apply_chosen(ws: Workspace, where: str = "TRUE", only_learned: bool = False) -> None:
+    """Score the journeys matching ``where`` (SQL on ``journeys``) with the chosen model.
+    ``only_learned``: do nothing when peak-end is chosen (the derived rows already hold
+    its score: a build, a live update)."""
+    weights = chosen_weights(ws)
+    if weights is None and only_learned:
+        return
+    model = "learned" if weights is not None else "peak_end"
+    ws.con.execute(f"UPDATE journeys SET remembered = {remembered_sql(weights)}, "
+                   f"remembered_model = '{model}' WHERE n_valenced > 0 AND ({where})")

@@ -11,8 +11,17 @@ workspace has, and compared by cross-validation with three simpler models:
 
 Each simple model is calibrated (a straight line from its score to the outcome)
 inside the cross-validation, so the comparison is fair. Outcomes: ``feedback``
-(the journey's first rating, on [-1, 1]; scored by R²), ``repurchase`` and
-``churn`` (binary; scored by ROC AUC). Intervals are 95% bootstrap intervals.
+(the journey's first rating, on [-1, 1]; scored by R² of the out-of-fold
+predictions), ``repurchase`` and ``churn`` (binary, folds stratified by class;
+scored by the mean of the folds' ROC AUC: each fold's model is calibrated on its
+own, so pooling their predictions biases the AUC towards 0.5 and below). Intervals
+are 95% bootstrap intervals (rows resampled within folds).
+
+``best_`` is the model with the best score, or None when none predicts better
+than chance (R² at most 0, AUC at most 0.5). ``chosen_`` is the model to score
+the journeys with: ``learned`` only when it beats the peak-end default in a paired
+bootstrap (the interval of its gain, ``gain_``, above 0), else ``peak_end``: a
+point score alone picked the learned model from pure noise ~4% of the time.
 
 >>> import numpy as np
 >>> rng = np.random.default_rng(0)
@@ -20,8 +29,8 @@ inside the cross-validation, so the comparison is fair. Outcomes: ``feedback``
 >>> X = {f: rng.uniform(-1, 1, n) for f in FEATURES}
 >>> y = 0.2 * X["first_v"] + 0.5 * X["end_v"] + 0.3 * X["valley_v"] + rng.normal(0, 0.1, n)
 >>> fit = RememberedScore(n_boot=50).fit_arrays(X, y)
->>> round(fit.weights_["end_v"][0], 1), fit.best_
-(0.5, 'learned')
+>>> round(fit.weights_["end_v"][0], 1), fit.best_, fit.chosen_
+(0.5, 'learned', 'learned')
 """
 
 from __future__ import annotations
@@ -78,6 +87,10 @@ class RememberedScore:
     intercept_: float = 0.0
     scores_: dict[str, ModelScore] = field(default_factory=dict)
     best_: str | None = None
+    #: the model to score journeys with (see the module): learned or peak_end
+    chosen_: str = "peak_end"
+    #: the learned model's score minus peak-end's, with its paired 95% interval
+    gain_: tuple[float, float, float] | None = None
     #: why the comparison says nothing (every journey has one scored moment), or None
     note_: str | None = None
     n_: int = 0
@@ -116,6 +129,8 @@ class RememberedScore:
         m, y = m[ok], y[ok]
         self.n_ = len(y)
         binary = self.outcome != "feedback"
+        if self.folds < 2:
+            raise KeymomentsError(f"folds must be at least 2, not {self.folds}")
         need = max(30, self.folds * 4)
         if self.n_ < need:
             raise KeymomentsError(
@@ -127,17 +142,31 @@ class RememberedScore:
                 f"all {self.n_:,} journeys with scored moments are {kind} {self.outcome}: "
                 f"nothing to tell apart (the remembered score needs journeys with and without "
                 f"{self.outcome})")
+        if binary and (few := int(min((y == 0).sum(), (y == 1).sum()))) < self.folds:
+            kind = "with" if (y == 1).sum() == few else "without"
+            raise KeymomentsError(
+                f"only {few} of {self.n_:,} journeys are {kind} {self.outcome}: each of the "
+                f"{self.folds} folds needs one of each to score the models (fewer folds, or "
+                "more data)")
+        if not binary and np.ptp(y) == 0:
+            raise KeymomentsError(
+                f"every one of the {self.n_:,} journeys has the same {self.outcome} ({y[0]:g}): "
+                "nothing to explain")
         rng = np.random.default_rng(self.seed)
-        fold = rng.permutation(self.n_) % self.folds
-        preds = {name: np.empty(self.n_) for name in MODELS}
+        fold = self._folds(y, binary, rng)
+        preds = {name: np.full(self.n_, np.nan) for name in MODELS}
         for k in range(self.folds):
             train, test = fold != k, fold == k
             for name in MODELS:
                 model = self._fit_one(name, m[train], y[train], binary)
                 preds[name][test] = self._predict_one(name, model, m[test], binary)
         metric = "auc" if binary else "r2"
-        self.scores_ = {name: self._score(name, y, preds[name], metric, rng) for name in MODELS}
+        self.scores_, self.gain_ = self._scores(y, preds, fold, metric, rng)
         self.best_ = max(self.scores_, key=lambda n: self.scores_[n].score)
+        chance = 0.5 if binary else 0.0
+        if self.scores_[self.best_].score <= chance:
+            self.best_ = None
+        self.chosen_ = "learned" if self.gain_[1] > 0 else "peak_end"
         # with one scored moment per journey, first = peak = valley = end = mean: every
         # model sees the same number, so the comparison cannot pick one
         moments = m[:, [FEATURES.index(f) for f in ("first_v", "peak_v", "valley_v", "end_v")]]
@@ -146,7 +175,7 @@ class RememberedScore:
             "models cannot differ and none is better: score more events (valence rules, "
             "text) to compare them")
         if self.note_:  # nothing to choose: the default scores the journeys
-            self.best_ = "peak_end"
+            self.best_, self.chosen_ = "peak_end", "peak_end"
         full = self._fit_one("learned", m, y, binary)
         boots = []
         for _ in range(self.n_boot):
@@ -192,20 +221,49 @@ class RememberedScore:
         X = self._design(name, m)
         return model.predict_proba(X)[:, 1] if binary else model.predict(X)
 
-    def _score(self, name: str, y: np.ndarray, p: np.ndarray, metric: str,
-               rng: np.random.Generator) -> ModelScore:
+    def _folds(self, y: np.ndarray, binary: bool, rng: np.random.Generator) -> np.ndarray:
+        """Each row's fold: a random one, stratified by class for a binary outcome."""
+        fold = np.empty(len(y), dtype=int)
+        groups = [np.flatnonzero(y == c) for c in (0, 1)] if binary else [np.arange(len(y))]
+        start = 0
+        for rows in groups:
+            fold[rows] = (rng.permutation(len(rows)) + start) % self.folds
+            start += len(rows)
+        return fold
+
+    def _scores(self, y: np.ndarray, preds: dict[str, np.ndarray], fold: np.ndarray,
+                metric: str, rng: np.random.Generator):
+        """Each model's score with its 95% interval, and the learned model's gain over
+        peak-end with its paired interval (the same resampled rows for every model;
+        rows resampled within their fold)."""
         from sklearn.metrics import r2_score, roc_auc_score
 
-        fn = roc_auc_score if metric == "auc" else r2_score
-        point = float(fn(y, p))
-        boots = []
+        folds = [np.flatnonzero(fold == k) for k in range(self.folds)]
+
+        def score(p: np.ndarray, rows: list[np.ndarray]) -> float:
+            if metric == "r2":
+                idx = np.concatenate(rows)
+                return float(r2_score(y[idx], p[idx]))
+            return float(np.mean([roc_auc_score(y[r], p[r]) for r in rows]))
+
+        point = {n: score(preds[n], folds) for n in MODELS}
+        boots: dict[str, list[float]] = {n: [] for n in MODELS}
         for _ in range(self.n_boot):
-            idx = rng.integers(0, len(y), len(y))
-            if metric == "auc" and len(np.unique(y[idx])) < 2:
+            rows = [r[rng.integers(0, len(r), len(r))] for r in folds]
+            if metric == "auc" and any(len(np.unique(y[r])) < 2 for r in rows):
                 continue
-            boots.append(fn(y[idx], p[idx]))
-        low, high = (np.percentile(boots, [2.5, 97.5]) if boots else (np.nan, np.nan))
-        return ModelScore(name, metric, point, float(low), float(high))
+            for n in MODELS:
+                boots[n].append(score(preds[n], rows))
+
+        def interval(values) -> tuple[float, float]:
+            if not len(values):
+                return float("nan"), float("nan")
+            low, high = np.percentile(values, [2.5, 97.5])
+            return float(low), float(high)
+
+        scores = {n: ModelScore(n, metric, point[n], *interval(boots[n])) for n in MODELS}
+        diff = np.array(boots["learned"]) - np.array(boots["peak_end"])
+        return scores, (point["learned"] - point["peak_end"], *interval(diff))
 
     # ---------------------------------------------------------------- output
     def predict(self, X: dict[str, np.ndarray]) -> np.ndarray:
@@ -224,13 +282,16 @@ class RememberedScore:
         from ..results import Result
 
         rows = [{"model": s.model, "metric": s.metric, "score": s.score, "low": s.low,
-                 "high": s.high, "best": s.model == self.best_ and not self.note_}
+                 "high": s.high, "best": s.model == self.best_ and not self.note_,
+                 "scoring": s.model == self.chosen_}
                 for s in self.scores_.values()]
         weights = [{"feature": f, "weight": w, "low": lo, "high": hi}
                    for f, (w, lo, hi) in self.weights_.items()]
         return Result(pa.Table.from_pylist(rows), {
             "outcome": self.outcome, "n": self.n_, "best": None if self.note_ else self.best_,
-            "folds": self.folds,
+            "chosen": self.chosen_, "folds": self.folds,
+            "gain": None if self.gain_ is None else
+            dict(zip(("score", "low", "high"), self.gain_)),
             "note": self.note_,
             "weights": weights, "intercept": self.intercept_,
             "method": "k-fold cross-validation; 95% bootstrap intervals"})
