@@ -551,3 +551,45 @@ def test_a_format_the_reader_cannot_read_is_a_config_error(fmt, code):
         load_config_text(text)
     ok = text.replace(fmt, "%d/%m/%Y %H:%M")
     assert load_config_text(ok).sources["s"].ts.format == "%d/%m/%Y %H:%M"
+
+
+@pytest.mark.parametrize("types, fragment", [
+    ("[{name: slow, event_types: [complaint]}]\n  catch_all: slow",
+     "catch_all 'slow' is also the name of a journey type"),
+    ("[{name: t, key: ticket, event_types: [complaint]}]",
+     "journey type 't' has a 'key': it is every event that carries a ticket reference"),
+    ("[{name: t, key: ticket, stages: [support]}]", "'event_types' and 'stages' would be ignored"),
+])
+def test_journey_types_that_would_be_read_otherwise_than_written_are_errors(types, fragment):
+    """A catch-all named as a type judged that type's journeys as the catch-all's; a
+    keyed type's event_types were silently ignored (it is every event with its key)."""
+    with pytest.raises(errors.ConfigError, match=fragment):
+        load_config_text(f"journeys:\n  types: {types}\n")
+
+
+def test_a_build_warns_of_event_types_the_config_names_and_no_event_has(make_workspace):
+    """A misspelt event type made a rule that never fires, silently; the build now
+    says which rule, which name, and the stored name closest to it."""
+    config = """
+valence:
+  rules:
+    - {name: complaint_wait, kind: constant, valence: -0.5, event_types: [complaint_typo]}
+journeys:
+  types:
+    - {name: complaints, event_types: [complaint], end: [complaint_closed]}
+sources:
+  s:
+    path: e.csv
+    identifiers: {customer_id: id}
+    event_type: kind
+    ts: at
+"""
+    ws = make_workspace(config, {"e.csv": "id,kind,at\n1,complaint,2024-01-01T00:00:00Z\n"})
+    ws.ingest()
+    warnings = ws.build().warnings
+    assert warnings == (
+        "valence rule 'complaint_wait' names event type(s) no event has: 'complaint_typo' "
+        "(did you mean 'complaint'?); check the names in keymoments.yaml against the "
+        "stored events' types",
+        "journey type 'complaints' names event type(s) no event has: 'complaint_closed'; "
+        "check the names in keymoments.yaml against the stored events' types")

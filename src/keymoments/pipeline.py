@@ -351,7 +351,37 @@ def build(ws: Workspace, progress: Callable[[int, int], None] | None = None) -> 
               for t in ("journeys", "journey_events", "moments")]
     timings["total"] = time.perf_counter() - t0
     return BuildReport(counts[0], counts[1], counts[2], scored_texts, timings, retagged,
-                       _after_as_of(ws))
+                       _after_as_of(ws) + _unknown_event_types(ws))
+
+
+def _unknown_event_types(ws: Workspace) -> tuple[str, ...]:
+    """A warning per rule or journey type of the workspace's config that names event
+    types no stored event has (a misspelt name makes a rule that never fires, a type
+    that never starts or ends), with the closest stored names."""
+    import difflib
+
+    cfg = ws.config
+    named: dict[str, list[str]] = {}
+    for rule in cfg.valence.rules:
+        given = rule.interrupting if "interrupting" in rule.model_fields_set else []
+        named[f"valence rule {rule.name!r}"] = [*rule.event_types, *given]
+    for t in cfg.journeys.types or []:
+        named[f"journey type {t.name!r}"] = [*t.event_types, *t.start, *t.end]
+    if not any(named.values()):
+        return ()
+    stored = {r[0] for r in ws.con.execute("SELECT DISTINCT event_type FROM events").fetchall()}
+    if not stored:
+        return ()
+    out = []
+    for what, types in named.items():
+        missing = [t for t in dict.fromkeys(types) if t not in stored]
+        if missing:
+            close = {m: difflib.get_close_matches(m, stored, n=1, cutoff=0.75) for m in missing}
+            said = ", ".join(repr(m) + (f" (did you mean {c[0]!r}?)" if c else "")
+                             for m, c in close.items())
+            out.append(f"{what} names event type(s) no event has: {said}; check the names "
+                       "in keymoments.yaml against the stored events' types")
+    return tuple(out)
 
 
 def _after_as_of(ws: Workspace) -> tuple[str, ...]:

@@ -189,6 +189,11 @@ class JourneyType(Strict):
         if self.key is None and not (self.event_types or self.stages or self.start):
             raise ValueError("a journey type needs a 'key' (a correlation reference such as "
                              "order or ticket), or the event_types/stages it is made of")
+        if self.key is not None and (self.event_types or self.stages):
+            raise ValueError(f"journey type {self.name!r} has a 'key': it is every event that "
+                             f"carries a {self.key} reference, so 'event_types' and 'stages' "
+                             "would be ignored; remove them, or the key for a type made of "
+                             "those events")
         return self
 
 
@@ -244,6 +249,14 @@ class JourneysConfig(Strict):
     @classmethod
     def _unique(cls, v: list[JourneyType] | None) -> list[JourneyType] | None:
         return require_unique_names(v, "journey type")
+
+    @model_validator(mode="after")
+    def _catch_all_apart(self) -> JourneysConfig:
+        if self.types and self.catch_all in {t.name for t in self.types}:
+            raise ValueError(f"catch_all {self.catch_all!r} is also the name of a journey type: "
+                             "its journeys would be judged as the catch-all's; give it another "
+                             "name")
+        return self
 
 
 class OutcomesConfig(Strict):
