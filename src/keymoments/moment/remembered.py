@@ -7,7 +7,8 @@ workspace has, and compared by cross-validation with three simpler models:
 * ``peak_end``: the mean of the most intense moment and the end (the default);
 * ``mean``: the mean valence of the journey;
 * ``last``: the end alone;
-* ``learned``: a linear model of first, peak, valley, end, mean and trend.
+* ``learned``: a linear model of first, peak, valley, end, mean and trend (a journey
+  with one scored event has no trend: it counts as 0).
 
 Each simple model is calibrated (a straight line from its score to the outcome)
 inside the cross-validation, so the comparison is fair. Outcomes: ``feedback``
