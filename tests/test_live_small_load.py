@@ -87,7 +87,8 @@ _TABLES = {
     "loads": "SELECT source, rows_read, rows_loaded, rows_quarantined, rows_duplicate, "
              "events_loaded FROM loads ORDER BY started_at, finished_at",
     "quarantine": "SELECT line, field, value, reason FROM quarantine ORDER BY line, reason",
-    "km_meta": "SELECT * FROM km_meta ORDER BY key",
+    # (but the folder each workspace is in: keymoments.store.paths)
+    "km_meta": "SELECT * FROM km_meta WHERE key <> 'file_names' ORDER BY key",
 }
 
 

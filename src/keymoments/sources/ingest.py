@@ -479,7 +479,7 @@ def event_id_scheme(con) -> tuple[int, bool]:
     >>> from keymoments.store.schema import migrate
     >>> con = duckdb.connect(); _ = migrate(con)
     >>> event_id_scheme(con)
-    (3, True)
+    (4, True)
     >>> _ = con.execute("INSERT INTO km_meta VALUES ('event_id_scheme', '1')")
     >>> event_id_scheme(con)
     (1, False)
