@@ -593,3 +593,8 @@ sources:
         "stored events' types",
         "journey type 'complaints' names event type(s) no event has: 'complaint_closed'; "
         "check the names in keymoments.yaml against the stored events' types")
+
+
+def test_a_catch_all_named_as_a_default_journey_type_is_an_error():
+    with pytest.raises(errors.ConfigError, match="catch_all 'purchase' is also the name"):
+        load_config_text("journeys: {catch_all: purchase}\n")

@@ -390,3 +390,22 @@ def test_churn_counts_the_first_churn_event_from_the_journeys_start(make_workspa
     got = dict(ws.con.execute("SELECT journey_key, churned FROM journeys "
                               "WHERE journey_type = 'purchase'").fetchall())
     assert got == {"E1": False, "E2": True}
+
+
+def test_the_portable_form_counts_whole_microseconds_too():
+    """The live service replays a plan compiled over unbound tables (Ibis's portable
+    form, EPOCH of a TIMESTAMP): it rounds to whole microseconds as well, so the pair
+    of the test above is exactly 1800 s apart there too (1800.0000000002 as doubles)."""
+    import duckdb
+    import ibis
+
+    from keymoments.engine.expr import seconds_between
+
+    u = ibis.table({"a": "timestamp('UTC')", "b": "timestamp('UTC')"}, name="u")
+    sql = ibis.to_sql(seconds_between(u.a, u.b).name("d"), dialect="duckdb")
+    assert "EPOCH_US" not in sql.upper()  # (the portable form, not DuckDB's shortcut)
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute("CREATE TABLE u AS SELECT TIMESTAMPTZ '2004-01-10 13:53:18.463632+00' AS a, "
+                "TIMESTAMPTZ '2004-01-10 13:23:18.463632+00' AS b")
+    assert con.execute(sql).fetchone()[0] == 1800.0

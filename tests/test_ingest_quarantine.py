@@ -953,7 +953,9 @@ sources:
             ("3", "2026-06-16T01:00:00Z", "2026-06-15 00:00:00Z"),
             ("4", "2026-06-15T10:00:00-03:00", "2026-06-15T00:00:00-03:00"),
             ("5", "2018-11-04T10:00:00", "2018-11-03"),  # (the next midnight is skipped)
-            ("6", "2026-06-15T10:00:00", "2026-06-15")]
+            ("6", "2026-06-15T10:00:00", "2026-06-15"),
+            ("7", "2026-06-15T10:00:00Z", "2026-06-15 00:00:00 GMT"),
+            ("8", "2026-06-15T10:00:00Z", "2026-06-15 00:00:00 utc")]
     text = "id,at,promise\n" + "".join(",".join(r) + "\n" for r in rows)
     ws = make_workspace(config, {"d.csv": text})
     ws.ingest("s")
@@ -967,7 +969,9 @@ sources:
                    "3": datetime(2026, 6, 16, 0, tzinfo=utc),
                    "4": datetime(2026, 6, 16, 3, tzinfo=utc),
                    "5": datetime(2018, 11, 4, 3, tzinfo=utc),
-                   "6": datetime(2026, 6, 16, 3, tzinfo=utc)}
+                   "6": datetime(2026, 6, 16, 3, tzinfo=utc),
+                   "7": datetime(2026, 6, 16, 0, tzinfo=utc),  # (' GMT' ended at 03:00Z)
+                   "8": datetime(2026, 6, 16, 0, tzinfo=utc)}
     # a workspace on an older event id scheme ends them in the zone, as it did (the
     # promise is part of the event id: re-loading its files adds nothing)
     old = make_workspace(config, {"d.csv": text}, folder="old")

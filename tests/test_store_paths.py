@@ -147,3 +147,27 @@ def test_a_workspace_that_did_not_keep_its_folder_is_left_alone(tmp_path):
     assert ws.con.execute("SELECT value FROM km_meta WHERE key = 'file_names'"
                           ).fetchone()[0] == str(shop)
     ws.close()
+
+
+def test_a_copy_that_still_reads_the_originals_files_keeps_their_names(tmp_path):
+    """A workspace whose config names its export by its full path, copied elsewhere:
+    the copy still reads the original's file, so that name stays (rewriting it to the
+    copy's folder said the file was gone and stored its quarantined row again)."""
+    import shutil
+
+    a = tmp_path / "a"
+    a.mkdir()
+    (a / "orders.csv").write_text(ROWS)
+    (a / "keymoments.yaml").write_text(CONFIG.replace("path: orders.csv",
+                                                      f"path: {a / 'orders.csv'}"))
+    ws = km.open(a)
+    ws.ingest("orders")
+    before = _state(ws)
+    ws.close()
+    shutil.copytree(a, tmp_path / "b")
+    ws = km.open(tmp_path / "b")
+    assert _state(ws) == before
+    report = ws.ingest("orders")
+    assert not [w for w in report.warnings if "no longer found" in w]
+    assert len(ws.quarantine().to_pylist()) == 1
+    ws.close()

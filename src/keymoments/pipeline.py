@@ -187,8 +187,8 @@ def _remove_scratch_files(path: Path) -> None:
 
 def resolve_as_of(ws: Workspace):
     """The time statuses are judged at: ``journeys.as_of`` (one without an offset
-    in the workspace's ``timezone``, read as a source's times are) or the latest
-    event."""
+    in the workspace's ``timezone``; a wall time the clocks repeat is the later one,
+    as a source's are) or the latest event."""
     from datetime import datetime, timezone
 
     if ws.config.journeys.as_of:

@@ -12,6 +12,7 @@ Durations are written ``30m``, ``2h``, ``14d``, ``8w`` or ``1y`` (or seconds):
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Annotated, Literal
 
@@ -197,6 +198,21 @@ class JourneyType(Strict):
         return self
 
 
+@functools.cache
+def default_type_names() -> list[str]:
+    """The names of the packaged journey types (``keymoments/defaults/journeys.yaml``).
+
+    >>> default_type_names()
+    ['issue_resolution', 'case', 'purchase', 'browsing']
+    """
+    from importlib import resources
+
+    from ruamel.yaml import YAML
+
+    text = resources.files("keymoments").joinpath("defaults/journeys.yaml").read_text("utf-8")
+    return [t["name"] for t in YAML(typ="safe").load(text)["types"]]
+
+
 def as_of_text(value: object) -> str | None:
     """``journeys.as_of`` as ISO 8601 text, checked (YAML reads an unquoted date as a
     date: taken too).
@@ -204,10 +220,9 @@ def as_of_text(value: object) -> str | None:
     >>> import datetime
     >>> as_of_text(datetime.date(2024, 6, 30)), as_of_text(" 2024-06-30T12:00:00Z ")
     ('2024-06-30', '2024-06-30T12:00:00Z')
-    >>> as_of_text("yesterday")
+    >>> as_of_text("yesterday")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
-    ...
-    ValueError: not a time: 'yesterday'; write it in ISO 8601, e.g. '2024-06-30T00:00:00Z' (without an offset it is in the workspace's timezone)
+    ValueError: not a time: 'yesterday'; write it in ISO 8601, e.g. '2024-06-30T00:00:00Z' ...
     """
     from datetime import date, datetime
 
@@ -252,7 +267,9 @@ class JourneysConfig(Strict):
 
     @model_validator(mode="after")
     def _catch_all_apart(self) -> JourneysConfig:
-        if self.types and self.catch_all in {t.name for t in self.types}:
+        names = ({t.name for t in self.types} if self.types is not None
+                 else set(default_type_names()))
+        if self.catch_all in names:
             raise ValueError(f"catch_all {self.catch_all!r} is also the name of a journey type: "
                              "its journeys would be judged as the catch-all's; give it another "
                              "name")

@@ -58,7 +58,9 @@ def epoch_micros(ts):
     times exactly 30 minutes apart around 2004-01-10 differed by 1800.0000000002)."""
     if engine_of(ts) == "duckdb":
         return _epoch_us(ts)
-    return (ts.epoch_seconds() * 1_000_000).cast("int64")
+    # (Ibis types epoch_seconds as an integer, so a cast of the product is dropped:
+    # through a double, rounded, the microseconds are whole on every engine)
+    return (ts.epoch_seconds().cast("float64") * 1e6).round().cast("int64")
 
 
 def seconds_between(later, earlier):
@@ -66,4 +68,4 @@ def seconds_between(later, earlier):
     whole microseconds: a difference of exactly a gap or window compares equal to it."""
     if "duckdb" in (engine_of(later), engine_of(earlier)):
         return (_epoch_us(later) - _epoch_us(earlier)) / 1e6
-    return later.epoch_seconds() - earlier.epoch_seconds()
+    return (epoch_micros(later) - epoch_micros(earlier)) / 1e6

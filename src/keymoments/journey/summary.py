@@ -5,8 +5,8 @@ Status, judged at ``as_of`` (the config's, else the latest event):
 
 * **completed**: it holds an end event of its type (catch-all journeys: idle
   longer than their gap);
-* **abandoned**: no end and idle longer than the type's ``abandon_after``;
-* **stalled**: no end and idle longer than ``stall_after`` (default: the 90th
+* **abandoned**: no end and idle at least the type's ``abandon_after``;
+* **stalled**: no end and idle at least ``stall_after`` (default: the 90th
   percentile duration of the type's completed journeys);
 * **open**: otherwise.
 

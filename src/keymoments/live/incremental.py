@@ -441,7 +441,8 @@ def _update(ws: Workspace, persons: list[str], loads, own_transaction: bool,
             fired = fire_actions(ws, _PERSONS, {"events": _EVENTS, **_WORKING}, as_of=as_of)
             filled += [_EVENTS, *(t for t, _ in _plan(ws, types, scorer.name))]
         # the chosen remembered-score model scores the rows just written
-        apply_chosen(ws, f"person_id IN (SELECT person_id FROM {_PERSONS})", only_learned=True)
+        apply_chosen(ws, member_of("person_id", persons, f"SELECT person_id FROM {_PERSONS}"),
+                     only_learned=True)
         for load in loads:
             con.execute(f"INSERT INTO live_loads VALUES ({literal(load)}, now())")
         # emptied in the transaction that filled them: their rows are never written

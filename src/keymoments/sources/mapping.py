@@ -352,7 +352,10 @@ class _Slot:
         if self.c.event_id_scheme < 4 or not self._reads_iso(spec):
             return in_zone  # (typed times, epoch numbers, a 'format': the zone's day)
         text = self.text(spec)
-        wall = f"TRY_CAST({text} AS TIMESTAMP)"  # (the time as written, its offset dropped)
+        # the time as written, its offset dropped (the cast drops '+02:00' and ' UTC' but
+        # reads no ' GMT')
+        bare = f"regexp_replace({text}, ' ?([Zz]|[Uu][Tt][Cc]|[Gg][Mm][Tt])$', '')"
+        wall = f"TRY_CAST({bare} AS TIMESTAMP)"
         own = f"{parsed} + ((date_trunc('day', {wall}) + INTERVAL 1 DAY) - {wall})"
         offset = _has_offset(text, any_case=True)
         return f"(CASE WHEN {offset} AND {wall} IS NOT NULL THEN {own} ELSE {in_zone} END)"

@@ -68,13 +68,28 @@ def _source_files(root: Path, config: Config) -> list[str]:
     return sorted({os.path.normpath(f) for f in files})
 
 
+def _rename(con: duckdb.DuckDBPyConnection, names: dict[str, str]) -> None:
+    """Store each old file name of ``names`` as its new one (events, quarantine,
+    loads), in the caller's transaction."""
+    table = pa.table({"old": list(names), "new": list(names.values())})
+    with registered(con, "_km_names", table):
+        con.execute("UPDATE events SET source_file = n.new FROM _km_names n "
+                    "WHERE events.source_file = n.old")
+        con.execute("UPDATE quarantine SET file = n.new FROM _km_names n "
+                    "WHERE quarantine.file = n.old")
+    for load_id, files_read in con.execute("SELECT load_id, files FROM loads").fetchall():
+        if files_read and any(f in names for f in files_read):
+            con.execute("UPDATE loads SET files = ? WHERE load_id = ?",
+                        [[names.get(f, f) for f in files_read], load_id])
+
+
 def absolute_paths(con: duckdb.DuckDBPyConnection, root: Path, config: Config) -> int:
     """Rewrite, once, the relative file names stored by earlier loads as the absolute
     names of the files they stand for (:func:`match_stored`); returns how many names
     were rewritten."""
     done = con.execute(f"SELECT value FROM km_meta WHERE key = '{DONE_KEY}'").fetchone()
     if done is not None:
-        return moved_paths(con, done[0], root)
+        return moved_paths(con, done[0], root, config)
     stored = [r[0] for r in con.execute("""
         SELECT DISTINCT f FROM (
             SELECT DISTINCT source_file AS f FROM events
@@ -89,12 +104,7 @@ def absolute_paths(con: duckdb.DuckDBPyConnection, root: Path, config: Config) -
     con.execute("BEGIN TRANSACTION")
     try:
         if names:
-            table = pa.table({"old": list(names), "new": list(names.values())})
-            with registered(con, "_km_names", table):
-                con.execute("UPDATE events SET source_file = n.new FROM _km_names n "
-                            "WHERE events.source_file = n.old")
-                con.execute("UPDATE quarantine SET file = n.new FROM _km_names n "
-                            "WHERE quarantine.file = n.old")
+            _rename(con, names)
             # the same row stored under two names of its file is one entry (the
             # latest rejection kept: it says whether the entry is open)
             con.execute("""
@@ -102,11 +112,6 @@ def absolute_paths(con: duckdb.DuckDBPyConnection, root: Path, config: Config) -
                     SELECT quarantine_id FROM quarantine QUALIFY row_number() OVER (
                         PARTITION BY source, file, line, reason, raw
                         ORDER BY quarantined_at DESC, quarantine_id) > 1)""")
-            for load_id, files_read in con.execute(
-                    "SELECT load_id, files FROM loads").fetchall():
-                if files_read and any(f in names for f in files_read):
-                    con.execute("UPDATE loads SET files = ? WHERE load_id = ?",
-                                [[names.get(f, f) for f in files_read], load_id])
         con.execute(f"INSERT INTO km_meta VALUES ('{DONE_KEY}', ?)", [str(root)])
         con.execute("COMMIT")
     except BaseException:
@@ -115,38 +120,38 @@ def absolute_paths(con: duckdb.DuckDBPyConnection, root: Path, config: Config) -
     return len(names)
 
 
-def moved_paths(con: duckdb.DuckDBPyConnection, before: str, root: Path) -> int:
+def moved_paths(con: duckdb.DuckDBPyConnection, before: str, root: Path,
+                config: Config) -> int:
     """Rewrite the stored names under ``before`` (the folder the workspace was in at
     its last write; ``absolute`` from versions that did not keep it) to the same
-    names under ``root``; returns how many distinct names were rewritten."""
+    names under ``root``, each only when that is a file a source reads now and the old
+    name is not (a copy whose config still names the original's files by their full
+    path keeps them); returns how many distinct names were rewritten."""
     here = str(root)
     if before == here or (os.path.isabs(before)
                           and os.path.realpath(before) == os.path.realpath(here)):
         return 0  # (the same folder, or the same by another link to it)
     prefix = before.rstrip(os.sep) + os.sep
-    moved = 0
+    names: dict[str, str] = {}
+    if os.path.isabs(before):
+        stored = [r[0] for r in con.execute("""
+            SELECT DISTINCT f FROM (
+                SELECT DISTINCT source_file AS f FROM events
+                UNION SELECT DISTINCT file FROM quarantine
+                UNION SELECT DISTINCT unnest(files) FROM loads)
+            WHERE starts_with(f, ?)""", [prefix]).fetchall()]
+        if stored:
+            files = set(_source_files(root, config))
+            new = here.rstrip(os.sep) + os.sep
+            names = {f: new + f[len(prefix):] for f in stored
+                     if new + f[len(prefix):] in files and f not in files}
     con.execute("BEGIN TRANSACTION")
     try:
-        if os.path.isabs(before):
-            moved = con.execute("""
-                SELECT count(DISTINCT f) FROM (
-                    SELECT source_file AS f FROM events UNION ALL SELECT file FROM quarantine
-                    UNION ALL SELECT unnest(files) FROM loads)
-                WHERE starts_with(f, ?)""", [prefix]).fetchone()[0]
-        if moved:
-            new = here.rstrip(os.sep) + os.sep
-            for table, col in (("events", "source_file"), ("quarantine", "file")):
-                con.execute(f"UPDATE {table} SET {col} = ? || {col}[?:] "
-                            f"WHERE starts_with({col}, ?)", [new, len(prefix) + 1, prefix])
-            for load_id, files_read in con.execute(
-                    "SELECT load_id, files FROM loads").fetchall():
-                if files_read and any(f.startswith(prefix) for f in files_read):
-                    con.execute("UPDATE loads SET files = ? WHERE load_id = ?",
-                                [[new + f[len(prefix):] if f.startswith(prefix) else f
-                                  for f in files_read], load_id])
+        if names:
+            _rename(con, names)
         con.execute(f"UPDATE km_meta SET value = ? WHERE key = '{DONE_KEY}'", [here])
         con.execute("COMMIT")
     except BaseException:
         rollback(con)
         raise
-    return moved
+    return len(names)
