@@ -92,8 +92,9 @@ def summarize_journeys(je: ir.Table, journeys: JourneysConfig, types: list[Journ
                        rated: ir.Table | None = None, inline_p90: bool = False,
                        typical: ir.Table | None = None) -> ir.Table:
     """Journeys with status, outcome and moment features. ``person_last`` has
-    ``person_id, last_ts`` (the person's last event of any kind). ``rated`` (``event_id, rating, rating_scale``: the rated events),
-    when given, adds the outcome's ``outcome_rating`` and ``outcome_scale``.
+    ``person_id, last_ts`` (the person's last event of any kind). ``rated``
+    (``event_id, rating, rating_scale``: the rated events), when given, adds the
+    outcome's ``outcome_rating`` and ``outcome_scale``.
     ``inline_p90`` reads the typical durations (one number per journey type) and
     writes them into the expression as literals instead of joining them: fewer
     joins, but the expression then holds results of this data (not for a plan
@@ -191,9 +192,8 @@ def summarize_journeys(je: ir.Table, journeys: JourneysConfig, types: list[Journ
     # start: a window over narrow rows, as sorting the wide rows costs more than the
     # join), the person's last event and first churn event from the journey's start
     # on (a join of the journeys of persons with one to their few churn events). A
-    # purchase's first
-    # purchase event from an aggregate of the few purchase events, joined to the narrow
-    # rows (in the journeys' aggregate, the test on every event cost it more: 10M
+    # purchase's first purchase event from an aggregate of the few purchase events,
+    # joined to the narrow rows (in the journeys' aggregate, the test on every event cost it more: 10M
     # events, journeys step 49.9 -> 63.4 s, one run each)
     buy = je.filter(je.journey_type.isin(outcomes.purchase_types) & is_purchase_event(je.moment))
     buys = buy.group_by(_bj=buy.journey_id).aggregate(_pts=buy.ts.min())

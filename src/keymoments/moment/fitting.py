@@ -65,7 +65,8 @@ def remembered_sql(weights: dict | None) -> str:
     '((CASE WHEN abs(peak_v) >= abs(valley_v) THEN peak_v ELSE valley_v END) + end_v) / 2'
     """
     if weights is None:
-        return "((CASE WHEN abs(peak_v) >= abs(valley_v) THEN peak_v ELSE valley_v END) + end_v) / 2"
+        intense = "CASE WHEN abs(peak_v) >= abs(valley_v) THEN peak_v ELSE valley_v END"
+        return f"(({intense}) + end_v) / 2"
     terms = " + ".join(
         f"{float(weights[f][0])!r} * {'coalesce(trend_v, 0)' if f == 'trend_v' else f}"
         for f in FEATURES)

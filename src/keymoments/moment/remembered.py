@@ -284,7 +284,8 @@ class RememberedScore:
 
         rows = [{"model": s.model, "metric": s.metric, "score": s.score, "low": s.low,
                  "high": s.high, "best": s.model == self.best_ and not self.note_,
-                 "scoring": s.model == self.chosen_}
+                 # (only the feedback fit scores the journeys)
+                 "scoring": self.outcome == "feedback" and s.model == self.chosen_}
                 for s in self.scores_.values()]
         weights = [{"feature": f, "weight": w, "low": lo, "high": hi}
                    for f, (w, lo, hi) in self.weights_.items()]
