@@ -252,6 +252,15 @@ def test_one_scored_moment_per_journey_gives_no_best_model():
     assert fit.best_ == "peak_end"
     X["end_v"] = np.roll(v, 1)  # ends that differ from the first moments: comparable
     assert RememberedScore(n_boot=20).fit_arrays(X, v).note_ is None
+    # most (not all) journeys with one scored moment: a warning, the comparison stands
+    # (three of four rows with end = first: 75% single, counted by hand)
+    X["end_v"] = np.where(np.arange(200) % 4 == 0, np.roll(v, 1), v)
+    fit = RememberedScore(n_boot=20).fit_arrays(X, v)
+    assert fit.note_ is None
+    assert fit.warnings_ == ["75% of the journeys have a single scored moment (first = peak = "
+                             "valley = end): the learned weights of those four share what they "
+                             "carry and cannot be told apart; read them together"]
+    assert fit.summary().meta["warnings"] == fit.warnings_
 
 
 def test_a_binary_outcome_with_one_class_says_so():

@@ -455,6 +455,8 @@ def remembered(ctx: click.Context, outcome: str, folds: int) -> None:
 
     _print_result(Result(pa.Table.from_pylist(summary.meta["weights"])),
                   title="learned weights (95% bootstrap interval)")
+    for w in model.warnings_:
+        console.print(f"warning: {w}", markup=False)
     if model.note_:
         console.print(f"no best model: {model.note_}; journeys keep the peak-end score",
                       markup=False)

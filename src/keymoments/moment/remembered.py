@@ -94,6 +94,8 @@ class RememberedScore:
     gain_: tuple[float, float, float] | None = None
     #: why the comparison says nothing (every journey has one scored moment), or None
     note_: str | None = None
+    #: what to read with care (most journeys with one scored moment)
+    warnings_: list[str] = field(default_factory=list)
     n_: int = 0
 
     # ------------------------------------------------------------------ data
@@ -171,10 +173,15 @@ class RememberedScore:
         # with one scored moment per journey, first = peak = valley = end = mean: every
         # model sees the same number, so the comparison cannot pick one
         moments = m[:, [FEATURES.index(f) for f in ("first_v", "peak_v", "valley_v", "end_v")]]
-        self.note_ = None if (moments != moments[:, :1]).any() else (
+        single = float((moments == moments[:, :1]).all(axis=1).mean())
+        self.note_ = None if single < 1 else (
             "every journey has a single scored moment (first = peak = valley = end), so the "
             "models cannot differ and none is better: score more events (valence rules, "
             "text) to compare them")
+        self.warnings_ = [] if not 0.5 <= single < 1 else [
+            f"{single:.0%} of the journeys have a single scored moment (first = peak = valley "
+            "= end): the learned weights of those four share what they carry and cannot be "
+            "told apart; read them together"]
         if self.note_:  # nothing to choose: the default scores the journeys
             self.best_, self.chosen_ = "peak_end", "peak_end"
         full = self._fit_one("learned", m, y, binary)
@@ -294,7 +301,7 @@ class RememberedScore:
             "chosen": self.chosen_, "folds": self.folds,
             "gain": None if self.gain_ is None else
             dict(zip(("score", "low", "high"), self.gain_)),
-            "note": self.note_,
+            "note": self.note_, "warnings": self.warnings_,
             "weights": weights, "intercept": self.intercept_,
             "method": "k-fold cross-validation; 95% bootstrap intervals"})
 
