@@ -83,6 +83,14 @@ def built(make_workspace):
     return ws
 
 
+def _built(make_workspace, events, config=CONFIG):
+    """A workspace of ``events`` (persona rows, see :func:`ev`), loaded and built."""
+    ws = make_workspace(config, {"events.jsonl": write(events)})
+    ws.ingest("events")
+    ws.build()
+    return ws
+
+
 def journey(ws, key):
     rows = ws.con.execute("SELECT * FROM journeys WHERE journey_key = ?", [key]).to_arrow_table().to_pylist()
     assert len(rows) == 1
@@ -344,9 +352,7 @@ def test_exactly_a_gap_or_a_window_apart_holds_wherever_the_seconds_fall(make_wo
               ev("t", "2004-01-15T09:38:14.849960Z", "ticket_opened", ticket_id="T2"),
               ev("u", "2004-01-08T09:38:14.849960Z", "ticket_opened", ticket_id="U1"),
               ev("u", "2004-01-15T09:38:14.849961Z", "ticket_opened", ticket_id="U2")]
-    ws = make_workspace(CONFIG, {"events.jsonl": "".join(json.dumps(e) + "\n" for e in events)})
-    ws.ingest("events")
-    ws.build()
+    ws = _built(make_workspace, events)
     visits = dict(ws.con.execute(
         "SELECT identifiers['customer_id'], count(DISTINCT journey_id) FROM journey_events "
         "JOIN events USING (event_id) WHERE journey_type = 'visit' GROUP BY 1").fetchall())
@@ -365,9 +371,7 @@ def test_idle_exactly_stall_or_abandon_after_is_stalled_or_abandoned(make_worksp
               ev("b", "2024-02-10T00:00:01Z", "order_placed", order_id="B"),
               ev("c", "2024-02-20T00:00:00Z", "order_placed", order_id="C"),
               ev("d", "2024-02-20T00:00:01Z", "order_placed", order_id="D")]
-    ws = make_workspace(CONFIG, {"events.jsonl": "".join(json.dumps(e) + "\n" for e in events)})
-    ws.ingest("events")
-    ws.build()
+    ws = _built(make_workspace, events)
     got = dict(ws.con.execute("SELECT journey_key, status FROM journeys").fetchall())
     assert got == {"A": "abandoned", "B": "stalled", "C": "stalled", "D": "open"}
 
@@ -384,9 +388,7 @@ def test_churn_counts_the_first_churn_event_from_the_journeys_start(make_workspa
               ev("eva", "2023-10-31T00:00:00Z", "subscription_cancelled"),
               ev("eva", "2023-12-01T00:00:00Z", "order_placed", order_id="E2"),
               ev("eva", "2023-12-04T00:00:00Z", "subscription_cancelled")]
-    ws = make_workspace(config, {"events.jsonl": "".join(json.dumps(e) + "\n" for e in events)})
-    ws.ingest("events")
-    ws.build()
+    ws = _built(make_workspace, events, config)
     got = dict(ws.con.execute("SELECT journey_key, churned FROM journeys "
                               "WHERE journey_type = 'purchase'").fetchall())
     assert got == {"E1": False, "E2": True}

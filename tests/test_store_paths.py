@@ -19,6 +19,15 @@ sources:
 ROWS = "cid,at\n1,2024-01-01T00:00:00Z\n2,yesterday\n"
 
 
+def _shop(tmp_path):
+    """A workspace folder 'shop' with its config and its orders export."""
+    shop = tmp_path / "shop"
+    shop.mkdir()
+    (shop / "keymoments.yaml").write_text(CONFIG)
+    (shop / "orders.csv").write_text(ROWS)
+    return shop
+
+
 def _state(ws) -> dict:
     con = ws.con
     return {"events": con.execute("SELECT event_id, source_file FROM events").fetchall(),
@@ -28,10 +37,7 @@ def _state(ws) -> dict:
 
 
 def test_one_name_per_file_however_the_folder_is_named(tmp_path, monkeypatch):
-    shop = tmp_path / "shop"
-    shop.mkdir()
-    (shop / "keymoments.yaml").write_text(CONFIG)
-    (shop / "orders.csv").write_text(ROWS)
+    shop = _shop(tmp_path)
     monkeypatch.chdir(tmp_path)
     spellings = ["shop", str(shop), "./shop/../shop"]
     for i, name in enumerate(spellings):
@@ -56,10 +62,7 @@ def test_names_stored_relative_before_are_made_absolute_once(tmp_path, monkeypat
     """As a store written by a version that kept the folder as named: the names are
     rewritten to the source's file, a row stored under two names is one entry, a name
     no source's file matches stays; the next load adds nothing."""
-    shop = tmp_path / "shop"
-    shop.mkdir()
-    (shop / "keymoments.yaml").write_text(CONFIG)
-    (shop / "orders.csv").write_text(ROWS)
+    shop = _shop(tmp_path)
     ws = km.open(shop)
     ws.ingest("orders")
     absolute = str(shop / "orders.csv")
@@ -133,10 +136,7 @@ def test_a_moved_workspace_has_its_names_rewritten_to_its_new_folder(tmp_path):
 
 
 def test_a_workspace_that_did_not_keep_its_folder_is_left_alone(tmp_path):
-    shop = tmp_path / "shop"
-    shop.mkdir()
-    (shop / "keymoments.yaml").write_text(CONFIG)
-    (shop / "orders.csv").write_text(ROWS)
+    shop = _shop(tmp_path)
     ws = km.open(shop)
     ws.ingest("orders")
     ws.con.execute("UPDATE km_meta SET value = 'absolute' WHERE key = 'file_names'")
