@@ -116,3 +116,30 @@ def test_demo_is_the_same_on_spark(tmp_path, spark):
         _check(ws, spark, tmp_path)
     finally:
         ws.close()
+
+
+def test_fractions_of_a_second_count_on_spark(make_workspace, spark, tmp_path):
+    """Gaps, windows and durations with a fraction of a second: Ibis's portable epoch on
+    Spark (``unix_timestamp``) is whole seconds, which joined Gil's visits 1800.8 s apart
+    (floor(.9) - floor(.1) = 1800, not > the 30 min gap), missed Hal's repeat contact
+    7 days minus 0.4 s later as 7 days and gave whole-second durations."""
+    sys.path.insert(0, str(HERE))
+    from test_engine_personas import CONFIG, ev, write
+
+    rows = [
+        ev("gil", "2024-02-10T10:00:00.100Z", "page_view"),
+        ev("gil", "2024-02-10T10:30:00.900Z", "page_view"),   # 1800.8 s later: a new visit
+        ev("gil", "2024-02-10T10:45:00.250Z", "page_view"),
+        ev("hal", "2024-02-01T09:00:00.700Z", "ticket_opened", channel="chat", ticket_id="T7"),
+        ev("hal", "2024-02-01T09:00:01.300Z", "ticket_resolved", channel="chat", ticket_id="T7"),
+        ev("hal", "2024-02-08T09:00:01.300Z", "ticket_opened", channel="email", ticket_id="T8"),
+    ]
+    ws = make_workspace(CONFIG, {"events.jsonl": write(rows)})
+    assert ws.ingest("events").rows_quarantined == 0
+    _check(ws, spark, tmp_path)
+    visits = ws.con.execute("SELECT n_events, duration_s FROM journeys WHERE person_id IN "
+                            "(SELECT person_id FROM events WHERE event_type = 'page_view') "
+                            "ORDER BY start_ts").fetchall()
+    assert visits == [(1, 0.0), (2, 899.35)]
+    t7 = ws.con.execute("SELECT duration_s FROM journeys WHERE journey_key = 'T7'").fetchone()
+    assert t7 == (0.6,)
