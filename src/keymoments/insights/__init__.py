@@ -7,9 +7,10 @@ Engine: the heavy part of every analysis is plain SQL over the workspace tables
 (aggregates, joins, ``min_by``/``max_by``, ``FILTER``, ``date_trunc``, map lookups),
 which Spark SQL also reads; the small per-group results are then handled in
 numpy/scipy/scikit-learn/lifelines. DuckDB-only spellings, each with its Spark
-equivalent: ``epoch(ts)`` (``unix_timestamp``), ``regexp_matches(s, p)`` (``s rlike
-p``), ``regexp_replace(..., 'g')`` (no flag), ``unnest(map_keys(m))`` to list
-attribute keys (``explode(map_keys(m))``). Not yet run on Spark.
+equivalent: ``epoch(ts)`` (``unix_micros(ts) / 1e6``: ``unix_timestamp`` drops the
+fraction), ``regexp_matches(s, p)`` (``s rlike p``), ``regexp_replace(..., 'g')`` (no
+flag), ``unnest(map_keys(m))`` to list attribute keys (``explode(map_keys(m))``). Not yet
+run on Spark.
 
 >>> import keymoments as km
 >>> km.metrics is metrics

@@ -7,7 +7,7 @@ unit (survey answer, journey or person) with its dimensions, its time and its
 value; the sufficient statistics are summed in SQL (portable: counts, sums,
 ``date_trunc``), and the intervals and tests are computed on the small per-group
 result (see :mod:`.intervals`). Spark note: times are differenced with DuckDB's
-``epoch()`` (Spark: ``unix_timestamp``) and intervals written ``INTERVAL '1 day'``.
+``epoch()`` (Spark: ``unix_micros() / 1e6``) and intervals written ``INTERVAL '1 day'``.
 
 =====================  ===============================  ================================
 metric                 unit                             value
