@@ -190,26 +190,31 @@ def summarize_journeys(je: ir.Table, journeys: JourneysConfig, types: list[Journ
     # outcome inputs, narrow, one row per journey: the person's next purchase (the
     # earliest first purchase event of the purchases that started after this one, by
     # start: a window over narrow rows, as sorting the wide rows costs more than the
-    # join), the person's last event and first churn event from the journey's start
-    # on (a join of the journeys of persons with one to their few churn events). A
-    # purchase's first purchase event from an aggregate of the few purchase events,
-    # joined to the narrow rows (in the journeys' aggregate, the test on every event cost it more: 10M
-    # events, journeys step 49.9 -> 63.4 s, one run each)
+    # join), the person's first churn event from the journey's start on (the same
+    # window over the journeys' starts and the churn events, a churn event after the
+    # starts of its time: a join of journeys to churn events grew with their product
+    # per person) and last event. A purchase's first purchase event from an aggregate
+    # of the few purchase events, joined to the narrow rows (in the journeys'
+    # aggregate, the test on every event cost it more: 10M events, journeys step
+    # 49.9 -> 63.4 s, one run each)
     buy = je.filter(je.journey_type.isin(outcomes.purchase_types) & is_purchase_event(je.moment))
     buys = buy.group_by(_bj=buy.journey_id).aggregate(_pts=buy.ts.min())
     n = j.select("person_id", "start_ts", "journey_id")
     n = n.left_join(buys, n.journey_id == buys._bj).drop("_bj")
-    later = ibis.window(group_by=n.person_id, order_by=[n.start_ts, n.journey_id], rows=(1, None))
-    n = n.select(_nj=n.journey_id, _np=n.person_id, _next=n._pts.min().over(later))
-    pl = person_last.select(_pp=person_last.person_id, _last=person_last.last_ts)
+    ts_null = ibis.null().cast(n.start_ts.type())
+    n = n.select("person_id", "start_ts", "journey_id", "_pts", _k=ibis.literal(0), _cts=ts_null)
     churn = je.filter(je.stage == "churn")
-    churn = churn.select(_cp=churn.person_id, _cts=churn.ts)
-    starts = j.select(_cj=j.journey_id, _cpp=j.person_id, _cs=j.start_ts)
-    churns = starts.inner_join(churn, starts._cpp == churn._cp)
-    churns = churns.filter(churns._cts >= churns._cs)
-    churns = churns.group_by("_cj").aggregate(_churn_ts=churns._cts.min())
+    n = n.union(churn.select(person_id=churn.person_id, start_ts=churn.ts,
+                             journey_id=ibis.null().cast(n.journey_id.type()), _pts=ts_null,
+                             _k=ibis.literal(1), _cts=churn.ts))
+    order = [n.start_ts, n._k, n.journey_id]
+    later = ibis.window(group_by=n.person_id, order_by=order, rows=(1, None))
+    from_here = ibis.window(group_by=n.person_id, order_by=order, rows=(0, None))
+    n = n.select(_nj=n.journey_id, _np=n.person_id, _next=n._pts.min().over(later),
+                 _churn_ts=n._cts.min().over(from_here))
+    n = n.filter(n._nj.notnull())
+    pl = person_last.select(_pp=person_last.person_id, _last=person_last.last_ts)
     n = n.left_join(pl, n._np == pl._pp).drop("_np", "_pp")
-    n = n.left_join(churns, n._nj == churns._cj).drop("_cj")
     if materialize is not None:
         n = materialize("_km_jnext", n)
 
