@@ -598,3 +598,56 @@ sources:
 def test_a_catch_all_named_as_a_default_journey_type_is_an_error():
     with pytest.raises(errors.ConfigError, match="catch_all 'purchase' is also the name"):
         load_config_text("journeys: {catch_all: purchase}\n")
+
+
+RULE = "valence:\n  rules:\n    - {name: r, kind: %s, event_types: [x], %s reason: %r}\n"
+
+
+@pytest.mark.parametrize("kind, extra, reason, message", [
+    ("expectation_gap", "full_at: 2,", "late by {value}",
+     "{value} is not filled by a expectation_gap rule; a expectation_gap rule's reason may use "
+     "{event_type}, {gap}"),
+    ("measure_above", "measure: m, threshold: 1, valence: -0.5,", "{gap} slow",
+     "{gap} is not filled by a measure_above rule"),
+    ("constant", "valence: -0.5,", "{event_type} took {gap}", "may use {event_type}"),
+    ("constant", "valence: -0.5,", "{eventtype} failed", "{eventtype} is not a placeholder"),
+])
+def test_a_reason_placeholder_the_rule_does_not_fill_is_a_config_error(kind, extra, reason,
+                                                                        message):
+    """It printed its own name ('late by value', '{event_type}' as 'event_type')."""
+    err = config_error(RULE % (kind, extra, reason))
+    assert message in str(err), str(err)
+    assert err.line == 3
+
+
+@pytest.mark.parametrize("kind, extra, reason", [
+    ("expectation_gap", "full_at: 2,", "{gap} on {event_type}"),
+    ("measure_above", "measure: m, threshold: 1, valence: -0.5,", "{value}s {event_type}"),
+    ("repeat_contact", "valence: -0.5,", "again: {event_type}"),
+    ("constant", "valence: -0.5,", "no placeholder"),
+])
+def test_the_placeholders_a_rule_fills_pass(kind, extra, reason):
+    assert load_config_text(RULE % (kind, extra, reason), path="k.yaml", env={})
+
+
+@pytest.mark.parametrize("valence, message", [
+    ("{weights: {rules: -1}}", "weights.rules is -1"),
+    ("{weights: {text: .inf}}", "weights.text: Input should be a finite number"),
+    ("{weights: {feedback: 0, rules: 0, text: 0}}", "every weight is 0"),
+    ("{neutral: {ces7: 9}}", "neutral.ces7 is 9, off the scale: ces7 runs from 1 to 7"),
+    ("{neutral: {nps10: -1}}", "neutral.nps10 is -1"),
+])
+def test_a_weight_or_neutral_point_that_cannot_hold_is_a_config_error(valence, message):
+    """A negative rules weight made a failed payment a good moment; CES 9 as neutral
+    scored a 7, 'very easy', as negative."""
+    err = config_error(f"valence: {valence}\n")
+    assert message in str(err), str(err)
+
+
+def test_a_custom_neutral_outside_a_source_range_names_the_source():
+    """``neutral: {custom: 8}`` counts for every unnamed range: 8 lies outside 1-5."""
+    text = SOURCE + "    rating: {column: score, min: 1, max: 5}\nvalence: {neutral: {custom: 8}}\n"
+    err = config_error(text)
+    assert "valence.neutral.custom is 8, outside the range 1 to 5 of source 'orders'" in str(err)
+    ok = SOURCE + "    rating: {column: score, min: 0, max: 10}\nvalence: {neutral: {custom: 8}}\n"
+    assert load_config_text(ok, path="k.yaml", env={})

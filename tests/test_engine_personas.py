@@ -411,3 +411,35 @@ def test_the_portable_form_counts_whole_microseconds_too():
     con.execute("CREATE TABLE u AS SELECT TIMESTAMPTZ '2004-01-10 13:53:18.463632+00' AS a, "
                 "TIMESTAMPTZ '2004-01-10 13:23:18.463632+00' AS b")
     assert con.execute(sql).fetchone()[0] == 1800.0
+
+
+PLACEHOLDERS = CONFIG.replace("    expectation:", "    text: comment\n    expectation:") + """
+valence:
+  weights: {text: 0}
+  rules:
+    - {name: payment_failed, kind: constant, event_types: [payment_failed], valence: -0.6, reason: "{event_type} at checkout"}
+    - {name: late_delivery, kind: expectation_gap, event_types: [order_delivered], unit: days, full_at: 7, reason: "{event_type} {gap}"}
+    - {name: long_wait, kind: measure_above, event_types: [ticket_opened], measure: wait_seconds, threshold: 60, valence: -0.5, reason: "{event_type}: waited {value} s"}
+"""
+
+
+def test_reason_placeholders_are_filled_and_a_weightless_part_leaves_no_reason(make_workspace):
+    """``{event_type}`` is the event's type (it printed the word 'event_type'); text
+    with weight 0 has no valence and no reason (its reason was still shown)."""
+    ws = _built(make_workspace, [
+        ev("ivo", "2024-02-20T10:00:00Z", "payment_failed", order_id="O9", comment="great shop"),
+        ev("ivo", "2024-02-23T10:00:00Z", "order_delivered", order_id="O9",
+           promised_at="2024-02-21T22:00:00Z"),
+        ev("ivo", "2024-02-24T10:00:00Z", "ticket_opened", ticket_id="T9", wait_seconds=90,
+           comment="awful"),
+    ], PLACEHOLDERS)
+    rows = ws.con.execute("SELECT e.event_type, j.valence, j.valence_reason, j.v_text "
+                          "FROM journey_events j JOIN events e USING (event_id) "
+                          "ORDER BY e.ts").fetchall()
+    # 1.5 days late, late_start 0: -1.5 / 7; 90 s > 60 s: -0.5 (the texts' scores are
+    # kept as parts, lexicon: great +1, awful -1, and weigh nothing)
+    assert rows == [
+        ("payment_failed", pytest.approx(-0.6), "payment_failed at checkout", 1.0),
+        ("order_delivered", pytest.approx(-1.5 / 7), "order_delivered 1.5 days late", None),
+        ("ticket_opened", pytest.approx(-0.5), "ticket_opened: waited 90.0 s", -1.0),
+    ]

@@ -45,9 +45,9 @@ valence:
   weights: {feedback: 2.0, rules: 0.7, text: 1.3}
   neutral: {csat5: 4, nps10: 7}
   rules:
-    - {name: late_delivery, kind: expectation_gap, event_types: [order_delivered], tolerance: 0.1, full_at: 2, late_start: 0.2, late_floor: -0.8, early_valence: 0.5, on_time_valence: 0.1, reason: "came {gap}, {value} {event_type}"}
-    - {name: chat_wait, kind: expectation_gap, event_types: [chat_started], measure: wait_seconds, relative: true, tolerance: 0.1, full_at: 2, late_start: 0.2, late_floor: -0.8, early_valence: 0.5, on_time_valence: 0.1, reason: "waited {gap}, {value} {event_type}"}
-    - {name: slow, kind: measure_above, event_types: [ticket_opened, chat_started], measure: wait_seconds, threshold: 60, valence: -0.7, reason: "waited {value}s ({gap})"}
+    - {name: late_delivery, kind: expectation_gap, event_types: [order_delivered], tolerance: 0.1, full_at: 2, late_start: 0.2, late_floor: -0.8, early_valence: 0.5, on_time_valence: 0.1, reason: "came {gap} ({event_type})"}
+    - {name: chat_wait, kind: expectation_gap, event_types: [chat_started], measure: wait_seconds, relative: true, tolerance: 0.1, full_at: 2, late_start: 0.2, late_floor: -0.8, early_valence: 0.5, on_time_valence: 0.1, reason: "waited {gap} ({event_type})"}
+    - {name: slow, kind: measure_above, event_types: [ticket_opened, chat_started], measure: wait_seconds, threshold: 60, valence: -0.7, reason: "waited {value}s ({event_type})"}
     - {name: sla, kind: expectation_gap, event_types: [ticket_opened], measure: wait_seconds, expected_unit: minutes, unit: minutes, tolerance: 2, full_at: 30, early_by: 1}
     - {name: first_contact_resolution, kind: first_contact_resolution, event_types: [ticket_resolved], interrupting: [transferred], valence: 0.6}
     - {name: repeat_contact, kind: repeat_contact, event_types: [ticket_opened, complaint], window: 2d, valence: -0.4}

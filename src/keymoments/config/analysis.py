@@ -78,7 +78,10 @@ class ValenceRule(Strict):
       reopening (``interrupting``) or earlier resolution before it scores
       ``valence``; otherwise ``else_valence``.
 
-    ``reason`` may use ``{gap}`` (with its unit), ``{value}`` and ``{event_type}``.
+    ``reason`` may use ``{event_type}`` (the event's type) and, in an
+    ``expectation_gap`` rule, ``{gap}`` (the amount with its unit and direction:
+    ``2.0 days late``, ``0.5 hours early``, ``0.0 hours (on time)``) or, in a
+    ``measure_above`` rule, ``{value}`` (the measure); any other ``{...}`` is an error.
     """
 
     name: str
@@ -118,6 +121,15 @@ class ValenceRule(Strict):
             raise ValueError(f"a {self.kind} rule needs {', '.join(missing)}")
         if self.full_at is not None and self.full_at <= self.tolerance:
             raise ValueError("full_at must be larger than tolerance")
+        fills = {"expectation_gap": {"gap"}, "measure_above": {"value"}}.get(self.kind, set())
+        for token in re.findall(r"\{([^{}]*)\}", self.reason or ""):
+            if token not in fills | {"event_type"}:
+                can = ", ".join(f"{{{t}}}" for t in sorted(fills | {"event_type"}))
+                known = token in ("gap", "value")
+                raise ValueError(
+                    f"reason: {{{token}}} is "
+                    + (f"not filled by a {self.kind} rule" if known else "not a placeholder")
+                    + f"; a {self.kind} rule's reason may use {can}")
         if self.relative and self.measure is None:
             raise ValueError(
                 "relative: true needs a value promise ('measure', compared with the "
@@ -132,7 +144,10 @@ class ValenceConfig(Strict):
     The valence of an event is the weighted mean of the parts it has: explicit
     feedback (its rating on its scale), operational rules, and text sentiment.
     ``neutral`` is the rating that scores 0 on each scale (NPS 7: passives are not
-    happy customers). Rules are the packaged defaults
+    happy customers); it counts for every source rating on that scale's name (a
+    ``min``/``max`` range given without a name is the scale ``custom``: name it to give
+    it a neutral of its own; without one, a custom range is scored from its middle).
+    A weight of 0 leaves its part out of the valence and the reason. Rules are the packaged defaults
     (``keymoments/defaults/valence.yaml``) plus these, a rule of the same name
     replacing the default one.
     """
@@ -147,6 +162,35 @@ class ValenceConfig(Strict):
     #: ``dir:/path/to/model`` (a local model directory) or ``package.module:scorer``
     #: (a plug-in); see docs/text.md
     text_scorer: str = "lexicon"
+
+    @field_validator("weights")
+    @classmethod
+    def _weights(cls, v: dict[str, float]) -> dict[str, float]:
+        """A part weighs 0 or more (a negative weight turned a failed payment into a
+        good moment), and some part weighs more than 0."""
+        for part, w in v.items():
+            if not (0 <= w < float("inf")):
+                raise ValueError(f"weights.{part} is {w!r}: a weight is 0 (the part is left "
+                                 "out) or a positive number")
+        if not any({"feedback": 1.0, "rules": 1.0, "text": 0.5, **v}.values()):
+            raise ValueError("every weight is 0: no event could have a valence; give the "
+                             "parts to count a weight above 0")
+        return v
+
+    @field_validator("neutral")
+    @classmethod
+    def _neutral_on_scale(cls, v: dict[str, float]) -> dict[str, float]:
+        """A built-in scale's neutral point lies on the scale (CES 9 scored a 7, 'very
+        easy', as negative); a custom scale's is checked against its sources (Config)."""
+        from .base import RATING_SCALES
+
+        for scale, point in v.items():
+            if scale in RATING_SCALES:
+                lo, hi = RATING_SCALES[scale]
+                if not lo <= point <= hi:
+                    raise ValueError(f"neutral.{scale} is {point:g}, off the scale: {scale} "
+                                     f"runs from {lo:g} to {hi:g}")
+        return v
 
     @field_validator("text_scorer")
     @classmethod

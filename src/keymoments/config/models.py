@@ -556,6 +556,23 @@ class Config(Strict):
             raise ValueError(f"not a memory size: {value!r}; write it like 4GB, 3.5GiB or 512MB")
         return value
 
+    @model_validator(mode="after")
+    def _neutral_in_range(self) -> Config:
+        """A custom scale's neutral point lies inside the range of every source that
+        rates on it (``neutral: {custom: 8}`` counts for every unnamed range)."""
+        for name, spec in self.sources.items():
+            r = spec.rating
+            point = None if r is None else self.valence.neutral.get(r.scale)
+            if point is None or r.scale in RATING_SCALES:
+                continue
+            lo, hi = r.bounds()
+            if not lo <= point <= hi:
+                raise ValueError(
+                    f"valence.neutral.{r.scale} is {point:g}, outside the range {lo:g} to "
+                    f"{hi:g} of source {name!r}'s ratings: give that source's scale a name "
+                    f"of its own ('scale: <name>' beside min and max) and its own neutral")
+        return self
+
     @field_validator("sources")
     @classmethod
     def _source_names(cls, v: dict[str, SourceSpec]) -> dict[str, SourceSpec]:

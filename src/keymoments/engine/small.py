@@ -312,14 +312,11 @@ def _window_inputs(events: list[dict], rules: list[ValenceRule]) -> dict[int, di
     return out
 
 
-def _reason(rule: ValenceRule, default: str, gap: str | None = None,
+def _reason(rule: ValenceRule, default: str, event_type: str, gap: str | None = None,
             value: str | None = None) -> str | None:
-    """valence.rules._reason: the template with its tokens filled (``{event_type}``
-    reads as the word itself)."""
+    """valence.rules._reason: the template with its tokens filled."""
     template = rule.reason or default
-    filled = {"{gap}": gap if gap is not None else "gap",
-              "{value}": value if value is not None else "value",
-              "{event_type}": "event_type"}
+    filled = {"{gap}": gap, "{value}": value, "{event_type}": event_type}
     return re.sub(r"\{gap\}|\{value\}|\{event_type\}", lambda m: filled[m.group(0)], template)
 
 
@@ -330,7 +327,7 @@ def _rule(e: dict, i: int, rule: ValenceRule, windows: dict) -> tuple[float | No
         return None, None
     measures = e.get("measures") or {}
     if rule.kind == "constant":
-        return float(rule.valence), _reason(rule, rule.name)
+        return float(rule.valence), _reason(rule, rule.name, e["event_type"])
     if rule.kind == "expectation_gap":
         if rule.measure is None:
             actual, promised = epoch_seconds(e["ts"]), epoch_seconds(e.get("expected_ts"))
@@ -358,17 +355,18 @@ def _rule(e: dict, i: int, rule: ValenceRule, windows: dict) -> tuple[float | No
             v, word = rule.on_time_valence, " (on time)"
         amount = (_fmt(abs(gap) * 100) + "%") if rule.relative else \
             f"{_fmt(abs(gap))} {rule.unit}"
-        return v, _reason(rule, "{gap} against the promise", gap=amount + word)
+        return v, _reason(rule, "{gap} against the promise", e["event_type"],
+                      gap=amount + word)
     if rule.kind == "measure_above":
         m = measures.get(rule.measure)
         if not _gt(m, rule.threshold):
             return None, None
-        return float(rule.valence), _reason(rule, rule.name, value=_fmt(m))
+        return float(rule.valence), _reason(rule, rule.name, e["event_type"], value=_fmt(m))
     if rule.kind == "repeat_contact":
         prev = windows[i].get(e["event_id"])
         if prev is None or not (epoch_micros(e["ts"]) - prev <= rule.window * 1e6):
             return None, None
-        return float(rule.valence), _reason(rule, rule.name)
+        return float(rule.valence), _reason(rule, rule.name, e["event_type"])
     # first_contact_resolution
     interrupted = windows[i].get(e["event_id"], 0) > 0
     alt = rule.else_valence
@@ -377,7 +375,7 @@ def _rule(e: dict, i: int, rule: ValenceRule, windows: dict) -> tuple[float | No
             return None, None
         after = " or ".join([*rule.interrupting, "an earlier resolution"])
         return float(alt), f"resolved, but only after {after}"
-    return float(rule.valence), _reason(rule, rule.name)
+    return float(rule.valence), _reason(rule, rule.name, e["event_type"])
 
 
 def _score(events: list[dict], config: Config,
@@ -428,7 +426,8 @@ def _score(events: list[dict], config: Config,
         den = (vf is not None) * wf + (vr is not None) * wr + (vt is not None) * wt
         e["v_feedback"], e["v_rules"], e["v_text"] = vf, vr, vt
         e["valence"] = _clip(_div(num, den), -1.0, 1.0) if den > 0 else None
-        e["valence_reason"] = _join_reasons([why_f, _join_reasons(reasons), why_t])
+        parts = ((why_f, wf), (_join_reasons(reasons), wr), (why_t, wt))  # weighed parts only
+        e["valence_reason"] = _join_reasons([r for r, wp in parts if wp > 0])
 
 
 # ------------------------------------------------------------------- journeys

@@ -69,7 +69,10 @@ def _fmt(x: ir.NumericValue) -> ir.StringValue:
     return x.round(1).cast("string")
 
 
-def _reason(rule: ValenceRule, default: str, gap_text=None, value=None) -> ir.StringValue:
+def _reason(rule: ValenceRule, default: str, event_type: ir.StringValue, gap_text=None,
+            value=None) -> ir.StringValue:
+    """The rule's reason with its tokens filled (the config allows only the tokens its
+    kind fills: ``ValenceRule``)."""
     template = rule.reason or default
     parts: list = []
     rest = template
@@ -82,9 +85,9 @@ def _reason(rule: ValenceRule, default: str, gap_text=None, value=None) -> ir.St
         if cut:
             parts.append(ibis.literal(rest[:cut]))
         rest = rest[cut:]
-        for token, expr in (("{gap}", gap_text), ("{value}", value), ("{event_type}", None)):
+        for token, expr in (("{gap}", gap_text), ("{value}", value), ("{event_type}", event_type)):
             if rest.startswith(token):
-                parts.append(expr if expr is not None else ibis.literal(token.strip("{}")))
+                parts.append(expr)
                 rest = rest[len(token):]
                 break
     out = parts[0]
@@ -188,8 +191,9 @@ def rule_outputs(e: ir.Table, i: int, rule: ValenceRule) -> tuple[ir.FloatingVal
     """(valence, reason) of rule ``i`` from the columns of :func:`rule_inputs`."""
     applies = e[f"_a{i}"]
     null_v, null_s = ibis.null().cast(_F), ibis.null().cast("string")
+    named = _reason(rule, rule.name, e.event_type)  # (the kinds whose reason has no number)
     if rule.kind == "constant":
-        have, v, why = ibis.literal(True), ibis.literal(float(rule.valence)), _reason(rule, rule.name)
+        have, v, why = ibis.literal(True), ibis.literal(float(rule.valence)), named
     elif rule.kind == "expectation_gap":
         gap = e[f"_g{i}"]
         tol, full = rule.tolerance, float(rule.full_at)
@@ -204,16 +208,17 @@ def rule_outputs(e: ir.Table, i: int, rule: ValenceRule) -> tuple[ir.FloatingVal
                           else_=ibis.literal(" (on time)"))
         amount = _fmt(gap.abs() * 100).concat("%") if rule.relative else \
             _fmt(gap.abs()).concat(" ", rule.unit)
-        have, why = gap.notnull(), _reason(rule, "{gap} against the promise",
+        have, why = gap.notnull(), _reason(rule, "{gap} against the promise", e.event_type,
                                            gap_text=amount.concat(word))
     elif rule.kind == "measure_above":
         m = e[f"_g{i}"]
         have = m > rule.threshold
-        v, why = ibis.literal(float(rule.valence)), _reason(rule, rule.name, value=_fmt(m))
+        v = ibis.literal(float(rule.valence))
+        why = _reason(rule, rule.name, e.event_type, value=_fmt(m))
     elif rule.kind == "repeat_contact":
         prev = e[f"_p{i}"]
         have = prev.notnull() & ((e[f"_g{i}"] - prev) <= rule.window * 1e6)  # (microseconds)
-        v, why = ibis.literal(float(rule.valence)), _reason(rule, rule.name)
+        v, why = ibis.literal(float(rule.valence)), named
     elif rule.kind == "first_contact_resolution":
         interrupted = e[f"_x{i}"] > 0
         alt = rule.else_valence
@@ -221,7 +226,7 @@ def rule_outputs(e: ir.Table, i: int, rule: ValenceRule) -> tuple[ir.FloatingVal
                        else_=ibis.literal(float(rule.valence)))
         after = " or ".join([*rule.interrupting, "an earlier resolution"])
         why = ibis.cases((interrupted, ibis.literal(f"resolved, but only after {after}")),
-                         else_=_reason(rule, rule.name))
+                         else_=named)
         have = ibis.literal(True) if alt is not None else ~interrupted
     else:  # pragma: no cover (the config model forbids other kinds)
         raise ValueError(rule.kind)

@@ -85,7 +85,8 @@ def score_events(e: ir.Table, config: ValenceConfig, text_scores: ir.Table | Non
     den = (e.v_feedback.notnull().cast(_F) * wf + e.v_rules.notnull().cast(_F) * wr
            + e.v_text.notnull().cast(_F) * wt)
     e = e.mutate(_vraw=num / ibis.cases((den > 0, den), else_=ibis.null().cast(_F)),
-                 _vwhy=_join_reasons([e._why_f, e._why_r, why_t]))
+                 _vwhy=_join_reasons([r for r, wp in ((e._why_f, wf), (e._why_r, wr),
+                                                      (why_t, wt)) if wp > 0]))
     e = e.mutate(valence=e._vraw.clip(-1.0, 1.0), valence_reason=e._vwhy)
     helpers = [c for c in e.columns if c.startswith("_")]
     return e.drop(*helpers)
