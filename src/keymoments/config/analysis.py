@@ -73,7 +73,10 @@ class ValenceRule(Strict):
       the tolerance): ``early_valence``; in between: ``on_time_valence``.
     * ``measure_above``: ``measures[measure]`` above ``threshold`` scores ``valence``.
     * ``repeat_contact``: another event of these types by the same person within
-      ``window`` before this one (the issue was not fixed) scores ``valence``.
+      ``window`` before this one (the issue was not fixed) scores ``valence``. Events
+      at the same time are ordered by event id, as a journey's ``seq`` (an id hashes
+      the source's name: the same two events posted to the service may order the
+      other way).
     * ``first_contact_resolution``: a resolution in a journey with no transfer,
       reopening (``interrupting``) or earlier resolution before it scores
       ``valence``; otherwise ``else_valence``.
