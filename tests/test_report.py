@@ -156,6 +156,41 @@ sources:
     assert "111.5 days late" in table[0]["example_reason"], table[0]
 
 
+def test_the_valleys_example_is_the_furthest_past_an_sla_too(make_workspace):
+    """SLA promises are values (minutes), not times: replies 60, 65, 70 and 95 minutes
+    past a 5 min SLA all score the same (waited_past_sla saturates at -1 an hour late,
+    long_wait -0.5 past 30 min: -0.75): the example is the 95 minutes' reason, the
+    furthest, not "60.0 ...", the alphabetically first (the tie-break read only
+    promised times)."""
+    from keymoments.report.sections import engine_sections
+
+    config = """
+sources:
+  chats:
+    path: chats.csv
+    identifiers: {customer_id: customer}
+    refs: {ticket: ticket}
+    event_type: event_type
+    ts: ts
+    channel: {value: chat}
+    measures: {wait_seconds: wait}
+    expectation: {kind: sla, value: sla}
+"""
+    waits = {"t1": 4200, "t2": 4500, "t3": 6000, "t4": 3900}
+    rows = "customer,ticket,event_type,ts,wait,sla\n" + "".join(
+        f"c{t},{t},agent_reply,2024-01-10T10:00:00Z,{w},5\n" for t, w in waits.items())
+    ws = make_workspace(config, {"chats.csv": rows})
+    ws.ingest("chats")
+    ws.build()
+    valleys = ws.con.execute("SELECT DISTINCT valence FROM moments WHERE kind = 'valley'"
+                             ).fetchall()
+    assert len(valleys) == 1, valleys  # all tied
+    (table,) = [s["rows"] for s in engine_sections(ws)
+                if s["title"] == "Moments that carry the most negative valence"]
+    assert len(table) == 1 and table[0]["valleys"] == 4
+    assert "95.0 minutes late" in table[0]["example_reason"], table[0]
+
+
 def test_journeys_holding_only_feedback_are_pointed_out(make_workspace):
     """A review of an order the export leaves out is a purchase journey of one feedback
     event (abandoned, by its status); the journeys table says how many there are (hand

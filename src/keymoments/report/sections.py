@@ -19,6 +19,30 @@ __all__ = ["engine_sections", "remembered_sections", "report_sections"]
 _EXPERIENCE = "('first_impression', 'peak', 'valley', 'farewell')"
 
 
+def _lateness(ws: Workspace) -> str:
+    """SQL: how far past its promise the event ``e`` is, on the scale of the
+    expectation rules that apply to it: the gap beyond ``tolerance`` as a share of
+    the way to ``full_at`` (1: fully late), the largest of the rules'. Comparable
+    across time and value promises (an SLA's minutes and a delivery's days), unlike
+    the valence, which stops at -1 or ``late_floor``."""
+    from ..valence.rules import UNIT_SECONDS, effective_rules
+
+    cases = []
+    for r in effective_rules(ws.config.valence):
+        if r.kind != "expectation_gap":
+            continue
+        if r.measure is None:
+            actual, promised = "epoch(e.ts)", "epoch(e.expected_ts)"
+        else:
+            actual = f"e.measures[{literal(r.measure)}] * {UNIT_SECONDS[r.measure_unit]!r}"
+            promised = f"e.expected_value * {UNIT_SECONDS[r.expected_unit]!r}"
+        scale = f"nullif({promised}, 0)" if r.relative else repr(float(UNIT_SECONDS[r.unit]))
+        types = ", ".join(literal(t) for t in r.event_types)
+        cases.append(f"CASE WHEN e.event_type IN ({types}) THEN "
+                     f"(({actual} - {promised}) / {scale} - {r.tolerance!r}) "
+                     f"/ {float(r.full_at) - r.tolerance!r} END")
+    return f"greatest({', '.join(cases)})" if cases else "NULL"
+
 def _rows(ws: Workspace, sql: str) -> list[dict[str, Any]]:
     return ws.con.execute(sql).to_arrow_table().to_pylist()
 
@@ -52,12 +76,13 @@ def engine_sections(ws: Workspace) -> list[dict]:
          "rows": _rows(ws, """
             SELECT m.event_type, m.channel, count(*) AS valleys,
                    round(avg(m.valence), 3) AS mean_valence,
-                   arg_min(m.reason, (m.valence, -coalesce(abs(epoch(e.ts) - epoch(e.expected_ts)), 0),
-                                      m.reason)) AS example_reason
+                   arg_min(m.reason, (m.valence, -coalesce(%s, 0), m.reason))
+                       AS example_reason
             FROM moments m LEFT JOIN events e ON e.event_id = m.event_id
             WHERE m.kind = 'valley' AND m.valence < 0
             GROUP BY m.event_type, m.channel HAVING count(*) >= 3
-            ORDER BY count(*) * avg(m.valence), m.event_type, m.channel LIMIT 12""")},
+            ORDER BY count(*) * avg(m.valence), m.event_type, m.channel LIMIT 12"""
+                      % _lateness(ws))},
         {"title": "Peaks", "rows": _rows(ws, """
             SELECT event_type, channel, count(*) AS peaks, round(avg(valence), 3) AS mean_valence
             FROM moments WHERE kind = 'peak' AND valence > 0
