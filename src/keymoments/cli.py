@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .errors import KeymomentsError
+from .options import limit_option, sql_limit
 from .results import json_text
 
 class _Console(Console):
@@ -45,6 +46,13 @@ class _Boundary(click.Group):
             return super().invoke(ctx)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
+        except BrokenPipeError:
+            # the reader stopped reading (``| head``): no error to tell; the rest of the
+            # output goes nowhere, and the exit status is a Unix tool's on SIGPIPE
+            import sys
+
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            ctx.exit(141)
         except KeymomentsError as exc:
             if debug:
                 raise
@@ -238,7 +246,7 @@ def status(ctx: click.Context) -> None:
 
 @main.command()
 @click.option("--source", help="Only this source.")
-@click.option("--limit", default=50, show_default=True, help="Rows to show.")
+@limit_option(50)
 @click.option("--all", "include_loaded", is_flag=True,
               help="Also the rows that have loaded since (fixed and ingested again).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
@@ -247,10 +255,10 @@ def quarantine(ctx: click.Context, source: str | None, limit: int, include_loade
                as_json: bool) -> None:
     """Rows rejected by ingest and not loaded since: file, line, field, value and reason."""
     with _workspace(ctx, read_only=True) as ws:
-        result = ws.quarantine(source, limit=limit, include_loaded=include_loaded)
+        result = ws.quarantine(source, limit=sql_limit(limit), include_loaded=include_loaded)
         root = ws.root
     if as_json:
-        for row in result.to_pylist():
+        for row in result.to_pylist()[: limit or None]:
             click.echo(json_text(row))
         return
     # the file's name (relative to the workspace) and the whole reason, which says what to
@@ -259,7 +267,8 @@ def quarantine(ctx: click.Context, source: str | None, limit: int, include_loade
     _print_result(result, columns=["source", "file", "line", "field", "value", "reason",
                                    *(["loaded_since"] if include_loaded else [])],
                   full=("file", "reason"), shown={"file": lambda f: _relative(f, root),
-                                                  "reason": _with_hint})
+                                                  "reason": _with_hint},
+                  limit=limit, counted=False)
     hidden = result.meta["loaded_since"]
     if hidden and not include_loaded:
         console.print(f"{hidden:,} quarantined row(s) have loaded since (fixed and ingested "
@@ -276,9 +285,10 @@ def _with_hint(reason: str) -> str:
 
 @main.command()
 @click.argument("key")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@limit_option(500, "Timeline events to show")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (the whole timeline).")
 @click.pass_context
-def person(ctx: click.Context, key: str, as_json: bool) -> None:
+def person(ctx: click.Context, key: str, limit: int, as_json: bool) -> None:
     """Show one person (by person id or any identifier): identifiers, why they were
     joined, and the timeline across channels."""
     with _workspace(ctx, read_only=True) as ws:
@@ -298,18 +308,19 @@ def person(ctx: click.Context, key: str, as_json: bool) -> None:
         console.print("[bold]why these identifiers are one person[/]")
         for line in why:
             console.print(f"  - {line}", markup=False)
-    _print_timeline(ws_path=ctx.obj["workspace"], profile=profile)
+    _print_timeline(profile, limit)
 
 
 @main.command()
 @click.option("--person", "person_key", help="Only this person's events.")
-@click.option("--limit", default=50, show_default=True)
+@limit_option(50)
 @click.pass_context
 def events(ctx: click.Context, person_key: str | None, limit: int) -> None:
     """List events in time order."""
     with _workspace(ctx, read_only=True) as ws:
-        _print_result(ws.events(person=person_key, limit=limit),
-                      columns=["ts", "person_id", "channel", "event_type", "stage", "source"])
+        _print_result(ws.events(person=person_key, limit=sql_limit(limit)),
+                      columns=["ts", "person_id", "channel", "event_type", "stage", "source"],
+                      limit=limit, counted=False)
 
 
 class _ProgressLines:
@@ -403,39 +414,79 @@ def cluster(ctx: click.Context, every: bool) -> None:
 @click.option("--type", "journey_type", help="Only journeys of this type.")
 @click.option("--status", type=click.Choice(["completed", "open", "stalled", "abandoned"]))
 @click.option("--person", "person_key", help="Only this person's journeys.")
-@click.option("--limit", default=50, show_default=True)
+@limit_option(50)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
 @click.pass_context
 def journeys(ctx: click.Context, journey_type, status, person_key, limit: int, as_json: bool) -> None:
     """List journeys with status, duration, channels, outcome and remembered score."""
     with _workspace(ctx, read_only=True) as ws:
         result = ws.journeys(journey_type=journey_type, status=status, person=person_key,
-                             limit=limit)
+                             limit=sql_limit(limit))
     if as_json:
-        for row in result.to_pylist():
+        for row in result.to_pylist()[: limit or None]:
             click.echo(json_text(row))
         return
     _print_result(result, columns=["journey_id", "journey_type", "journey_key", "status",
                                    "start_ts", "duration_s", "n_events", "channels",
-                                   "outcome_rating", "remembered"])
+                                   "outcome_rating", "remembered"], limit=limit, counted=False)
 
 
 @main.command()
 @click.option("--journey", help="Only this journey's moments: its id, or its key (order, ticket).")
 @click.option("--kind", help="first_impression, peak, valley, farewell, purchase, support, ...")
 @click.option("--summary", is_flag=True,
-              help="Across journeys: moment kinds by stage and channel, most negative first.")
-@click.option("--limit", default=50, show_default=True)
+              help="Across journeys: moment kinds by stage and channel, most negative first "
+                   "(over the limit: the most negative and the most positive).")
+@click.option("--by", default="kind,stage,channel", show_default=True,
+              help="With --summary: what to group by, comma-separated (kind, stage, channel, "
+                   "event_type, journey_type, agent, category).")
+@click.option("--type", "journey_type", help="With --summary: only journeys of this type.")
+@limit_option(50)
 @click.pass_context
-def moments(ctx: click.Context, journey, kind, summary: bool, limit: int) -> None:
+def moments(ctx: click.Context, journey, kind, summary: bool, by: str, journey_type,
+            limit: int) -> None:
     """List moments, or summarise which moments carry the most negative and positive valence."""
+    if summary and journey:
+        raise click.UsageError("--journey lists one journey's moments; --summary is across "
+                               "journeys: give one or the other")
+    if not summary and (journey_type or by != "kind,stage,channel"):
+        raise click.UsageError("--by and --type go with --summary")
     with _workspace(ctx, read_only=True) as ws:
         if summary:
-            _print_result(ws.moment_summary(), limit=limit)
+            groups = tuple(b.strip() for b in by.split(",") if b.strip())
+            result = ws.moment_summary(groups, kind=kind, journey_type=journey_type)
+            _print_both_ends(result, limit)
             return
-        _print_result(ws.moments(journey=journey, kind=kind, limit=limit),
+        _print_result(ws.moments(journey=journey, kind=kind, limit=sql_limit(limit)),
                       columns=["ts", "journey_type", "kind", "event_type", "channel", "valence",
-                               "reason"])
+                               "reason"], limit=limit, counted=False)
+
+
+def _print_both_ends(result, limit: int) -> None:
+    """Rows ordered from most negative to most positive mean (then the groups without
+    one): over ``limit``, the first and the last half of it among those with a mean,
+    so that both ends show."""
+    import pyarrow.compute as pc
+
+    from .results import Result
+
+    table = result.to_arrow()
+    if not limit or table.num_rows <= limit:
+        _print_result(result)
+        return
+    scored = table.filter(pc.is_valid(table["mean_valence"]))
+    n, head, tail = scored.num_rows, (limit + 1) // 2, limit // 2
+    if n <= limit:
+        _print_result(Result(scored, result.meta))
+    else:
+        _print_result(Result(scored.slice(0, head), result.meta), title="most negative")
+        if tail:
+            _print_result(Result(scored.slice(n - tail), result.meta), title="most positive")
+        console.print(f"... {n - head - tail:,} in between", markup=False)
+    if table.num_rows > n:
+        console.print(f"... {table.num_rows - n:,} groups without a valenced moment",
+                      markup=False)
+    console.print("--limit 0 shows all", markup=False)
 
 
 @main.command()
@@ -526,27 +577,23 @@ def demo(directory: str, n_events: int, seed: int, fmt: str) -> None:
         console.print(line, markup=False)
 
 
-def _print_timeline(ws_path: str, profile) -> None:
+def _print_timeline(profile, limit: int) -> None:
     """The person's events in time order, with their journeys' moments marked."""
-    from .store.workspace import Workspace
-
-    with Workspace.open(ws_path, read_only=True) as ws:
-        marks = {}
-        for m in ws.moments(person=profile.person_id).to_pylist():
-            marks.setdefault(m["event_id"], []).append(m["kind"])
-        scored = {r[0]: (r[1], r[2], r[3]) for r in ws.con.execute(
-            "SELECT event_id, journey_type, valence, valence_reason FROM journey_events "
-            "WHERE person_id = ?", [profile.person_id]).fetchall()}
+    rows = profile.timeline.to_pylist()
+    shown = rows[: limit or len(rows)]
     table = Table("ts", "channel", "event_type", "journey", "valence", "moments", "why",
                   title="timeline (moments marked)")
-    for r in profile.timeline.to_pylist()[:500]:
-        jt, v, why = scored.get(r["event_id"], (None, None, None))
-        table.add_row(_cell(r["ts"]), _cell(r["channel"]), _cell(r["event_type"]), _cell(jt),
-                      "" if v is None else f"{v:+.2f}", _cell(", ".join(marks.get(r["event_id"], []))),
-                      _cell(why))
+    for r in shown:
+        v = r["valence"]
+        table.add_row(_cell(r["ts"]), _cell(r["channel"]), _cell(r["event_type"]),
+                      _cell(r["journey_type"]), "" if v is None else f"{v:+.2f}",
+                      _cell(", ".join(r["moments"])), _cell(r["valence_reason"]))
     console.print(table)
+    if len(shown) < len(rows):
+        console.print(f"... {len(rows) - len(shown):,} more events: --limit 0 (or --json) "
+                      "shows them all")
     # the reasons quote a text's first words only: what the person wrote, in full
-    said = [r for r in profile.timeline.to_pylist()[:500] if r.get("text")]
+    said = [r for r in shown if r.get("text")]
     if said:
         words = Table("ts", "event_type", "rating", "text", title="what they wrote")
         for r in said:
@@ -563,7 +610,7 @@ def text() -> None:
 
 
 @text.command("languages")
-@click.option("--limit", default=50, show_default=True)
+@limit_option(50)
 @click.pass_context
 def text_languages(ctx: click.Context, limit: int) -> None:
     """Each person's preferred language (explicit attribute, else the one they write in most)."""
@@ -611,7 +658,7 @@ def text_themes(ctx: click.Context, k: int | None, embeddings: bool) -> None:
 
 
 @text.command("disagreements")
-@click.option("--limit", default=50, show_default=True)
+@limit_option(50)
 @click.pass_context
 def text_disagreements(ctx: click.Context, limit: int) -> None:
     """Events whose rating and text disagree (five stars, angry text)."""
@@ -628,11 +675,13 @@ def text_disagreements(ctx: click.Context, limit: int) -> None:
 
 def _print_result(result, columns: list[str] | None = None, limit: int | None = None,
                   title: str | None = None, full: tuple[str, ...] = (),
-                  shown: dict | None = None) -> None:
+                  shown: dict | None = None, counted: bool = True) -> None:
     """Print rows as a table; values are cut at 60 characters except in ``full``
     columns; ``shown`` maps a column to a function that formats its values. A
     column of seconds (``duration_s``, ``median_s``...) is shown as a duration
-    (``2d 4h``) under its name without ``_s``."""
+    (``2d 4h``) under its name without ``_s``. The first ``limit`` rows (0 or None:
+    all) are shown, and how many more there are, or (not ``counted``: the rows were
+    read with one more than the limit) that there are more."""
     from .display import duration
 
     rows = result.to_pylist()
@@ -651,7 +700,8 @@ def _print_result(result, columns: list[str] | None = None, limit: int | None = 
                               cut=c not in full) for c in cols])
     console.print(table)
     if limit and len(rows) > limit:
-        console.print(f"... {len(rows) - limit} more")
+        more = f"{len(rows) - limit:,} more" if counted else "more"
+        console.print(f"... {more}: --limit 0 shows all", markup=False)
 
 
 def _is_seconds(column: str, rows: list[dict]) -> bool:

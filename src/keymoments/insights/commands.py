@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import click
 
+from ..options import limit_option
 from ..results import json_text
 
 __all__ = ["register"]
@@ -109,7 +110,7 @@ def register(main: click.Group) -> None:
                   default="feedback", show_default=True)
     @click.option("--type", "journey_type", multiple=True, help="Only journeys of this type.")
     @click.option("--valences", is_flag=True, help="Also use the moment valences as features.")
-    @click.option("--limit", default=20, show_default=True)
+    @limit_option(20)
     @click.option("--json", "as_json", is_flag=True, help="Print rows and meta as JSON.")
     @click.pass_context
     def drivers(ctx, outcome, journey_type, valences, limit, as_json):
@@ -132,7 +133,7 @@ def register(main: click.Group) -> None:
     @click.option("--within-days", default=7.0, show_default=True, type=DAYS,
                   help="A contact within this many days after a valley counts as a repeat.")
     @click.option("--min-journeys", default=5, show_default=True)
-    @click.option("--limit", default=20, show_default=True)
+    @limit_option(20)
     @click.option("--json", "as_json", is_flag=True, help="Print rows and meta as JSON.")
     @click.pass_context
     def root_causes(ctx, outcome, within_days, min_journeys, limit, as_json):
@@ -262,8 +263,7 @@ def register(main: click.Group) -> None:
                   type=DAYS, help="Days per time unit.")
     @click.option("--horizon", default=90.0, show_default=True, type=POSITIVE,
                   help="Expected purchases in this many units from the data's end.")
-    @click.option("--limit", default=20, show_default=True,
-                  help="Rows shown: the buyers most likely gone, of those who came back once.")
+    @limit_option(20, "Rows shown: the buyers most likely gone, of those who came back once")
     @click.option("--json", "as_json", is_flag=True, help="Print rows and meta as JSON.")
     @click.pass_context
     def alive(ctx, event_types, unit_days, horizon, limit, as_json):

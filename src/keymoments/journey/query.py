@@ -112,9 +112,13 @@ def moments(ws: Workspace, *, journey: str | None = None, kind: str | list[str] 
                    {"journey_id": journey_ids, "kind": kind, "person_id": pid}, limit)
 
 
-def moment_summary(ws: Workspace, by: tuple[str, ...] = ("kind", "stage", "channel")) -> Result:
+def moment_summary(ws: Workspace, by: tuple[str, ...] = ("kind", "stage", "channel"), *,
+                   kind: str | list[str] | None = None,
+                   journey_type: str | list[str] | None = None) -> Result:
     """Across journeys: which moment kinds carry the most negative and positive
-    valence, by ``by`` (kind, stage, channel, event_type, journey_type, agent).
+    valence, by ``by`` (kind, stage, channel, event_type, journey_type, agent,
+    category), most negative mean first; only the moments of ``kind`` and of journeys
+    of ``journey_type`` when given (a value none has: no rows, and a ``hint``).
 
     ``n`` counts every moment (a key moment on an event nothing scored too: a
     purchase, a first interaction), ``n_valenced`` those with a valence; the mean and
@@ -125,7 +129,13 @@ def moment_summary(ws: Workspace, by: tuple[str, ...] = ("kind", "stage", "chann
         from ..errors import KeymomentsError
 
         raise KeymomentsError(f"cannot group moments by {bad[0]!r}; use {', '.join(sorted(allowed))}")
+    if not by:
+        from ..errors import KeymomentsError
+
+        raise KeymomentsError(f"group moments by at least one of {', '.join(sorted(allowed))}")
     cols = ", ".join(f'"{b}"' for b in by)
+    filters = {"kind": kind, "journey_type": journey_type}
+    where, params = _where(filters)
     # ordered by the mean rounded: a mean summed in another order differs in its last
     # bits, which ordered equal means differently from run to run
     table = ws.con.execute(f"""
@@ -133,7 +143,13 @@ def moment_summary(ws: Workspace, by: tuple[str, ...] = ("kind", "stage", "chann
                avg(valence) AS mean_valence,
                avg(CASE WHEN valence < 0 THEN 1.0 WHEN valence >= 0 THEN 0.0 END) AS share_negative,
                avg(CASE WHEN valence > 0 THEN 1.0 WHEN valence <= 0 THEN 0.0 END) AS share_positive
-        FROM moments GROUP BY ALL
-        ORDER BY round(mean_valence, 9) NULLS LAST, n DESC, {cols}""").to_arrow_table()
-    return Result(table, {"by": list(by), "method": "mean valence of the moments with one; "
-                                                   "shares of negative/positive among them"})
+        FROM moments {where} GROUP BY ALL
+        ORDER BY round(mean_valence, 9) NULLS LAST, n DESC, {cols}""", params).to_arrow_table()
+    meta = {"by": list(by), "filters": {k: v for k, v in filters.items() if v is not None},
+            "method": "mean valence of the moments with one; shares of negative/positive "
+                      "among them"}
+    if not table.num_rows:
+        hint = _unknown_value(ws, "moments", filters)
+        if hint:
+            meta["hint"] = hint
+    return Result(table, meta)

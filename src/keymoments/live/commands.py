@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import click
 
+from ..options import limit_option, sql_limit
 from ..results import json_text
 
 __all__ = ["register"]
@@ -37,7 +38,7 @@ def register(main: click.Group) -> None:
     @click.option("--status", help="pending, delivered, failed, held_out or suppressed.")
     @click.option("--rule", help="Only this rule.")
     @click.option("--person", help="Only this person's (id or any identifier).")
-    @click.option("--limit", default=50, show_default=True)
+    @limit_option(50)
     @click.option("--json", "as_json", is_flag=True, help="JSON lines output.")
     @click.pass_context
     def actions_list(ctx, status, rule, person, limit, as_json) -> None:
@@ -45,14 +46,15 @@ def register(main: click.Group) -> None:
         from .outbox import list_actions
 
         with _workspace(ctx, read_only=True) as ws:
-            r = list_actions(ws, status=status, rule=rule, person=person, limit=limit)
+            r = list_actions(ws, status=status, rule=rule, person=person,
+                             limit=sql_limit(limit))
         if as_json:
-            for row in r.to_pylist():
+            for row in r.to_pylist()[: limit or None]:
                 click.echo(json_text(row))
             return
         console.print("actions: " + ", ".join(f"{k} {v}" for k, v in r.meta["counts"].items()))
         _print_result(r, ["action_id", "rule", "kind", "person_id", "language", "status",
-                          "attempts", "reason"])
+                          "attempts", "reason"], limit=limit, counted=False)
 
     @actions.command("replay")
     @click.argument("action_ids", nargs=-1)

@@ -9,6 +9,7 @@ from functools import wraps
 import click
 
 from ..io import atomic_write_text
+from ..options import limit_option
 from ..results import json_text
 
 __all__ = ["register"]
@@ -85,7 +86,7 @@ def register(main: click.Group) -> None:
     @click.option("--collapse", is_flag=True, help="Merge runs of the same label.")
     @click.option("--dot", type=click.Path(dir_okay=False), help="Also write the map as Graphviz DOT.")
     @click.option("--json", "as_json", is_flag=True, help="Print the edges as JSON lines.")
-    @click.option("--limit", default=40, show_default=True)
+    @limit_option(40)
     @click.pass_context
     def process_map_cmd(ctx, level, flt, min_edge_count, top_variants, collapse, dot, as_json, limit):
         """The directly-follows graph of journeys: edge counts and durations, node valence."""
@@ -112,7 +113,7 @@ def register(main: click.Group) -> None:
                   help="Steps after the activity.")
     @click.option("--flows", is_flag=True, help="Print the Sankey flows instead.")
     @click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
-    @click.option("--limit", default=20, show_default=True)
+    @limit_option(20)
     @click.pass_context
     def variants_cmd(ctx, level, flt, around, before, after, flows, as_json, limit):
         """The distinct paths of journeys with counts and outcomes (or around an activity)."""
@@ -137,7 +138,7 @@ def register(main: click.Group) -> None:
     @click.argument("design")
     @_filters
     @click.option("--json", "as_json", is_flag=True, help="Print the deviations as JSON lines.")
-    @click.option("--limit", default=20, show_default=True)
+    @limit_option(20)
     @click.pass_context
     def conformance_cmd(ctx, design, flt, as_json, limit):
         """Journeys against the designed journey DESIGN (paths.designed in keymoments.yaml):
@@ -164,7 +165,7 @@ def register(main: click.Group) -> None:
     @_filters
     @click.option("--no-model", is_flag=True, help="Skip the switch model.")
     @click.option("--json", "as_json", is_flag=True, help="Print the patterns as JSON lines.")
-    @click.option("--limit", default=20, show_default=True)
+    @limit_option(20)
     @click.pass_context
     def channel_switching_cmd(ctx, flt, no_model, as_json, limit):
         """Channel transitions, switch rates, lost context and what precedes a switch."""
@@ -195,7 +196,7 @@ def register(main: click.Group) -> None:
     @_filters
     @click.option("--outliers", is_flag=True, help="Only the flagged groups.")
     @click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
-    @click.option("--limit", default=60, show_default=True)
+    @limit_option(60)
     @click.pass_context
     def consistency_cmd(ctx, by, kind, flt, outliers, as_json, limit):
         """How much welcome, peak and farewell valence vary by agent, team, channel, language."""

@@ -16,7 +16,11 @@ __all__ = ["PersonProfile", "person_profile"]
 
 @dataclass(frozen=True)
 class PersonProfile:
-    """A stitched person: ``identifiers``, ``links`` (why) and ``timeline`` (events)."""
+    """A stitched person: ``identifiers``, ``links`` (why) and ``timeline``: their
+    events in time order, each with its journey (``journey_id``, ``journey_type``), its
+    ``valence`` and ``valence_reason``, and ``moments``: the kinds of the journey
+    moments at that event (``valley``, ``farewell``, ``purchase``...; the event's own
+    ``moment`` column is the taxonomy's tag). Before a build these are empty."""
 
     person_id: str
     identifiers: Result
@@ -44,6 +48,13 @@ def person_profile(ws: Workspace, key: str) -> PersonProfile:
         FROM identity_links l JOIN identifiers i ON i.identifier = l.a
         LEFT JOIN events e ON e.event_id = l.event_id
         WHERE i.person_id = ? ORDER BY l.ts, l.a, l.b""", [pid]).to_arrow_table()
-    timeline = ws.events(person=pid)
+    timeline = con.execute("""
+        SELECT e.*, j.journey_id, j.journey_type, j.valence, j.valence_reason,
+               coalesce(m.moments, []) AS moments
+        FROM events e
+        LEFT JOIN journey_events j ON j.event_id = e.event_id AND j.person_id = e.person_id
+        LEFT JOIN (SELECT event_id, list(kind ORDER BY kind) AS moments FROM moments
+                   WHERE person_id = ? GROUP BY event_id) m ON m.event_id = e.event_id
+        WHERE e.person_id = ? ORDER BY e.ts, e.event_id""", [pid, pid]).to_arrow_table()
     return PersonProfile(pid, Result(ids, {"person_id": pid}), Result(links, {"person_id": pid}),
-                         timeline)
+                         Result(timeline, {"person": pid}))

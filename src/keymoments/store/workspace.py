@@ -164,11 +164,13 @@ class Workspace:
 
         return moments(self, **filters)
 
-    def moment_summary(self, by: tuple[str, ...] = ("kind", "stage", "channel")) -> Result:
-        """Moment kinds by valence across journeys."""
+    def moment_summary(self, by: tuple[str, ...] = ("kind", "stage", "channel"), *,
+                       kind: str | list[str] | None = None,
+                       journey_type: str | list[str] | None = None) -> Result:
+        """Moment kinds by valence across journeys (:func:`keymoments.journey.query.moment_summary`)."""
         from ..journey.query import moment_summary
 
-        return moment_summary(self, by)
+        return moment_summary(self, by, kind=kind, journey_type=journey_type)
 
     def fit_remembered(self, outcome: str = "feedback", apply: bool = True, **options):
         """Learn the remembered-score weights from this workspace's outcomes (see
