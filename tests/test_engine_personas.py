@@ -443,3 +443,22 @@ def test_reason_placeholders_are_filled_and_a_weightless_part_leaves_no_reason(m
         ("order_delivered", pytest.approx(-1.5 / 7), "order_delivered 1.5 days late", None),
         ("ticket_opened", pytest.approx(-0.5), "ticket_opened: waited 90.0 s", -1.0),
     ]
+
+
+@pytest.mark.parametrize("late, shown", [
+    ("2024-01-04T13:00:00Z", "3.0 hours late"),        # 0.125 days read "0.1 days late"
+    ("2024-01-04T10:01:30Z", "1.5 minutes late"),      # it read "0.0 days late"
+    ("2024-01-04T10:00:00.500Z", "0.5 seconds late"),
+    ("2024-01-05T22:00:00Z", "1.5 days late"),         # a day or more: in the rule's unit
+    ("2024-01-04T06:00:00Z", "4.0 hours (on time)"),   # early, within early_by (1 day)
+    ("2024-01-04T10:00:00Z", "0.0 days (on time)"),
+])
+def test_a_gap_under_one_unit_is_said_in_a_smaller_unit(make_workspace, late, shown):
+    ws = _built(make_workspace, [
+        ev("jo", "2024-01-01T10:00:00Z", "order_placed", order_id="O5"),
+        ev("jo", late, "order_delivered", order_id="O5", promised_at="2024-01-04T10:00:00Z"),
+    ])
+    (reason,) = ws.con.execute("SELECT j.valence_reason FROM journey_events j JOIN events e "
+                               "USING (event_id) WHERE e.event_type = 'order_delivered'"
+                               ).fetchone()
+    assert reason == f"delivered {shown} against the promise"

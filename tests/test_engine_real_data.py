@@ -95,7 +95,12 @@ def test_marketplace_late_deliveries_are_valleys(make_workspace, shared_data):
         assert v["event_type"] == "order_delivered", order_id
         want = -min(1.0, 0.2 + 0.8 * gap / 7)  # late_start 0.2, -1 a week late
         assert v["valence"] == pytest.approx(want, abs=1e-6)
-        assert f"{abs(gap):.1f} days late" in v["reason"]
+        secs = gap * 86400  # said in days from a day late, below that in hours, minutes
+        amount, unit = ((gap, "days") if gap >= 1 else (secs / 3600, "hours") if secs >= 3600
+                        else (secs / 60, "minutes") if secs >= 60 else (secs, "seconds"))
+        said = re.search(r"delivered ([0-9.]+) (\w+) late", v["reason"])
+        assert said and said[2] == unit, (amount, unit, v["reason"])
+        assert float(said[1]) == pytest.approx(amount, abs=0.05 + 1e-9)  # one decimal
 
 
 def test_marketplace_late_deliveries_after_the_review_are_valleys(make_workspace, shared_data):

@@ -178,6 +178,18 @@ def _fmt(x: float | None) -> str | None:
     return None if x is None else duck_str(duck_round(x, 1))
 
 
+def _amount(size: float, unit: str) -> str:
+    """valence.rules._amount: in ``unit`` from 1 of it (or 0), else in the largest
+    smaller unit it makes 1 of, down to seconds."""
+    if size >= 1 or size == 0 or unit == "seconds":
+        return f"{_fmt(size)} {unit}"
+    secs = size * UNIT_SECONDS[unit]
+    for u in ("days", "hours", "minutes"):
+        if UNIT_SECONDS[u] < UNIT_SECONDS[unit] and secs >= UNIT_SECONDS[u]:
+            return f"{_fmt(secs / UNIT_SECONDS[u])} {u}"
+    return f"{_fmt(secs)} seconds"
+
+
 def _cat(*parts: str | None) -> str | None:
     """``a || b || ...``: NULL when any part is."""
     return None if any(p is None for p in parts) else "".join(parts)
@@ -353,8 +365,7 @@ def _rule(e: dict, i: int, rule: ValenceRule, windows: dict) -> tuple[float | No
             v, word = rule.early_valence, " early"
         else:
             v, word = rule.on_time_valence, " (on time)"
-        amount = (_fmt(abs(gap) * 100) + "%") if rule.relative else \
-            f"{_fmt(abs(gap))} {rule.unit}"
+        amount = (_fmt(abs(gap) * 100) + "%") if rule.relative else _amount(abs(gap), rule.unit)
         return v, _reason(rule, "{gap} against the promise", e["event_type"],
                       gap=amount + word)
     if rule.kind == "measure_above":

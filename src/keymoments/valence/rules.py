@@ -69,6 +69,21 @@ def _fmt(x: ir.NumericValue) -> ir.StringValue:
     return x.round(1).cast("string")
 
 
+def _amount(size: ir.FloatingValue, unit: str) -> ir.StringValue:
+    """A gap's ``size`` (>= 0, in ``unit``) with its unit: in ``unit`` from 1 of it (or
+    0), below that in the largest smaller unit it makes 1 of ("3.0 hours late", not "0.1
+    days late"; an hour late read "0.0 days late"), down to seconds."""
+    smaller = sorted((u for u, s in UNIT_SECONDS.items() if s < UNIT_SECONDS[unit]),
+                     key=UNIT_SECONDS.get, reverse=True)
+    if not smaller:
+        return _fmt(size).concat(" ", unit)
+    secs = size * UNIT_SECONDS[unit]
+    cases = [((size >= 1) | (size == 0), _fmt(size).concat(" ", unit))]
+    cases += [(secs >= UNIT_SECONDS[u], _fmt(secs / UNIT_SECONDS[u]).concat(" ", u))
+              for u in smaller[:-1]]
+    return ibis.cases(*cases, else_=_fmt(secs).concat(" seconds"))
+
+
 def _reason(rule: ValenceRule, default: str, event_type: ir.StringValue, gap_text=None,
             value=None) -> ir.StringValue:
     """The rule's reason with its tokens filled (the config allows only the tokens its
@@ -207,7 +222,7 @@ def rule_outputs(e: ir.Table, i: int, rule: ValenceRule) -> tuple[ir.FloatingVal
         word = ibis.cases((is_late, ibis.literal(" late")), (is_early, ibis.literal(" early")),
                           else_=ibis.literal(" (on time)"))
         amount = _fmt(gap.abs() * 100).concat("%") if rule.relative else \
-            _fmt(gap.abs()).concat(" ", rule.unit)
+            _amount(gap.abs(), rule.unit)
         have, why = gap.notnull(), _reason(rule, "{gap} against the promise", e.event_type,
                                            gap_text=amount.concat(word))
     elif rule.kind == "measure_above":
