@@ -15,7 +15,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 
-def _spark_derive(ws, spark, tmp_path):
+def _spark_derive(ws, spark, tmp_path, remembered_weights=None):
     """Run the engine on Spark over the workspace's events, as a Spark user would."""
     import ibis
 
@@ -31,7 +31,7 @@ def _spark_derive(ws, spark, tmp_path):
     texts = b.table("text_scores")
     derived = derive(b.table("events"), ws.config, journey_types(ws), resolve_as_of(ws),
                      texts.filter(texts.scorer == LexiconScorer.name),
-                     lambda name, expr: expr.cache())
+                     lambda name, expr: expr.cache(), remembered_weights=remembered_weights)
     assert isinstance(ibis.__version__, str)
     return derived
 
@@ -60,9 +60,9 @@ def _compare(duck: list[dict], spark: list[dict], what: str) -> None:
             assert _same(d[col], s[col]), f"{what}.{col}: DuckDB {d[col]!r} != Spark {s[col]!r}\n{d}\n{s}"
 
 
-def _check(ws, spark, tmp_path):
+def _check(ws, spark, tmp_path, remembered_weights=None):
     ws.build()
-    derived = _spark_derive(ws, spark, tmp_path)
+    derived = _spark_derive(ws, spark, tmp_path, remembered_weights)
     cols = ["journey_id", "journey_type", "journey_key", "person_id", "start_ts", "end_ts",
             "duration_s", "n_events", "channels", "channel_switches", "has_start", "has_end",
             "status", "outcome_valence", "outcome_rating", "repurchased", "churned", "first_v",
@@ -143,3 +143,32 @@ def test_fractions_of_a_second_count_on_spark(make_workspace, spark, tmp_path):
     assert visits == [(1, 0.0), (2, 899.35)]
     t7 = ws.con.execute("SELECT duration_s FROM journeys WHERE journey_key = 'T7'").fetchone()
     assert t7 == (0.6,)
+
+
+def test_no_channel_and_a_learned_remembered_score_are_the_same_on_spark(make_workspace, spark,
+                                                                         tmp_path):
+    """A journey whose events have no channel has channels NULL on Spark too (its list
+    aggregate gave []), and the learned remembered-score model a workspace chose scores
+    the journeys derived on Spark when its weights are given (it was applied by an
+    UPDATE of the DuckDB table only: Spark wrote peak-end)."""
+    import json
+
+    sys.path.insert(0, str(HERE))
+    from test_engine_personas import CONFIG, PERSONAS, ev, write
+
+    from keymoments.moment.fitting import chosen_weights
+    from keymoments.moment.remembered import FEATURES
+
+    rows = [*PERSONAS, ev("kim", "2024-02-11T10:00:00Z", "page_view", channel=None),
+            ev("kim", "2024-02-11T10:05:00Z", "payment_failed", channel=None, order_id="O8")]
+    ws = make_workspace(CONFIG, {"events.jsonl": write(rows)})
+    assert ws.ingest("events").rows_quarantined == 0
+    weights = {f: [w, w - 0.1, w + 0.1] for f, w in zip(FEATURES, [0.3, 0.2, 0.4, 0.9, -0.5, 0.7])}
+    ws.con.execute("INSERT INTO remembered_models VALUES (now(), 'feedback', 'learned', ?, 'r2', "
+                   "0.5, 0.4, 0.6, 40, TRUE)", [json.dumps(weights | {"intercept": -0.05})])
+    assert chosen_weights(ws) is not None
+    _check(ws, spark, tmp_path, chosen_weights(ws))
+    got = ws.con.execute("SELECT DISTINCT remembered_model FROM journeys WHERE n_valenced > 0"
+                         ).fetchall()
+    assert got == [("learned",)]
+    assert ws.con.execute("SELECT count(*) FROM journeys WHERE channels IS NULL").fetchone()[0] >= 1

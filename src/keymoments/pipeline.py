@@ -25,7 +25,7 @@ from .engine import backend
 from .journey.assign import assign_journeys
 from .journey.summary import channel_vocabulary, summarize_journeys
 from .moment.extract import extract_moments, moment_parts
-from .moment.fitting import apply_chosen
+from .moment.fitting import chosen_weights
 from .retag import RetagReport, retag
 from .sql import ident, literal, rollback
 from .store.cluster import forget_order
@@ -213,7 +213,8 @@ class Derived:
 def derive(events, config: Config, types: list[JourneyType], as_of, text_scores,
            materialize: Callable[[str, object], object],
            timings: dict[str, float] | None = None, *, inline_stats: bool = False,
-           typical=None, moments_in_parts: bool = False) -> Derived:
+           typical=None, moments_in_parts: bool = False,
+           remembered_weights: dict | None = None) -> Derived:
     """The whole engine as Ibis expressions over ``events`` (a table with the
     events' columns), on any backend. ``materialize(name, expr)`` stores an
     intermediate result and returns a table expression over it (DuckDB: a table;
@@ -228,6 +229,9 @@ def derive(events, config: Config, types: list[JourneyType], as_of, text_scores,
     ``typical`` (a table ``journey_type, p90``): typical durations that replace
     the ones of ``events``' journeys for the types it lists (live updates: those of
     the stored journeys).
+    ``remembered_weights``: the learned remembered-score model scoring the journeys
+    (:func:`~keymoments.moment.fitting.chosen_weights` of a workspace, or the same
+    dict from elsewhere); None: peak-end.
     ``moments_in_parts`` hands ``materialize`` the moments as a list of tables
     (:func:`~keymoments.moment.extract.moment_parts`; the table is their union),
     to be written one statement each.
@@ -258,7 +262,8 @@ def derive(events, config: Config, types: list[JourneyType], as_of, text_scores,
     journeys = summarize_journeys(je, config.journeys, types, config.outcomes, config.moments,
                                   as_of_expr, person_last, materialize,
                                   channel_vocabulary(je) if inline_stats else None, rated,
-                                  inline_p90=inline_stats, typical=typical)
+                                  inline_p90=inline_stats, typical=typical,
+                                  remembered_weights=remembered_weights)
     journeys = materialize("_km_journeys", journeys)
     timings["journeys"] = time.perf_counter() - t
     t = time.perf_counter()
@@ -314,7 +319,8 @@ def build(ws: Workspace, progress: Callable[[int, int], None] | None = None) -> 
             return b.table(f"{stored}__new")
 
         derive(b.table("events"), cfg, journey_types(ws), resolve_as_of(ws), texts, materialize,
-               timings, inline_stats=True, moments_in_parts=True)
+               timings, inline_stats=True, moments_in_parts=True,
+               remembered_weights=chosen_weights(ws))  # (a learned remembered score stays)
         t = time.perf_counter()
         con.execute("BEGIN TRANSACTION")
         try:
@@ -322,7 +328,6 @@ def build(ws: Workspace, progress: Callable[[int, int], None] | None = None) -> 
                 con.execute(f"DROP TABLE IF EXISTS {ident(table)}")
                 con.execute(f"ALTER TABLE {ident(table + '__new')} RENAME TO {ident(table)}")
             forget_order(con, _STORED.values())  # (new tables, in the build's order)
-            apply_chosen(ws, only_learned=True)  # (a learned remembered score stays)
             con.execute("COMMIT")
         except BaseException:
             rollback(con)

@@ -67,6 +67,19 @@ def _channel_list(t: ir.Table, vocabulary: list[str]) -> ir.ArrayValue:
     return ibis.cases((ibis.or_(*flags), items.filter(lambda x: x.notnull())), else_=null_list)
 
 
+def _learned(j: ir.Table, weights: dict) -> ir.FloatingValue:
+    """The learned model's score of each journey: intercept plus the weighted moment
+    features, a missing trend as 0, clipped to [-1, 1] (the terms added in the order
+    of :func:`~keymoments.moment.fitting.remembered_sql`, to the same double)."""
+    from ..moment.remembered import FEATURES
+
+    score = ibis.literal(float(weights["intercept"]), type=_F)
+    for f in FEATURES:
+        feature = j[f].fill_null(0.0) if f == "trend_v" else j[f]
+        score = score + float(weights[f][0]) * feature
+    return score.clip(-1.0, 1.0)
+
+
 def moment_candidates(je: ir.Table, moments: MomentsConfig, *,
                       before_outcome: bool = True) -> ir.Table:
     """Scored events that can be experience moments: a valence and not an excluded
@@ -90,7 +103,8 @@ def summarize_journeys(je: ir.Table, journeys: JourneysConfig, types: list[Journ
                        person_last: ir.Table, materialize=None,
                        channel_vocab: list[str] | None = None,
                        rated: ir.Table | None = None, inline_p90: bool = False,
-                       typical: ir.Table | None = None) -> ir.Table:
+                       typical: ir.Table | None = None,
+                       remembered_weights: dict | None = None) -> ir.Table:
     """Journeys with status, outcome and moment features. ``person_last`` has
     ``person_id, last_ts`` (the person's last event of any kind). ``rated``
     (``event_id, rating, rating_scale``: the rated events), when given, adds the
@@ -103,6 +117,10 @@ def summarize_journeys(je: ir.Table, journeys: JourneysConfig, types: list[Journ
     stand in for those of ``je``'s journeys for the types it lists (a live update's
     few persons are judged by the stored journeys' p90 as a table, so the same plan
     serves every update).
+    ``remembered_weights`` (the learned remembered-score model, as stored: feature ->
+    [weight, low, high] and ``intercept``; see
+    :func:`keymoments.moment.fitting.chosen_weights`), when given, scores
+    ``remembered`` instead of peak-end (as :func:`~keymoments.moment.fitting.remembered_sql`).
     ``channel_vocab`` (see :func:`channel_vocabulary`), when given, lists every
     channel of ``je``: the channel lists are then built from plain aggregates that
     spill (without it, from a list aggregate that DuckDB keeps in memory).
@@ -154,6 +172,9 @@ def summarize_journeys(je: ir.Table, journeys: JourneysConfig, types: list[Journ
                           ).drop("_j", "_s")
     if channel_vocab is not None:
         base = base.mutate(channels=_channel_list(base, channel_vocab)).drop(*channels)
+    else:  # no channel: NULL, as DuckDB's list aggregate of no values (Spark's is [])
+        base = base.mutate(channels=ibis.cases((base.channels.length() > 0, base.channels),
+                                               else_=ibis.null().cast("array<string>")))
 
     # moment features from the candidates
     c = moment_candidates(je.drop("_end", "_start", "_fb", "_churn"), moments)
@@ -178,7 +199,14 @@ def summarize_journeys(je: ir.Table, journeys: JourneysConfig, types: list[Journ
 
     # remembered, default model: mean of the most intense moment and the end
     intense = ibis.cases((j.peak_v.abs() >= j.valley_v.abs(), j.peak_v), else_=j.valley_v)
-    j = j.mutate(remembered=((intense + j.end_v) / 2), remembered_model=ibis.literal("peak_end"))
+    peak_end = (intense + j.end_v) / 2
+    if remembered_weights is None:
+        j = j.mutate(remembered=peak_end, remembered_model=ibis.literal("peak_end"))
+    else:
+        learned, scored = _learned(j, remembered_weights), j.n_valenced > 0
+        j = j.mutate(remembered=ibis.cases((scored, learned), else_=peak_end),
+                     remembered_model=ibis.cases((scored, ibis.literal("learned")),
+                                                 else_=ibis.literal("peak_end")))
 
     # status
     dur = seconds_between(j.end_ts, j.start_ts)
