@@ -130,7 +130,8 @@ def test_fractions_of_a_second_count_on_spark(make_workspace, spark, tmp_path):
         ev("gil", "2024-02-10T10:00:00.100Z", "page_view"),
         ev("gil", "2024-02-10T10:30:00.900Z", "page_view"),   # 1800.8 s later: a new visit
         ev("gil", "2024-02-10T10:45:00.250Z", "page_view"),
-        ev("hal", "2024-02-01T09:00:00.700Z", "ticket_opened", channel="chat", ticket_id="T7"),
+        ev("hal", "2024-02-01T09:00:00.700Z", "ticket_opened", channel="chat", ticket_id="T7",
+           wait_seconds=12345678),  # (Spark wrote "waited 1.2345678E7 seconds")
         ev("hal", "2024-02-01T09:00:01.300Z", "ticket_resolved", channel="chat", ticket_id="T7"),
         ev("hal", "2024-02-08T09:00:01.300Z", "ticket_opened", channel="email", ticket_id="T8"),
     ]
@@ -143,6 +144,9 @@ def test_fractions_of_a_second_count_on_spark(make_workspace, spark, tmp_path):
     assert visits == [(1, 0.0), (2, 899.35)]
     t7 = ws.con.execute("SELECT duration_s FROM journeys WHERE journey_key = 'T7'").fetchone()
     assert t7 == (0.6,)
+    (why,) = ws.con.execute("SELECT valence_reason FROM journey_events j JOIN events e "
+                            "USING (event_id) WHERE e.measures['wait_seconds'] > 0").fetchone()
+    assert "waited 12345678.0 seconds" in why
 
 
 def test_no_channel_and_a_learned_remembered_score_are_the_same_on_spark(make_workspace, spark,

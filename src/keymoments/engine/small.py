@@ -174,8 +174,19 @@ def duck_str(x: float) -> str:
 
 
 def _fmt(x: float | None) -> str | None:
-    """``x.round(1).cast('string')`` (valence.rules._fmt)."""
-    return None if x is None else duck_str(duck_round(x, 1))
+    """valence.rules._fmt: one decimal from whole tenths (``12345678.0``, never
+    ``1.2345678e+07``), beyond 10^15 or NaN as DuckDB writes the rounded double.
+
+    >>> _fmt(12345678.04), _fmt(-0.04), _fmt(2.25), _fmt(-2.25), _fmt(1e16)
+    ('12345678.0', '0.0', '2.3', '-2.3', '1e+16')
+    """
+    if x is None:
+        return None
+    if not abs(x) < 1e15:
+        return duck_str(duck_round(x, 1))
+    tenths = int(duck_round(x * 10, 0))
+    sign = "-" if tenths < 0 else ""
+    return f"{sign}{abs(tenths) // 10}.{abs(tenths) % 10}"
 
 
 def _amount(size: float, unit: str) -> str:

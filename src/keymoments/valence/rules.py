@@ -66,7 +66,14 @@ def effective_rules(config: ValenceConfig) -> list[ValenceRule]:
 
 
 def _fmt(x: ir.NumericValue) -> ir.StringValue:
-    return x.round(1).cast("string")
+    """``x`` with one decimal, written the same on every engine: from whole tenths as
+    integers (a double cast to text is Java's ``1.2345678E7`` on Spark); beyond 10^15
+    (or NaN), as the engine writes the rounded double."""
+    tenths = (x * 10).round().cast("int64")
+    whole, tenth = tenths.abs() // 10, tenths.abs() % 10
+    sign = ibis.cases((tenths < 0, ibis.literal("-")), else_=ibis.literal(""))
+    exact = sign.concat(whole.cast("string"), ".", tenth.cast("string"))
+    return ibis.cases((x.abs() < 1e15, exact), else_=x.round(1).cast("string"))
 
 
 def _amount(size: ir.FloatingValue, unit: str) -> ir.StringValue:
