@@ -585,8 +585,10 @@ def _print_timeline(profile, limit: int) -> None:
                   title="timeline (moments marked)")
     for r in shown:
         v = r["valence"]
+        # the type and the id's start: two journeys of one type are told apart
+        journey = None if r["journey_id"] is None else f"{r['journey_type']} {r['journey_id'][:8]}"
         table.add_row(_cell(r["ts"]), _cell(r["channel"]), _cell(r["event_type"]),
-                      _cell(r["journey_type"]), "" if v is None else f"{v:+.2f}",
+                      _cell(journey), "" if v is None else f"{v:+.2f}",
                       _cell(", ".join(r["moments"])), _cell(r["valence_reason"]))
     console.print(table)
     if len(shown) < len(rows):
