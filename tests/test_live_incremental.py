@@ -295,3 +295,48 @@ valence:
     for table in rebuilt:
         assert streamed[table] == rebuilt[table], table
     ws.close()
+
+
+@pytest.mark.parametrize("engine", ["python", "sql"])
+def test_a_learned_remembered_score_scores_live_updates_and_their_actions(tmp_path, engine):
+    """With a learned remembered-score model chosen, each live update scores the
+    journeys it derives with it before the action rules read them: the actions'
+    documents carry the stored score (they carried peak-end, the stored rows were
+    updated afterwards), and the streamed tables equal a rebuild's."""
+    import json
+
+    from keymoments.moment.remembered import FEATURES
+
+    ws = km.init(tmp_path)
+    with open(tmp_path / "keymoments.yaml", "a") as fh:
+        fh.write(CONFIG + (SQL_ENGINE if engine == "sql" else
+                           "\nservice: {python_engine_max_events: 100}\n")
+                 + "actions:\n  rules:\n    - {name: low, trigger: {on: valley}, holdout: 0, "
+                   "action: {kind: file}}\n")
+    ws.reload_config()
+    weights = {f: [w, w - 0.1, w + 0.1] for f, w in zip(FEATURES, [0.3, 0.2, 0.4, 0.9, -0.5, 0.7])}
+    ws.con.execute("INSERT INTO remembered_models VALUES (now(), 'feedback', 'learned', ?, 'r2', "
+                   "0.5, 0.4, 0.6, 40, TRUE)", [json.dumps(weights | {"intercept": -0.05})])
+    events = stream(25, seed=5)
+    for at in range(0, len(events), 9):
+        load_events(ws, [PostedEvent.model_validate(e) for e in events[at:at + 9]])
+        process_pending(ws)
+    streamed = _snapshot(ws)
+    models = {r[0] for r in ws.con.execute("SELECT DISTINCT remembered_model FROM journeys "
+                                           "WHERE n_valenced > 0").fetchall()}
+    assert models == {"learned"}
+    stored = dict(ws.con.execute("SELECT journey_id, remembered FROM journeys").fetchall())
+    docs = [json.loads(p) for (p,) in ws.con.execute("SELECT payload FROM outbox").fetchall()]
+    assert len(docs) >= 5
+    # (a journey's later updates may move its score: each action carries the score the
+    # journey had when it fired, so compare the journeys no later event changed)
+    fired = {d["journey"]["id"]: d["journey"]["remembered"] for d in docs}
+    ws.build()
+    assert _snapshot(ws) == streamed
+    same = [j for j, r in fired.items() if r is not None and stored.get(j) is not None]
+    equal = [j for j in same if abs(fired[j] - stored[j]) < 1e-12]
+    assert len(equal) >= len(same) / 2, (len(equal), len(same))
+    peak_end = dict(ws.con.execute(
+        "SELECT journey_id, ((CASE WHEN abs(peak_v) >= abs(valley_v) THEN peak_v "
+        "ELSE valley_v END) + end_v) / 2 FROM journeys").fetchall())
+    assert not any(fired[j] == peak_end[j] != stored[j] for j in same)

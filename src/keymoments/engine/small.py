@@ -470,7 +470,7 @@ def _candidates(rows: list[dict], exclude: set[str], before_outcome: bool = True
 
 def _summarize(by_journey: dict[str, list[dict]], events: list[dict], config: Config,
                types: Sequence[JourneyType], as_of: datetime,
-               typical: Mapping[str, float]) -> list[dict]:
+               typical: Mapping[str, float], weights: dict | None = None) -> list[dict]:
     """journey.summary.summarize_journeys."""
     jc, oc, mc = config.journeys, config.outcomes, config.moments
     exclude = set(mc.exclude_stages)
@@ -520,11 +520,18 @@ def _summarize(by_journey: dict[str, list[dict]], events: list[dict], config: Co
             j.update(first_v=vals[0], end_v=vals[-1], peak_v=max(vals), valley_v=min(vals),
                      mean_v=sy / n, trend_v=(n * sxy - sx * sy) / denom if denom > 0 else None)
             intense = j["peak_v"] if abs(j["peak_v"]) >= abs(j["valley_v"]) else j["valley_v"]
-            j["remembered"] = (intense + j["end_v"]) / 2
+            j["remembered"], j["remembered_model"] = (intense + j["end_v"]) / 2, "peak_end"
+            if weights is not None:  # journey.summary._learned, term by term
+                from ..moment.remembered import FEATURES
+
+                score = float(weights["intercept"])
+                for f in FEATURES:
+                    x = j[f] if j[f] is not None else 0.0  # (only trend_v can be None)
+                    score = score + float(weights[f][0]) * x
+                j["remembered"], j["remembered_model"] = _clip(score, -1.0, 1.0), "learned"
         else:
             j.update(first_v=None, end_v=None, peak_v=None, valley_v=None, mean_v=None,
-                     trend_v=None, remembered=None)
-        j["remembered_model"] = "peak_end"
+                     trend_v=None, remembered=None, remembered_model="peak_end")
         j["duration_s"] = seconds_between(end_ts, start_ts)
         j["idle_s"] = seconds_between(as_of, end_ts)
         j["as_of"] = as_of
@@ -655,13 +662,15 @@ _JE_COLS = ("event_id", "journey_id", "journey_type", "journey_key", "person_id"
 
 def derive_small(events: Iterable[Mapping], config: Config, types: Sequence[JourneyType],
                  as_of: datetime, text_scores: Mapping[str, tuple] | None = None,
-                 typical: Mapping[str, float] | None = None) -> SmallDerived:
+                 typical: Mapping[str, float] | None = None,
+                 remembered_weights: dict | None = None) -> SmallDerived:
     """The journey events, journeys and moments of the persons of ``events`` (every
     event of each of them; missing keys read as NULL), as the engine derives them at
     ``as_of``. ``text_scores``: ``md5(text) -> (valence, confidence)`` of the texts'
     scores (the ``text_scores`` rows of the scorer); ``typical``: journey type ->
     typical (p90) duration in seconds standing in for that of these journeys (see
-    :func:`keymoments.pipeline.derive`)."""
+    :func:`keymoments.pipeline.derive`); ``remembered_weights``: the learned
+    remembered-score model scoring the journeys (None: peak-end)."""
     rows = [{**e} for e in events if e.get("person_id") is not None]
     for e in rows:
         for c in ("stage", "moment", "channel", "agent", "language", "refs", "rating",
@@ -674,6 +683,7 @@ def derive_small(events: Iterable[Mapping], config: Config, types: Sequence[Jour
     for e in sorted(rows, key=lambda e: (e["journey_id"], e["seq"])):
         by_journey[e["journey_id"]].append(e)
     je = [{c: e[c] for c in _JE_COLS} for e in rows]
-    journeys = _summarize(by_journey, rows, config, types, as_of, typical or {})
+    journeys = _summarize(by_journey, rows, config, types, as_of, typical or {},
+                          remembered_weights)
     moments = _moments(by_journey, rows, config)
     return SmallDerived(je, journeys, moments)

@@ -47,7 +47,7 @@ import pyarrow as pa
 import ibis
 
 from ..engine.small import derive_small
-from ..moment.fitting import apply_chosen
+from ..moment.fitting import apply_chosen, chosen_weights
 from ..pipeline import ENGINE_EVENT_COLUMNS, derive, journey_types, resolve_as_of
 from ..sql import ident, literal, member_of, registered, rollback
 from ..store.schema import COLUMN_DOCS
@@ -367,7 +367,7 @@ def _write_small(ws: Workspace, rows: list[dict], scorer, types, persons: list[s
     con = ws.con
     typical = dict(con.execute(f"SELECT journey_type, p90 FROM {_P90}").fetchall())
     derived = derive_small(rows, ws.config, types, as_of, _text_scores(ws, scorer, rows),
-                           typical)
+                           typical, chosen_weights(ws))
     for table in _DERIVED:
         _replace(ws, table, persons, new_in, orphans)
         cols = ", ".join(ident(c) for c in COLUMN_DOCS[table])
@@ -428,6 +428,9 @@ def _update(ws: Workspace, persons: list[str], loads, own_transaction: bool,
             if not prepared:
                 _create_tables(con, _plan(ws, types, scorer.name), inputs=False)
             _derive(ws, scorer, types, persons, new_in, prepared, as_of)
+            # the chosen remembered-score model scores the rows just derived, before the
+            # action rules read them (their payloads carry the score)
+            apply_chosen(ws, only_learned=True, table=_WORKING["journeys"])
             t_derive = time.perf_counter() - t0
             for table in _DERIVED:
                 _replace(ws, table, persons, new_in, orphans)
@@ -440,9 +443,6 @@ def _update(ws: Workspace, persons: list[str], loads, own_transaction: bool,
             # stored tables: a scan of those grows with the workspace (~200 ms at 1M)
             fired = fire_actions(ws, _PERSONS, {"events": _EVENTS, **_WORKING}, as_of=as_of)
             filled += [_EVENTS, *(t for t, _ in _plan(ws, types, scorer.name))]
-        # the chosen remembered-score model scores the rows just written
-        apply_chosen(ws, member_of("person_id", persons, f"SELECT person_id FROM {_PERSONS}"),
-                     only_learned=True)
         for load in loads:
             con.execute(f"INSERT INTO live_loads VALUES ({literal(load)}, now())")
         # emptied in the transaction that filled them: their rows are never written

@@ -82,13 +82,16 @@ def chosen_weights(ws: Workspace) -> dict | None:
     return json.loads(row[1]) if row and row[0] == "learned" and row[1] else None
 
 
-def apply_chosen(ws: Workspace, where: str = "TRUE", only_learned: bool = False) -> None:
-    """Score the journeys matching ``where`` (SQL on ``journeys``) with the chosen model.
-    ``only_learned``: do nothing when peak-end is chosen (the derived rows already hold
-    its score: a build, a live update)."""
+def apply_chosen(ws: Workspace, where: str = "TRUE", only_learned: bool = False,
+                 table: str = "journeys") -> None:
+    """Score the journeys matching ``where`` (SQL on ``table``: ``journeys`` or a
+    table of its columns) with the chosen model. ``only_learned``: do nothing when
+    peak-end is chosen (the derived rows already hold its score: a live update)."""
+    from ..sql import ident
+
     weights = chosen_weights(ws)
     if weights is None and only_learned:
         return
     model = "learned" if weights is not None else "peak_end"
-    ws.con.execute(f"UPDATE journeys SET remembered = {remembered_sql(weights)}, "
+    ws.con.execute(f"UPDATE {ident(table)} SET remembered = {remembered_sql(weights)}, "
                    f"remembered_model = '{model}' WHERE n_valenced > 0 AND ({where})")
