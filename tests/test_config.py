@@ -605,8 +605,8 @@ RULE = "valence:\n  rules:\n    - {name: r, kind: %s, event_types: [x], %s reaso
 
 @pytest.mark.parametrize("kind, extra, reason, message", [
     ("expectation_gap", "full_at: 2,", "late by {value}",
-     "{value} is not filled by a expectation_gap rule; a expectation_gap rule's reason may use "
-     "{event_type}, {gap}"),
+     "rule 'r': reason: {value} is not filled by an expectation_gap rule; an expectation_gap "
+     "rule's reason may use {event_type}, {gap}"),
     ("measure_above", "measure: m, threshold: 1, valence: -0.5,", "{gap} slow",
      "{gap} is not filled by a measure_above rule"),
     ("constant", "valence: -0.5,", "{event_type} took {gap}", "may use {event_type}"),

@@ -462,3 +462,17 @@ def test_a_gap_under_one_unit_is_said_in_a_smaller_unit(make_workspace, late, sh
                                "USING (event_id) WHERE e.event_type = 'order_delivered'"
                                ).fetchone()
     assert reason == f"delivered {shown} against the promise"
+
+
+def test_a_rule_named_with_braces_and_no_reason_reads_its_name_as_written(make_workspace):
+    """A name is no template: "{value} payment failed" is the reason as written (the
+    build failed on it, 'NoneType' has no 'concat', and the live engine dropped it)."""
+    config = CONFIG + """
+valence:
+  use_default_rules: false
+  rules:
+    - {name: "{value} payment failed", kind: constant, event_types: [payment_failed], valence: -0.6}
+"""
+    ws = _built(make_workspace, [ev("uma", "2024-02-20T10:00:00Z", "payment_failed")], config)
+    got = ws.con.execute("SELECT valence, valence_reason FROM journey_events").fetchall()
+    assert got == [(pytest.approx(-0.6), "{value} payment failed")]

@@ -51,6 +51,7 @@ valence:
     - {name: sla, kind: expectation_gap, event_types: [ticket_opened], measure: wait_seconds, expected_unit: minutes, unit: minutes, tolerance: 2, full_at: 30, early_by: 1}
     - {name: first_contact_resolution, kind: first_contact_resolution, event_types: [ticket_resolved], interrupting: [transferred], valence: 0.6}
     - {name: repeat_contact, kind: repeat_contact, event_types: [ticket_opened, complaint], window: 2d, valence: -0.4}
+    - {name: "a {gap} in a name is text", kind: constant, event_types: [loyalty_joined], valence: 0.4}
 """
 #: no default rules, no types: everything is a catch-all visit
 BARE = """

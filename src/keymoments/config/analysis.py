@@ -130,10 +130,12 @@ class ValenceRule(Strict):
             if token not in fills | {"event_type"}:
                 can = ", ".join(f"{{{t}}}" for t in sorted(fills | {"event_type"}))
                 known = token in ("gap", "value")
+                a = "an" if self.kind[0] in "aeiou" else "a"
                 raise ValueError(
-                    f"reason: {{{token}}} is "
-                    + (f"not filled by a {self.kind} rule" if known else "not a placeholder")
-                    + f"; a {self.kind} rule's reason may use {can}")
+                    f"rule {self.name!r}: reason: {{{token}}} is "
+                    + (f"not filled by {a} {self.kind} rule" if known else "not a placeholder")
+                    + f"; {a} {self.kind} rule's reason may use {can} (braces are for "
+                    "placeholders only)")
         if self.relative and self.measure is None:
             raise ValueError(
                 "relative: true needs a value promise ('measure', compared with the "

@@ -335,9 +335,12 @@ def _window_inputs(events: list[dict], rules: list[ValenceRule]) -> dict[int, di
     return out
 
 
-def _reason(rule: ValenceRule, default: str, event_type: str, gap: str | None = None,
+def _reason(rule: ValenceRule, default: str | None, event_type: str, gap: str | None = None,
             value: str | None = None) -> str | None:
-    """valence.rules._reason: the template with its tokens filled."""
+    """valence.rules._reason: the template with its tokens filled (no reason and no
+    ``default``: the name, as written)."""
+    if not rule.reason and default is None:
+        return rule.name
     template = rule.reason or default
     filled = {"{gap}": gap, "{value}": value, "{event_type}": event_type}
     return re.sub(r"\{gap\}|\{value\}|\{event_type\}", lambda m: filled[m.group(0)], template)
@@ -350,7 +353,7 @@ def _rule(e: dict, i: int, rule: ValenceRule, windows: dict) -> tuple[float | No
         return None, None
     measures = e.get("measures") or {}
     if rule.kind == "constant":
-        return float(rule.valence), _reason(rule, rule.name, e["event_type"])
+        return float(rule.valence), _reason(rule, None, e["event_type"])
     if rule.kind == "expectation_gap":
         if rule.measure is None:
             actual, promised = epoch_seconds(e["ts"]), epoch_seconds(e.get("expected_ts"))
@@ -383,12 +386,12 @@ def _rule(e: dict, i: int, rule: ValenceRule, windows: dict) -> tuple[float | No
         m = measures.get(rule.measure)
         if not _gt(m, rule.threshold):
             return None, None
-        return float(rule.valence), _reason(rule, rule.name, e["event_type"], value=_fmt(m))
+        return float(rule.valence), _reason(rule, None, e["event_type"], value=_fmt(m))
     if rule.kind == "repeat_contact":
         prev = windows[i].get(e["event_id"])
         if prev is None or not (epoch_micros(e["ts"]) - prev <= rule.window * 1e6):
             return None, None
-        return float(rule.valence), _reason(rule, rule.name, e["event_type"])
+        return float(rule.valence), _reason(rule, None, e["event_type"])
     # first_contact_resolution
     interrupted = windows[i].get(e["event_id"], 0) > 0
     alt = rule.else_valence
@@ -397,7 +400,7 @@ def _rule(e: dict, i: int, rule: ValenceRule, windows: dict) -> tuple[float | No
             return None, None
         after = " or ".join([*rule.interrupting, "an earlier resolution"])
         return float(alt), f"resolved, but only after {after}"
-    return float(rule.valence), _reason(rule, rule.name, e["event_type"])
+    return float(rule.valence), _reason(rule, None, e["event_type"])
 
 
 def _score(events: list[dict], config: Config,

@@ -91,10 +91,13 @@ def _amount(size: ir.FloatingValue, unit: str) -> ir.StringValue:
     return ibis.cases(*cases, else_=_fmt(secs).concat(" seconds"))
 
 
-def _reason(rule: ValenceRule, default: str, event_type: ir.StringValue, gap_text=None,
+def _reason(rule: ValenceRule, default: str | None, event_type: ir.StringValue, gap_text=None,
             value=None) -> ir.StringValue:
     """The rule's reason with its tokens filled (the config allows only the tokens its
-    kind fills: ``ValenceRule``)."""
+    kind fills: ``ValenceRule``); without one, ``default`` (None: the rule's name, as
+    written: a name is no template)."""
+    if not rule.reason and default is None:
+        return ibis.literal(rule.name)
     template = rule.reason or default
     parts: list = []
     rest = template
@@ -213,7 +216,7 @@ def rule_outputs(e: ir.Table, i: int, rule: ValenceRule) -> tuple[ir.FloatingVal
     """(valence, reason) of rule ``i`` from the columns of :func:`rule_inputs`."""
     applies = e[f"_a{i}"]
     null_v, null_s = ibis.null().cast(_F), ibis.null().cast("string")
-    named = _reason(rule, rule.name, e.event_type)  # (the kinds whose reason has no number)
+    named = _reason(rule, None, e.event_type)  # (the kinds whose reason has no number)
     if rule.kind == "constant":
         have, v, why = ibis.literal(True), ibis.literal(float(rule.valence)), named
     elif rule.kind == "expectation_gap":
@@ -236,7 +239,7 @@ def rule_outputs(e: ir.Table, i: int, rule: ValenceRule) -> tuple[ir.FloatingVal
         m = e[f"_g{i}"]
         have = m > rule.threshold
         v = ibis.literal(float(rule.valence))
-        why = _reason(rule, rule.name, e.event_type, value=_fmt(m))
+        why = _reason(rule, None, e.event_type, value=_fmt(m))
     elif rule.kind == "repeat_contact":
         prev = e[f"_p{i}"]
         have = prev.notnull() & ((e[f"_g{i}"] - prev) <= rule.window * 1e6)  # (microseconds)
