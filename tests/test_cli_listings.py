@@ -142,3 +142,19 @@ def test_output_cut_by_the_reader_is_no_internal_error(demo):
     assert json.loads(cut.stdout)["journey_id"]
     assert "internal error" not in cut.stderr and "Traceback" not in cut.stderr, cut.stderr
     assert cut.returncode == 141
+    # a table: rich writes it in one go, and handled a broken pipe itself with exit 1
+    # (called directly: how soon a pipe breaks under one big write depends on the
+    # system's pipe buffer)
+    table = subprocess.run([sys.executable, "-c", "from keymoments.cli import console; "
+                            "console.print('x'); console.on_broken_pipe()"],
+                           capture_output=True, text=True, timeout=60)
+    assert table.returncode == 141 and table.stderr == "" and table.stdout == "x\n"
+
+
+def test_variants_limit_zero_lists_them_all(demo):
+    """It read SQL's LIMIT 0: '128 variants: (none)'."""
+    out = run(demo, "variants", "--limit", "0").stdout
+    n = int(out.split(" variants", 1)[0].split()[-1].replace(",", ""))
+    assert n > 3 and sum(1 for line in out.splitlines() if line.startswith("│")) >= n
+    cut = run(demo, "variants", "--limit", "2").stdout
+    assert "... more: --limit 0 shows all" in cut

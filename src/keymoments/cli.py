@@ -31,6 +31,13 @@ class _Console(Console):
 
         super().print(*[printable(o) if isinstance(o, str) else o for o in objects], **kwargs)
 
+    def on_broken_pipe(self) -> None:
+        """The reader stopped reading (``| head``): the rest goes nowhere, and the exit
+        status is a Unix tool's on SIGPIPE, as for the JSON lines (rich exits 1)."""
+        self.quiet = True
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise SystemExit(141)
+
 
 # piped output (files, CI logs) is not cut at 80 columns
 console = _Console(highlight=False, width=None if sys.stdout.isatty() else 160)
