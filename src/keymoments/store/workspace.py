@@ -167,7 +167,8 @@ class Workspace:
     def moment_summary(self, by: tuple[str, ...] = ("kind", "stage", "channel"), *,
                        kind: str | list[str] | None = None,
                        journey_type: str | list[str] | None = None) -> Result:
-        """Moment kinds by valence across journeys (:func:`keymoments.journey.query.moment_summary`)."""
+        """Moment kinds by valence across journeys
+        (:func:`keymoments.journey.query.moment_summary`)."""
         from ..journey.query import moment_summary
 
         return moment_summary(self, by, kind=kind, journey_type=journey_type)
