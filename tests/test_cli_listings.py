@@ -157,4 +157,7 @@ def test_variants_limit_zero_lists_them_all(demo):
     n = int(out.split(" variants", 1)[0].split()[-1].replace(",", ""))
     assert n > 3 and sum(1 for line in out.splitlines() if line.startswith("│")) >= n
     cut = run(demo, "variants", "--limit", "2").stdout
-    assert "... more: --limit 0 shows all" in cut
+    assert f"... {n - 2:,} more: --limit 0 shows all" in cut
+    # JSON lines honour the limit as the table does (and as journeys --json does)
+    assert len(run(demo, "variants", "--json", "--limit", "2").stdout.splitlines()) == 2
+    assert len(run(demo, "variants", "--json", "--limit", "0").stdout.splitlines()) == n

@@ -464,15 +464,21 @@ def test_a_gap_under_one_unit_is_said_in_a_smaller_unit(make_workspace, late, sh
     assert reason == f"delivered {shown} against the promise"
 
 
-def test_a_rule_named_with_braces_and_no_reason_reads_its_name_as_written(make_workspace):
-    """A name is no template: "{value} payment failed" is the reason as written (the
-    build failed on it, 'NoneType' has no 'concat', and the live engine dropped it)."""
+def test_a_rule_named_with_braces_and_no_reason_reads_its_name(make_workspace):
+    """Without a reason, the name is the reason: the placeholders its kind fills filled
+    (as before), the others as written ("{value} payment failed" of a constant rule
+    failed the build, 'NoneType' has no 'concat', and the live engine dropped it)."""
     config = CONFIG + """
 valence:
   use_default_rules: false
   rules:
     - {name: "{value} payment failed", kind: constant, event_types: [payment_failed], valence: -0.6}
+    - {name: "waited {value} s ({gap}, {event_type})", kind: measure_above, event_types: [ticket_opened], measure: wait_seconds, threshold: 60, valence: -0.5}
 """
-    ws = _built(make_workspace, [ev("uma", "2024-02-20T10:00:00Z", "payment_failed")], config)
-    got = ws.con.execute("SELECT valence, valence_reason FROM journey_events").fetchall()
-    assert got == [(pytest.approx(-0.6), "{value} payment failed")]
+    ws = _built(make_workspace, [ev("uma", "2024-02-20T10:00:00Z", "payment_failed"),
+                                 ev("uma", "2024-02-21T10:00:00Z", "ticket_opened",
+                                    ticket_id="U1", wait_seconds=90)], config)
+    got = ws.con.execute("SELECT valence, valence_reason FROM journey_events ORDER BY seq, "
+                         "valence").fetchall()
+    assert sorted(got) == [(pytest.approx(-0.6), "{value} payment failed"),
+                           (pytest.approx(-0.5), "waited 90.0 s ({gap}, ticket_opened)")]

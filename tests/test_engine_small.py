@@ -52,6 +52,7 @@ valence:
     - {name: first_contact_resolution, kind: first_contact_resolution, event_types: [ticket_resolved], interrupting: [transferred], valence: 0.6}
     - {name: repeat_contact, kind: repeat_contact, event_types: [ticket_opened, complaint], window: 2d, valence: -0.4}
     - {name: "a {gap} in a name is text", kind: constant, event_types: [loyalty_joined], valence: 0.4}
+    - {name: "{value} s and {gap} ({event_type})", kind: measure_above, event_types: [chat_started], measure: wait_seconds, threshold: 30, valence: -0.2}
 """
 #: no default rules, no types: everything is a catch-all visit
 BARE = """

@@ -86,6 +86,8 @@ class ValenceRule(Strict):
     ``2.0 days late``, ``1.5 days early``, ``0.0 days (on time)``; under one ``unit``, in
     the largest smaller unit it makes one of: ``3.0 hours late``) or, in a
     ``measure_above`` rule, ``{value}`` (the measure); any other ``{...}`` is an error.
+    Without a ``reason``, the rule's ``name`` is shown (the placeholders its kind fills
+    filled, any other braces as written).
     """
 
     name: str

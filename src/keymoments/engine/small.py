@@ -338,12 +338,12 @@ def _window_inputs(events: list[dict], rules: list[ValenceRule]) -> dict[int, di
 def _reason(rule: ValenceRule, default: str | None, event_type: str, gap: str | None = None,
             value: str | None = None) -> str | None:
     """valence.rules._reason: the template with its tokens filled (no reason and no
-    ``default``: the name, as written)."""
-    if not rule.reason and default is None:
-        return rule.name
-    template = rule.reason or default
+    ``default``: the name, the tokens its kind does not fill kept as written)."""
+    template = rule.reason or (rule.name if default is None else default)
     filled = {"{gap}": gap, "{value}": value, "{event_type}": event_type}
-    return re.sub(r"\{gap\}|\{value\}|\{event_type\}", lambda m: filled[m.group(0)], template)
+    return re.sub(r"\{gap\}|\{value\}|\{event_type\}",
+                  lambda m: filled[m.group(0)] if filled[m.group(0)] is not None else m.group(0),
+                  template)
 
 
 def _rule(e: dict, i: int, rule: ValenceRule, windows: dict) -> tuple[float | None, str | None]:

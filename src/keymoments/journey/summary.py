@@ -73,10 +73,13 @@ def _learned(j: ir.Table, weights: dict) -> ir.FloatingValue:
     of :func:`~keymoments.moment.fitting.remembered_sql`, to the same double)."""
     from ..moment.remembered import FEATURES
 
-    score = ibis.literal(float(weights["intercept"]), type=_F)
+    def exact(x) -> ir.FloatingValue:  # (from text: see fitting._double)
+        return ibis.literal(repr(float(x))).cast(_F)
+
+    score = exact(weights["intercept"])
     for f in FEATURES:
         feature = j[f].fill_null(0.0) if f == "trend_v" else j[f]
-        score = score + float(weights[f][0]) * feature
+        score = score + exact(weights[f][0]) * feature
     return score.clip(-1.0, 1.0)
 
 

@@ -68,9 +68,20 @@ def remembered_sql(weights: dict | None) -> str:
         intense = "CASE WHEN abs(peak_v) >= abs(valley_v) THEN peak_v ELSE valley_v END"
         return f"(({intense}) + end_v) / 2"
     terms = " + ".join(
-        f"{float(weights[f][0])!r} * {'coalesce(trend_v, 0)' if f == 'trend_v' else f}"
+        f"{_double(weights[f][0])} * {'coalesce(trend_v, 0)' if f == 'trend_v' else f}"
         for f in FEATURES)
-    return f"greatest(-1.0, least(1.0, {float(weights['intercept'])!r} + {terms}))"
+    return f"greatest(-1.0, least(1.0, {_double(weights['intercept'])} + {terms}))"
+
+
+def _double(x: float) -> str:
+    """A double as SQL, exactly: a bare ``0.014896310617472075`` is read as a DECIMAL,
+    whose conversion to a double is an ulp off for ~8% of doubles (the live service's
+    Python engine, which uses the double itself, then differed from a build).
+
+    >>> _double(0.1)
+    "CAST('0.1' AS DOUBLE)"
+    """
+    return f"CAST('{float(x)!r}' AS DOUBLE)"
 
 
 def chosen_weights(ws: Workspace) -> dict | None:

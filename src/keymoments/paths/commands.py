@@ -121,7 +121,7 @@ def register(main: click.Group) -> None:
 
         with ws_of(ctx, flt) as ws:
             v = variants(ws, level=level, filter=flt, around=around, before=before, after=after,
-                         limit=None if as_json or not limit else limit + 1)
+                         limit=limit or None)
         result = v.flows if flows else v.variants
         if as_json:
             _json_rows(result)
@@ -132,7 +132,10 @@ def register(main: click.Group) -> None:
         title = (f"{len(result):,} flows" if flows
                  else f"{v.variants.meta['n_variants']:,} variants")
         cli._print_result(result, columns=cols, limit=limit, full=("path", "before", "after"),
-                          shown=shown, title=title, counted=flows)
+                          shown=shown, title=title)
+        more = 0 if flows else v.variants.meta["n_variants"] - len(result)
+        if more > 0:  # (the variants are read up to the limit; the title has their count)
+            cli.console.print(f"... {more:,} more: --limit 0 shows all", markup=False)
 
     @main.command("conformance")
     @click.argument("design")

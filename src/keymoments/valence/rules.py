@@ -94,11 +94,11 @@ def _amount(size: ir.FloatingValue, unit: str) -> ir.StringValue:
 def _reason(rule: ValenceRule, default: str | None, event_type: ir.StringValue, gap_text=None,
             value=None) -> ir.StringValue:
     """The rule's reason with its tokens filled (the config allows only the tokens its
-    kind fills: ``ValenceRule``); without one, ``default`` (None: the rule's name, as
-    written: a name is no template)."""
-    if not rule.reason and default is None:
-        return ibis.literal(rule.name)
-    template = rule.reason or default
+    kind fills: ``ValenceRule``); without one, ``default`` (None: the rule's name, its
+    tokens the kind fills filled, the others kept as written: "big {value}" of a
+    measure_above rule reads "big 12.5", "{value} payment failed" of a constant one
+    as written)."""
+    template = rule.reason or (rule.name if default is None else default)
     parts: list = []
     rest = template
     while rest:
@@ -112,7 +112,7 @@ def _reason(rule: ValenceRule, default: str | None, event_type: ir.StringValue, 
         rest = rest[cut:]
         for token, expr in (("{gap}", gap_text), ("{value}", value), ("{event_type}", event_type)):
             if rest.startswith(token):
-                parts.append(expr)
+                parts.append(expr if expr is not None else ibis.literal(token))
                 rest = rest[len(token):]
                 break
     out = parts[0]
