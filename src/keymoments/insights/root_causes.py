@@ -4,8 +4,9 @@ A journey's valley (its worst moment, when negative) is grouped into causes at
 several grains, each a row:
 
 - ``event``: the valley's event type (``order_delivered``);
-- ``rule``: the valence reason with its numbers blanked, which names the rule that
-  fired (``delivered # days late against the promise``);
+- ``rule``: the valence reason with its amounts (a number and its unit) blanked,
+  which names the rule that fired (``delivered # late against the promise``: 3 days
+  and 5 hours late alike);
 - ``agent`` and ``channel`` of the valley event, and ``attr:<key>`` for the valley
   event's attributes (``carrier=SlowShip``, ``topic=delivery``), each together
   with the event type (``order_delivered · carrier=SlowShip``);
@@ -129,7 +130,8 @@ def root_causes(ws: Workspace, *, outcome: str = "feedback", threshold: float = 
     branches = [
         "SELECT journey_id, journey_type, event_type, 'event' AS dim, event_type AS value, ts FROM v",
         "SELECT journey_id, journey_type, event_type, 'rule', "
-        "regexp_replace(reason, '[0-9]+([.][0-9]+)?', '#', 'g'), ts FROM v WHERE reason IS NOT NULL",
+        "regexp_replace(reason, '[0-9]+([.][0-9]+)?( (seconds|minutes|hours|days))?', '#', 'g'), "
+        "ts FROM v WHERE reason IS NOT NULL",
         "SELECT journey_id, journey_type, event_type, 'agent', agent, ts FROM v WHERE agent IS NOT NULL",
         "SELECT journey_id, journey_type, event_type, 'channel', channel, ts FROM v WHERE channel IS NOT NULL",
     ] + [f"SELECT journey_id, journey_type, event_type, {literal('attr:' + k)}, attributes[{literal(k)}], ts "
