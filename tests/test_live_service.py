@@ -562,3 +562,78 @@ def test_a_known_filter_value_answers_even_with_nothing_to_list(live, path):
     server, keys = live
     got, body, _ = server.request("GET", path, token=keys["read"])
     assert got == 200, body
+
+
+def _posted(row: dict) -> dict:
+    """A persona row (tests/test_engine_personas.py) as the service's event body."""
+    out = {"ts": row["ts"], "event_type": row["event_type"], "channel": row.get("channel"),
+           "identifiers": {"customer_id": row["customer"]},
+           "refs": {k: row[c] for k, c in (("order", "order_id"), ("ticket", "ticket_id"))
+                    if c in row}}
+    if "agent" in row:
+        out["agent"] = row["agent"]
+    if "csat" in row:
+        out["rating"], out["rating_scale"] = row["csat"], "csat5"
+    if "wait_seconds" in row:
+        out["measures"] = {"wait_seconds": row["wait_seconds"]}
+    if "promised_at" in row:
+        out["expected_ts"], out["expectation_kind"] = row["promised_at"], "promise"
+    if "sla_minutes" in row:
+        out["expected_value"], out["expectation_kind"] = row["sla_minutes"], "promise"
+    return out
+
+
+def test_personas_posted_out_of_order_give_the_hand_computed_journeys(tmp_path):
+    """The personas' events posted through the service in shuffled batches, each
+    update judged by itself: the journeys, valences and moments are the figures
+    computed by hand for the batch build (tests/test_engine_personas.py)."""
+    import random
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from test_engine_personas import CONFIG, PERSONAS
+
+    root = tmp_path / "ws"
+    km.init(root).close()
+    config = CONFIG.split("sources:")[0]  # the journeys and outcomes; events come posted
+    (root / "keymoments.yaml").write_text(
+        config + "service: {rate_limit: {per_second: 1000, burst: 1000}}\n", encoding="utf-8")
+    ws = km.open(root)
+    token = create_key(ws, "w", ["admin"]).token
+    ws.close()
+    rows = [_posted(r) for r in PERSONAS]
+    random.Random(4).shuffle(rows)
+    server = Server(root)
+    try:
+        for at in range(0, len(rows), 3):
+            got, body, _ = server.request("POST", "/v1/events/batch?wait=true",
+                                          {"events": rows[at:at + 3]}, token=token)
+            assert got == 202 and body["processed"] is True, body
+    finally:
+        server.stop()
+    with km.open(root, read_only=True) as ws:
+        j = {r["journey_key"]: r for r in ws.journeys(journey_type=["purchase",
+                                                                   "issue_resolution"])
+             .to_pylist()}
+        valley = {m["journey_id"]: m for m in ws.moments(kind="valley").to_pylist()}
+        visits = sorted(r["n_events"] for r in ws.journeys(journey_type="visit").to_pylist())
+        reasons = dict(ws.con.execute(
+            "SELECT e.event_type || '@' || e.ts::VARCHAR, j.valence_reason FROM journey_events j "
+            "JOIN events e USING (event_id)").fetchall())
+    late = -(0.2 + 0.8 * 2 / 7)  # Ana's delivery 2 days late (tolerance 0, full_at 7 d)
+    o1 = j["O1"]
+    assert (o1["status"], o1["n_events"], o1["duration_s"]) == ("completed", 5, 6 * 86400)
+    assert valley[o1["journey_id"]]["valence"] == pytest.approx(late)
+    assert o1["outcome_valence"] == pytest.approx(-0.5)  # CSAT 2: (2 - 3) / (3 - 1)
+    assert o1["repurchased"] is True and j["O2"]["status"] == "abandoned"
+    assert j["O3"]["status"] == "stalled"  # Dan: 12 days idle, stall 10d, abandon 20d
+    # Bruno waited 10 min against a 5 min SLA: -5/60; his second ticket within 7 days
+    assert valley[j["T1"]["journey_id"]]["valence"] == pytest.approx(-0.3)  # transferred
+    assert "replied 5.0 minutes late against the SLA" in reasons[
+        "ticket_opened@2024-02-01 09:00:00+00"]
+    assert reasons["ticket_opened@2024-02-05 09:00:00+00"].startswith("contacted again")
+    # Carla: exactly 30 min later is the same visit, 30 min 1 s later a new one
+    assert visits == [1, 2]
+    # Eve: two equal payment failures: the valley is the earlier
+    assert valley[j["O4"]["journey_id"]]["ts"].minute == 0
