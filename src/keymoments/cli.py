@@ -33,7 +33,7 @@ class _Console(Console):
 
     def on_broken_pipe(self) -> None:
         """The reader stopped reading (``| head``): the rest goes nowhere, and the exit
-        status is a Unix tool's on SIGPIPE, as for the JSON lines (rich exits 1)."""
+        status is a Unix tool's on SIGPIPE (rich exits 1); the JSON lines' too."""
         self.quiet = True
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         raise SystemExit(141)
@@ -53,13 +53,8 @@ class _Boundary(click.Group):
             return super().invoke(ctx)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
-        except BrokenPipeError:
-            # the reader stopped reading (``| head``): no error to tell; the rest of the
-            # output goes nowhere, and the exit status is a Unix tool's on SIGPIPE
-            import sys
-
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            ctx.exit(141)
+        except BrokenPipeError:  # (written past rich: JSON lines) no error to tell
+            console.on_broken_pipe()
         except KeymomentsError as exc:
             if debug:
                 raise
