@@ -449,6 +449,10 @@ def test_reason_placeholders_are_filled_and_a_weightless_part_leaves_no_reason(m
     ("2024-01-04T13:00:00Z", "3.0 hours late"),        # 0.125 days read "0.1 days late"
     ("2024-01-04T10:01:30Z", "1.5 minutes late"),      # it read "0.0 days late"
     ("2024-01-04T10:00:00.500Z", "0.5 seconds late"),
+    ("2024-01-05T09:58:30Z", "1.0 days late"),         # 23.975 hours read "24.0 hours late"
+    ("2024-01-04T10:59:59Z", "1.0 hours late"),        # it read "60.0 minutes late"
+    ("2024-01-04T10:00:59.970Z", "1.0 minutes late"),  # it read "60.0 seconds late"
+    ("2024-01-04T10:56:59Z", "57.0 minutes late"),
     ("2024-01-05T22:00:00Z", "1.5 days late"),         # a day or more: in the rule's unit
     ("2024-01-04T06:00:00Z", "4.0 hours (on time)"),   # early, within early_by (1 day)
     ("2024-01-04T10:00:00Z", "0.0 days (on time)"),

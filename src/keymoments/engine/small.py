@@ -191,12 +191,19 @@ def _fmt(x: float | None) -> str | None:
 
 def _amount(size: float, unit: str) -> str:
     """valence.rules._amount: in ``unit`` from 1 of it (or 0), else in the largest
-    smaller unit it makes 1 of, down to seconds."""
-    if size >= 1 or size == 0 or unit == "seconds":
+    smaller unit it makes 1 of as written with one decimal, down to seconds.
+
+    >>> _amount(23.97 / 24, "days"), _amount(0.9, "hours"), _amount(0.5, "days")
+    ('1.0 days', '54.0 minutes', '12.0 hours')
+    """
+    def one(x: float) -> bool:
+        return duck_round(x * 10, 0) >= 10
+
+    if one(size) or size == 0 or unit == "seconds":
         return f"{_fmt(size)} {unit}"
     secs = size * UNIT_SECONDS[unit]
     for u in ("days", "hours", "minutes"):
-        if UNIT_SECONDS[u] < UNIT_SECONDS[unit] and secs >= UNIT_SECONDS[u]:
+        if UNIT_SECONDS[u] < UNIT_SECONDS[unit] and one(secs / UNIT_SECONDS[u]):
             return f"{_fmt(secs / UNIT_SECONDS[u])} {u}"
     return f"{_fmt(secs)} seconds"
 

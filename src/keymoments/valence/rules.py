@@ -79,14 +79,19 @@ def _fmt(x: ir.NumericValue) -> ir.StringValue:
 def _amount(size: ir.FloatingValue, unit: str) -> ir.StringValue:
     """A gap's ``size`` (>= 0, in ``unit``) with its unit: in ``unit`` from 1 of it (or
     0), below that in the largest smaller unit it makes 1 of ("3.0 hours late", not "0.1
-    days late"; an hour late read "0.0 days late"), down to seconds."""
+    days late"; an hour late read "0.0 days late"), down to seconds. "1 of it" is as
+    written, with one decimal: 23.97 hours is "1.0 days", not "24.0 hours"."""
     smaller = sorted((u for u, s in UNIT_SECONDS.items() if s < UNIT_SECONDS[unit]),
                      key=UNIT_SECONDS.get, reverse=True)
     if not smaller:
         return _fmt(size).concat(" ", unit)
     secs = size * UNIT_SECONDS[unit]
-    cases = [((size >= 1) | (size == 0), _fmt(size).concat(" ", unit))]
-    cases += [(secs >= UNIT_SECONDS[u], _fmt(secs / UNIT_SECONDS[u]).concat(" ", u))
+
+    def one(x):  # x written with one decimal reads at least "1.0" (0.96 hours: "1.0 hours")
+        return (x * 10).round() >= 10
+
+    cases = [(one(size) | (size == 0), _fmt(size).concat(" ", unit))]
+    cases += [(one(secs / UNIT_SECONDS[u]), _fmt(secs / UNIT_SECONDS[u]).concat(" ", u))
               for u in smaller[:-1]]
     return ibis.cases(*cases, else_=_fmt(secs).concat(" seconds"))
 
