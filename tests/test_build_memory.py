@@ -244,8 +244,10 @@ def test_scratch_steps_live_in_their_own_file_deleted_after_the_build(demo, monk
     ws.build()
     assert seen["exists"] is True
     assert {"_km_jn", "_km_jbase", "_km_jnext"} <= seen["scratch"]
-    # _km_jn fed journey_events, _km_jbase and _km_jnext the journeys; none the moments
-    assert seen["drops"][:3] == [["_km_jn"], ["_km_jbase", "_km_jnext"], []]
+    # _km_jn fed journey_events, _km_jbase and _km_jnext the journeys, the staged
+    # parts the moments
+    assert {"_km_moments_parts"} <= seen["scratch"]
+    assert seen["drops"][:3] == [["_km_jn"], ["_km_jbase", "_km_jnext"], ["_km_moments_parts"]]
     assert seen["left"] == set()
     assert seen["main"] == []  # the swap already renamed the __new tables
     assert not pipeline.scratch_path(ws).exists()

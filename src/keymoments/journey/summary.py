@@ -143,6 +143,9 @@ def summarize_journeys(je: ir.Table, journeys: JourneysConfig, types: list[Journ
 
     is_fb = je.stage.isin(moments.exclude_stages).fill_null(False) & je.v_feedback.notnull()
     churn_ev = je.stage == "churn"
+    # the flags feed the aggregate and the moment features; the outcome and purchase
+    # rows read the journey events themselves
+    je0 = je
     je = je.mutate(
         _end=flag(ends), _start=flag(starts),
         _fb=is_fb, _churn=churn_ev.fill_null(False),
@@ -164,7 +167,7 @@ def summarize_journeys(je: ir.Table, journeys: JourneysConfig, types: list[Journ
         outcome_seq=je.seq.min(where=je._fb),
         churn_ts=je.ts.min(where=je._churn),
     )
-    fb = je.filter(je._fb)
+    fb = je0.filter(is_fb)
     fbr = fb.select(_j=fb.journey_id, _s=fb.seq, outcome_ts=fb.ts, outcome_valence=fb.v_feedback,
                     outcome_event_id=fb.event_id)
     if rated is not None:  # the outcome's rating: a join of two small sets
@@ -174,12 +177,19 @@ def summarize_journeys(je: ir.Table, journeys: JourneysConfig, types: list[Journ
     base = base.left_join(fbr, [base.journey_id == fbr._j, base.outcome_seq == fbr._s]
                           ).drop("_j", "_s")
     if channel_vocab is not None:
-        base = base.mutate(channels=_channel_list(base, channel_vocab)).drop(*channels)
+        # the flags are stored with the aggregate (see materialize below) and the list
+        # built from them as the journeys are written: a list column costs more to
+        # store and read back than a few booleans
+        flags = list(channels)
+        order = [c for c in base.columns if c not in flags] + ["channels"]
+        after = order[-2]  # the final column order is kept
     else:  # no channel: NULL, as DuckDB's list aggregate of no values (Spark's is [])
         base = base.mutate(channels=ibis.cases((base.channels.length() > 0, base.channels),
                                                else_=ibis.null().cast("array<string>")))
 
     # moment features from the candidates
+    # (from the relation with the flags, as before: the candidates' order decides
+    # the last bits of the features' sums)
     c = moment_candidates(je.drop("_end", "_start", "_fb", "_churn"), moments)
     wc = ibis.window(group_by=c.journey_id, order_by=[c.seq])
     c = c.mutate(_k=ibis.row_number().over(wc).cast(_F))
@@ -217,6 +227,11 @@ def summarize_journeys(je: ir.Table, journeys: JourneysConfig, types: list[Journ
     j = j.mutate(duration_s=dur.cast(_F), idle_s=idle.cast(_F), as_of=as_of)
     if materialize is not None:
         j = materialize("_km_jbase", j)
+    if channel_vocab is not None:
+        j = j.mutate(channels=_channel_list(j, channel_vocab)).drop(*flags)
+        cols = [c for c in j.columns if c != "channels"]
+        at = cols.index(after) + 1
+        j = j.select(*cols[:at], "channels", *cols[at:])
 
     # outcome inputs, narrow, one row per journey: the person's next purchase (the
     # earliest first purchase event of the purchases that started after this one, by
@@ -228,13 +243,13 @@ def summarize_journeys(je: ir.Table, journeys: JourneysConfig, types: list[Journ
     # of the few purchase events, joined to the narrow rows (in the journeys'
     # aggregate, the test on every event cost it more: 10M events, journeys step
     # 49.9 -> 63.4 s, one run each)
-    buy = je.filter(je.journey_type.isin(outcomes.purchase_types) & is_purchase_event(je.moment))
+    buy = je0.filter(je0.journey_type.isin(outcomes.purchase_types) & is_purchase_event(je0.moment))
     buys = buy.group_by(_bj=buy.journey_id).aggregate(_pts=buy.ts.min())
     n = j.select("person_id", "start_ts", "journey_id")
     n = n.left_join(buys, n.journey_id == buys._bj).drop("_bj")
     ts_null = ibis.null().cast(n.start_ts.type())
     n = n.select("person_id", "start_ts", "journey_id", "_pts", _k=ibis.literal(0), _cts=ts_null)
-    churn = je.filter(je.stage == "churn")
+    churn = je0.filter(je0.stage == "churn")
     n = n.union(churn.select(person_id=churn.person_id, start_ts=churn.ts,
                              journey_id=ibis.null().cast(n.journey_id.type()), _pts=ts_null,
                              _k=ibis.literal(1), _cts=churn.ts))
