@@ -254,3 +254,56 @@ def test_scratch_steps_live_in_their_own_file_deleted_after_the_build(demo, monk
     assert ws.con.execute("SELECT count(*) FROM duckdb_databases() WHERE database_name = ?",
                           [pipeline.SCRATCH]).fetchone()[0] == 0
     assert _snapshot(ws) == before
+
+
+def test_out_of_memory_while_staging_the_moments_runs_again_from_the_file(demo, monkeypatch):
+    """The moments' parts are staged in one step before one INSERT; running out of
+    memory there (steps in memory) runs the build again with its steps in the
+    scratch file: the same tables, no step left in the workspace or its temp schema."""
+    import duckdb
+
+    from keymoments import pipeline
+
+    ws, _ = demo
+    free = _snapshot(ws)
+    monkeypatch.setattr(ws, "config", ws.config.model_copy(update={"memory_limit": "8GB"}))
+    staged = []
+    real = pipeline._stage_parts
+
+    def stage(ws_, name, table, selects, in_memory):
+        staged.append((name, in_memory))
+        if in_memory:  # as DuckDB does past its limit
+            raise duckdb.OutOfMemoryException("Out of Memory Error: (planted)")
+        return real(ws_, name, table, selects, in_memory)
+
+    monkeypatch.setattr(pipeline, "_stage_parts", stage)
+    report = ws.build()
+    assert staged == [("_km_moments_parts", True), ("_km_moments_parts", False)]
+    assert "retry" in report.seconds
+    assert _snapshot(ws) == free
+    assert _scratch_tables(ws) == []
+    assert ws.con.execute("SELECT count(*) FROM duckdb_tables() "
+                          "WHERE table_name LIKE '\\_km\\_%' ESCAPE '\\'").fetchone()[0] == 0
+    assert not pipeline.scratch_path(ws).exists()
+
+
+@pytest.mark.parametrize("in_memory", [True, False])
+def test_staged_parts_take_the_documented_types_whatever_the_first_part_says(demo, in_memory):
+    """A part's column typed by a bare NULL (INTEGER in DuckDB) must not type the
+    staged step: a later part's 0.25 stays 0.25, as when each part was written
+    to the table on its own."""
+    from keymoments import pipeline
+
+    ws, _ = demo
+    first = "SELECT * REPLACE (NULL AS valence) FROM moments LIMIT 1"
+    later = "SELECT * REPLACE (0.25 AS valence) FROM moments"
+    query = pipeline._stage_parts(ws, "_km_test_parts", "moments", [first, later], in_memory)
+    try:
+        got = ws.con.execute(f"SELECT count(*), count(valence), sum(valence) FROM ({query})"
+                             ).fetchone()
+        n = ws.con.execute("SELECT count(*) FROM moments").fetchone()[0]
+        assert got == (n + 1, n, pytest.approx(0.25 * n))
+    finally:
+        pipeline._drop_steps(ws, ["_km_test_parts"])
+        pipeline._detach_scratch(ws)
+    assert not pipeline.scratch_path(ws).exists()

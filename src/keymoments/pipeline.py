@@ -145,24 +145,28 @@ def _materialize(ws: Workspace, name: str, expr, backend, in_memory: bool) -> ob
     return backend.table(name)
 
 
-def _stage_parts(ws: Workspace, name: str, selects: list[str], in_memory: bool) -> str:
-    """Store the rows of ``selects`` (one statement each, the same columns) as one
-    intermediate step, as :func:`_materialize` does, and return a query of it. A
-    derived table written from several ``INSERT``s costs DuckDB a second write: the
-    parts smaller than a row group go through the WAL and the checkpoint rewrites
-    the table's partial row groups (1M events: the moments in four ``INSERT``s,
-    ~1 s of checkpoint at close); written from one query, its row groups are
-    written once, as they fill."""
+def _stage_parts(ws: Workspace, name: str, table: str, selects: list[str],
+                 in_memory: bool) -> str:
+    """Store the rows of ``selects`` (one statement each, the columns of the derived
+    ``table``, each part cast to their documented types as :func:`_write_new` casts
+    them) as one intermediate step, as :func:`_materialize` does, and return a query
+    of it. A derived table written from several ``INSERT``s costs DuckDB a second
+    write: the parts smaller than a row group go through the WAL and the checkpoint
+    rewrites the table's partial row groups (1M events: the moments in four
+    ``INSERT``s, ~1 s of checkpoint at close); written from one query, its row groups
+    are written once, as they fill."""
+    cols = _documented(table)
     if in_memory:
-        table = f"temp.main.{ident(name)}"
-        ws.con.execute(f"CREATE OR REPLACE TEMP TABLE {ident(name)} AS {selects[0]}")
+        step = f"temp.main.{ident(name)}"
+        ws.con.execute(f"CREATE OR REPLACE TEMP TABLE {ident(name)} AS "
+                       f"SELECT {cols} FROM ({selects[0]}) s")
     else:
         _attach_scratch(ws)
-        table = f"{SCRATCH}.main.{ident(name)}"
-        ws.con.execute(f"CREATE OR REPLACE TABLE {table} AS {selects[0]}")
+        step = f"{SCRATCH}.main.{ident(name)}"
+        ws.con.execute(f"CREATE OR REPLACE TABLE {step} AS SELECT {cols} FROM ({selects[0]}) s")
     for select in selects[1:]:
-        ws.con.execute(f"INSERT INTO {table} BY NAME {select}")
-    return f"SELECT * FROM {table}"
+        ws.con.execute(f"INSERT INTO {step} SELECT {cols} FROM ({select}) s")
+    return f"SELECT * FROM {step}"
 
 
 def _drop_steps(ws: Workspace, names: list[str]) -> None:
@@ -253,8 +257,9 @@ def derive(events, config: Config, types: list[JourneyType], as_of, text_scores,
     (:func:`~keymoments.moment.fitting.chosen_weights` of a workspace, or the same
     dict from elsewhere); None: peak-end.
     ``moments_in_parts`` hands ``materialize`` the moments as a list of tables
-    (:func:`~keymoments.moment.extract.moment_parts`; the table is their union),
-    to be written one statement each.
+    (:func:`~keymoments.moment.extract.moment_parts`; the table is their union):
+    the DuckDB build stages them one statement each and writes the table from the
+    staged step in one (see :func:`_stage_parts`).
     """
     timings = {} if timings is None else timings
     events = events.filter(events.person_id.notnull()).select(*ENGINE_EVENT_COLUMNS)
@@ -334,8 +339,9 @@ def build(ws: Workspace, progress: Callable[[int, int], None] | None = None) -> 
             parts = expr if isinstance(expr, list) else [expr]
             selects = [ibis.to_sql(p, dialect="duckdb") for p in parts]
             if len(selects) > 1:  # staged, then written in one statement
-                temps.append(name + "_parts")
-                selects = [_stage_parts(ws, name + "_parts", selects, in_memory)]
+                step = name + "_parts"
+                temps.append(step)
+                selects = [_stage_parts(ws, step, stored, selects, in_memory)]
             _write_new(ws, stored, selects)
             # the steps stored so far fed this table and nothing after it (see
             # derive): dropped now, their memory goes to the next steps
@@ -428,14 +434,18 @@ def _after_as_of(ws: Workspace) -> tuple[str, ...]:
             "set as_of later, or leave it unset to judge at the latest event",)
 
 
+def _documented(table: str) -> str:
+    """The columns of the derived ``table``, from a subquery ``s``, each cast to its
+    documented type (a part's NULL literal or narrower type is no type of the table)."""
+    return ", ".join(f"CAST(s.{ident(c)} AS {t.replace(' NOT NULL', '')}) AS {ident(c)}"
+                     for c, (t, _) in COLUMN_DOCS[table].items())
+
+
 def _write_new(ws: Workspace, table: str, selects: list[str]) -> None:
     """Write the rows of ``selects`` (one statement each) as ``<table>__new``, with
     the documented columns, types and storage hints
     (:data:`~keymoments.store.schema.ID_COMPRESSION`)."""
-    cols = ", ".join(
-        f"CAST(s.{ident(c)} AS {t.replace(' NOT NULL', '')})"
-        for c, (t, _) in COLUMN_DOCS[table].items()
-    )
+    cols = _documented(table)
     new = ident(table + "__new")
     ws.con.execute(f"CREATE OR REPLACE TABLE {new} ({column_ddl(table, not_null=False)})")
     for select in selects:

@@ -143,8 +143,8 @@ def summarize_journeys(je: ir.Table, journeys: JourneysConfig, types: list[Journ
 
     is_fb = je.stage.isin(moments.exclude_stages).fill_null(False) & je.v_feedback.notnull()
     churn_ev = je.stage == "churn"
-    # the flags feed the aggregate and the moment features; the outcome and purchase
-    # rows read the journey events themselves
+    # the flags feed the aggregate (the moment features read the events without
+    # them); the outcome and purchase rows read the journey events themselves
     je0 = je
     je = je.mutate(
         _end=flag(ends), _start=flag(starts),
@@ -181,8 +181,8 @@ def summarize_journeys(je: ir.Table, journeys: JourneysConfig, types: list[Journ
         # built from them as the journeys are written: a list column costs more to
         # store and read back than a few booleans
         flags = list(channels)
-        order = [c for c in base.columns if c not in flags] + ["channels"]
-        after = order[-2]  # the final column order is kept
+        # the list goes where it was before (appended to the aggregate's columns)
+        after = [c for c in base.columns if c not in flags][-1]
     else:  # no channel: NULL, as DuckDB's list aggregate of no values (Spark's is [])
         base = base.mutate(channels=ibis.cases((base.channels.length() > 0, base.channels),
                                                else_=ibis.null().cast("array<string>")))
