@@ -136,13 +136,21 @@ def _materialize(ws: Workspace, name: str, expr, backend, in_memory: bool) -> ob
     14.1 GB at 50M events); in their own file they are gone with it.
 
     Spark: the same role is played by a cached DataFrame (see :func:`derive`)."""
-    sql = ibis.to_sql(expr, dialect="duckdb")
-    if not in_memory:
-        _attach_scratch(ws)
-        ws.con.execute(f"CREATE OR REPLACE TABLE {SCRATCH}.main.{ident(name)} AS {sql}")
-        return backend.table(name, database=f"{SCRATCH}.main")
-    ws.con.execute(f"CREATE OR REPLACE TEMP TABLE {ident(name)} AS {sql}")
-    return backend.table(name)
+    _create_step(ws, name, ibis.to_sql(expr, dialect="duckdb"), in_memory)
+    return backend.table(name) if in_memory else backend.table(name, database=f"{SCRATCH}.main")
+
+
+def _create_step(ws: Workspace, name: str, select: str, in_memory: bool) -> str:
+    """Create the intermediate step ``name`` from the query ``select``: a TEMP table
+    ``in_memory``, else a table of the scratch database (attached if need be); return
+    its qualified name."""
+    if in_memory:
+        ws.con.execute(f"CREATE OR REPLACE TEMP TABLE {ident(name)} AS {select}")
+        return f"temp.main.{ident(name)}"
+    _attach_scratch(ws)
+    step = f"{SCRATCH}.main.{ident(name)}"
+    ws.con.execute(f"CREATE OR REPLACE TABLE {step} AS {select}")
+    return step
 
 
 def _stage_parts(ws: Workspace, name: str, table: str, selects: list[str],
@@ -156,14 +164,7 @@ def _stage_parts(ws: Workspace, name: str, table: str, selects: list[str],
     ``INSERT``s, ~1 s of checkpoint at close); written from one query, its row groups
     are written once, as they fill."""
     cols = _documented(table)
-    if in_memory:
-        step = f"temp.main.{ident(name)}"
-        ws.con.execute(f"CREATE OR REPLACE TEMP TABLE {ident(name)} AS "
-                       f"SELECT {cols} FROM ({selects[0]}) s")
-    else:
-        _attach_scratch(ws)
-        step = f"{SCRATCH}.main.{ident(name)}"
-        ws.con.execute(f"CREATE OR REPLACE TABLE {step} AS SELECT {cols} FROM ({selects[0]}) s")
+    step = _create_step(ws, name, f"SELECT {cols} FROM ({selects[0]}) s", in_memory)
     for select in selects[1:]:
         ws.con.execute(f"INSERT INTO {step} SELECT {cols} FROM ({select}) s")
     return f"SELECT * FROM {step}"
