@@ -486,3 +486,31 @@ valence:
                          "valence").fetchall()
     assert sorted(got) == [(pytest.approx(-0.6), "{value} payment failed"),
                            (pytest.approx(-0.5), "waited 90.0 s ({gap}, ticket_opened)")]
+
+
+#: orders placed at the same instant (two each), and a later one
+TIED_ORDERS = [ev("tia", "2024-01-10T10:00:00Z", "order_placed", order_id="O20"),
+               ev("tia", "2024-01-10T10:00:00Z", "order_placed", order_id="O21"),
+               ev("uma", "2024-01-10T10:00:00Z", "order_placed", order_id="O23"),
+               ev("uma", "2024-01-10T10:00:00Z", "order_placed", order_id="O24"),
+               ev("uma", "2024-01-20T10:00:00Z", "order_placed", order_id="O25")]
+
+
+def test_orders_placed_at_the_same_instant_are_no_repurchase_of_each_other(make_workspace):
+    """A purchase repurchases a journey when it *started after* it (docs/schema.md):
+    two orders placed at the same instant are not each other's repurchase, whatever
+    their journey ids; a later order is the repurchase of both. The engine in Python
+    (the live service's) agrees."""
+    from keymoments.engine.small import derive_small
+    from keymoments.pipeline import journey_types
+
+    ws = _built(make_workspace, TIED_ORDERS)
+    # as_of 2024-03-01, repurchase_within 40 d: every window has passed (O25's: 41 d)
+    want = {"O20": False, "O21": False, "O23": True, "O24": True, "O25": False}
+    assert {k: journey(ws, k)["repurchased"] for k in want} == want
+    cur = ws.con.execute("SELECT * FROM events")
+    names = [d[0] for d in cur.description]
+    rows = [dict(zip(names, r)) for r in cur.fetchall()]
+    as_of = journey(ws, "O20")["as_of"]
+    small = derive_small(rows, ws.config, journey_types(ws), as_of)
+    assert {j["journey_key"]: j["repurchased"] for j in small.journeys} == want

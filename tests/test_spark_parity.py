@@ -93,6 +93,20 @@ def test_personas_are_the_same_on_spark(make_workspace, spark, tmp_path):
     _check(ws, spark, tmp_path)
 
 
+def test_orders_placed_at_the_same_instant_are_the_same_on_spark(make_workspace, spark,
+                                                                 tmp_path):
+    """Purchases of one start instant are not each other's repurchase on Spark either
+    (a range window by the start's microseconds)."""
+    sys.path.insert(0, str(HERE))
+    from test_engine_personas import CONFIG, TIED_ORDERS, write
+
+    ws = make_workspace(CONFIG, {"events.jsonl": write(TIED_ORDERS)})
+    ws.ingest("events")
+    _check(ws, spark, tmp_path)
+    got = dict(ws.con.execute("SELECT journey_key, repurchased FROM journeys").fetchall())
+    assert got == {"O20": False, "O21": False, "O23": True, "O24": True, "O25": False}
+
+
 def test_purchases_without_a_purchase_event_are_the_same_on_spark(make_workspace, spark,
                                                                   tmp_path):
     """Hana's order journeys that hold only a review or open with a complaint: the

@@ -37,6 +37,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from itertools import groupby
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
@@ -561,18 +562,21 @@ def _summarize(by_journey: dict[str, list[dict]], events: list[dict], config: Co
     abandon = {t.name: t.abandon_after for t in types}
 
     # the person's next purchase: the earliest first purchase event of the purchases
-    # that start later (by start, then id)
+    # that start strictly later (not those of the same start instant)
     by_person: dict[str, list[dict]] = defaultdict(list)
     for j in out:
         by_person[j["person_id"]].append(j)
     for js in by_person.values():
-        js.sort(key=lambda j: (j["start_ts"], j["journey_id"]))
+        js.sort(key=lambda j: j["start_ts"], reverse=True)
         nxt = None
-        for j in reversed(js):
-            j["_next"] = nxt
-            pts = j.pop("_pts")
-            if pts is not None:
-                nxt = pts if nxt is None else min(nxt, pts)
+        for _, tied in groupby(js, key=lambda j: j["start_ts"]):
+            tied = list(tied)
+            for j in tied:
+                j["_next"] = nxt
+            for j in tied:
+                pts = j.pop("_pts")
+                if pts is not None:
+                    nxt = pts if nxt is None else min(nxt, pts)
     for j in out:
         jtype, idle = j["journey_type"], j["idle_s"]
         stall = stall_cfg.get(jtype, p90.get(jtype))

@@ -29,7 +29,7 @@ import ibis.expr.types as ir
 
 from ..config.analysis import JourneysConfig, JourneyType, MomentsConfig, OutcomesConfig
 from ..engine import small_result
-from ..engine.expr import seconds_between
+from ..engine.expr import epoch_micros, seconds_between
 from ..taxonomy import is_purchase_event
 
 __all__ = ["summarize_journeys", "moment_candidates", "channel_vocabulary", "MAX_CHANNEL_FLAGS"]
@@ -280,9 +280,13 @@ def summarize_journeys(je: ir.Table, journeys: JourneysConfig, types: list[Journ
     n = n.union(churn.select(person_id=churn.person_id, start_ts=churn.ts,
                              journey_id=ibis.null().cast(n.journey_id.type()), _pts=ts_null,
                              _k=ibis.literal(1), _cts=churn.ts))
-    order = [n.start_ts, n._k, n.journey_id]
-    later = ibis.window(group_by=n.person_id, order_by=order, rows=(1, None))
-    from_here = ibis.window(group_by=n.person_id, order_by=order, rows=(0, None))
+    # by start instant (whole microseconds): the next purchase is among those that
+    # started strictly later (two orders placed at the same instant are not each
+    # other's repurchase, whatever their ids), a churn event counts from the start's
+    # instant on; both windows share one sort, by one integer
+    n = n.mutate(_e=epoch_micros(n.start_ts))
+    later = ibis.window(group_by=n.person_id, order_by=n._e, range=(1, None))
+    from_here = ibis.window(group_by=n.person_id, order_by=n._e, range=(0, None))
     n = n.select(_nj=n.journey_id, _np=n.person_id, _next=n._pts.min().over(later),
                  _churn_ts=n._cts.min().over(from_here))
     n = n.filter(n._nj.notnull())
