@@ -219,12 +219,15 @@ class ValenceConfig(Strict):
 class JourneyType(Strict):
     """A kind of journey. With ``key``, a journey is every event of a person that
     carries that reference (an order, a ticket). Without it, a journey is a run of
-    the person's events of ``event_types``/``stages`` that begins at a ``start``
-    event (or after ``gap`` of inactivity) and ends at an ``end`` event.
+    the person's events of ``event_types``/``stages`` and its ``start`` and ``end``
+    events, that begins at a ``start`` event (or after more than ``gap`` of
+    inactivity) and ends at an ``end`` event.
 
     ``stall_after``: idle this long (or longer) without an end event and the journey
     is stalled (default: the 90th percentile duration of this type's completed
-    journeys); ``abandon_after``: idle this long (or longer) and it is abandoned.
+    journeys, interpolated linearly between the two nearest, as DuckDB's
+    ``quantile_cont``); ``abandon_after``: idle this long (or longer) and it is
+    abandoned.
     """
 
     name: str

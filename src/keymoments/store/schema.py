@@ -133,7 +133,7 @@ COLUMN_DOCS: dict[str, dict[str, tuple[str, str]]] = {
         "journey_key": ("VARCHAR", "the correlation reference (order id, ticket id) of keyed journeys"),
         "person_id": ("VARCHAR", "the person"),
         "seq": ("BIGINT NOT NULL", "0-based position in the journey (time, then event id)"),
-        "channel_switch": ("BIGINT", "1 when the channel differs from the previous event's in the journey (both known; a feedback event, such as a survey answer, is no step on another channel: neither a switch nor one to compare with, so web, a review by e-mail, then the carrier's app count no switch)"),
+        "channel_switch": ("BIGINT", "1 when the channel differs from the previous event's in the journey (both known; a feedback event, such as a survey answer, is no step on another channel: neither a switch nor one to compare with: the step after it is compared with nothing, so web, a review by e-mail, then the carrier's app count no switch; nor does a step to or from an event without a channel)"),
         "ts": ("TIMESTAMPTZ NOT NULL", "when"),
         "event_type": ("VARCHAR", "what happened"),
         "stage": ("VARCHAR", "stage"),
@@ -156,19 +156,20 @@ COLUMN_DOCS: dict[str, dict[str, tuple[str, str]]] = {
         "end_ts": ("TIMESTAMPTZ NOT NULL", "last event"),
         "duration_s": ("DOUBLE", "end - start in seconds"),
         "n_events": ("BIGINT", "events"),
-        "channels": ("VARCHAR[]", "channels used, sorted"),
+        "channels": ("VARCHAR[]", "channels used, sorted (NULL when no event of the journey has a channel)"),
         "channel_switches": ("BIGINT", "consecutive events on different channels (see `journey_events.channel_switch`)"),
         "has_start": ("BOOLEAN", "contains a start event of its type"),
         "has_end": ("BOOLEAN", "contains an end event of its type"),
         "status": ("VARCHAR", "completed (it holds an end event of its type), abandoned (idle at least its type's `abandon_after` at `as_of`), stalled (idle at least `stall_after`) or open; a catch-all journey is completed once idle longer than `catch_all_gap`, else open"),
         "idle_s": ("DOUBLE", "seconds from the last event to `as_of`"),
-        "outcome_ts": ("TIMESTAMPTZ", "first feedback given in the journey"),
+        "outcome_ts": ("TIMESTAMPTZ", "the journey's first feedback with a rating (an event of `moments.exclude_stages`, by default the feedback stage, that has a feedback valence: an unrated review is not the outcome)"),
         "outcome_rating": ("DOUBLE", "that feedback's rating"),
         "outcome_scale": ("VARCHAR", "its scale"),
         "outcome_valence": ("DOUBLE", "that rating on [-1, 1]"),
         "repurchased": ("BOOLEAN", "the person purchased again within `repurchase_within` of "
                         "this journey's end: the first purchase event of the purchases of theirs "
-                        "that started after this journey started (a journey of "
+                        "that started after this journey started (strictly: two purchases that started at "
+                        "the same instant are not each other's repurchase; a journey of "
                         "`outcomes.purchase_types` holding an event tagged `purchase` or "
                         "`repeat_purchase`) came at most that long after this one ended, or "
                         "before it ended (an order placed while this one was open) (NULL until "
