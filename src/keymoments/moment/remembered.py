@@ -45,6 +45,8 @@ __all__ = ["FEATURES", "MODELS", "RememberedScore", "peak_end"]
 
 FEATURES = ("first_v", "peak_v", "valley_v", "end_v", "mean_v", "trend_v")
 MODELS = ("peak_end", "mean", "last", "learned")
+#: a binary outcome's rarer class, per fold, below which the AUC intervals are not given
+MIN_PER_FOLD = 10
 Outcome = Literal["feedback", "repurchase", "churn"]
 
 
@@ -145,12 +147,16 @@ class RememberedScore:
                 f"all {self.n_:,} journeys with scored moments are {kind} {self.outcome}: "
                 f"nothing to tell apart (the remembered score needs journeys with and without "
                 f"{self.outcome})")
-        if binary and (few := int(min((y == 0).sum(), (y == 1).sum()))) < self.folds:
+        if binary and (few := int(min((y == 0).sum(), (y == 1).sum()))) < MIN_PER_FOLD * self.folds:
+            # the AUC intervals resample each fold's rows: with a few journeys of a class
+            # per fold they hold those few fixed and come out far too narrow (pure noise,
+            # 6 journeys with churn of 1,000: the learned model "clearly better" than
+            # peak-end 40% of the time, peak-end's interval above 0.5 57%)
             kind = "with" if (y == 1).sum() == few else "without"
             raise KeymomentsError(
                 f"only {few} of {self.n_:,} journeys are {kind} {self.outcome}: each of the "
-                f"{self.folds} folds needs one of each to score the models (fewer folds, or "
-                "more data)")
+                f"{self.folds} folds needs {MIN_PER_FOLD} of each to score the models (fewer "
+                "folds, or more data)")
         if not binary and np.ptp(y) == 0:
             raise KeymomentsError(
                 f"every one of the {self.n_:,} journeys has the same {self.outcome} ({y[0]:g}): "
@@ -193,12 +199,24 @@ class RememberedScore:
             boots.append(self._fit_one("learned", m[idx], y[idx], binary)[1])
         boots_arr = np.array(boots) if boots else np.empty((0, len(FEATURES)))
         self.intercept_ = float(full[0])
+        # a feature with one value for every journey (the first impression of a single
+        # journey type) has no weight to learn: the fit gives it 0 and every bootstrap
+        # too, an interval of zero width that reads as "does not matter, surely"
+        constant = [f for i, f in enumerate(FEATURES) if np.ptp(m[:, i]) == 0]
         self.weights_ = {
             f: (float(full[1][i]),
-                float(np.percentile(boots_arr[:, i], 2.5)) if len(boots_arr) else float("nan"),
-                float(np.percentile(boots_arr[:, i], 97.5)) if len(boots_arr) else float("nan"))
+                float(np.percentile(boots_arr[:, i], 2.5))
+                if len(boots_arr) and f not in constant else float("nan"),
+                float(np.percentile(boots_arr[:, i], 97.5))
+                if len(boots_arr) and f not in constant else float("nan"))
             for i, f in enumerate(FEATURES)
         }
+        if constant and not self.note_:
+            self.warnings_.append(
+                f"{', '.join(constant)} {'is' if len(constant) == 1 else 'are'} the same for "
+                "every journey: no weight can be learned for "
+                f"{'it' if len(constant) == 1 else 'them'} (0, with no interval), which does "
+                "not say the moment does not matter")
         return self
 
     # ---------------------------------------------------------------- models
