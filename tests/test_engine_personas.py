@@ -514,3 +514,38 @@ def test_orders_placed_at_the_same_instant_are_no_repurchase_of_each_other(make_
     as_of = journey(ws, "O20")["as_of"]
     small = derive_small(rows, ws.config, journey_types(ws), as_of)
     assert {j["journey_key"]: j["repurchased"] for j in small.journeys} == want
+
+
+def test_a_churn_fit_does_not_see_the_cancellation(make_workspace):
+    """A churn-stage event is the churn a churn fit predicts: the features it reads stop
+    before it, as they stop before a rated feedback; the stored features (the feedback
+    fit's, the remembered score's) keep it, as a cancellation before a survey is part
+    of what the customer rates. Hand-computed: O40 is placed (no valence), its payment
+    fails (-0.6, payment_failed), it is cancelled (-0.4, order_cancelled, stage churn)
+    and the payment fails again (-0.6)."""
+    from keymoments.moment.fitting import fit_table
+
+    ws = _built(make_workspace, [
+        ev("vic", "2024-01-01T10:00:00Z", "order_placed", order_id="O40"),
+        ev("vic", "2024-01-01T10:05:00Z", "payment_failed", order_id="O40"),
+        ev("vic", "2024-01-01T10:10:00Z", "order_cancelled", order_id="O40"),
+        ev("vic", "2024-01-01T10:15:00Z", "payment_failed", order_id="O40"),
+        # the cancellation alone: nothing before it to score
+        ev("wes", "2024-01-01T10:00:00Z", "order_cancelled", order_id="O41"),
+        # no churn event: the same features either way
+        ev("xia", "2024-01-01T10:00:00Z", "payment_failed", order_id="O42"),
+        ev("xia", "2024-01-01T10:05:00Z", "order_placed", order_id="O42")],
+        CONFIG.replace("repurchase_within: 40d", "repurchase_within: 40d\n  churn_within: 30d"))
+    j = journey(ws, "O40")
+    assert (j["n_valenced"], j["first_v"], j["end_v"]) == (3, -0.6, -0.6)
+    assert j["mean_v"] == pytest.approx(-1.6 / 3) and j["peak_v"] == pytest.approx(-0.4)
+    assert j["churned"] is True  # (its cancellation came within 30 days of its start)
+    keys = dict(ws.con.execute("SELECT journey_id, journey_key FROM journeys").fetchall())
+    rows = {keys[r["journey_id"]]: r for r in fit_table(ws, "churn").to_pylist()}
+    assert set(rows) == {"O40", "O42"}  # (O41: nothing scored before its cancellation)
+    o40 = rows["O40"]
+    assert (o40["first_v"], o40["peak_v"], o40["valley_v"], o40["end_v"], o40["mean_v"],
+            o40["trend_v"], o40["churned"]) == (-0.6, -0.6, -0.6, -0.6, -0.6, None, True)
+    o42 = journey(ws, "O42")
+    assert {f: rows["O42"][f] for f in ("first_v", "end_v", "mean_v", "trend_v")} == {
+        f: o42[f] for f in ("first_v", "end_v", "mean_v", "trend_v")}

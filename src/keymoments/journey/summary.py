@@ -32,7 +32,7 @@ from ..engine import small_result
 from ..engine.expr import epoch_micros, seconds_between
 from ..taxonomy import is_purchase_event
 
-__all__ = ["summarize_journeys", "moment_candidates", "channel_vocabulary", "MAX_CHANNEL_FLAGS"]
+__all__ = ["summarize_journeys", "moment_candidates", "moment_features", "channel_vocabulary", "MAX_CHANNEL_FLAGS"]
 
 _F = "float64"
 
@@ -126,17 +126,44 @@ def _per_journey(je: ir.Table, channel_vocab: list[str] | None) -> ir.Table:
     ).view()  # (a relation of its own: the joins to it compare its computed columns)
 
 
+def moment_features(c: ir.Table) -> ir.Table:
+    """Per journey of the candidates ``c`` (see :func:`moment_candidates`): ``first_v,
+    end_v, peak_v, valley_v, mean_v, n_valenced, trend_v`` (the least-squares slope of
+    valence on the position, NULL under two positions)."""
+    wc = ibis.window(group_by=c.journey_id, order_by=[c.seq])
+    c = c.mutate(_k=ibis.row_number().over(wc).cast(_F))
+    feats = c.group_by("journey_id").aggregate(
+        first_v=c.valence.argmin(c.seq),
+        end_v=c.valence.argmax(c.seq),
+        peak_v=c.valence.max(),
+        valley_v=c.valence.min(),
+        mean_v=c.valence.mean(),
+        n_valenced=c.count(),
+        _sx=c._k.sum(), _sy=c.valence.sum(), _sxy=(c._k * c.valence).sum(), _sxx=(c._k * c._k).sum(),
+    )
+    n = feats.n_valenced.cast(_F)
+    denom = n * feats._sxx - feats._sx * feats._sx
+    trend = ibis.cases((denom > 0, (n * feats._sxy - feats._sx * feats._sy) / denom),
+                       else_=ibis.null().cast(_F))
+    return feats.mutate(trend_v=trend).drop("_sx", "_sy", "_sxy", "_sxx")
+
+
 def moment_candidates(je: ir.Table, moments: MomentsConfig, *,
-                      before_outcome: bool = True) -> ir.Table:
+                      before_outcome: bool = True, before_churn: bool = False) -> ir.Table:
     """Scored events that can be experience moments: a valence and not an excluded
     stage. ``before_outcome`` keeps only those before the journey's first rated
     feedback (the remembered score's inputs, which must not see the answer they
     predict); without it, the whole journey (its moments: a parcel delivered late
-    after the customer's review is still the journey's valley)."""
+    after the customer's review is still the journey's valley). ``before_churn`` also
+    stops before the first churn-stage event (the features a churn fit reads: a
+    cancellation is the churn they would predict)."""
     is_fb = je.stage.isin(moments.exclude_stages).fill_null(False)
     if not before_outcome:
         return je.filter(je.valence.notnull() & ~is_fb)
-    fb = je.filter(is_fb & je.v_feedback.notnull())  # the outcome: the first rated feedback
+    outcome = is_fb & je.v_feedback.notnull()  # the outcome: the first rated feedback
+    if before_churn:
+        outcome = outcome | (je.stage == "churn").fill_null(False)
+    fb = je.filter(outcome)
     first_fb = fb.group_by(_fj=fb.journey_id).aggregate(_first_fb=fb.seq.min())
     scored = je.filter(je.valence.notnull() & ~is_fb)
     scored = scored.left_join(first_fb, scored.journey_id == first_fb._fj).drop("_fj")
@@ -217,23 +244,8 @@ def summarize_journeys(je: ir.Table, journeys: JourneysConfig, types: list[Journ
     # moment features from the candidates
     # (from the relation with the flags, as before: the candidates' order decides
     # the last bits of the features' sums)
-    c = moment_candidates(je.drop("_end", "_start", "_fb", "_churn"), moments)
-    wc = ibis.window(group_by=c.journey_id, order_by=[c.seq])
-    c = c.mutate(_k=ibis.row_number().over(wc).cast(_F))
-    feats = c.group_by("journey_id").aggregate(
-        first_v=c.valence.argmin(c.seq),
-        end_v=c.valence.argmax(c.seq),
-        peak_v=c.valence.max(),
-        valley_v=c.valence.min(),
-        mean_v=c.valence.mean(),
-        n_valenced=c.count(),
-        _sx=c._k.sum(), _sy=c.valence.sum(), _sxy=(c._k * c.valence).sum(), _sxx=(c._k * c._k).sum(),
-    )
-    n = feats.n_valenced.cast(_F)
-    denom = n * feats._sxx - feats._sx * feats._sx
-    trend = ibis.cases((denom > 0, (n * feats._sxy - feats._sx * feats._sy) / denom),
-                       else_=ibis.null().cast(_F))
-    feats = feats.mutate(trend_v=trend).drop("_sx", "_sy", "_sxy", "_sxx")
+    feats = moment_features(moment_candidates(je.drop("_end", "_start", "_fb", "_churn"),
+                                              moments))
     j = base.left_join(feats, base.journey_id == feats.journey_id).drop("journey_id_right")
     j = j.mutate(n_valenced=j.n_valenced.fill_null(0))
 

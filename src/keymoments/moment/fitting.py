@@ -20,17 +20,13 @@ from .remembered import FEATURES, RememberedScore
 if TYPE_CHECKING:
     from ..store.workspace import Workspace
 
-__all__ = ["apply_chosen", "fit_remembered"]
+__all__ = ["apply_chosen", "fit_remembered", "fit_table"]
 
 
 def fit_remembered(ws: Workspace, outcome: str = "feedback", apply: bool = True,
                    **options) -> RememberedScore:
     """Fit, compare and (with ``apply``) store; returns the fitted model."""
-    col = RememberedScore.outcome_column(outcome)  # type: ignore[arg-type]
-    cols = ", ".join(FEATURES)
-    table = ws.con.execute(
-        f"SELECT journey_id, {cols}, {col} FROM journeys WHERE {col} IS NOT NULL "
-        f"AND n_valenced > 0 ORDER BY journey_id").to_arrow_table()
+    table = fit_table(ws, outcome)
     model = RememberedScore(outcome=outcome, **options).fit(table)  # type: ignore[arg-type]
     if not apply:
         return model
@@ -54,6 +50,31 @@ def fit_remembered(ws: Workspace, outcome: str = "feedback", apply: bool = True,
         rollback(con)
         raise
     return model
+
+
+def fit_table(ws: Workspace, outcome: str = "feedback"):
+    """The journeys a fit of ``outcome`` reads (Arrow: ``journey_id``, the moment
+    features, the outcome's column), those with the outcome known and a scored event
+    before it. Feedback and repurchase read the stored features (the scored events
+    before the journey's first rated feedback); churn reads them computed again up to
+    the first churn-stage event too: a cancellation in the journey is the churn
+    itself, and its valence among the features would predict churn from churn."""
+    col = RememberedScore.outcome_column(outcome)  # type: ignore[arg-type]
+    cols = ", ".join(FEATURES)
+    if outcome != "churn":
+        return ws.con.execute(
+            f"SELECT journey_id, {cols}, {col} FROM journeys WHERE {col} IS NOT NULL "
+            f"AND n_valenced > 0 ORDER BY journey_id").to_arrow_table()
+    from ..engine import backend
+    from ..journey.summary import moment_candidates, moment_features
+
+    b = backend(ws)
+    feats = moment_features(moment_candidates(b.table("journey_events"), ws.config.moments,
+                                              before_churn=True))
+    j = b.table("journeys")
+    j = j.filter(j[col].notnull()).select("journey_id", col)
+    t = j.join(feats, "journey_id").select("journey_id", *FEATURES, col)
+    return t.order_by("journey_id").to_pyarrow()
 
 
 def remembered_sql(weights: dict | None) -> str:
