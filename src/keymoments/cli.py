@@ -506,8 +506,10 @@ def remembered(ctx: click.Context, outcome: str, folds: int) -> None:
     from .results import Result
     import pyarrow as pa
 
+    unit = ("on the log-odds of " + outcome if outcome in ("repurchase", "churn")
+            else "on the feedback's valence")
     _print_result(Result(pa.Table.from_pylist(summary.meta["weights"])),
-                  title="learned weights (95% bootstrap interval)")
+                  title=f"learned weights, {unit} (95% bootstrap interval)")
     for w in model.warnings_:
         console.print(f"warning: {w}", markup=False)
     if model.note_:
