@@ -175,7 +175,7 @@ COLUMN_DOCS: dict[str, dict[str, tuple[str, str]]] = {
                         "before it ended (an order placed while this one was open) (NULL until "
                         "that long has passed since it ended, either way, so shares of the known "
                         "ones are not biased towards repurchase)"),
-        "churned": ("BOOLEAN", "the person's first churn-stage event from the journey's start on came within `churn_within` of that start, or the journey holds the person's last event and `as_of` is at least `inactive_churn_after` after it (a person who came back later is not churned by inactivity) (NULL until `churn_within` has passed since it ended)"),
+        "churned": ("BOOLEAN", "the person's first churn-stage event from the journey's start on came within `churn_within` of that start, or the journey holds the person's last event (it ends at the time of the person's last event: journeys that end at that same instant each hold it) and `as_of` is at least `inactive_churn_after` after it (a person who came back later is not churned by inactivity) (NULL until `churn_within` has passed since it ended)"),
         "first_v": ("DOUBLE", "valence of the first impression (the remembered score's inputs, `first_v` to `trend_v`, are the scored events before the outcome; the `moments` table spans the whole journey)"),
         "peak_v": ("DOUBLE", "best valence before the outcome"),
         "valley_v": ("DOUBLE", "worst valence before the outcome"),
