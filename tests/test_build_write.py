@@ -140,6 +140,23 @@ def test_columns_are_stored_with_their_compression_hint(ws):
     assert _compression(ws, "plain", "event_id") != {"FSST"}
 
 
+def test_built_tables_hold_no_null_in_their_documented_not_null_columns(ws):
+    """docs/schema.md marks columns NOT NULL; the tables a build swaps in keep the types
+    but not the constraints (the engine's expressions read their columns as nullable),
+    so the promise is of the content: no NULL there, after a first and a second build."""
+    from keymoments.store.schema import COLUMN_DOCS
+
+    for _ in range(2):
+        ws.build()
+        for table in ("journey_events", "journeys", "moments"):
+            assert ws.con.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0] > 0, table
+            for c, (t, _) in COLUMN_DOCS[table].items():
+                if t.endswith("NOT NULL"):
+                    n = ws.con.execute(f'SELECT count(*) FROM "{table}" WHERE "{c}" IS NULL'
+                                       ).fetchone()[0]
+                    assert n == 0, (table, c, n)
+
+
 def test_a_store_written_before_the_hints_still_loads_and_builds(make_workspace, tmp_path):
     import duckdb
 

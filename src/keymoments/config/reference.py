@@ -451,7 +451,10 @@ Conventions: timestamps are `TIMESTAMPTZ` instants, read in UTC; a missing
 rating, measure or valence is `NULL`, never NaN; maps are `MAP(VARCHAR, ...)` and
 lists `VARCHAR[]`, so the same tables read on DuckDB and Spark. The tables are
 created from the same column list this page is generated from, so the two cannot
-disagree.
+disagree. One difference: the tables a build writes anew (`journey_events`,
+`journeys`, `moments`) keep the types but not the `NOT NULL` constraints; their
+`NOT NULL` columns are never NULL in what keymoments writes, so read the
+mark as a promise of the content there, not a constraint DuckDB enforces.
 
 ## Schema version and migrations
 
