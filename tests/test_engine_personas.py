@@ -454,7 +454,7 @@ def test_reason_placeholders_are_filled_and_a_weightless_part_leaves_no_reason(m
     ("2024-01-04T10:00:59.970Z", "1.0 minutes late"),  # it read "60.0 seconds late"
     ("2024-01-04T10:56:59Z", "57.0 minutes late"),
     ("2024-01-05T22:00:00Z", "1.5 days late"),         # a day or more: in the rule's unit
-    ("2024-01-04T06:00:00Z", "4.0 hours (on time)"),   # early, within early_by (1 day)
+    ("2024-01-04T06:00:00Z", "4.0 hours early (on time)"),  # within early_by (1 day)
     ("2024-01-04T10:00:00Z", "0.0 days (on time)"),
 ])
 def test_a_gap_under_one_unit_is_said_in_a_smaller_unit(make_workspace, late, shown):

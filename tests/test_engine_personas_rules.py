@@ -53,7 +53,7 @@ def test_every_default_rule_and_several_on_one_event(make_workspace):
     assert got["order_delivered@02-03 10:00"] == (
         pytest.approx(0.4), "delivered 2.0 days early against the promise")
     assert got["order_delivered@02-04 10:00"] == (
-        pytest.approx(0.3), "delivered 10.0 hours (on time) against the promise")
+        pytest.approx(0.3), "delivered 10.0 hours early (on time) against the promise")
     assert got["order_cancelled@02-06 10:00"] == (pytest.approx(-0.4), "order cancelled")
     assert got["refund_granted@02-07 10:00"] == (pytest.approx(0.3), "refund granted")
     assert got["order_delivered@02-20 10:00"] == (

@@ -83,7 +83,8 @@ class ValenceRule(Strict):
 
     ``reason`` may use ``{event_type}`` (the event's type) and, in an
     ``expectation_gap`` rule, ``{gap}`` (the amount with its unit and direction:
-    ``2.0 days late``, ``1.5 days early``, ``0.0 days (on time)``; under one ``unit``, in
+    ``2.0 days late``, ``1.5 days early``, ``0.0 days (on time)``,
+    ``4.0 hours early (on time)`` (within the tolerances); under one ``unit``, in
     the largest smaller unit it makes one of: ``3.0 hours late``) or, in a
     ``measure_above`` rule, ``{value}`` (the measure); any other ``{...}`` is an error.
     Without a ``reason``, the rule's ``name`` is shown (the placeholders its kind fills

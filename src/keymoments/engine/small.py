@@ -386,7 +386,8 @@ def _rule(e: dict, i: int, rule: ValenceRule, windows: dict) -> tuple[float | No
         elif _gt(-early_by, gap):
             v, word = rule.early_valence, " early"
         else:
-            v, word = rule.on_time_valence, " (on time)"
+            side = " late" if gap > 0 else " early" if gap < 0 else ""
+            v, word = rule.on_time_valence, side + " (on time)"
         amount = (_fmt(abs(gap) * 100) + "%") if rule.relative else _amount(abs(gap), rule.unit)
         return v, _reason(rule, "{gap} against the promise", e["event_type"],
                       gap=amount + word)

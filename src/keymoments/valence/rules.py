@@ -234,7 +234,10 @@ def rule_outputs(e: ir.Table, i: int, rule: ValenceRule) -> tuple[ir.FloatingVal
         is_late, is_early = gap > tol, gap < -early_by
         v = ibis.cases((is_late, late), (is_early, ibis.literal(rule.early_valence)),
                        else_=ibis.literal(rule.on_time_valence))
+        # within the tolerances: on time, and which side of the promise it fell on
         word = ibis.cases((is_late, ibis.literal(" late")), (is_early, ibis.literal(" early")),
+                          (gap > 0, ibis.literal(" late (on time)")),
+                          (gap < 0, ibis.literal(" early (on time)")),
                           else_=ibis.literal(" (on time)"))
         amount = _fmt(gap.abs() * 100).concat("%") if rule.relative else \
             _amount(gap.abs(), rule.unit)
