@@ -103,8 +103,13 @@ def cell(value: Any) -> tuple[str, bool]:
     >>> [cell(v) for v in (None, True, 1424, 0.1234, 12345.6, "peak_v", "page_view")]
     [('', False), ('yes', False), ('1,424', True), ('0.1234', True), ('12,346', True), \
 ('peak', False), ('page_view', False)]
+
+    An undefined number (an interval that cannot be given) is an empty cell, as NULL:
+
+    >>> cell(float("nan"))
+    ('', False)
     """
-    if value is None:
+    if value is None or (isinstance(value, float) and value != value):
         return "", False
     if isinstance(value, bool):
         return ("yes" if value else "no"), False
