@@ -32,7 +32,8 @@ from ..engine import small_result
 from ..engine.expr import epoch_micros, seconds_between
 from ..taxonomy import is_purchase_event
 
-__all__ = ["summarize_journeys", "moment_candidates", "moment_features", "channel_vocabulary", "MAX_CHANNEL_FLAGS"]
+__all__ = ["summarize_journeys", "moment_candidates", "moment_features", "channel_vocabulary",
+           "MAX_CHANNEL_FLAGS"]
 
 _F = "float64"
 
@@ -139,7 +140,8 @@ def moment_features(c: ir.Table) -> ir.Table:
         valley_v=c.valence.min(),
         mean_v=c.valence.mean(),
         n_valenced=c.count(),
-        _sx=c._k.sum(), _sy=c.valence.sum(), _sxy=(c._k * c.valence).sum(), _sxx=(c._k * c._k).sum(),
+        _sx=c._k.sum(), _sy=c.valence.sum(), _sxy=(c._k * c.valence).sum(),
+        _sxx=(c._k * c._k).sum(),
     )
     n = feats.n_valenced.cast(_F)
     denom = n * feats._sxx - feats._sx * feats._sx

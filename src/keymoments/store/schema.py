@@ -168,8 +168,8 @@ COLUMN_DOCS: dict[str, dict[str, tuple[str, str]]] = {
         "outcome_valence": ("DOUBLE", "that rating on [-1, 1]"),
         "repurchased": ("BOOLEAN", "the person purchased again within `repurchase_within` of "
                         "this journey's end: the first purchase event of the purchases of theirs "
-                        "that started after this journey started (strictly: two purchases that started at "
-                        "the same instant are not each other's repurchase; a journey of "
+                        "that started after this journey started (strictly: two purchases that "
+                        "started at the same instant are not each other's repurchase; a journey of "
                         "`outcomes.purchase_types` holding an event tagged `purchase` or "
                         "`repeat_purchase`) came at most that long after this one ended, or "
                         "before it ended (an order placed while this one was open) (NULL until "
