@@ -93,11 +93,12 @@ def test_the_summary_over_its_limit_shows_both_ends(demo):
     scored = [r for r in rows if r["mean_valence"] is not None]
     assert len(scored) > 6
     out = run(demo, "moments", "--summary", "--limit", "4").stdout
-    assert "most negative" in out and "most positive" in out
+    # (named by their order: "most negative" read wrong where every mean is above 0)
+    assert "lowest mean valence" in out and "highest mean valence" in out
     assert f"... {len(scored) - 4:,} in between" in out
     best, worst = scored[-1], scored[0]
-    assert f"{best['mean_valence']:.4g}"[:5] in out.split("most positive", 1)[1]
-    assert f"{worst['mean_valence']:.4g}"[:5] in out.split("most positive", 1)[0]
+    assert f"{best['mean_valence']:.4g}"[:5] in out.split("highest mean valence", 1)[1]
+    assert f"{worst['mean_valence']:.4g}"[:5] in out.split("highest mean valence", 1)[0]
 
 
 def test_summary_with_journey_or_by_without_summary_are_usage_errors(demo):

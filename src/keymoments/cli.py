@@ -481,9 +481,9 @@ def _print_both_ends(result, limit: int) -> None:
     if n <= limit:
         _print_result(Result(scored, result.meta))
     else:
-        _print_result(Result(scored.slice(0, head), result.meta), title="most negative")
+        _print_result(Result(scored.slice(0, head), result.meta), title="lowest mean valence")
         if tail:
-            _print_result(Result(scored.slice(n - tail), result.meta), title="most positive")
+            _print_result(Result(scored.slice(n - tail), result.meta), title="highest mean valence")
         console.print(f"... {n - head - tail:,} in between", markup=False)
     if table.num_rows > n:
         console.print(f"... {table.num_rows - n:,} groups without a valenced moment",
