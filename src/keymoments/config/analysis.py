@@ -77,9 +77,10 @@ class ValenceRule(Strict):
       at the same time are ordered by event id, as a journey's ``seq`` (an id hashes
       the source's name: the same two events posted to the service may order the
       other way).
-    * ``first_contact_resolution``: a resolution in a journey with no transfer,
-      reopening (``interrupting``) or earlier resolution before it scores
-      ``valence``; otherwise ``else_valence``.
+    * ``first_contact_resolution``: a resolution (an event of its ``event_types``) in
+      a journey with no transfer, reopening (``interrupting``) or earlier resolution
+      (an earlier event of its ``event_types``) before it scores ``valence``;
+      otherwise ``else_valence``.
 
     ``reason`` may use ``{event_type}`` (the event's type) and, in an
     ``expectation_gap`` rule, ``{gap}`` (the amount with its unit and direction:

@@ -143,7 +143,7 @@ COLUMN_DOCS: dict[str, dict[str, tuple[str, str]]] = {
         "language": ("VARCHAR", "language"),
         "v_feedback": ("DOUBLE", "valence from the explicit rating, if any"),
         "v_rules": ("DOUBLE", "valence from operational rules that fired, if any"),
-        "v_text": ("DOUBLE", "valence from text sentiment, if any"),
+        "v_text": ("DOUBLE", "valence from text sentiment, if any (a text the scorer finds nothing in, confidence 0, counts as no text)"),
         "valence": ("DOUBLE", "the event's valence in [-1, 1] (NULL when nothing scored it)"),
         "valence_reason": ("VARCHAR", "why, in words"),
     },
@@ -192,8 +192,12 @@ COLUMN_DOCS: dict[str, dict[str, tuple[str, str]]] = {
         "journey_type": ("VARCHAR", "its type"),
         "person_id": ("VARCHAR", "person"),
         "kind": ("VARCHAR NOT NULL", "first_impression, peak, valley, farewell, or a business "
-                 "moment (purchase, support, ...; repeat_purchase: the first purchase event of "
-                 "each purchase after the person's first)"),
+                 "moment (purchase, support, ...: the journey's first event with that tag, by "
+                 "`seq`, in a journey of any type, so an order placed in a visit is its "
+                 "`purchase`; "
+                 "first_interaction: the person's first event, time then event id; "
+                 "repeat_purchase: the first purchase event of each purchase after the person's "
+                 "first, purchases being journeys of `outcomes.purchase_types`)"),
         "category": ("VARCHAR NOT NULL", "experience (peak-end moments) or business"),
         "event_id": ("VARCHAR NOT NULL", "the event the moment points at"),
         "ts": ("TIMESTAMPTZ", "when"),
