@@ -174,7 +174,10 @@ COLUMN_DOCS: dict[str, dict[str, tuple[str, str]]] = {
                         "`repeat_purchase`) came at most that long after this one ended, or "
                         "before it ended (an order placed while this one was open) (NULL until "
                         "that long has passed since it ended, either way, so shares of the known "
-                        "ones are not biased towards repurchase)"),
+                        "ones are not biased towards repurchase). Purchases follow each other by "
+                        "start here, and by first purchase event in the `repeat_purchase` "
+                        "moments (ties: event id), so on orders that overlap or start together "
+                        "the two can disagree"),
         "churned": ("BOOLEAN", "the person's first churn-stage event from the journey's start on came within `churn_within` of that start, or the journey holds the person's last event (it ends at the time of the person's last event: journeys that end at that same instant each hold it) and `as_of` is at least `inactive_churn_after` after it (a person who came back later is not churned by inactivity) (NULL until `churn_within` has passed since it ended)"),
         "first_v": ("DOUBLE", "valence of the first impression (the remembered score's inputs, `first_v` to `trend_v`, are the scored events before the outcome; the `moments` table spans the whole journey)"),
         "peak_v": ("DOUBLE", "best valence before the outcome"),
