@@ -13,7 +13,9 @@ export: the **floor** (``CREATE TABLE AS SELECT * FROM read_parquet(...) ORDER B
 customer_id, ts``) and the **plain load** (the same without ``ORDER BY``), and two
 references: the events without their four map columns (what the maps cost) and one
 window sort of the events by person and time into memory (the sort a journey build
-cannot avoid). Prints medians, each as a ratio to the floor and to the plain load.
+cannot avoid), and the three derived tables written with every column uncompressed
+(what choosing and applying compression costs their writes). Prints medians, each as
+a ratio to the floor and to the plain load.
 
 The workspace: ``bench/out/work/ws-<size>-s<seed>`` when it exists and has been
 built (``python bench/engine.py --sizes <size> --keep-workspace`` leaves it), else
@@ -77,7 +79,7 @@ def _workspace(size: int, seed: int, scratch: Path) -> Path:
 def measure(size: int, seed: int, repeat: int) -> dict:
     import duckdb
 
-    from keymoments.store.schema import column_ddl
+    from keymoments.store.schema import COLUMN_DOCS, column_ddl
 
     parquet = _data.generate(size, seed)["parquet"]
     scratch = Path(tempfile.mkdtemp(prefix="write-cost-", dir=_data.OUT))
@@ -111,6 +113,13 @@ def measure(size: int, seed: int, repeat: int) -> dict:
         runs["events without maps"] = [
             f"CREATE TABLE w ({ddl_no_maps})", "BEGIN",
             f"INSERT INTO w SELECT * EXCLUDE ({', '.join(MAPS)}) FROM mem_events", "COMMIT"]
+        derived = STORED[1:]
+        for table in derived:
+            plain_ddl = ",\n".join(f'"{c}" {t.replace(" NOT NULL", "")} USING COMPRESSION '
+                                   "uncompressed" for c, (t, _) in COLUMN_DOCS[table].items())
+            runs[f"{table} uncompressed"] = [f"CREATE TABLE w ({plain_ddl})", "BEGIN",
+                                             f"INSERT INTO w SELECT * FROM mem_{table}", "COMMIT"]
+            rows[f"{table} uncompressed"] = rows[table]
         runs["sort events by person, time (memory)"] = [
             "CREATE TEMP TABLE w AS SELECT event_id, row_number() OVER "
             "(PARTITION BY person_id ORDER BY ts, event_id) AS seq FROM mem_events"]
