@@ -12,13 +12,18 @@ For each size and repeat, each measurement in a fresh Python process:
   workspace, with the build's own per-step seconds (``BuildReport.seconds``: text,
   journey_events, journeys, moments, write);
 * **pandas**: ``bench/_pandas_baseline.py`` (read the Parquet, dedupe, person,
-  journeys, valence, moments, journeys table).
+  journeys, valence, moments, journeys table);
+* **sql**: ``bench/_sql_baseline.py``, the same journeys and moments as the pandas
+  baseline written by hand as DuckDB SQL over the Parquet file (no store, no
+  mapping, no config), into a fresh file: what this subset costs a hand-written
+  prototype (the speed target's reference) on the same machine.
 
 From ``--memory-limit-from`` rows up (default 10M) the workspace gets
 ``memory_limit: <--memory-limit>`` (default 3GB) and ``temp_directory: spill``.
 On the first repeat of the ``--check-size`` data (default 1M) a further child
 compares the pandas journeys with keymoments's (count per type, event -> journey
-assignment, seq, valence, experience moments and repeat purchases), and with
+assignment, seq, valence, experience moments and repeat purchases) and with the SQL
+baseline's (every journeys column and every moment), and with
 ``--profile`` another one rebuilds with DuckDB's JSON profiling on every build
 statement and prints the costliest operators.
 
@@ -238,6 +243,16 @@ def _child_pandas(job: dict) -> dict:
             "moments": len(out["moments"])}
 
 
+def _child_sql(job: dict) -> dict:
+    import _sql_baseline
+
+    steps: dict[str, float] = {}
+    cpu, started = _cpu_s(), time.perf_counter()
+    counts = _sql_baseline.run(job["file"], job["db"], steps, job.get("memory_limit"))
+    return {"seconds": time.perf_counter() - started, "cpu_s": _cpu_s() - cpu, "steps": steps,
+            "events": counts["je"], "journeys": counts["journeys"], "moments": counts["moments"]}
+
+
 def _child_check(job: dict) -> dict:
     """Compare the pandas baseline with the workspace's journeys and moments."""
     import duckdb
@@ -246,6 +261,13 @@ def _child_check(job: dict) -> dict:
     import _pandas_baseline
 
     pdo = _pandas_baseline.run(job["file"])
+    import _sql_baseline
+
+    sql_db = Path(job["workspace"]).parent / "sql-check.duckdb"
+    sql_db.unlink(missing_ok=True)
+    _sql_baseline.run(job["file"], str(sql_db))
+    sql_check = _sql_baseline.compare_with_pandas(str(sql_db), pdo)
+    sql_db.unlink(missing_ok=True)
     con = duckdb.connect(str(Path(job["workspace"]) / "keymoments.duckdb"), read_only=True)
     con.execute("SET TimeZone = 'UTC'")
     km = con.execute("""
@@ -318,6 +340,7 @@ def _child_check(job: dict) -> dict:
         diff_tie = rowts.reindex(diff.row).values == rowts.reindex(diff.km_row).values
         res["moments_differ_same_ts"] = int(diff_tie.sum())
         res["moments_differ_examples"] = diff.head(5).astype(str).to_dict("records")
+    res["sql_against_pandas"] = sql_check
     return res
 
 
@@ -381,7 +404,7 @@ def _child_profile(job: dict) -> dict:
 
 
 CHILDREN = {"floor": _child_floor, "ingest": _child_ingest, "build": _child_build,
-            "pandas": _child_pandas, "check": _child_check, "profile": _child_profile}
+            "pandas": _child_pandas, "sql": _child_sql, "check": _child_check, "profile": _child_profile}
 
 
 def child(job_json: str) -> None:
@@ -440,7 +463,7 @@ def summarise(runs: list[dict]) -> list[dict]:
     out = []
     for size in dict.fromkeys(r["size"] for r in runs):
         by = {m: [r for r in runs if r["size"] == size and r["mode"] == m]
-              for m in ("floor", "ingest", "build", "pandas")}
+              for m in ("floor", "ingest", "build", "pandas", "sql")}
         s: dict = {"size": size, "repeats": len(by["floor"]),
                    "memory_limit": next((r.get("memory_limit") for r in by["ingest"]), None),
                    "errors": [f"{r['mode']} #{r['repeat'] + 1}: {r['error'][:300]}"
@@ -456,7 +479,11 @@ def summarise(runs: list[dict]) -> list[dict]:
         s["pandas_s"] = _med(by["pandas"], lambda r: r["seconds"])
         for step in ("read", "dedupe_person", "journeys_assign", "valence", "moments", "journeys_table"):
             s[f"pandas_{step}_s"] = _med(by["pandas"], lambda r, k=step: r["steps"].get(k))
+        s["sql_s"] = _med(by["sql"], lambda r: r["seconds"])
+        for step in ("dedupe_person", "journeys_assign", "valence", "moments", "journeys_table"):
+            s[f"sql_{step}_s"] = _med(by["sql"], lambda r, k=step: r["steps"].get(k))
         f = s["floor_s"]
+        s["sql_over_floor"] = s["sql_s"] / f if f and s["sql_s"] else None
         s["build_over_floor"] = s["build_s"] / f if f and s["build_s"] else None
         s["total_over_floor"] = s["total_s"] / f if f and s["total_s"] else None
         p = s["pandas_s"]
@@ -482,8 +509,10 @@ def markdown(summary: list[dict]) -> str:
     lines = [
         "| events | repeats | floor s | ingest s | text | journey_events | journeys | moments | write "
         "| build s | ingest + build s | build / floor | (ingest + build) / floor | pandas s "
-        "| km / pandas | peak RSS MB floor / ingest / build / pandas | memory_limit |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| km / pandas | sql s | sql / floor "
+        "| peak RSS MB floor / ingest / build / pandas / sql | memory_limit |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:"
+        "|---:|---|",
     ]
     for s in summary:
         lines.append(
@@ -492,8 +521,10 @@ def markdown(summary: list[dict]) -> str:
             + f" | {_fmt(s['build_s'], '.1f')} | {_fmt(s['total_s'], '.1f')} "
             f"| **{_fmt(s['build_over_floor'], '.1f')}x** | **{_fmt(s['total_over_floor'], '.1f')}x** "
             f"| {_fmt(s['pandas_s'], '.1f')} | {_fmt(s['total_over_pandas'], '.2f')}x "
+            f"| {_fmt(s['sql_s'], '.2f')} | **{_fmt(s['sql_over_floor'], '.1f')}x** "
             f"| {_fmt(s['floor_rss_mb'], ',.0f')} / {_fmt(s['ingest_rss_mb'], ',.0f')} / "
-            f"{_fmt(s['build_rss_mb'], ',.0f')} / {_fmt(s['pandas_rss_mb'], ',.0f')} "
+            f"{_fmt(s['build_rss_mb'], ',.0f')} / {_fmt(s['pandas_rss_mb'], ',.0f')} / "
+            f"{_fmt(s['sql_rss_mb'], ',.0f')} "
             f"| {s['memory_limit'] or 'unset'} |")
     return "\n".join(lines)
 
@@ -539,7 +570,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reuse-workspace", action="store_true",
                     help="when a kept workspace of that size exists, skip the ingest and build on it "
                          "(its recorded ingest result is reported, marked reused); saves the 50M ingest")
-    ap.add_argument("--skip", nargs="*", default=[], choices=["floor", "build", "pandas"],
+    ap.add_argument("--skip", nargs="*", default=[], choices=["floor", "build", "pandas", "sql"],
                     help="measurements to leave out")
     ap.add_argument("--out", type=Path, help="JSON file (default bench/out/engine-<date>.json)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
@@ -595,6 +626,9 @@ def main(argv: list[str] | None = None) -> int:
                              trace=trace)]
                 if size <= args.pandas_max and args.data == "export":
                     jobs.append(dict(base, mode="pandas"))
+                if args.data == "export":
+                    jobs.append(dict(base, mode="sql", db=str(tmp / "sql.duckdb"),
+                                     memory_limit=limit))
                 jobs = [j for j in jobs if j["mode"] not in args.skip]
                 for job in jobs:
                     load = os.getloadavg()[0]
@@ -616,8 +650,8 @@ def main(argv: list[str] | None = None) -> int:
                     for t in res.get("stderr_tail", []):
                         print(f"      | {t}", flush=True)
                     save()
-                    if job["mode"] == "floor" and "error" not in res:
-                        (tmp / "floor.duckdb").unlink(missing_ok=True)
+                    if job["mode"] in ("floor", "sql") and "error" not in res:
+                        (tmp / f"{job['mode']}.duckdb").unlink(missing_ok=True)
                     if "error" in res and job["mode"] == "ingest":
                         break  # nothing to build
                 ws_ok = all("error" not in r for r in runs[-len(jobs):])
